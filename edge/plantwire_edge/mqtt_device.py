@@ -1,0 +1,200 @@
+"""MQTT device adapter: vendor JSON published by a device to a plant broker, mapped field by
+field to metrics with declarative selectors.
+
+A payload that is not JSON, or carries none of the configured fields, is counted and logged
+(throttled) and otherwise ignored; nothing a device publishes can stop the adapter. The
+device is online from its first usable message until the plant broker connection is lost or,
+with ``offline_after_s``, until it has been silent that long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from plantwire_bus.mqtt import Message, MqttClient, MqttError, parse_mqtt_url
+from plantwire_bus.runner import stopped_within
+from plantwire_edge.devices import MqttDevice
+from plantwire_edge.feed import Feed
+from plantwire_edge.node import EdgeNode
+from plantwire_edge.selector import Missing, Selector, parse_selector
+from plantwire_edge.status import AdapterStatus, Throttle
+from plantwire_edge.values import ClockCheck, now_ms
+
+log = logging.getLogger(__name__)
+
+
+class TimestampError(ValueError):
+    """A device timestamp that does not match the declared format."""
+
+
+def parse_timestamp(raw: object, fmt: str) -> int:
+    """Milliseconds since the epoch from a device timestamp in format ``fmt``."""
+    if fmt == "iso8601":
+        if not isinstance(raw, str):
+            raise TimestampError(f"{raw!r} is not an ISO 8601 string")
+        try:
+            when = datetime.fromisoformat(raw)
+        except ValueError:
+            raise TimestampError(f"{raw!r} is not an ISO 8601 timestamp") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return round(when.timestamp() * 1000)
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise TimestampError(f"{raw!r} is not a number of {fmt}")
+    try:
+        return (
+            int(raw)
+            if fmt == "epoch_ms" and isinstance(raw, int)
+            else round(raw * (1000 if fmt == "epoch_s" else 1))
+        )
+    except OverflowError:
+        raise TimestampError(f"{raw!r} is out of range") from None
+
+
+class MqttDeviceAdapter:
+    def __init__(self, device: MqttDevice, node: EdgeNode) -> None:
+        self.device = device
+        self.status = AdapterStatus(device.device_id, "mqtt")
+        self.connected = asyncio.Event()
+        self.channel = node.channel(device.device_id)
+        self._throttle = Throttle()
+        self._clock = ClockCheck(
+            int(device.max_clock_skew_s * 1000), int(device.max_age_days * 86_400_000)
+        )
+        self.fields: list[tuple[Selector, Feed]] = [
+            (parse_selector(f.path), Feed(self.channel, f, f.path, self.status, self._throttle))
+            for f in device.fields
+        ]
+        self.timestamp = (
+            parse_selector(device.timestamp_path) if device.timestamp_path is not None else None
+        )
+        self._last_message = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        dev = self.device
+        client_id = f"plantwire-edge-{dev.device_id}-{uuid.uuid4().hex[:8]}"
+        delay = 0.5
+        while not stop.is_set():
+            client = MqttClient(parse_mqtt_url(dev.broker_url), client_id)
+            try:
+                await client.connect()
+                await client.subscribe(dev.topic, qos=1)
+            except (MqttError, TimeoutError) as exc:
+                self.status.set_state("disconnected", str(exc))
+                self._throttle(log, "connect", "%s: %s", dev.device_id, exc)
+                await client.disconnect()
+                self.status.reconnects += 1
+                await stopped_within(stop, delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.5
+            self.status.connects += 1
+            try:
+                await self._listen(client, stop)
+            finally:
+                await client.disconnect()
+        self.channel.set_offline()
+        self.connected.clear()
+        if self.status.state == "connected":
+            self.status.set_state("disconnected")
+
+    async def _listen(self, client: MqttClient, stop: asyncio.Event) -> None:
+        """Handle messages until ``stop``; presence follows the broker connection (paho
+        reconnects and resubscribes by itself) and the device's silence."""
+        loop = asyncio.get_running_loop()
+        stopper = asyncio.ensure_future(stop.wait())
+        getter: asyncio.Future[Message] | None = None
+        try:
+            while not stop.is_set():
+                if client.connected.is_set():
+                    self.status.set_state("connected")
+                    self.connected.set()
+                else:
+                    self.status.set_state("disconnected", "plant broker connection lost")
+                    self.connected.clear()
+                    self.channel.set_offline()
+                if getter is None:
+                    getter = asyncio.ensure_future(client.next_message())
+                waiting: set[asyncio.Future[Any]] = {getter, stopper}
+                done, _ = await asyncio.wait(
+                    waiting, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in done:
+                    self.handle(getter.result())
+                    getter = None
+                silent = self.device.offline_after_s
+                if silent and self.channel.online and loop.time() - self._last_message > silent:
+                    log.info("%s: silent for %.0f s: offline", self.device.device_id, silent)
+                    self.channel.set_offline()
+        finally:
+            stopper.cancel()
+            if getter is not None:
+                getter.cancel()
+
+    def handle(self, message: Message) -> None:
+        """Map one payload to values; anything malformed is counted, logged and skipped."""
+        try:
+            self._handle(message)
+        except Exception as exc:  # noqa: BLE001 - nothing a device sends may stop the adapter
+            self._malformed(message.topic, f"{type(exc).__name__}: {exc}")
+
+    def _handle(self, message: Message) -> None:
+        dev = self.device
+        try:
+            document = json.loads(message.payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self._malformed(message.topic, f"not JSON: {exc}")
+            return
+        now = now_ms()
+        ts = now
+        problem = ""
+        if self.timestamp is not None:
+            try:
+                ts = parse_timestamp(self.timestamp.select(document), dev.timestamp_format)
+            except (Missing, TimestampError) as exc:
+                problem = f"timestamp: {exc}; using gateway time"
+        low, high = self._clock.bounds(now)
+        found = 0
+        for selector, feed in self.fields:
+            try:
+                native = selector.select(document)
+            except Missing:
+                continue
+            if isinstance(native, dict | list):
+                self.status.rejected += 1
+                self._throttle(
+                    log,
+                    f"shape:{feed.label}",
+                    "%s: %s selects a %s, not a value",
+                    dev.device_id,
+                    feed.label,
+                    type(native).__name__,
+                )
+                continue
+            found += 1
+            feed.put(native, ts, now, low, high)
+        if not found:
+            self._malformed(message.topic, "none of the configured fields is present")
+            return
+        if problem:
+            self._malformed(message.topic, problem)
+        self._last_message = asyncio.get_running_loop().time()
+        if not self.channel.online:
+            self.channel.set_online([])
+
+    def _malformed(self, topic: str, why: str) -> None:
+        self.status.malformed += 1
+        self._throttle(
+            log,
+            f"malformed:{why[:20]}",
+            "%s: malformed payload on %s: %s",
+            self.device.device_id,
+            topic,
+            why,
+        )

@@ -1,0 +1,391 @@
+"""The Sparkplug B edge node: births with aliases, batched DDATA, seq/bdSeq, deaths, rebirths,
+all fed from the durable buffer.
+
+Adapters get a :class:`DeviceChannel` per device and report values into it. Every
+``batch_ms`` the node writes what arrived to the :class:`~plantwire_edge.buffer.Buffer`
+(one batch per device, committed before anything is sent), then publishes queued batches as
+DDATA at QoS 1; a batch leaves the buffer only after the broker's PUBACK. While the broker is
+unreachable or the primary host's STATE is offline, batches stay queued; afterwards the node
+births again (NBIRTH, then a DBIRTH per online device) and sends the backlog in order,
+flagged ``is_historical``. The broker connection itself is the :class:`Uplink`'s business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from plantwire_bus.mqtt import Message, MqttClient
+from plantwire_bus.payload import DataType, Metric, Payload, PayloadError, decode_payload
+from plantwire_bus.payload import encode_payload as encode_birth
+from plantwire_bus.runner import stopped_within
+from plantwire_bus.topics import MessageType, Topic, decode_state
+from plantwire_edge.buffer import QUEUED, Batch, Buffer, Sample
+from plantwire_edge.channel import DeviceChannel
+from plantwire_edge.config import EdgeConfig
+from plantwire_edge.ddata import Field, encode_ddata, encode_valid, field_for
+from plantwire_edge.uplink import Uplink
+from plantwire_edge.values import now_ms
+
+log = logging.getLogger(__name__)
+
+REBIRTH_METRIC = "Node Control/Rebirth"
+WINDOW = 64  # DDATA messages awaiting PUBACK at once
+MAX_BATCH = 5_000  # samples per stored batch
+MAX_MESSAGE = 10_000  # samples per replayed DDATA (consecutive historical batches merged)
+DRAIN_S = 5.0  # on shutdown: how long to wait for the backlog to be acknowledged
+
+
+@dataclass
+class NodeStats:
+    published: int = 0  # messages of every kind
+    values_sent: int = 0  # DDATA metrics published
+    values_acked: int = 0  # DDATA metrics acknowledged by the broker
+    historical_sent: int = 0
+    values_dropped: int = 0  # by the buffer's overflow policy
+    encode_rejected: int = 0
+    births: int = 0
+    device_deaths: int = 0
+    connects: int = 0
+    connect_failures: int = 0
+
+
+class EdgeNode:
+    def __init__(self, config: EdgeConfig, buffer: Buffer | None = None) -> None:
+        self.config = config
+        bc = config.buffer
+        self.buffer = buffer or Buffer(bc.path, bc.max_values, bc.overflow, bc.sync)
+        self.stats = NodeStats()
+        self.channels: dict[str, DeviceChannel] = {}
+        self.fields: dict[int, Field] = {}
+        self.connected = asyncio.Event()
+        self.host_online = config.primary_host_id is None
+        self.uplink = Uplink(config, self.buffer, self.stats, self)
+        self._seq = 0
+        self._need_birth = True
+        self._client: MqttClient | None = None
+        self._generation = 0
+        self._inflight_messages = 0
+        self._acked: list[Batch] = []
+        self._pump_due = False
+        self._opened = False
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # -- adapters' side --------------------------------------------------------------------
+    def open(self) -> None:
+        """Open the buffer and queue what an earlier run left in it (idempotent)."""
+        if self._opened:
+            return
+        self._opened = True
+        for batch in self.buffer.open():
+            self.channel(batch.device).unsent.append(batch)
+        for key, mk in self.buffer.metrics.items():
+            self.fields[key] = field_for(mk.datatype)
+
+    def channel(self, device_id: str) -> DeviceChannel:
+        dev = self.channels.get(device_id)
+        if dev is None:
+            dev = self.channels[device_id] = DeviceChannel(self, device_id)
+        return dev
+
+    def register(self, device_id: str, name: str, datatype: DataType) -> int:
+        self.open()
+        key = self.buffer.metric_key(device_id, name, datatype)
+        self.fields[key] = field_for(datatype)
+        return key
+
+    # -- the node's loop -------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop``; then store what is staged, send what can be sent, and die."""
+        self.open()
+        if self.buffer.durable:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, "plantwire-buffer")
+        halt = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.uplink.run(halt))
+                interval = max(self.config.batch_ms, 10) / 1000
+                while not await stopped_within(stop, interval):
+                    await self._flush()
+                    self._pump()
+                await self._flush()
+                await self._drain()
+                halt.set()
+        finally:
+            await self._flush(final=True)
+            if self._executor is not None:
+                self._executor.shutdown()
+            left = self.buffer.stats.depth_values
+            if left:
+                where = self.buffer.path or "memory (lost now)"
+                log.warning("%d values not yet acknowledged remain in the buffer: %s", left, where)
+            self.buffer.close()
+
+    async def _flush(self, final: bool = False) -> None:
+        groups: list[tuple[str, list[Sample], bool]] = []
+        ready = self._ready()
+        for dev in self.channels.values():
+            if not dev.staged:
+                continue
+            samples, dev.staged = dev.staged, []
+            current = dev.current
+            for key, value, ts in samples:
+                current[key] = (value, ts)
+            if dev.born and len(current) != dev.checked:
+                dev.checked = len(current)
+                if not current.keys() <= dev.birth_keys:
+                    dev.rebirth = True  # a metric got its first value after the birth
+            live = ready and not dev.unsent  # sent within this tick, in real time
+            for start in range(0, len(samples), MAX_BATCH):
+                groups.append((dev.device_id, samples[start : start + MAX_BATCH], live))
+        acked, self._acked = self._acked, []
+        if not groups and not acked:
+            return
+        if self._executor is not None and not final:
+            loop = asyncio.get_running_loop()
+            stored, dropped = await loop.run_in_executor(
+                self._executor, self.buffer.write, groups, acked
+            )
+        else:
+            stored, dropped = self.buffer.write(groups, acked)
+        for batch in stored:
+            self.channels[batch.device].unsent.append(batch)
+        if dropped:
+            self.stats.values_dropped += sum(b.count for b in dropped)
+            log.warning("buffer full: dropped the %d oldest values", sum(b.count for b in dropped))
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_S
+        while loop.time() < deadline and self._ready():
+            if not any(d.inflight or (d.unsent and d.born) for d in self.channels.values()):
+                return
+            self._pump()
+            await asyncio.sleep(0.02)
+
+    # -- the uplink's hooks -----------------------------------------------------------------
+    @property
+    def birthed(self) -> bool:
+        """Whether this connection has published its NBIRTH."""
+        return not self._need_birth
+
+    def attached(self, client: MqttClient) -> None:
+        """A new broker session is ready (subscribed); births follow when the host is up."""
+        self.host_online = self.config.primary_host_id is None
+        self._need_birth = True
+        self._client = client
+        self.connected.set()
+        self._pump()
+
+    def detached(self) -> None:
+        """The broker session is gone: unacknowledged batches go back to the front."""
+        self._client = None
+        self.connected.clear()
+        self._generation += 1
+        self._inflight_messages = 0
+        for dev in self.channels.values():
+            if dev.inflight:
+                batches = sorted(dev.inflight.values(), key=lambda b: b.id)
+                dev.inflight.clear()
+                for batch in batches:
+                    batch.live = False
+                dev.unsent.extendleft(reversed(batches))
+            dev.born = dev.rebirth = dev.death_due = False  # the Will ends every session
+
+    def command(self, message: Message) -> None:
+        """A message on NCMD or the primary host's STATE topic."""
+        if message.topic.startswith("spBv1.0/STATE/"):
+            try:
+                online, _ = decode_state(message.payload)
+            except PayloadError:
+                log.warning("ignoring malformed STATE message on %s", message.topic)
+                return
+            if online != self.host_online:
+                log.info("primary host %s", "online" if online else "offline")
+            if online and not self.host_online:
+                self._need_birth = True
+            self.host_online = online
+            self._schedule_pump()
+            return
+        try:
+            payload = decode_payload(message.payload)
+        except PayloadError:
+            log.warning("ignoring malformed command on %s", message.topic)
+            return
+        if any(m.name == REBIRTH_METRIC and m.value is True for m in payload.metrics):
+            log.info("rebirth requested")
+            self._need_birth = True
+            self._schedule_pump()
+
+    # -- publishing ------------------------------------------------------------------------
+    def _ready(self) -> bool:
+        client = self._client
+        return client is not None and client.connected.is_set() and self.host_online
+
+    def _schedule_pump(self) -> None:
+        if not self._pump_due:
+            self._pump_due = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) % 256
+        return self._seq
+
+    def _topic(self, kind: MessageType, device_id: str | None = None) -> str:
+        return str(Topic(self.config.group_id, kind, self.config.edge_node_id, device_id))
+
+    def _publish(self, client: MqttClient, topic: str, payload: bytes) -> asyncio.Future[None]:
+        self.stats.published += 1
+        return client.publish_nowait(topic, payload)
+
+    def _pump(self) -> None:
+        """Publish births, deaths and queued batches, as far as the window allows."""
+        self._pump_due = False
+        client = self._client
+        if client is None or not self._ready():
+            return
+        if self._need_birth:
+            self._node_birth(client)
+        for dev in self.channels.values():
+            if dev.online and (not dev.born or dev.rebirth) and not dev.death_due:
+                self._device_birth(client, dev)
+            # a device that is gone is born for its backlog alone, then dies again
+            while (dev.born or not dev.online) and self._inflight_messages < WINDOW:
+                if not self._send_batches(client, dev):
+                    break
+            if dev.death_due and not dev.unsent:
+                at = dev.offline_at or dev.last_ts or now_ms()
+                self._publish(
+                    client,
+                    self._topic(MessageType.DDEATH, dev.device_id),
+                    encode_birth(Payload(timestamp=at, seq=self._next_seq())),
+                )
+                dev.death_due = dev.born = False
+                self.stats.device_deaths += 1
+                if dev.online:
+                    self._device_birth(client, dev)
+
+    def _node_birth(self, client: MqttClient) -> None:
+        self._seq = 0
+        metrics = (
+            Metric(name="bdSeq", datatype=DataType.UInt64, value=self.uplink.bd_seq),
+            Metric(name=REBIRTH_METRIC, datatype=DataType.Boolean, value=False),
+        )
+        payload = encode_birth(Payload(timestamp=now_ms(), seq=0, metrics=metrics))
+        self._publish(client, self._topic(MessageType.NBIRTH), payload)
+        self._need_birth = False
+        self.stats.births += 1
+        for dev in self.channels.values():
+            dev.born = dev.rebirth = dev.death_due = False
+
+    def _device_birth(
+        self,
+        client: MqttClient,
+        dev: DeviceChannel,
+        backlog: list[Sample] | None = None,
+        at: int | None = None,
+    ) -> None:
+        """DBIRTH with every metric that has a value, and those of ``backlog`` (their
+        current value if known, else their first value there)."""
+        for key, value, ts in dev.staged:
+            dev.current[key] = (value, ts)
+        keys = set(dev.current) | (dev.birth_keys if dev.born else set())
+        first: dict[int, tuple[Any, int]] = {}
+        for key, value, ts in backlog or ():
+            if key not in keys and key not in first:
+                first[key] = (value, ts)
+                self.fields.setdefault(key, field_for(self.buffer.metrics[key].datatype))
+        keys |= first.keys()
+        now = now_ms()
+        metrics = []
+        for key in sorted(keys):
+            mk = self.buffer.metrics[key]
+            value, ts = dev.current.get(key) or first.get(key) or (None, now)
+            metrics.append(
+                Metric(
+                    name=mk.name,
+                    alias=key,
+                    timestamp=ts,
+                    datatype=mk.datatype,
+                    value=value,
+                    is_null=value is None,
+                )
+            )
+        payload = Payload(timestamp=at or now, seq=self._next_seq(), metrics=tuple(metrics))
+        self._publish(client, self._topic(MessageType.DBIRTH, dev.device_id), encode_birth(payload))
+        dev.born, dev.rebirth, dev.birth_keys, dev.checked = True, False, keys, len(dev.current)
+
+    def _send_batches(self, client: MqttClient, dev: DeviceChannel) -> bool:
+        """Publish the next batch of ``dev`` (merged with following historical ones)."""
+        while dev.unsent and dev.unsent[0].state != QUEUED:
+            dev.unsent.popleft()  # dropped by the overflow policy
+        if not dev.unsent:
+            return False
+        group = [dev.unsent[0]]
+        live = group[0].live
+        samples = self.buffer.load(group[0])
+        if not live:
+            samples = list(samples)
+            for batch in itertools.islice(dev.unsent, 1, None):
+                if batch.live or batch.state != QUEUED or len(samples) + batch.count > MAX_MESSAGE:
+                    break
+                group.append(batch)
+                samples.extend(self.buffer.load(batch))
+            dev.last_ts = max(dev.last_ts, max(ts for _, _, ts in samples))
+        if not dev.born:  # the device is gone: born for its backlog, as of its first value
+            self._device_birth(client, dev, samples, at=group[0].first_ts)
+            dev.death_due = True
+        elif not {key for key, _, _ in samples} <= dev.birth_keys:  # e.g. from an earlier run
+            self._device_birth(client, dev, samples)
+        for _ in group:
+            dev.unsent.popleft()
+        seq = self._next_seq()
+        try:
+            data, count = encode_ddata(
+                samples, self.fields, seq=seq, timestamp=now_ms(), historical=not live
+            )
+        except (TypeError, ValueError):  # a value no longer fits its metric's datatype
+            data, count, rejected = encode_valid(
+                samples, self.fields, seq=seq, timestamp=now_ms(), historical=not live
+            )
+            self.stats.encode_rejected += rejected
+        future = self._publish(client, self._topic(MessageType.DDATA, dev.device_id), data)
+        for batch in group:
+            dev.inflight[batch.id] = batch
+        self._inflight_messages += 1
+        self.stats.values_sent += count
+        if not live:
+            self.stats.historical_sent += count
+        future.add_done_callback(
+            functools.partial(self._settled, dev, group, count, self._generation)
+        )
+        return True
+
+    def _settled(
+        self,
+        dev: DeviceChannel,
+        group: list[Batch],
+        count: int,
+        generation: int,
+        future: asyncio.Future[None],
+    ) -> None:
+        if generation != self._generation:
+            return  # the connection was lost; detached() took these back
+        self._inflight_messages -= 1
+        if future.cancelled() or future.exception() is not None:
+            for batch in reversed(group):
+                if dev.inflight.pop(batch.id, None) is not None:
+                    dev.unsent.appendleft(batch)
+            log.warning("broker refused DDATA for %s; kept for retry", dev.device_id)
+        else:
+            for batch in group:
+                dev.inflight.pop(batch.id, None)
+            self._acked.extend(group)
+            self.stats.values_acked += count
+        if any(d.unsent for d in self.channels.values()):
+            self._schedule_pump()

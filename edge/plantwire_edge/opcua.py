@@ -1,0 +1,355 @@
+"""OPC UA adapter: subscriptions (or polling) of a device's variables, reported to the node.
+
+Each session: connect (security policy, certificates, user/password), read the server's
+operation limits, resolve every tag's namespace URI to this session's index, create the
+monitored items in batches the server accepts, then stream notifications. Notifications are
+handled per publish response, not per item, which keeps the cost per value low. A tag the
+server refuses (unknown node, bad filter) is reported and left out; the others flow. Losing
+the server (keep-alive watchdog, stale subscription, closed socket) reports the device
+offline and reconnects with jittered exponential backoff and a complete re-subscription. A
+rejected user or certificate is an error that needs a person, not a retry storm: it is
+logged plainly and retried only every few minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.common.subscription import Subscription
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.status_codes import StatusCodes
+
+from plantwire_bus.runner import stopped_within
+from plantwire_edge.devices import OpcUaDevice, Tag
+from plantwire_edge.feed import Feed
+from plantwire_edge.node import EdgeNode
+from plantwire_edge.opcua_session import AuthError, OperationLimits, connect
+from plantwire_edge.status import AdapterStatus, Throttle
+from plantwire_edge.values import ClockCheck, now_ms
+
+log = logging.getLogger(__name__)
+
+AUTH_RETRY_S = 300.0
+KEEPALIVE_MS = 2_000  # the server sends an empty publish response at least this often
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def to_ms(ts: datetime) -> int:
+    """Whole milliseconds since the epoch, computed exactly (no float rounding)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return (ts - _EPOCH) // _MS
+
+
+class _Feed(Feed):
+    __slots__ = ("tag", "timestamp")
+
+    def __init__(self, tag: Tag, device: OpcUaDevice, *args: Any) -> None:
+        super().__init__(*args)
+        self.tag = tag
+        self.timestamp = tag.timestamp or device.timestamp
+
+
+class _Notifications(Subscription):
+    """A subscription that hands each publish response's items to the adapter at once."""
+
+    def __init__(self, session: Any, params: Any, adapter: OpcUaAdapter) -> None:
+        super().__init__(session, params, None)
+        self._adapter = adapter
+
+    async def publish_callback(self, publish_result: Any) -> None:
+        self.last_publish_at = time.monotonic()
+        message = publish_result.NotificationMessage
+        if message.NotificationData is None:
+            return
+        self.last_sequence_number = int(message.SequenceNumber)
+        for notification in message.NotificationData:
+            if isinstance(notification, ua.DataChangeNotification):
+                self._adapter.on_items(notification.MonitoredItems)
+            elif isinstance(notification, ua.StatusChangeNotification):
+                self._adapter.on_subscription_status(notification.Status)
+
+
+class OpcUaAdapter:
+    def __init__(self, device: OpcUaDevice, node: EdgeNode, client_uri: str = "") -> None:
+        self.device = device
+        self.node = node
+        self.client_uri = client_uri or f"urn:plantwire:edge:{device.device_id}"
+        self.status = AdapterStatus(device.device_id, "opcua")
+        self.connected = asyncio.Event()
+        self.limits = OperationLimits()
+        self.channel = node.channel(device.device_id)
+        self._throttle = Throttle()
+        self._clock = ClockCheck(
+            int(device.max_clock_skew_s * 1000), int(device.max_age_days * 86_400_000)
+        )
+        self.feeds = [
+            _Feed(tag, device, self.channel, tag, tag.node, self.status, self._throttle)
+            for tag in device.tags
+        ]
+        self._active: list[_Feed | None] = []  # by client handle
+        self._nodeids: list[Any] = []
+        self._first: set[int] = set()
+        self._initial = asyncio.Event()  # set once every subscribed tag had its first value
+        self._polled: dict[int, tuple[Any, Any]] = {}
+        self._polled_handles: set[int] = set()
+
+    @property
+    def reconnects(self) -> int:
+        return self.status.reconnects
+
+    @property
+    def rejected(self) -> int:
+        return self.status.rejected
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = 0.5
+        dev = self.device
+        while not stop.is_set():
+            retry = delay * random.uniform(0.5, 1.0)
+            try:
+                await self._session(stop)
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except AuthError as exc:
+                self.status.set_state("auth_failed", str(exc))
+                log.error("%s: %s; not retrying for %.0f s", dev.device_id, exc, AUTH_RETRY_S)
+                retry = AUTH_RETRY_S
+            except Exception as exc:  # noqa: BLE001 - any failure: report, back off, retry
+                text = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                self.status.set_state("disconnected", text)
+                self._throttle(log, "session", "%s: %s: %s", dev.device_id, dev.endpoint, text)
+            self.connected.clear()
+            self.channel.set_offline()
+            if stop.is_set():
+                break
+            self.status.reconnects += 1
+            await stopped_within(stop, retry)
+            delay = min(delay * 2, dev.reconnect_max_s)
+        if self.status.state == "connected":
+            self.status.set_state("disconnected")
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        dev = self.device
+        client = await connect(dev, self.client_uri)
+        try:
+            self.limits = await OperationLimits.read(client)
+            handles = await self._resolve(client)
+            self._first = set(handles)
+            self._initial.clear()
+            subscribed = [h for h in handles if self._mode(h) == "subscribe"]
+            polled = [h for h in handles if self._mode(h) == "poll"]
+            self._polled_handles = set(polled)
+            sub = await self._subscribe(client, subscribed) if subscribed else None
+            self._first -= {h for h in subscribed if self._active[h] is None}
+            if not self._first - self._polled_handles:
+                self._initial.set()
+            self.status.connects += 1
+            self.status.set_state("connected")
+            self.connected.set()
+            log.info(
+                "%s: connected to %s (%d tags subscribed, %d polled, %d bad)",
+                dev.device_id,
+                dev.endpoint,
+                len(subscribed),
+                len(polled),
+                len(self.status.bad_points),
+            )
+            loop = asyncio.get_running_loop()
+            if self._first - set(polled):  # the first notification carries initial values
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._initial.wait(), dev.timeout_s)
+            self._polled = {}
+            if polled:
+                await self._poll(client, polled)
+            self.channel.set_online([])
+            self._first.clear()
+            next_poll = loop.time() + dev.poll_interval_ms / 1000
+            while not stop.is_set():
+                wait = (
+                    min(dev.watchdog_s, max(0.0, next_poll - loop.time()))
+                    if polled
+                    else (dev.watchdog_s)
+                )
+                await stopped_within(stop, wait)
+                await client.check_connection()  # raises once the watchdog found it dead
+                if sub is not None and self._stale(sub):
+                    raise ConnectionError("no publish response within the keep-alive time")
+                if polled and loop.time() >= next_poll:
+                    next_poll += dev.poll_interval_ms / 1000
+                    await self._poll(client, polled)
+        finally:
+            try:
+                await asyncio.wait_for(client.disconnect(), 2)
+            except Exception:  # the server may be gone already
+                log.debug("%s: disconnect failed", dev.device_id, exc_info=True)
+
+    def _mode(self, handle: int) -> str:
+        return self.feeds[handle].tag.mode or self.device.mode
+
+    def _stale(self, sub: _Notifications) -> bool:
+        last = sub.last_publish_at
+        limit = max(3 * KEEPALIVE_MS / 1000, 5 * self.device.publishing_interval_ms / 1000)
+        return last is not None and time.monotonic() - last > limit
+
+    async def _resolve(self, client: Client) -> list[int]:
+        """Handles (indexes) of the tags whose namespace this server knows."""
+        namespaces: list[str] = await client.get_namespace_array()
+        index = {uri: i for i, uri in enumerate(namespaces)}
+        self._active = [None] * len(self.feeds)
+        self._nodeids = [None] * len(self.feeds)
+        handles = []
+        for handle, feed in enumerate(self.feeds):
+            uri, _, rest = feed.tag.node.removeprefix("nsu=").partition(";")
+            if uri not in index:
+                self.status.bad(feed.label, f"namespace {uri!r} not on this server", log)
+                continue
+            try:
+                self._nodeids[handle] = ua.NodeId.from_string(f"ns={index[uri]};{rest}")
+            except Exception as exc:  # noqa: BLE001 - one bad tag must not stop the others
+                self.status.bad(feed.label, f"invalid node id: {exc}", log)
+                continue
+            self._active[handle] = feed
+            handles.append(handle)
+        if not handles:
+            raise RuntimeError("none of the configured nodes could be resolved")
+        return handles
+
+    async def _subscribe(self, client: Client, handles: list[int]) -> _Notifications:
+        dev = self.device
+        params = ua.CreateSubscriptionParameters()
+        params.RequestedPublishingInterval = dev.publishing_interval_ms
+        params.RequestedMaxKeepAliveCount = max(1, KEEPALIVE_MS // dev.publishing_interval_ms)
+        params.RequestedLifetimeCount = params.RequestedMaxKeepAliveCount * 10
+        params.MaxNotificationsPerPublish = 0  # no limit
+        params.PublishingEnabled = True
+        params.Priority = 0
+        sub = _Notifications(client.uaclient.session, params, self)
+        await sub.init()
+        batch = self.limits.monitored_items_per_call
+        for start in range(0, len(handles), batch):
+            chunk = handles[start : start + batch]
+            results = await sub.create_monitored_items([self._request(h) for h in chunk])
+            for handle, result in zip(chunk, results, strict=True):
+                if isinstance(result, ua.StatusCode):
+                    self.status.bad(self.feeds[handle].label, result.name, log)
+                    self._active[handle] = None
+                else:
+                    self.status.bad_points.pop(self.feeds[handle].label, None)
+        return sub
+
+    def _request(self, handle: int) -> Any:
+        feed = self.feeds[handle]
+        tag, dev = feed.tag, self.device
+        parameters = ua.MonitoringParameters()
+        parameters.ClientHandle = handle
+        interval = tag.sampling_interval_ms
+        parameters.SamplingInterval = dev.sampling_interval_ms if interval is None else interval
+        parameters.QueueSize = dev.queue_size
+        parameters.DiscardOldest = True
+        if tag.deadband > 0:
+            flt = ua.DataChangeFilter()
+            flt.Trigger = ua.DataChangeTrigger.StatusValue
+            flt.DeadbandType = 1 if tag.deadband_type == "absolute" else 2
+            flt.DeadbandValue = tag.deadband
+            parameters.Filter = flt
+        item = ua.ReadValueId()
+        item.NodeId = self._nodeids[handle]
+        item.AttributeId = AttributeIds.Value
+        request = ua.MonitoredItemCreateRequest()
+        request.ItemToMonitor = item
+        request.MonitoringMode = ua.MonitoringMode.Reporting
+        request.RequestedParameters = parameters
+        return request
+
+    async def _poll(self, client: Client, handles: list[int]) -> None:
+        """Read polled tags in batches of the server's read limit; report what changed."""
+        batch = self.limits.nodes_per_read
+        for start in range(0, len(handles), batch):
+            chunk = [h for h in handles[start : start + batch] if self._active[h] is not None]
+            if not chunk:
+                continue
+            params = ua.ReadParameters()
+            params.TimestampsToReturn = ua.TimestampsToReturn.Both
+            for handle in chunk:
+                rv = ua.ReadValueId()
+                rv.NodeId = self._nodeids[handle]
+                rv.AttributeId = AttributeIds.Value
+                params.NodesToRead.append(rv)
+            results = await client.uaclient.read(params)
+            items = []
+            for handle, dv in zip(chunk, results, strict=True):
+                code = dv.StatusCode.value if dv.StatusCode is not None else 0
+                if code in _REFUSED:
+                    reason = ua.StatusCode(ua.UInt32(code)).name
+                    self.status.bad(self.feeds[handle].label, reason, log)
+                    self._active[handle] = None
+                    continue
+                last = self._polled.get(handle)
+                current = (dv.Value.Value if dv.Value is not None else None, dv.SourceTimestamp)
+                if last == current:
+                    continue
+                self._polled[handle] = current
+                items.append(ua.MonitoredItemNotification(ClientHandle=handle, Value=dv))
+            self.on_items(items)
+
+    def on_items(self, items: list[Any]) -> None:
+        """Report a batch of monitored-item values (the hot path)."""
+        now = now_ms()
+        low, high = self._clock.bounds(now)
+        active = self._active
+        first = self._first
+        for item in items:
+            handle = item.ClientHandle
+            feed = active[handle] if handle < len(active) else None
+            if feed is None:
+                continue
+            dv = item.Value
+            status = dv.StatusCode
+            if status is not None and status.value & 0xC0000000:
+                self.status.rejected += 1
+                self._throttle(
+                    log,
+                    f"status:{feed.label}",
+                    "%s: %s: status %s",
+                    self.device.device_id,
+                    feed.label,
+                    status.name,
+                )
+                continue
+            if first:
+                first.discard(handle)
+                if not first - self._polled_handles:
+                    self._initial.set()
+            mode = feed.timestamp
+            stamp = dv.SourceTimestamp if mode == "source" else dv.ServerTimestamp
+            if mode == "gateway" or stamp is None:
+                ts = now
+            else:
+                ts = (stamp - _EPOCH) // _MS if stamp.tzinfo is not None else to_ms(stamp)
+            variant = dv.Value
+            feed.put(variant.Value if variant is not None else None, ts, now, low, high)
+
+    def on_subscription_status(self, status: Any) -> None:
+        log.warning("%s: subscription status %s", self.device.device_id, status)
+
+
+_REFUSED = frozenset(
+    {
+        StatusCodes.BadNodeIdUnknown,
+        StatusCodes.BadNodeIdInvalid,
+        StatusCodes.BadAttributeIdInvalid,
+        StatusCodes.BadNotReadable,
+        StatusCodes.BadUserAccessDenied,
+    }
+)

@@ -1,0 +1,123 @@
+"""The edge node's broker connection.
+
+Every connection is a fresh MQTT session (nothing queued by an earlier session is resent
+behind the node's back: the buffer decides what to send) whose Will is the NDEATH carrying
+that connection's ``bdSeq``; ``bdSeq`` is kept in the buffer so it continues across restarts.
+Connection attempts back off with jitter; NCMD and the primary host's STATE are handed to the
+node as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Protocol
+
+from plantwire_bus.mqtt import Message, MqttClient, MqttError, Will, parse_mqtt_url
+from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
+from plantwire_bus.runner import stopped_within
+from plantwire_bus.topics import MessageType, Topic, state_topic
+from plantwire_edge.buffer import Buffer
+from plantwire_edge.config import EdgeConfig
+from plantwire_edge.values import now_ms
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 10.0
+
+
+class Session(Protocol):
+    """What the node does when a session starts or ends, and with the messages it gets."""
+
+    @property
+    def birthed(self) -> bool: ...
+
+    def attached(self, client: MqttClient) -> None: ...
+
+    def detached(self) -> None: ...
+
+    def command(self, message: Message) -> None: ...
+
+
+class ConnectStats(Protocol):
+    connects: int
+    connect_failures: int
+
+
+class Uplink:
+    def __init__(
+        self, config: EdgeConfig, buffer: Buffer, stats: ConnectStats, node: Session
+    ) -> None:
+        self.config = config
+        self.buffer = buffer
+        self.stats = stats
+        self.node = node
+        self.bd_seq = 0
+
+    def death_payload(self) -> bytes:
+        bd = Metric(name="bdSeq", datatype=DataType.UInt64, value=self.bd_seq)
+        return encode_payload(Payload(timestamp=now_ms(), metrics=(bd,)))
+
+    def _topic(self, kind: MessageType) -> str:
+        return str(Topic(self.config.group_id, kind, self.config.edge_node_id))
+
+    async def run(self, halt: asyncio.Event) -> None:
+        """Connect, serve a session, reconnect; until ``halt`` (then NDEATH, disconnect)."""
+        cfg = self.config
+        address = parse_mqtt_url(cfg.mqtt_url)
+        self.bd_seq = int(self.buffer.meta("bd_seq", "255") or 255)
+        delay = 1.0
+        while not halt.is_set():
+            self.bd_seq = (self.bd_seq + 1) % 256
+            self.buffer.set_meta("bd_seq", str(self.bd_seq))
+            will = Will(self._topic(MessageType.NDEATH), self.death_payload(), qos=1)
+            client = MqttClient(address, f"{cfg.group_id}-{cfg.edge_node_id}", will=will)
+            lost = asyncio.Event()
+            client.on_disconnect.append(lost.set)
+            try:
+                await client.connect()
+            except MqttError as exc:
+                self.stats.connect_failures += 1
+                if self.stats.connect_failures == 1 or delay >= MAX_BACKOFF_S:
+                    log.warning("%s; retrying", exc)
+                await stopped_within(halt, delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, MAX_BACKOFF_S)
+                continue
+            delay = 1.0
+            self.stats.connects += 1
+            await self._session(client, lost, halt)
+
+    async def _session(self, client: MqttClient, lost: asyncio.Event, halt: asyncio.Event) -> None:
+        cfg = self.config
+        commands = asyncio.get_running_loop().create_task(self._commands(client))
+        attached = False
+        try:
+            await client.subscribe(self._topic(MessageType.NCMD))
+            if cfg.primary_host_id is not None:
+                await client.subscribe(state_topic(cfg.primary_host_id))
+            log.info("connected to %s (bdSeq %d)", client.address, self.bd_seq)
+            self.node.attached(client)
+            attached = True
+            waiters = [asyncio.ensure_future(e.wait()) for e in (lost, halt)]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        except (MqttError, TimeoutError) as exc:
+            log.warning("MQTT session failed: %s", exc)
+        finally:
+            commands.cancel()
+            birthed = attached and self.node.birthed
+            if attached:
+                self.node.detached()
+            if halt.is_set() and client.connected.is_set() and birthed:
+                try:
+                    ndeath = client.publish(self._topic(MessageType.NDEATH), self.death_payload())
+                    await asyncio.wait_for(ndeath, 5)
+                except (MqttError, TimeoutError):
+                    log.warning("could not publish NDEATH on shutdown; the Will covers it")
+            await client.disconnect()
+
+    async def _commands(self, client: MqttClient) -> None:
+        async for message in client.messages():
+            self.node.command(message)

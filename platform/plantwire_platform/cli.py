@@ -1,0 +1,205 @@
+"""``plantwire platform``: migrate, seed, ingest and serve."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from plantwire_bus.runner import run_until_signalled
+
+_ENV_HELP = "Configured by DATABASE_URL, MQTT_URL and PLANTWIRE_* environment variables."
+
+
+def add_parser(subparsers: Any) -> None:
+    platform = subparsers.add_parser(
+        "platform",
+        help="run the platform (ingest, API, migrations)",
+        description=f"The platform service. {_ENV_HELP}",
+    )
+    sub = platform.add_subparsers(dest="platform_command", metavar="ACTION", required=True)
+    migrate = sub.add_parser(
+        "migrate",
+        help="apply database schema migrations (idempotent)",
+        description=f"Apply missing schema migrations. {_ENV_HELP}",
+    )
+    migrate.set_defaults(func=_migrate)
+    seed = sub.add_parser(
+        "seed",
+        help="import a scenario's registry (enterprises, equipment...)",
+        description="Create or update registry entries from a scenario file.",
+    )
+    seed.add_argument("--scenario", default="demo", help="built-in name or TOML path")
+    seed.add_argument(
+        "--effective",
+        type=_timestamp,
+        help="when changed facts take effect (ISO 8601; default: now); past windows keep the "
+        "registry as it was",
+    )
+    seed.set_defaults(func=_seed)
+    ingest = sub.add_parser(
+        "ingest",
+        help="run a Sparkplug ingest worker",
+        description=f"Receive Sparkplug B and store it. {_ENV_HELP}",
+    )
+    ingest.set_defaults(func=_ingest)
+    serve = sub.add_parser(
+        "serve",
+        help="serve the HTTP API",
+        description=f"Serve the HTTP API (OpenAPI at /docs). {_ENV_HELP}",
+    )
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default 8000)")
+    serve.set_defaults(func=_serve)
+    verify = sub.add_parser(
+        "audit-verify",
+        help="check the partner audit log's hash chain",
+        description=f"Recompute the partner audit hash chain; exit 1 naming the first row "
+        f"that was changed, removed or inserted. {_ENV_HELP}",
+    )
+    verify.set_defaults(func=_audit_verify)
+    client = sub.add_parser(
+        "partner-client",
+        help="register a partner API client and print its secret",
+        description=f"Register an API client of the partner interface (e.g. the first "
+        f"platform admin); the secret is printed once and stored hashed. {_ENV_HELP}",
+    )
+    client.add_argument("client_id")
+    client.add_argument(
+        "--role", choices=["platform_admin", "enterprise_admin", "partner"], required=True
+    )
+    client.add_argument("--enterprise", type=int, help="enterprise id (not for platform_admin)")
+    client.set_defaults(func=_partner_client)
+
+
+def _timestamp(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from plantwire_platform.settings import PlatformSettings
+
+    overrides = {}
+    if getattr(args, "host", None):
+        overrides["api_host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["api_port"] = args.port
+    try:
+        return PlatformSettings(**overrides)
+    except ValidationError as exc:
+        for err in exc.errors():
+            print(
+                f"plantwire platform: {'.'.join(map(str, err['loc']))}: {err['msg']}",
+                file=sys.stderr,
+            )
+        return None
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from plantwire_platform.database import migrate
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    applied = asyncio.run(migrate(settings.database_url))
+    print(f"applied {len(applied)} migrations" if applied else "schema is up to date")
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from plantwire_platform.registry import import_scenario
+    from plantwire_sim.scenario import ScenarioError, load_scenario
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        print(f"plantwire platform seed: {exc}", file=sys.stderr)
+        return 2
+
+    async def seed() -> dict[str, int]:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            return await import_scenario(conn, scenario, args.effective)
+
+    ids = asyncio.run(seed())
+    print(
+        f"imported {len(ids)} enterprises from {scenario.name}: "
+        + ", ".join(f"{code} (id {i})" for code, i in ids.items())
+    )
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from plantwire_platform.ingest import IngestWorker
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    return asyncio.run(run_until_signalled(IngestWorker(settings).run))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from plantwire_platform.api import create_app
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from plantwire_platform.partner_audit import verify
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+
+    async def run() -> Any:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            return await verify(conn)
+
+    verdict = asyncio.run(run())
+    if verdict.ok:
+        print(f"audit chain intact: {verdict.rows} rows")
+        return 0
+    print(f"audit chain broken at row {verdict.bad_id}: {verdict.problem}", file=sys.stderr)
+    return 1
+
+
+def _partner_client(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from plantwire_platform.partner_tokens import create_client
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    if (args.role == "platform_admin") != (args.enterprise is None):
+        need = "--enterprise is required except for platform_admin"
+        print(f"plantwire platform partner-client: {need}", file=sys.stderr)
+        return 2
+
+    async def run() -> str:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            return await create_client(conn, args.client_id, args.role, args.enterprise)
+
+    print(f"client_id={args.client_id}\nclient_secret={asyncio.run(run())}")
+    return 0

@@ -1,0 +1,66 @@
+"""PostgreSQL access: connections and versioned, idempotent schema migrations."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_LOCK_KEY = 0x706C616E74  # advisory lock: one migrator at a time
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    """The schema migrations shipped with the platform, in version order."""
+    found = []
+    for entry in MIGRATIONS_DIR.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda m: m.version)
+
+
+async def migrate(database_url: str) -> list[int]:
+    """Apply the migrations the database lacks, then create the sample partitions of the
+    coming days; returns the versions applied."""
+    from plantwire_platform.partitions import maintain
+
+    applied: list[int] = []
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migration ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur = await conn.execute("SELECT version FROM schema_migration")
+            done = {row[0] for row in await cur.fetchall()}
+            for m in migrations():
+                if m.version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(m.sql.encode())
+                    await conn.execute(
+                        "INSERT INTO schema_migration (version, name) VALUES (%s, %s)",
+                        (m.version, m.name),
+                    )
+                log.info("applied migration %04d_%s", m.version, m.name)
+                applied.append(m.version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    await maintain(database_url)
+    return applied

@@ -1,0 +1,115 @@
+"""Groups of enterprises — industrial chains ("lines"), parks ("fields") and regions — and how
+an indicator rolls up over them.
+
+The official statistic for a group is the mean of its enterprises' rates; the pooled ratio
+(sum of numerators over sum of denominators) is shown beside it, with the number of
+enterprises that had a defined rate and their mean coverage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import dict_row
+
+GroupKind = Literal["chains", "parks", "regions"]
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One enterprise's numerator and denominator of a rate."""
+
+    numerator: float
+    denominator: float
+
+    @property
+    def value(self) -> float | None:
+        return self.numerator / self.denominator if self.denominator > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    mean: float | None  # mean of the enterprises' rates (the official statistic)
+    pooled: float | None  # sum of numerators / sum of denominators
+    enterprises: int  # enterprises with a defined rate
+
+
+def roll_up(shares: Sequence[Share]) -> Rollup:
+    values = [v for v in (s.value for s in shares) if v is not None]
+    numerator = sum(s.numerator for s in shares)
+    denominator = sum(s.denominator for s in shares)
+    return Rollup(
+        mean=sum(values) / len(values) if values else None,
+        pooled=numerator / denominator if denominator > 0 else None,
+        enterprises=len(values),
+    )
+
+
+async def members(conn: psycopg.AsyncConnection[Any], kind: GroupKind, key: str) -> list[int]:
+    """Enterprise ids of a chain (leader first, then suppliers), a park, or a region."""
+    if kind == "chains":
+        cur = await conn.execute(
+            "SELECT leader_id FROM chain WHERE id = %s UNION ALL"
+            " SELECT m.enterprise_id FROM chain_member m WHERE m.chain_id = %s",
+            (int(key), int(key)),
+        )
+    elif kind == "parks":
+        cur = await conn.execute(
+            "SELECT id FROM enterprise WHERE park_id = %s ORDER BY id", (int(key),)
+        )
+    else:
+        cur = await conn.execute(
+            "SELECT e.id FROM enterprise e LEFT JOIN park p ON p.id = e.park_id"
+            " WHERE coalesce(nullif(e.region, ''), p.region) = %s ORDER BY e.id",
+            (key,),
+        )
+    return [int(r[0]) for r in await cur.fetchall()]
+
+
+async def describe(
+    conn: psycopg.AsyncConnection[Any], kind: GroupKind, key: str
+) -> dict[str, Any] | None:
+    """The group's own record, or None if it does not exist."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        if kind == "chains":
+            await cur.execute(
+                "SELECT c.id, c.code, c.name, e.id AS leader_id, e.name AS leader"
+                " FROM chain c JOIN enterprise e ON e.id = c.leader_id WHERE c.id = %s",
+                (int(key),),
+            )
+        elif kind == "parks":
+            await cur.execute("SELECT id, code, name, region FROM park WHERE id = %s", (int(key),))
+        else:
+            await cur.execute(
+                "SELECT %s::text AS id, %s::text AS code, %s::text AS name WHERE EXISTS"
+                " (SELECT 1 FROM enterprise e LEFT JOIN park p ON p.id = e.park_id"
+                "  WHERE coalesce(nullif(e.region, ''), p.region) = %s)",
+                (key, key, key, key),
+            )
+        return await cur.fetchone()
+
+
+async def listing(conn: psycopg.AsyncConnection[Any], kind: GroupKind) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        if kind == "chains":
+            await cur.execute(
+                "SELECT c.id, c.code, c.name, c.leader_id,"
+                " (SELECT count(*) FROM chain_member m WHERE m.chain_id = c.id) AS suppliers"
+                " FROM chain c ORDER BY c.id"
+            )
+        elif kind == "parks":
+            await cur.execute(
+                "SELECT p.id, p.code, p.name, p.region,"
+                " (SELECT count(*) FROM enterprise e WHERE e.park_id = p.id) AS enterprises"
+                " FROM park p ORDER BY p.id"
+            )
+        else:
+            await cur.execute(
+                "SELECT coalesce(nullif(e.region, ''), p.region) AS id, count(*) AS enterprises"
+                " FROM enterprise e LEFT JOIN park p ON p.id = e.park_id"
+                " WHERE coalesce(nullif(e.region, ''), p.region, '') <> '' GROUP BY 1 ORDER BY 1"
+            )
+        return await cur.fetchall()

@@ -1,0 +1,348 @@
+"""Indicators of an enterprise over a window: reads the registry as it was and the telemetry,
+then applies the pure formulas of :mod:`plantwire_platform.kpi`.
+
+A window that spans a registry change is cut into segments at each change; every segment is
+computed with the registry valid in it, and the window's rates are the segments' rates
+weighted by their duration. Coverage and availability are measured against each site's
+planned production time (its shift calendar).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from plantwire_bus.state import PART_COUNT_METRIC, SCRAP_COUNT_METRIC
+from plantwire_platform.kpi import (
+    EquipmentRef,
+    NcRates,
+    Oee,
+    ProcessRef,
+    Thresholds,
+    Usage,
+    counter_increase,
+    nc_rates,
+    oee,
+)
+from plantwire_platform.shift_calendar import ShiftCalendar, parse_shifts
+from plantwire_platform.usage_rollup import UsageReader
+
+DEFAULT_WINDOW = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A stretch of the window with one registry state."""
+
+    start: datetime
+    end: datetime
+    rates: NcRates
+
+
+@dataclass(frozen=True, slots=True)
+class EquipmentResult:
+    id: int
+    code: str
+    line: str
+    usage: Usage
+    oee: Oee
+
+
+@dataclass(frozen=True, slots=True)
+class EnterpriseIndicators:
+    start: datetime
+    end: datetime
+    segments: tuple[Segment, ...]
+    equipment: tuple[EquipmentResult, ...]
+    equipment_registered: int
+    equipment_online: int
+    thresholds: Thresholds
+    lines: dict[str, Oee] = field(default_factory=dict)
+
+    def weighted(self, attribute: str) -> tuple[float, float]:
+        """(numerator, denominator) of a count, averaged over segments by duration."""
+        total = (self.end - self.start).total_seconds()
+        num = den = 0.0
+        for s in self.segments:
+            w = (s.end - s.start).total_seconds() / total if total > 0 else 0.0
+            value = getattr(s.rates, attribute)
+            num += w * float(value)
+            den += w * s.rates.key_processes
+        return num, den
+
+    @property
+    def last(self) -> NcRates:
+        return self.segments[-1].rates
+
+    @property
+    def mdi_share(self) -> float | None:
+        executing = sum(v.executing_s for s in self.segments for v in s.rates.verdicts if v.covered)
+        mdi = sum(v.mdi_executing_s for s in self.segments for v in s.rates.verdicts if v.covered)
+        return mdi / executing if executing > 0 else None
+
+
+async def default_window(
+    conn: psycopg.AsyncConnection[Any], enterprise_ids: Sequence[int], now: datetime
+) -> tuple[datetime, datetime]:
+    """The window used when the caller names none: the last hour, shortened to the current
+    connection period of the enterprises (see :func:`current_period_start`)."""
+    earliest = now - DEFAULT_WINDOW
+    cur = await conn.execute(
+        "SELECT c.online_at, c.offline_at FROM connectivity_session c"
+        " JOIN equipment e ON e.id = c.equipment_id JOIN site s ON s.id = e.site_id"
+        " WHERE s.enterprise_id = ANY(%s) AND c.online_at < %s"
+        " AND (c.offline_at IS NULL OR c.offline_at > %s)",
+        (list(enterprise_ids), now, earliest),
+    )
+    sessions = [(row[0], row[1]) for row in await cur.fetchall()]
+    return current_period_start(sessions, earliest, now), now
+
+
+def current_period_start(
+    sessions: list[tuple[datetime, datetime | None]], earliest: datetime, now: datetime
+) -> datetime:
+    """Start of the stretch of time up to ``now`` in which some equipment was always online.
+
+    A freshly connected enterprise, or one back after a complete outage, is judged on the
+    time since it (re)connected rather than on time it could not have reported. If nothing
+    is online now, or it has been for longer, the answer is ``earliest``.
+    """
+    start: datetime | None = None
+    end: datetime | None = None
+    for online, offline in sorted(sessions, key=lambda s: s[0]):
+        stop = offline or now
+        if end is not None and online <= end:
+            end = max(end, stop)
+        else:
+            start, end = online, stop
+    if start is None or end is None or end < now:
+        return earliest
+    return max(start, earliest)
+
+
+@dataclass(frozen=True, slots=True)
+class _Equipment:
+    id: int
+    code: str
+    site_id: int
+    line: str
+    ideal_cycle_s: float | None
+    versions: tuple[tuple[datetime, datetime | None, bool], ...]  # (from, to, declared_nc)
+
+    def declared_at(self, at: datetime) -> bool:
+        return any(a <= at and (b is None or at < b) and nc for a, b, nc in self.versions)
+
+
+@dataclass(frozen=True, slots=True)
+class _ProcessVersion:
+    id: int
+    code: str
+    name: str
+    valid_from: datetime
+    valid_to: datetime | None
+    is_key: bool
+    equipment_ids: tuple[int, ...]
+
+
+async def enterprise_indicators(
+    conn: psycopg.AsyncConnection[Any],
+    enterprise_id: int,
+    start: datetime,
+    end: datetime,
+    thresholds: Thresholds,
+    with_oee: bool = False,
+) -> EnterpriseIndicators:
+    """All indicators of one enterprise; ``with_oee`` adds production counts and OEE."""
+    equipment = await _equipment(conn, enterprise_id, start, end)
+    processes = await _process_versions(conn, enterprise_id, start, end)
+    calendars = await _calendars(conn, enterprise_id)
+    ids = sorted(equipment)
+    sessions = await _sessions(conn, ids, start, end)
+
+    changes = {t for p in processes for t in (p.valid_from, p.valid_to)} | {
+        t for e in equipment.values() for a, b, _ in e.versions for t in (a, b)
+    }
+    cuts = sorted({start, end} | {t for t in changes if t is not None and start < t < end})
+    planned_by_site = {site: cal.planned(start, end) for site, cal in calendars.items()}
+    planned = {e.id: planned_by_site[e.site_id] for e in equipment.values()}
+    reader = UsageReader(conn, start, end, sessions)
+    await reader.prepare(planned, cuts[1:-1])
+    segments = []
+    for a, b in itertools.pairwise(cuts):
+        refs = [
+            ProcessRef(
+                p.id,
+                p.code,
+                p.name,
+                tuple(
+                    EquipmentRef(e, equipment[e].code, equipment[e].declared_at(a))
+                    for e in p.equipment_ids
+                    if e in equipment
+                ),
+            )
+            for p in processes
+            if p.is_key and p.valid_from <= a and (p.valid_to is None or a < p.valid_to)
+        ]
+        usage = {e.id: reader.usage(e.id, a, b, planned[e.id]) for e in equipment.values()}
+        segments.append(Segment(a, b, nc_rates(refs, usage, (b - a).total_seconds(), thresholds)))
+
+    results = []
+    counters = await _counters(conn, ids, start, end) if with_oee else {}
+    for e in equipment.values():
+        u = reader.usage(e.id, start, end, planned[e.id])
+        parts = counter_increase(counters.get((e.id, PART_COUNT_METRIC), []))
+        scrap = counter_increase(counters.get((e.id, SCRAP_COUNT_METRIC), []))
+        results.append(
+            EquipmentResult(
+                e.id,
+                e.code,
+                e.line,
+                u,
+                oee(u.planned_s or 0.0, u.executing_s, parts, scrap, e.ideal_cycle_s),
+            )
+        )
+    online = sum(1 for e in ids if sessions.get(e))
+    return EnterpriseIndicators(
+        start,
+        end,
+        tuple(segments),
+        tuple(results),
+        len(equipment),
+        online,
+        thresholds,
+        _line_oee(results) if with_oee else {},
+    )
+
+
+def _line_oee(results: list[EquipmentResult]) -> dict[str, Oee]:
+    """A line's OEE pools its equipment: summed times and counts, count-weighted cycles."""
+    by_line: dict[str, list[EquipmentResult]] = defaultdict(list)
+    for r in results:
+        by_line[r.line].append(r)
+    out = {}
+    for line, items in by_line.items():
+        timed = [r for r in items if r.oee.ideal_cycle_s]
+        ideal_work = sum((r.oee.ideal_cycle_s or 0.0) * r.oee.total_count for r in timed)
+        run_timed = sum(r.oee.run_s for r in timed)
+        base = oee(
+            sum(r.oee.planned_s for r in items),
+            sum(r.oee.run_s for r in items),
+            sum(r.oee.total_count for r in items),
+            sum(r.oee.scrap_count for r in items),
+            None,
+        )
+        performance = min(ideal_work / run_timed, 1.0) if run_timed > 0 and timed else None
+        out[line] = Oee(
+            base.availability,
+            performance,
+            base.quality,
+            base.planned_s,
+            base.run_s,
+            base.total_count,
+            base.scrap_count,
+            None,
+        )
+    return out
+
+
+async def _equipment(
+    conn: psycopg.AsyncConnection[Any], enterprise_id: int, start: datetime, end: datetime
+) -> dict[int, _Equipment]:
+    cur = await conn.execute(
+        "SELECT e.id, e.code, e.site_id, coalesce(l.code, ''), e.ideal_cycle_s,"
+        " h.valid_from, h.valid_to, h.declared_nc"
+        " FROM equipment e JOIN site s ON s.id = e.site_id LEFT JOIN line l ON l.id = e.line_id"
+        " JOIN equipment_history h ON h.equipment_id = e.id"
+        " WHERE s.enterprise_id = %s AND h.valid_from < %s"
+        " AND (h.valid_to IS NULL OR h.valid_to > %s) ORDER BY e.id, h.valid_from",
+        (enterprise_id, end, start),
+    )
+    rows: dict[int, list[Any]] = defaultdict(list)
+    for row in await cur.fetchall():
+        rows[row[0]].append(row)
+    return {
+        eid: _Equipment(
+            eid, r[0][1], r[0][2], r[0][3], r[0][4], tuple((x[5], x[6], x[7]) for x in r)
+        )
+        for eid, r in rows.items()
+    }
+
+
+async def _process_versions(
+    conn: psycopg.AsyncConnection[Any], enterprise_id: int, start: datetime, end: datetime
+) -> list[_ProcessVersion]:
+    cur = await conn.execute(
+        "SELECT p.id, p.code, p.name, h.valid_from, h.valid_to, h.is_key, h.equipment_ids"
+        " FROM process_step p JOIN line l ON l.id = p.line_id JOIN site s ON s.id = l.site_id"
+        " JOIN process_history h ON h.process_step_id = p.id"
+        " WHERE s.enterprise_id = %s AND h.valid_from < %s"
+        " AND (h.valid_to IS NULL OR h.valid_to > %s) ORDER BY p.id, h.valid_from",
+        (enterprise_id, end, start),
+    )
+    return [
+        _ProcessVersion(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]))
+        for r in await cur.fetchall()
+    ]
+
+
+async def _calendars(
+    conn: psycopg.AsyncConnection[Any], enterprise_id: int
+) -> dict[int, ShiftCalendar]:
+    cur = await conn.execute(
+        "SELECT id, timezone, shifts, workdays FROM site WHERE enterprise_id = %s",
+        (enterprise_id,),
+    )
+    return {
+        sid: ShiftCalendar(tz, parse_shifts(shifts), frozenset(workdays))
+        for sid, tz, shifts, workdays in await cur.fetchall()
+    }
+
+
+async def _sessions(
+    conn: psycopg.AsyncConnection[Any], equipment_ids: list[int], start: datetime, end: datetime
+) -> dict[int, list[tuple[datetime, datetime | None]]]:
+    cur = await conn.execute(
+        "SELECT equipment_id, online_at, offline_at FROM connectivity_session"
+        " WHERE equipment_id = ANY(%s) AND online_at < %s"
+        " AND (offline_at IS NULL OR offline_at > %s) ORDER BY online_at",
+        (equipment_ids, end, start),
+    )
+    out: dict[int, list[tuple[datetime, datetime | None]]] = defaultdict(list)
+    for eid, online, offline in await cur.fetchall():
+        out[eid].append((online, offline))
+    return dict(out)
+
+
+async def _counters(
+    conn: psycopg.AsyncConnection[Any], equipment_ids: list[int], start: datetime, end: datetime
+) -> dict[tuple[int, str], list[float]]:
+    """Counter readings in the window, preceded by the last reading before it."""
+    cur = await conn.execute(
+        "WITH s AS (SELECT id, equipment_id, metric FROM series"
+        "  WHERE equipment_id = ANY(%(eq)s) AND metric IN (%(parts)s, %(scrap)s))"
+        " SELECT s.equipment_id, s.metric, t.ts, t.value FROM s"
+        " JOIN sample_num t ON t.series_id = s.id AND t.ts >= %(start)s AND t.ts < %(end)s"
+        " UNION ALL"
+        " SELECT s.equipment_id, s.metric, b.ts, b.value FROM s CROSS JOIN LATERAL"
+        "  (SELECT ts, value FROM sample_num WHERE series_id = s.id AND ts < %(start)s"
+        "   ORDER BY ts DESC LIMIT 1) b"
+        " ORDER BY 3",
+        {
+            "eq": equipment_ids,
+            "parts": PART_COUNT_METRIC,
+            "scrap": SCRAP_COUNT_METRIC,
+            "start": start,
+            "end": end,
+        },
+    )
+    out: dict[tuple[int, str], list[float]] = defaultdict(list)
+    for eid, metric, _ts, value in await cur.fetchall():
+        if value is not None:
+            out[(eid, metric)].append(float(value))
+    return dict(out)

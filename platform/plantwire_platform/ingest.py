@@ -1,0 +1,364 @@
+"""The ingest worker: the Sparkplug host application that stores what edge nodes publish.
+
+It announces itself on ``spBv1.0/STATE/{host_id}`` (edge nodes wait for that before sending),
+receives at QoS 1 in a persistent session and acknowledges each message to the broker only
+after the transaction holding its rows has committed. A crash therefore loses nothing: the
+broker redelivers, and the sample tables' keys make the redelivery a no-op. With
+``spec_strict`` it receives at QoS 0 in a clean session, as Sparkplug prescribes, instead.
+
+Two tasks form a pipeline: one takes messages into a batch (births and deaths are stored at
+once, see :mod:`plantwire_platform.intake`) while the other writes the previous batch,
+acknowledges its messages and asks nodes for rebirths. Several workers with the same
+``shared_group`` split the traffic through an MQTT v5 shared subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from typing import Any
+
+import psycopg
+
+from plantwire_bus.mqtt import Message, MqttClient, Will, parse_mqtt_url
+from plantwire_bus.payload import DataType, Metric, Payload, PayloadError, encode_payload
+from plantwire_bus.topics import (
+    MessageType,
+    Topic,
+    decode_state,
+    encode_state,
+    state_topic,
+    subscription,
+)
+from plantwire_platform.batch import Batch
+from plantwire_platform.catalog import Catalog
+from plantwire_platform.host import now_ms
+from plantwire_platform.intake import IngestStats, Intake
+from plantwire_platform.monitoring import IngestMetrics, MetricsServer
+from plantwire_platform.partitions import maintain
+from plantwire_platform.sequence import SeqEntry
+from plantwire_platform.settings import PlatformSettings
+from plantwire_platform.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+__all__ = ["IngestStats", "IngestWorker"]
+
+PARKED_RETRY_S = 0.05
+
+
+class IngestWorker:
+    """Receives Sparkplug messages and writes them in batches; run with :meth:`run`."""
+
+    def __init__(self, settings: PlatformSettings, client_suffix: str | None = None) -> None:
+        self.settings = settings
+        self.client_id = (
+            settings.ingest_client_id
+            if client_suffix is None
+            else f"{settings.host_id}-{client_suffix}"
+        )
+        self.stats = IngestStats()
+        self.metrics = IngestMetrics(self.client_id)
+        self.ready = asyncio.Event()
+        self.metrics_port: int | None = None
+        self._born = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        self._born = now_ms()
+        strict = settings.spec_strict
+        client = MqttClient(
+            parse_mqtt_url(settings.mqtt_url),
+            self.client_id,
+            will=Will(self._state_topic, encode_state(False, self._born), qos=1, retain=True),
+            clean_start=strict,
+            session_expiry=0 if strict else 24 * 3600,
+            manual_ack=not strict,
+            queue_size=settings.queue_size,
+        )
+        server = None
+        if settings.metrics_port is not None:
+            server = MetricsServer(self.metrics, settings.metrics_host, settings.metrics_port)
+            await server.start()
+            self.metrics_port = server.port
+        url = settings.database_url
+        try:
+            async with (
+                await psycopg.AsyncConnection.connect(url, autocommit=True) as data,
+                await psycopg.AsyncConnection.connect(url, autocommit=True) as control,
+            ):
+                catalog = Catalog(control, self.client_id)
+                await catalog.start()
+                intake = Intake(catalog, settings, self.metrics, self.stats)
+                writer = BatchWriter(data, self.client_id, settings.pack_after_days)
+                await self._online(client, stop, intake, writer)
+        finally:
+            if server is not None:
+                await server.stop()
+
+    @property
+    def _state_topic(self) -> str:
+        return state_topic(self.settings.host_id)
+
+    def _announce(self, client: MqttClient) -> None:
+        """Publish STATE online (retained), e.g. again after a reconnect."""
+        task = asyncio.get_running_loop().create_task(
+            client.publish(self._state_topic, encode_state(True, now_ms()), retain=True)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _online(
+        self, client: MqttClient, stop: asyncio.Event, intake: Intake, writer: BatchWriter
+    ) -> None:
+        settings = self.settings
+        await client.connect()
+        client.on_connect.append(lambda: self._announce(client))
+        qos = 0 if settings.spec_strict else 1
+        try:
+            if settings.shared_group is not None:
+                await client.subscribe(f"$share/{settings.shared_group}/{subscription()}", qos)
+                await client.subscribe(self._state_topic, 1)  # every worker guards STATE
+            else:
+                await client.subscribe(subscription(), qos)
+            # the same timestamp as the Will's, as Sparkplug 3.0 asks
+            await client.publish(self._state_topic, encode_state(True, self._born), retain=True)
+            self.ready.set()
+            log.info("ingest %s online at %s", self.client_id, client.address)
+            queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
+            written: asyncio.Queue[Batch | None] = asyncio.Queue()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._write(client, writer, intake, queue, written))
+                tg.create_task(self._control(client, intake, written))
+                tg.create_task(self._upkeep(stop))
+                await self._consume(client, intake, queue, stop)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    client.publish(self._state_topic, encode_state(False, now_ms()), retain=True),
+                    5,
+                )
+            await client.disconnect()
+
+    # -- taking messages -------------------------------------------------------------------
+    async def _consume(
+        self,
+        client: MqttClient,
+        intake: Intake,
+        queue: asyncio.Queue[Batch | None],
+        stop: asyncio.Event,
+    ) -> None:
+        settings = self.settings
+        max_age = settings.batch_age_ms / 1000
+        max_messages = max(settings.inflight_window // 2, 1)
+        batch, deadline = Batch(), math.inf
+        next_retry = 0.0
+        stopping = asyncio.ensure_future(stop.wait())
+        receiving: asyncio.Future[Message] | None = None
+        try:
+            while not stop.is_set():
+                message = None if receiving is not None else client.next_message_nowait()
+                if message is None:
+                    if receiving is None:
+                        receiving = asyncio.ensure_future(client.next_message())
+                    wait = deadline - time.monotonic()
+                    if intake.parked:
+                        wait = min(wait, PARKED_RETRY_S)
+                    waiters: set[asyncio.Future[Any]] = {receiving, stopping}
+                    done, _ = await asyncio.wait(
+                        waiters,
+                        timeout=None if math.isinf(wait) else max(wait, 0),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    if receiving in done:
+                        message, receiving = receiving.result(), None
+                now = time.monotonic()
+                if message is not None:
+                    self.stats.messages += 1
+                    if not batch.messages:
+                        batch.first_received, deadline = now, now + max_age
+                    if self._own_state(client, message):
+                        batch.messages.append(message)
+                    elif not await intake.take(message, batch, now):
+                        intake.park(message, now)
+                    await asyncio.sleep(0)  # let the writer go on as soon as its I/O is done
+                if intake.parked and now >= next_retry:
+                    next_retry = now + PARKED_RETRY_S
+                    await intake.refresh()
+                    await intake.retry_parked(batch)
+                    if batch.messages and math.isinf(deadline):
+                        batch.first_received, deadline = now, now + max_age
+                if batch.messages and (
+                    now >= deadline
+                    or batch.samples >= settings.batch_size
+                    or len(batch.messages) >= max_messages
+                ):
+                    await queue.put(batch)
+                    batch, deadline = Batch(), math.inf
+                    if intake.shared:
+                        await intake.refresh()
+        finally:
+            stopping.cancel()
+            if receiving is not None:
+                receiving.cancel()
+            if batch.messages:
+                await queue.put(batch)
+            await queue.put(None)
+
+    def _own_state(self, client: MqttClient, message: Message) -> bool:
+        """Our own STATE topic: answer an 'offline' (another worker's Will) with 'online'."""
+        if message.topic != self._state_topic:
+            return False
+        with contextlib.suppress(PayloadError):
+            online, _ = decode_state(message.payload)
+            if not online:
+                log.info("STATE of %s said offline while this worker runs: online again",
+                         self.settings.host_id)  # fmt: skip
+                self._announce(client)
+        return True
+
+    # -- writing ---------------------------------------------------------------------------
+    async def _write(
+        self,
+        client: MqttClient,
+        writer: BatchWriter,
+        intake: Intake,
+        queue: asyncio.Queue[Batch | None],
+        written: asyncio.Queue[Batch | None],
+    ) -> None:
+        metrics = self.metrics
+        try:
+            while (batch := await queue.get()) is not None:
+                started = time.perf_counter()
+                try:
+                    result = await writer.write(batch)
+                    inserted, careful = result.inserted, result.careful
+                except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError):
+                    log.exception("batch of %d messages failed; writing them one by one",
+                                  len(batch.messages))  # fmt: skip
+                    inserted, careful = await self._one_by_one(batch, writer, intake), True
+                for message in batch.messages:
+                    client.ack(message)
+                elapsed = time.perf_counter() - started
+                stats = self.stats
+                stats.samples_written += inserted
+                stats.batches += 1
+                stats.last_batch_ms = elapsed * 1000
+                metrics.samples.inc(inserted)
+                metrics.batch_seconds.observe(elapsed)
+                metrics.batch_samples.observe(batch.samples)
+                metrics.commit_lag.set(time.monotonic() - batch.first_received)
+                if batch.oldest_source_ms:
+                    metrics.source_lag.set(max(now_ms() - batch.oldest_source_ms, 0) / 1000)
+                if careful:
+                    metrics.careful_batches.inc()
+                if batch.seqs or batch.rebirths:
+                    written.put_nowait(batch)
+        finally:
+            written.put_nowait(None)
+
+    async def _control(
+        self, client: MqttClient, intake: Intake, written: asyncio.Queue[Batch | None]
+    ) -> None:
+        """After commits, off the write path: merge seq ledgers, ask for rebirths."""
+        catalog, wait_s = intake.catalog, intake.wait_s
+        done = False
+        while not done:
+            batches = [await written.get()]
+            while not written.empty():
+                batches.append(written.get_nowait())
+            done = batches[-1] is None
+            seqs: dict[tuple[str, str], list[SeqEntry]] = {}
+            rebirths: dict[tuple[str, str], str] = {}
+            for batch in batches:
+                if batch is None:
+                    continue
+                for node, entries in batch.seqs.items():
+                    seqs.setdefault(node, []).extend(entries)
+                for node, reason in batch.rebirths.items():
+                    rebirths.setdefault(node, reason)
+            if seqs:
+                for node in await catalog.merge_seqs(seqs, wait_s):
+                    self.metrics.seq_gaps.inc()
+                    rebirths.setdefault(node, "seq_gap")
+            for (group_id, edge_node_id), reason in sorted(rebirths.items()):
+                holdoff = self.settings.rebirth_holdoff_s
+                if await catalog.claim_rebirth(group_id, edge_node_id, holdoff, reason):
+                    await self._request_rebirth(client, group_id, edge_node_id, reason)
+
+    async def _one_by_one(self, batch: Batch, writer: BatchWriter, intake: Intake) -> int:
+        """Isolate the message a batch failed on: each alone, a failing one a dead letter."""
+        inserted = 0
+        for message in batch.messages:
+            single = Batch()
+            await intake.take(message, single, -math.inf)
+            try:
+                inserted += (await writer.write(single)).inserted
+            except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as exc:
+                dead = Batch()
+                intake.dead(dead, message, "storage_error", str(exc))
+                await writer.write(dead)
+        return inserted
+
+    async def _request_rebirth(
+        self, client: MqttClient, group_id: str, edge_node_id: str, reason: str
+    ) -> None:
+        command = Payload(
+            timestamp=now_ms(),
+            metrics=(Metric(name="Node Control/Rebirth", datatype=DataType.Boolean, value=True),),
+        )
+        topic = Topic(group_id, MessageType.NCMD, edge_node_id)
+        log.info("asking %s/%s for a rebirth (%s)", group_id, edge_node_id, reason)
+        await client.publish(str(topic), encode_payload(command), qos=0)
+        self.stats.rebirths_requested += 1
+        self.metrics.rebirths.inc()
+
+    # -- upkeep ----------------------------------------------------------------------------
+    async def _upkeep(self, stop: asyncio.Event) -> None:
+        """Partitions and retention now and then; a roll-up pass every few seconds."""
+        settings = self.settings
+        next_maintenance = 0.0
+        async with await psycopg.AsyncConnection.connect(
+            settings.database_url, autocommit=True
+        ) as conn:
+            while not stop.is_set():
+                if time.monotonic() >= next_maintenance:
+                    next_maintenance = time.monotonic() + settings.maintenance_interval_s
+                    try:
+                        report = await maintain(
+                            settings.database_url,
+                            ahead_days=settings.partition_ahead_days,
+                            retention_days=settings.retention_days,
+                            pack_after_days=settings.pack_after_days,
+                        )
+                        if report.created or report.dropped or report.packed_rows:
+                            log.info(
+                                "partitions created %s, dropped %s; %d samples packed",
+                                *(report.created, report.dropped, report.packed_rows),
+                            )
+                    except psycopg.errors.LockNotAvailable:
+                        log.info("partition upkeep postponed: tables busy")
+                    except psycopg.OperationalError:
+                        raise
+                    except psycopg.Error:
+                        log.exception("partition upkeep failed; trying again later")
+                await roll_up(conn)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), settings.rollup_interval_s)
+
+
+async def roll_up(conn: psycopg.AsyncConnection[Any]) -> int:
+    """One roll-up pass (closed minutes, late samples), unless another worker is doing it."""
+    async with conn.transaction():
+        cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (0x706C616E7403,))
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            return 0
+        cur = await conn.execute("SELECT plantwire_rollup()")
+        row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0

@@ -1,0 +1,252 @@
+"""Turns received Sparkplug messages into batches.
+
+Births and deaths go to the shared :class:`~plantwire_platform.catalog.Catalog` at once (other
+workers may be waiting for them); data is resolved against the alias book, which is refreshed
+from the catalog when a message cannot be resolved and at every batch. Under a shared
+subscription a data message whose birth was taken by another worker that has not stored it yet
+is parked (not acknowledged) for up to ``reorder_wait_ms`` and retried; after that, or at once
+with a subscription of its own, it becomes a dead letter and the node is asked for a rebirth.
+Nothing a message contains can make this raise: every failure is a dead letter.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+
+from plantwire_bus.mqtt import Message
+from plantwire_bus.payload import PayloadError, decode_payload
+from plantwire_bus.topics import MessageType
+from plantwire_platform.batch import Batch, DeadLetter, Problems
+from plantwire_platform.catalog import Catalog, Key, birth_samples
+from plantwire_platform.host import (
+    AliasBook,
+    Generation,
+    Route,
+    TimeWindow,
+    classify,
+    decode_data,
+    now_ms,
+    parse_data,
+    read_birth,
+    read_death,
+)
+from plantwire_platform.monitoring import IngestMetrics
+from plantwire_platform.settings import PlatformSettings
+
+log = logging.getLogger(__name__)
+
+MISS_TTL_S = 0.2  # do not ask the database again about an unknown node/device this soon
+MAX_BIRTH_METRICS = 50_000
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    sparkplug_messages: int = 0  # edge node and device messages taken (not STATE)
+    resolved_elsewhere: int = 0  # data resolved with a birth another worker stored
+    samples_written: int = 0
+    dead_letters: int = 0
+    rebirths_requested: int = 0
+    batches: int = 0
+    last_batch_ms: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class Parked:
+    since: float  # monotonic time of arrival
+    message: Message
+
+
+class Intake:
+    """Message -> batch rows, with the alias book and the parked messages of one worker."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: PlatformSettings,
+        metrics: IngestMetrics,
+        stats: IngestStats,
+    ) -> None:
+        self.catalog = catalog
+        self.book = AliasBook()
+        self.metrics = metrics
+        self.stats = stats
+        self.shared = settings.shared_group is not None
+        self.wait_s = settings.reorder_wait_ms / 1000 if self.shared else 0.0
+        self.retention_days = settings.retention_days
+        self.parked: collections.deque[Parked] = collections.deque()
+        self._misses: dict[Key, float] = {}
+
+    # -- the shared state ------------------------------------------------------------------
+    async def refresh(self) -> int:
+        """Apply births stored or ended by any worker since the last call."""
+        changes = await self.catalog.changes()
+        for key, gen in changes:
+            self.book.add(key, gen)
+            self._misses.pop(key, None)
+        return len(changes)
+
+    async def _load(self, key: Key) -> None:
+        now = time.monotonic()
+        if now - self._misses.get(key, -1e9) < MISS_TTL_S:
+            return
+        gens = await self.catalog.load(key)
+        for gen in gens:
+            self.book.add(key, gen)
+        if gens:
+            self._misses.pop(key, None)
+        else:
+            self._misses[key] = now
+            if len(self._misses) > 10_000:
+                self._misses.clear()
+
+    # -- messages --------------------------------------------------------------------------
+    async def take(self, message: Message, batch: Batch, since: float) -> bool:
+        """Add what ``message`` carries to ``batch``; False if it was parked instead."""
+        route = classify(message.topic)
+        if route is None:  # STATE, commands: nothing to store
+            batch.messages.append(message)
+            return True
+        if isinstance(route, str):
+            self.dead(batch, message, "bad_topic", route)
+            batch.messages.append(message)
+            return True
+        try:
+            if route.kind in (MessageType.NDATA, MessageType.DDATA):
+                taken = await self._data(message, route, batch, since)
+            elif route.kind in (MessageType.NBIRTH, MessageType.DBIRTH):
+                await self._birth(message, route, batch)
+                taken = True
+            else:
+                await self._death(message, route, batch)
+                taken = True
+        except PayloadError as exc:
+            self.dead(batch, message, "undecodable", str(exc))
+            taken = True
+        except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as exc:
+            log.warning("could not store %s: %s", message.topic, exc)
+            self.dead(batch, message, "storage_error", str(exc))
+            taken = True
+        if taken:
+            batch.messages.append(message)
+            if since > -math.inf:  # not a retake of a failed batch
+                self.stats.sparkplug_messages += 1
+                self.metrics.message(route.kind.value)
+        return taken
+
+    async def _birth(self, message: Message, route: Route, batch: Batch) -> None:
+        arrival = now_ms()
+        payload = decode_payload(message.payload)
+        if len(payload.metrics) > MAX_BIRTH_METRICS:
+            self.dead(batch, message, "bad_birth", f"{len(payload.metrics)} metrics")
+            return
+        birth = read_birth(route, payload, arrival)
+        node = (route.group_id, route.edge_node_id)
+        if route.kind is MessageType.DBIRTH and not self.book.generations((*node, "")):
+            await self._load((*node, ""))
+            if not self.book.generations((*node, "")) and not self.shared:
+                batch.rebirths[node] = "no_node_birth"  # a DBIRTH must follow an NBIRTH
+        gen = await self.catalog.store_birth(birth)
+        key = (route.group_id, route.edge_node_id, route.device_id)
+        self.book.add(key, gen)
+        self._misses.pop(key, None)
+        problems = Problems()
+        for reason in birth.problems:
+            problems.add("bad_birth", reason)
+        window = TimeWindow.around(arrival, self.retention_days)
+        first = last = birth.ts
+        for target, ts, value in birth_samples(birth, gen):
+            if window.lo <= ts <= window.hi:
+                batch.add_other(target, ts, value)
+                first, last = min(first, ts), max(last, ts)
+            else:
+                problems.add("absurd_timestamp", f"timestamp {ts} ms")
+        batch.spans.append((gen.birth_id, first, last))
+        if route.kind is MessageType.NBIRTH:
+            batch.add_seq(node, birth.ts, birth.seq, is_birth=True)
+        elif birth.seq is not None:
+            self._seq(batch, route, birth.ts, birth.seq)
+        if problems:
+            self.dead(batch, message, problems.reason, problems.detail())
+
+    async def _death(self, message: Message, route: Route, batch: Batch) -> None:
+        payload = decode_payload(message.payload)
+        death = read_death(route, payload, now_ms())
+        current = await self.catalog.record_death(death)
+        if current:
+            self.book.mark_dead((route.group_id, route.edge_node_id, route.device_id), death.ts)
+        if route.kind is MessageType.DDEATH and death.seq is not None:
+            self._seq(batch, route, payload.timestamp or 0, death.seq)
+
+    async def _data(self, message: Message, route: Route, batch: Batch, since: float) -> bool:
+        arrival = now_ms()
+        key = (route.group_id, route.edge_node_id, route.device_id)
+        window = TimeWindow.around(arrival, self.retention_days)
+        pb, seq, pts = parse_data(message.payload)
+        problems = Problems()
+        gen = self.book.find(key, pts)
+        if gen is None or not decode_data(
+            pb, gen, window, pts or arrival, batch, problems, allow_unknown=False
+        ):
+            await self._load(key)
+            if route.device_id:
+                await self._load((route.group_id, route.edge_node_id, ""))
+            final = time.monotonic() - since >= self.wait_s
+            gen = self.book.find(key, pts)
+            if gen is None:
+                if not final:
+                    return False
+                node_known = bool(self.book.generations((route.group_id, route.edge_node_id, "")))
+                reason = "no_device_birth" if route.device_id and node_known else "no_node_birth"
+                self.dead(batch, message, reason, f"no birth known for {message.topic[:200]}")
+                batch.rebirths[(route.group_id, route.edge_node_id)] = reason
+                return True
+            if not decode_data(pb, gen, window, pts or arrival, batch, problems, final):
+                return False
+        if problems.unknown_names:
+            batch.rebirths[(route.group_id, route.edge_node_id)] = "unknown_metric"
+        if gen.worker != self.catalog.worker:
+            self.stats.resolved_elsewhere += 1
+        self._after_data(batch, route, gen, seq, pts)
+        if problems:
+            self.dead(batch, message, problems.reason, problems.detail())
+        return True
+
+    def _after_data(
+        self, batch: Batch, route: Route, gen: Generation | None, seq: int | None, pts: int
+    ) -> None:
+        if pts and (not batch.oldest_source_ms or pts < batch.oldest_source_ms):
+            batch.oldest_source_ms = pts
+        if gen is not None and gen.death_ts is not None and route.device_id and pts > gen.death_ts:
+            batch.rebirths[(route.group_id, route.edge_node_id)] = "data_after_death"
+        if seq is not None:
+            self._seq(batch, route, pts, seq)
+
+    def _seq(self, batch: Batch, route: Route, pts: int, seq: int) -> None:
+        node = self.book.find((route.group_id, route.edge_node_id, ""), pts)
+        batch.add_seq((route.group_id, route.edge_node_id), node.birth_ts if node else None, seq)
+
+    def dead(self, batch: Batch, message: Message, reason: str, detail: str) -> None:
+        batch.dead_letters.append(DeadLetter(message.topic, reason, detail, message.payload))
+        self.stats.dead_letters += 1
+        self.metrics.dead_letter(reason)
+
+    # -- parked messages -------------------------------------------------------------------
+    def park(self, message: Message, since: float) -> None:
+        self.parked.append(Parked(since, message))
+        self.metrics.parked.set(len(self.parked))
+
+    async def retry_parked(self, batch: Batch) -> None:
+        """Take parked messages again, in arrival order; those still unresolved stay."""
+        waiting, self.parked = self.parked, collections.deque()
+        for item in waiting:
+            if not await self.take(item.message, batch, item.since):
+                self.parked.append(item)
+        self.metrics.parked.set(len(self.parked))

@@ -1,0 +1,150 @@
+"""The partner catalog: datasets an enterprise offers, and who may see each entry.
+
+Seeing an entry is separate from its terms: a dataset is visible to its own enterprise, to
+everyone when public, to enterprises sharing an industrial chain with it when 'chain', and to
+any enterprise holding a grant on it; 'private' entries are seen by the owner and grantees only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from psycopg import AsyncConnection
+from pydantic import BaseModel, Field
+
+Kind = Literal["indicators", "states", "counts", "alarms", "telemetry"]
+Grade = Literal["core", "important", "general"]
+Granularity = Literal["raw", "aggregated"]
+Visibility = Literal["private", "chain", "public"]
+
+_COLUMNS = (
+    "d.id, d.enterprise_id, d.code, d.title, d.kind, d.domain, d.grade, d.granularity,"
+    " d.purposes, d.visibility"
+)
+
+# Placeholders: %(ent)s the caller's enterprise (NULL for a platform admin), %(admin)s.
+VISIBLE = """(%(admin)s OR d.enterprise_id = %(ent)s OR d.visibility = 'public'
+ OR (d.visibility = 'chain' AND EXISTS (
+      SELECT 1 FROM chain c
+      WHERE (c.leader_id = %(ent)s OR EXISTS (
+               SELECT 1 FROM chain_member m WHERE m.chain_id = c.id AND m.enterprise_id = %(ent)s))
+        AND (c.leader_id = d.enterprise_id OR EXISTS (
+               SELECT 1 FROM chain_member m
+               WHERE m.chain_id = c.id AND m.enterprise_id = d.enterprise_id))))
+ OR EXISTS (SELECT 1 FROM partner_grant g WHERE g.dataset_id = d.id AND g.partner_id = %(ent)s))"""
+
+
+class DatasetIn(BaseModel):
+    """A dataset an enterprise admin adds to its catalog."""
+
+    code: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    title: str = Field(min_length=1, max_length=200)
+    kind: Kind
+    domain: str = Field(min_length=1, max_length=64, description="data domain, e.g. production")
+    grade: Grade
+    granularity: Granularity = Field(description="finest granularity offered")
+    purposes: list[str] = Field(min_length=1, max_length=20)
+    visibility: Visibility = "chain"
+
+
+class Dataset(DatasetIn):
+    id: int
+    enterprise_id: int
+
+
+class DatasetPage(BaseModel):
+    items: list[Dataset]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+
+
+def terms_error(d: DatasetIn) -> str | None:
+    """Why a dataset's terms are inconsistent, or None."""
+    if d.granularity == "raw" and d.grade != "general":
+        return "raw granularity is offered only for general-grade datasets"
+    if d.kind == "indicators" and d.granularity == "raw":
+        return "indicator datasets are aggregated by nature"
+    if any(not p or len(p) > 64 for p in d.purposes):
+        return "purposes are 1-64 characters"
+    return None
+
+
+async def create(conn: AsyncConnection[Any], enterprise_id: int, d: DatasetIn) -> Dataset | None:
+    """Add a dataset; None if the enterprise already has one with this code."""
+    cur = await conn.execute(
+        "INSERT INTO partner_dataset (enterprise_id, code, title, kind, domain, grade,"
+        " granularity, purposes, visibility) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (enterprise_id, code) DO NOTHING RETURNING id",
+        (
+            enterprise_id,
+            d.code,
+            d.title,
+            d.kind,
+            d.domain,
+            d.grade,
+            d.granularity,
+            d.purposes,
+            d.visibility,
+        ),
+    )
+    row = await cur.fetchone()
+    await conn.commit()
+    if row is None:
+        return None
+    return Dataset(id=row[0], enterprise_id=enterprise_id, **d.model_dump())
+
+
+async def visible(
+    conn: AsyncConnection[Any], enterprise_id: int | None, dataset_id: int
+) -> Dataset | None:
+    """The dataset if the caller may see it."""
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM partner_dataset d WHERE d.id = %(id)s AND {VISIBLE}",
+        {"id": dataset_id, "ent": enterprise_id, "admin": enterprise_id is None},
+    )
+    row = await cur.fetchone()
+    return _dataset(row) if row else None
+
+
+async def listing(
+    conn: AsyncConnection[Any],
+    enterprise_id: int | None,
+    after: int,
+    limit: int,
+    filters: dict[str, Any],
+) -> list[Dataset]:
+    """Visible datasets with id > ``after``, filtered by equality on the given columns."""
+    where = "".join(
+        f" AND d.{col} = %({col})s"
+        for col in ("enterprise_id", "kind", "grade", "domain")
+        if filters.get(col) is not None
+    )
+    if filters.get("purpose") is not None:
+        where += " AND %(purpose)s = ANY(d.purposes)"
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM partner_dataset d WHERE d.id > %(after)s AND {VISIBLE}{where}"
+        " ORDER BY d.id LIMIT %(limit)s",
+        {
+            **filters,
+            "after": after,
+            "limit": limit,
+            "ent": enterprise_id,
+            "admin": enterprise_id is None,
+        },
+    )
+    return [_dataset(r) for r in await cur.fetchall()]
+
+
+def _dataset(row: tuple[Any, ...]) -> Dataset:
+    keys = (
+        "id",
+        "enterprise_id",
+        "code",
+        "title",
+        "kind",
+        "domain",
+        "grade",
+        "granularity",
+        "purposes",
+        "visibility",
+    )
+    return Dataset(**dict(zip(keys, row, strict=True)))

@@ -1,0 +1,266 @@
+"""The registry: enterprises, sites, lines, process steps and equipment, seeded from scenarios."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from plantwire_sim.scenario import Enterprise, Scenario
+
+ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
+"""valid_from of a first version: the registry describes the plant as it always was."""
+
+
+async def import_scenario(
+    conn: psycopg.AsyncConnection[Any], scenario: Scenario, effective: datetime | None = None
+) -> dict[str, int]:
+    """Create or update every registry entry the scenario names; returns enterprise ids by code.
+
+    Idempotent: importing the same scenario twice changes nothing. A changed fact an indicator
+    depends on (control type, declared NC, key process, which equipment performs a process) is
+    versioned: the old version ends and the new one starts at ``effective`` (default: now).
+    """
+    at = effective or datetime.now(UTC)
+    ids: dict[str, int] = {}
+    async with conn.transaction():
+        park_ids = {}
+        for park in scenario.parks:
+            park_ids[park.code] = await _upsert(
+                conn,
+                "INSERT INTO park (code, name, region) VALUES (%s, %s, %s)"
+                " ON CONFLICT (code) DO UPDATE SET name = excluded.name, region = excluded.region"
+                " RETURNING id",
+                (park.code, park.name, park.region),
+            )
+        for ent in scenario.enterprises:
+            ids[ent.code] = await _import_enterprise(conn, ent, park_ids.get(ent.park or ""), at)
+        for chain in scenario.chains:
+            chain_id = await _upsert(
+                conn,
+                "INSERT INTO chain (code, name, leader_id) VALUES (%s, %s, %s)"
+                " ON CONFLICT (code) DO UPDATE SET name = excluded.name,"
+                " leader_id = excluded.leader_id RETURNING id",
+                (chain.code, chain.name, ids[chain.leader]),
+            )
+            await conn.execute("DELETE FROM chain_member WHERE chain_id = %s", (chain_id,))
+            for member in chain.members:
+                await conn.execute(
+                    "INSERT INTO chain_member (chain_id, enterprise_id, tier) VALUES (%s, %s, %s)",
+                    (chain_id, ids[member.enterprise], member.tier),
+                )
+    return ids
+
+
+async def _import_enterprise(
+    conn: psycopg.AsyncConnection[Any], ent: Enterprise, park_id: int | None, at: datetime
+) -> int:
+    ent_id = await _upsert(
+        conn,
+        "INSERT INTO enterprise (code, uscc, name, region, park_id) VALUES (%s, %s, %s, %s, %s)"
+        " ON CONFLICT (code) DO UPDATE SET uscc = excluded.uscc, name = excluded.name,"
+        " region = excluded.region, park_id = excluded.park_id RETURNING id",
+        (ent.code, ent.uscc, ent.name, ent.region, park_id),
+    )
+    for site in ent.sites:
+        site_id = await _upsert(
+            conn,
+            "INSERT INTO site (enterprise_id, code, name, timezone, edge_node_id, shifts, workdays)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (enterprise_id, code) DO UPDATE"
+            " SET name = excluded.name, timezone = excluded.timezone,"
+            " edge_node_id = excluded.edge_node_id, shifts = excluded.shifts,"
+            " workdays = excluded.workdays RETURNING id",
+            (
+                ent_id,
+                site.code,
+                site.name,
+                site.timezone,
+                site.edge_node,
+                site.shifts,
+                list(site.workdays),
+            ),
+        )
+        line_ids = {}
+        for line in site.lines:
+            line_ids[line.code] = await _upsert(
+                conn,
+                "INSERT INTO line (site_id, code, name) VALUES (%s, %s, %s)"
+                " ON CONFLICT (site_id, code) DO UPDATE SET name = excluded.name RETURNING id",
+                (site_id, line.code, line.name),
+            )
+        equipment_ids = {}
+        for m in site.machines:
+            eid = await _upsert(
+                conn,
+                "INSERT INTO equipment (site_id, line_id, code, name, control_type, declared_nc,"
+                " ideal_cycle_s) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (site_id, code) DO UPDATE SET line_id = excluded.line_id,"
+                " name = excluded.name, control_type = excluded.control_type,"
+                " declared_nc = excluded.declared_nc, ideal_cycle_s = excluded.ideal_cycle_s"
+                " RETURNING id",
+                (
+                    site_id,
+                    line_ids[m.line],
+                    m.code,
+                    m.name,
+                    m.control_type.value,
+                    m.declared_nc,
+                    m.ideal_cycle_s,
+                ),
+            )
+            equipment_ids[m.code] = eid
+            await _version(
+                conn,
+                "equipment_history",
+                "equipment_id",
+                eid,
+                at,
+                {"control_type": m.control_type.value, "declared_nc": m.declared_nc},
+            )
+        for line in site.lines:
+            for p in line.processes:
+                step_id = await _upsert(
+                    conn,
+                    "INSERT INTO process_step (line_id, code, name, is_key, key_reason)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (line_id, code) DO UPDATE"
+                    " SET name = excluded.name, is_key = excluded.is_key,"
+                    " key_reason = excluded.key_reason RETURNING id",
+                    (line_ids[line.code], p.code, p.name, p.is_key, p.key_reason),
+                )
+                performers = sorted(equipment_ids[code] for code in p.equipment)
+                await conn.execute(
+                    "DELETE FROM process_equipment WHERE process_step_id = %s", (step_id,)
+                )
+                for eid in performers:
+                    await conn.execute(
+                        "INSERT INTO process_equipment VALUES (%s, %s)", (step_id, eid)
+                    )
+                await _version(
+                    conn,
+                    "process_history",
+                    "process_step_id",
+                    step_id,
+                    at,
+                    {"is_key": p.is_key, "key_reason": p.key_reason, "equipment_ids": performers},
+                )
+    await conn.execute(
+        "UPDATE series s SET equipment_id = e.id FROM equipment e"
+        " JOIN site ON site.id = e.site_id"
+        " WHERE site.enterprise_id = %s AND s.group_id = %s AND s.device_id = e.code"
+        " AND s.equipment_id IS NULL",
+        (ent_id, ent.code),
+    )
+    return ent_id
+
+
+async def _version(
+    conn: psycopg.AsyncConnection[Any],
+    table: str,
+    key: str,
+    key_id: int,
+    at: datetime,
+    facts: dict[str, Any],
+) -> None:
+    """Keep ``table`` a history of ``facts``: a new version starts at ``at`` when they change."""
+    columns = list(facts)
+    cur = await conn.execute(
+        sql.SQL("SELECT {}, valid_from FROM {} WHERE {} = %s AND valid_to IS NULL").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.Identifier(table),
+            sql.Identifier(key),
+        ),
+        (key_id,),
+    )
+    current = await cur.fetchone()
+    if current is not None and list(current[:-1]) == list(facts.values()):
+        return
+    start = ALWAYS
+    if current is not None:
+        start = max(at, current[-1])
+        await conn.execute(
+            sql.SQL("UPDATE {} SET valid_to = %s WHERE {} = %s AND valid_to IS NULL").format(
+                sql.Identifier(table), sql.Identifier(key)
+            ),
+            (start, key_id),
+        )
+    await conn.execute(
+        sql.SQL("INSERT INTO {} ({}, valid_from, {}) VALUES (%s, %s, {})").format(
+            sql.Identifier(table),
+            sql.Identifier(key),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        ),
+        (key_id, start, *facts.values()),
+    )
+
+
+async def _upsert(conn: psycopg.AsyncConnection[Any], query: str, params: tuple[Any, ...]) -> int:
+    cur = await conn.execute(query.encode(), params)
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def list_enterprises(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT e.id, e.code, e.uscc, e.name, e.region,"
+            " (SELECT count(*) FROM site s WHERE s.enterprise_id = e.id) AS sites,"
+            " (SELECT count(*) FROM equipment q JOIN site s ON s.id = q.site_id"
+            "   WHERE s.enterprise_id = e.id) AS equipment"
+            " FROM enterprise e ORDER BY e.id"
+        )
+        return await cur.fetchall()
+
+
+async def timezone_of(conn: psycopg.AsyncConnection[Any], enterprise_ids: list[int]) -> str:
+    """Time zone of the first site of the first of these enterprises that has one."""
+    cur = await conn.execute(
+        "SELECT timezone FROM site WHERE enterprise_id = ANY(%s) ORDER BY enterprise_id, id"
+        " LIMIT 1",
+        (enterprise_ids,),
+    )
+    row = await cur.fetchone()
+    return str(row[0]) if row else "UTC"
+
+
+async def get_enterprise(
+    conn: psycopg.AsyncConnection[Any], enterprise_id: int
+) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT e.id, e.code, e.uscc, e.name, e.region,"
+            " coalesce((SELECT timezone FROM site WHERE enterprise_id = e.id ORDER BY id"
+            " LIMIT 1), 'UTC') AS timezone FROM enterprise e WHERE e.id = %s",
+            (enterprise_id,),
+        )
+        return await cur.fetchone()
+
+
+async def enterprise_tree(
+    conn: psycopg.AsyncConnection[Any], enterprise_id: int
+) -> list[dict[str, Any]]:
+    """The enterprise's sites with their lines, processes and equipment, as registered now."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT s.id, s.code, s.name, s.timezone, s.edge_node_id, s.shifts, s.workdays,"
+            " coalesce((SELECT json_agg(json_build_object("
+            "   'code', e.code, 'name', e.name, 'line', l.code, 'control_type', e.control_type,"
+            "   'declared_nc', e.declared_nc, 'ideal_cycle_s', e.ideal_cycle_s) ORDER BY e.code)"
+            "  FROM equipment e LEFT JOIN line l ON l.id = e.line_id WHERE e.site_id = s.id),"
+            "  '[]') AS equipment,"
+            " coalesce((SELECT json_agg(json_build_object("
+            "   'line', l.code, 'code', p.code, 'name', p.name, 'is_key', p.is_key,"
+            "   'key_reason', p.key_reason, 'equipment', (SELECT coalesce(json_agg(e.code"
+            "     ORDER BY e.code), '[]') FROM process_equipment pe JOIN equipment e"
+            "     ON e.id = pe.equipment_id WHERE pe.process_step_id = p.id))"
+            "   ORDER BY l.code, p.code)"
+            "  FROM process_step p JOIN line l ON l.id = p.line_id WHERE l.site_id = s.id),"
+            "  '[]') AS processes"
+            " FROM site s WHERE s.enterprise_id = %s ORDER BY s.id",
+            (enterprise_id,),
+        )
+        return await cur.fetchall()

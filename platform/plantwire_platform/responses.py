@@ -1,0 +1,243 @@
+"""Response bodies of the HTTP API, and how indicator results become them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from plantwire_platform import indicators as ind
+from plantwire_platform.groups import Share, roll_up
+from plantwire_platform.kpi import FORMULA_VERSION, Oee
+
+
+class Enterprise(BaseModel):
+    id: int
+    code: str = Field(description="short code, also the Sparkplug group id")
+    uscc: str = Field(description="unified social credit code")
+    name: str
+    region: str
+    sites: int
+    equipment: int
+
+
+class Window(BaseModel):
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    defaulted: bool = Field(description="true when the caller gave no window")
+
+
+class Indicator(BaseModel):
+    name: str
+    formula: str = Field(description="formula name and version")
+    value: float | None = Field(
+        description="ratio in [0, 1]; for a group the mean of its enterprises' values; "
+        "null when undefined"
+    )
+    numerator: float | None = Field(
+        default=None, description="for a window across a registry change: duration-weighted"
+    )
+    denominator: float | None = None
+    pooled: float | None = Field(default=None, description="groups: sum(num) / sum(den)")
+    enterprises: int | None = Field(default=None, description="groups: enterprises counted")
+    parameters: dict[str, float] = {}
+
+
+class Bucket(BaseModel):
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    indicators: list[Indicator]
+
+
+class IndicatorReport(BaseModel):
+    subject: dict[str, Any] = Field(description="the enterprise or group the values are about")
+    window: Window
+    indicators: list[Indicator]
+    buckets: list[Bucket] | None = Field(default=None, description="with ?bucket=")
+    members: list[dict[str, Any]] | None = Field(
+        default=None, description="groups: each enterprise's own values"
+    )
+
+
+class ProcessVerdict(BaseModel):
+    process: str
+    name: str
+    equipment: list[str]
+    declared_nc: bool
+    covered: bool
+    verified_nc: bool
+    coverage: float
+    auto_share: float | None
+    mdi_share: float | None
+    reason: str
+
+
+class SegmentExplanation(BaseModel):
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    key_processes: list[ProcessVerdict]
+
+
+class OeeBody(BaseModel):
+    availability: float | None
+    performance: float | None
+    quality: float | None
+    oee: float | None
+    planned_s: float
+    run_s: float
+    total_count: float
+    scrap_count: float
+
+
+class EquipmentExplanation(BaseModel):
+    equipment: str
+    line: str
+    observed_s: float
+    executing_s: float
+    auto_executing_s: float
+    mdi_executing_s: float
+    oee: OeeBody
+
+
+class Explanation(BaseModel):
+    subject: dict[str, Any]
+    window: Window
+    thresholds: dict[str, float]
+    segments: list[SegmentExplanation] = Field(
+        description="one per registry state in the window (usually one)"
+    )
+    equipment: list[EquipmentExplanation]
+    lines: dict[str, OeeBody]
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def enterprise_indicators(result: ind.EnterpriseIndicators) -> list[Indicator]:
+    t = result.thresholds
+    params = {"coverage_min": t.coverage_min, "auto_share_min": t.auto_share_min}
+    rows: list[tuple[str, tuple[float, float], dict[str, float]]] = [
+        ("nc_rate_declared", result.weighted("declared"), {}),
+        ("nc_rate_verified", result.weighted("verified"), params),
+        ("nc_rate_time_weighted", result.weighted("time_weighted"), params),
+        ("coverage", result.weighted("covered"), {"coverage_min": t.coverage_min}),
+    ]
+    out = [
+        Indicator(
+            name=name,
+            formula=f"{name}/{FORMULA_VERSION}",
+            value=_r(Share(n, d).value),
+            numerator=_r(n),
+            denominator=_r(d),
+            parameters=p,
+        )
+        for name, (n, d), p in rows
+    ]
+    executing = sum(e.usage.executing_s for e in result.equipment)
+    mdi = sum(e.usage.mdi_executing_s for e in result.equipment)
+    out.append(
+        Indicator(
+            name="mdi_share",
+            formula=f"mdi_share/{FORMULA_VERSION}",
+            value=_r(result.mdi_share),
+            numerator=_r(mdi),
+            denominator=_r(executing),
+        )
+    )
+    out.append(
+        Indicator(
+            name="networking_rate",
+            formula=f"networking_rate/{FORMULA_VERSION}",
+            value=_r(Share(result.equipment_online, result.equipment_registered).value),
+            numerator=result.equipment_online,
+            denominator=result.equipment_registered,
+        )
+    )
+    return out
+
+
+def group_indicators(results: list[tuple[dict[str, Any], list[Indicator]]]) -> list[Indicator]:
+    """Each indicator of the members rolled up: mean of values beside the pooled ratio."""
+    if not results:
+        return []
+    out = []
+    for i, template in enumerate(results[0][1]):
+        shares = [Share(r[1][i].numerator or 0.0, r[1][i].denominator or 0.0) for r in results]
+        rolled = roll_up(shares)
+        out.append(
+            Indicator(
+                name=template.name,
+                formula=template.formula,
+                value=_r(rolled.mean),
+                pooled=_r(rolled.pooled),
+                enterprises=rolled.enterprises,
+                parameters=template.parameters,
+            )
+        )
+    return out
+
+
+def oee_body(o: Oee) -> OeeBody:
+    return OeeBody(
+        availability=_r(o.availability),
+        performance=_r(o.performance),
+        quality=_r(o.quality),
+        oee=_r(o.oee),
+        planned_s=round(o.planned_s, 1),
+        run_s=round(o.run_s, 1),
+        total_count=o.total_count,
+        scrap_count=o.scrap_count,
+    )
+
+
+def explanation(
+    subject: dict[str, Any], window: Window, result: ind.EnterpriseIndicators
+) -> Explanation:
+    t = result.thresholds
+    return Explanation(
+        subject=subject,
+        window=window,
+        thresholds={"coverage_min": t.coverage_min, "auto_share_min": t.auto_share_min},
+        segments=[
+            SegmentExplanation(
+                start=s.start,
+                end=s.end,
+                key_processes=[
+                    ProcessVerdict(
+                        process=v.process.code,
+                        name=v.process.name,
+                        equipment=[e.code for e in v.process.equipment],
+                        declared_nc=v.declared_nc,
+                        covered=v.covered,
+                        verified_nc=v.verified_nc,
+                        coverage=round(v.coverage, 4),
+                        auto_share=_r(v.auto_share),
+                        mdi_share=_r(v.mdi_share),
+                        reason=v.reason,
+                    )
+                    for v in s.rates.verdicts
+                ],
+            )
+            for s in result.segments
+        ],
+        equipment=[
+            EquipmentExplanation(
+                equipment=e.code,
+                line=e.line,
+                observed_s=round(e.usage.observed_s, 1),
+                executing_s=round(e.usage.executing_s, 1),
+                auto_executing_s=round(e.usage.auto_executing_s, 1),
+                mdi_executing_s=round(e.usage.mdi_executing_s, 1),
+                oee=oee_body(e.oee),
+            )
+            for e in result.equipment
+        ],
+        lines={line: oee_body(o) for line, o in result.lines.items()},
+    )

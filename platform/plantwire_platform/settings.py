@@ -1,0 +1,159 @@
+"""The platform process's settings, read from the environment and validated before use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDERS = ("change", "secret", "placeholder", "example", "password", "default", "xxxx")
+
+
+class PlatformSettings(BaseSettings):
+    """Settings of ``plantwire platform`` (ingest and API); environment names in brackets."""
+
+    model_config = SettingsConfigDict(env_prefix="PLANTWIRE_", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        default="postgresql:///plantwire",
+        validation_alias=AliasChoices("DATABASE_URL", "PLANTWIRE_DATABASE_URL"),
+        description="PostgreSQL connection URL [DATABASE_URL]",
+    )
+    mqtt_url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        validation_alias=AliasChoices("MQTT_URL", "PLANTWIRE_MQTT_URL"),
+        description="MQTT broker URL [MQTT_URL]",
+    )
+    host_id: str = Field(
+        default="plantwire", pattern=r"^[A-Za-z0-9_.-]+$", description="Sparkplug host id"
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+
+    # -- ingest ------------------------------------------------------------------------------
+    client_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="MQTT client id of this ingest worker (default '<host_id>-ingest'); stable "
+        "across restarts so the broker keeps its session; distinct per worker",
+    )
+    shared_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="MQTT v5 shared-subscription group: workers with the same group split "
+        "the traffic ($share/<group>/spBv1.0/#)",
+    )
+    spec_strict: bool = Field(
+        default=False,
+        description="receive at QoS 0 as Sparkplug prescribes for data (no redelivery after "
+        "a crash) instead of QoS 1 with acknowledgement after commit",
+    )
+    batch_size: int = Field(default=20_000, ge=1, description="samples per database write")
+    batch_age_ms: int = Field(default=200, ge=1, description="max wait before a write")
+    queue_size: int = Field(default=20_000, ge=100, description="messages buffered from MQTT")
+    inflight_window: int = Field(
+        default=1000,
+        ge=2,
+        description="unacknowledged messages the broker lets through to this worker "
+        "(mosquitto max_inflight_messages, EMQX max_inflight): a batch takes at most half",
+    )
+    reorder_wait_ms: int = Field(
+        default=2_000,
+        ge=0,
+        description="with shared_group: how long data may wait for a birth taken by another "
+        "worker, and a seq hole for a late message, before it counts as missing",
+    )
+    rebirth_holdoff_s: float = Field(
+        default=10.0, gt=0, description="at most one rebirth request per node in this time"
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="serve Prometheus /metrics on this port"
+    )
+    metrics_host: str = "127.0.0.1"
+
+    # -- storage -----------------------------------------------------------------------------
+    retention_days: int | None = Field(
+        default=None, ge=1, description="drop samples older than this (default: keep all)"
+    )
+    pack_after_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="pack numeric samples of days this old into one row per series and day "
+        "(about 12 instead of ~95 bytes a sample; read them through sample_num_all)",
+    )
+    partition_ahead_days: int = Field(
+        default=3, ge=1, le=60, description="daily sample partitions created ahead of time"
+    )
+    maintenance_interval_s: float = Field(
+        default=300.0, gt=0, description="partition/retention/roll-up upkeep period"
+    )
+    rollup_interval_s: float = Field(
+        default=5.0, gt=0, description="how often closed minutes are rolled up"
+    )
+
+    # -- partner data interface ---------------------------------------------------------------
+    insecure_dev_secrets: bool = Field(
+        default=False, description="accept placeholder token secrets (development and demo only)"
+    )
+    token_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key signing partner access tokens (>= 32 characters); unset: a random "
+        "key per process, so tokens do not survive a restart or span several API processes",
+    )
+    token_ttl_s: int = Field(default=300, ge=10, le=300, description="access token lifetime")
+    partner_rate_per_s: float = Field(
+        default=50.0, gt=0, description="partner API requests per second per client"
+    )
+    partner_burst: int = Field(default=100, ge=1, description="partner API burst per client")
+    partner_cache_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="how long computed indicator values are reused by the partner API (0: "
+        "never); access is decided afresh on every call regardless",
+    )
+    partner_max_body_bytes: int = Field(
+        default=65_536, ge=1_024, description="largest partner API request body"
+    )
+
+    @field_validator("token_secret")
+    @classmethod
+    def _no_placeholder_secret(cls, value: SecretStr | None, info: ValidationInfo) -> Any:
+        if value is None or info.data.get("insecure_dev_secrets"):
+            return value
+        text = value.get_secret_value()
+        lowered = text.lower()
+        if len(text) < 32 or len(set(text)) < 8 or any(w in lowered for w in _PLACEHOLDERS):
+            raise ValueError(
+                "token_secret looks like a placeholder: use 32+ random characters "
+                "(or set PLANTWIRE_INSECURE_DEV_SECRETS=1 for development)"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _mqtt_url_parses(self) -> PlatformSettings:
+        from plantwire_bus.mqtt import parse_mqtt_url
+
+        address = parse_mqtt_url(self.mqtt_url)
+        if self.shared_group is not None and not address.mqtt5:
+            raise ValueError("shared_group needs MQTT v5 (remove ?protocol=3.1.1)")
+        return self
+
+    @property
+    def ingest_client_id(self) -> str:
+        return self.client_id or f"{self.host_id}-ingest"

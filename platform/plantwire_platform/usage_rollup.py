@@ -1,0 +1,234 @@
+"""Equipment usage over long windows: whole planned hours from the hourly roll-up, the rest
+(partial hours, hours cut by a shift or a registry change, hours not yet closed) computed
+exactly from the state samples.
+
+Missing roll-up hours are computed on first use (one pass per equipment with
+:func:`plantwire_platform.kpi.usage_by_hour`) and stored; database triggers drop them again
+when late state samples or connectivity changes arrive for them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from plantwire_bus.state import EXECUTION_METRIC, MODE_METRIC
+from plantwire_platform.kpi import HOUR, StatePoint, Usage, usage_by_hour, usage_in_window
+from plantwire_platform.shift_calendar import Interval, intersect, merge, seconds
+
+SETTLE = timedelta(minutes=5)  # an hour is rolled up once it has been closed this long
+
+Sessions = list[tuple[datetime, datetime | None]]
+
+
+def _hours(a: datetime, b: datetime) -> list[datetime]:
+    """Whole UTC hours [h, h+1) inside [a, b)."""
+    h = a.replace(minute=0, second=0, microsecond=0)
+    if h < a:
+        h += HOUR
+    out = []
+    while h + HOUR <= b:
+        out.append(h)
+        h += HOUR
+    return out
+
+
+def _covers(intervals: list[Interval], a: datetime, b: datetime) -> bool:
+    return any(x <= a and b <= y for x, y in intervals)
+
+
+@dataclass
+class UsageReader:
+    """Usage of a set of equipment inside one window [start, end)."""
+
+    conn: psycopg.AsyncConnection[Any]
+    start: datetime
+    end: datetime
+    sessions: dict[int, Sessions]
+    rollup_hours: int = 0
+    exact_points: int = 0
+
+    async def prepare(self, planned: dict[int, list[Interval]], cuts: Iterable[datetime]) -> None:
+        """Decide per equipment which hours come from the roll-up, sum them per segment of the
+        window (the database does the summing), and load the samples for the rest."""
+        now = datetime.now(UTC)
+        inner = sorted(set(cuts))
+        self._segments = list(itertools.pairwise([self.start, *inner, self.end]))
+        cut_hours = {t.replace(minute=0, second=0, microsecond=0) for t in inner}
+        wanted: dict[int, list[datetime]] = {}
+        self._exact: dict[int, list[Interval]] = {}
+        closed = [
+            h
+            for h in _hours(self.start, self.end)
+            if h + HOUR <= now - SETTLE and h not in cut_hours
+        ]
+        by_plan: dict[tuple[Interval, ...], tuple[list[datetime], list[Interval]]] = {}
+        for eid, plan in planned.items():
+            key = tuple(plan)  # equipment of one site share a plan: work it out once
+            if key not in by_plan:
+                hours = [h for h in closed if _covers(plan, h, h + HOUR)]
+                by_plan[key] = (hours, _subtract(plan, [(h, h + HOUR) for h in hours]))
+            wanted[eid], self._exact[eid] = by_plan[key]
+        self._wanted = {e: set(h) for e, h in wanted.items()}
+        self._sums = await self._sum_rollup(wanted)
+        self._points = await self._load_points(self._exact)
+
+    def usage(self, eid: int, a: datetime, b: datetime, planned: list[Interval]) -> Usage:
+        """Usage of ``eid`` over its planned time inside [a, b): a segment or the whole window."""
+        plan = intersect(planned, [(a, b)])
+        rolled = [
+            u
+            for (seg_a, seg_b), u in zip(self._segments, self._sums.get(eid, []), strict=False)
+            if a <= seg_a and seg_b <= b
+        ]
+        # the rest was worked out by prepare() for the planned time this equipment has
+        rest = intersect(self._exact.get(eid, plan), [(a, b)])
+        exact = usage_in_window(a, b, self.sessions.get(eid, []), self._points.get(eid, []), rest)
+        return Usage(
+            observed_s=exact.observed_s + sum(u.observed_s for u in rolled),
+            executing_s=exact.executing_s + sum(u.executing_s for u in rolled),
+            auto_executing_s=exact.auto_executing_s + sum(u.auto_executing_s for u in rolled),
+            mdi_executing_s=exact.mdi_executing_s + sum(u.mdi_executing_s for u in rolled),
+            planned_s=seconds(plan),
+        )
+
+    async def _sum_rollup(self, wanted: dict[int, list[datetime]]) -> dict[int, list[Usage]]:
+        """Per equipment and segment, the summed roll-up of its wanted hours (computing the
+        hours that are missing first)."""
+        ids = [e for e, hours in wanted.items() if hours]
+        if not ids:
+            return {}
+        sums, counts = await self._query_sums(ids)
+        short = [
+            e
+            for e in ids
+            if sum(counts.get((e, i), 0) for i in range(len(self._segments))) < len(wanted[e])
+        ]
+        if short:
+            cur = await self.conn.execute(
+                "SELECT equipment_id, hour FROM usage_hour WHERE equipment_id = ANY(%s)"
+                " AND hour >= %s AND hour < %s",
+                (short, self.start, self.end),
+            )
+            have: dict[int, set[datetime]] = defaultdict(set)
+            for eid, hour in await cur.fetchall():
+                have[eid].add(hour)
+            await self._compute({e: [h for h in wanted[e] if h not in have[e]] for e in short})
+            sums, counts = await self._query_sums(ids)
+        self.rollup_hours = sum(counts.values())
+        return {e: [sums.get((e, i), Usage()) for i in range(len(self._segments))] for e in ids}
+
+    async def _query_sums(
+        self, ids: list[int]
+    ) -> tuple[dict[tuple[int, int], Usage], dict[tuple[int, int], int]]:
+        sums: dict[tuple[int, int], Usage] = {}
+        counts: dict[tuple[int, int], int] = {}
+        by_hours: dict[frozenset[datetime], list[int]] = defaultdict(list)
+        for e in ids:  # equipment with the same planned hours share one query
+            by_hours[frozenset(self._wanted[e])].append(e)
+        for hours, group in by_hours.items():
+            runs = merge((h, h + HOUR) for h in hours)
+            cur = await self.conn.execute(
+                "SELECT u.equipment_id, s.i, count(*), sum(observed_s), sum(executing_s),"
+                " sum(auto_s), sum(mdi_s) FROM usage_hour u"
+                " JOIN unnest(%s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS s(a, b, i)"
+                "  ON u.hour >= s.a AND u.hour + interval '1 hour' <= s.b"
+                " JOIN unnest(%s::timestamptz[], %s::timestamptz[]) AS w(a, b)"
+                "  ON u.hour >= w.a AND u.hour + interval '1 hour' <= w.b"
+                " WHERE u.equipment_id = ANY(%s) GROUP BY 1, 2",
+                (
+                    [a for a, _ in self._segments],
+                    [b for _, b in self._segments],
+                    [a for a, _ in runs],
+                    [b for _, b in runs],
+                    group,
+                ),
+            )
+            for eid, i, n, observed, executing, auto, mdi in await cur.fetchall():
+                sums[(eid, i - 1)] = Usage(observed, executing, auto, mdi, n * 3600.0)
+                counts[(eid, i - 1)] = n
+        return sums, counts
+
+    async def _compute(self, missing: dict[int, list[datetime]]) -> None:
+        """Roll up the missing hours from the samples and store them (one pass per run of
+        consecutive hours and equipment)."""
+        todo = {e: sorted(hours) for e, hours in missing.items() if hours}
+        if not todo:
+            return
+        runs: dict[int, list[Interval]] = {
+            e: merge((h, h + HOUR) for h in hours) for e, hours in todo.items()
+        }
+        points = await self._fetch(list(todo), merge(iv for r in runs.values() for iv in r))
+        rows = []
+        for eid, intervals in runs.items():
+            for lo, hi in intervals:
+                by_hour = usage_by_hour(lo, hi, self.sessions.get(eid, []), points.get(eid, []))
+                rows += [
+                    (eid, h, u.observed_s, u.executing_s, u.auto_executing_s, u.mdi_executing_s)
+                    for h, u in by_hour.items()
+                ]
+        async with self.conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO usage_hour (equipment_id, hour, observed_s, executing_s, auto_s,"
+                " mdi_s) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                rows,
+            )
+        await self.conn.commit()
+
+    async def _load_points(self, exact: dict[int, list[Interval]]) -> dict[int, list[StatePoint]]:
+        ranges = merge(iv for ivs in exact.values() for iv in ivs)
+        ids = [e for e, ivs in exact.items() if ivs]
+        if not ids or not ranges:
+            return {}
+        points = await self._fetch(ids, ranges)
+        self.exact_points = sum(len(p) for p in points.values())
+        return points
+
+    async def _fetch(self, ids: list[int], ranges: list[Interval]) -> dict[int, list[StatePoint]]:
+        """State changes inside the ranges, plus the state in force at each range start."""
+        cur = await self.conn.execute(
+            "WITH s AS (SELECT id, equipment_id, metric FROM series"
+            "  WHERE equipment_id = ANY(%(eq)s) AND metric IN (%(mode)s, %(exec)s)),"
+            " r AS (SELECT * FROM unnest(%(a)s::timestamptz[], %(b)s::timestamptz[]) AS r(a, b))"
+            " SELECT s.equipment_id, s.metric, t.ts, t.value FROM s CROSS JOIN r CROSS JOIN LATERAL"
+            "  (SELECT ts, value FROM sample_text WHERE series_id = s.id AND ts >= r.a"
+            "   AND ts < r.b OFFSET 0) t"  # OFFSET 0: keep the index scan per series and range
+            " UNION ALL"  # a point may come twice (inside one range, before the next): harmless
+            " SELECT s.equipment_id, s.metric, b.ts, b.value FROM s CROSS JOIN r CROSS JOIN LATERAL"
+            "  (SELECT ts, value FROM sample_text WHERE series_id = s.id AND ts < r.a"
+            "   ORDER BY ts DESC LIMIT 1) b"
+            " ORDER BY 3",
+            {
+                "eq": ids,
+                "mode": MODE_METRIC,
+                "exec": EXECUTION_METRIC,
+                "a": [a for a, _ in ranges],
+                "b": [b for _, b in ranges],
+            },
+        )
+        out: dict[int, list[StatePoint]] = defaultdict(list)
+        for eid, metric, ts, value in await cur.fetchall():
+            out[eid].append(StatePoint(ts, "mode" if metric == MODE_METRIC else "execution", value))
+        return dict(out)
+
+
+def _subtract(xs: list[Interval], ys: list[Interval]) -> list[Interval]:
+    """xs minus ys (both sorted and merged)."""
+    out = []
+    for a, b in xs:
+        cursor = a
+        for c, d in ys:
+            if d <= cursor or c >= b:
+                continue
+            if c > cursor:
+                out.append((cursor, c))
+            cursor = max(cursor, d)
+        if cursor < b:
+            out.append((cursor, b))
+    return out

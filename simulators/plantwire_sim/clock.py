@@ -1,0 +1,45 @@
+"""Simulated time: ``sim = start + (wall - wall0) * speed``, in epoch milliseconds.
+
+Behaviour durations are in simulated seconds and every source timestamp a simulator writes is
+simulated time, so at ``speed`` 600 an eight-hour shift passes in 48 s of wall time.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+class SimClock:
+    """Maps wall-clock time to simulated time and back."""
+
+    def __init__(self, start_ms: int, speed: float = 1.0, wall0: float | None = None) -> None:
+        if not speed > 0:
+            raise ValueError(f"speed must be > 0, not {speed}")
+        self.start_ms = start_ms
+        self.speed = speed
+        self.wall0 = time.time() if wall0 is None else wall0
+        """Wall time (epoch seconds) at which simulated time was ``start_ms``."""
+
+    def now_ms(self) -> int:
+        """Simulated time now."""
+        return self.start_ms + round((time.time() - self.wall0) * 1000 * self.speed)
+
+    def wall_at(self, sim_ms: int) -> float:
+        """Wall time (epoch seconds) at which simulated time reaches ``sim_ms``."""
+        return self.wall0 + (sim_ms - self.start_ms) / 1000 / self.speed
+
+    def delay_s(self, sim_ms: int) -> float:
+        """Wall seconds until simulated time reaches ``sim_ms`` (negative when past)."""
+        return self.wall_at(sim_ms) - time.time()
+
+
+def parse_start(text: str) -> int:
+    """An ISO 8601 instant (``Z`` or an offset; naive means UTC) as epoch milliseconds."""
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date and time: {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return round(when.timestamp() * 1000)

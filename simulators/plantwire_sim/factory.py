@@ -1,0 +1,318 @@
+"""The simulated factory: every protocol's simulators of a scenario, driven by one clock.
+
+One scheduler merges the steps of all machines, scheduled faults and run-time faults in
+simulated-time order (ties by kind, then scenario order) and paces them with a
+:class:`~plantwire_sim.clock.SimClock`. The ground truth is recorded in that same order, so a
+run with the same scenario, seed, start and ``until_s`` writes the same truth file whatever
+the wall-clock timing was. When the scheduler falls behind (too many changes for the speed) it
+catches up without skipping anything; the timestamps stay simulated time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from plantwire_bus.mqtt import parse_mqtt_url
+
+from .activity import calendar_of
+from .behaviour import MachineBehaviour, Step
+from .clock import SimClock
+from .endpoint import Endpoint
+from .faults import FaultSpec, check_applicable
+from .modbus_server import ModbusMachine
+from .mqtt_device import MqttMachine
+from .opcua_host import OpcUaHost
+from .placement import PROTOCOLS, ModbusAddress, plan
+from .scenario import Enterprise, Machine, Scenario, Site
+from .truth import FaultRecord, TruthRecorder
+
+log = logging.getLogger(__name__)
+
+_FAULT_OFF, _STEP, _STORM, _FAULT_ON = range(4)
+
+
+@dataclass(eq=False)
+class _Player:
+    order: int
+    enterprise: Enterprise
+    site: Site
+    machine: Machine
+    behaviour: MachineBehaviour
+    endpoint: Endpoint
+    steps: Iterator[Step] | None = None
+    next: Step | None = None
+
+
+class Factory:
+    """The running simulators of a scenario (see :func:`run_factory`)."""
+
+    def __init__(self, scenario: Scenario, truth: TruthRecorder, seed: int, mqtt_url: str | None,
+                 until_s: float | None) -> None:
+        self.scenario = scenario
+        self.truth = truth
+        self.seed = seed
+        self.mqtt_url = mqtt_url
+        self.until_s = until_s
+        self.hosts: list[OpcUaHost] = []
+        self.players: dict[str, _Player] = {}
+        self.t0_ms = 0
+        """Simulated start: every machine's initial values carry this timestamp."""
+        self.until_ms: int | None = None
+        self.clock = SimClock(0)
+        self.startup_s = 0.0
+        """Wall time it took to get every simulator serving."""
+        self.finished = asyncio.Event()
+        """Set when the scheduler has played everything up to ``until_s``."""
+        self.lag_s = 0.0
+        """How far the scheduler was behind simulated time at its worst (wall seconds)."""
+        self._heap: list[tuple[int, int, int, int, int, Any]] = []
+        self._count = itertools.count()
+        self._last_ms = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._failures: dict[str, BaseException] = {}
+
+    # -- where things are ----------------------------------------------------------------
+    @property
+    def machines(self) -> dict[str, Endpoint]:
+        """Machine code -> its endpoint (OPC UA, Modbus or MQTT)."""
+        return {code: p.endpoint for code, p in self.players.items()}
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """Machine code -> OPC UA endpoint URL."""
+        return {m.code: h.endpoint for h in self.hosts for m in h.machines}
+
+    @property
+    def modbus(self) -> dict[str, ModbusAddress]:
+        """Machine code -> Modbus TCP address."""
+        return {code: ModbusAddress(e.host, e.port, e.unit_id)
+                for code, p in self.players.items()
+                if isinstance(e := p.endpoint, ModbusMachine)}
+
+    @property
+    def mqtt_topics(self) -> dict[str, str]:
+        """Machine code -> topic its device publishes to (on ``mqtt_url``)."""
+        return {code: e.topic for code, p in self.players.items()
+                if isinstance(e := p.endpoint, MqttMachine)}
+
+    def failures(self) -> dict[str, BaseException]:
+        """Machines whose endpoint failed (they stopped being driven), with the exception."""
+        return dict(self._failures)
+
+    def gateway_config(
+        self, enterprise: Enterprise, site: Site, mqtt_url: str,
+        primary_host_id: str | None = "plantwire",
+        protocols: frozenset[str] = frozenset({"opcua"}), metrics: str = "core",
+    ) -> dict[str, Any]:
+        """The edge gateway config reading this factory's machines of ``site``."""
+        from .gateway_config import gateway_config
+
+        return gateway_config(enterprise, site, self.endpoints, mqtt_url, primary_host_id,
+                              protocols=protocols, modbus=self.modbus,
+                              mqtt_topics=self.mqtt_topics, device_broker_url=self.mqtt_url,
+                              metrics=metrics)
+
+    # -- faults ----------------------------------------------------------------------------
+    async def fault(self, machine: str, kind: str, seconds: float,
+                    rate_per_s: float = 10.0) -> FaultRecord:
+        """Inject a fault now (simulated time) lasting ``seconds`` simulated seconds."""
+        player = self.players.get(machine)
+        if player is None:
+            raise ValueError(f"unknown simulated machine {machine!r}")
+        check_applicable(kind, player.machine.protocol, machine)
+        if not seconds > 0 or not rate_per_s > 0:
+            raise ValueError("seconds and rate_per_s must be > 0")
+        if self.finished.is_set():
+            raise ValueError("the run is over (its duration was reached)")
+        start = max(self.clock.now_ms(), self._last_ms)
+        end = start + max(1, round(seconds * 1000))
+        self._push(start, _FAULT_ON, player.order, (player, kind, end, "control", rate_per_s,
+                                                    None))
+        self._wake()
+        return FaultRecord(machine, kind, start, end, "control")
+
+    def _schedule(self, player: _Player, spec: FaultSpec, after_ms: int) -> None:
+        occurrence = spec.next_occurrence(self.t0_ms, after_ms)
+        if occurrence is not None:
+            start, end = occurrence
+            self._push(start, _FAULT_ON, player.order,
+                       (player, spec.kind, end, "scenario", spec.rate_per_s, spec))
+
+    # -- the scheduler ---------------------------------------------------------------------
+    def _push(self, ts_ms: int, kind: int, order: int, payload: Any) -> None:
+        heapq.heappush(self._heap, (ts_ms, kind, order, next(self._count), kind, payload))
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        heap = self._heap
+        done = 0
+        while heap:
+            ts = heap[0][0]
+            if self.until_ms is not None and ts > self.until_ms:
+                break
+            delay = self.clock.delay_s(ts)
+            if delay > 0:
+                self.truth.flush()
+                self._waiter = loop.create_future()
+                handle = loop.call_later(delay, self._wake)
+                await self._waiter
+                handle.cancel()
+                continue
+            self.lag_s = max(self.lag_s, -delay)
+            ts, _, _, _, kind, payload = heapq.heappop(heap)
+            self._last_ms = ts
+            await self._dispatch(ts, kind, payload)
+            done += 1
+            if done % 500 == 0:
+                await asyncio.sleep(0)
+        self.truth.flush()
+        self.finished.set()
+
+    async def _dispatch(self, ts: int, kind: int, payload: Any) -> None:
+        if kind == _STEP:
+            await self._play(payload)
+            return
+        player, fault, end, origin, rate, spec = payload
+        endpoint = player.endpoint
+        try:
+            if kind == _FAULT_ON:
+                self.truth.record_fault(player.machine.code, fault, ts, end, origin)
+                self._push(end, _FAULT_OFF, player.order, (player, fault, end, origin, rate, spec))
+                if spec is not None:
+                    self._schedule(player, spec, ts + 1)
+                if endpoint.faults.begin(fault, ts):
+                    await endpoint.fault_on(fault, ts)
+                if fault == "alarm_storm":
+                    self._push(ts, _STORM, player.order, (player, True, end, origin, rate, spec))
+            elif kind == _FAULT_OFF:
+                if endpoint.faults.end(fault):
+                    await endpoint.fault_off(fault, ts)
+            elif kind == _STORM and "alarm_storm" in endpoint.faults:
+                await endpoint.storm(ts, fault)
+                following = ts + max(1, round(1000 / rate))
+                if following < end:
+                    self._push(following, _STORM, player.order,
+                               (player, not fault, end, origin, rate, spec))
+        except Exception as exc:  # one machine's failure must not stop the rest
+            log.exception("simulated machine %s: fault handling failed", player.machine.code)
+            self._failures.setdefault(player.machine.code, exc)
+
+    async def _play(self, player: _Player) -> None:
+        step = player.next
+        assert step is not None and player.steps is not None
+        code = player.machine.code
+        if step.part is not None:
+            self.truth.record_part(code, step.ts_ms, step.part == "scrap")
+        if step.segment is not None:
+            s = step.segment
+            self.truth.record_state(code, step.ts_ms, s.mode, s.execution, s.cause)
+        for tag, value in step.writes:
+            self.truth.record_value(code, tag, value, step.ts_ms)
+        try:
+            await player.endpoint.apply(step)
+        except Exception as exc:  # one machine's failure must not stop the rest
+            log.exception("simulated machine %s stopped", code)
+            self._failures.setdefault(code, exc)
+            return
+        player.next = next(player.steps)
+        self._push(player.next.ts_ms, _STEP, player.order, player)
+
+
+@asynccontextmanager
+async def run_factory(
+    scenario: Scenario,
+    host: str = "127.0.0.1",
+    base_port: int = 0,
+    truth: TruthRecorder | None = None,
+    *,
+    seed: int | None = None,
+    protocols: frozenset[str] = PROTOCOLS,
+    mqtt_url: str | None = None,
+    topic_prefix: str = "plant",
+    speed: float = 1.0,
+    start_ms: int | None = None,
+    until_s: float | None = None,
+    layout: str | None = None,
+) -> AsyncIterator[Factory]:
+    """Serve every simulated machine of ``scenario`` speaking one of ``protocols``.
+
+    ``start_ms`` is the simulated start (default: now, and simulated time then equals wall
+    time at ``speed`` 1); ``until_s`` stops the scheduler after that many simulated seconds
+    (``factory.finished`` is set; the servers keep serving until the block exits). MQTT
+    devices publish to ``mqtt_url`` (required when the scenario has any). ``layout``
+    overrides the scenario's OPC UA layout. A machine whose endpoint failed is re-raised as
+    RuntimeError on exit.
+    """
+    started = time.perf_counter()
+    seed = scenario.seed if seed is None else seed
+    truth = truth if truth is not None else TruthRecorder()
+    placement = plan(scenario, protocols, host, base_port, layout, topic_prefix)
+    if placement.topics and mqtt_url is None:
+        raise ValueError(f"scenario {scenario.name!r} has MQTT devices: give an MQTT broker URL")
+    address = parse_mqtt_url(mqtt_url) if mqtt_url is not None else None
+    factory = Factory(scenario, truth, seed, mqtt_url, until_s)
+    hosts = {h.path: OpcUaHost(host, h.port, h.path) for h in placement.opcua}
+    path_of = {code: h.path for h in placement.opcua for code in h.machines}
+    factory.hosts = list(hosts.values())
+    for order, (e, s, m) in enumerate(placement.machines):
+        behaviour = MachineBehaviour(m, seed, calendar_of(s))
+        endpoint: Endpoint
+        if m.protocol == "opcua":
+            endpoint = hosts[path_of[m.code]].add(m, behaviour.profile)
+        elif m.protocol == "modbus":
+            endpoint = ModbusMachine(m, behaviour.profile, host, placement.modbus_ports[m.code])
+        else:
+            assert address is not None
+            endpoint = MqttMachine(m, behaviour.profile, address, placement.topics[m.code])
+        factory.players[m.code] = _Player(order, e, s, m, behaviour, endpoint)
+    others = [p.endpoint for p in factory.players.values() if p.endpoint.protocol != "opcua"]
+    task: asyncio.Task[None] | None = None
+    try:
+        for h in factory.hosts:
+            await h.init()
+        t0 = start_ms if start_ms is not None else round(time.time() * 1000)
+        factory.t0_ms = t0
+        factory.until_ms = None if until_s is None else t0 + round(until_s * 1000)
+        for player in factory.players.values():
+            player.steps = player.behaviour.steps_from(t0)
+            player.next = next(player.steps)
+            await factory._play(player)
+        for h in factory.hosts:
+            await h.start()
+        await asyncio.gather(*(e.start() for e in others))
+        wall0 = t0 / 1000 if start_ms is None else time.time()
+        factory.clock = SimClock(t0, speed, wall0)
+        for spec in scenario.faults:
+            if spec.machine in factory.players:
+                factory._schedule(factory.players[spec.machine], spec, t0)
+        factory.startup_s = time.perf_counter() - started
+        log.info("%d simulated machines up in %.2f s", len(factory.players), factory.startup_s)
+        task = asyncio.create_task(factory._run(), name="plantwire-sim scheduler")
+        yield factory
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        stops = [*(h.stop() for h in factory.hosts), *(e.stop() for e in others)]
+        for result in await asyncio.gather(*stops, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.warning("stopping a simulator failed: %r", result)
+        truth.flush()
+    failures = factory.failures()
+    if failures:
+        code, exc = next(iter(failures.items()))
+        raise RuntimeError(f"simulated machine {code} stopped: {exc!r}") from exc

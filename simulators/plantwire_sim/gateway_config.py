@@ -1,0 +1,149 @@
+"""The edge gateway config that reads a simulated site: devices, tags, registers, fields.
+
+``plantwire demo`` and the end-to-end tests use it; ``plantwire sim gateway-config`` prints it
+so a user can point a gateway at ``plantwire sim run``. Devices follow the gateway's contract:
+``kind = "opcua"`` (tags by ``nsu=`` node id), ``kind = "modbus"`` (register map) and
+``kind = "mqtt"`` (JSON fields by path). ``protocols`` selects which kinds are emitted;
+``metrics = "core"`` reads each profile's core tags (state, the main counter and value),
+``"all"`` every tag the simulator exposes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from plantwire_bus.state import EXECUTION_METRIC, MODE_METRIC
+
+from .behaviour import profile_of
+from .cnc import MACHINE_OPERATION_MODE, PART_COUNT, PROGRAM_STATUS, SPINDLE_SPEED
+from .native import TagSpec
+from .opcua_host import NAMESPACE_URI, node_identifier
+from .params import LegacyParams
+from .placement import ModbusAddress
+from .scenario import Enterprise, Machine, Site
+
+# (native variable, metric, Sparkplug datatype, mapping table) of the CNC's core tags
+CNC_TAGS: tuple[tuple[str, str, str, str | None], ...] = (
+    (MACHINE_OPERATION_MODE, MODE_METRIC, "String", "opc40501/MachineOperationMode"),
+    (PROGRAM_STATUS, EXECUTION_METRIC, "String", "opc40502/CncChannelProgramStatus"),
+    (SPINDLE_SPEED, "Spindle/Speed", "Double", None),
+    (PART_COUNT, "Production/PartCount", "UInt32", None),
+)
+
+
+def gateway_config(
+    enterprise: Enterprise,
+    site: Site,
+    endpoints: Mapping[str, str],
+    mqtt_url: str,
+    primary_host_id: str | None = "plantwire",
+    *,
+    protocols: frozenset[str] = frozenset({"opcua"}),
+    modbus: Mapping[str, ModbusAddress] | None = None,
+    mqtt_topics: Mapping[str, str] | None = None,
+    device_broker_url: str | None = None,
+    metrics: str = "core",
+) -> dict[str, Any]:
+    """A gateway config (as the TOML document's data) for the simulated machines of ``site``.
+
+    ``endpoints`` maps machine codes to OPC UA endpoint URLs, ``modbus`` to Modbus addresses
+    and ``mqtt_topics`` to the topics MQTT devices publish on ``device_broker_url`` (default:
+    ``mqtt_url``, the broker the gateway publishes Sparkplug to). Machines missing from these
+    maps, or speaking a protocol not in ``protocols``, are left out.
+    """
+    if metrics not in ("core", "all"):
+        raise ValueError(f"metrics must be 'core' or 'all', not {metrics!r}")
+    devices: list[dict[str, Any]] = []
+    for machine in site.machines:
+        if machine.protocol not in protocols:
+            continue
+        if machine.protocol == "opcua" and machine.code in endpoints:
+            devices.append(_opcua(machine, endpoints[machine.code], metrics))
+        elif machine.protocol == "modbus" and modbus and machine.code in modbus:
+            devices.append(_modbus(machine, modbus[machine.code], metrics))
+        elif machine.protocol == "mqtt" and mqtt_topics and machine.code in mqtt_topics:
+            broker = device_broker_url or mqtt_url
+            devices.append(_mqtt(machine, broker, mqtt_topics[machine.code], metrics))
+    config: dict[str, Any] = {
+        "group_id": enterprise.code,
+        "edge_node_id": site.edge_node,
+        "mqtt_url": mqtt_url,
+    }
+    config["primary_host_id"] = primary_host_id or ""  # "" = publish without a primary host
+    config["devices"] = devices
+    return config
+
+
+def _specs(machine: Machine, metrics: str) -> list[TagSpec]:
+    return [t for t in profile_of(machine).tags if metrics == "all" or t.core]
+
+
+def _point(spec: TagSpec) -> dict[str, Any]:
+    point: dict[str, Any] = {"metric": spec.metric, "datatype": spec.datatype}
+    if spec.map is not None:
+        point["map"] = spec.map
+    return point
+
+
+def _opcua(machine: Machine, endpoint: str, metrics: str) -> dict[str, Any]:
+    tags = [
+        {"node": f"nsu={NAMESPACE_URI};s={node_identifier(machine.code, spec.name)}",
+         **_point(spec)}
+        for spec in _specs(machine, metrics)
+    ]
+    return {"kind": "opcua", "device_id": machine.code, "endpoint": endpoint, "tags": tags}
+
+
+def _modbus(machine: Machine, address: ModbusAddress, metrics: str) -> dict[str, Any]:
+    params = machine.params
+    assert isinstance(params, LegacyParams)
+    registers = []
+    for spec in _specs(machine, metrics):
+        register: dict[str, Any] = {
+            "metric": spec.metric, "table": spec.table, "address": spec.address,
+            "type": spec.type,
+        }
+        if spec.type != "bool":
+            register["word_order"] = params.word_order
+            register["byte_order"] = params.byte_order
+        if spec.scale != 1.0:
+            register["scale"] = spec.scale
+        register["datatype"] = spec.datatype
+        if spec.map is not None:
+            register["map"] = spec.map
+        registers.append(register)
+    return {
+        "kind": "modbus", "device_id": machine.code, "host": address.host,
+        "port": address.port, "unit_id": address.unit_id,
+        "poll_interval_ms": max(100, round(machine.behaviour.sample_s * 1000)),
+        "timeout_s": 3.0, "registers": registers,
+    }
+
+
+def _mqtt(machine: Machine, broker_url: str, topic: str, metrics: str) -> dict[str, Any]:
+    profile = profile_of(machine)
+    fields = [{"path": spec.name, **_point(spec)} for spec in _specs(machine, metrics)]
+    return {
+        "kind": "mqtt", "device_id": machine.code, "broker_url": broker_url, "topic": topic,
+        "timestamp_path": getattr(profile, "timestamp_path", "ts"),
+        "timestamp_format": getattr(profile, "timestamp_format", "epoch_ms"),
+        "fields": fields,
+    }
+
+
+def to_toml(config: dict[str, Any]) -> str:
+    """Render a gateway config as TOML (scalars, then arrays of tables)."""
+    lines = ["# plantwire edge gateway config (generated for simulated machines)"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in config.items() if not isinstance(v, list)]
+    for device in config.get("devices", []):
+        lines += ["", "[[devices]]"]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in device.items() if not isinstance(v, list)]
+        for key, items in device.items():
+            if not isinstance(items, list):
+                continue
+            for item in items:
+                lines.append(f"[[devices.{key}]]")
+                lines += [f"{k} = {json.dumps(v)}" for k, v in item.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,206 @@
+"""Helpers for the edge tests: a Sparkplug probe on a real broker and real asyncua servers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from asyncua import ua
+from asyncua.server.server import Server
+
+from plantwire_bus.mosquitto import free_port
+from plantwire_bus.mqtt import Message, MqttClient, parse_mqtt_url
+from plantwire_bus.payload import DataType, Payload, coerce, decode_payload
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One metric value as a Sparkplug host would store it."""
+
+    kind: str  # DBIRTH | DDATA
+    device: str
+    metric: str
+    value: Any
+    ts: int
+    historical: bool
+
+
+@dataclass
+class Probe:
+    """Everything published under one Sparkplug group, decoded with the project codec."""
+
+    client: MqttClient
+    messages: list[Message] = field(default_factory=list)
+
+    def payloads(self, kind: str, device: str | None = None) -> list[Payload]:
+        out = []
+        for m in self.messages:
+            parts = m.topic.split("/")
+            if parts[2] == kind and (device is None or parts[-1] == device):
+                out.append(decode_payload(m.payload))
+        return out
+
+    async def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"{what} not seen within {timeout} s"
+            await asyncio.sleep(0.05)
+
+    def count(self, kind: str) -> int:
+        return sum(m.topic.split("/")[2] == kind for m in self.messages)
+
+    def values(self) -> list[Seen]:
+        """Birth and data values in arrival order, aliases resolved against the births."""
+        aliases: dict[tuple[str, int], tuple[str, DataType]] = {}
+        out: list[Seen] = []
+        for m in self.messages:
+            parts = m.topic.split("/")
+            kind = parts[2]
+            if kind not in ("DBIRTH", "DDATA"):
+                continue
+            device = parts[-1]
+            for metric in decode_payload(m.payload).metrics:
+                if kind == "DBIRTH":
+                    assert metric.name is not None and metric.datatype is not None
+                    assert metric.alias is not None
+                    aliases[(device, metric.alias)] = (metric.name, metric.datatype)
+                assert metric.alias is not None and metric.timestamp is not None
+                name, datatype = aliases[(device, metric.alias)]
+                value = None if metric.is_null else coerce(metric.value, datatype)
+                out.append(Seen(kind, device, name, value, metric.timestamp, metric.is_historical))
+        return out
+
+    def seqs(self) -> list[int]:
+        return [
+            decode_payload(m.payload).seq or 0
+            for m in self.messages
+            if m.topic.split("/")[2] not in ("NDEATH", "NCMD")
+        ]
+
+
+@asynccontextmanager
+async def probe_on(mqtt_url: str, group: str) -> AsyncIterator[Probe]:
+    client = MqttClient(parse_mqtt_url(mqtt_url), f"probe-{group}-{time.monotonic_ns()}")
+    await client.connect()
+    await client.subscribe(f"spBv1.0/{group}/#")
+    probe = Probe(client)
+
+    async def collect() -> None:
+        async for message in client.messages():
+            probe.messages.append(message)
+
+    task = asyncio.create_task(collect())
+    try:
+        yield probe
+    finally:
+        task.cancel()
+        await client.disconnect()
+
+
+def ms_to_dt(ts_ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ts_ms)
+
+
+@dataclass
+class UaServer:
+    """A running asyncua server with variables under one object; writes are recorded."""
+
+    server: Server
+    endpoint: str
+    port: int
+    uri: str
+    nodes: dict[str, Any]
+    types: dict[str, ua.VariantType]
+    written: list[tuple[str, Any, int]] = field(default_factory=list)
+
+    def address(self, name: str) -> str:
+        return f"nsu={self.uri};s={name}"
+
+    async def write(self, name: str, value: Any, ts_ms: int | None = None) -> int:
+        ts = ts_ms if ts_ms is not None else time.time_ns() // 1_000_000
+        when = cast(ua.DateTime, ms_to_dt(ts))
+        dv = ua.DataValue(
+            ua.Variant(value, self.types[name]), SourceTimestamp=when, ServerTimestamp=when
+        )
+        await self.server.write_attribute_value(self.nodes[name].nodeid, dv)
+        self.written.append((name, value, ts))
+        return ts
+
+
+@asynccontextmanager
+async def ua_server(
+    variables: dict[str, tuple[ua.VariantType, Any]],
+    *,
+    port: int | None = None,
+    uri: str = "urn:plantwire:test",
+    setup: Callable[[Server], Any] | None = None,
+    user_manager: Any = None,
+) -> AsyncIterator[UaServer]:
+    """Serve ``variables`` (name -> (type, initial value)) as ``ns=<uri>;s=<name>``."""
+    port = port or free_port()
+    endpoint = f"opc.tcp://127.0.0.1:{port}/test"
+    server = Server(user_manager=user_manager)
+    await server.init()
+    server.set_endpoint(endpoint)
+    if setup is not None:
+        result = setup(server)
+        if asyncio.iscoroutine(result):
+            await result
+    else:
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    idx = await server.register_namespace(uri)
+    obj = await server.nodes.objects.add_object(
+        ua.NodeId(ua.String("Machine"), ua.Int16(idx)), ua.QualifiedName("Machine", idx)
+    )
+    nodes, types = {}, {}
+    for name, (vtype, initial) in variables.items():
+        nodes[name] = await obj.add_variable(
+            ua.NodeId(ua.String(name), ua.Int16(idx)),
+            ua.QualifiedName(name, idx),
+            ua.Variant(initial, vtype),
+        )
+        types[name] = vtype
+    await server.start()
+    try:
+        yield UaServer(server, endpoint, port, uri, nodes, types)
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def group(unique: str) -> str:
+    return f"EDGE{unique}"
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    """GET http://127.0.0.1:port/path; returns status and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.decode().partition("\r\n\r\n")
+    return int(head.split(" ", 2)[1]), body
+
+
+@asynccontextmanager
+async def running(config: Any) -> AsyncIterator[Any]:
+    """A gateway (plantwire_edge.gateway.Gateway) running in this event loop."""
+    from plantwire_edge.gateway import Gateway
+
+    gateway = Gateway(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    try:
+        yield gateway
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)

@@ -1,0 +1,170 @@
+"""The Sparkplug edge node with its durable buffer, against a real Mosquitto: nothing leaves
+the buffer before the broker's PUBACK; what was held is replayed after a restart, births
+first, flagged historical, each value exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from plantwire_bus.mosquitto import MosquittoProcess, start_mosquitto
+from plantwire_bus.payload import DataType
+from plantwire_bus.topics import encode_state, state_topic
+from plantwire_edge.config import EdgeConfig
+from plantwire_edge.node import EdgeNode
+
+from .conftest import probe_on
+
+T0 = 1_767_225_600_000
+
+
+def config(group: str, mqtt_url: str, buffer: Path, host: str | None) -> EdgeConfig:
+    return EdgeConfig.model_validate(
+        {
+            "group_id": group,
+            "edge_node_id": "GW1",
+            "mqtt_url": mqtt_url,
+            "primary_host_id": host or "",
+            "batch_ms": 20,
+            "buffer": {"path": str(buffer)},
+            "devices": [
+                {
+                    "kind": "opcua",
+                    "device_id": "M1",
+                    "endpoint": "opc.tcp://127.0.0.1:1",
+                    "tags": [{"node": "nsu=urn:x;s=a", "metric": "Count"}],
+                }
+            ],
+        }
+    )
+
+
+async def test_held_values_replay_after_restart_exactly_once(
+    mqtt_url: str, group: str, tmp_path: Path
+) -> None:
+    host = f"host-{group}"
+    cfg = config(group, mqtt_url, tmp_path / "buf.db", host)
+    async with probe_on(mqtt_url, group) as probe:
+        # first run: the primary host is offline, so everything is held in the buffer
+        node = EdgeNode(cfg)
+        stop = asyncio.Event()
+        task = asyncio.create_task(node.run(stop))
+        dev = node.channel("M1")
+        count = dev.metric("Count", DataType.UInt32)
+        mode = dev.metric("State/Mode", DataType.String)
+        dev.set_online([(count, 0, T0), (mode, "AUTO", T0)])
+        for i in range(1, 301):
+            dev.put(count, i, T0 + i)
+            if i % 50 == 0:
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(node.connected.wait(), 10)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        assert probe.messages == []
+        assert node.buffer.stats.depth_values == 302  # all held, on disk
+
+        # second run, the host is online: births, then the backlog as history, then live
+        node = EdgeNode(cfg)
+        assert node.buffer.durable
+        dev = node.channel("M1")
+        assert dev.metric("Count", DataType.UInt32) == count  # aliases survive restarts
+        assert dev.metric("State/Mode", DataType.String) == mode
+        assert node.buffer.stats.depth_values == 302
+        await probe.client.publish(state_topic(host), encode_state(True, T0), retain=True)
+        stop = asyncio.Event()
+        task = asyncio.create_task(node.run(stop))
+        dev.set_online([(count, 300, T0 + 300), (mode, "AUTO", T0)])
+        await probe.wait_for(lambda: node.buffer.stats.depth_values == 0, "backlog acknowledged")
+        dev.put(count, 301, T0 + 301)
+        await probe.wait_for(lambda: node.stats.values_acked == 305, "live value acknowledged")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await probe.client.publish(state_topic(host), b"", retain=True)
+
+    kinds = [m.topic.split("/")[2] for m in probe.messages]
+    assert kinds[:2] == ["NBIRTH", "DBIRTH"] and kinds[-1] == "NDEATH"
+    bd_seqs = [
+        m.value
+        for p in (*probe.payloads("NBIRTH"), *probe.payloads("NDEATH"))
+        for m in p.metrics
+        if m.name == "bdSeq"
+    ]
+    assert bd_seqs == [1, 1]  # the first run's connection had 0: bdSeq survives restarts
+    assert set(kinds[2:-1]) == {"DDATA"}
+    assert probe.seqs() == list(range(len(kinds) - 1))
+    data = [s for s in probe.values() if s.kind == "DDATA"]
+    counts = [(s.value, s.ts) for s in data if s.metric == "Count"]
+    # every held value once, in order, historical; then what the device reported on coming
+    # back: its current value (a repeat the platform's keys absorb) and the live one
+    assert counts == [(i, T0 + i) for i in range(0, 301)] + [(300, T0 + 300), (301, T0 + 301)]
+    assert all(s.historical for s in data if s.ts < T0 + 300 and s.metric == "Count")
+    assert not next(s for s in data if s.value == 301).historical
+    assert node.stats.historical_sent >= 302
+
+
+async def test_broker_outage_keeps_everything_until_puback(
+    private_mosquitto: MosquittoProcess, group: str, tmp_path: Path
+) -> None:
+    broker = private_mosquitto
+    cfg = config(group, broker.url, tmp_path / "buf.db", None)
+    node = EdgeNode(cfg)
+    dev = node.channel("M1")
+    count = dev.metric("Count", DataType.UInt32)
+    stop = asyncio.Event()
+    async with probe_on(broker.url, group) as probe:
+        task = asyncio.create_task(node.run(stop))
+        dev.set_online([(count, 0, T0)])
+        await probe.wait_for(lambda: node.stats.values_acked >= 1, "first value")
+        broker.stop()
+        for i in range(1, 201):  # produced while the broker is down
+            dev.put(count, i, T0 + i)
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(1)
+        assert node.buffer.stats.depth_values == 200
+        assert not node.connected.is_set()
+        restarted = start_mosquitto(broker.log_path.parent, port=broker.port)
+        try:
+            async with probe_on(broker.url, group) as after:
+                await after.wait_for(
+                    lambda: node.buffer.stats.depth_values == 0, "backlog acknowledged", timeout=30
+                )
+                stop.set()
+                await asyncio.wait_for(task, 10)
+        finally:
+            restarted.stop()
+    before = [(s.value, s.ts) for s in probe.values() if s.kind == "DDATA"]
+    replayed = [(s.value, s.ts) for s in after.values() if s.kind == "DDATA"]
+    assert before + replayed == [(i, T0 + i) for i in range(0, 201)]
+    assert all(s.historical for s in after.values() if s.kind == "DDATA")
+    assert [m.topic.split("/")[2] for m in after.messages][:2] == ["NBIRTH", "DBIRTH"]
+
+
+async def test_backlog_of_a_device_lost_meanwhile_is_sent_between_dated_birth_and_death(
+    mqtt_url: str, group: str, tmp_path: Path
+) -> None:
+    host = f"host-{group}"
+    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", host))
+    dev = node.channel("M1")
+    count = dev.metric("Count", DataType.UInt32)
+    stop = asyncio.Event()
+    async with probe_on(mqtt_url, group) as probe:
+        task = asyncio.create_task(node.run(stop))
+        dev.set_online([(count, 0, T0)])
+        for i in range(1, 51):
+            dev.put(count, i, T0 + i)
+        await asyncio.sleep(0.2)
+        dev.set_offline()  # the machine is switched off while the host is away
+        lost_at = dev.offline_at
+        await asyncio.sleep(0.2)
+        await probe.client.publish(state_topic(host), encode_state(True, T0), retain=True)
+        await probe.wait_for(lambda: probe.count("DDEATH") == 1, "DDEATH")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await probe.client.publish(state_topic(host), b"", retain=True)
+    kinds = [m.topic.split("/")[2] for m in probe.messages]
+    assert kinds == ["NBIRTH", "DBIRTH", "DDATA", "DDEATH", "NDEATH"]
+    birth, death = probe.payloads("DBIRTH")[0], probe.payloads("DDEATH")[0]
+    assert birth.timestamp == T0 and death.timestamp == lost_at  # the session it really had
+    data = [(s.value, s.ts, s.historical) for s in probe.values() if s.kind == "DDATA"]
+    assert data == [(i, T0 + i, True) for i in range(51)]

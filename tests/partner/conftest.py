@@ -1,0 +1,214 @@
+"""A small world for the partner API on a real PostgreSQL: a chain leader LEAD, its supplier SUP
+(two sites, one machine each, telemetry written straight into the sample tables) and OUT, an
+enterprise outside the chain. SUP offers six datasets; every sample is listed in SAMPLES so tests
+can compute what a grant allows independently of the SQL under test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from pydantic import SecretStr
+
+from plantwire_platform.api import create_app
+from plantwire_platform.partner_tokens import Caller, issue_token
+from plantwire_platform.registry import import_scenario
+from plantwire_platform.settings import PlatformSettings
+from plantwire_sim.scenario import parse_scenario
+
+T0 = datetime(2026, 10, 5, 10, 0, tzinfo=UTC)
+KEY = "k7Qx2mVb9TzR4wLp8Yc3Nf6Hd1Js5Ga0Ue"
+
+SCENARIO = """
+name = "partners"
+[[chains]]
+code = "GEAR"
+name = "Gearbox chain"
+leader = "LEAD"
+members = [{ enterprise = "SUP", tier = 1 }]
+""" + "".join(
+    f"""
+[[enterprises]]
+code = "{code}"
+uscc = "9111000000000000{n}X"
+name = "{code} Co."
+"""
+    + "".join(
+        f"""
+[[enterprises.sites]]
+code = "{site}"
+name = "{site}"
+edge_node = "GW{site}"
+timezone = "UTC"
+[[enterprises.sites.lines]]
+code = "L"
+name = "Line"
+processes = [{{ code = "OP10", name = "OP10", is_key = true, equipment = ["{m}"] }}]
+[[enterprises.sites.machines]]
+code = "{m}"
+name = "{m}"
+line = "L"
+control_type = "CNC"
+declared_nc = true
+protocol = "none"
+"""
+        for site, m in sites
+    )
+    for n, (code, sites) in enumerate(
+        [
+            ("LEAD", [("LS", "L1")]),
+            ("SUP", [("S1", "M1"), ("S2", "M2")]),
+            ("OUT", [("OS", "O1")]),
+        ]
+    )
+)
+
+
+def _samples() -> list[tuple[str, str, datetime, Any]]:
+    """(machine, metric, time, value) of every sample written, over 09:00-12:00."""
+    out: list[tuple[str, str, datetime, Any]] = []
+    for machine, scale in (("M1", 5), ("M2", 3), ("L1", 1), ("O1", 2)):
+        for minute in range(-60, 120, 30):
+            ts = T0 + timedelta(minutes=minute)
+            auto = (minute // 30) % 2 == 0
+            out.append((machine, "State/Mode", ts, "AUTO" if auto else "MANUAL"))
+            out.append((machine, "State/Execution", ts, "EXECUTING"))
+        for minute in range(-60, 120, 10):
+            ts = T0 + timedelta(minutes=minute)
+            out.append((machine, "Production/PartCount", ts, float((minute + 60) * scale)))
+        for minute in range(-60, 120, 15):
+            ts = T0 + timedelta(minutes=minute)
+            out.append((machine, "Spindle/Speed", ts, float(1000 + minute)))
+            out.append((machine, "Spindle/Load", ts, float(minute % 7)))
+    return out
+
+
+SAMPLES = _samples()
+
+# code -> (kind, grade, granularity, purposes, visibility)
+DATASETS = {
+    "ind": ("indicators", "important", "aggregated", ["quality", "planning"], "chain"),
+    "states": ("states", "general", "raw", ["planning"], "chain"),
+    "counts": ("counts", "general", "aggregated", ["planning"], "chain"),
+    "telem": ("telemetry", "general", "raw", ["maintenance"], "chain"),
+    "core": ("telemetry", "core", "aggregated", ["planning"], "chain"),
+    "private": ("counts", "general", "aggregated", ["planning"], "private"),
+}
+
+
+@dataclass
+class World:
+    client: httpx.AsyncClient
+    url: str
+    ent: dict[str, int]
+    site: dict[str, int]
+    machine: dict[str, int]
+    dataset: dict[str, int]
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+
+CALLERS = {
+    "admin": (None, "platform_admin"),
+    "sup-admin": ("SUP", "enterprise_admin"),
+    "sup-app": ("SUP", "partner"),
+    "lead-admin": ("LEAD", "enterprise_admin"),
+    "lead-app": ("LEAD", "partner"),
+    "out-admin": ("OUT", "enterprise_admin"),
+    "out-app": ("OUT", "partner"),
+}
+
+
+async def seed(url: str) -> tuple[dict[str, int], dict[str, int], dict[str, int], dict[str, int]]:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        ent = await import_scenario(conn, parse_scenario(SCENARIO))
+        cur = await conn.execute("SELECT code, id FROM site")
+        site = {c: i for c, i in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT e.code, e.id, x.code, s.edge_node_id FROM equipment e"
+            " JOIN site s ON s.id = e.site_id JOIN enterprise x ON x.id = s.enterprise_id"
+        )
+        machines = await cur.fetchall()
+        machine = {c: i for c, i, _, _ in machines}
+        for code, eid, group, node in machines:
+            await conn.execute(
+                "INSERT INTO connectivity_session (group_id, edge_node_id, device_id,"
+                " equipment_id, online_at) VALUES (%s, %s, %s, %s, %s)",
+                (group, node, code, eid, T0 - timedelta(hours=2)),
+            )
+            for metric in sorted({s[1] for s in SAMPLES}):
+                text = metric.startswith("State/")
+                await conn.execute(
+                    "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
+                    " equipment_id) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (group, node, code, metric, 12 if text else 10, eid),
+                )
+        async with conn.cursor() as cur2:
+            for m, metric, ts, value in SAMPLES:
+                table = "sample_text" if metric.startswith("State/") else "sample_num"
+                await cur2.execute(
+                    f"INSERT INTO {table} (series_id, ts, value) SELECT id, %s, %s FROM series"
+                    " WHERE device_id = %s AND metric = %s",
+                    (ts, value, m, metric),
+                )
+        dataset = {}
+        for code, (kind, grade, gran, purposes, vis) in DATASETS.items():
+            cur = await conn.execute(
+                "INSERT INTO partner_dataset (enterprise_id, code, title, kind, domain, grade,"
+                " granularity, purposes, visibility) VALUES (%s, %s, %s, %s, 'production', %s,"
+                " %s, %s, %s) RETURNING id",
+                (ent["SUP"], code, code.title(), kind, grade, gran, purposes, vis),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            dataset[code] = row[0]
+        await conn.commit()
+    return ent, site, machine, dataset
+
+
+def settings(url: str, **extra: Any) -> PlatformSettings:
+    return PlatformSettings(database_url=url, token_secret=SecretStr(KEY), **extra)
+
+
+@pytest.fixture
+async def world(database_url: str) -> AsyncIterator[World]:
+    ent, site, machine, dataset = await seed(database_url)
+    app = create_app(settings(database_url, partner_rate_per_s=10_000, partner_burst=10_000))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c,
+    ):
+        w = World(c, database_url, ent, site, machine, dataset)
+        for who, (code, role) in CALLERS.items():
+            caller = Caller(who, ent[code] if code else None, role)  # type: ignore[arg-type]
+            w.tokens[who] = issue_token(caller, KEY, 300)
+        yield w
+
+
+async def grant(w: World, dataset: str, **request: Any) -> dict[str, Any]:
+    """Request, approve if needed and activate a grant for LEAD; returns the active grant."""
+    body = {
+        "dataset_id": w.dataset[dataset],
+        "expires_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+        **request,
+    }
+    r = await w.client.post("/partner/v1/grants", json=body, headers=w.auth("lead-app"))
+    assert r.status_code == 201, r.text
+    g = r.json()
+    if g["status"] == "requested":
+        r = await w.client.post(
+            f"/partner/v1/grants/{g['id']}/approve", headers=w.auth("sup-admin")
+        )
+        assert r.status_code == 200, r.text
+    r = await w.client.post(f"/partner/v1/grants/{g['id']}/activate", headers=w.auth("lead-app"))
+    assert r.status_code == 200 and r.json()["status"] == "active", r.text
+    result: dict[str, Any] = r.json()
+    return result

@@ -1,0 +1,284 @@
+"""Indicators through the HTTP API on a real PostgreSQL, against values computed by hand.
+
+The fixture writes registry and telemetry straight into the database: a chain with a leader and
+two suppliers, two parks, a registry change in the middle of the window, a machine declared NC
+that runs by hand, and a key process without telemetry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from plantwire_platform.api import create_app
+from plantwire_platform.registry import import_scenario
+from plantwire_platform.settings import PlatformSettings
+from plantwire_sim.scenario import parse_scenario
+
+T0 = datetime(2026, 10, 5, 10, 0, tzinfo=UTC)  # window 10:00-12:00 UTC
+WINDOW = {"from": T0.isoformat(), "to": (T0 + timedelta(hours=2)).isoformat()}
+
+REGISTRY = """
+name = "golden"
+[[parks]]
+code = "NORTH"
+name = "North park"
+region = "CN-JS"
+[[parks]]
+code = "SOUTH"
+name = "South park"
+region = "CN-ZJ"
+[[chains]]
+code = "GEAR"
+name = "Gearbox chain"
+leader = "LEAD"
+members = [{{ enterprise = "SUP1", tier = 1 }}, {{ enterprise = "SUP2", tier = 2 }}]
+{enterprises}
+"""
+
+ENTERPRISE = """
+[[enterprises]]
+code = "{code}"
+uscc = "{uscc}"
+name = "{code} Co."
+park = "{park}"
+[[enterprises.sites]]
+code = "S"
+name = "Site"
+edge_node = "GW"
+timezone = "UTC"
+[[enterprises.sites.lines]]
+code = "L1"
+name = "Line"
+processes = [{processes}]
+{machines}
+"""
+
+MACHINE = """
+[[enterprises.sites.machines]]
+code = "{code}"
+name = "{code}"
+line = "L1"
+control_type = "CNC"
+declared_nc = true
+protocol = "none"
+"""
+
+
+def registry(op20_key: bool) -> str:
+    def ent(code: str, uscc: str, park: str, processes: list[tuple[str, str, bool]]) -> str:
+        procs = ", ".join(
+            f'{{ code = "{p}", name = "{p}", is_key = {str(k).lower()}, equipment = ["{m}"] }}'
+            for p, m, k in processes
+        )
+        machines = "".join(MACHINE.format(code=m) for _, m, _ in processes)
+        return ENTERPRISE.format(
+            code=code, uscc=uscc, park=park, processes=procs, machines=machines
+        )
+
+    return REGISTRY.format(
+        enterprises="".join(
+            [
+                ent("LEAD", "91110000MA0000001X", "NORTH", [("OP10", "A1", True)]),
+                ent(
+                    "SUP1",
+                    "91110000MA0000002X",
+                    "NORTH",
+                    [("OP10", "B1", True), ("OP20", "B2", op20_key)],
+                ),
+                ent("SUP2", "91110000MA0000003X", "SOUTH", [("OP10", "C1", True)]),
+            ]
+        )
+    )
+
+
+# (machine, minutes after 09:00, mode, execution); every machine online from 09:00
+STATES = [
+    ("A1", 0, "AUTO", "EXECUTING"),
+    ("B1", 0, "AUTO", "EXECUTING"),
+    ("B1", 90, "AUTO", "IDLE"),  # 10:30 idle, 10:45 executing again: still 100 % AUTO
+    ("B1", 105, "AUTO", "EXECUTING"),
+    ("B2", 0, "MANUAL", "EXECUTING"),  # declared NC, run by hand...
+    ("B2", 90, "AUTO", "EXECUTING"),  # ...except 10:30-10:36
+    ("B2", 96, "MANUAL", "EXECUTING"),
+    # C1 (SUP2) has no telemetry at all
+]
+
+
+async def seed(database_url: str) -> dict[str, int]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        ids = await import_scenario(conn, parse_scenario(registry(True)))
+        # at 11:00 SUP1 declares OP20 no longer a key process
+        await import_scenario(conn, parse_scenario(registry(False)), T0 + timedelta(hours=1))
+        start = T0 - timedelta(hours=1)
+        for code in ("A1", "B1", "B2"):
+            group = {"A": "LEAD", "B": "SUP1"}[code[0]]
+            await conn.execute(
+                "INSERT INTO connectivity_session (group_id, edge_node_id, device_id,"
+                " equipment_id, online_at) SELECT %s, 'GW', %s, e.id, %s FROM equipment e"
+                " JOIN site s ON s.id = e.site_id JOIN enterprise x ON x.id = s.enterprise_id"
+                " WHERE x.code = %s AND e.code = %s",
+                (group, code, start, group, code),
+            )
+            for metric in ("State/Mode", "State/Execution"):
+                await conn.execute(
+                    "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
+                    " equipment_id) SELECT %s, 'GW', %s, %s, 12, e.id FROM equipment e"
+                    " JOIN site s ON s.id = e.site_id JOIN enterprise x ON x.id = s.enterprise_id"
+                    " WHERE x.code = %s AND e.code = %s",
+                    (group, code, metric, group, code),
+                )
+        for code, minutes, mode, execution in STATES:
+            ts = start + timedelta(minutes=minutes)
+            for metric, value in (("State/Mode", mode), ("State/Execution", execution)):
+                await conn.execute(
+                    "INSERT INTO sample_text (series_id, ts, value) SELECT id, %s, %s FROM series"
+                    " WHERE device_id = %s AND metric = %s ON CONFLICT DO NOTHING",
+                    (ts, value, code, metric),
+                )
+        await conn.commit()
+        return ids
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, int]]]:
+    ids = await seed(database_url)
+    app = create_app(PlatformSettings(database_url=database_url))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        yield client, ids
+
+
+def values(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {i["name"]: i for i in body["indicators"]}
+
+
+async def test_enterprise_across_a_registry_change(
+    api: tuple[httpx.AsyncClient, dict[str, int]],
+) -> None:
+    client, ids = api
+    r = await client.get(f"/api/v1/enterprises/{ids['SUP1']}/indicators", params=WINDOW)
+    assert r.status_code == 200, r.text
+    v = values(r.json())
+    # 10-11: key {OP10, OP20}: declared 2, verified 1 (B2 AUTO 6 of 60 min). 11-12: key {OP10}:
+    # declared 1, verified 1. Counts averaged over the two equal halves: 1.5 of 1.5 declared,
+    # 1.0 of 1.5 verified.
+    assert (v["nc_rate_declared"]["numerator"], v["nc_rate_declared"]["denominator"]) == (1.5, 1.5)
+    assert (v["nc_rate_verified"]["numerator"], v["nc_rate_verified"]["denominator"]) == (1.0, 1.5)
+    assert v["nc_rate_verified"]["value"] == pytest.approx(0.6667, abs=1e-4)
+    # time-weighted: 10-11 credits OP10 1.0 + OP20 0.1; 11-12 credits OP10 1.0
+    assert v["nc_rate_time_weighted"]["numerator"] == pytest.approx(0.5 * 1.1 + 0.5 * 1.0)
+    assert v["networking_rate"]["value"] == 1.0
+    explain = (
+        await client.get(f"/api/v1/enterprises/{ids['SUP1']}/indicators/explain", params=WINDOW)
+    ).json()
+    first, second = explain["segments"]
+    assert (first["from"], first["to"]) == ("2026-10-05T10:00:00Z", "2026-10-05T11:00:00Z")
+    op20 = {p["process"]: p for p in first["key_processes"]}["OP20"]
+    assert op20["equipment"] == ["B2"] and op20["declared_nc"] and not op20["verified_nc"]
+    assert op20["reason"] == "covered 100%, AUTO 10% of EXECUTING time < 80%"
+    assert [p["process"] for p in second["key_processes"]] == ["OP10"]
+    b1 = {e["equipment"]: e for e in explain["equipment"]}["B1"]
+    assert b1["executing_s"] == 7200 - 15 * 60 and b1["auto_executing_s"] == b1["executing_s"]
+
+
+async def test_chain_rolls_up_mean_beside_pooled(
+    api: tuple[httpx.AsyncClient, dict[str, int]],
+) -> None:
+    client, ids = api
+    chains = (await client.get("/api/v1/chains")).json()
+    assert [(c["code"], c["suppliers"]) for c in chains] == [("GEAR", 2)]
+    r = await client.get(f"/api/v1/chains/{chains[0]['id']}/indicators", params=WINDOW)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    verified = values(body)["nc_rate_verified"]
+    # LEAD 1/1, SUP1 1.0/1.5, SUP2 0/1 (no telemetry): mean of rates, pooled ratio beside it
+    assert verified["value"] == pytest.approx((1 + 2 / 3 + 0) / 3, abs=1e-4)
+    assert verified["pooled"] == pytest.approx(2 / 3.5, abs=1e-4)
+    assert verified["enterprises"] == 3
+    assert [m["id"] for m in body["members"]] == [ids["LEAD"], ids["SUP1"], ids["SUP2"]]
+    assert values(body)["nc_rate_declared"]["value"] == 1.0
+
+
+async def test_parks_and_regions(api: tuple[httpx.AsyncClient, dict[str, int]]) -> None:
+    client, _ = api
+    parks = {p["code"]: p for p in (await client.get("/api/v1/parks")).json()}
+    assert parks["NORTH"]["enterprises"] == 2 and parks["SOUTH"]["enterprises"] == 1
+    north = (
+        await client.get(f"/api/v1/parks/{parks['NORTH']['id']}/indicators", params=WINDOW)
+    ).json()
+    assert values(north)["nc_rate_verified"]["value"] == pytest.approx((1 + 2 / 3) / 2, abs=1e-4)
+    regions = (await client.get("/api/v1/regions")).json()
+    assert [(r["id"], r["enterprises"]) for r in regions] == [("CN-JS", 2), ("CN-ZJ", 1)]
+    zj = (await client.get("/api/v1/regions/CN-ZJ/indicators", params=WINDOW)).json()
+    assert values(zj)["nc_rate_verified"]["value"] == 0.0
+    missing = await client.get("/api/v1/regions/NOWHERE/indicators", params=WINDOW)
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert (await client.get("/api/v1/chains/abc/indicators")).status_code == 404
+
+
+async def test_buckets_and_bad_windows(api: tuple[httpx.AsyncClient, dict[str, int]]) -> None:
+    client, ids = api
+    params = {
+        "from": (T0 - timedelta(hours=1)).isoformat(),
+        "to": (T0 + timedelta(days=1, hours=2)).isoformat(),
+        "bucket": "day",
+    }
+    body = (await client.get(f"/api/v1/enterprises/{ids['LEAD']}/indicators", params=params)).json()
+    assert [(b["from"], b["to"]) for b in body["buckets"]] == [
+        ("2026-10-05T09:00:00Z", "2026-10-06T00:00:00Z"),
+        ("2026-10-06T00:00:00Z", "2026-10-06T12:00:00Z"),
+    ]
+    bad = await client.get(
+        f"/api/v1/enterprises/{ids['LEAD']}/indicators",
+        params={"from": WINDOW["to"], "to": WINDOW["from"]},
+    )
+    assert bad.status_code == 422 and "'from' must be before 'to'" in bad.json()["detail"]
+
+
+async def test_late_state_sample_invalidates_the_rollup(
+    api: tuple[httpx.AsyncClient, dict[str, int]], database_url: str
+) -> None:
+    client, ids = api
+    url = f"/api/v1/enterprises/{ids['SUP1']}/indicators"
+    before = values((await client.get(url, params=WINDOW)).json())
+    assert before["nc_rate_time_weighted"]["numerator"] == pytest.approx(1.05)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute("SELECT count(*) FROM usage_hour")
+        assert (await cur.fetchone()) == (2,)  # 10:00-11:00 of B1 and B2 (11:00 is a cut)
+        # a late sample: B2 switched to AUTO at 10:40 (it arrives after the hour was rolled up)
+        await conn.execute(
+            "INSERT INTO sample_text (series_id, ts, value) SELECT id, %s, 'AUTO' FROM series"
+            " WHERE device_id = 'B2' AND metric = 'State/Mode'",
+            (T0 + timedelta(minutes=40),),
+        )
+        await conn.commit()
+        cur = await conn.execute(
+            "SELECT count(*) FROM usage_hour u JOIN equipment e"
+            " ON e.id = u.equipment_id WHERE e.code = 'B2'"
+        )
+        assert (await cur.fetchone()) == (0,)
+    after = values((await client.get(url, params=WINDOW)).json())
+    # 10-11: B2 AUTO 10:30-10:36 and 10:40-11:00 = 26 of 60 min
+    assert after["nc_rate_time_weighted"]["numerator"] == pytest.approx(
+        0.5 * (1 + 26 / 60) + 0.5, abs=1e-4
+    )
+
+
+async def test_enterprise_registry_tree(api: tuple[httpx.AsyncClient, dict[str, int]]) -> None:
+    client, ids = api
+    body = (await client.get(f"/api/v1/enterprises/{ids['SUP1']}")).json()
+    (site,) = body["sites"]
+    assert [(p["code"], p["is_key"], p["equipment"]) for p in site["processes"]] == [
+        ("OP10", True, ["B1"]),
+        ("OP20", False, ["B2"]),
+    ]  # as registered now (after 11:00)
+    assert {e["code"] for e in site["equipment"]} == {"B1", "B2"}
+    assert (await client.get("/api/v1/enterprises/424242")).status_code == 404

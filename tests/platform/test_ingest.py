@@ -1,0 +1,288 @@
+"""The ingest worker against a real Mosquitto and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import psycopg
+import pytest
+
+from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
+from plantwire_bus.payload import DataType, Metric, Payload, decode_payload, encode_payload
+from plantwire_bus.topics import MessageType, Topic, decode_state, state_topic
+from plantwire_platform.ingest import IngestWorker
+from plantwire_platform.settings import PlatformSettings
+
+WorkerFactory = Callable[..., AbstractAsyncContextManager[IngestWorker]]
+
+
+@pytest.fixture
+def start_worker(database_url: str, mqtt_url: str, unique: str) -> WorkerFactory:
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[IngestWorker]:
+        settings = PlatformSettings(
+            database_url=database_url,
+            mqtt_url=mqtt_url,
+            host_id=f"host-{unique}",
+            batch_age_ms=50,
+            **overrides,
+        )
+        worker = IngestWorker(settings)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        await asyncio.wait_for(worker.ready.wait(), 10)
+        try:
+            yield worker
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+    return start
+
+
+async def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(sql.encode())
+        return await cur.fetchall()
+
+
+async def count(database_url: str, sql: str) -> int:
+    return int((await query(database_url, sql))[0][0])
+
+
+async def wait_for_count(database_url: str, sql: str, expected: int, timeout: float = 10) -> int:
+    deadline = time.monotonic() + timeout
+    n = -1
+    while time.monotonic() < deadline:
+        n = await count(database_url, sql)
+        if n >= expected:
+            return n
+        await asyncio.sleep(0.05)
+    return n
+
+
+TOTAL = (
+    "SELECT (SELECT count(*) FROM sample_num) + (SELECT count(*) FROM sample_bool)"
+    " + (SELECT count(*) FROM sample_text)"
+)
+STORED = (
+    "SELECT s.device_id, s.metric, (extract(epoch FROM t.ts) * 1000)::bigint, t.value"
+    " FROM series s JOIN sample_{} t ON t.series_id = s.id"
+)
+
+
+async def stored_rows(database_url: str) -> set[tuple[str, str, int, Any]]:
+    out = set()
+    for kind in ("num", "bool", "text"):
+        for device, metric, ts, value in await query(database_url, STORED.format(kind)):
+            out.add((device, metric, int(ts), value))
+    return out
+
+
+Truth = set[tuple[str, str, int, Any]]
+
+
+def buffered_hour(group: str, t0: int) -> tuple[list[tuple[str, bytes]], Truth]:
+    """Births, then an hour of buffered (historical) data every 10 s; and the rows it holds."""
+    truth: Truth = set()
+    nbirth = Payload(
+        timestamp=t0, seq=0, metrics=(Metric(name="bdSeq", datatype=DataType.UInt64, value=0),)
+    )
+    names = {
+        1: ("Speed", DataType.Double),
+        2: ("Running", DataType.Boolean),
+        3: ("State/Mode", DataType.String),
+    }
+    first: dict[int, float | bool | str] = {1: 0.0, 2: False, 3: "AUTO"}
+    dbirth = Payload(
+        timestamp=t0,
+        seq=1,
+        metrics=tuple(
+            Metric(name=n, alias=a, datatype=dt, value=first[a], timestamp=t0)
+            for a, (n, dt) in names.items()
+        ),
+    )
+    for a, (n, _) in names.items():
+        truth.add(("M1", n, t0, first[a]))
+    out = [
+        (str(Topic(group, MessageType.NBIRTH, "GW1")), encode_payload(nbirth)),
+        (str(Topic(group, MessageType.DBIRTH, "GW1", "M1")), encode_payload(dbirth)),
+    ]
+    data = str(Topic(group, MessageType.DDATA, "GW1", "M1"))
+    for i in range(360):
+        ts = t0 + 10_000 * (i + 1)
+        metrics = [
+            Metric(
+                alias=1,
+                datatype=DataType.Double,
+                value=i * 0.25 + j,
+                timestamp=ts + j,
+                is_historical=True,
+            )
+            for j in range(8)
+        ]
+        metrics.append(
+            Metric(
+                alias=2,
+                datatype=DataType.Boolean,
+                value=i % 2 == 0,
+                timestamp=ts,
+                is_historical=True,
+            )
+        )
+        if i % 60 == 0:
+            metrics.append(
+                Metric(
+                    alias=3,
+                    datatype=DataType.String,
+                    value=f"MODE{i}",
+                    timestamp=ts,
+                    is_historical=True,
+                )
+            )
+        for m in metrics:
+            truth.add(("M1", names[m.alias or 0][0], m.timestamp or 0, m.value))
+        payload = Payload(timestamp=ts + 10, seq=(2 + i) % 256, metrics=tuple(metrics))
+        out.append((data, encode_payload(payload, omit_datatypes=True)))
+    return out, truth
+
+
+async def test_replaying_a_buffered_hour_twice_changes_nothing(
+    start_worker: WorkerFactory, database_url: str, mqtt_url: str, unique: str
+) -> None:
+    group = f"G{unique}"
+    t0 = time.time_ns() // 1_000_000 - 3_700_000
+    messages, truth = buffered_hour(group, t0)
+    async with (
+        start_worker() as worker,
+        MqttClient(parse_mqtt_url(mqtt_url), f"edge-{unique}") as edge,
+    ):
+        for topic, payload in messages:
+            await edge.publish(topic, payload)
+        assert await wait_for_count(database_url, TOTAL, len(truth)) == len(truth)
+        for _ in range(2):  # the same hour again, twice: births, then all data
+            for topic, payload in messages:
+                await edge.publish(topic, payload)
+        deadline = time.monotonic() + 10
+        while worker.stats.sparkplug_messages < 3 * len(messages) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    # the worker stopped cleanly: everything it took is committed
+    assert worker.stats.sparkplug_messages == 3 * len(messages)
+    assert worker.stats.rebirths_requested == 0
+    assert await stored_rows(database_url) == truth
+    assert await count(database_url, TOTAL) == len(truth)
+    assert await count(database_url, "SELECT count(*) FROM dead_letter") == 0
+    sessions = "SELECT count(*) FROM connectivity_session WHERE device_id = 'M1'"
+    assert await count(database_url, sessions) == 1  # the replayed birth opens nothing new
+    # the mode changes became state intervals, in time order
+    modes = await query(
+        database_url,
+        "SELECT si.value FROM state_interval si JOIN series s ON s.id = si.series_id"
+        " ORDER BY si.start_at",
+    )
+    assert [m[0] for m in modes] == ["AUTO"] + [f"MODE{i}" for i in range(0, 360, 60)]
+
+
+async def test_malformed_messages_go_to_dead_letters(
+    start_worker: WorkerFactory, database_url: str, mqtt_url: str, unique: str
+) -> None:
+    group = f"G{unique}"
+    async with start_worker(), MqttClient(parse_mqtt_url(mqtt_url), f"edge-{unique}") as edge:
+        await edge.publish(f"spBv1.0/{group}/DDATA/GW1/M1", b"\x0a\xff\xff")  # junk, no birth
+        await edge.publish(f"spBv1.0/{group}/NBIRTH/GW1", b"\x12\x05truncated")
+        await edge.publish(f"spBv1.0/{group}/BOGUS/GW1", b"")
+        # more than the broker lets through unacknowledged: each must be acknowledged too
+        await asyncio.gather(
+            *(edge.publish_nowait(f"spBv1.0/{group}/DDATA/GW{i}", b"x") for i in range(1100))
+        )
+        n = await wait_for_count(database_url, "SELECT count(*) FROM dead_letter", 1103)
+    assert n == 1103
+    got = await query(database_url, "SELECT reason, length(payload) FROM dead_letter ORDER BY id")
+    assert [r[0] for r in got[:4]] == ["undecodable", "undecodable", "bad_topic", "bad_topic"]
+    assert [r[1] for r in got[:3]] == [3, 11, 0]  # the raw bytes are kept
+
+
+async def test_state_is_published_retained(
+    start_worker: WorkerFactory, mqtt_url: str, unique: str
+) -> None:
+    async with MqttClient(parse_mqtt_url(mqtt_url), f"probe-{unique}") as probe:
+        async with start_worker() as worker:
+            await probe.subscribe(state_topic(worker.settings.host_id))
+            message = await asyncio.wait_for(probe.next_message(), 5)
+            online, ts = decode_state(message.payload)
+            assert online and message.retain and ts > 0
+        late = await asyncio.wait_for(probe.next_message(), 5)  # a clean stop says offline
+        assert decode_state(late.payload)[0] is False
+
+
+async def test_seq_gap_triggers_exactly_one_rebirth_request(
+    start_worker: WorkerFactory, database_url: str, mqtt_url: str, unique: str
+) -> None:
+    group = f"G{unique}"
+    t0 = time.time_ns() // 1_000_000
+    address = parse_mqtt_url(mqtt_url)
+    async with (
+        start_worker(rebirth_holdoff_s=0.05),  # only the gap logic keeps it to one
+        MqttClient(address, f"edge-{unique}") as edge,
+    ):
+        await edge.subscribe(str(Topic(group, MessageType.NCMD, "GW1")))
+        messages, _ = buffered_hour(group, t0)
+        seqs = [decode_payload(p).seq for _, p in messages[:20]]
+        assert seqs == list(range(20))
+        for topic, payload in messages[:10] + messages[11:20]:  # seq 10 is lost
+            await edge.publish(topic, payload)
+        command = await asyncio.wait_for(edge.next_message(), 10)
+        rebirth = decode_payload(command.payload).metrics
+        assert [(m.name, m.value) for m in rebirth] == [("Node Control/Rebirth", True)]
+        for topic, payload in messages[20:40]:  # more data, no new gap
+            await edge.publish(topic, payload)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(edge.next_message(), 1.5)
+    events = await query(
+        database_url, "SELECT kind FROM event WHERE kind IN ('seq_gap', 'rebirth_request')"
+    )
+    assert sorted(e[0] for e in events) == ["rebirth_request", "seq_gap"]
+
+
+async def test_metrics_endpoint_and_spec_strict_mode(
+    start_worker: WorkerFactory, database_url: str, mqtt_url: str, unique: str
+) -> None:
+    group = f"G{unique}"
+    messages, _ = buffered_hour(group, time.time_ns() // 1_000_000 - 3_700_000)
+    async with (
+        start_worker(spec_strict=True, metrics_port=0) as worker,
+        MqttClient(parse_mqtt_url(mqtt_url), f"edge-{unique}") as edge,
+    ):
+        for topic, payload in messages[:50]:
+            await edge.publish(topic, payload)
+        await edge.publish(f"spBv1.0/{group}/DDATA/GW1/NOBODY", messages[5][1])
+        expected = 3 + sum(len(decode_payload(p).metrics) for _, p in messages[2:50])
+        assert await wait_for_count(database_url, TOTAL, expected) == expected
+        await wait_for_count(database_url, "SELECT count(*) FROM dead_letter", 1)
+        await asyncio.sleep(0.2)
+        assert worker.metrics_port
+        url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
+        text = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(url, timeout=5).read().decode()
+        )
+
+    def value(name: str, **labels: str) -> float:
+        selector = "".join(f'.*{k}="{v}"' for k, v in labels.items())
+        match = re.search(rf"^{name}{{{selector}.*}} (\S+)$", text, re.M)
+        assert match, name
+        return float(match.group(1))
+
+    assert value("plantwire_ingest_samples_total") == expected
+    assert value("plantwire_ingest_dead_letters_total", reason="no_device_birth") == 1
+    assert value("plantwire_ingest_messages_total", type="DDATA") == 49
+    assert value("plantwire_ingest_batch_seconds_count") >= 1
+    assert (
+        "plantwire_ingest_source_lag_seconds" in text
+        and "plantwire_ingest_rebirth_requests_total" in text
+    )

@@ -1,0 +1,136 @@
+"""The whole simulated factory: deterministic ground truth, time acceleration, scheduled and
+injected faults through the control port and the ``plantwire sim fault`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from plantwire_bus.mosquitto import MosquittoProcess
+from plantwire_sim.clock import SimClock, parse_start
+from plantwire_sim.control import request, serve_control
+from plantwire_sim.factory import run_factory
+from plantwire_sim.scenario import Scenario, load_scenario
+from plantwire_sim.scorecard import simulate
+from plantwire_sim.truth import FaultRecord, TruthRecorder, read_truth_file
+
+START = parse_start("2025-03-03T08:00:00+08:00")
+
+
+def demo_with_faults() -> Scenario:
+    """The demo scenario plus a few scheduled faults, served from one OPC UA server."""
+    demo = load_scenario("demo")
+    faults = [
+        {"machine": "CNC-02", "kind": "clock_jump", "at_s": 4, "seconds": 5},
+        {"machine": "WSH-10", "kind": "malformed", "at_s": 2, "seconds": 3, "every_s": 8},
+        {"machine": "LEG-09", "kind": "bad_status", "at_s": 6, "seconds": 2},
+        {"machine": "IMM-08", "kind": "alarm_storm", "at_s": 1, "seconds": 2},
+    ]
+    data = demo.model_dump(mode="json")
+    data["faults"] = faults
+    data["simulation"] = {"opcua_layout": "fleet"}
+    return Scenario.model_validate(data)
+
+
+async def run_once(scenario: Scenario, path: Path, mqtt_url: str, prefix: str) -> None:
+    with TruthRecorder(path) as truth:
+        async with run_factory(scenario, truth=truth, mqtt_url=mqtt_url, topic_prefix=prefix,
+                               speed=40, start_ms=START, until_s=20) as factory:
+            await asyncio.wait_for(factory.finished.wait(), 30)
+
+
+async def test_same_seed_same_truth_file_live_and_offline(
+    tmp_path: Path, mosquitto: MosquittoProcess, unique: str
+) -> None:
+    scenario = demo_with_faults()
+    first, second, offline = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    await run_once(scenario, first, mosquitto.url, f"a{unique}")
+    await run_once(scenario, second, mosquitto.url, f"b{unique}")
+    with TruthRecorder(offline) as truth:
+        simulate(scenario, START, 20, truth=truth)
+    text = first.read_bytes()
+    assert text == second.read_bytes()
+    assert text == offline.read_bytes()  # the live factory wrote exactly the simulated truth
+    records = read_truth_file(first)
+    assert {r.machine for r in records} == {m.code for _, _, m in scenario.machines()
+                                            if m.protocol != "none"}
+    assert min(r.ts_ms for r in records if not isinstance(r, FaultRecord)) == START
+    faults = [(r.machine, r.fault, r.start_ms - START) for r in records
+              if isinstance(r, FaultRecord)]
+    assert faults == [("IMM-08", "alarm_storm", 1000), ("WSH-10", "malformed", 2000),
+                      ("CNC-02", "clock_jump", 4000), ("LEG-09", "bad_status", 6000),
+                      ("WSH-10", "malformed", 10_000), ("WSH-10", "malformed", 18_000)]
+    other_seed = simulate(scenario, START, 20, seed=8)
+    assert other_seed.records() != simulate(scenario, START, 20).records()
+
+
+async def test_time_runs_faster_and_timestamps_are_simulated() -> None:
+    scenario = load_scenario("demo")
+    async with run_factory(scenario, protocols=frozenset({"opcua"}), speed=30,
+                           start_ms=START, layout="fleet") as factory:
+        wall0 = time.time()
+        await asyncio.sleep(1.0)
+        now, wall = factory.clock.now_ms(), time.time()
+        # 30 simulated s per wall second (100 simulated ms of slack for rounding to whole ms)
+        assert now - START >= 30 * 1000 * (wall - wall0) - 100
+        latest = max(r.ts_ms for r in factory.truth.values())
+        assert START + 10_000 < latest <= now  # truth carries simulated time
+    clock = SimClock(START, 60, wall0=100.0)
+    assert clock.wall_at(START + 60_000) == 101.0
+
+
+async def test_control_port_and_cli_inject_faults() -> None:
+    scenario = load_scenario("demo")
+    async with run_factory(scenario, protocols=frozenset({"opcua", "modbus"}),
+                           layout="fleet") as factory:
+        server = await serve_control(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            status = await request("127.0.0.1", port, {"op": "status"})
+            assert status["ok"] and status["speed"] == 1.0
+            assert status["machines"]["LEG-09"]["protocol"] == "modbus"
+            assert "malformed" not in status["machines"]["LEG-09"]["applicable"]
+            refused = await request("127.0.0.1", port, {"op": "fault", "machine": "LEG-09",
+                                                        "fault": "malformed"})
+            assert refused == {"ok": False, "error": "fault malformed does not apply to "
+                               "LEG-09 (modbus); it applies to mqtt"}
+            unknown = await request("127.0.0.1", port, {"op": "fault", "machine": "NOPE",
+                                                        "fault": "freeze"})
+            assert not unknown["ok"] and "NOPE" in unknown["error"]
+            cli = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "plantwire_sim.cli", "sim", "fault", "CNC-01",
+                "freeze", "--seconds", "30", "--control", f"127.0.0.1:{port}",
+                stdout=subprocess.PIPE,
+            )
+            out, _ = await asyncio.wait_for(cli.communicate(), 30)
+            assert cli.returncode == 0, out
+            answer = json.loads(out)
+            assert answer["ok"] and answer["fault"]["machine"] == "CNC-01"
+            await asyncio.sleep(0.1)
+            status = await request("127.0.0.1", port, {"op": "status"})
+            assert status["machines"]["CNC-01"]["faults"] == ["freeze"]
+        finally:
+            server.close()
+            await server.wait_closed()
+        (record,) = factory.truth.faults()
+        assert (record.machine, record.fault, record.origin) == ("CNC-01", "freeze", "control")
+        assert record.end_ms - record.start_ms == 30_000
+
+
+async def test_the_chain_scenario_starts_every_simulator(mosquitto: MosquittoProcess,
+                                                          unique: str) -> None:
+    scenario = load_scenario("chain")
+    async with run_factory(scenario, mqtt_url=mosquitto.url, topic_prefix=f"c{unique}",
+                           truth=TruthRecorder(values=False), speed=60,
+                           start_ms=parse_start("2025-03-03T09:00:00+08:00")) as factory:
+        served = {m.code for _, _, m in scenario.machines() if m.protocol != "none"}
+        assert set(factory.players) == served and len(served) >= 150
+        assert len(factory.hosts) == 7  # one OPC UA server per site
+        assert len(factory.modbus) == 15 and len(factory.mqtt_topics) == 42
+        await asyncio.sleep(1.0)
+        assert {s.machine for s in factory.truth.states()} == served
+        assert not factory.failures()

@@ -1,0 +1,229 @@
+"""MQTT stations and energy boxes heard by an independent subscriber (amqtt's client, not the
+paho wrapper the simulator publishes with) on a real Mosquitto, read with the JSON paths of the
+generated gateway config and compared with the ground truth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from amqtt.client import QOS_1, MQTTClient
+
+from plantwire_bus.mosquitto import MosquittoProcess
+from plantwire_sim.factory import Factory, run_factory
+from plantwire_sim.faults import CLOCK_RESET_MS
+from plantwire_sim.scenario import Scenario, parse_scenario
+
+SCENARIO = """
+name = "mqtt"
+seed = 5
+
+[[enterprises]]
+code = "E{token}"
+uscc = "91320594MA1MXY3B2K"
+name = "Station Works"
+
+[[enterprises.sites]]
+code = "S1"
+name = "Hall"
+edge_node = "GW1"
+
+[[enterprises.sites.lines]]
+code = "L1"
+name = "Line"
+
+[[enterprises.sites.machines]]
+code = "STN-1"
+name = "Assembly station"
+line = "L1"
+control_type = "MANUAL"
+declared_nc = false
+protocol = "mqtt"
+program = [
+  {{ mode = "MANUAL", execution = "EXECUTING", seconds = 2 }},
+  {{ mode = "MANUAL", execution = "IDLE", seconds = 1 }},
+]
+params = {{ operator = "W9" }}
+behaviour = {{ scrap_rate = 0.3 }}
+
+[[enterprises.sites.machines]]
+code = "EM-1"
+name = "Washer with energy box"
+line = "L1"
+control_type = "PLC"
+declared_nc = true
+protocol = "mqtt"
+profile = "energy"
+program = [
+  {{ mode = "AUTO", execution = "EXECUTING", seconds = 3 }},
+  {{ mode = "AUTO", execution = "IDLE", seconds = 2 }},
+]
+"""
+PROTOCOLS = frozenset({"mqtt"})
+
+
+class Listener:
+    """An amqtt subscriber collecting (topic, payload, retained)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+
+    def take(self) -> list[tuple[str, bytes, bool]]:
+        out, self.messages = self.messages, []
+        return out
+
+
+@contextlib.asynccontextmanager
+async def listening(broker: MosquittoProcess, topic: str) -> AsyncIterator[Listener]:
+    client = MQTTClient(config={"auto_reconnect": False})
+    await client.connect(broker.url)
+    await client.subscribe([(topic, QOS_1)])
+    listener = Listener()
+
+    async def collect() -> None:
+        while True:
+            message = await client.deliver_message()
+            if message is not None:
+                listener.messages.append((message.topic, bytes(message.data),
+                                          bool(message.retain)))
+
+    task = asyncio.create_task(collect())
+    try:
+        yield listener
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.disconnect()
+
+
+def resolve(doc: Any, path: str) -> Any:
+    """An independent reading of a gateway field path (dotted keys, [n] indexes)."""
+    for part in path.split("."):
+        match = re.fullmatch(r"([^\[]+)((?:\[\d+\])*)", part)
+        assert match is not None, path
+        doc = doc[match[1]]
+        for index in re.findall(r"\[(\d+)\]", match[2]):
+            doc = doc[int(index)]
+    return doc
+
+
+def ts_of(doc: dict[str, Any], fmt: str) -> int:
+    if fmt == "iso8601":
+        return round(datetime.fromisoformat(doc["ts"].replace("Z", "+00:00")).timestamp() * 1000)
+    assert fmt == "epoch_ms"
+    return int(doc["ts"])
+
+
+def state_at(factory: Factory, code: str, ts_ms: int) -> dict[str, Any]:
+    latest: dict[str, Any] = {}
+    for r in factory.truth.values(code):
+        if r.ts_ms <= ts_ms:
+            latest[r.tag] = r.value
+    return latest
+
+
+def devices(factory: Factory, scenario: Scenario) -> dict[str, dict[str, Any]]:
+    e, s = scenario.enterprises[0], scenario.enterprises[0].sites[0]
+    config = factory.gateway_config(e, s, "mqtt://gateway-broker:1883", None,
+                                    protocols=PROTOCOLS, metrics="all")
+    return {d["device_id"]: d for d in config["devices"]}
+
+
+async def test_documents_carry_the_true_values(mosquitto: MosquittoProcess, unique: str) -> None:
+    scenario = parse_scenario(SCENARIO.format(token=unique))
+    async with listening(mosquitto, f"t{unique}/#") as listener:
+        async with run_factory(scenario, protocols=PROTOCOLS, mqtt_url=mosquitto.url,
+                               topic_prefix=f"t{unique}", speed=5) as factory:
+            await asyncio.sleep(2.0)
+            cutoff = factory.clock.now_ms()
+            await asyncio.sleep(0.5)
+            by_device = devices(factory, scenario)
+        await asyncio.sleep(0.3)
+        messages = listener.take()
+    assert {d["broker_url"] for d in by_device.values()} == {mosquitto.url}
+    seen: dict[str, int] = {}
+    for topic, payload, _ in messages:
+        code = topic.rsplit("/", 1)[1]
+        device = by_device[code]
+        assert topic == device["topic"] == f"t{unique}/E{unique}/S1/{code}"
+        doc = json.loads(payload)
+        ts = ts_of(doc, device["timestamp_format"])
+        truth = state_at(factory, code, ts)
+        shown = {f["path"]: resolve(doc, f["path"]) for f in device["fields"]}
+        assert shown == {f["path"]: truth[f["path"]] for f in device["fields"]}, (code, ts)
+        seen[code] = seen.get(code, 0) + 1
+    assert seen["EM-1"] >= 8 and seen["STN-1"] >= 4, seen
+    published = {ts_of(json.loads(p), "iso8601") for t, p, _ in messages if t.endswith("STN-1")}
+    changes = {r.ts_ms for r in factory.truth.values("STN-1") if r.ts_ms <= cutoff}
+    assert changes <= published  # one document per change, none lost
+    parts = factory.truth.parts("STN-1")
+    assert any(p.scrap for p in parts) and any(not p.scrap for p in parts)
+
+
+async def test_malformed_payloads_clock_jump_and_drop(mosquitto: MosquittoProcess,
+                                                      unique: str) -> None:
+    text = SCENARIO.format(token=unique)
+    boxes = text[text.index("[[enterprises.sites.machines]]\ncode = \"EM-1\""):]
+    scenario = parse_scenario(text + boxes.replace("EM-1", "EM-2") + boxes.replace("EM-1",
+                                                                                    "EM-3"))
+    async with (
+        listening(mosquitto, f"t{unique}/+/+/+") as listener,
+        run_factory(scenario, protocols=PROTOCOLS, mqtt_url=mosquitto.url,
+                    topic_prefix=f"t{unique}", speed=10) as factory,
+    ):
+        await asyncio.sleep(0.3)
+        for code, kind in (("EM-1", "malformed"), ("EM-2", "clock_jump"), ("EM-3", "drop")):
+            await factory.fault(code, kind, 30)  # 3 wall seconds
+        await asyncio.sleep(0.2)
+        listener.take()
+        await asyncio.sleep(1.0)
+        during = listener.take()
+
+        async def healed() -> bool:
+            return not any(m.faults.started for m in factory.machines.values())
+
+        await until(healed)
+        await asyncio.sleep(0.1)
+        listener.take()
+        await until(lambda: any(t.endswith("/EM-3") for t, _, _ in listener.messages))
+        after = listener.take()
+
+    def payloads(messages: list[tuple[str, bytes, bool]], code: str) -> list[bytes]:
+        return [p for t, p, _ in messages if t.endswith(f"/{code}")]
+
+    malformed = payloads(during, "EM-1")
+    assert len(malformed) >= 5  # a document every simulated second
+    for payload in malformed:
+        try:
+            doc = json.loads(payload)
+        except ValueError:
+            continue  # truncated, binary or empty
+        power = doc.get("power") if isinstance(doc, dict) else None
+        assert not isinstance(power, dict) or isinstance(power["kw"], str)  # wrong types
+    stamps = [json.loads(p)["ts"] for p in payloads(during, "EM-2")]
+    assert len(stamps) >= 5
+    assert all(CLOCK_RESET_MS <= ts < CLOCK_RESET_MS + 3_600_000 for ts in stamps)
+    assert payloads(during, "EM-3") == []  # dropped and silent
+    for code in ("EM-1", "EM-2", "EM-3"):
+        for payload in payloads(after, code):
+            doc = json.loads(payload)
+            assert doc["ts"] > factory.t0_ms and isinstance(doc["power"]["kw"], float)
+    assert sorted(f.fault for f in factory.truth.faults()) == ["clock_jump", "drop",
+                                                               "malformed"]
+
+
+async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result if isinstance(result, bool) else await result:
+            return
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)

@@ -1,0 +1,85 @@
+"""Project invariants: the stdlib's platform module wins, paho lives in one module, every
+subcommand has help."""
+
+from __future__ import annotations
+
+import platform
+import re
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from plantwire_bus.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_stdlib_platform_is_not_shadowed() -> None:
+    assert not (ROOT / "platform" / "__init__.py").exists()
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    assert Path(platform.__file__).resolve().parent == stdlib
+    # and with the repository root first on sys.path, as `python -m` from the root does
+    code = "import platform, uuid; print(platform.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert Path(out.strip()).resolve().parent == stdlib
+
+
+def test_paho_is_imported_in_exactly_one_module() -> None:
+    importers = [
+        p.relative_to(ROOT).as_posix()
+        for folder in ("broker", "simulators", "edge", "platform", "tests", "bench")
+        for p in (ROOT / folder).rglob("*.py")
+        if re.search(r"^\s*(import|from)\s+paho\b", p.read_text(), re.MULTILINE)
+    ]
+    assert importers == ["broker/plantwire_bus/mqtt.py"]
+
+
+def _commands() -> list[list[str]]:
+    parser = build_parser()
+    found: list[list[str]] = []
+
+    def walk(p: object, prefix: list[str]) -> None:
+        for action in getattr(p, "_actions", []):
+            choices = getattr(action, "choices", None)
+            if isinstance(choices, dict):
+                for name, sub in choices.items():
+                    found.append([*prefix, name])
+                    walk(sub, [*prefix, name])
+
+    walk(parser, [])
+    return found
+
+
+def test_expected_subcommands_exist() -> None:
+    commands = {" ".join(c) for c in _commands()}
+    assert {
+        "demo",
+        "sim",
+        "edge",
+        "platform",
+        "platform serve",
+        "platform ingest",
+        "platform migrate",
+        "edge run",
+        "edge check",
+        "sim run",
+        "sim list",
+    } <= commands
+
+
+@pytest.mark.parametrize("command", [[], *_commands()], ids=lambda c: " ".join(c) or "root")
+def test_every_command_has_help(command: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "plantwire_bus.cli", *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: plantwire" in result.stdout
+    assert len(result.stdout.splitlines()) > 3
