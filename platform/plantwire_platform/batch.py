@@ -124,6 +124,25 @@ class Batch:
         """A node's message seq (or its NBIRTH), for the seq ledger, in the order received."""
         self.seqs.setdefault(node, []).append((birth_ts, seq, is_birth))
 
+    def mark(self) -> tuple[int, ...]:
+        """Where the rows are now, for :meth:`rollback`."""
+        return (
+            *(len(b) for b in self.bodies),
+            *self.counts,
+            len(self.spans),
+            len(self.events),
+            len(self.dead_letters),
+        )
+
+    def rollback(self, mark: tuple[int, ...]) -> None:
+        """Drop the rows added since ``mark`` (state marks stay: recomputing is harmless)."""
+        for body, size in zip(self.bodies, mark[:3], strict=True):
+            del body[size:]
+        self.counts[:] = mark[3:6]
+        del self.spans[mark[6] :]
+        del self.events[mark[7] :]
+        del self.dead_letters[mark[8] :]
+
     @property
     def samples(self) -> int:
         return self.counts[0] + self.counts[1] + self.counts[2]

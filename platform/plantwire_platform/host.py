@@ -351,7 +351,7 @@ def decode_data(
     if not allow_unknown and None in targets:
         return False
     lo, hi = window.lo, window.hi
-    first = last = default_ts
+    first, last = hi, lo  # the span of accepted timestamps; none accepted: no span
     add_num, add_other = batch.add_num, batch.add_other
     body, pack_row, fast = batch.bodies[0], NUM_ROW.pack, 0
     for m, target in zip(pb.metrics, targets, strict=True):
@@ -365,7 +365,7 @@ def decode_data(
             continue
         if ts < first:
             first = ts
-        elif ts > last:
+        if ts > last:
             last = ts
         if not flags and (dt is _DOUBLE or dt is _FLOAT):
             value = m.double_value if dt is _DOUBLE else m.float_value
@@ -385,5 +385,6 @@ def decode_data(
         else:
             add_other(target, ts, value)
     batch.counts[NUM] += fast
-    batch.spans.append((gen.birth_id, first, last))
+    if first <= last:
+        batch.spans.append((gen.birth_id, first, last))
     return True

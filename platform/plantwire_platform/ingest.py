@@ -36,7 +36,7 @@ from plantwire_bus.topics import (
 from plantwire_platform.batch import Batch
 from plantwire_platform.catalog import Catalog
 from plantwire_platform.host import now_ms
-from plantwire_platform.intake import IngestStats, Intake
+from plantwire_platform.intake import CONNECTION_ERRORS, IngestStats, Intake
 from plantwire_platform.monitoring import IngestMetrics, MetricsServer
 from plantwire_platform.partitions import maintain
 from plantwire_platform.sequence import SeqEntry
@@ -238,7 +238,9 @@ class IngestWorker:
                 try:
                     result = await writer.write(batch)
                     inserted, careful = result.inserted, result.careful
-                except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError):
+                except CONNECTION_ERRORS:
+                    raise
+                except Exception:  # rows one message made: find it, store the others
                     log.exception("batch of %d messages failed; writing them one by one",
                                   len(batch.messages))  # fmt: skip
                     inserted, careful = await self._one_by_one(batch, writer, intake), True
@@ -299,9 +301,12 @@ class IngestWorker:
             await intake.take(message, single, -math.inf)
             try:
                 inserted += (await writer.write(single)).inserted
-            except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as exc:
+            except CONNECTION_ERRORS:
+                raise
+            except Exception as exc:
+                log.exception("could not store %s", message.topic[:200])
                 dead = Batch()
-                intake.dead(dead, message, "storage_error", str(exc))
+                intake.dead(dead, message, "storage_error", f"{type(exc).__name__}: {exc}")
                 await writer.write(dead)
         return inserted
 

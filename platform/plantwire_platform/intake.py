@@ -6,7 +6,8 @@ from the catalog when a message cannot be resolved and at every batch. Under a s
 subscription a data message whose birth was taken by another worker that has not stored it yet
 is parked (not acknowledged) for up to ``reorder_wait_ms`` and retried; after that, or at once
 with a subscription of its own, it becomes a dead letter and the node is asked for a rebirth.
-Nothing a message contains can make this raise: every failure is a dead letter.
+Nothing a message contains can make this raise: every failure is a dead letter (an
+unexpected error too, as ``internal_error``, with none of the message's rows kept).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 MISS_TTL_S = 0.2  # do not ask the database again about an unknown node/device this soon
 MAX_BIRTH_METRICS = 50_000
+CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+"""Errors of the database connection, not of a message: they stop the worker, which restarts."""
 
 
 @dataclass
@@ -118,6 +121,7 @@ class Intake:
             self.dead(batch, message, "bad_topic", route)
             batch.messages.append(message)
             return True
+        mark = batch.mark()
         try:
             if route.kind in (MessageType.NDATA, MessageType.DDATA):
                 taken = await self._data(message, route, batch, since)
@@ -128,11 +132,20 @@ class Intake:
                 await self._death(message, route, batch)
                 taken = True
         except PayloadError as exc:
+            batch.rollback(mark)
             self.dead(batch, message, "undecodable", str(exc))
             taken = True
         except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as exc:
             log.warning("could not store %s: %s", message.topic, exc)
+            batch.rollback(mark)
             self.dead(batch, message, "storage_error", str(exc))
+            taken = True
+        except CONNECTION_ERRORS:
+            raise  # the database, not the message: the worker reconnects and takes it again
+        except Exception as exc:  # a bug met by this input: keep the message, keep running
+            log.exception("could not take %s", message.topic[:200])
+            batch.rollback(mark)
+            self.dead(batch, message, "internal_error", f"{type(exc).__name__}: {exc}"[:2000])
             taken = True
         if taken:
             batch.messages.append(message)
@@ -148,6 +161,10 @@ class Intake:
             self.dead(batch, message, "bad_birth", f"{len(payload.metrics)} metrics")
             return
         birth = read_birth(route, payload, arrival)
+        window = TimeWindow.around(arrival, self.retention_days)
+        if birth.ts > window.hi:  # its data would all come "before" it: the birth is refused
+            self.dead(batch, message, "absurd_timestamp", f"birth stamped {birth.ts} ms")
+            return
         node = (route.group_id, route.edge_node_id)
         if route.kind is MessageType.DBIRTH and not self.book.generations((*node, "")):
             await self._load((*node, ""))
@@ -160,15 +177,15 @@ class Intake:
         problems = Problems()
         for reason in birth.problems:
             problems.add("bad_birth", reason)
-        window = TimeWindow.around(arrival, self.retention_days)
-        first = last = birth.ts
+        first, last = window.hi, window.lo  # the span of accepted timestamps
         for target, ts, value in birth_samples(birth, gen):
             if window.lo <= ts <= window.hi:
                 batch.add_other(target, ts, value)
                 first, last = min(first, ts), max(last, ts)
             else:
                 problems.add("absurd_timestamp", f"timestamp {ts} ms")
-        batch.spans.append((gen.birth_id, first, last))
+        if first <= last:
+            batch.spans.append((gen.birth_id, first, last))
         if route.kind is MessageType.NBIRTH:
             batch.add_seq(node, birth.ts, birth.seq, is_birth=True)
         elif birth.seq is not None:

@@ -286,3 +286,77 @@ async def test_metrics_endpoint_and_spec_strict_mode(
         "plantwire_ingest_source_lag_seconds" in text
         and "plantwire_ingest_rebirth_requests_total" in text
     )
+
+
+async def test_a_birth_from_1970_does_not_stall_the_worker(
+    start_worker: WorkerFactory, database_url: str, mqtt_url: str, unique: str
+) -> None:
+    """A PLC with a reset clock sends births stamped at 1 ms after the epoch: they are stored,
+    their absurd samples are dead letters, and the worker goes on taking data at once (it
+    once tried to mark every minute since the epoch for re-rolling-up)."""
+    group, now = f"E{unique}", int(time.time() * 1000)
+    metrics = (
+        Metric(name="Temp", alias=1, datatype=DataType.Double, value=1.0, timestamp=now),
+        Metric(name="Pressure", alias=2, datatype=DataType.Double, value=2.0, timestamp=1),
+    )
+    async with start_worker(), MqttClient(parse_mqtt_url(mqtt_url), f"edge-{unique}") as edge:
+        await edge.publish(f"spBv1.0/{group}/NBIRTH/N", encode_payload(Payload(timestamp=1, seq=0)))
+        birth = Payload(timestamp=1, seq=1, metrics=metrics)
+        await edge.publish(f"spBv1.0/{group}/DBIRTH/N/D", encode_payload(birth))
+        good = Metric(alias=1, datatype=DataType.Double, value=7.5, timestamp=now + 1)
+        data = Payload(timestamp=now + 1, seq=2, metrics=(good,))
+        await edge.publish(f"spBv1.0/{group}/DDATA/N/D", encode_payload(data))
+        n = await wait_for_count(
+            database_url, "SELECT count(*) FROM sample_num WHERE value = 7.5", 1, timeout=5
+        )
+    reasons = await query(database_url, "SELECT reason, detail FROM dead_letter")
+    assert n == 1, reasons
+    assert [r[0] for r in reasons] == ["absurd_timestamp"]
+
+
+async def test_an_unexpected_error_is_a_dead_letter_without_partial_rows(
+    start_worker: WorkerFactory,
+    database_url: str,
+    mqtt_url: str,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug met halfway through a message (here: a failure injected after its first row)
+    keeps none of its rows, stores it as an ``internal_error`` dead letter and leaves the
+    worker taking the next message."""
+    from plantwire_platform import batch as batch_module
+
+    real_add_num = batch_module.Batch.add_num
+
+    def add_num(self: batch_module.Batch, prefix: bytes, ts: int, value: float | None) -> None:
+        real_add_num(self, prefix, ts, value)
+        if value == 13.0:
+            raise RuntimeError("injected after the row was added")
+
+    monkeypatch.setattr(batch_module.Batch, "add_num", add_num)
+    group, now = f"I{unique}", int(time.time() * 1000)
+    birth = (
+        Metric(name="A", alias=1, datatype=DataType.Int32, value=0, timestamp=now),
+        Metric(name="B", alias=2, datatype=DataType.Int32, value=0, timestamp=now),
+    )
+
+    def data(seq: int, a: int, b: int) -> bytes:
+        metrics = (
+            Metric(alias=1, datatype=DataType.Int32, value=a, timestamp=now + seq),
+            Metric(alias=2, datatype=DataType.Int32, value=b, timestamp=now + seq),
+        )
+        return encode_payload(Payload(timestamp=now + seq, seq=seq, metrics=metrics))
+
+    async with start_worker(), MqttClient(parse_mqtt_url(mqtt_url), f"edge-{unique}") as edge:
+        await edge.publish(
+            f"spBv1.0/{group}/NBIRTH/N", encode_payload(Payload(timestamp=now, seq=0))
+        )
+        dbirth = Payload(timestamp=now, seq=1, metrics=birth)
+        await edge.publish(f"spBv1.0/{group}/DBIRTH/N/D", encode_payload(dbirth))
+        await edge.publish(f"spBv1.0/{group}/DDATA/N/D", data(2, 12, 13))  # fails at B
+        await edge.publish(f"spBv1.0/{group}/DDATA/N/D", data(3, 14, 15))
+        await wait_for_count(database_url, "SELECT count(*) FROM sample_num WHERE value = 15", 1)
+    values = await query(database_url, "SELECT value FROM sample_num WHERE value > 0 ORDER BY 1")
+    assert values == [(14.0,), (15.0,)]  # nothing of the failed message, all of the next
+    dead = await query(database_url, "SELECT reason, detail FROM dead_letter")
+    assert dead == [("internal_error", "RuntimeError: injected after the row was added")]
