@@ -286,6 +286,7 @@ def test_alias_book_picks_the_birth_in_force() -> None:
         ([(1, 590_000, 700_000)], 700_000, [(1, 540_000), (1, 600_000), (1, 660_000)]),
         ([(2, 600_000, 601_000), (2, 600_500, 600_600)], 700_000, [(2, 600_000)]),
     ],
+    ids=["fresh", "one-minute", "three-minutes", "overlapping"],
 )
 def test_late_marks(
     spans: list[tuple[int, int, int]], now: int, expected: list[tuple[int, int]]
