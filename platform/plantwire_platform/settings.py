@@ -20,7 +20,9 @@ _PLACEHOLDERS = ("change", "secret", "placeholder", "example", "password", "defa
 class PlatformSettings(BaseSettings):
     """Settings of ``plantwire platform`` (ingest and API); environment names in brackets."""
 
-    model_config = SettingsConfigDict(env_prefix="PLANTWIRE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="PLANTWIRE_", extra="ignore", frozen=True, env_parse_none_str="none"
+    )
 
     database_url: str = Field(
         default="postgresql:///plantwire",
@@ -84,10 +86,12 @@ class PlatformSettings(BaseSettings):
         default=None, ge=1, description="drop samples older than this (default: keep all)"
     )
     pack_after_days: int | None = Field(
-        default=None,
+        default=7,
         ge=1,
         description="pack numeric samples of days this old into one row per series and day "
-        "(about 12 instead of ~95 bytes a sample; read them through sample_num_all)",
+        "(about 7 instead of ~93 bytes a sample; the platform reads both, SQL users read "
+        "sample_num_all); PLANTWIRE_PACK_AFTER_DAYS=none keeps every sample a row. "
+        "With TimescaleDB, its compression policy does this instead",
     )
     partition_ahead_days: int = Field(
         default=3, ge=1, le=60, description="daily sample partitions created ahead of time"

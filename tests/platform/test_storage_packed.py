@@ -133,3 +133,42 @@ async def test_packed_days_read_back_merge_and_never_double(database_url: str) -
         assert {s: (int(n), round(total, 6)) for s, n, total in sums} == {
             s: (n, round(total, 6)) for s, (n, total) in expected.items()
         }
+
+
+async def test_reading_before_a_time_finds_rows_and_packed_days(database_url: str) -> None:
+    """plantwire_sample_before: the last sample before a time, whether it is a row, in the
+    newest packed day (which may also hold later samples) or in an earlier packed day."""
+    day = datetime(2026, 3, 10, tzinfo=UTC)
+    h = timedelta(hours=1)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        made = await rows(
+            conn,
+            "INSERT INTO series (group_id, edge_node_id, metric, datatype)"
+            " VALUES ('G', 'N', 'Production/PartCount', 10) RETURNING id",
+        )
+        sid = made[0][0]
+        await conn.execute(  # day 1: samples at 01:00 and 02:00; day 2: at 05:00 only
+            "INSERT INTO sample_num_packed VALUES (%s, %s, %s, %s), (%s, %s, %s, %s)",
+            (
+                sid,
+                day,
+                [3_600_000, 7_200_000],
+                [10.0, 11.0],
+                sid,
+                day + 24 * h,
+                [18_000_000],
+                [12.0],
+            ),
+        )
+        await conn.execute("INSERT INTO sample_num VALUES (%s, %s, 13.0)", (sid, day + 72 * h))
+
+        async def before(at: datetime) -> tuple[Any, ...] | None:
+            got = await rows(conn, "SELECT * FROM plantwire_sample_before(%s, %s)", (sid, at))
+            return got[0] if got else None
+
+        assert await before(day + h) is None
+        assert await before(day + h + timedelta(milliseconds=1)) == (day + h, 10.0)
+        # the newest packed day before 1 day 4 h holds only a later sample: the day before
+        assert await before(day + 28 * h) == (day + 2 * h, 11.0)
+        assert await before(day + 48 * h) == (day + 29 * h, 12.0)
+        assert await before(day + 96 * h) == (day + 72 * h, 13.0)
