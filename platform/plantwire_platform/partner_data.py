@@ -34,8 +34,8 @@ SCOPE = """scope AS (
 # (sample table, metric condition) per data kind
 KINDS = {
     "states": ("sample_text", "sr.metric IN ('State/Mode', 'State/Execution')"),
-    "counts": ("sample_num", "sr.metric = 'Production/PartCount'"),
-    "telemetry": ("sample_num", "true"),
+    "counts": ("sample_num_all", "sr.metric = 'Production/PartCount'"),
+    "telemetry": ("sample_num_all", "true"),  # rows and packed days
 }
 
 _ROWS = """WITH {scope},
