@@ -111,7 +111,13 @@ class IngestWorker:
             client.publish(self._state_topic, encode_state(True, now_ms()), retain=True)
         )
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._announced)
+
+    def _announced(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # the broker went away again; the next reconnect announces once more
+            log.info("STATE online not published: %s", exc)
 
     async def _online(
         self, client: MqttClient, stop: asyncio.Event, intake: Intake, writer: BatchWriter

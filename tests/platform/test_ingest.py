@@ -360,3 +360,21 @@ async def test_an_unexpected_error_is_a_dead_letter_without_partial_rows(
     assert values == [(14.0,), (15.0,)]  # nothing of the failed message, all of the next
     dead = await query(database_url, "SELECT reason, detail FROM dead_letter")
     assert dead == [("internal_error", "RuntimeError: injected after the row was added")]
+
+
+async def test_state_announce_failing_during_an_outage_is_logged_not_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Re-announcing STATE after a reconnect may fail if the broker drops again at once: the
+    failure is logged (it used to surface as 'Task exception was never retrieved')."""
+
+    class DroppingClient:
+        async def publish(self, *args: Any, **kwargs: Any) -> None:
+            raise ConnectionError("broker gone again")
+
+    worker = IngestWorker(PlatformSettings(database_url="postgresql:///unused"))
+    caplog.set_level("INFO", logger="plantwire_platform.ingest")
+    worker._announce(DroppingClient())  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert "STATE online not published: broker gone again" in caplog.text
+    assert not worker._tasks
