@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from plantwire_bus.payload import DataType
 from plantwire_edge.buffer import Batch, Sample
-from plantwire_edge.values import now_ms
 
 if TYPE_CHECKING:
+    from plantwire_edge.feed import StateMerge
     from plantwire_edge.node import EdgeNode
 
 
@@ -33,6 +33,7 @@ class DeviceChannel:
         self.checked = 0  # size of ``current`` when last compared with the birth
         self.unsent: collections.deque[Batch] = collections.deque()
         self.inflight: dict[int, Batch] = {}
+        self.merges: dict[int, StateMerge] = {}  # by metric key: points feeding one state
 
     def metric(self, name: str, datatype: DataType) -> int:
         """The key (alias) under which values of metric ``name`` are reported."""
@@ -42,6 +43,12 @@ class DeviceChannel:
 
     def put(self, key: int, value: Any, ts_ms: int) -> None:
         self.staged.append((key, value, ts_ms))
+
+    def merge_staged(self) -> None:
+        """Stage what the state merges collected (see :class:`~plantwire_edge.feed.StateMerge`)."""
+        for merge in self.merges.values():
+            if merge.events:
+                self.staged.extend(merge.drain())
 
     def set_online(self, samples: list[Sample]) -> None:
         """The device is reachable; ``samples`` are its current values (sent in its birth)."""
@@ -58,4 +65,4 @@ class DeviceChannel:
         if self.online:
             self.online = False
             self.death_due = self.born
-            self.offline_at = now_ms()
+            self.offline_at = self._node.clock.now_ms()

@@ -45,7 +45,9 @@ def _table(value: str | None) -> str | None:
 
 
 def _unique_metrics(points: tuple[Point, ...]) -> None:
-    names = [p.metric_name for p in points]
+    """Each metric has one point, or one point and points that ``override`` some of its
+    canonical values."""
+    names = [p.metric_name for p in points if not p.override]
     doubled = sorted({n for n in names if names.count(n) > 1})
     if doubled:
         raise ValueError(f"metric published twice: {', '.join(doubled)}")
@@ -57,6 +59,12 @@ class Point(Model):
     metric: str = Field(default="", description="Sparkplug metric name; ignored with map")
     datatype: str = Field(default="Double", description="Sparkplug datatype name")
     map: str | None = Field(default=None, description="mapping table to the canonical state")
+    override: tuple[str, ...] = Field(
+        default=(),
+        description="with map: canonical values of this point that win over the other point "
+        "feeding the same metric while they last (e.g. MDI from OPC 40502 CncOperationMode "
+        "over OPC 40501 MachineOperationMode, which has no MDI)",
+    )
 
     @field_validator("datatype")
     @classmethod
@@ -72,6 +80,13 @@ class Point(Model):
     def _named(self) -> Point:
         if not self.metric and self.map is None:
             raise ValueError("metric is required (unless map names a mapping table)")
+        if self.override:
+            if self.map is None:
+                raise ValueError("override needs map (it overrides canonical state values)")
+            known = set(TABLES[self.map].values.values())
+            unknown = sorted(set(self.override) - known)
+            if unknown:
+                raise ValueError(f"override: {', '.join(unknown)} not produced by {self.map}")
         return self
 
     @property

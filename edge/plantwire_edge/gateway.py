@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from plantwire_edge.clock import Clock
 from plantwire_edge.config import EdgeConfig, ModbusDevice, MqttDevice
 from plantwire_edge.devices import AnyDevice
 from plantwire_edge.node import EdgeNode
@@ -35,9 +36,11 @@ def make_adapter(device: AnyDevice, node: EdgeNode, config: EdgeConfig) -> Adapt
 
 
 class Gateway:
-    def __init__(self, config: EdgeConfig) -> None:
+    def __init__(self, config: EdgeConfig, clock: Clock | None = None) -> None:
+        """``clock`` stamps what the gateway dates itself (default: the wall clock; see
+        :mod:`plantwire_edge.clock`)."""
         self.config = config
-        self.node = EdgeNode(config)
+        self.node = EdgeNode(config, clock=clock)
         self.adapters = [make_adapter(device, self.node, config) for device in config.devices]
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -24,7 +24,6 @@ from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
 from plantwire_edge.registers import Layout, Read, decode, plan_reads
 from plantwire_edge.status import AdapterStatus, Throttle
-from plantwire_edge.values import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +57,7 @@ class ModbusAdapter:
         self.status = AdapterStatus(device.device_id, "modbus")
         self.connected = asyncio.Event()
         self.channel = node.channel(device.device_id)
+        self.clock = node.clock
         self._throttle = Throttle()
         self.feeds = [
             Feed(self.channel, reg, label_of(reg), self.status, self._throttle)
@@ -167,7 +167,7 @@ class ModbusAdapter:
         return words
 
     def _report(self, read: Read, words: list[Any]) -> None:
-        now = now_ms()
+        now = self.clock.now_ms()
         last = self._last
         for index, offset in read.members:
             layout = self.layouts[index]

@@ -24,7 +24,7 @@ from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
 from plantwire_edge.selector import Missing, Selector, parse_selector
 from plantwire_edge.status import AdapterStatus, Throttle
-from plantwire_edge.values import ClockCheck, now_ms
+from plantwire_edge.values import ClockCheck
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,9 @@ class MqttDeviceAdapter:
         self.status = AdapterStatus(device.device_id, "mqtt")
         self.connected = asyncio.Event()
         self.channel = node.channel(device.device_id)
+        self.clock = node.clock
         self._throttle = Throttle()
-        self._clock = ClockCheck(
+        self._sanity = ClockCheck(
             int(device.max_clock_skew_s * 1000), int(device.max_age_days * 86_400_000)
         )
         self.fields: list[tuple[Selector, Feed]] = [
@@ -151,7 +152,7 @@ class MqttDeviceAdapter:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             self._malformed(message.topic, f"not JSON: {exc}")
             return
-        now = now_ms()
+        now = self.clock.now_ms()
         ts = now
         problem = ""
         if self.timestamp is not None:
@@ -159,7 +160,7 @@ class MqttDeviceAdapter:
                 ts = parse_timestamp(self.timestamp.select(document), dev.timestamp_format)
             except (Missing, TimestampError) as exc:
                 problem = f"timestamp: {exc}; using gateway time"
-        low, high = self._clock.bounds(now)
+        low, high = self._sanity.bounds(now)
         found = 0
         for selector, feed in self.fields:
             try:

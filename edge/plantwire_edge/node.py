@@ -27,10 +27,10 @@ from plantwire_bus.runner import stopped_within
 from plantwire_bus.topics import MessageType, Topic, decode_state
 from plantwire_edge.buffer import QUEUED, Batch, Buffer, Sample
 from plantwire_edge.channel import DeviceChannel
+from plantwire_edge.clock import WALL_CLOCK, Clock
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.ddata import Field, encode_ddata, encode_valid, field_for
 from plantwire_edge.uplink import Uplink
-from plantwire_edge.values import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,12 @@ class NodeStats:
 
 
 class EdgeNode:
-    def __init__(self, config: EdgeConfig, buffer: Buffer | None = None) -> None:
+    def __init__(
+        self, config: EdgeConfig, buffer: Buffer | None = None, clock: Clock | None = None
+    ) -> None:
         self.config = config
+        self.clock = clock or WALL_CLOCK
+        """Stamps births, deaths and payloads (see :mod:`plantwire_edge.clock`)."""
         bc = config.buffer
         self.buffer = buffer or Buffer(bc.path, bc.max_values, bc.overflow, bc.sync)
         self.stats = NodeStats()
@@ -65,7 +69,7 @@ class EdgeNode:
         self.fields: dict[int, Field] = {}
         self.connected = asyncio.Event()
         self.host_online = config.primary_host_id is None
-        self.uplink = Uplink(config, self.buffer, self.stats, self)
+        self.uplink = Uplink(config, self.buffer, self.stats, self, self.clock)
         self._seq = 0
         self._need_birth = True
         self._client: MqttClient | None = None
@@ -130,6 +134,8 @@ class EdgeNode:
         groups: list[tuple[str, list[Sample], bool]] = []
         ready = self._ready()
         for dev in self.channels.values():
+            if dev.merges:
+                dev.merge_staged()
             if not dev.staged:
                 continue
             samples, dev.staged = dev.staged, []
@@ -259,7 +265,7 @@ class EdgeNode:
                 if not self._send_batches(client, dev):
                     break
             if dev.death_due and not dev.unsent:
-                at = dev.offline_at or dev.last_ts or now_ms()
+                at = dev.offline_at or dev.last_ts or self.clock.now_ms()
                 self._publish(
                     client,
                     self._topic(MessageType.DDEATH, dev.device_id),
@@ -276,7 +282,7 @@ class EdgeNode:
             Metric(name="bdSeq", datatype=DataType.UInt64, value=self.uplink.bd_seq),
             Metric(name=REBIRTH_METRIC, datatype=DataType.Boolean, value=False),
         )
-        payload = encode_birth(Payload(timestamp=now_ms(), seq=0, metrics=metrics))
+        payload = encode_birth(Payload(timestamp=self.clock.now_ms(), seq=0, metrics=metrics))
         self._publish(client, self._topic(MessageType.NBIRTH), payload)
         self._need_birth = False
         self.stats.births += 1
@@ -292,6 +298,8 @@ class EdgeNode:
     ) -> None:
         """DBIRTH with every metric that has a value, and those of ``backlog`` (their
         current value if known, else their first value there)."""
+        if dev.merges:
+            dev.merge_staged()
         for key, value, ts in dev.staged:
             dev.current[key] = (value, ts)
         keys = set(dev.current) | (dev.birth_keys if dev.born else set())
@@ -301,7 +309,7 @@ class EdgeNode:
                 first[key] = (value, ts)
                 self.fields.setdefault(key, field_for(self.buffer.metrics[key].datatype))
         keys |= first.keys()
-        now = now_ms()
+        now = self.clock.now_ms()
         metrics = []
         for key in sorted(keys):
             mk = self.buffer.metrics[key]
@@ -347,11 +355,11 @@ class EdgeNode:
         seq = self._next_seq()
         try:
             data, count = encode_ddata(
-                samples, self.fields, seq=seq, timestamp=now_ms(), historical=not live
+                samples, self.fields, seq=seq, timestamp=self.clock.now_ms(), historical=not live
             )
         except (TypeError, ValueError):  # a value no longer fits its metric's datatype
             data, count, rejected = encode_valid(
-                samples, self.fields, seq=seq, timestamp=now_ms(), historical=not live
+                samples, self.fields, seq=seq, timestamp=self.clock.now_ms(), historical=not live
             )
             self.stats.encode_rejected += rejected
         future = self._publish(client, self._topic(MessageType.DDATA, dev.device_id), data)

@@ -33,7 +33,7 @@ from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
 from plantwire_edge.opcua_session import AuthError, OperationLimits, connect
 from plantwire_edge.status import AdapterStatus, Throttle
-from plantwire_edge.values import ClockCheck, now_ms
+from plantwire_edge.values import ClockCheck
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,9 @@ class OpcUaAdapter:
         self.connected = asyncio.Event()
         self.limits = OperationLimits()
         self.channel = node.channel(device.device_id)
+        self.clock = node.clock
         self._throttle = Throttle()
-        self._clock = ClockCheck(
+        self._sanity = ClockCheck(
             int(device.max_clock_skew_s * 1000), int(device.max_age_days * 86_400_000)
         )
         self.feeds = [
@@ -305,8 +306,8 @@ class OpcUaAdapter:
 
     def on_items(self, items: list[Any]) -> None:
         """Report a batch of monitored-item values (the hot path)."""
-        now = now_ms()
-        low, high = self._clock.bounds(now)
+        now = self.clock.now_ms()
+        low, high = self._sanity.bounds(now)
         active = self._active
         first = self._first
         for item in items:

@@ -19,8 +19,8 @@ from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.runner import stopped_within
 from plantwire_bus.topics import MessageType, Topic, state_topic
 from plantwire_edge.buffer import Buffer
+from plantwire_edge.clock import WALL_CLOCK, Clock
 from plantwire_edge.config import EdgeConfig
-from plantwire_edge.values import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,15 @@ class ConnectStats(Protocol):
 
 class Uplink:
     def __init__(
-        self, config: EdgeConfig, buffer: Buffer, stats: ConnectStats, node: Session
+        self,
+        config: EdgeConfig,
+        buffer: Buffer,
+        stats: ConnectStats,
+        node: Session,
+        clock: Clock = WALL_CLOCK,
     ) -> None:
         self.config = config
+        self.clock = clock
         self.buffer = buffer
         self.stats = stats
         self.node = node
@@ -57,7 +63,7 @@ class Uplink:
 
     def death_payload(self) -> bytes:
         bd = Metric(name="bdSeq", datatype=DataType.UInt64, value=self.bd_seq)
-        return encode_payload(Payload(timestamp=now_ms(), metrics=(bd,)))
+        return encode_payload(Payload(timestamp=self.clock.now_ms(), metrics=(bd,)))
 
     def _topic(self, kind: MessageType) -> str:
         return str(Topic(self.config.group_id, kind, self.config.edge_node_id))
@@ -90,7 +96,7 @@ class Uplink:
 
     async def _session(self, client: MqttClient, lost: asyncio.Event, halt: asyncio.Event) -> None:
         cfg = self.config
-        commands = asyncio.get_running_loop().create_task(self._commands(client))
+        commands: asyncio.Task[None] | None = None
         attached = False
         try:
             await client.subscribe(self._topic(MessageType.NCMD))
@@ -99,6 +105,9 @@ class Uplink:
             log.info("connected to %s (bdSeq %d)", client.address, self.bd_seq)
             self.node.attached(client)
             attached = True
+            # only now: the host's retained STATE, which may have arrived right after the
+            # SUBACK, must not be taken before attached() marks the host offline
+            commands = asyncio.get_running_loop().create_task(self._commands(client))
             waiters = [asyncio.ensure_future(e.wait()) for e in (lost, halt)]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
@@ -106,7 +115,8 @@ class Uplink:
         except (MqttError, TimeoutError) as exc:
             log.warning("MQTT session failed: %s", exc)
         finally:
-            commands.cancel()
+            if commands is not None:
+                commands.cancel()
             birthed = attached and self.node.birthed
             if attached:
                 self.node.detached()

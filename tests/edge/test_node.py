@@ -168,3 +168,48 @@ async def test_backlog_of_a_device_lost_meanwhile_is_sent_between_dated_birth_an
     assert birth.timestamp == T0 and death.timestamp == lost_at  # the session it really had
     data = [(s.value, s.ts, s.historical) for s in probe.values() if s.kind == "DDATA"]
     assert data == [(i, T0 + i, True) for i in range(51)]
+
+
+class SteppedClock:
+    """A clock the test sets (e.g. a simulator's, running faster than the wall clock)."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def now_ms(self) -> int:
+        return self.now
+
+
+async def test_births_deaths_and_payloads_carry_the_injected_clock(
+    mqtt_url: str, group: str, tmp_path: Path
+) -> None:
+    """A node on a simulator's clock stamps its Sparkplug sessions on the machines' time line,
+    not the wall clock's; the primary host's STATE was retained before the node connected."""
+    host = f"host-{group}"
+    clock = SteppedClock(T0)
+    async with probe_on(mqtt_url, group) as probe:
+        await probe.client.publish(state_topic(host), encode_state(True, T0), retain=True)
+        node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", host), clock=clock)
+        stop = asyncio.Event()
+        task = asyncio.create_task(node.run(stop))
+        dev = node.channel("M1")
+        count = dev.metric("Count", DataType.UInt32)
+        dev.set_online([(count, 0, T0 - 5_000)])
+        await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "DBIRTH")
+        clock.now = T0 + 60_000
+        dev.put(count, 1, T0 + 59_000)
+        await probe.wait_for(lambda: any(s.value == 1 for s in probe.values()), "DDATA")
+        clock.now = T0 + 120_000
+        dev.set_offline()
+        await probe.wait_for(lambda: probe.count("DDEATH") == 1, "DDEATH")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await probe.wait_for(lambda: probe.count("NDEATH") == 1, "NDEATH")
+        await probe.client.publish(state_topic(host), b"", retain=True)
+    assert [p.timestamp for p in probe.payloads("NBIRTH")] == [T0]
+    assert [p.timestamp for p in probe.payloads("DBIRTH")] == [T0]
+    assert [p.timestamp for p in probe.payloads("DDATA")][-1] == T0 + 60_000
+    assert [p.timestamp for p in probe.payloads("DDEATH")] == [T0 + 120_000]
+    assert [p.timestamp for p in probe.payloads("NDEATH")] == [T0 + 120_000]
+    # the values keep their own (device) timestamps
+    assert {(s.value, s.ts) for s in probe.values()} == {(0, T0 - 5_000), (1, T0 + 59_000)}
