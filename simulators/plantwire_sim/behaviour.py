@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 TAGS: tuple[str, ...] = (MACHINE_OPERATION_MODE, PROGRAM_STATUS, SPINDLE_SPEED, PART_COUNT)
-"""The CNC's core tags: the ones the default gateway config reads."""
+"""The CNC's state, spindle and part-count tags, the first it writes."""
 SPINDLE_REDRAW_MS = 1000
 """Default re-sampling interval (``behaviour.sample_s`` = 1)."""
 

@@ -38,6 +38,8 @@ from .truth import FaultRecord, TruthRecorder
 log = logging.getLogger(__name__)
 
 _FAULT_OFF, _STEP, _STORM, _FAULT_ON = range(4)
+YIELD_S = 0.005
+"""Longest stretch the scheduler runs without letting other tasks (clients, servers) run."""
 
 
 @dataclass(eq=False)
@@ -113,13 +115,14 @@ class Factory:
         primary_host_id: str | None = "plantwire",
         protocols: frozenset[str] = frozenset({"opcua"}), metrics: str = "core",
     ) -> dict[str, Any]:
-        """The edge gateway config reading this factory's machines of ``site``."""
+        """The edge gateway config reading this factory's machines of ``site`` (Modbus polled
+        in step with the clock's speed; run the gateway with ``self.clock``)."""
         from .gateway_config import gateway_config
 
         return gateway_config(enterprise, site, self.endpoints, mqtt_url, primary_host_id,
                               protocols=protocols, modbus=self.modbus,
                               mqtt_topics=self.mqtt_topics, device_broker_url=self.mqtt_url,
-                              metrics=metrics)
+                              metrics=metrics, speed=self.clock.speed)
 
     # -- faults ----------------------------------------------------------------------------
     async def fault(self, machine: str, kind: str, seconds: float,
@@ -158,7 +161,7 @@ class Factory:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         heap = self._heap
-        done = 0
+        yielded = time.perf_counter()
         while heap:
             ts = heap[0][0]
             if self.until_ms is not None and ts > self.until_ms:
@@ -175,9 +178,9 @@ class Factory:
             ts, _, _, _, kind, payload = heapq.heappop(heap)
             self._last_ms = ts
             await self._dispatch(ts, kind, payload)
-            done += 1
-            if done % 500 == 0:
+            if time.perf_counter() - yielded > YIELD_S:  # catching up: let the rest run too
                 await asyncio.sleep(0)
+                yielded = time.perf_counter()
         self.truth.flush()
         self.finished.set()
 
@@ -246,13 +249,16 @@ async def run_factory(
     start_ms: int | None = None,
     until_s: float | None = None,
     layout: str | None = None,
+    catch_up: bool = False,
 ) -> AsyncIterator[Factory]:
     """Serve every simulated machine of ``scenario`` speaking one of ``protocols``.
 
     ``start_ms`` is the simulated start (default: now, and simulated time then equals wall
     time at ``speed`` 1); ``until_s`` stops the scheduler after that many simulated seconds
     (``factory.finished`` is set; the servers keep serving until the block exits). MQTT
-    devices publish to ``mqtt_url`` (required when the scenario has any). ``layout``
+    devices publish to ``mqtt_url`` (required when the scenario has any). With ``catch_up``
+    a ``start_ms`` in the past is replayed at ``speed`` until simulated time reaches the wall
+    clock, which it then follows (see :class:`~plantwire_sim.clock.SimClock`). ``layout``
     overrides the scenario's OPC UA layout. A machine whose endpoint failed is re-raised as
     RuntimeError on exit.
     """
@@ -294,7 +300,7 @@ async def run_factory(
             await h.start()
         await asyncio.gather(*(e.start() for e in others))
         wall0 = t0 / 1000 if start_ms is None else time.time()
-        factory.clock = SimClock(t0, speed, wall0)
+        factory.clock = SimClock(t0, speed, wall0, catch_up)
         for spec in scenario.faults:
             if spec.machine in factory.players:
                 factory._schedule(factory.players[spec.machine], spec, t0)

@@ -4,8 +4,12 @@
 so a user can point a gateway at ``plantwire sim run``. Devices follow the gateway's contract:
 ``kind = "opcua"`` (tags by ``nsu=`` node id), ``kind = "modbus"`` (register map) and
 ``kind = "mqtt"`` (JSON fields by path). ``protocols`` selects which kinds are emitted;
-``metrics = "core"`` reads each profile's core tags (state, the main counter and value),
-``"all"`` every tag the simulator exposes.
+``metrics = "core"`` reads each profile's core tags (state, the production counters OEE
+needs and the main value), ``"all"`` every tag the simulator exposes.
+
+``speed`` is the simulator's clock speed: Modbus devices (which carry no timestamps and are
+polled) are then polled that much more often in wall time, so that they are sampled as often in
+simulated time as at speed 1 (down to the gateway's 10 ms floor).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ CNC_TAGS: tuple[tuple[str, str, str, str | None], ...] = (
     (PROGRAM_STATUS, EXECUTION_METRIC, "String", "opc40502/CncChannelProgramStatus"),
     (SPINDLE_SPEED, "Spindle/Speed", "Double", None),
     (PART_COUNT, "Production/PartCount", "UInt32", None),
+    ("OperationMode", MODE_METRIC, "String", "opc40502/CncOperationMode"),  # MDI overrides
+    ("ScrapCount", "Production/ScrapCount", "UInt32", None),
 )
 
 
@@ -45,6 +51,7 @@ def gateway_config(
     mqtt_topics: Mapping[str, str] | None = None,
     device_broker_url: str | None = None,
     metrics: str = "core",
+    speed: float = 1.0,
 ) -> dict[str, Any]:
     """A gateway config (as the TOML document's data) for the simulated machines of ``site``.
 
@@ -62,7 +69,7 @@ def gateway_config(
         if machine.protocol == "opcua" and machine.code in endpoints:
             devices.append(_opcua(machine, endpoints[machine.code], metrics))
         elif machine.protocol == "modbus" and modbus and machine.code in modbus:
-            devices.append(_modbus(machine, modbus[machine.code], metrics))
+            devices.append(_modbus(machine, modbus[machine.code], metrics, speed))
         elif machine.protocol == "mqtt" and mqtt_topics and machine.code in mqtt_topics:
             broker = device_broker_url or mqtt_url
             devices.append(_mqtt(machine, broker, mqtt_topics[machine.code], metrics))
@@ -84,6 +91,8 @@ def _point(spec: TagSpec) -> dict[str, Any]:
     point: dict[str, Any] = {"metric": spec.metric, "datatype": spec.datatype}
     if spec.map is not None:
         point["map"] = spec.map
+    if spec.override:
+        point["override"] = list(spec.override)
     return point
 
 
@@ -96,7 +105,9 @@ def _opcua(machine: Machine, endpoint: str, metrics: str) -> dict[str, Any]:
     return {"kind": "opcua", "device_id": machine.code, "endpoint": endpoint, "tags": tags}
 
 
-def _modbus(machine: Machine, address: ModbusAddress, metrics: str) -> dict[str, Any]:
+def _modbus(
+    machine: Machine, address: ModbusAddress, metrics: str, speed: float
+) -> dict[str, Any]:
     params = machine.params
     assert isinstance(params, LegacyParams)
     registers = []
@@ -117,9 +128,30 @@ def _modbus(machine: Machine, address: ModbusAddress, metrics: str) -> dict[str,
     return {
         "kind": "modbus", "device_id": machine.code, "host": address.host,
         "port": address.port, "unit_id": address.unit_id,
-        "poll_interval_ms": max(100, round(machine.behaviour.sample_s * 1000)),
+        "poll_interval_ms": poll_interval_ms(machine, speed),
         "timeout_s": 3.0, "registers": registers,
     }
+
+
+MIN_POLL_MS = 10
+"""The gateway's shortest Modbus poll interval."""
+
+
+POLLS_PER_SEGMENT = 8
+"""A Modbus machine is polled at least this often during its shortest program segment."""
+
+
+def poll_interval_ms(machine: Machine, speed: float = 1.0) -> int:
+    """Wall milliseconds between polls of a Modbus machine at ``speed``: in simulated time its
+    ``behaviour.sample_s``, shortened to resolve its shortest program segment (a polled state
+    is only seen at polls: each change is seen up to one interval late), at least 100 ms."""
+    if not speed > 0:
+        raise ValueError(f"speed must be > 0, not {speed}")
+    simulated = machine.behaviour.sample_s * 1000
+    if machine.program:
+        shortest = min(segment.seconds for segment in machine.program) * 1000
+        simulated = min(simulated, shortest / POLLS_PER_SEGMENT)
+    return max(MIN_POLL_MS, round(max(100.0, simulated) / speed))
 
 
 def _mqtt(machine: Machine, broker_url: str, topic: str, metrics: str) -> dict[str, Any]:

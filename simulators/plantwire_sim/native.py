@@ -39,6 +39,8 @@ class TagSpec:
     metric: str
     datatype: str
     map: str | None = None
+    override: tuple[str, ...] = ()
+    """Canonical values of this tag that win over the other tag mapped to the same metric."""
     core: bool = False
     analog: bool = False
     opcua: str = ""

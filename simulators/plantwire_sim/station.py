@@ -41,7 +41,7 @@ TAGS: tuple[TagSpec, ...] = (
     TagSpec("state.status", int, EXECUTION_METRIC, "String", map="plantwire/ExecutionCode",
             core=True),
     TagSpec("counts.good", int, "Production/GoodCount", "UInt32", core=True),
-    TagSpec("counts.scrap", int, "Production/ScrapCount", "UInt32"),
+    TagSpec("counts.scrap", int, "Production/ScrapCount", "UInt32", core=True),
     TagSpec("operator", str, "Operator/Id", "String"),
     TagSpec("order", str, "Production/WorkOrder", "String"),
     TagSpec("andon", bool, "Alarm/Active", "Boolean"),

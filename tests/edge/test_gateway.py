@@ -121,11 +121,12 @@ async def test_sparkplug_lifecycle_decoded_independently(
         "State/Execution",
         "Spindle/Speed",
         "Production/PartCount",
+        "Production/ScrapCount",
     }
     assert by_name["State/Mode"].datatype == sp.DataType.STRING
     assert by_name["Spindle/Speed"].datatype == sp.DataType.DOUBLE
     assert by_name["Production/PartCount"].datatype == sp.DataType.UINT32
-    assert len({m.alias for m in dbirth.metrics}) == 4  # every metric has its own alias
+    assert len({m.alias for m in dbirth.metrics}) == 5  # every metric has its own alias
 
     # data messages: aliases only, resolved against the birth, sequence numbers contiguous
     seqs = [sp.NBirth.decode(nbirth_msg.payload).seq]

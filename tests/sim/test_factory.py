@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from plantwire_bus.mosquitto import MosquittoProcess
 from plantwire_sim.clock import SimClock, parse_start
 from plantwire_sim.control import request, serve_control
@@ -83,6 +85,26 @@ async def test_time_runs_faster_and_timestamps_are_simulated() -> None:
     assert clock.wall_at(START + 60_000) == 101.0
 
 
+def test_catching_up_clock_replays_the_past_then_keeps_pace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wall = [1_700_000_000.0]
+    monkeypatch.setattr("plantwire_sim.clock.time.time", lambda: wall[0])
+    start = round(wall[0] * 1000) - 3_600_000  # an hour ago, replayed at 61x: 60 s to catch up
+    plain = SimClock(start, 61, wall0=wall[0])
+    caught = SimClock(start, 61, wall0=wall[0], catch_up=True)
+    assert caught.catch_up and not SimClock(start + 7_200_000, 61, wall[0], True).catch_up
+    wall[0] += 30
+    assert caught.now_ms() == plain.now_ms() == start + 30 * 61_000
+    wall[0] += 40  # 10 s after catching up
+    assert plain.now_ms() == start + 70 * 61_000  # runs into the future
+    assert caught.now_ms() == round(wall[0] * 1000)  # keeps pace with the wall clock
+    for sim_ms in (start + 61_000, start + 3_600_000, start + 3_900_000):
+        assert caught.wall_at(sim_ms) >= plain.wall_at(sim_ms)
+    assert caught.wall_at(start + 3_900_000) == (start + 3_900_000) / 1000
+    assert caught.wall_at(start + 61_000) == plain.wall_at(start + 61_000) == 1_700_000_001.0
+
+
 async def test_control_port_and_cli_inject_faults() -> None:
     scenario = load_scenario("demo")
     async with run_factory(scenario, protocols=frozenset({"opcua", "modbus"}),
@@ -92,6 +114,9 @@ async def test_control_port_and_cli_inject_faults() -> None:
         try:
             status = await request("127.0.0.1", port, {"op": "status"})
             assert status["ok"] and status["speed"] == 1.0
+            clock = status["clock"]  # enough for a gateway elsewhere to keep the same time
+            twin = SimClock(clock["start_ms"], clock["speed"], clock["wall0"], clock["catch_up"])
+            assert abs(twin.now_ms() - factory.clock.now_ms()) < 1000
             assert status["machines"]["LEG-09"]["protocol"] == "modbus"
             assert "malformed" not in status["machines"]["LEG-09"]["applicable"]
             refused = await request("127.0.0.1", port, {"op": "fault", "machine": "LEG-09",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from plantwire_edge.config import EdgeConfig
-from plantwire_sim.gateway_config import gateway_config, to_toml
+from plantwire_sim.gateway_config import gateway_config, poll_interval_ms, to_toml
 from plantwire_sim.placement import ModbusAddress, plan
 from plantwire_sim.scenario import load_scenario
 
@@ -20,6 +20,7 @@ ENTERPRISE = DEMO.enterprises[0]
 SITE = ENTERPRISE.sites[0]
 ALL = frozenset({"opcua", "modbus", "mqtt"})
 MAPS = {"opc40501/MachineOperationMode", "opc40502/CncChannelProgramStatus",
+        "opc40502/CncOperationMode",
         "euromap83/MachineMode", "plantwire/ModeCode", "plantwire/ExecutionCode",
         "mtconnect/ControllerMode", "mtconnect/Execution"}
 
@@ -39,7 +40,11 @@ def test_default_is_the_opcua_devices_the_gateway_validates() -> None:
     edge = EdgeConfig.model_validate(data)
     cnc = next(d for d in data["devices"] if d["device_id"] == "CNC-01")
     assert [t["metric"] for t in cnc["tags"]] == ["State/Mode", "State/Execution",
-                                                  "Spindle/Speed", "Production/PartCount"]
+                                                  "Spindle/Speed", "Production/PartCount",
+                                                  "State/Mode", "Production/ScrapCount"]
+    # the mode comes from OPC 40501, but MDI only shows in OPC 40502 CncOperationMode
+    assert [(t.get("map"), t.get("override")) for t in cnc["tags"] if "Mode" in t["metric"]] == [
+        ("opc40501/MachineOperationMode", None), ("opc40502/CncOperationMode", ["MDI"])]
     assert cnc["endpoint"] == "opc.tcp://127.0.0.1:4840/plantwire/CNC-01"
     assert len(edge.devices) == 7
 
@@ -61,7 +66,8 @@ def test_every_kind_follows_the_device_contract(metrics: str) -> None:
         assert {p["map"] for p in points if "map" in p} <= MAPS
     (legacy,) = by_kind["modbus"]
     assert (legacy["host"], legacy["port"], legacy["unit_id"]) == ("127.0.0.1", 5007, 1)
-    assert legacy["poll_interval_ms"] == 1000 and legacy["timeout_s"] == 3.0
+    # LEG-09's shortest program segment is 2 s: polled 8 times in it, every 250 ms
+    assert legacy["poll_interval_ms"] == 250 and legacy["timeout_s"] == 3.0
     for r in legacy["registers"]:
         assert r["table"] in ("holding", "input", "coil", "discrete")
         assert r["type"] in ("int16", "uint16", "int32", "uint32", "float32", "bool")
@@ -114,3 +120,18 @@ def test_cli_prints_the_same_config() -> None:
         if d["kind"] == "mqtt":
             d["broker_url"] = "mqtt://plant:1883"
     assert printed == expected
+
+
+def test_modbus_is_polled_in_step_with_the_simulated_clock() -> None:
+    legacy = next(m for m in SITE.machines if m.code == "LEG-09")
+    slow = legacy.model_copy(update={"program": legacy.program[:1] + legacy.program[1:2]})
+    assert min(g.seconds for g in slow.program) == 4  # 6 s and 4 s segments: every 500 ms
+    assert [poll_interval_ms(legacy, s) for s in (1, 10, 25, 100, 600)] == [250, 25, 10, 10, 10]
+    assert poll_interval_ms(slow) == 500
+    placement = plan(DEMO, ALL, "127.0.0.1", 5000)
+    fast = gateway_config(ENTERPRISE, SITE, placement.endpoints(), "mqtt://central:1883",
+                          protocols=ALL, modbus=placement.modbus(), speed=20)
+    (device,) = (d for d in fast["devices"] if d["kind"] == "modbus")
+    assert device["poll_interval_ms"] == 12  # 250 simulated ms at 20x
+    with pytest.raises(ValueError, match="speed"):
+        poll_interval_ms(legacy, 0)

@@ -1,0 +1,154 @@
+"""The indicators expected from ground truth alone, on hand-made records with hand-computed
+values: planned time from the shift calendar, interface-down faults, coverage, the three NC
+rates, the MDI share, networking, OEE per machine and line, roll-ups."""
+
+from __future__ import annotations
+
+import pytest
+
+from plantwire_bus.state import Execution, Mode
+from plantwire_sim.expected import Thresholds, expected, planned_spans, roll_up
+from plantwire_sim.scenario import parse_scenario
+from plantwire_sim.truth import FaultRecord, PartRecord, Record, StateRecord
+
+H = 3_600_000
+DAY = 1_767_225_600_000  # 2026-01-01T00:00Z, a Thursday
+SCENARIO = """
+name = "hand"
+[[enterprises]]
+code = "E"
+uscc = "91110000MA0000000X"
+name = "Hand-computed Works"
+[[enterprises.sites]]
+code = "S"
+name = "Site"
+edge_node = "GW"
+timezone = "UTC"
+shifts = "08:00-12:00"
+breaks = "10:00-10:30"
+[[enterprises.sites.lines]]
+code = "L"
+name = "Line"
+processes = [
+  { code = "P1", name = "Turning", is_key = true, equipment = ["CNC"] },
+  { code = "P2", name = "Assembly", is_key = true, equipment = ["STN"] },
+  { code = "P3", name = "Inspection", is_key = true, equipment = ["BENCH"] },
+  { code = "P4", name = "Washing", is_key = false, equipment = ["METER"] },
+]
+[[enterprises.sites.machines]]
+code = "CNC"
+name = "CNC"
+line = "L"
+control_type = "CNC"
+declared_nc = true
+ideal_cycle_s = 60
+program = [{ mode = "AUTO", execution = "EXECUTING", seconds = 60 }]
+[[enterprises.sites.machines]]
+code = "STN"
+name = "Station"
+line = "L"
+control_type = "MANUAL"
+declared_nc = false
+protocol = "mqtt"
+program = [{ mode = "MANUAL", execution = "EXECUTING", seconds = 60 }]
+[[enterprises.sites.machines]]
+code = "METER"
+name = "Energy box"
+line = "L"
+control_type = "PLC"
+declared_nc = true
+protocol = "mqtt"
+profile = "energy"
+program = [{ mode = "AUTO", execution = "EXECUTING", seconds = 60 }]
+[[enterprises.sites.machines]]
+code = "BENCH"
+name = "Bench"
+line = "L"
+control_type = "MANUAL"
+declared_nc = false
+protocol = "none"
+"""
+
+
+def state(machine: str, hours: float, mode: Mode, execution: Execution) -> StateRecord:
+    return StateRecord(machine, DAY + round(hours * H), mode, execution)
+
+
+RECORDS: list[Record] = [
+    # CNC, window 09:00-13:00 (planned 09:00-12:00, 3 h): AUTO executing 09:00-10:00,
+    # MDI executing 10:00-10:30, idle 10:30-11:00, MANUAL executing 11:00-11:30, then off;
+    # its interface is down 11:15-11:45 (a restart)
+    state("CNC", 8, Mode.AUTO, Execution.EXECUTING),
+    state("CNC", 10, Mode.MDI, Execution.EXECUTING),
+    state("CNC", 10.5, Mode.AUTO, Execution.IDLE),
+    state("CNC", 11, Mode.MANUAL, Execution.EXECUTING),
+    state("CNC", 11.5, Mode.UNKNOWN, Execution.OFF),
+    FaultRecord("CNC", "restart", DAY + round(11.25 * H), DAY + round(11.75 * H)),
+    # the station executes by hand all along; the energy box runs in AUTO
+    state("STN", 8, Mode.MANUAL, Execution.EXECUTING),
+    state("METER", 8, Mode.AUTO, Execution.EXECUTING),
+    # parts: 50 by the CNC (2 scrap), 3 by the station (1 scrap), 9 "by" the energy box (which
+    # counts none), one CNC part before the window
+    *(PartRecord("CNC", DAY + 9 * H + i * 60_000, scrap=i < 2) for i in range(50)),
+    PartRecord("CNC", DAY + 8 * H),
+    *(PartRecord("STN", DAY + 9 * H + i, scrap=i == 0) for i in range(3)),
+    *(PartRecord("METER", DAY + 9 * H + i) for i in range(9)),
+]
+
+
+def test_planned_time_is_the_shifts_breaks_included() -> None:
+    site = parse_scenario(SCENARIO).enterprises[0].sites[0]
+    assert planned_spans(site, DAY + 9 * H, DAY + 13 * H) == [(DAY + 9 * H, DAY + 12 * H)]
+    assert planned_spans(site, DAY, DAY + 24 * H) == [(DAY + 8 * H, DAY + 12 * H)]
+
+
+def test_hand_computed_indicators() -> None:
+    scenario = parse_scenario(SCENARIO)
+    (e,) = expected(scenario, RECORDS, DAY + 9 * H, DAY + 13 * H).values()
+    cnc, stn, meter, bench = (e.machines[c] for c in ("CNC", "STN", "METER", "BENCH"))
+    # CNC: seen 09:00-11:15 and 11:45-12:00 of the planned 09:00-12:00 (a restart hides
+    # 11:15-11:45), and online until 13:00 too
+    assert (cnc.planned_ms, cnc.observed_ms, cnc.online_ms) == (3 * H, 2.5 * H, 3.5 * H)
+    assert (cnc.executing_ms, cnc.auto_ms, cnc.mdi_ms) == (1.75 * H, 1 * H, 0.5 * H)
+    assert cnc.coverage == pytest.approx(5 / 6) and stn.coverage == meter.coverage == 1.0
+    assert bench.online_ms == bench.observed_ms == 0 and bench.coverage == 0
+    assert (stn.executing_ms, stn.auto_ms) == (3 * H, 0)
+    # P1 not covered (83 % < 90 %), P2 covered but manual, P3 without telemetry
+    assert [(p.code, p.declared_nc, p.covered, p.verified_nc) for p in e.processes] == [
+        ("P1", True, False, False),
+        ("P2", False, True, False),
+        ("P3", False, False, False),
+    ]
+    assert e.rate("nc_rate_declared") == (1, 3)
+    assert e.rate("nc_rate_verified") == (0, 3)
+    assert e.rate("coverage") == (1, 3)
+    assert e.rate("nc_rate_time_weighted") == (0.0, 3)  # the covered P2: AUTO 0 %
+    assert e.rate("mdi_share") == (0, 3 * 3600)  # covered key processes only: P2
+    assert e.rate("networking_rate") == (3, 4)
+    # OEE: the CNC ran 1.75 h of 3 planned, 50 parts x 60 s ideal = 50 min of 105 run
+    oee = e.oee("CNC")
+    assert oee.availability == pytest.approx(1.75 / 3)
+    assert oee.performance == pytest.approx(50 / 105)
+    assert oee.quality == pytest.approx(48 / 50)
+    assert oee.oee == pytest.approx(1.75 / 3 * 50 / 105 * 48 / 50)
+    assert e.oee("STN").quality == pytest.approx(2 / 3) and e.oee("STN").performance is None
+    assert e.oee("METER").quality is None and e.oee("METER").availability == 1.0
+    assert e.oee("BENCH").availability == 0.0 and e.oee("BENCH").oee is None
+    # the line pools times and counts; performance from the machines with an ideal cycle
+    line = e.line_oee()["L"]
+    assert line.availability == pytest.approx((1.75 + 3 + 3 + 0) / 12)
+    assert line.performance == pytest.approx(50 / 105)
+    assert line.quality == pytest.approx((48 + 2) / (50 + 3))
+
+
+def test_thresholds_move_the_verdicts() -> None:
+    scenario = parse_scenario(SCENARIO)
+    loose = expected(scenario, RECORDS, DAY + 9 * H, DAY + 13 * H, Thresholds(0.8, 0.5))
+    p1 = loose["E"].processes[0]
+    assert p1.covered and p1.auto_share == pytest.approx(1 / 1.75) and p1.verified_nc
+    assert loose["E"].rate("mdi_share") == (0.5 * 3600, 4.75 * 3600)
+
+
+def test_roll_up_is_the_mean_beside_the_pooled_ratio() -> None:
+    assert roll_up([(1, 2), (3, 4), (0, 0)]) == (0.625, 4 / 6, 2)
+    assert roll_up([(0, 0)]) == (None, None, 0)
