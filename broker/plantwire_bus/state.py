@@ -44,5 +44,6 @@ class ControlType(StrEnum):
 MODE_METRIC = "State/Mode"
 EXECUTION_METRIC = "State/Execution"
 # Production counters (monotonic; a drop means the counter was reset).
-PART_COUNT_METRIC = "Production/PartCount"
+PART_COUNT_METRIC = "Production/PartCount"  # every part made, good or scrap
 SCRAP_COUNT_METRIC = "Production/ScrapCount"
+GOOD_COUNT_METRIC = "Production/GoodCount"  # equipment that counts good parts instead

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 import sys
@@ -44,6 +45,21 @@ def add_parser(subparsers: Any) -> None:
     demo.add_argument("--host", default="127.0.0.1", help="API listen address")
     demo.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     demo.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        metavar="N",
+        help="replay the last --hours of simulated production N times faster, then run live "
+        "(default 1: live from now)",
+    )
+    demo.add_argument(
+        "--hours",
+        type=_hours,
+        default=8.0,
+        metavar="H",
+        help="with --speed: how many hours before now the simulation starts (default 8)",
+    )
+    demo.add_argument(
         "--data-dir",
         type=Path,
         default=None,
@@ -51,6 +67,26 @@ def add_parser(subparsers: Any) -> None:
         "(default: $PLANTWIRE_DATA_DIR or ~/.local/share/plantwire/demo)",
     )
     demo.set_defaults(func=_main)
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError("the speed must be between 1 and 10000")
+    return value
+
+
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 24 * 366:
+        raise argparse.ArgumentTypeError("the hours must be more than 0 (and at most a year)")
+    return value
 
 
 class Progress:
@@ -109,6 +145,8 @@ def _main(args: argparse.Namespace) -> int:
             stop,
             os.environ.get("DATABASE_URL"),
             os.environ.get("MQTT_URL"),
+            speed=args.speed,
+            hours=args.hours,
         )
 
     try:
@@ -130,8 +168,16 @@ async def run_demo(
     stop: asyncio.Event,
     database_url: str | None = None,
     mqtt_url: str | None = None,
+    *,
+    speed: float = 1.0,
+    hours: float = 8.0,
 ) -> None:
-    """Run everything until ``stop`` is set; services are provisioned when no URL is given."""
+    """Run everything until ``stop`` is set; services are provisioned when no URL is given.
+
+    With ``speed`` > 1 the simulation starts ``hours`` ago and replays them ``speed`` times
+    faster before it runs live; the edge gateways then run on the simulator's clock, so their
+    Sparkplug sessions and the machines' timestamps share one time line.
+    """
     import psycopg
 
     from plantwire_platform import services
@@ -157,8 +203,9 @@ async def run_demo(
             broker = await services.start_broker(data_dir, mqtt_url)
             stack.callback(broker.stop)
             progress.note(broker.description)
+        replay = (speed, hours) if speed > 1 else None
         async with _components(
-            stack, progress, scenario, database.url, broker.url, host, port, stop
+            stack, progress, scenario, database.url, broker.url, host, port, stop, replay
         ):
             first = next(iter(ids.values()))
             base = f"http://{host}:{port}"
@@ -190,6 +237,7 @@ async def _components(
     host: str,
     port: int,
     stop: asyncio.Event,
+    replay: tuple[float, float] | None = None,
 ) -> AsyncIterator[None]:
     from plantwire_edge.config import EdgeConfig
     from plantwire_edge.gateway import Gateway
@@ -217,12 +265,22 @@ async def _components(
                     raise DemoError(f"the API could not start on {host}:{port}")
                 await asyncio.sleep(0.05)
         with progress("simulated machines (OPC UA, Modbus TCP, MQTT)"):
+            speed, hours = replay or (1.0, 0.0)
+            start_ms = round((time.time() - hours * 3600) * 1000) if replay else None
             fleet = await stack.enter_async_context(
-                run_factory(scenario, base_port=0, mqtt_url=mqtt_url)
+                run_factory(
+                    scenario,
+                    base_port=0,
+                    mqtt_url=mqtt_url,
+                    speed=speed,
+                    start_ms=start_ms,
+                    catch_up=True,
+                )
             )
             progress.note(
                 f"{len(fleet.endpoints)} OPC UA, {len(fleet.modbus)} Modbus, "
                 f"{len(fleet.mqtt_topics)} MQTT machines"
+                + (f"; replaying the last {hours:g} h at {speed:g}x" if replay else "")
             )
         with progress("edge gateway"):
             gateways = []
@@ -239,11 +297,16 @@ async def _components(
                             modbus=fleet.modbus,
                             mqtt_topics=fleet.mqtt_topics,
                             device_broker_url=mqtt_url,
+                            speed=speed,
                         )
                     )
-                    gateway = Gateway(config)
+                    gateway = Gateway(config, clock=fleet.clock)
                     gateways.append(tg.create_task(gateway.run(edge_stop)))
             progress.note(f"{len(gateways)} gateway(s) publishing Sparkplug B")
+        # everything started so far (the simulators' address spaces above all) lives as long
+        # as the demo: out of the cyclic garbage collector, whose full passes would stop the
+        # event loop for most of a second (minutes of simulated time with --speed)
+        gc.freeze()
         try:
             yield
         finally:

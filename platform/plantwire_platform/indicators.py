@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from plantwire_bus.state import PART_COUNT_METRIC, SCRAP_COUNT_METRIC
+from plantwire_bus.state import GOOD_COUNT_METRIC, PART_COUNT_METRIC, SCRAP_COUNT_METRIC
 from plantwire_platform.kpi import (
     EquipmentRef,
     NcRates,
@@ -196,8 +196,8 @@ async def enterprise_indicators(
     counters = await _counters(conn, ids, start, end) if with_oee else {}
     for e in equipment.values():
         u = reader.usage(e.id, start, end, planned[e.id])
-        parts = counter_increase(counters.get((e.id, PART_COUNT_METRIC), []))
         scrap = counter_increase(counters.get((e.id, SCRAP_COUNT_METRIC), []))
+        parts = _parts_made(counters, e.id, scrap)
         results.append(
             EquipmentResult(
                 e.id,
@@ -218,6 +218,16 @@ async def enterprise_indicators(
         thresholds,
         _line_oee(results) if with_oee else {},
     )
+
+
+def _parts_made(counters: dict[tuple[int, str], list[float]], eid: int, scrap: float) -> float:
+    """Parts made: the part counter's increase, or good + scrap for equipment that counts
+    good parts instead (e.g. an operator terminal)."""
+    if (eid, PART_COUNT_METRIC) in counters:
+        return counter_increase(counters[(eid, PART_COUNT_METRIC)])
+    if (eid, GOOD_COUNT_METRIC) in counters:
+        return counter_increase(counters[(eid, GOOD_COUNT_METRIC)]) + scrap
+    return 0.0
 
 
 def _line_oee(results: list[EquipmentResult]) -> dict[str, Oee]:
@@ -325,18 +335,20 @@ async def _counters(
     """Counter readings in the window, preceded by the last reading before it."""
     cur = await conn.execute(
         "WITH s AS (SELECT id, equipment_id, metric FROM series"
-        "  WHERE equipment_id = ANY(%(eq)s) AND metric IN (%(parts)s, %(scrap)s))"
+        "  WHERE equipment_id = ANY(%(eq)s) AND metric IN (%(parts)s, %(scrap)s, %(good)s))"
         " SELECT s.equipment_id, s.metric, t.ts, t.value FROM s"
-        " JOIN sample_num t ON t.series_id = s.id AND t.ts >= %(start)s AND t.ts < %(end)s"
+        " JOIN plantwire_samples(%(start)s, %(end)s,"
+        "  coalesce((SELECT array_agg(id) FROM s), ARRAY[]::bigint[])) t"
+        "  ON t.series_id = s.id"
         " UNION ALL"
-        " SELECT s.equipment_id, s.metric, b.ts, b.value FROM s CROSS JOIN LATERAL"
-        "  (SELECT ts, value FROM sample_num WHERE series_id = s.id AND ts < %(start)s"
-        "   ORDER BY ts DESC LIMIT 1) b"
+        " SELECT s.equipment_id, s.metric, b.ts, b.value FROM s"
+        " CROSS JOIN LATERAL plantwire_sample_before(s.id, %(start)s) b"
         " ORDER BY 3",
         {
             "eq": equipment_ids,
             "parts": PART_COUNT_METRIC,
             "scrap": SCRAP_COUNT_METRIC,
+            "good": GOOD_COUNT_METRIC,
             "start": start,
             "end": end,
         },

@@ -143,3 +143,15 @@ async def test_demo_serves_declared_and_verified_rates(
     machines = [m for _, _, m in scenario.machines()]
     assert rates["networking_rate"]["numerator"] == sum(m.protocol != "none" for m in machines)
     assert rates["networking_rate"]["denominator"] == len(machines)
+
+
+def test_demo_speed_options() -> None:
+    from plantwire_bus.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["demo", "--speed", "600", "--hours", "2"])
+    assert (args.speed, args.hours) == (600.0, 2.0)
+    assert parser.parse_args(["demo"]).speed == 1.0  # live from now, as before
+    for bad in (["--speed", "0.5"], ["--speed", "x"], ["--hours", "0"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["demo", *bad])

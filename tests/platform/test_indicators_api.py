@@ -282,3 +282,47 @@ async def test_enterprise_registry_tree(api: tuple[httpx.AsyncClient, dict[str, 
     ]  # as registered now (after 11:00)
     assert {e["code"] for e in site["equipment"]} == {"B1", "B2"}
     assert (await client.get("/api/v1/enterprises/424242")).status_code == 404
+
+
+async def test_mdi_share_and_quality_of_equipment_counting_good_parts(
+    api: tuple[httpx.AsyncClient, dict[str, int]], database_url: str
+) -> None:
+    """MDI share: the covered key processes' MDI time over their EXECUTING time, as value and
+    as numerator/denominator alike. Quality of equipment that counts good parts and scrap
+    (an operator terminal) rather than every part: good / (good + scrap)."""
+    client, ids = api
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        for minutes, mode in ((75, "MDI"), (81, "AUTO")):  # B1 in MDI 10:15-10:21
+            await conn.execute(
+                "INSERT INTO sample_text (series_id, ts, value) SELECT id, %s, %s FROM series"
+                " WHERE device_id = 'B1' AND metric = 'State/Mode'",
+                (T0 + timedelta(minutes=minutes - 60), mode),
+            )
+        counts = {
+            "Production/GoodCount": ((-1, 100), (30, 130), (90, 150)),  # 50 good in the window
+            "Production/ScrapCount": ((-1, 5), (60, 10)),  # 5 scrapped
+        }
+        for metric, readings in counts.items():
+            await conn.execute(
+                "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
+                " equipment_id) SELECT 'SUP1', 'GW', 'B1', %s, 7, e.id FROM equipment e"
+                " WHERE e.code = 'B1'",
+                (metric,),
+            )
+            for minutes, value in readings:
+                await conn.execute(
+                    "INSERT INTO sample_num (series_id, ts, value) SELECT id, %s, %s FROM series"
+                    " WHERE device_id = 'B1' AND metric = %s",
+                    (T0 + timedelta(minutes=minutes), value, metric),
+                )
+        await conn.commit()
+    url = f"/api/v1/enterprises/{ids['SUP1']}/indicators"
+    mdi = values((await client.get(url, params=WINDOW)).json())["mdi_share"]
+    # covered key processes: OP10 (B1) all window, OP20 (B2) 10-11. EXECUTING: B1 45 + 60 min,
+    # B2 60 min; MDI: B1 6 min
+    assert (mdi["numerator"], mdi["denominator"]) == (360, (45 + 60 + 60) * 60)
+    assert mdi["value"] == pytest.approx(360 / 9900, abs=1e-4)
+    explain = (await client.get(f"{url}/explain", params=WINDOW)).json()
+    b1 = {e["equipment"]: e for e in explain["equipment"]}["B1"]["oee"]
+    assert (b1["total_count"], b1["scrap_count"]) == (55, 5)
+    assert b1["quality"] == pytest.approx(50 / 55, abs=1e-4)

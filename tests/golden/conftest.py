@@ -1,0 +1,383 @@
+"""The golden-test plant, everything real: ``plantwire sim run`` serving a scenario's machines
+(OPC UA, Modbus TCP, MQTT) at an accelerated clock in a process of its own, an edge gateway
+per site in this process on a copy of the simulator's clock, Mosquitto, the ingest, PostgreSQL
+and the HTTP API; then every indicator the API reports over the run's window, side by side
+with the value :mod:`plantwire_sim.expected` computes from the ground truth file alone.
+
+The simulator runs apart because a shop floor and a gateway are different machines: sharing
+one Python process (one core) with 155 OPC UA sessions, the ingest and the API, its scheduler
+and the gateway's Modbus polls fall behind by tens of milliseconds, which at 20x is a second
+of simulated time, and a polled Modbus state shorter than that is no longer observable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import math
+import re
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import psycopg
+
+from plantwire_bus.mosquitto import free_port
+from plantwire_edge.config import EdgeConfig
+from plantwire_edge.gateway import Gateway
+from plantwire_platform.api import api_server
+from plantwire_platform.ingest import IngestWorker
+from plantwire_platform.registry import import_scenario
+from plantwire_platform.settings import PlatformSettings
+from plantwire_sim.clock import SimClock
+from plantwire_sim.control import request
+from plantwire_sim.expected import INDICATORS, EnterpriseTruth, Oee, expected, roll_up
+from plantwire_sim.gateway_config import gateway_config
+from plantwire_sim.placement import PROTOCOLS, ModbusAddress
+from plantwire_sim.scenario import Scenario, load_scenario
+from plantwire_sim.truth import read_truth_file
+
+NC_TOLERANCE = 0.01  # rates: 1 percentage point
+OEE_TOLERANCE = 0.02  # OEE and its factors: 2 percentage points
+GROUPS = ("chains", "parks", "regions")
+_CONTROL = re.compile(r"control port 127\.0\.0\.1:(\d+)")
+TAIL_S = 1.5  # wall seconds the simulator runs past the window, so its end is delivered
+
+
+def fixed_start(at: str, timezone: str, weekdays: Collection[int], before: datetime) -> int:
+    """Epoch ms of local time ``at`` on the latest of ``weekdays`` (Monday = 0) before
+    ``before``: a run that starts there meets the same shift calendar whenever the test runs."""
+    zone = ZoneInfo(timezone)
+    hour, minute = (int(x) for x in at.split(":"))
+    day: date = before.astimezone(zone).date()
+    while True:
+        candidate = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+        if candidate.weekday() in weekdays and candidate < before:
+            return round(candidate.timestamp() * 1000)
+        day -= timedelta(days=1)
+
+
+@dataclass
+class Report:
+    """What the API said about the window, and how the run went."""
+
+    start_ms: int
+    end_ms: int
+    enterprises: dict[str, dict[str, Any]] = field(default_factory=dict)  # code -> indicators
+    explanations: dict[str, dict[str, Any]] = field(default_factory=dict)  # code -> explain
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # "chains/EDRIVE" -> report
+    truth_path: Path | None = None
+    wall_s: dict[str, float] = field(default_factory=dict)
+    lag_s: float = 0.0
+    samples: int = 0
+    dead_letters: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Simulation:
+    """``plantwire sim run`` in a process of its own, seen through its control port."""
+
+    process: asyncio.subprocess.Process
+    control: int
+    log: Path
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def clock(self) -> SimClock:
+        """A clock in step with the simulator's (same formula, same wall clock)."""
+        c = self.status["clock"]
+        return SimClock(c["start_ms"], c["speed"], c["wall0"], c["catch_up"])
+
+    def where(self, protocol: str) -> dict[str, dict[str, Any]]:
+        return {
+            code: m for code, m in self.status["machines"].items() if m["protocol"] == protocol
+        }
+
+    def gateway_config(self, scenario: Scenario, enterprise: str, site: str, mqtt_url: str,
+                       host_id: str) -> dict[str, Any]:  # fmt: skip
+        e = next(x for x in scenario.enterprises if x.code == enterprise)
+        s = next(x for x in e.sites if x.code == site)
+        return gateway_config(
+            e,
+            s,
+            {code: m["endpoint"] for code, m in self.where("opcua").items()},
+            mqtt_url,
+            host_id,
+            protocols=PROTOCOLS,
+            modbus={
+                code: ModbusAddress(m["host"], m["port"], m["unit_id"])
+                for code, m in self.where("modbus").items()
+            },
+            mqtt_topics={code: m["topic"] for code, m in self.where("mqtt").items()},
+            device_broker_url=mqtt_url,
+            speed=self.status["clock"]["speed"],
+        )
+
+
+@asynccontextmanager
+async def simulation(
+    name: str, mqtt_url: str, workdir: Path, *, speed: float, start_ms: int, seconds: float
+) -> AsyncIterator[Simulation]:
+    """Serve scenario ``name`` for ``seconds`` simulated seconds from ``start_ms``, writing
+    its ground truth (states, parts, faults) to ``workdir/truth.jsonl``."""
+    log = workdir / "sim.log"
+    start = datetime.fromtimestamp(start_ms / 1000, UTC).isoformat()
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; from plantwire_bus.cli import main; "
+            "sys.exit(main())", "sim", "run", "--scenario", name, "--base-port", "0",
+            "--mqtt-url", mqtt_url, "--speed", str(speed), "--start", start,
+            "--duration", str(seconds), "--truth", str(workdir / "truth.jsonl"),
+            "--truth-states-only", "--control", "0",
+            stdout=out, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while (found := _CONTROL.search(log.read_text())) is None:
+            assert process.returncode is None, f"the simulator exited: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no simulator: {log.read_text()[-3000:]}"
+            await asyncio.sleep(0.1)
+        sim = Simulation(process, int(found.group(1)), log)
+        sim.status = await request("127.0.0.1", sim.control, {"op": "status"})
+        yield sim
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 30)
+
+
+async def run_plant(
+    scenario_name: str,
+    database_url: str,
+    mqtt_url: str,
+    workdir: Path,
+    *,
+    speed: float,
+    seconds: float,
+    start_ms: int,
+    host_id: str,
+) -> tuple[Scenario, Report]:
+    """Run a built-in scenario for ``seconds`` simulated seconds from ``start_ms`` at ``speed``
+    through the whole data path; ask the API about the window from a whole simulated minute
+    after every device was born to ``start_ms + seconds``."""
+    began = time.monotonic()
+    scenario = load_scenario(scenario_name)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await import_scenario(conn, scenario)
+    settings = PlatformSettings(
+        database_url=database_url,
+        mqtt_url=mqtt_url,
+        host_id=host_id,
+        api_port=free_port(),
+        batch_age_ms=100,
+    )
+    end_ms = start_ms + round(seconds * 1000)
+    stop_ingest, stop_edge = asyncio.Event(), asyncio.Event()
+    ingest = IngestWorker(settings)
+    server = api_server(settings)
+    wall: dict[str, float] = {}
+    edges: list[asyncio.Task[None]] = []
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(ingest.run(stop_ingest))
+        tg.create_task(server.serve())
+        await asyncio.wait_for(ingest.ready.wait(), 20)
+        try:
+            async with simulation(
+                scenario_name, mqtt_url, workdir, speed=speed, start_ms=start_ms,
+                seconds=seconds + TAIL_S * speed,
+            ) as sim:  # fmt: skip
+                wall["simulator up"] = time.monotonic() - began
+                clock = sim.clock
+                gateways = [
+                    Gateway(
+                        EdgeConfig.model_validate(
+                            sim.gateway_config(scenario, e.code, s.code, mqtt_url, host_id)
+                        ),
+                        clock=clock,
+                    )
+                    for e in scenario.enterprises
+                    for s in e.sites
+                    if any(m.protocol != "none" for m in s.machines)
+                ]
+                edges += [tg.create_task(g.run(stop_edge)) for g in gateways]
+                devices = sum(len(g.config.devices) for g in gateways)
+                await _until(lambda: _born(gateways) == devices, "every device born", 60)
+                born_ms = clock.now_ms()
+                wall["devices born"] = time.monotonic() - began
+                # this process's heap (pytest, the platform, 155 OPC UA sessions) is large: a
+                # full collection stops the event loop for ~0.2 s, 4 simulated seconds at 20x,
+                # in which no Modbus machine is polled; at a real plant's 1x it is harmless
+                gc.freeze()
+                window_start = (born_ms // 60_000 + 1) * 60_000
+                assert window_start < end_ms - 60_000, "the gateways took the whole run to start"
+                budget = (end_ms - clock.now_ms()) / 1000 / speed + TAIL_S + 120
+                await asyncio.wait_for(sim.process.wait(), budget)
+                wall["simulator done"] = time.monotonic() - began
+                assert sim.process.returncode == 0, sim.log.read_text()[-3000:]
+            await _settle(gateways, ingest)
+            wall["stored"] = time.monotonic() - began
+            report = await _ask(settings.api_port, window_start, end_ms)
+            wall["asked"] = time.monotonic() - began
+        finally:
+            gc.unfreeze()
+            stop_edge.set()
+            await asyncio.gather(*edges, return_exceptions=True)
+            stop_ingest.set()
+            server.should_exit = True
+    report.truth_path = workdir / "truth.jsonl"
+    report.wall_s = {k: round(v, 1) for k, v in wall.items()}
+    report.samples = ingest.stats.samples_written
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute("SELECT reason, left(detail, 200) FROM dead_letter")
+        report.dead_letters = [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
+    return scenario, report
+
+
+def _born(gateways: list[Gateway]) -> int:
+    return sum(ch.born for g in gateways for ch in g.node.channels.values())
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+async def _settle(gateways: list[Gateway], ingest: IngestWorker) -> None:
+    """Wait until the gateways have sent everything and the ingest has stored it."""
+
+    def sent() -> bool:
+        return all(
+            not (ch.staged or ch.unsent or ch.inflight)
+            for g in gateways
+            for ch in g.node.channels.values()
+        )
+
+    await asyncio.sleep(0.5)  # the devices' last notifications and polls reach the gateways
+    await _until(sent, "gateways sent everything", 60)
+    published = sum(g.node.stats.published for g in gateways)
+    await _until(
+        lambda: ingest.stats.sparkplug_messages >= published, "ingest took every message", 60
+    )
+    batches = -1
+    while batches != ingest.stats.batches:  # then until no batch was written for a while
+        batches = ingest.stats.batches
+        await asyncio.sleep(0.6)
+
+
+async def _ask(port: int, start_ms: int, end_ms: int) -> Report:
+    report = Report(start_ms, end_ms)
+    window = {
+        "from": datetime.fromtimestamp(start_ms / 1000, UTC).isoformat(),
+        "to": datetime.fromtimestamp(end_ms / 1000, UTC).isoformat(),
+    }
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+
+        async def get(path: str) -> Any:
+            r = await http.get(path, params=window)
+            assert r.status_code == 200, f"{path}: {r.status_code} {r.text[:500]}"
+            return r.json()
+
+        for ent in (await http.get("/api/v1/enterprises")).json():
+            base = f"/api/v1/enterprises/{ent['id']}/indicators"
+            report.enterprises[ent["code"]] = await get(base)
+            report.explanations[ent["code"]] = await get(f"{base}/explain")
+        for kind in GROUPS:
+            for group in (await http.get(f"/api/v1/{kind}")).json():
+                body = await get(f"/api/v1/{kind}/{group['id']}/indicators")
+                report.groups[f"{kind}/{group.get('code') or group['id']}"] = body
+    return report
+
+
+# -- comparing ---------------------------------------------------------------------------
+@dataclass
+class Comparison:
+    """Every compared figure as (what, platform, truth, tolerance)."""
+
+    rows: list[tuple[str, float | None, float | None, float]] = field(default_factory=list)
+
+    def check(self, what: str, got: float | None, want: float | None, tolerance: float) -> None:
+        self.rows.append((what, got, want, tolerance))
+
+    @property
+    def failures(self) -> list[str]:
+        return [
+            f"{what}: platform {got} truth {want} (tolerance {tol})"
+            for what, got, want, tol in self.rows
+            if not _close(got, want, tol)
+        ]
+
+    def __iter__(self) -> Iterator[tuple[str, float | None, float | None, float]]:
+        return iter(self.rows)
+
+
+def _close(got: float | None, want: float | None, tolerance: float) -> bool:
+    if got is None or want is None:
+        return got is None and want is None
+    return math.isclose(got, want, abs_tol=tolerance + 1e-9)
+
+
+def compare(scenario: Scenario, report: Report) -> tuple[Comparison, dict[str, EnterpriseTruth]]:
+    """Every indicator of the report against the truth file's values over the same window."""
+    assert report.truth_path is not None
+    records = read_truth_file(report.truth_path)
+    truth = expected(scenario, records, report.start_ms, report.end_ms)
+    out = Comparison()
+    for code, want in truth.items():
+        got = {i["name"]: i for i in report.enterprises[code]["indicators"]}
+        assert set(got) == set(INDICATORS), sorted(got)
+        for name in INDICATORS:
+            want_value = _round(want.value(name))
+            out.check(f"{code} {name}", got[name].get("value"), want_value, NC_TOLERANCE)
+        explain = report.explanations[code]
+        assert {e["equipment"] for e in explain["equipment"]} == set(want.machines)
+        for item in explain["equipment"]:
+            _oee(out, f"{code} {item['equipment']}", item["oee"], want.oee(item["equipment"]))
+        lines = want.line_oee()
+        assert set(explain["lines"]) == set(lines)
+        for line, body in explain["lines"].items():
+            _oee(out, f"{code} line {line}", body, lines[line])
+    expected_groups = {f"chains/{c.code}" for c in scenario.chains} | {
+        f"parks/{p.code}" for p in scenario.parks
+    }
+    assert expected_groups <= set(report.groups), sorted(report.groups)
+    for key, body in report.groups.items():
+        members = _members(scenario, key)
+        got = {i["name"]: i for i in body["indicators"]}
+        for name in INDICATORS:
+            mean, pooled, counted = roll_up(truth[m].rate(name) for m in members)
+            out.check(f"{key} {name} mean", got[name].get("value"), _round(mean), NC_TOLERANCE)
+            out.check(f"{key} {name} pooled", got[name].get("pooled"), _round(pooled),
+                      NC_TOLERANCE)  # fmt: skip
+            out.check(f"{key} {name} enterprises", got[name].get("enterprises"), counted, 0)
+    return out, truth
+
+
+def _members(scenario: Scenario, key: str) -> list[str]:
+    kind, _, code = key.partition("/")
+    if kind == "chains":
+        chain = next(c for c in scenario.chains if c.code == code)
+        return [chain.leader, *(m.enterprise for m in chain.members)]
+    if kind == "parks":
+        return [e.code for e in scenario.enterprises if e.park == code]
+    regions = {p.code: p.region for p in scenario.parks}
+    return [
+        e.code for e in scenario.enterprises if (e.region or regions.get(e.park or "")) == code
+    ]
+
+
+def _oee(out: Comparison, what: str, got: dict[str, Any], want: Oee) -> None:
+    for factor in ("availability", "performance", "quality", "oee"):
+        out.check(f"{what} {factor}", got.get(factor), _round(getattr(want, factor)), OEE_TOLERANCE)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
