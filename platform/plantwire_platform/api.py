@@ -43,12 +43,14 @@ Conn = Annotated[AsyncConnection[Any], Depends(connection)]
 
 def create_app(settings: PlatformSettings) -> FastAPI:
     """The API application; it opens its connection pool when served."""
+    partner = partner_api.PartnerInterface(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncConnectionPool(
-            settings.database_url, min_size=1, max_size=8, open=False
-        ) as pool:
+        async with (
+            AsyncConnectionPool(settings.database_url, min_size=1, max_size=8, open=False) as pool,
+            partner.running(),
+        ):
             app.state.pool = pool
             yield
 
@@ -59,7 +61,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
         lifespan=lifespan,
     )
 
-    app.include_router(partner_api.router(settings))
+    app.include_router(partner.router())
     partner_api.install_errors(app)
 
     @app.exception_handler(HTTPException)

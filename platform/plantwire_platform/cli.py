@@ -51,6 +51,9 @@ def add_parser(subparsers: Any) -> None:
     )
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8000)")
+    serve.add_argument(
+        "--no-access-log", action="store_true", help="do not log every request (uvicorn)"
+    )
     serve.set_defaults(func=_serve)
     verify = sub.add_parser(
         "audit-verify",
@@ -152,6 +155,8 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import gc
+
     import uvicorn
 
     from plantwire_platform.api import create_app
@@ -159,7 +164,14 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return 2
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    app = create_app(settings)
+    gc.freeze()  # what start-up built stays out of garbage collections: shorter pauses
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        access_log=not args.no_access_log,
+    )
     return 0
 
 

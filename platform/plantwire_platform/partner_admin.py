@@ -1,16 +1,23 @@
-"""Partner administration routes: API clients and their secrets, the catalog, the audit log."""
+"""Partner administration routes: the OAuth2 token endpoint, API clients and their secrets, the
+catalog, grants and their lifecycle, the audit log."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import base64
+import binascii
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from plantwire_platform import partner_audit as audit
 from plantwire_platform import partner_catalog as catalog
+from plantwire_platform import partner_grants as grants
 from plantwire_platform import partner_tokens as tokens
+from plantwire_platform import partner_webhooks as webhooks
 from plantwire_platform.partner_api import (
     Conn,
     Cursor,
@@ -19,7 +26,12 @@ from plantwire_platform.partner_api import (
     PartnerError,
     Who,
     page_cursor,
+    record,
 )
+from plantwire_platform.partner_limits import RateLimiter
+
+if TYPE_CHECKING:
+    from plantwire_platform.partner_api import Context
 
 
 class ClientIn(BaseModel):
@@ -146,3 +158,167 @@ def routes(r: APIRouter) -> None:
         found = await audit.entries(conn, caller.enterprise_id, page_cursor(cursor), limit)
         nxt = str(found[-1]["id"]) if len(found) == limit else None
         return {"items": jsonable_encoder(found), "next_cursor": nxt}
+
+
+def grant_routes(r: APIRouter) -> None:
+    tags: list[str | Any] = ["partner: grants"]
+
+    @r.post("/grants", response_model=grants.Grant, status_code=201, tags=tags)
+    async def request_grant(conn: Conn, caller: Who, body: grants.GrantRequest) -> grants.Grant:
+        """Ask a supplier for a dataset (partner clients and enterprise admins)."""
+        if caller.enterprise_id is None:
+            raise PartnerError(403, "role_forbidden", "platform admins hold no grants")
+        d = await catalog.visible(conn, caller.enterprise_id, body.dataset_id)
+        if d is None:
+            raise PartnerError(404, "not_found", "no such dataset")
+        if d.enterprise_id == caller.enterprise_id:
+            raise PartnerError(422, "invalid_request", "an enterprise needs no grant of its own")
+        reason, detail = grants.request_refusal(d, body)
+        if reason is None:
+            detail = await grants.scope_error(conn, d.enterprise_id, body)
+            reason = "out_of_scope" if detail else None
+        if reason is not None:
+            await record(
+                conn,
+                caller,
+                supplier_id=d.enterprise_id,
+                dataset_id=d.id,
+                action="grant.request",
+                outcome="denied",
+                reason=reason,
+                status=403,
+            )
+            raise PartnerError(403, reason, detail)
+        made = await grants.create(conn, d, caller.enterprise_id, body, caller.client_id)
+        await record(
+            conn,
+            caller,
+            supplier_id=d.enterprise_id,
+            dataset_id=d.id,
+            grant_id=made.id,
+            action="grant.request",
+            outcome="allowed",
+            status=201,
+        )
+        return made
+
+    @r.get("/grants", tags=tags)
+    async def list_grants(
+        conn: Conn, caller: Who, cursor: Cursor = None, limit: Limit = 100
+    ) -> dict[str, Any]:
+        """Grants the caller's enterprise gives or holds, by id."""
+        found = await grants.listing(conn, caller.enterprise_id, page_cursor(cursor), limit)
+        nxt = str(found[-1].id) if len(found) == limit else None
+        return {"items": jsonable_encoder(found), "next_cursor": nxt}
+
+    @r.get("/grants/{grant_id}", response_model=grants.Grant, tags=tags)
+    async def get_grant(conn: Conn, caller: Who, grant_id: Id) -> grants.Grant:
+        found = await grants.get(conn, grant_id, caller.enterprise_id)
+        if found is None:
+            raise PartnerError(404, "not_found", "no such grant")
+        return found
+
+    @r.post("/grants/{grant_id}/{action}", response_model=grants.Grant, tags=tags)
+    async def act(conn: Conn, caller: Who, grant_id: Id, action: grants.Action) -> grants.Grant:
+        """approve / reject / revoke: the supplier's enterprise admin; activate / terminate:
+        the partner enterprise's clients."""
+        g = await grants.get(conn, grant_id, caller.enterprise_id)
+        if g is None:
+            raise PartnerError(404, "not_found", "no such grant")
+        if caller.enterprise_id is None:
+            raise PartnerError(403, "role_forbidden", "grants are decided by their parties")
+        side = grants.TRANSITIONS[action][0]
+        mine = g.supplier_id if side == "supplier" else g.partner_id
+        if mine != caller.enterprise_id or (
+            side == "supplier" and caller.role != "enterprise_admin"
+        ):
+            raise PartnerError(403, "role_forbidden", f"{action} is for the {side}")
+        done = await grants.transition(conn, grant_id, action, caller.client_id)
+        if done is not None and action in ("revoke", "terminate"):
+            reason = "revoked" if action == "revoke" else "no_grant"
+            await webhooks.stop_for_grant(conn, grant_id, reason)
+        await record(
+            conn,
+            caller,
+            supplier_id=g.supplier_id,
+            partner_id=g.partner_id,
+            dataset_id=g.dataset_id,
+            grant_id=g.id,
+            action=f"grant.{action}",
+            outcome="allowed" if done else "denied",
+            reason="" if done else "conflict",
+            status=200 if done else 409,
+        )
+        if done is None:
+            raise PartnerError(409, "conflict", f"cannot {action} a grant that is {g.status}")
+        return done
+
+
+# -- token ---------------------------------------------------------------------------------------
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+
+
+_TOKEN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def token_routes(ctx: Context, route: type[APIRoute]) -> APIRouter:
+    r = APIRouter(tags=["partner: identity"], route_class=route)
+
+    @r.post(
+        "/oauth/token",
+        response_model=TokenResponse,
+        openapi_extra=_TOKEN_BODY,
+    )
+    async def token(request: Request, conn: Conn) -> TokenResponse:
+        """OAuth2 client credentials (RFC 6749 section 4.4): form fields or HTTP Basic."""
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        field = {k: v[0] for k, v in form.items() if v}
+        client_id, secret = field.get("client_id"), field.get("client_secret")
+        basic = request.headers.get("authorization", "")
+        if basic.lower().startswith("basic "):
+            try:
+                client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                raise PartnerError(401, "invalid_client", "malformed Basic credentials") from None
+        if field.get("grant_type") != "client_credentials":
+            raise PartnerError(400, "unsupported_grant_type", "use client_credentials")
+        if not client_id or not secret:
+            raise PartnerError(400, "invalid_request", "client_id and client_secret required")
+        wait = ctx.limiter.take(f"token:{client_id}")
+        if wait > 0:
+            raise PartnerError(
+                429,
+                "rate_limited",
+                "too many requests",
+                {"Retry-After": RateLimiter.retry_after(wait)},
+            )
+        caller = await tokens.authenticate(conn, client_id, secret)
+        if caller is None:
+            raise PartnerError(401, "invalid_client", "unknown client or wrong secret")
+        return TokenResponse(
+            access_token=tokens.issue_token(caller, ctx.key, ctx.ttl_s), expires_in=ctx.ttl_s
+        )
+
+    return r

@@ -1,18 +1,19 @@
-"""The partner HTTP API: token endpoint, clients, catalog, grants and the audit log.
+"""The partner HTTP API: its shared context, authentication, errors and the token endpoint.
 
 Every error has the body ``{"error": <code>, "detail": ...}``. Denials name a reason code.
-Data endpoints live in :mod:`plantwire_platform.partner_feed`.
+Clients, catalog, grants and the audit log: :mod:`plantwire_platform.partner_admin`; data
+endpoints: :mod:`plantwire_platform.partner_feed`, ``partner_stream`` and ``partner_webhooks``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
+import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -25,14 +26,15 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
+from plantwire_platform import partner_access as access
 from plantwire_platform import partner_audit as audit
-from plantwire_platform import partner_catalog as catalog
-from plantwire_platform import partner_grants as grants
 from plantwire_platform import partner_tokens as tokens
-from plantwire_platform.partner_data import ResultCache
+from plantwire_platform.partner_data import IndicatorCache
 from plantwire_platform.partner_limits import RateLimiter
-from plantwire_platform.partner_tokens import Caller
+from plantwire_platform.partner_tokens import Caller, TokenVerifier
 from plantwire_platform.settings import PlatformSettings
+
+log = logging.getLogger(__name__)
 
 
 class ErrorBody(BaseModel):
@@ -54,6 +56,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         413: "request body too large",
         422: "invalid request",
         429: "rate limited (see Retry-After)",
+        503: "the database or the audit log is unavailable: nothing was returned",
     }.items()
 }
 
@@ -70,13 +73,45 @@ class PartnerError(Exception):
 
 @dataclass(slots=True)
 class Context:
-    """What the partner routes share: signing key, token lifetime, rate limiter, body limit."""
+    """What the partner routes and background tasks share."""
 
+    settings: PlatformSettings
     key: str
     ttl_s: int
     limiter: RateLimiter
     max_body: int
-    cache: ResultCache
+    cache: IndicatorCache
+    verifier: TokenVerifier
+    audit: audit.AuditWriter = field(default_factory=audit.AuditWriter)
+    decider: access.Decider = field(default_factory=access.Decider)
+    reads: AsyncConnectionPool | None = None  # autocommit connections, while running
+    wake_webhooks: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def pool(self) -> AsyncConnectionPool:
+        if self.reads is None:
+            raise PartnerError(503, "unavailable", "the partner interface is not running")
+        return self.reads
+
+    async def audited(self, caller: Caller, **fields: Any) -> None:
+        """Append an audit entry of a data read through the group-commit writer; returns once
+        it is committed. If it cannot be, the read fails (503) and returns nothing."""
+        entry = {
+            "supplier_id": None,
+            "partner_id": caller.enterprise_id,
+            "dataset_id": None,
+            "grant_id": None,
+            "reason": "",
+            "rows": 0,
+            **fields,
+        }
+        try:
+            await self.audit.append(
+                audit.Entry(client_id=caller.client_id, actor_id=caller.enterprise_id, **entry)
+            )
+        except audit.AuditUnavailable as exc:
+            raise PartnerError(
+                503, "unavailable", "the access could not be audited, so nothing is returned"
+            ) from exc
 
 
 async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
@@ -118,32 +153,76 @@ def context(settings: PlatformSettings) -> Context:
     key = secret.get_secret_value() if secret else secrets.token_urlsafe(48)
     limiter = RateLimiter(settings.partner_rate_per_s, settings.partner_burst)
     return Context(
+        settings,
         key,
         settings.token_ttl_s,
         limiter,
         settings.partner_max_body_bytes,
-        ResultCache(settings.partner_cache_s),
+        IndicatorCache(settings.partner_cache_s),
+        TokenVerifier(key),
     )
 
 
-def router(settings: PlatformSettings) -> APIRouter:
-    """All partner routes (token, admin, catalog, grants, audit, data)."""
-    from plantwire_platform import partner_admin, partner_feed, partner_stream
+class PartnerInterface:
+    """The partner interface of one API process: its routes, and what runs beside them while
+    the API serves (the audit group-commit writer and the webhook dispatcher, on a pool of
+    autocommit connections of their own)."""
 
-    ctx = context(settings)
+    def __init__(self, settings: PlatformSettings) -> None:
+        self.ctx = context(settings)
 
-    route = type("LimitedRoute", (LimitedRoute,), {"max_body": ctx.max_body})
-    top = APIRouter(responses=ERRORS)
-    top.include_router(_token_routes(ctx, route))
-    authed = APIRouter(
-        prefix="/partner/v1", dependencies=[Depends(_authenticated(ctx))], route_class=route
-    )
-    partner_admin.routes(authed)
-    _grant_routes(authed)
-    partner_feed.routes(authed, ctx)
-    partner_stream.routes(authed)
-    top.include_router(authed)
-    return top
+    def router(self) -> APIRouter:
+        """All partner routes (token, admin, catalog, grants, audit, data)."""
+        from plantwire_platform import partner_admin, partner_feed, partner_stream
+        from plantwire_platform import partner_webhooks as webhooks
+
+        ctx = self.ctx
+        route = type("LimitedRoute", (LimitedRoute,), {"max_body": ctx.max_body})
+        top = APIRouter(responses=ERRORS)
+        authed = APIRouter(
+            prefix="/partner/v1", dependencies=[Depends(_authenticated(ctx))], route_class=route
+        )
+        # routes are matched in order: the busiest first
+        partner_feed.routes(authed, ctx)
+        partner_stream.routes(authed, ctx)
+        partner_admin.routes(authed)
+        webhooks.routes(authed, ctx)  # before /grants/{id}/{action}, which would shadow it
+        partner_admin.grant_routes(authed)
+        top.include_router(authed)
+        top.include_router(partner_admin.token_routes(ctx, route))
+        return top
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        from plantwire_platform import partner_delivery as delivery
+
+        ctx = self.ctx
+        async with AsyncConnectionPool(
+            ctx.settings.database_url,
+            kwargs={"autocommit": True},
+            min_size=1,
+            max_size=ctx.settings.partner_pool_size,
+            open=False,
+        ) as reads:
+            tasks = [
+                asyncio.create_task(ctx.decider.run(reads), name="partner-decisions"),
+                asyncio.create_task(ctx.audit.run(reads), name="partner-audit"),
+                asyncio.create_task(delivery.dispatch(ctx, reads), name="partner-webhooks"),
+            ]
+            ctx.reads = reads
+            await asyncio.sleep(0)  # the tasks start before the first request
+            try:
+                yield
+            finally:
+                ctx.reads = None
+                for task in tasks:
+                    task.cancel()
+                stopped, stuck = await asyncio.wait(tasks, timeout=10)
+                for task in stuck:
+                    log.error("partner task %s did not stop", task.get_name())
+                for task in stopped:
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("partner task %s failed: %r", task.get_name(), task.exception())
 
 
 _NUL = "NUL characters are not accepted (PostgreSQL text cannot hold them)"
@@ -165,6 +244,8 @@ class LimitedRoute(APIRoute):
                 raise PartnerError(413, "too_large", f"at most {limit} bytes")
             if "\x00" in request.scope["path"] or b"%00" in request.scope["query_string"]:
                 raise PartnerError(422, "invalid_request", _NUL)
+            if declared is None and "transfer-encoding" not in request.headers:
+                return await handler(request)  # no body to watch (most GETs)
             receive, received = request.receive, 0
 
             async def counting() -> Message:
@@ -193,7 +274,7 @@ def _authenticated(ctx: Context) -> Any:
                 401, "invalid_token", "a Bearer token is required", {"WWW-Authenticate": "Bearer"}
             )
         try:
-            caller = tokens.verify_token(token.strip(), ctx.key)
+            caller = ctx.verifier.verify(token.strip())
         except tokens.TokenError as exc:
             raise PartnerError(
                 401, "invalid_token", str(exc), {"WWW-Authenticate": "Bearer"}
@@ -212,7 +293,8 @@ def _authenticated(ctx: Context) -> Any:
     return who
 
 
-def current(request: Request) -> Caller:
+async def current(request: Request) -> Caller:
+    # async: FastAPI would run a plain function in a worker thread, on every call
     caller: Caller = request.state.caller
     return caller
 
@@ -236,76 +318,6 @@ async def record(conn: AsyncConnection[Any], caller: Caller, **fields: Any) -> N
     )
 
 
-# -- token ---------------------------------------------------------------------------------------
-
-
-class TokenResponse(BaseModel):
-    access_token: str
-    token_type: Literal["Bearer"] = "Bearer"
-    expires_in: int
-
-
-_TOKEN_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "required": ["grant_type"],
-                    "properties": {
-                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
-                        "client_id": {"type": "string"},
-                        "client_secret": {"type": "string"},
-                    },
-                }
-            }
-        },
-    }
-}
-
-
-def _token_routes(ctx: Context, route: type[APIRoute]) -> APIRouter:
-    r = APIRouter(tags=["partner: identity"], route_class=route)
-
-    @r.post(
-        "/oauth/token",
-        response_model=TokenResponse,
-        openapi_extra=_TOKEN_BODY,
-    )
-    async def token(request: Request, conn: Conn) -> TokenResponse:
-        """OAuth2 client credentials (RFC 6749 section 4.4): form fields or HTTP Basic."""
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        field = {k: v[0] for k, v in form.items() if v}
-        client_id, secret = field.get("client_id"), field.get("client_secret")
-        basic = request.headers.get("authorization", "")
-        if basic.lower().startswith("basic "):
-            try:
-                client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                raise PartnerError(401, "invalid_client", "malformed Basic credentials") from None
-        if field.get("grant_type") != "client_credentials":
-            raise PartnerError(400, "unsupported_grant_type", "use client_credentials")
-        if not client_id or not secret:
-            raise PartnerError(400, "invalid_request", "client_id and client_secret required")
-        wait = ctx.limiter.take(f"token:{client_id}")
-        if wait > 0:
-            raise PartnerError(
-                429,
-                "rate_limited",
-                "too many requests",
-                {"Retry-After": RateLimiter.retry_after(wait)},
-            )
-        caller = await tokens.authenticate(conn, client_id, secret)
-        if caller is None:
-            raise PartnerError(401, "invalid_client", "unknown client or wrong secret")
-        return TokenResponse(
-            access_token=tokens.issue_token(caller, ctx.key, ctx.ttl_s), expires_in=ctx.ttl_s
-        )
-
-    return r
-
-
 # -- paging ------------------------------------------------------------------------------------
 
 
@@ -320,94 +332,3 @@ def page_cursor(cursor: str | None) -> int:
 Cursor = Annotated[str | None, Query(max_length=64, description="from the previous page")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Id = Annotated[int, Path(ge=1, le=2**62)]
-
-
-def _grant_routes(r: APIRouter) -> None:
-    tags: list[str | Any] = ["partner: grants"]
-
-    @r.post("/grants", response_model=grants.Grant, status_code=201, tags=tags)
-    async def request_grant(conn: Conn, caller: Who, body: grants.GrantRequest) -> grants.Grant:
-        """Ask a supplier for a dataset (partner clients and enterprise admins)."""
-        if caller.enterprise_id is None:
-            raise PartnerError(403, "role_forbidden", "platform admins hold no grants")
-        d = await catalog.visible(conn, caller.enterprise_id, body.dataset_id)
-        if d is None:
-            raise PartnerError(404, "not_found", "no such dataset")
-        if d.enterprise_id == caller.enterprise_id:
-            raise PartnerError(422, "invalid_request", "an enterprise needs no grant of its own")
-        reason, detail = grants.request_refusal(d, body)
-        if reason is None:
-            detail = await grants.scope_error(conn, d.enterprise_id, body)
-            reason = "out_of_scope" if detail else None
-        if reason is not None:
-            await record(
-                conn,
-                caller,
-                supplier_id=d.enterprise_id,
-                dataset_id=d.id,
-                action="grant.request",
-                outcome="denied",
-                reason=reason,
-                status=403,
-            )
-            raise PartnerError(403, reason, detail)
-        made = await grants.create(conn, d, caller.enterprise_id, body, caller.client_id)
-        await record(
-            conn,
-            caller,
-            supplier_id=d.enterprise_id,
-            dataset_id=d.id,
-            grant_id=made.id,
-            action="grant.request",
-            outcome="allowed",
-            status=201,
-        )
-        return made
-
-    @r.get("/grants", tags=tags)
-    async def list_grants(
-        conn: Conn, caller: Who, cursor: Cursor = None, limit: Limit = 100
-    ) -> dict[str, Any]:
-        """Grants the caller's enterprise gives or holds, by id."""
-        found = await grants.listing(conn, caller.enterprise_id, page_cursor(cursor), limit)
-        nxt = str(found[-1].id) if len(found) == limit else None
-        return {"items": jsonable_encoder(found), "next_cursor": nxt}
-
-    @r.get("/grants/{grant_id}", response_model=grants.Grant, tags=tags)
-    async def get_grant(conn: Conn, caller: Who, grant_id: Id) -> grants.Grant:
-        found = await grants.get(conn, grant_id, caller.enterprise_id)
-        if found is None:
-            raise PartnerError(404, "not_found", "no such grant")
-        return found
-
-    @r.post("/grants/{grant_id}/{action}", response_model=grants.Grant, tags=tags)
-    async def act(conn: Conn, caller: Who, grant_id: Id, action: grants.Action) -> grants.Grant:
-        """approve / reject / revoke: the supplier's enterprise admin; activate / terminate:
-        the partner enterprise's clients."""
-        g = await grants.get(conn, grant_id, caller.enterprise_id)
-        if g is None:
-            raise PartnerError(404, "not_found", "no such grant")
-        if caller.enterprise_id is None:
-            raise PartnerError(403, "role_forbidden", "grants are decided by their parties")
-        side = grants.TRANSITIONS[action][0]
-        mine = g.supplier_id if side == "supplier" else g.partner_id
-        if mine != caller.enterprise_id or (
-            side == "supplier" and caller.role != "enterprise_admin"
-        ):
-            raise PartnerError(403, "role_forbidden", f"{action} is for the {side}")
-        done = await grants.transition(conn, grant_id, action, caller.client_id)
-        await record(
-            conn,
-            caller,
-            supplier_id=g.supplier_id,
-            partner_id=g.partner_id,
-            dataset_id=g.dataset_id,
-            grant_id=g.id,
-            action=f"grant.{action}",
-            outcome="allowed" if done else "denied",
-            reason="" if done else "conflict",
-            status=200 if done else 409,
-        )
-        if done is None:
-            raise PartnerError(409, "conflict", f"cannot {action} a grant that is {g.status}")
-        return done

@@ -2,24 +2,43 @@
 
 Each row's hash is SHA-256 over the previous row's hash and the row's canonical content (its
 fields as sorted-key JSON, the time as UTC ISO 8601), so changing or deleting any row breaks the
-chain from there on. Appends serialize on the row lock of a one-row chain head.
+chain from there on. Appends serialize on the row lock of a one-row chain head; data reads append
+through :class:`AuditWriter`, which commits the entries of concurrent requests together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
-_FIELDS = (
-    "id, at, client_id, actor_id, supplier_id, partner_id, dataset_id, grant_id, action,"
-    " outcome, reason, status, rows"
+_COLUMNS = (
+    "id",
+    "at",
+    "client_id",
+    "actor_id",
+    "supplier_id",
+    "partner_id",
+    "dataset_id",
+    "grant_id",
+    "action",
+    "outcome",
+    "reason",
+    "status",
+    "rows",
 )
+_FIELDS = ", ".join(_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,29 +72,121 @@ def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
 
 async def append(conn: AsyncConnection[Any], entry: Entry) -> int:
     """Append one entry and commit, together with anything else the connection's transaction
-    holds (a grant change commits atomically with its audit row); returns the entry's id.
-
-    Three round trips: advance the chain head (its row lock queues concurrent appenders),
-    insert the row while storing its hash in the head, commit.
-    """
+    holds (a grant change commits atomically with its audit row); returns the entry's id."""
     if conn.autocommit:
         raise ValueError("audit appends need a connection in transaction mode")
-    cur = await conn.execute("UPDATE partner_audit_head SET id = id + 1 RETURNING id, hash")
-    head = await cur.fetchone()
-    if head is None:
-        raise RuntimeError("partner_audit_head is missing its row")
-    row = {"id": head[0], "at": datetime.now(UTC), **asdict(entry)}
-    digest = chain_hash(head[1], row)
-    await conn.execute(
-        "WITH head AS (UPDATE partner_audit_head SET hash = %(hash)s)"
-        f" INSERT INTO partner_audit ({_FIELDS}, prev_hash, hash)"
-        " VALUES (%(id)s, %(at)s, %(client_id)s, %(actor_id)s, %(supplier_id)s,"
-        " %(partner_id)s, %(dataset_id)s, %(grant_id)s, %(action)s, %(outcome)s,"
-        " %(reason)s, %(status)s, %(rows)s, %(prev_hash)s, %(hash)s)",
-        {**row, "prev_hash": head[1], "hash": digest},
-    )
+    [entry_id] = await _append(conn, [(entry, datetime.now(UTC))])
     await conn.commit()
-    return int(row["id"])
+    return entry_id
+
+
+async def _append(conn: AsyncConnection[Any], entries: list[tuple[Entry, datetime]]) -> list[int]:
+    """Append entries (with their times) in the connection's open transaction, uncommitted.
+
+    Two statements, pipelined, whatever the number of entries: advance the chain head by that
+    many ids (its row lock queues concurrent appenders, in this process or any other, until
+    commit), then insert the rows (as one JSON array) while storing the last hash in the head.
+    """
+    async with conn.pipeline() as pipeline:
+        cur = await conn.execute(
+            "UPDATE partner_audit_head SET id = id + %s RETURNING id, hash", (len(entries),)
+        )
+        await pipeline.sync()
+        head = await cur.fetchone()
+        if head is None:
+            raise RuntimeError("partner_audit_head is missing its row")
+        prev: str = head[1]
+        first = int(head[0]) - len(entries) + 1
+        rows = []
+        for i, (entry, at) in enumerate(entries):
+            row = {"id": first + i, "at": at, **asdict(entry)}
+            digest = chain_hash(prev, row)
+            rows.append({**row, "at": at.isoformat(), "prev_hash": prev, "hash": digest})
+            prev = digest
+        await conn.execute(
+            "WITH head AS (UPDATE partner_audit_head SET hash = %s)"
+            f" INSERT INTO partner_audit ({_FIELDS}, prev_hash, hash)"
+            f" SELECT {_FIELDS}, prev_hash, hash"
+            " FROM json_populate_recordset(NULL::partner_audit, %s::json)",
+            (prev, json.dumps(rows)),
+        )
+    return list(range(first, first + len(entries)))
+
+
+class AuditUnavailable(Exception):
+    """The audit log could not be written; the access it was to record must not happen."""
+
+
+class AuditWriter:
+    """Group commit for audit entries of data reads.
+
+    Each caller of :meth:`append` waits until its entry is committed. Entries that arrive while
+    a batch is being committed are written together in the next transaction (still two round
+    trips and one commit for the lot), so concurrent requests share the cost of the commit and
+    of the chain-head lock instead of queueing on it one by one. The chain is the same as with
+    :func:`append`: consecutive ids, each hash over the previous one.
+    """
+
+    def __init__(self, max_batch: int = 1000) -> None:
+        self.max_batch = max_batch
+        self._queue: list[tuple[Entry, datetime, asyncio.Future[int]]] = []
+        self._wake = asyncio.Event()
+        self._pool: AsyncConnectionPool | None = None
+        self.batches = 0
+        self.entries = 0
+
+    async def append(self, entry: Entry) -> int:
+        """Append ``entry``; returns its id once committed (raises :class:`AuditUnavailable`
+        if it could not be)."""
+        if self._pool is None:
+            raise AuditUnavailable("the audit writer is not running")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append((entry, datetime.now(UTC), future))
+        self._wake.set()
+        return await future
+
+    async def run(self, pool: AsyncConnectionPool) -> None:
+        """Write batches on a connection of ``pool`` (in autocommit mode) until cancelled;
+        entries still queued then fail."""
+        self._pool = pool
+        try:
+            while True:
+                try:
+                    async with pool.connection() as conn:
+                        await self._serve(conn)
+                except psycopg.OperationalError as exc:  # connection lost: take another
+                    log.warning("audit writer reconnecting: %s", exc)
+                    await asyncio.sleep(0.5)
+        finally:
+            self._pool = None
+            for _, _, future in self._queue:
+                if not future.done():
+                    future.set_exception(AuditUnavailable("the audit writer stopped"))
+            self._queue.clear()
+
+    async def _serve(self, conn: AsyncConnection[Any]) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                try:
+                    async with conn.pipeline(), conn.transaction():  # BEGIN goes pipelined
+                        ids = await _append(conn, [(e, at) for e, at, _ in batch])
+                except Exception as exc:  # every waiter learns the write failed
+                    log.warning("audit batch of %d entries failed: %s", len(batch), exc)
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(AuditUnavailable(str(exc)))
+                    if conn.broken:
+                        raise
+                    continue
+                self.batches += 1
+                self.entries += len(batch)
+                for (_, _, future), entry_id in zip(batch, ids, strict=True):
+                    if not future.done():
+                        future.set_result(entry_id)
 
 
 @dataclass(frozen=True, slots=True)

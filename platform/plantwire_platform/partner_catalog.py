@@ -22,16 +22,23 @@ _COLUMNS = (
     " d.purposes, d.visibility"
 )
 
-# Placeholders: %(ent)s the caller's enterprise (NULL for a platform admin), %(admin)s.
-VISIBLE = """(%(admin)s OR d.enterprise_id = %(ent)s OR d.visibility = 'public'
+
+def visible_to(ent: str, admin: str = "false") -> str:
+    """The condition that dataset ``d`` is visible to the enterprise given by the SQL
+    expression ``ent`` (``admin``: an SQL boolean, true for a platform admin)."""
+    return f"""({admin} OR d.enterprise_id = {ent} OR d.visibility = 'public'
  OR (d.visibility = 'chain' AND EXISTS (
       SELECT 1 FROM chain c
-      WHERE (c.leader_id = %(ent)s OR EXISTS (
-               SELECT 1 FROM chain_member m WHERE m.chain_id = c.id AND m.enterprise_id = %(ent)s))
+      WHERE (c.leader_id = {ent} OR EXISTS (
+               SELECT 1 FROM chain_member m WHERE m.chain_id = c.id AND m.enterprise_id = {ent}))
         AND (c.leader_id = d.enterprise_id OR EXISTS (
                SELECT 1 FROM chain_member m
                WHERE m.chain_id = c.id AND m.enterprise_id = d.enterprise_id))))
- OR EXISTS (SELECT 1 FROM partner_grant g WHERE g.dataset_id = d.id AND g.partner_id = %(ent)s))"""
+ OR EXISTS (SELECT 1 FROM partner_grant g WHERE g.dataset_id = d.id AND g.partner_id = {ent}))"""
+
+
+# Placeholders: %(ent)s the caller's enterprise (NULL for a platform admin), %(admin)s.
+VISIBLE = visible_to("%(ent)s", "%(admin)s")
 
 
 class DatasetIn(BaseModel):

@@ -8,11 +8,12 @@ A grant revoked a moment ago yields an empty scope, hence no rows.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -31,11 +32,14 @@ SCOPE = """scope AS (
     WHERE %(grant)s::bigint IS NULL AND d.id = %(dataset)s AND d.enterprise_id = %(ent)s
 )"""
 
-# (sample table, metric condition) per data kind
+# (table, row condition, value type) per data kind; numeric samples are read with their packed
+# days (sample_num_all); alarm and event metrics are stored as events (one per series and time,
+# like samples), their name being the series' metric
 KINDS = {
-    "states": ("sample_text", "sr.metric IN ('State/Mode', 'State/Execution')"),
-    "counts": ("sample_num_all", "sr.metric = 'Production/PartCount'"),
-    "telemetry": ("sample_num_all", "true"),  # rows and packed days
+    "states": ("sample_text", "sr.metric IN ('State/Mode', 'State/Execution')", "text"),
+    "counts": ("sample_num_all", "sr.metric = 'Production/PartCount'", "num"),
+    "telemetry": ("sample_num_all", "true", "num"),
+    "alarms": ("event", "x.kind IN ('alarm', 'event')", "text"),
 }
 
 _ROWS = """WITH {scope},
@@ -87,7 +91,10 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, int]:
         raise ValueError("malformed cursor") from exc
     if when.tzinfo is None:
         raise ValueError("malformed cursor")
-    return when, series_id
+    try:
+        return when.astimezone(UTC), series_id
+    except OverflowError:
+        raise ValueError("malformed cursor") from None
 
 
 async def rows(
@@ -99,8 +106,8 @@ async def rows(
 
     ``params``: grant, dataset, ent, sites, equipment, fields, start, end, cursor, limit.
     """
-    table, metric = KINDS[kind]
-    value = _TEXT_VALUE if table == "sample_text" else _NUM_VALUE
+    table, metric, value_type = KINDS[kind]
+    value = _TEXT_VALUE if value_type == "text" else _NUM_VALUE
     sql = _ROWS.format(scope=SCOPE, table=table, metric=metric, value=value)
     cursor_ts, cursor_id = decode_cursor(params.pop("cursor", None))
     limit = params["limit"]
@@ -124,20 +131,6 @@ async def rows(
     return out, nxt, granularity
 
 
-async def indicator_window(
-    conn: AsyncConnection[Any], params: dict[str, Any]
-) -> tuple[int, datetime, datetime] | None:
-    """(supplier, start, end): the requested window clamped to the grant's, in SQL; None when
-    the grant no longer allows access."""
-    cur = await conn.execute(
-        f"WITH {SCOPE} SELECT supplier, greatest(%(start)s, window_start),"
-        " least(%(end)s, window_end) FROM scope",
-        params,
-    )
-    row = await cur.fetchone()
-    return (row[0], row[1], row[2]) if row else None
-
-
 async def timezone_of(conn: AsyncConnection[Any], enterprise_id: int) -> str:
     cur = await conn.execute(
         "SELECT timezone FROM site WHERE enterprise_id = %s ORDER BY id LIMIT 1", (enterprise_id,)
@@ -146,25 +139,62 @@ async def timezone_of(conn: AsyncConnection[Any], enterprise_id: int) -> str:
     return str(row[0]) if row else "UTC"
 
 
-class ResultCache:
-    """Computed indicator values by (supplier, window) for ``ttl_s`` seconds, at most
-    ``size`` entries, least recently used out first. Only values are cached: the access
-    decision and the window clamp run for every call."""
+class IndicatorCache:
+    """Computed indicator values, keyed by what they depend on: the supplier, the window, the
+    formula version and thresholds, and the supplier's data versions (raised by triggers in the
+    same transaction as every state sample, connectivity session or registry change; migration
+    0021). A new sample therefore makes a new key, and the old value is never served again.
 
-    def __init__(self, ttl_s: float, size: int = 1024) -> None:
-        self.ttl_s, self.size = ttl_s, size
+    Only windows that ended before the computation are kept (a window reaching into the future
+    depends on the clock too). Entries also age out after ``max_age_s``, a bound for what no
+    trigger sees (partitions dropped by retention). Concurrent misses of one key compute once.
+    The versions are read with the access decision, the value computed after it: a change
+    committed in between may already be in a value filed under the older versions, which only
+    calls that read those versions (started before the change committed) can get.
+    Access decisions are never cached: callers decide first, then ask for values.
+    """
+
+    def __init__(self, max_age_s: float, size: int = 1024) -> None:
+        self.max_age_s, self.size = max_age_s, size
         self._entries: OrderedDict[tuple[Any, ...], tuple[float, Any]] = OrderedDict()
+        self._computing: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+        self.hits = self.misses = 0
 
-    async def get(self, key: tuple[Any, ...], compute: Callable[[], Awaitable[Any]]) -> Any:
-        now = time.monotonic()
+    async def get(
+        self, key: tuple[Any, ...], end: datetime, compute: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        if self.max_age_s <= 0 or end > datetime.now(UTC):
+            return await compute()
         hit = self._entries.get(key)
-        if hit is not None and now - hit[0] < self.ttl_s:
+        if hit is not None and time.monotonic() - hit[0] < self.max_age_s:
             self._entries.move_to_end(key)
+            self.hits += 1
             return hit[1]
-        value = await compute()
-        if self.ttl_s > 0:
-            self._entries[key] = (now, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+        running = self._computing.get(key)
+        if running is not None:
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                if not running.cancelled():
+                    raise  # this caller was cancelled
+                return await compute()  # the computing caller was: compute here
+        self.misses += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._computing[key] = future
+        try:
+            value = await compute()
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # retrieved: no warning when nobody else waited
+            raise
+        finally:
+            del self._computing[key]
+        future.set_result(value)
+        self._entries[key] = (time.monotonic(), value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
         return value

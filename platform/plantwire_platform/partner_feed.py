@@ -1,30 +1,30 @@
-"""Partner data endpoints: indicator series, machine states, production counts, telemetry.
+"""Partner data endpoints: indicator series, machine states, production counts, alarms and
+events, telemetry.
 
-Each call decides access afresh from the database (visibility, grade, grant status, purpose,
-scope), audits the outcome, then reads with the scope enforced in SQL
-(:mod:`plantwire_platform.partner_data`).
+Every call decides access afresh in one statement (:mod:`plantwire_platform.partner_access`),
+reads with the scope enforced in SQL (:mod:`plantwire_platform.partner_data`), and answers only
+once its audit entry, allowed or denied, is committed (:class:`partner_audit.AuditWriter`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
-from psycopg import AsyncConnection
 from pydantic import BaseModel, Field
 
 from plantwire_platform import indicators as ind
-from plantwire_platform import partner_catalog as catalog
+from plantwire_platform import partner_access as access
 from plantwire_platform import partner_data as data
-from plantwire_platform import partner_grants as grants
 from plantwire_platform import responses as rsp
-from plantwire_platform.kpi import Thresholds
-from plantwire_platform.partner_api import Conn, Id, PartnerError, Who, record
+from plantwire_platform.kpi import FORMULA_VERSION, Thresholds
+from plantwire_platform.partner_api import Id, PartnerError, Who
 from plantwire_platform.partner_tokens import Caller
 from plantwire_platform.shift_calendar import buckets
 
@@ -41,16 +41,18 @@ Fields = Annotated[list[Annotated[str, Field(max_length=200)]] | None, Query(max
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 
+T = TypeVar("T")
+
 
 class Row(BaseModel):
-    ts: datetime = Field(description="sample time (raw) or hour start (aggregated)")
+    ts: datetime = Field(description="sample or event time (raw) or hour start (aggregated)")
     site: str
     equipment: str
-    metric: str
+    metric: str = Field(description="metric name; for alarms and events the alarm's name")
     value: float | str | None = Field(description="raw value, hourly mean, or last state")
     min: float | None
     max: float | None
-    n: int = Field(description="samples in the row")
+    n: int = Field(description="samples or events in the row")
 
 
 class RowPage(BaseModel):
@@ -74,82 +76,134 @@ class IndicatorPage(BaseModel):
     next_cursor: str | None
 
 
-async def access(
-    conn: AsyncConnection[Any],
+async def read(
+    ctx: Context,
     caller: Caller,
     dataset_id: int,
     kind: str,
+    action: str,
     purpose: str,
     scope: dict[str, Any],
-) -> tuple[catalog.Dataset, int | None]:
-    """The dataset and the grant that allow this read (None: own data); a denial is audited
-    and raised."""
-    action = f"data.{kind}"
-
-    async def deny(
-        status: int, reason: str, d: catalog.Dataset | None, grant: int | None, detail: str
-    ) -> PartnerError:
-        await record(
-            conn,
+    work: Callable[[access.Access], Awaitable[tuple[T, int]]],
+    window: tuple[datetime | None, datetime | None] | None = None,
+    grant_id: int | None = None,
+    audit_allowed: bool = True,
+) -> tuple[access.Access, T]:
+    """Decide, read with ``work`` (which returns its result and the number of rows it gives
+    out) and audit; a denial is audited and raised as :class:`PartnerError`.
+    ``audit_allowed=False`` is for a caller that audits the data when it sends it (webhooks)."""
+    try:
+        verdict = await access.decide(
+            ctx.decider, caller, dataset_id, kind, purpose, scope, window, grant_id
+        )
+    except access.DecisionUnavailable as exc:
+        raise PartnerError(503, "unavailable", "access cannot be decided now") from exc
+    if isinstance(verdict, access.Denial):
+        await ctx.audited(
             caller,
-            supplier_id=d.enterprise_id if d else None,
+            supplier_id=verdict.supplier_id,
             dataset_id=dataset_id,
-            grant_id=grant,
+            grant_id=verdict.grant_id,
             action=action,
             outcome="denied",
-            reason=reason,
-            status=status,
+            reason=verdict.reason,
+            status=verdict.status,
         )
-        return PartnerError(status, reason, detail)
-
-    if caller.enterprise_id is None:
-        raise await deny(403, "role_forbidden", None, None, "platform admins read no data")
-    d = await catalog.visible(conn, caller.enterprise_id, dataset_id)
-    if d is None or d.kind != kind:
-        raise await deny(404, "not_found", None, None, f"no {kind} dataset {dataset_id}")
-    if d.enterprise_id == caller.enterprise_id:
-        return d, None
-    if d.grade == "core":
-        raise await deny(403, "grade_forbidden", d, None, "core data is never shared")
-    held = await grants.of_partner(conn, d.id, caller.enterprise_id)
-    grant_id, reason = grants.decide([grants.candidate(g) for g in held], purpose)
-    if grant_id is None:
-        raise await deny(403, reason or "no_grant", d, None, f"{reason} for purpose {purpose!r}")
-    g = next(g for g in held if g.id == grant_id)
-    problem = _outside(g, scope)
-    if problem:
-        raise await deny(403, "out_of_scope", d, grant_id, problem)
-    return d, grant_id
+        raise PartnerError(verdict.status, verdict.reason, verdict.detail)
+    result, rows = await work(verdict)
+    if not audit_allowed:
+        return verdict, result
+    await ctx.audited(
+        caller,
+        supplier_id=verdict.dataset.enterprise_id,
+        dataset_id=dataset_id,
+        grant_id=verdict.grant_id,
+        action=action,
+        outcome="allowed",
+        status=200,
+        rows=rows,
+    )
+    return verdict, result
 
 
-def _outside(g: grants.Grant, scope: dict[str, Any]) -> str:
-    """What part of the request lies outside the grant ('' if none)."""
-    for name, granted in (
-        ("sites", g.site_ids),
-        ("equipment", g.equipment_ids),
-        ("fields", g.fields),
-    ):
-        asked = scope.get(name)
-        if asked is not None and granted is not None and not set(asked) <= set(granted):
-            return f"{name} outside the grant"
-    start, end = scope.get("start"), scope.get("end")
-    if start is not None and g.window_start is not None and start < g.window_start:
-        return "'from' is before the granted window"
-    if end is not None and g.window_end is not None and end > g.window_end:
-        return "'to' is after the granted window"
-    return ""
+async def indicator_values(
+    ctx: Context, allowed: access.Access, lo: datetime, hi: datetime
+) -> list[rsp.Indicator]:
+    """The supplier's indicators over [lo, hi), reused while its data versions hold."""
+    supplier, thresholds = allowed.dataset.enterprise_id, Thresholds()
+
+    async def compute() -> list[rsp.Indicator]:
+        async with ctx.pool().connection() as conn:
+            result = await ind.enterprise_indicators(conn, supplier, lo, hi, thresholds)
+        return rsp.enterprise_indicators(result)
+
+    key = (supplier, lo, hi, FORMULA_VERSION, thresholds, allowed.versions)
+    values: list[rsp.Indicator] = await ctx.cache.get(key, hi, compute)
+    return values
 
 
-def _aware(ts: datetime | None) -> datetime | None:
-    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
+async def snapshot(
+    ctx: Context,
+    caller: Caller,
+    dataset_id: int,
+    purpose: str,
+    start: datetime | None,
+    action: str,
+    grant_id: int | None = None,
+) -> dict[str, Any]:
+    """The granted indicators of the last hour (or since ``start``) up to now, clamped to the
+    grant's window; what live updates (stream and webhooks) send. Audited as ``action``, or
+    (``grant_id`` given: a webhook's check) only when denied."""
+    end = datetime.now(UTC)
+    begin = start or end - timedelta(hours=1)
+
+    async def work(
+        allowed: access.Access,
+    ) -> tuple[tuple[datetime, datetime, list[rsp.Indicator]], int]:
+        a, b = allowed.start or begin, allowed.end or end
+        if a >= b:
+            return (begin, end, []), 0
+        values = await indicator_values(ctx, allowed, a, b)
+        return (a, b, values), len(values)
+
+    allowed, (a, b, values) = await read(
+        ctx,
+        caller,
+        dataset_id,
+        "indicators",
+        action,
+        purpose,
+        {"start": start, "end": None},
+        work,
+        (begin, end),
+        grant_id,
+        audit_allowed=grant_id is None,
+    )
+    return {
+        "dataset_id": dataset_id,
+        "grant_id": allowed.grant_id,
+        "from": a,
+        "to": b,
+        "indicators": [v.model_dump(exclude_none=True, mode="json") for v in values],
+    }
+
+
+def utc(ts: datetime | None) -> datetime | None:
+    """A query's time in UTC (a naive one is taken as UTC), as PostgreSQL takes it (offsets up
+    to 15:59, where Python allows 23:59); 422 when out of range."""
+    if ts is None:
+        return None
+    try:
+        return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise PartnerError(422, "invalid_request", "time out of range") from None
 
 
 def routes(r: APIRouter, ctx: Context) -> None:
     tags: list[str | Any] = ["partner: data"]
 
     def row_endpoint(kind: str, doc: str) -> None:
-        async def read(
-            conn: Conn,
+        async def rows(
             caller: Who,
             dataset_id: Id,
             purpose: Purpose,
@@ -162,9 +216,13 @@ def routes(r: APIRouter, ctx: Context) -> None:
             limit: Limit = 1000,
             format: Format = "json",
         ) -> Any:
-            start, end = _aware(start), _aware(end)
+            start, end = utc(start), utc(end)
             if start and end and start >= end:
                 raise PartnerError(422, "invalid_request", "'from' must be before 'to'")
+            try:
+                data.decode_cursor(cursor)
+            except ValueError as exc:
+                raise PartnerError(422, "invalid_request", str(exc)) from None
             scope = {
                 "sites": sites,
                 "equipment": equipment,
@@ -172,52 +230,44 @@ def routes(r: APIRouter, ctx: Context) -> None:
                 "start": start,
                 "end": end,
             }
-            d, grant_id = await access(conn, caller, dataset_id, kind, purpose, scope)
-            params = {
-                "grant": grant_id,
-                "dataset": dataset_id,
-                "ent": caller.enterprise_id,
-                "limit": limit,
-                "cursor": cursor,
-                **scope,
-            }
-            try:
-                items, nxt, granularity = await data.rows(conn, kind, params)
-            except ValueError as exc:
-                raise PartnerError(422, "invalid_request", str(exc)) from None
-            await record(
-                conn,
-                caller,
-                supplier_id=d.enterprise_id,
-                dataset_id=dataset_id,
-                grant_id=grant_id,
-                action=f"data.{kind}",
-                outcome="allowed",
-                status=200,
-                rows=len(items),
+
+            async def work(
+                allowed: access.Access,
+            ) -> tuple[tuple[list[dict[str, Any]], str | None, str | None], int]:
+                params = {
+                    "grant": allowed.grant_id,
+                    "dataset": dataset_id,
+                    "ent": caller.enterprise_id,
+                    "limit": limit,
+                    "cursor": cursor,
+                    **scope,
+                }
+                async with ctx.pool().connection() as conn:
+                    page = await data.rows(conn, kind, params)
+                return page, len(page[0])
+
+            allowed, (items, nxt, granularity) = await read(
+                ctx, caller, dataset_id, kind, f"data.{kind}", purpose, scope, work
             )
             if format == "csv":
                 return _csv(items, nxt)
-            return RowPage(
+            page = RowPage(
                 dataset_id=dataset_id,
-                grant_id=grant_id,
+                grant_id=allowed.grant_id,
                 granularity=granularity,
                 items=[Row(**i) for i in items],
                 next_cursor=nxt,
             )
+            return Response(page.model_dump_json(), media_type="application/json")
 
-        read.__doc__ = doc
+        rows.__doc__ = doc
         r.get(
             f"/datasets/{{dataset_id}}/{kind}",
             response_model=RowPage,
             tags=tags,
             summary=f"Granted {kind}",
             responses={200: {"content": {"text/csv": {}}}},
-        )(read)
-
-    row_endpoint("states", "Machine state changes (raw) or the last state per hour.")
-    row_endpoint("counts", "Production part counters, raw or hourly mean/min/max.")
-    row_endpoint("telemetry", "Any telemetry series, raw (if granted) or hourly aggregates.")
+        )(rows)
 
     @r.get(
         "/datasets/{dataset_id}/indicators",
@@ -227,7 +277,6 @@ def routes(r: APIRouter, ctx: Context) -> None:
         responses={200: {"content": {"text/csv": {}}}},
     )
     async def indicator_series(
-        conn: Conn,
         caller: Who,
         dataset_id: Id,
         purpose: Purpose,
@@ -240,49 +289,42 @@ def routes(r: APIRouter, ctx: Context) -> None:
     ) -> Any:
         """Indicators of the supplier over the window (clamped to the grant's, in SQL), one
         point or one per local day/week/month; ``cursor`` is the index of the first point."""
-        scope = {"start": _aware(start), "end": _aware(end)}
-        end = scope["end"] or datetime.now(UTC)
-        start = scope["start"] or end - timedelta(days=1)
-        if start >= end:
+        scope = {"start": utc(start), "end": utc(end)}
+        to = scope["end"] or datetime.now(UTC)
+        since = scope["start"] or to - timedelta(days=1)
+        if since >= to:
             raise PartnerError(422, "invalid_request", "'from' must be before 'to'")
-        d, grant_id = await access(conn, caller, dataset_id, "indicators", purpose, scope)
-        window = await data.indicator_window(
-            conn,
-            {
-                "grant": grant_id,
-                "dataset": dataset_id,
-                "ent": caller.enterprise_id,
-                "start": start,
-                "end": end,
-            },
-        )
-        items: list[IndicatorPoint] = []
-        nxt = None
-        if window is not None and window[1] < window[2]:
-            supplier, a, b = window
+
+        async def work(
+            allowed: access.Access,
+        ) -> tuple[tuple[list[IndicatorPoint], str | None], int]:
+            a, b = allowed.start or since, allowed.end or to
+            if a >= b:
+                return ([], None), 0
             cuts = [(a, b)]
             if bucket:
-                cuts = buckets(a, b, bucket, await data.timezone_of(conn, supplier))
-            page = cuts[cursor : cursor + limit]
+                async with ctx.pool().connection() as conn:
+                    zone = await data.timezone_of(conn, allowed.dataset.enterprise_id)
+                cuts = buckets(a, b, bucket, zone)
             nxt = str(cursor + limit) if cursor + limit < len(cuts) else None
-            for lo, hi in page:
+            points = [
+                IndicatorPoint(
+                    start=lo, end=hi, indicators=await indicator_values(ctx, allowed, lo, hi)
+                )
+                for lo, hi in cuts[cursor : cursor + limit]
+            ]
+            return (points, nxt), len(points)
 
-                async def compute(lo: datetime = lo, hi: datetime = hi) -> list[rsp.Indicator]:
-                    result = await ind.enterprise_indicators(conn, supplier, lo, hi, Thresholds())
-                    return rsp.enterprise_indicators(result)
-
-                values = await ctx.cache.get((supplier, lo, hi), compute)
-                items.append(IndicatorPoint(start=lo, end=hi, indicators=values))
-        await record(
-            conn,
+        allowed, (items, nxt) = await read(
+            ctx,
             caller,
-            supplier_id=d.enterprise_id,
-            dataset_id=dataset_id,
-            grant_id=grant_id,
-            action="data.indicators",
-            outcome="allowed",
-            status=200,
-            rows=len(items),
+            dataset_id,
+            "indicators",
+            "data.indicators",
+            purpose,
+            scope,
+            work,
+            (since, to),
         )
         if format == "csv":
             rows = [
@@ -291,7 +333,19 @@ def routes(r: APIRouter, ctx: Context) -> None:
                 for i in p.indicators
             ]
             return _csv(rows, nxt, INDICATOR_COLUMNS)
-        return IndicatorPage(dataset_id=dataset_id, grant_id=grant_id, items=items, next_cursor=nxt)
+        page = IndicatorPage(
+            dataset_id=dataset_id, grant_id=allowed.grant_id, items=items, next_cursor=nxt
+        )
+        return Response(page.model_dump_json(by_alias=True), media_type="application/json")
+
+    row_endpoint("states", "Machine state changes (raw) or the last state per hour.")
+    row_endpoint("counts", "Production part counters, raw or hourly mean/min/max.")
+    row_endpoint(
+        "alarms",
+        "Alarms and events (raw: each one with its value; aggregated: per hour and name, the "
+        "number and the last value).",
+    )
+    row_endpoint("telemetry", "Any telemetry series, raw (if granted) or hourly aggregates.")
 
 
 INDICATOR_COLUMNS = ("from", "to", "name", "value", "numerator", "denominator")

@@ -180,20 +180,6 @@ async def create(
     return _grant(row)
 
 
-async def of_partner(conn: AsyncConnection[Any], dataset_id: int, partner_id: int) -> list[Grant]:
-    """The grants of a dataset to an enterprise, newest first."""
-    cur = await conn.execute(
-        f"SELECT {_GRANT_COLUMNS} FROM partner_grant"
-        " WHERE dataset_id = %s AND partner_id = %s ORDER BY id DESC",
-        (dataset_id, partner_id),
-    )
-    return [_grant(r) for r in await cur.fetchall()]
-
-
-def candidate(g: Grant) -> Candidate:
-    return Candidate(g.id, g.purpose, g.status, g.status == "expired")
-
-
 async def get(conn: AsyncConnection[Any], grant_id: int, enterprise_id: int | None) -> Grant | None:
     """A grant the enterprise is a party to (any grant for ``None``)."""
     cur = await conn.execute(

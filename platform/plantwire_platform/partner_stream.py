@@ -2,7 +2,8 @@
 
 The stream re-decides access on every tick (audited like any read): when the grant is revoked,
 expires or is terminated, it sends one ``denied`` event with the reason code and ends. It sends
-an ``indicators`` event at the start and whenever the values change.
+an ``indicators`` event at the start and whenever the values change. Signed webhooks carry the
+same snapshots (:mod:`plantwire_platform.partner_webhooks`).
 """
 
 from __future__ import annotations
@@ -10,72 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
-from plantwire_platform import indicators as ind
-from plantwire_platform import partner_data as data
-from plantwire_platform import responses as rsp
-from plantwire_platform.kpi import Thresholds
-from plantwire_platform.partner_api import Conn, Id, PartnerError, Who, record
-from plantwire_platform.partner_feed import From, Purpose, access
-from plantwire_platform.partner_tokens import Caller
+from plantwire_platform.partner_api import Id, PartnerError, Who
+from plantwire_platform.partner_feed import From, Purpose, snapshot, utc
 
+if TYPE_CHECKING:
+    from plantwire_platform.partner_api import Context
 
-async def snapshot(
-    conn: AsyncConnection[Any],
-    caller: Caller,
-    dataset_id: int,
-    purpose: str,
-    start: datetime | None,
-) -> dict[str, Any]:
-    """Access check plus the current indicators over the last hour (or since ``start``),
-    clamped to the grant's window in SQL; raises :class:`PartnerError` when denied."""
-    end = datetime.now(UTC)
-    begin = start or end - timedelta(hours=1)
-    d, grant_id = await access(
-        conn, caller, dataset_id, "indicators", purpose, {"start": start, "end": None}
-    )
-    window = await data.indicator_window(
-        conn,
-        {
-            "grant": grant_id,
-            "dataset": dataset_id,
-            "ent": caller.enterprise_id,
-            "start": begin,
-            "end": end,
-        },
-    )
-    values: list[rsp.Indicator] = []
-    if window is not None and window[1] < window[2]:
-        result = await ind.enterprise_indicators(
-            conn, window[0], window[1], window[2], Thresholds()
-        )
-        values = rsp.enterprise_indicators(result)
-        begin, end = window[1], window[2]
-    await record(
-        conn,
-        caller,
-        supplier_id=d.enterprise_id,
-        dataset_id=dataset_id,
-        grant_id=grant_id,
-        action="data.indicators.stream",
-        outcome="allowed",
-        status=200,
-        rows=len(values),
-    )
-    return {
-        "grant_id": grant_id,
-        "from": begin,
-        "to": end,
-        "indicators": [v.model_dump(exclude_none=True) for v in values],
-    }
+ACTION = "data.indicators.stream"
 
 
 def _event(name: str, body: Any, event_id: int | None = None) -> str:
@@ -83,7 +31,7 @@ def _event(name: str, body: Any, event_id: int | None = None) -> str:
     return f"{head}event: {name}\ndata: {json.dumps(jsonable_encoder(body))}\n\n"
 
 
-def routes(r: APIRouter) -> None:
+def routes(r: APIRouter, ctx: Context) -> None:
     @r.get(
         "/datasets/{dataset_id}/indicators/stream",
         tags=["partner: data"],
@@ -93,7 +41,6 @@ def routes(r: APIRouter) -> None:
     )
     async def stream(
         request: Request,
-        conn: Conn,
         caller: Who,
         dataset_id: Id,
         purpose: Purpose,
@@ -103,10 +50,8 @@ def routes(r: APIRouter) -> None:
     ) -> StreamingResponse:
         """``indicators`` events at the start and on every change (checked each
         ``interval_s``); a final ``denied`` event with the reason code once access ends."""
-        if start is not None and start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
-        first = await snapshot(conn, caller, dataset_id, purpose, start)
-        pool: AsyncConnectionPool = request.app.state.pool
+        start = utc(start)
+        first = await snapshot(ctx, caller, dataset_id, purpose, start, ACTION)
 
         async def events() -> AsyncIterator[str]:
             last, sent = first["indicators"], 1
@@ -115,12 +60,11 @@ def routes(r: APIRouter) -> None:
                 await asyncio.sleep(interval_s)
                 if await request.is_disconnected():
                     return
-                async with pool.connection() as own:
-                    try:
-                        now = await snapshot(own, caller, dataset_id, purpose, start)
-                    except PartnerError as exc:
-                        yield _event("denied", {"error": exc.code, "detail": exc.detail})
-                        return
+                try:
+                    now = await snapshot(ctx, caller, dataset_id, purpose, start, ACTION)
+                except PartnerError as exc:
+                    yield _event("denied", {"error": exc.code, "detail": exc.detail})
+                    return
                 if now["indicators"] != last:
                     last, sent = now["indicators"], sent + 1
                     yield _event("indicators", now, sent)

@@ -7,7 +7,9 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -84,6 +86,10 @@ def issue_token(caller: Caller, key: str, ttl_s: int, now: datetime | None = Non
 
 def verify_token(token: str, key: str) -> Caller:
     """The caller a token speaks for; :class:`TokenError` if it is not valid now."""
+    return _decode(token, key)[0]
+
+
+def _decode(token: str, key: str) -> tuple[Caller, float]:
     try:
         claims = jwt.decode(
             token,
@@ -99,7 +105,37 @@ def verify_token(token: str, key: str) -> Caller:
     role, ent = claims.get("role"), claims.get("ent")
     if role not in ROLES or not (ent is None or isinstance(ent, int)):
         raise TokenError("invalid token: claims")
-    return Caller(str(claims["sub"]), ent, role)
+    return Caller(str(claims["sub"]), ent, role), float(claims["exp"])
+
+
+class TokenVerifier:
+    """:func:`verify_token` that remembers the tokens it accepted until they expire, so a
+    client's signature is checked once per token rather than once per call. A token carries no
+    data rights (those are read from the database on every call), so remembering it changes
+    nothing but the cost. At most ``size`` tokens are kept."""
+
+    def __init__(
+        self, key: str, size: int = 10_000, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.key, self.size, self._clock = key, size, clock
+        self._accepted: dict[str, tuple[Caller, float]] = {}
+
+    def verify(self, token: str) -> Caller:
+        now = self._clock()
+        hit = self._accepted.get(token)
+        if hit is not None:
+            if now < hit[1]:
+                return hit[0]
+            del self._accepted[token]
+        caller, expires = _decode(token, self.key)
+        if now >= expires:
+            raise TokenError("token expired")
+        if len(self._accepted) >= self.size:
+            self._accepted = {t: v for t, v in self._accepted.items() if now < v[1]}
+            while len(self._accepted) >= self.size:
+                del self._accepted[next(iter(self._accepted))]
+        self._accepted[token] = (caller, expires)
+        return caller
 
 
 async def create_client(

@@ -118,14 +118,33 @@ class PlatformSettings(BaseSettings):
     )
     partner_burst: int = Field(default=100, ge=1, description="partner API burst per client")
     partner_cache_s: float = Field(
-        default=2.0,
+        default=300.0,
         ge=0,
-        le=60,
-        description="how long computed indicator values are reused by the partner API (0: "
-        "never); access is decided afresh on every call regardless",
+        le=86_400,
+        description="longest reuse of a computed indicator value by the partner API (0: "
+        "never); values are keyed by the supplier's data versions, so any new data is seen at "
+        "once; access is decided afresh on every call regardless",
     )
     partner_max_body_bytes: int = Field(
         default=65_536, ge=1_024, description="largest partner API request body"
+    )
+    partner_pool_size: int = Field(
+        default=10, ge=2, le=100, description="database connections of partner data reads"
+    )
+    webhook_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, description="how often webhooks' indicators are checked"
+    )
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60, description="per delivery")
+    webhook_retry_s: float = Field(
+        default=2.0, gt=0, le=3600, description="first retry delay; doubles per failed attempt"
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=50, description="failed attempts before a webhook is stopped"
+    )
+    webhook_private_targets: bool = Field(
+        default=False,
+        description="allow webhook URLs on loopback or private addresses and plain http "
+        "(development and tests only)",
     )
 
     @field_validator("token_secret")

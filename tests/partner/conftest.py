@@ -1,11 +1,13 @@
 """A small world for the partner API on a real PostgreSQL: a chain leader LEAD, its supplier SUP
-(two sites, one machine each, telemetry written straight into the sample tables) and OUT, an
-enterprise outside the chain. SUP offers six datasets; every sample is listed in SAMPLES so tests
-can compute what a grant allows independently of the SQL under test.
+(two sites, one machine each, telemetry written straight into the sample tables, alarms and
+events into the event table) and OUT, an enterprise outside the chain. SUP offers seven
+datasets; every sample is listed in SAMPLES and every alarm or event in EVENTS so tests can
+compute what a grant allows independently of the SQL under test.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -91,12 +93,30 @@ def _samples() -> list[tuple[str, str, datetime, Any]]:
 
 SAMPLES = _samples()
 
+
+def _events() -> list[tuple[str, str, str, datetime, str]]:
+    """(machine, kind, name, time, value) of every alarm and event written, 09:00-12:00."""
+    out: list[tuple[str, str, str, datetime, str]] = []
+    for machine in ("M1", "M2", "L1", "O1"):
+        for minute in range(-55, 120, 20):
+            active = (minute // 20) % 2 == 0
+            ts = T0 + timedelta(minutes=minute)
+            out.append((machine, "alarm", "Alarm/SpindleOverload", ts, str(active).lower()))
+        for minute in range(-50, 120, 45):
+            ts = T0 + timedelta(minutes=minute)
+            out.append((machine, "event", "Event/ToolChange", ts, f"T{minute % 9}"))
+    return out
+
+
+EVENTS = _events()
+
 # code -> (kind, grade, granularity, purposes, visibility)
 DATASETS = {
     "ind": ("indicators", "important", "aggregated", ["quality", "planning"], "chain"),
     "states": ("states", "general", "raw", ["planning"], "chain"),
     "counts": ("counts", "general", "aggregated", ["planning"], "chain"),
     "telem": ("telemetry", "general", "raw", ["maintenance"], "chain"),
+    "alarms": ("alarms", "general", "raw", ["quality"], "chain"),
     "core": ("telemetry", "core", "aggregated", ["planning"], "chain"),
     "private": ("counts", "general", "aggregated", ["planning"], "private"),
 }
@@ -144,8 +164,8 @@ async def seed(url: str) -> tuple[dict[str, int], dict[str, int], dict[str, int]
                 " equipment_id, online_at) VALUES (%s, %s, %s, %s, %s)",
                 (group, node, code, eid, T0 - timedelta(hours=2)),
             )
-            for metric in sorted({s[1] for s in SAMPLES}):
-                text = metric.startswith("State/")
+            for metric in sorted({s[1] for s in SAMPLES} | {e[2] for e in EVENTS}):
+                text = not metric.startswith(("Production/", "Spindle/"))
                 await conn.execute(
                     "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
                     " equipment_id) VALUES (%s, %s, %s, %s, %s, %s)",
@@ -158,6 +178,13 @@ async def seed(url: str) -> tuple[dict[str, int], dict[str, int], dict[str, int]
                     f"INSERT INTO {table} (series_id, ts, value) SELECT id, %s, %s FROM series"
                     " WHERE device_id = %s AND metric = %s",
                     (ts, value, m, metric),
+                )
+            for m, kind, name, ts, value in EVENTS:
+                await cur2.execute(
+                    "INSERT INTO event (ts, group_id, edge_node_id, device_id, kind, name,"
+                    " series_id, value) SELECT %s, group_id, edge_node_id, device_id, %s, %s,"
+                    " id, %s FROM series WHERE device_id = %s AND metric = %s",
+                    (ts, kind, name, value, m, name),
                 )
         dataset = {}
         for code, (kind, grade, gran, purposes, vis) in DATASETS.items():
@@ -178,10 +205,13 @@ def settings(url: str, **extra: Any) -> PlatformSettings:
     return PlatformSettings(database_url=url, token_secret=SecretStr(KEY), **extra)
 
 
-@pytest.fixture
-async def world(database_url: str) -> AsyncIterator[World]:
+@contextlib.asynccontextmanager
+async def serving(database_url: str, **extra: Any) -> AsyncIterator[World]:
+    """The seeded world with the API (and its background tasks) running in-process."""
     ent, site, machine, dataset = await seed(database_url)
-    app = create_app(settings(database_url, partner_rate_per_s=10_000, partner_burst=10_000))
+    app = create_app(
+        settings(database_url, partner_rate_per_s=10_000, partner_burst=10_000, **extra)
+    )
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c,
@@ -190,6 +220,12 @@ async def world(database_url: str) -> AsyncIterator[World]:
         for who, (code, role) in CALLERS.items():
             caller = Caller(who, ent[code] if code else None, role)  # type: ignore[arg-type]
             w.tokens[who] = issue_token(caller, KEY, 300)
+        yield w
+
+
+@pytest.fixture
+async def world(database_url: str) -> AsyncIterator[World]:
+    async with serving(database_url) as w:
         yield w
 
 

@@ -9,16 +9,28 @@ from typing import Any
 
 import psycopg
 
-from tests.partner.conftest import SAMPLES, T0, World, grant
+from tests.partner.conftest import EVENTS, SAMPLES, T0, World, grant
 
 WINDOW = {
     "from": (T0 - timedelta(hours=1)).isoformat(),
     "to": (T0 + timedelta(hours=2)).isoformat(),
 }
-KIND = {"ind": "indicators", "states": "states", "counts": "counts", "telem": "telemetry"}
+KIND = {
+    "ind": "indicators",
+    "states": "states",
+    "counts": "counts",
+    "telem": "telemetry",
+    "alarms": "alarms",
+}
 # the states grant covers 10:00-11:00 only; asking for more is out of scope
 IN_WINDOW = {"from": T0.isoformat(), "to": (T0 + timedelta(hours=1)).isoformat()}
-PURPOSE = {"ind": "quality", "states": "planning", "counts": "planning", "telem": "maintenance"}
+PURPOSE = {
+    "ind": "quality",
+    "states": "planning",
+    "counts": "planning",
+    "telem": "maintenance",
+    "alarms": "quality",
+}
 
 
 def expected_rows(w: World, code: str) -> list[tuple[Any, ...]]:
@@ -36,6 +48,14 @@ def expected_rows(w: World, code: str) -> list[tuple[Any, ...]]:
                 hours.setdefault(ts.replace(minute=0), []).append(v)
         return sorted(
             (h, "M2", "Production/PartCount", sum(vs) / len(vs), len(vs)) for h, vs in hours.items()
+        )
+    if code == "alarms":  # site S2 (M2), the overload alarm only, per hour: count, last value
+        by_hour: dict[datetime, list[tuple[datetime, str]]] = {}
+        for m, _, name, ts, v in EVENTS:
+            if m == "M2" and name == "Alarm/SpindleOverload":
+                by_hour.setdefault(ts.replace(minute=0), []).append((ts, v))
+        return sorted(
+            (h, "M2", "Alarm/SpindleOverload", max(vs)[1], len(vs)) for h, vs in by_hour.items()
         )
     assert code == "telem"  # M1, Spindle/Speed only, raw, unbounded window
     return sorted(
@@ -92,12 +112,20 @@ async def test_authorization_matrix(world: World) -> None:
             granularity="raw",
             equipment_ids=[w.machine["M1"]],
         ),
+        "alarms": await grant(
+            w,
+            "alarms",
+            purpose="quality",
+            site_ids=[w.site["S2"]],
+            fields=["Alarm/SpindleOverload"],
+        ),
     }
     out_of_scope: dict[str, dict[str, Any]] = {
         "ind": {"from": (T0 - timedelta(hours=3)).isoformat()},
         "states": {"sites": [w.site["S2"]], "from": WINDOW["from"]},
         "counts": {"equipment": [w.machine["M1"]]},
         "telem": {"fields": ["Spindle/Load"]},
+        "alarms": {"sites": [w.site["S1"]]},
     }
     seen: list[tuple[str, str, str, int, str]] = []
 
@@ -167,8 +195,8 @@ async def test_authorization_matrix(world: World) -> None:
         "/partner/v1/catalog",
         headers=w.auth("sup-admin"),
         json={
-            "code": "alarms",
-            "title": "Alarms",
+            "code": "extra",
+            "title": "Extra counts",
             "kind": "counts",
             "domain": "quality",
             "grade": "general",
@@ -177,8 +205,8 @@ async def test_authorization_matrix(world: World) -> None:
         },
     )
     assert r.status_code == 201, r.text
-    w.dataset["alarms"] = r.json()["id"]
-    await expect("no grant", "lead-app", "alarms", 403, "no_grant")
+    w.dataset["extra"] = r.json()["id"]
+    await expect("no grant", "lead-app", "extra", 403, "no_grant")
 
     # every decision is in the audit, allowed and denied alike
     async with await psycopg.AsyncConnection.connect(w.url) as conn:

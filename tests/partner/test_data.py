@@ -7,7 +7,9 @@ import io
 from datetime import datetime, timedelta
 from typing import Any
 
-from tests.partner.conftest import SAMPLES, T0, World, grant
+import psycopg
+
+from tests.partner.conftest import EVENTS, SAMPLES, T0, World, grant
 
 
 async def test_pages_and_csv_cover_exactly_the_grant(world: World) -> None:
@@ -104,3 +106,95 @@ async def test_indicator_series_by_day_within_the_granted_window(world: World) -
     # without bounds the series stops at the grant's end, in SQL
     r = await w.client.get(url, params={"purpose": "planning"}, headers=w.auth("lead-app"))
     assert r.status_code == 200 and r.json()["items"] == []  # the last day lies after the grant
+
+
+async def test_indicator_answers_follow_new_data(world: World) -> None:
+    """A past window's indicators are reused only while the supplier's data versions hold: a
+    new state sample, a new connectivity session or a registry change raises them (in the same
+    transaction), and the next answer is the engine's new one."""
+    w = world
+    start, end = (T0 - timedelta(hours=1)).isoformat(), (T0 + timedelta(hours=2)).isoformat()
+    await grant(w, "ind", purpose="quality", window_start=start, window_end=end)
+    window = {"from": start, "to": end}
+
+    async def partner() -> list[dict[str, Any]]:
+        r = await w.client.get(
+            f"/partner/v1/datasets/{w.dataset['ind']}/indicators",
+            params={**window, "purpose": "quality"},
+            headers=w.auth("lead-app"),
+        )
+        assert r.status_code == 200, r.text
+        values: list[dict[str, Any]] = r.json()["items"][0]["indicators"]
+        return [{k: v for k, v in i.items() if v is not None} for i in values]
+
+    async def engine() -> list[dict[str, Any]]:
+        r = await w.client.get(f"/api/v1/enterprises/{w.ent['SUP']}/indicators", params=window)
+        values: list[dict[str, Any]] = r.json()["indicators"]
+        return values
+
+    async def versions(conn: psycopg.AsyncConnection[Any]) -> dict[int, int]:
+        cur = await conn.execute("SELECT enterprise_id, version FROM partner_data_version")
+        return dict(await cur.fetchall())
+
+    before = await partner()
+    assert before == await engine() and before == await partner()
+    sup, lead = w.ent["SUP"], w.ent["LEAD"]
+    async with await psycopg.AsyncConnection.connect(w.url, autocommit=True) as conn:
+        v0 = await versions(conn)
+        await conn.execute(
+            "INSERT INTO sample_text (series_id, ts, value) SELECT id, %s, 'MDI' FROM series"
+            " WHERE device_id = 'M1' AND metric = 'State/Mode'",
+            (T0 + timedelta(minutes=65),),
+        )
+        v1 = await versions(conn)
+        await conn.execute(  # a numeric sample: no indicator reads it
+            "INSERT INTO sample_num (series_id, ts, value) SELECT id, %s, 1 FROM series"
+            " WHERE device_id = 'M1' AND metric = 'Spindle/Load'",
+            (T0 + timedelta(minutes=66),),
+        )
+        await conn.execute("UPDATE series SET datatype = datatype WHERE device_id = 'M2'")
+        v2 = await versions(conn)
+        await conn.execute(
+            "UPDATE connectivity_session SET offline_at = %s WHERE device_id = 'M2'",
+            (T0 + timedelta(minutes=100),),
+        )
+        await conn.execute("UPDATE site SET shifts = shifts WHERE code = 'S1'")
+        v3 = await versions(conn)
+    assert v1.get(sup, 0) == v0.get(sup, 0) + 1 and v1.get(lead, 0) == v0.get(lead, 0)
+    assert v2 == v1  # nothing an indicator reads
+    assert v3[sup] == v2[sup] + 1 and v3[0] == v2[0] + 1
+    after = await partner()
+    assert after == await engine() and after != before
+
+
+async def test_raw_alarms_and_events_in_pages(world: World) -> None:
+    w = world
+    await grant(
+        w,
+        "alarms",
+        purpose="quality",
+        granularity="raw",
+        equipment_ids=[w.machine["M1"]],
+        window_end=T0.isoformat(),
+    )
+    expected = sorted((ts, name, v) for m, _, name, ts, v in EVENTS if m == "M1" and ts < T0)
+    assert len(expected) == 5
+    url = f"/partner/v1/datasets/{w.dataset['alarms']}/alarms"
+    got: list[tuple[datetime, str, str]] = []
+    params: dict[str, Any] = {"purpose": "quality", "limit": 2}
+    while True:
+        r = await w.client.get(url, params=params, headers=w.auth("lead-app"))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["granularity"] == "raw" and all(i["n"] == 1 for i in body["items"])
+        got += [(datetime.fromisoformat(i["ts"]), i["metric"], i["value"]) for i in body["items"]]
+        if body["next_cursor"] is None:
+            break
+        params["cursor"] = body["next_cursor"]
+    assert sorted(got) == expected
+    as_csv = await w.client.get(
+        url, params={"purpose": "quality", "format": "csv"}, headers=w.auth("lead-app")
+    )
+    assert [row["value"] for row in csv.DictReader(io.StringIO(as_csv.text))] == [
+        v for _, _, v in expected
+    ]

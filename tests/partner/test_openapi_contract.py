@@ -40,6 +40,7 @@ GRANTED = {
     "states": ("states", "planning"),
     "counts": ("counts", "planning"),
     "telemetry": ("telem", "maintenance"),
+    "alarms": ("alarms", "quality"),
 }
 
 
@@ -50,6 +51,7 @@ async def _grants(url: str, ent: dict[str, int], dataset: dict[str, int]) -> Non
             ("states", "planning"),
             ("counts", "planning"),
             ("telem", "maintenance"),
+            ("alarms", "quality"),
         ):
             await conn.execute(
                 "INSERT INTO partner_grant (dataset_id, supplier_id, partner_id, purpose,"

@@ -1,9 +1,12 @@
 """Pure partner logic, table-driven: grant rules, the access decision, the rate limiter, secret
-hashing, the audit chain hash, cursors and the settings' secret checks."""
+hashing, the audit chain hash, cursors, the settings' secret checks, the token verifier's memory,
+the indicator cache and webhook signatures."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import hmac
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -12,10 +15,18 @@ from pydantic import ValidationError
 
 from plantwire_platform.partner_audit import GENESIS, chain_hash
 from plantwire_platform.partner_catalog import Dataset
-from plantwire_platform.partner_data import decode_cursor, encode_cursor
+from plantwire_platform.partner_data import IndicatorCache, decode_cursor, encode_cursor
 from plantwire_platform.partner_grants import Candidate, GrantRequest, decide, request_refusal
 from plantwire_platform.partner_limits import RateLimiter
-from plantwire_platform.partner_tokens import hash_secret, secret_matches
+from plantwire_platform.partner_tokens import (
+    Caller,
+    TokenError,
+    TokenVerifier,
+    hash_secret,
+    issue_token,
+    secret_matches,
+)
+from plantwire_platform.partner_webhooks import sign, target_problem
 from plantwire_platform.settings import PlatformSettings
 
 EXPIRES = datetime(2030, 1, 1, tzinfo=UTC)
@@ -159,3 +170,69 @@ def test_settings_refuse_placeholder_secrets(fields: dict[str, object], ok: bool
     else:
         with pytest.raises(ValidationError):
             PlatformSettings.model_validate(fields)
+
+
+KEY = "k7Qx2mVb9TzR4wLp8Yc3Nf6Hd1Js5Ga0Ue"
+
+
+def test_token_verifier_remembers_until_expiry() -> None:
+    now = [datetime.now(UTC).timestamp()]
+    verifier = TokenVerifier(KEY, size=2, clock=lambda: now[0])
+    issued = datetime.fromtimestamp(now[0], UTC)
+    tokens = [issue_token(Caller(f"c{i}", i, "partner"), KEY, 60, issued) for i in range(3)]
+    assert [verifier.verify(t).client_id for t in tokens] == ["c0", "c1", "c2"]  # c0 forgotten
+    assert verifier.verify(tokens[2]) == Caller("c2", 2, "partner")
+    with pytest.raises(TokenError):
+        verifier.verify(tokens[2][:-2] + "xx")  # a forged signature is still checked
+    now[0] += 61  # remembered tokens expire like the others
+    with pytest.raises(TokenError, match="expired"):
+        verifier.verify(tokens[2])
+
+
+async def test_indicator_cache_keys_and_single_flight() -> None:
+    cache = IndicatorCache(max_age_s=60)
+    past = datetime(2026, 1, 1, tzinfo=UTC)
+    calls: list[str] = []
+
+    async def compute(tag: str) -> str:
+        calls.append(tag)
+        await asyncio.sleep(0.01)
+        return tag
+
+    # concurrent misses of one key compute once
+    got = await asyncio.gather(*(cache.get(("k", 1), past, lambda: compute("a")) for _ in range(5)))
+    assert got == ["a"] * 5 and calls == ["a"]
+    assert await cache.get(("k", 1), past, lambda: compute("b")) == "a"  # hit
+    assert await cache.get(("k", 2), past, lambda: compute("c")) == "c"  # new data version
+    future = datetime.now(UTC) + timedelta(hours=1)
+    assert await cache.get(("k", 3), future, lambda: compute("d")) == "d"
+    assert await cache.get(("k", 3), future, lambda: compute("e")) == "e"  # never kept
+    assert calls == ["a", "c", "d", "e"]
+    off = IndicatorCache(max_age_s=0)
+    assert await off.get(("k", 1), past, lambda: compute("f")) == "f"
+    assert await off.get(("k", 1), past, lambda: compute("g")) == "g"
+
+
+def test_webhook_signature_is_hmac_sha256_of_timestamp_and_body() -> None:
+    body = b'{"indicators": []}'
+    expected = hmac.new(b"whsec_x", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert sign("whsec_x", 1_700_000_000, body) == f"v1={expected}"
+    assert sign("whsec_x", 1_700_000_001, body) != sign("whsec_x", 1_700_000_000, body)
+
+
+@pytest.mark.parametrize(
+    ("url", "private_ok", "problem"),
+    [
+        ("https://127.0.0.1/hook", False, "the host has a non-public address"),
+        ("https://10.1.2.3:8443/hook", False, "the host has a non-public address"),
+        ("https://[::1]/hook", False, "the host has a non-public address"),
+        ("http://8.8.8.8/hook", False, "https is required"),
+        ("http://127.0.0.1:9/hook", True, ""),
+        ("ftp://example.com/x", True, "an http(s) URL with a host is required"),
+        ("https://u:p@example.com/x", True, "credentials in the URL are not accepted"),
+        ("https://example.com:99999/x", True, "malformed URL"),
+        ("https://8.8.8.8/hook", False, ""),
+    ],
+)
+async def test_webhook_targets(url: str, private_ok: bool, problem: str) -> None:
+    assert await target_problem(url, private_ok) == problem

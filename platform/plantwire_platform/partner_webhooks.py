@@ -1,0 +1,229 @@
+"""Signed webhooks for granted indicators.
+
+A partner client registers a URL for one of its enterprise's grants on an indicator dataset and
+receives a secret, shown once. The dispatcher of every API process
+(:mod:`plantwire_platform.partner_delivery`) then checks the webhooks that are due (each check
+decides access for that grant afresh, exactly like a data call) and, when the indicators differ
+from the last ones queued, queues them as the webhook's pending payload. Deliveries POST the
+payload with
+
+    Plantwire-Timestamp: <unix seconds>
+    Plantwire-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
+    Plantwire-Event-Id: <webhook id>.<sequence number>
+
+and retry failures with exponential backoff; after ``webhook_max_attempts`` failed attempts the
+webhook stops ('failing'). Revoking or terminating the grant stops its webhooks in the same
+transaction; every check and every delivery re-reads the grant, so expiry stops them too and no
+delivery starts after either. Every delivery attempt is audited (``data.indicators.webhook``)
+and committed before the POST is sent; its ``status`` in the audit is 0, the receiver's answer
+is kept on the webhook (``last_status``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import socket
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter
+from psycopg import AsyncConnection
+from pydantic import BaseModel, Field
+
+from plantwire_platform import partner_grants as grants
+from plantwire_platform.partner_api import Conn, Id, PartnerError, Who, record
+from plantwire_platform.partner_feed import utc
+from plantwire_platform.partner_tokens import Caller
+
+if TYPE_CHECKING:
+    from plantwire_platform.partner_api import Context
+
+ACTION = "data.indicators.webhook"
+STOP_REASON = {"revoked": "revoked", "expired": "expired"}  # other grant states: no_grant
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``Plantwire-Signature`` value of ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"v1={mac.hexdigest()}"
+
+
+class WebhookIn(BaseModel):
+    url: str = Field(min_length=8, max_length=2000, description="https URL to POST changes to")
+    window_start: datetime | None = Field(
+        default=None,
+        description="indicators from this time up to now; default: the last hour, sliding",
+    )
+
+
+class Webhook(BaseModel):
+    id: int
+    grant_id: int
+    url: str
+    window_start: datetime | None
+    status: str = Field(description="active or stopped")
+    stop_reason: str = Field(description="revoked, expired, no_grant, failing or deleted")
+    delivered: int
+    attempts: int = Field(description="failed attempts of the payload now pending")
+    last_status: int | None = Field(description="the receiver's last HTTP status (0: none)")
+    created_at: datetime
+
+
+class WebhookCreated(Webhook):
+    secret: str = Field(description="the HMAC-SHA256 key of the signatures; shown once")
+
+
+_COLUMNS = (
+    "id, grant_id, url, window_start, status, stop_reason, delivered, attempts, last_status,"
+    " created_at"
+)
+
+
+def _webhook(row: tuple[Any, ...]) -> Webhook:
+    return Webhook(**dict(zip(Webhook.model_fields, row, strict=True)))
+
+
+async def target_problem(url: str, private_ok: bool) -> str:
+    """Why the platform will not POST to ``url`` ('' if it will): https to a host whose every
+    address is public, unless private targets are allowed (development and tests)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return "malformed URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "an http(s) URL with a host is required"
+    if parts.username or parts.password:
+        return "credentials in the URL are not accepted"
+    if private_ok:
+        return ""
+    if parts.scheme != "https":
+        return "https is required"
+    try:
+        found = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM),
+            5,
+        )
+    except (OSError, TimeoutError, UnicodeError):
+        return "the host does not resolve"
+    if not found or not all(ipaddress.ip_address(f[4][0]).is_global for f in found):
+        return "the host has a non-public address"
+    return ""
+
+
+async def stop_for_grant(conn: AsyncConnection[Any], grant_id: int, reason: str) -> None:
+    """Stop the grant's webhooks and drop what they had pending (uncommitted: it commits with
+    the grant change)."""
+    await conn.execute(
+        "UPDATE partner_webhook SET status = 'stopped', stop_reason = %s, pending = NULL"
+        " WHERE grant_id = %s AND status = 'active'",
+        (reason, grant_id),
+    )
+
+
+async def stop(conn: AsyncConnection[Any], webhook_id: int, reason: str) -> None:
+    await conn.execute(
+        "UPDATE partner_webhook SET status = 'stopped', stop_reason = %s, pending = NULL,"
+        " lease_until = NULL WHERE id = %s",
+        (reason, webhook_id),
+    )
+
+
+# -- routes ----------------------------------------------------------------------------------
+
+
+def routes(r: APIRouter, ctx: Context) -> None:
+    tags: list[str | Any] = ["partner: webhooks"]
+
+    @r.post(
+        "/grants/{grant_id}/webhooks", response_model=WebhookCreated, status_code=201, tags=tags
+    )
+    async def register(conn: Conn, caller: Who, grant_id: Id, body: WebhookIn) -> WebhookCreated:
+        """Have the grant's indicators POSTed, signed, whenever they change (the partner
+        enterprise's clients, for an active grant on an indicator dataset)."""
+        g = await _party(conn, caller, grant_id)
+        if g.partner_id != caller.enterprise_id:
+            raise PartnerError(403, "role_forbidden", "webhooks are registered by the partner")
+        cur = await conn.execute("SELECT kind FROM partner_dataset WHERE id = %s", (g.dataset_id,))
+        if (await cur.fetchone() or ("",))[0] != "indicators":
+            raise PartnerError(422, "invalid_request", "webhooks carry indicator datasets only")
+        since = utc(body.window_start)
+        problem = await target_problem(body.url, ctx.settings.webhook_private_targets)
+        if problem:
+            raise PartnerError(422, "invalid_request", problem)
+        audited = {
+            "supplier_id": g.supplier_id,
+            "dataset_id": g.dataset_id,
+            "grant_id": g.id,
+            "action": "webhook.register",
+        }
+        reason = None
+        if g.status != "active":
+            reason = STOP_REASON.get(g.status, "no_grant")
+        elif since and g.window_start and since < g.window_start:
+            reason = "out_of_scope"
+        if reason is not None:
+            await record(conn, caller, **audited, outcome="denied", reason=reason, status=403)
+            raise PartnerError(403, reason, f"the grant does not allow it ({reason})")
+        secret = f"whsec_{secrets.token_urlsafe(32)}"
+        cur = await conn.execute(
+            "INSERT INTO partner_webhook (grant_id, client_id, url, secret, window_start)"
+            f" VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+            (g.id, caller.client_id, body.url, secret, since),
+        )
+        made = _webhook(await cur.fetchone() or ())
+        await record(conn, caller, **audited, outcome="allowed", status=201)
+        ctx.wake_webhooks.set()
+        return WebhookCreated(**made.model_dump(), secret=secret)
+
+    @r.get("/grants/{grant_id}/webhooks", response_model=list[Webhook], tags=tags)
+    async def listing(conn: Conn, caller: Who, grant_id: Id) -> list[Webhook]:
+        """The grant's webhooks (both parties), without their secrets."""
+        await _party(conn, caller, grant_id)
+        cur = await conn.execute(
+            f"SELECT {_COLUMNS} FROM partner_webhook WHERE grant_id = %s ORDER BY id",
+            (grant_id,),
+        )
+        return [_webhook(row) for row in await cur.fetchall()]
+
+    @r.delete("/webhooks/{webhook_id}", response_model=Webhook, tags=tags)
+    async def remove(conn: Conn, caller: Who, webhook_id: Id) -> Webhook:
+        """Stop a webhook (the partner enterprise's clients)."""
+        cur = await conn.execute(
+            "SELECT grant_id FROM partner_webhook WHERE id = %s", (webhook_id,)
+        )
+        row = await cur.fetchone()
+        g = await _party(conn, caller, row[0] if row else 0)
+        if g.partner_id != caller.enterprise_id:
+            raise PartnerError(403, "role_forbidden", "webhooks are removed by the partner")
+        await stop(conn, webhook_id, "deleted")
+        cur = await conn.execute(
+            f"SELECT {_COLUMNS} FROM partner_webhook WHERE id = %s", (webhook_id,)
+        )
+        stopped = _webhook(await cur.fetchone() or ())
+        await record(
+            conn,
+            caller,
+            supplier_id=g.supplier_id,
+            dataset_id=g.dataset_id,
+            grant_id=g.id,
+            action="webhook.delete",
+            outcome="allowed",
+            status=200,
+        )
+        return stopped
+
+
+async def _party(conn: AsyncConnection[Any], caller: Caller, grant_id: int) -> grants.Grant:
+    """The grant if the caller's enterprise is a party to it (404 otherwise)."""
+    if caller.enterprise_id is None:
+        raise PartnerError(403, "role_forbidden", "webhooks belong to the parties of a grant")
+    g = await grants.get(conn, grant_id, caller.enterprise_id) if grant_id else None
+    if g is None:
+        raise PartnerError(404, "not_found", "no such grant or webhook")
+    return g
