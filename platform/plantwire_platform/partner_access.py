@@ -14,21 +14,16 @@ grant change committed before them, and a revocation fails the very next call.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from plantwire_platform import partner_grants as grants
+from plantwire_platform.batching import Batcher, Unavailable
 from plantwire_platform.partner_catalog import visible_to
 from plantwire_platform.partner_tokens import Caller
-
-log = logging.getLogger(__name__)
 
 _DECIDE = f"""
 SELECT r.n, d.id, d.enterprise_id, d.kind, d.grade,
@@ -114,7 +109,7 @@ class Question:
     hi: datetime | None
 
 
-class DecisionUnavailable(Exception):
+class DecisionUnavailable(Unavailable):
     """The decision could not be read from the database."""
 
 
@@ -140,78 +135,26 @@ async def fetch(
     return answers
 
 
-class Decider:
+class Decider(Batcher[Question, list[tuple[Any, ...]]]):
     """Reads the decisions of concurrent calls together: each caller of :meth:`rows` waits for
     the statement that carries its question; questions that arrive while one statement runs go
-    in the next."""
+    in the next. A statement that fails is retried question by question, so one call's bad
+    input does not fail the others."""
+
+    name = "decider"
+    isolate = True
+    unavailable = DecisionUnavailable
 
     def __init__(self, max_batch: int = 500) -> None:
-        self.max_batch = max_batch
-        self._queue: list[tuple[Question, asyncio.Future[list[tuple[Any, ...]]]]] = []
-        self._wake = asyncio.Event()
-        self._running = False
-        self.statements = 0
-        self.questions = 0
+        super().__init__(max_batch)
 
     async def rows(self, question: Question) -> list[tuple[Any, ...]]:
-        if not self._running:
-            raise DecisionUnavailable("the decider is not running")
-        future: asyncio.Future[list[tuple[Any, ...]]] = asyncio.get_running_loop().create_future()
-        self._queue.append((question, future))
-        self._wake.set()
-        return await future
+        return await self.submit(question)
 
-    async def run(self, pool: AsyncConnectionPool) -> None:
-        """Answer questions on a connection of ``pool`` (autocommit) until cancelled."""
-        self._running = True
-        try:
-            while True:
-                try:
-                    async with pool.connection() as conn:
-                        await self._serve(conn)
-                except psycopg.OperationalError as exc:  # connection lost: take another
-                    log.warning("decider reconnecting: %s", exc)
-                    await asyncio.sleep(0.5)
-        finally:
-            self._running = False
-            for _, future in self._queue:
-                if not future.done():
-                    future.set_exception(DecisionUnavailable("the decider stopped"))
-            self._queue.clear()
-
-    async def _serve(self, conn: AsyncConnection[Any]) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch = self._queue[: self.max_batch]
-                del self._queue[: self.max_batch]
-                await self._answer(conn, batch)
-
-    async def _answer(
-        self,
-        conn: AsyncConnection[Any],
-        batch: list[tuple[Question, asyncio.Future[list[tuple[Any, ...]]]]],
-    ) -> None:
-        try:
-            answers = await fetch(conn, [q for q, _ in batch])
-        except Exception as exc:
-            if conn.broken or len(batch) == 1:
-                log.warning("decisions of %d calls failed: %s", len(batch), exc)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(DecisionUnavailable(str(exc)))
-                if conn.broken:
-                    raise
-                return
-            for one in batch:  # one call's bad input must not fail the others
-                await self._answer(conn, [one])
-            return
-        self.statements += 1
-        self.questions += len(batch)
-        for (_, future), rows in zip(batch, answers, strict=True):
-            if not future.done():
-                future.set_result(rows)
+    async def process(
+        self, conn: AsyncConnection[Any], items: list[Question]
+    ) -> list[list[tuple[Any, ...]]]:
+        return await fetch(conn, items)
 
 
 async def decide(

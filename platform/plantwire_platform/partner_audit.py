@@ -8,19 +8,15 @@ through :class:`AuditWriter`, which commits the entries of concurrent requests t
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
-log = logging.getLogger(__name__)
+from plantwire_platform.batching import Batcher, Unavailable
 
 GENESIS = "0" * 64
 _COLUMNS = (
@@ -113,11 +109,11 @@ async def _append(conn: AsyncConnection[Any], entries: list[tuple[Entry, datetim
     return list(range(first, first + len(entries)))
 
 
-class AuditUnavailable(Exception):
+class AuditUnavailable(Unavailable):
     """The audit log could not be written; the access it was to record must not happen."""
 
 
-class AuditWriter:
+class AuditWriter(Batcher[tuple[Entry, datetime], int]):
     """Group commit for audit entries of data reads.
 
     Each caller of :meth:`append` waits until its entry is committed. Entries that arrive while
@@ -127,66 +123,22 @@ class AuditWriter:
     :func:`append`: consecutive ids, each hash over the previous one.
     """
 
+    name = "audit writer"
+    unavailable = AuditUnavailable
+
     def __init__(self, max_batch: int = 1000) -> None:
-        self.max_batch = max_batch
-        self._queue: list[tuple[Entry, datetime, asyncio.Future[int]]] = []
-        self._wake = asyncio.Event()
-        self._pool: AsyncConnectionPool | None = None
-        self.batches = 0
-        self.entries = 0
+        super().__init__(max_batch)
 
     async def append(self, entry: Entry) -> int:
         """Append ``entry``; returns its id once committed (raises :class:`AuditUnavailable`
         if it could not be)."""
-        if self._pool is None:
-            raise AuditUnavailable("the audit writer is not running")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append((entry, datetime.now(UTC), future))
-        self._wake.set()
-        return await future
+        return await self.submit((entry, datetime.now(UTC)))
 
-    async def run(self, pool: AsyncConnectionPool) -> None:
-        """Write batches on a connection of ``pool`` (in autocommit mode) until cancelled;
-        entries still queued then fail."""
-        self._pool = pool
-        try:
-            while True:
-                try:
-                    async with pool.connection() as conn:
-                        await self._serve(conn)
-                except psycopg.OperationalError as exc:  # connection lost: take another
-                    log.warning("audit writer reconnecting: %s", exc)
-                    await asyncio.sleep(0.5)
-        finally:
-            self._pool = None
-            for _, _, future in self._queue:
-                if not future.done():
-                    future.set_exception(AuditUnavailable("the audit writer stopped"))
-            self._queue.clear()
-
-    async def _serve(self, conn: AsyncConnection[Any]) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch = self._queue[: self.max_batch]
-                del self._queue[: self.max_batch]
-                try:
-                    async with conn.pipeline(), conn.transaction():  # BEGIN goes pipelined
-                        ids = await _append(conn, [(e, at) for e, at, _ in batch])
-                except Exception as exc:  # every waiter learns the write failed
-                    log.warning("audit batch of %d entries failed: %s", len(batch), exc)
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(AuditUnavailable(str(exc)))
-                    if conn.broken:
-                        raise
-                    continue
-                self.batches += 1
-                self.entries += len(batch)
-                for (_, _, future), entry_id in zip(batch, ids, strict=True):
-                    if not future.done():
-                        future.set_result(entry_id)
+    async def process(
+        self, conn: AsyncConnection[Any], items: list[tuple[Entry, datetime]]
+    ) -> list[int]:
+        async with conn.pipeline(), conn.transaction():  # BEGIN goes pipelined
+            return await _append(conn, items)
 
 
 @dataclass(frozen=True, slots=True)

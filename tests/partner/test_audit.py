@@ -143,5 +143,5 @@ async def test_concurrent_appends_share_commits_and_keep_one_chain(database_url:
         await asyncio.gather(*running, return_exceptions=True)
     assert sorted(ids) == list(range(1, 202))
     assert verdict.ok and verdict.rows == 201
-    assert sum(w.entries for w in writers) == 200
+    assert sum(w.items for w in writers) == 200
     assert sum(w.batches for w in writers) <= 20
