@@ -27,8 +27,8 @@ from plantwire_platform.partner_api import (
     Who,
     page_cursor,
     record,
+    throttle,
 )
-from plantwire_platform.partner_limits import RateLimiter
 
 if TYPE_CHECKING:
     from plantwire_platform.partner_api import Context
@@ -306,14 +306,7 @@ def token_routes(ctx: Context, route: type[APIRoute]) -> APIRouter:
             raise PartnerError(400, "unsupported_grant_type", "use client_credentials")
         if not client_id or not secret:
             raise PartnerError(400, "invalid_request", "client_id and client_secret required")
-        wait = ctx.limiter.take(f"token:{client_id}")
-        if wait > 0:
-            raise PartnerError(
-                429,
-                "rate_limited",
-                "too many requests",
-                {"Retry-After": RateLimiter.retry_after(wait)},
-            )
+        throttle(ctx.limiter, f"token:{client_id}")
         caller = await tokens.authenticate(conn, client_id, secret)
         if caller is None:
             raise PartnerError(401, "invalid_client", "unknown client or wrong secret")

@@ -95,19 +95,8 @@ class Context:
     async def audited(self, caller: Caller, **fields: Any) -> None:
         """Append an audit entry of a data read through the group-commit writer; returns once
         it is committed. If it cannot be, the read fails (503) and returns nothing."""
-        entry = {
-            "supplier_id": None,
-            "partner_id": caller.enterprise_id,
-            "dataset_id": None,
-            "grant_id": None,
-            "reason": "",
-            "rows": 0,
-            **fields,
-        }
         try:
-            await self.audit.append(
-                audit.Entry(client_id=caller.client_id, actor_id=caller.enterprise_id, **entry)
-            )
+            await self.audit.append(audit_entry(caller, fields))
         except audit.AuditUnavailable as exc:
             raise PartnerError(
                 503, "unavailable", "the access could not be audited, so nothing is returned"
@@ -279,14 +268,7 @@ def _authenticated(ctx: Context) -> Any:
             raise PartnerError(
                 401, "invalid_token", str(exc), {"WWW-Authenticate": "Bearer"}
             ) from None
-        wait = ctx.limiter.take(caller.client_id)
-        if wait > 0:
-            raise PartnerError(
-                429,
-                "rate_limited",
-                "too many requests",
-                {"Retry-After": RateLimiter.retry_after(wait)},
-            )
+        throttle(ctx.limiter, caller.client_id)
         request.state.caller = caller
         return caller
 
@@ -304,7 +286,14 @@ Who = Annotated[Caller, Depends(current)]
 
 async def record(conn: AsyncConnection[Any], caller: Caller, **fields: Any) -> None:
     """Append one audit entry, committing it with what the request did so far."""
-    entry = {
+    await audit.append(conn, audit_entry(caller, fields))
+
+
+def audit_entry(caller: Caller, fields: dict[str, Any]) -> audit.Entry:
+    """The audit entry of an access by ``caller``: ``fields`` (action, outcome, status and
+    what is known of supplier, dataset, grant, reason, rows); the partner is the caller's
+    enterprise unless given."""
+    entry: dict[str, Any] = {
         "supplier_id": None,
         "partner_id": caller.enterprise_id,
         "dataset_id": None,
@@ -313,9 +302,16 @@ async def record(conn: AsyncConnection[Any], caller: Caller, **fields: Any) -> N
         "rows": 0,
         **fields,
     }
-    await audit.append(
-        conn, audit.Entry(client_id=caller.client_id, actor_id=caller.enterprise_id, **entry)
-    )
+    return audit.Entry(client_id=caller.client_id, actor_id=caller.enterprise_id, **entry)
+
+
+def throttle(limiter: RateLimiter, key: str) -> None:
+    """Take a request of ``key`` from ``limiter``; 429 with ``Retry-After`` when over."""
+    wait = limiter.take(key)
+    if wait > 0:
+        raise PartnerError(
+            429, "rate_limited", "too many requests", {"Retry-After": RateLimiter.retry_after(wait)}
+        )
 
 
 # -- paging ------------------------------------------------------------------------------------
