@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from plantwire_bus.cli import number
+
 DEFAULT_SCENARIO = "demo"
 
 
@@ -69,24 +71,8 @@ def add_parser(subparsers: Any) -> None:
     demo.set_defaults(func=_main)
 
 
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError("the speed must be between 1 and 10000")
-    return value
-
-
-def _hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 24 * 366:
-        raise argparse.ArgumentTypeError("the hours must be more than 0 (and at most a year)")
-    return value
+_speed = number(1, 10_000)
+_hours = number(0, 24 * 366, above=True)
 
 
 class Progress:

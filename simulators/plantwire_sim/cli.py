@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plantwire_bus.cli import number
+
 from .scenario import Scenario, ScenarioError, builtin_scenarios, load_scenario
 
 if TYPE_CHECKING:
@@ -133,14 +135,7 @@ def _port(text: str) -> int:
     return port
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text}")
-    return value
+_positive = number(0, above=True)
 
 
 def _protocols(text: str) -> frozenset[str]:
