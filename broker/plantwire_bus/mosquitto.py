@@ -96,7 +96,11 @@ def start_mosquitto(
     log_path = data_dir / "mosquitto.log"
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            [binary, "-c", str(conf_path)], stdout=log_file, stderr=subprocess.STDOUT
+            [binary, "-c", str(conf_path)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            # not in the terminal's process group: Ctrl-C stops its clients first, then it
+            start_new_session=True,
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

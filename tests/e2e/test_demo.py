@@ -155,3 +155,54 @@ def test_demo_speed_options() -> None:
     for bad in (["--speed", "0.5"], ["--speed", "x"], ["--hours", "0"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["demo", *bad])
+
+
+def test_ctrl_c_stops_the_demo_and_its_broker_cleanly(database_url: str, tmp_path: Path) -> None:
+    """Ctrl-C signals the terminal's whole process group: the demo must still stop its clients
+    before the broker it started (no lost-connection noise), exit 0 and leave nothing running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
+    env.pop("MQTT_URL", None)  # the demo starts its own mosquitto
+    log_path = tmp_path / "demo.log"
+    with log_path.open("wb") as log_file:
+        demo = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "plantwire_bus.cli",
+                "demo",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own group, as a shell gives a foreground job
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while "Press Ctrl-C" not in log_path.read_text():
+                assert demo.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the demo did not start within 90 s"
+                time.sleep(0.5)
+            time.sleep(3)  # data flowing
+            os.killpg(demo.pid, signal.SIGINT)
+            assert demo.wait(timeout=20) == 0, log_path.read_text()[-3000:]
+        finally:
+            if demo.poll() is None:
+                os.killpg(demo.pid, signal.SIGKILL)
+                demo.wait()
+    log = log_path.read_text()
+    after = log[log.index("stopping") :]
+    assert "stopped." in after
+    assert "lost" not in after and "Traceback" not in after, after
+    conf = str(tmp_path / "data" / "mosquitto" / "mosquitto.conf")
+    left = subprocess.run(["pgrep", "-f", conf], capture_output=True, text=True).stdout
+    assert left == "", f"still running: {left}"
