@@ -39,8 +39,17 @@ def _hours(a: datetime, b: datetime) -> list[datetime]:
     return out
 
 
-def _covers(intervals: list[Interval], a: datetime, b: datetime) -> bool:
-    return any(x <= a and b <= y for x, y in intervals)
+def covered_hours(plan: list[Interval], hours: list[datetime]) -> list[datetime]:
+    """The hours [h, h+1) of ``hours`` (ascending) that lie inside one interval of ``plan``
+    (sorted by start), in one pass over both."""
+    out, i = [], 0
+    for h in hours:
+        end = h + HOUR
+        while i < len(plan) and plan[i][1] < end:  # ends too early for this and later hours
+            i += 1
+        if i < len(plan) and plan[i][0] <= h:  # later intervals start later still
+            out.append(h)
+    return out
 
 
 @dataclass
@@ -72,8 +81,8 @@ class UsageReader:
         for eid, plan in planned.items():
             key = tuple(plan)  # equipment of one site share a plan: work it out once
             if key not in by_plan:
-                hours = [h for h in closed if _covers(plan, h, h + HOUR)]
-                by_plan[key] = (hours, _subtract(plan, [(h, h + HOUR) for h in hours]))
+                hours = covered_hours(plan, closed)
+                by_plan[key] = (hours, subtract(plan, [(h, h + HOUR) for h in hours]))
             wanted[eid], self._exact[eid] = by_plan[key]
         self._wanted = {e: set(h) for e, h in wanted.items()}
         self._sums = await self._sum_rollup(wanted)
@@ -218,17 +227,20 @@ class UsageReader:
         return dict(out)
 
 
-def _subtract(xs: list[Interval], ys: list[Interval]) -> list[Interval]:
-    """xs minus ys (both sorted and merged)."""
+def subtract(xs: list[Interval], ys: list[Interval]) -> list[Interval]:
+    """xs minus ys (both sorted and merged), in one pass over both."""
     out = []
+    j = 0
     for a, b in xs:
-        cursor = a
-        for c, d in ys:
-            if d <= cursor or c >= b:
-                continue
+        while j < len(ys) and ys[j][1] <= a:  # ends before this and every later x
+            j += 1
+        cursor, k = a, j
+        while k < len(ys) and ys[k][0] < b:
+            c, d = ys[k]
             if c > cursor:
                 out.append((cursor, c))
             cursor = max(cursor, d)
+            k += 1
         if cursor < b:
             out.append((cursor, b))
     return out
