@@ -10,7 +10,7 @@ from plantwire_bus.payload import DataType
 from plantwire_edge.buffer import Batch, Sample
 
 if TYPE_CHECKING:
-    from plantwire_edge.feed import StateMerge
+    from plantwire_edge.feed import Feed, StateMerge
     from plantwire_edge.node import EdgeNode
 
 
@@ -33,7 +33,8 @@ class DeviceChannel:
         self.checked = 0  # size of ``current`` when last compared with the birth
         self.unsent: collections.deque[Batch] = collections.deque()
         self.inflight: dict[int, Batch] = {}
-        self.merges: dict[int, StateMerge] = {}  # by metric key: points feeding one state
+        self.state_feeds: dict[int, list[tuple[Feed, tuple[str, ...]]]] = {}  # mapped points
+        self.merges: dict[int, StateMerge] = {}  # by metric key, where several feed one state
 
     def metric(self, name: str, datatype: DataType) -> int:
         """The key (alias) under which values of metric ``name`` are reported."""

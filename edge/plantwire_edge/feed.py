@@ -63,10 +63,12 @@ class Feed:
         self._throttle = throttle
         self._merge: tuple[StateMerge, int] | None = None
         if self.table is not None:
-            merge = channel.merges.get(self.key)
-            if merge is None:
+            peers = channel.state_feeds.setdefault(self.key, [])
+            peers.append((self, point.override))
+            if len(peers) > 1:  # a second point feeds this state: merge them (no value yet)
                 merge = channel.merges[self.key] = StateMerge(self.key)
-            self._merge = (merge, merge.join(point.override))
+                for feed, override in peers:
+                    feed._merge = (merge, merge.join(override))
 
     def put(self, native: Any, ts_ms: int, now: int, low: int, high: int) -> None:
         """Report ``native`` read at device time ``ts_ms`` (sane if ``low <= ts_ms <= high``)."""

@@ -39,9 +39,12 @@ class Batcher(Generic[ItemT, ResultT]):
     name = "batch"
     isolate = False
     unavailable: type[Unavailable] = Unavailable
+    max_batch = 500
+    """Most items in one batch."""
 
-    def __init__(self, max_batch: int) -> None:
-        self.max_batch = max_batch
+    def __init__(self, max_batch: int | None = None) -> None:
+        if max_batch is not None:
+            self.max_batch = max_batch
         self._queue: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
         self._wake = asyncio.Event()
         self._running = False

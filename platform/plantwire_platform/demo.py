@@ -189,9 +189,8 @@ async def run_demo(
             broker = await services.start_broker(data_dir, mqtt_url)
             stack.callback(broker.stop)
             progress.note(broker.description)
-        replay = (speed, hours) if speed > 1 else None
         async with _components(
-            stack, progress, scenario, database.url, broker.url, host, port, stop, replay
+            stack, progress, scenario, database.url, broker.url, host, port, stop, speed, hours
         ):
             first = next(iter(ids.values()))
             base = f"http://{host}:{port}"
@@ -223,15 +222,16 @@ async def _components(
     host: str,
     port: int,
     stop: asyncio.Event,
-    replay: tuple[float, float] | None = None,
+    speed: float = 1.0,
+    hours: float = 0.0,
 ) -> AsyncIterator[None]:
+    """Start every component; with ``speed`` > 1 the simulation replays the last ``hours``."""
     from plantwire_edge.config import EdgeConfig
     from plantwire_edge.gateway import Gateway
     from plantwire_platform.api import api_server
     from plantwire_platform.ingest import IngestWorker
     from plantwire_platform.settings import PlatformSettings
     from plantwire_sim.factory import run_factory
-    from plantwire_sim.gateway_config import gateway_config
     from plantwire_sim.placement import PROTOCOLS
 
     settings = PlatformSettings(
@@ -251,7 +251,7 @@ async def _components(
                     raise DemoError(f"the API could not start on {host}:{port}")
                 await asyncio.sleep(0.05)
         with progress("simulated machines (OPC UA, Modbus TCP, MQTT)"):
-            speed, hours = replay or (1.0, 0.0)
+            replay = speed > 1
             start_ms = round((time.time() - hours * 3600) * 1000) if replay else None
             fleet = await stack.enter_async_context(
                 run_factory(
@@ -273,17 +273,8 @@ async def _components(
             for enterprise in scenario.enterprises:
                 for site in enterprise.sites:
                     config = EdgeConfig.model_validate(
-                        gateway_config(
-                            enterprise,
-                            site,
-                            fleet.endpoints,
-                            mqtt_url,
-                            settings.host_id,
-                            protocols=PROTOCOLS,
-                            modbus=fleet.modbus,
-                            mqtt_topics=fleet.mqtt_topics,
-                            device_broker_url=mqtt_url,
-                            speed=speed,
+                        fleet.gateway_config(
+                            enterprise, site, mqtt_url, settings.host_id, protocols=PROTOCOLS
                         )
                     )
                     gateway = Gateway(config, clock=fleet.clock)

@@ -80,10 +80,14 @@ class EnterpriseIndicators:
     def last(self) -> NcRates:
         return self.segments[-1].rates
 
+    def mdi_time(self) -> tuple[float, float]:
+        """(MDI, all) EXECUTING seconds of the covered key processes' equipment."""
+        covered = [v for s in self.segments for v in s.rates.verdicts if v.covered]
+        return sum(v.mdi_executing_s for v in covered), sum(v.executing_s for v in covered)
+
     @property
     def mdi_share(self) -> float | None:
-        executing = sum(v.executing_s for s in self.segments for v in s.rates.verdicts if v.covered)
-        mdi = sum(v.mdi_executing_s for s in self.segments for v in s.rates.verdicts if v.covered)
+        mdi, executing = self.mdi_time()
         return mdi / executing if executing > 0 else None
 
 

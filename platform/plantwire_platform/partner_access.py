@@ -136,7 +136,7 @@ async def fetch(
 
 
 class Decider(Batcher[Question, list[tuple[Any, ...]]]):
-    """Reads the decisions of concurrent calls together: each caller of :meth:`rows` waits for
+    """Reads the decisions of concurrent calls together: each caller of :meth:`submit` waits for
     the statement that carries its question; questions that arrive while one statement runs go
     in the next. A statement that fails is retried question by question, so one call's bad
     input does not fail the others."""
@@ -144,12 +144,7 @@ class Decider(Batcher[Question, list[tuple[Any, ...]]]):
     name = "decider"
     isolate = True
     unavailable = DecisionUnavailable
-
-    def __init__(self, max_batch: int = 500) -> None:
-        super().__init__(max_batch)
-
-    async def rows(self, question: Question) -> list[tuple[Any, ...]]:
-        return await self.submit(question)
+    max_batch = 500
 
     async def process(
         self, conn: AsyncConnection[Any], items: list[Question]
@@ -175,7 +170,7 @@ async def decide(
         return Denial(403, "role_forbidden", "platform admins read no data")
     start, end = window if window is not None else (scope.get("start"), scope.get("end"))
     question = Question(dataset_id, caller.enterprise_id, grant_id, start, end)
-    return verdict(await decider.rows(question), question, kind, purpose, scope)
+    return verdict(await decider.submit(question), question, kind, purpose, scope)
 
 
 def verdict(

@@ -125,9 +125,7 @@ class AuditWriter(Batcher[tuple[Entry, datetime], int]):
 
     name = "audit writer"
     unavailable = AuditUnavailable
-
-    def __init__(self, max_batch: int = 1000) -> None:
-        super().__init__(max_batch)
+    max_batch = 1000
 
     async def append(self, entry: Entry) -> int:
         """Append ``entry``; returns its id once committed (raises :class:`AuditUnavailable`

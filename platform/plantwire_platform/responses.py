@@ -140,10 +140,7 @@ def enterprise_indicators(result: ind.EnterpriseIndicators) -> list[Indicator]:
         )
         for name, (n, d), p in rows
     ]
-    # the covered key processes' EXECUTING time, as in the value (not all equipment's)
-    covered = [v for s in result.segments for v in s.rates.verdicts if v.covered]
-    executing = sum(v.executing_s for v in covered)
-    mdi = sum(v.mdi_executing_s for v in covered)
+    mdi, executing = result.mdi_time()
     out.append(
         Indicator(
             name="mdi_share",

@@ -18,25 +18,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from plantwire_bus.state import EXECUTION_METRIC, MODE_METRIC
-
 from .behaviour import profile_of
-from .cnc import MACHINE_OPERATION_MODE, PART_COUNT, PROGRAM_STATUS, SPINDLE_SPEED
 from .native import TagSpec
 from .opcua_host import NAMESPACE_URI, node_identifier
 from .params import LegacyParams
 from .placement import ModbusAddress
 from .scenario import Enterprise, Machine, Site
-
-# (native variable, metric, Sparkplug datatype, mapping table) of the CNC's core tags
-CNC_TAGS: tuple[tuple[str, str, str, str | None], ...] = (
-    (MACHINE_OPERATION_MODE, MODE_METRIC, "String", "opc40501/MachineOperationMode"),
-    (PROGRAM_STATUS, EXECUTION_METRIC, "String", "opc40502/CncChannelProgramStatus"),
-    (SPINDLE_SPEED, "Spindle/Speed", "Double", None),
-    (PART_COUNT, "Production/PartCount", "UInt32", None),
-    ("OperationMode", MODE_METRIC, "String", "opc40502/CncOperationMode"),  # MDI overrides
-    ("ScrapCount", "Production/ScrapCount", "UInt32", None),
-)
 
 
 def gateway_config(
