@@ -28,8 +28,7 @@ from plantwire_platform.partner_tokens import Caller
 _DECIDE = f"""
 SELECT r.n, d.id, d.enterprise_id, d.kind, d.grade,
        g.id, g.purpose,
-       CASE WHEN g.status IN ('approved', 'active') AND g.expires_at <= now() THEN 'expired'
-            ELSE g.status END,
+       {grants.effective_status("g")},
        g.site_ids, g.equipment_ids, g.fields, g.window_start, g.window_end,
        greatest(r.lo, g.window_start), least(r.hi, g.window_end),
        coalesce(v.version, 0), coalesce(x.version, 0)

@@ -235,8 +235,7 @@ def grant_routes(r: APIRouter) -> None:
             raise PartnerError(403, "role_forbidden", f"{action} is for the {side}")
         done = await grants.transition(conn, grant_id, action, caller.client_id)
         if done is not None and action in ("revoke", "terminate"):
-            reason = "revoked" if action == "revoke" else "no_grant"
-            await webhooks.stop_for_grant(conn, grant_id, reason)
+            await webhooks.stop_for_grant(conn, grant_id, grants.inactive_reason(done.status))
         await record(
             conn,
             caller,
@@ -310,8 +309,9 @@ def token_routes(ctx: Context, route: type[APIRoute]) -> APIRouter:
         caller = await tokens.authenticate(conn, client_id, secret)
         if caller is None:
             raise PartnerError(401, "invalid_client", "unknown client or wrong secret")
+        ttl_s = ctx.settings.token_ttl_s
         return TokenResponse(
-            access_token=tokens.issue_token(caller, ctx.key, ctx.ttl_s), expires_in=ctx.ttl_s
+            access_token=tokens.issue_token(caller, ctx.key, ttl_s), expires_in=ttl_s
         )
 
     return r

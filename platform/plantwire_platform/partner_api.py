@@ -77,9 +77,7 @@ class Context:
 
     settings: PlatformSettings
     key: str
-    ttl_s: int
     limiter: RateLimiter
-    max_body: int
     cache: IndicatorCache
     verifier: TokenVerifier
     audit: audit.AuditWriter = field(default_factory=audit.AuditWriter)
@@ -144,9 +142,7 @@ def context(settings: PlatformSettings) -> Context:
     return Context(
         settings,
         key,
-        settings.token_ttl_s,
         limiter,
-        settings.partner_max_body_bytes,
         IndicatorCache(settings.partner_cache_s),
         TokenVerifier(key),
     )
@@ -166,7 +162,9 @@ class PartnerInterface:
         from plantwire_platform import partner_webhooks as webhooks
 
         ctx = self.ctx
-        route = type("LimitedRoute", (LimitedRoute,), {"max_body": ctx.max_body})
+        route = type(
+            "LimitedRoute", (LimitedRoute,), {"max_body": ctx.settings.partner_max_body_bytes}
+        )
         top = APIRouter(responses=ERRORS)
         authed = APIRouter(
             prefix="/partner/v1", dependencies=[Depends(_authenticated(ctx))], route_class=route

@@ -19,8 +19,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from plantwire_platform.partner_api import PartnerError
 from plantwire_platform.partner_feed import snapshot
+from plantwire_platform.partner_grants import effective_status, inactive_reason
 from plantwire_platform.partner_tokens import Caller
-from plantwire_platform.partner_webhooks import ACTION, STOP_REASON, sign, stop, target_problem
+from plantwire_platform.partner_webhooks import ACTION, sign, stop, target_problem
 
 if TYPE_CHECKING:
     from plantwire_platform.partner_api import Context
@@ -62,16 +63,15 @@ UPDATE partner_webhook SET checked_values = %(values)s, event_seq = event_seq + 
 WHERE id = %(id)s AND status = 'active'
 """
 
-_CLAIM_DELIVERY = """
+_CLAIM_DELIVERY = f"""
 UPDATE partner_webhook w SET lease_until = now() + make_interval(secs => %(lease)s)
 FROM partner_grant g, partner_client c
-WHERE w.id = (SELECT id FROM partner_webhook WHERE status = 'active' AND pending IS NOT NULL
-              AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until < now())
-              ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+WHERE w.id IN (SELECT id FROM partner_webhook WHERE status = 'active' AND pending IS NOT NULL
+               AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until < now())
+               ORDER BY next_attempt_at LIMIT %(most)s FOR UPDATE SKIP LOCKED)
   AND g.id = w.grant_id AND c.id = w.client_id
 RETURNING w.id, w.url, w.secret, w.pending, w.event_seq, w.attempts,
-          CASE WHEN g.status IN ('approved', 'active') AND g.expires_at <= now() THEN 'expired'
-               ELSE g.status END,
+          {effective_status("g")},
           g.supplier_id, g.partner_id, g.dataset_id, g.id, w.client_id, c.role
 """
 
@@ -140,17 +140,13 @@ async def check(ctx: Context, pool: AsyncConnectionPool) -> None:
 
 
 async def deliver(ctx: Context, pool: AsyncConnectionPool, most: int = 50) -> None:
-    """Deliver pending payloads that are due, concurrently, each claimed just before it goes."""
+    """Deliver up to ``most`` pending payloads that are due, concurrently (claimed together in
+    one statement, each under a lease)."""
     lease = ctx.settings.webhook_timeout_s + 30
-    sending: list[asyncio.Task[None]] = []
-    for _ in range(most):
-        async with pool.connection() as conn:
-            cur = await conn.execute(_CLAIM_DELIVERY, {"lease": lease})
-            row = await cur.fetchone()
-        if row is None:
-            break
-        sending.append(asyncio.create_task(_attempt(ctx, pool, row)))
-    await asyncio.gather(*sending)
+    async with pool.connection() as conn:
+        cur = await conn.execute(_CLAIM_DELIVERY, {"lease": lease, "most": most})
+        rows = await cur.fetchall()
+    await asyncio.gather(*(_attempt(ctx, pool, row) for row in rows))
 
 
 async def _attempt(ctx: Context, pool: AsyncConnectionPool, row: tuple[Any, ...]) -> None:
@@ -166,7 +162,7 @@ async def _attempt(ctx: Context, pool: AsyncConnectionPool, row: tuple[Any, ...]
         "action": ACTION,
     }
     if grant_status != "active":
-        reason = STOP_REASON.get(grant_status, "no_grant")
+        reason = inactive_reason(grant_status)
         with contextlib.suppress(PartnerError):
             await ctx.audited(caller, **entry, outcome="denied", reason=reason, status=403)
         async with pool.connection() as conn:

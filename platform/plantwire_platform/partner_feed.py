@@ -127,9 +127,10 @@ async def read(
 
 
 async def indicator_values(
-    ctx: Context, allowed: access.Access, lo: datetime, hi: datetime
+    ctx: Context, allowed: access.Access, lo: datetime, hi: datetime, reuse: bool = True
 ) -> list[rsp.Indicator]:
-    """The supplier's indicators over [lo, hi), reused while its data versions hold."""
+    """The supplier's indicators over [lo, hi), reused while its data versions hold (not kept
+    without ``reuse``: a window ending at this very moment is never asked for again)."""
     supplier, thresholds = allowed.dataset.enterprise_id, Thresholds()
 
     async def compute() -> list[rsp.Indicator]:
@@ -137,6 +138,8 @@ async def indicator_values(
             result = await ind.enterprise_indicators(conn, supplier, lo, hi, thresholds)
         return rsp.enterprise_indicators(result)
 
+    if not reuse:
+        return await compute()
     key = (supplier, lo, hi, FORMULA_VERSION, thresholds, allowed.versions)
     values: list[rsp.Indicator] = await ctx.cache.get(key, hi, compute)
     return values
@@ -163,7 +166,7 @@ async def snapshot(
         a, b = allowed.start or begin, allowed.end or end
         if a >= b:
             return (begin, end, []), 0
-        values = await indicator_values(ctx, allowed, a, b)
+        values = await indicator_values(ctx, allowed, a, b, reuse=b < end)
         return (a, b, values), len(values)
 
     allowed, (a, b, values) = await read(

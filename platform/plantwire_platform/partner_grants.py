@@ -116,11 +116,24 @@ def decide(candidates: list[Candidate], purpose: str) -> tuple[int | None, Reaso
     return None, "no_grant"
 
 
+def inactive_reason(status: str) -> Reason:
+    """The reason code of a call through a grant that is not active (in ``status``)."""
+    return "revoked" if status == "revoked" else "expired" if status == "expired" else "no_grant"
+
+
+def effective_status(alias: str = "") -> str:
+    """SQL: the status of grant row ``alias``, 'expired' for an approved or active grant past
+    its ``expires_at`` (never stored)."""
+    g = f"{alias}." if alias else ""
+    return (
+        f"CASE WHEN {g}status IN ('approved', 'active') AND {g}expires_at <= now()"
+        f" THEN 'expired' ELSE {g}status END"
+    )
+
+
 _GRANT_COLUMNS = (
     "id, dataset_id, supplier_id, partner_id, purpose, site_ids, equipment_ids, fields,"
-    " window_start, window_end, granularity,"
-    " CASE WHEN status IN ('approved', 'active') AND expires_at <= now() THEN 'expired'"
-    " ELSE status END, expires_at"
+    f" window_start, window_end, granularity, {effective_status()}, expires_at"
 )
 
 

@@ -84,11 +84,6 @@ def issue_token(caller: Caller, key: str, ttl_s: int, now: datetime | None = Non
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def verify_token(token: str, key: str) -> Caller:
-    """The caller a token speaks for; :class:`TokenError` if it is not valid now."""
-    return _decode(token, key)[0]
-
-
 def _decode(token: str, key: str) -> tuple[Caller, float]:
     try:
         claims = jwt.decode(
@@ -109,10 +104,10 @@ def _decode(token: str, key: str) -> tuple[Caller, float]:
 
 
 class TokenVerifier:
-    """:func:`verify_token` that remembers the tokens it accepted until they expire, so a
-    client's signature is checked once per token rather than once per call. A token carries no
-    data rights (those are read from the database on every call), so remembering it changes
-    nothing but the cost. At most ``size`` tokens are kept."""
+    """Checks tokens (signature, audience, expiry, claims) and remembers those it accepted
+    until they expire, so a client's signature is checked once per token rather than once per
+    call. A token carries no data rights (those are read from the database on every call), so
+    remembering it changes nothing but the cost. At most ``size`` tokens are kept."""
 
     def __init__(
         self, key: str, size: int = 10_000, clock: Callable[[], float] = time.time

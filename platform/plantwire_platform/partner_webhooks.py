@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from plantwire_platform.partner_api import Context
 
 ACTION = "data.indicators.webhook"
-STOP_REASON = {"revoked": "revoked", "expired": "expired"}  # other grant states: no_grant
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -164,7 +163,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
         }
         reason = None
         if g.status != "active":
-            reason = STOP_REASON.get(g.status, "no_grant")
+            reason = grants.inactive_reason(g.status)
         elif since and g.window_start and since < g.window_start:
             reason = "out_of_scope"
         if reason is not None:

@@ -8,8 +8,7 @@
 -- at. A missing row reads as version 0.
 CREATE TABLE partner_data_version (
     enterprise_id  bigint PRIMARY KEY,          -- 0: the registry
-    version        bigint NOT NULL DEFAULT 1,
-    changed_at     timestamptz NOT NULL DEFAULT now()
+    version        bigint NOT NULL DEFAULT 1
 );
 INSERT INTO partner_data_version (enterprise_id) VALUES (0);
 
@@ -18,7 +17,7 @@ INSERT INTO partner_data_version (enterprise_id) VALUES (0);
 CREATE FUNCTION partner_data_changed(ids bigint[]) RETURNS void LANGUAGE sql AS $$
     INSERT INTO partner_data_version AS v (enterprise_id)
     SELECT DISTINCT e FROM unnest(ids) AS e WHERE e IS NOT NULL ORDER BY e
-    ON CONFLICT (enterprise_id) DO UPDATE SET version = v.version + 1, changed_at = now()
+    ON CONFLICT (enterprise_id) DO UPDATE SET version = v.version + 1
 $$;
 
 -- State samples: one look-up per series in the statement, not per sample.
@@ -57,17 +56,14 @@ CREATE TRIGGER partner_sessions_deleted AFTER DELETE ON connectivity_session
     EXECUTE FUNCTION partner_sessions_changed();
 
 -- A series moved to other equipment changes whose samples count (births touch series often:
--- only a changed equipment_id counts).
+-- the trigger fires only for a changed equipment_id).
 CREATE FUNCTION partner_series_moved() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.id = o.id
-               WHERE n.equipment_id IS DISTINCT FROM o.equipment_id) THEN
-        PERFORM partner_data_changed(ARRAY[0::bigint]);
-    END IF;
+    PERFORM partner_data_changed(ARRAY[0::bigint]);
     RETURN NULL;
 END $$;
-CREATE TRIGGER partner_series_moved AFTER UPDATE ON series
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
+CREATE TRIGGER partner_series_moved AFTER UPDATE OF equipment_id ON series
+    FOR EACH ROW WHEN (OLD.equipment_id IS DISTINCT FROM NEW.equipment_id)
     EXECUTE FUNCTION partner_series_moved();
 
 -- The registry changes rarely: any statement on these tables raises the shared counter.
