@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 
 class SimClock:
@@ -31,6 +32,16 @@ class SimClock:
         """Wall time (epoch seconds) at which simulated time was ``start_ms``."""
         self.catch_up = catch_up and speed > 1 and start_ms < self.wall0 * 1000
         """Simulated time stops running ahead once it has reached the wall clock."""
+
+    def state(self) -> dict[str, Any]:
+        """What another process needs to run a clock in step with this one (JSON-ready)."""
+        return {"start_ms": self.start_ms, "speed": self.speed, "wall0": self.wall0,
+                "catch_up": self.catch_up}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> SimClock:
+        """A clock in step with the one whose :meth:`state` this is (same wall clock)."""
+        return cls(state["start_ms"], state["speed"], state["wall0"], state["catch_up"])
 
     def now_ms(self) -> int:
         """Simulated time now."""

@@ -73,8 +73,7 @@ def status(factory: Factory) -> dict[str, Any]:
         "sim_time": iso_ms(now),
         "speed": factory.clock.speed,
         # enough to run a clock in step with this one elsewhere (e.g. an edge gateway's)
-        "clock": {"start_ms": factory.clock.start_ms, "speed": factory.clock.speed,
-                  "wall0": factory.clock.wall0, "catch_up": factory.clock.catch_up},
+        "clock": factory.clock.state(),
         "lag_s": round(factory.lag_s, 3),
         "finished": factory.finished.is_set(),
         "truth_records": factory.truth.count,

@@ -104,10 +104,6 @@ class EnterpriseTruth:
     processes: tuple[ProcessTruth, ...]
     machines: dict[str, MachineTime] = field(default_factory=dict)
 
-    @property
-    def key_processes(self) -> int:
-        return len(self.processes)
-
     def rate(self, name: str) -> tuple[float, float]:
         """(numerator, denominator) of an indicator, by its API name."""
         ps = self.processes
@@ -133,7 +129,7 @@ class EnterpriseTruth:
         return num / den if den > 0 else None
 
     def oee(self, machine: str) -> Oee:
-        return machine_oee(self.machines[machine])
+        return pooled_oee([self.machines[machine]])
 
     def line_oee(self) -> dict[str, Oee]:
         by_line: dict[str, list[MachineTime]] = defaultdict(list)
@@ -144,10 +140,6 @@ class EnterpriseTruth:
 
 INDICATORS = ("nc_rate_declared", "nc_rate_verified", "nc_rate_time_weighted", "coverage",
               "mdi_share", "networking_rate")
-
-
-def machine_oee(m: MachineTime) -> Oee:
-    return pooled_oee([m])
 
 
 def pooled_oee(machines: Sequence[MachineTime]) -> Oee:
@@ -219,6 +211,7 @@ def expected(
     spans = intervals(records, end_ms)
     down = interface_down(scenario, records)
     made = parts(records, start_ms, end_ms)
+    by_code = {m.code: m for _, _, m in scenario.machines()}
     out = {}
     for e in scenario.enterprises:
         machines: dict[str, MachineTime] = {}
@@ -231,15 +224,11 @@ def expected(
                                                  made.get(m.code, (0, 0)))
         verdicts = [
             _process(p.code, p.equipment, [machines[c] for c in p.equipment],
-                     [_machine(scenario, c) for c in p.equipment], thresholds)
+                     [by_code[c] for c in p.equipment], thresholds)
             for site in e.sites for line in site.lines for p in line.processes if p.is_key
         ]
         out[e.code] = EnterpriseTruth(e.code, tuple(verdicts), machines)
     return out
-
-
-def _machine(scenario: Scenario, code: str) -> Machine:
-    return next(m for _, _, m in scenario.machines() if m.code == code)
 
 
 def _machine_time(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from plantwire_bus.state import EXECUTION_METRIC, MODE_METRIC, Execution
+from plantwire_bus.state import EXECUTION_METRIC, GOOD_COUNT_METRIC, MODE_METRIC, Execution
 
 from .native import (
     EXECUTION_CODE,
@@ -40,7 +40,7 @@ TAGS: tuple[TagSpec, ...] = (
             core=True),
     TagSpec("state.status", int, EXECUTION_METRIC, "String", map="plantwire/ExecutionCode",
             core=True),
-    TagSpec("counts.good", int, "Production/GoodCount", "UInt32", core=True),
+    TagSpec("counts.good", int, GOOD_COUNT_METRIC, "UInt32", core=True),
     TagSpec("counts.scrap", int, "Production/ScrapCount", "UInt32", core=True),
     TagSpec("operator", str, "Operator/Id", "String"),
     TagSpec("order", str, "Production/WorkOrder", "String"),

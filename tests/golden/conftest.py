@@ -18,7 +18,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -75,8 +75,6 @@ class Report:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # "chains/EDRIVE" -> report
     truth_path: Path | None = None
     wall_s: dict[str, float] = field(default_factory=dict)
-    lag_s: float = 0.0
-    samples: int = 0
     dead_letters: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -92,8 +90,7 @@ class Simulation:
     @property
     def clock(self) -> SimClock:
         """A clock in step with the simulator's (same formula, same wall clock)."""
-        c = self.status["clock"]
-        return SimClock(c["start_ms"], c["speed"], c["wall0"], c["catch_up"])
+        return SimClock.from_state(self.status["clock"])
 
     def where(self, protocol: str) -> dict[str, dict[str, Any]]:
         return {
@@ -233,7 +230,6 @@ async def run_plant(
             server.should_exit = True
     report.truth_path = workdir / "truth.jsonl"
     report.wall_s = {k: round(v, 1) for k, v in wall.items()}
-    report.samples = ingest.stats.samples_written
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         cur = await conn.execute("SELECT reason, left(detail, 200) FROM dead_letter")
         report.dead_letters = [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
@@ -314,9 +310,6 @@ class Comparison:
             for what, got, want, tol in self.rows
             if not _close(got, want, tol)
         ]
-
-    def __iter__(self) -> Iterator[tuple[str, float | None, float | None, float]]:
-        return iter(self.rows)
 
 
 def _close(got: float | None, want: float | None, tolerance: float) -> bool:

@@ -115,7 +115,7 @@ async def test_control_port_and_cli_inject_faults() -> None:
             status = await request("127.0.0.1", port, {"op": "status"})
             assert status["ok"] and status["speed"] == 1.0
             clock = status["clock"]  # enough for a gateway elsewhere to keep the same time
-            twin = SimClock(clock["start_ms"], clock["speed"], clock["wall0"], clock["catch_up"])
+            twin = SimClock.from_state(clock)
             assert abs(twin.now_ms() - factory.clock.now_ms()) < 1000
             assert status["machines"]["LEG-09"]["protocol"] == "modbus"
             assert "malformed" not in status["machines"]["LEG-09"]["applicable"]
