@@ -26,10 +26,11 @@ import httpx
 import psycopg
 
 from plantwire_bus.mosquitto import free_port
-from plantwire_platform import services, usage_rollup
-from plantwire_platform.api import api_server
+from plantwire_platform import services
 from plantwire_platform.database import migrate
-from plantwire_platform.registry import import_scenario
+from plantwire_platform.indicators import usage as usage_rollup
+from plantwire_platform.registry.store import import_scenario
+from plantwire_platform.server import api_server
 from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.scenario import Machine, Scenario, load_scenario
 

@@ -49,7 +49,7 @@ from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.topics import MessageType, Topic, state_topic
 from plantwire_platform import services
 from plantwire_platform.database import migrate
-from plantwire_platform.partitions import pack
+from plantwire_platform.storage.partitions import pack
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = 100

@@ -43,9 +43,9 @@ import psycopg
 from plantwire_bus.mosquitto import free_port
 from plantwire_platform import services
 from plantwire_platform.database import migrate
-from plantwire_platform.partner_audit import verify
-from plantwire_platform.partner_tokens import create_client
-from plantwire_platform.registry import import_scenario
+from plantwire_platform.partner.audit import verify
+from plantwire_platform.partner.tokens import create_client
+from plantwire_platform.registry.store import import_scenario
 from plantwire_sim.scenario import parse_scenario
 
 T0 = datetime(2026, 10, 5, 10, 0, tzinfo=UTC)

@@ -3,8 +3,8 @@
 A :class:`Batcher` takes items from any number of callers; each caller waits for its own
 result. Items that arrive while one batch is on the database go in the next one, so concurrent
 requests share round trips and commits instead of queueing for them one by one. The partner
-API's access decisions (:class:`~plantwire_platform.partner_access.Decider`) and audit appends
-(:class:`~plantwire_platform.partner_audit.AuditWriter`) are batchers.
+API's access decisions (:class:`~plantwire_platform.partner.access.Decider`) and audit appends
+(:class:`~plantwire_platform.partner.audit.AuditWriter`) are batchers.
 """
 
 from __future__ import annotations

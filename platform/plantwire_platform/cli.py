@@ -121,7 +121,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def _seed(args: argparse.Namespace) -> int:
     import psycopg
 
-    from plantwire_platform.registry import import_scenario
+    from plantwire_platform.registry.store import import_scenario
     from plantwire_sim.scenario import ScenarioError, load_scenario
 
     settings = _settings(args)
@@ -146,7 +146,7 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from plantwire_platform.ingest import IngestWorker
+    from plantwire_platform.ingest.worker import IngestWorker
 
     settings = _settings(args)
     if settings is None:
@@ -159,7 +159,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from plantwire_platform.api import create_app
+    from plantwire_platform.server import create_app
 
     settings = _settings(args)
     if settings is None:
@@ -178,7 +178,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     import psycopg
 
-    from plantwire_platform.partner_audit import verify
+    from plantwire_platform.partner.audit import verify
 
     settings = _settings(args)
     if settings is None:
@@ -199,7 +199,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _partner_client(args: argparse.Namespace) -> int:
     import psycopg
 
-    from plantwire_platform.partner_tokens import create_client
+    from plantwire_platform.partner.tokens import create_client
 
     settings = _settings(args)
     if settings is None:

@@ -36,7 +36,7 @@ def migrations() -> list[Migration]:
 async def migrate(database_url: str) -> list[int]:
     """Apply the migrations the database lacks, then create the sample partitions of the
     coming days; returns the versions applied."""
-    from plantwire_platform.partitions import maintain
+    from plantwire_platform.storage.partitions import maintain
 
     applied: list[int] = []
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:

@@ -168,7 +168,7 @@ async def run_demo(
 
     from plantwire_platform import services
     from plantwire_platform.database import migrate
-    from plantwire_platform.registry import import_scenario
+    from plantwire_platform.registry.store import import_scenario
 
     progress = Progress(6)
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
@@ -228,8 +228,8 @@ async def _components(
     """Start every component; with ``speed`` > 1 the simulation replays the last ``hours``."""
     from plantwire_edge.config import EdgeConfig
     from plantwire_edge.gateway import Gateway
-    from plantwire_platform.api import api_server
-    from plantwire_platform.ingest import IngestWorker
+    from plantwire_platform.ingest.worker import IngestWorker
+    from plantwire_platform.server import api_server
     from plantwire_platform.settings import PlatformSettings
     from plantwire_sim.factory import run_factory
     from plantwire_sim.placement import PROTOCOLS

@@ -18,9 +18,9 @@ import pytest
 from plantwire_bus.mosquitto import free_port
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.gateway import Gateway
-from plantwire_platform.api import api_server
-from plantwire_platform.ingest import IngestWorker
-from plantwire_platform.registry import import_scenario
+from plantwire_platform.ingest.worker import IngestWorker
+from plantwire_platform.registry.store import import_scenario
+from plantwire_platform.server import api_server
 from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.gateway_config import gateway_config
 from plantwire_sim.opcua_server import Fleet, run_fleet

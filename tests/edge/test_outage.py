@@ -31,7 +31,7 @@ import psycopg
 from asyncua import ua
 
 from plantwire_bus.mosquitto import MosquittoProcess, free_port, start_mosquitto
-from plantwire_platform.ingest import IngestWorker
+from plantwire_platform.ingest.worker import IngestWorker
 from plantwire_platform.settings import PlatformSettings
 
 from .conftest import UaServer, http_get, ua_server

@@ -18,9 +18,9 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from plantwire_platform.api import create_app
-from plantwire_platform.partner_tokens import Caller, issue_token
-from plantwire_platform.registry import import_scenario
+from plantwire_platform.partner.tokens import Caller, issue_token
+from plantwire_platform.registry.store import import_scenario
+from plantwire_platform.server import create_app
 from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.scenario import parse_scenario
 

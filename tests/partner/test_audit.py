@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from plantwire_platform import partner_audit as audit
+from plantwire_platform.partner import audit
 from tests.partner.conftest import World, grant
 
 

@@ -12,8 +12,8 @@ import httpx
 import jwt
 import psycopg
 
-from plantwire_platform.api import create_app
-from plantwire_platform.partner_tokens import AUDIENCE, Caller, issue_token
+from plantwire_platform.partner.tokens import AUDIENCE, Caller, issue_token
+from plantwire_platform.server import create_app
 from tests.partner.conftest import KEY, T0, World, grant, settings
 
 

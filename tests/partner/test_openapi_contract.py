@@ -28,8 +28,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from plantwire_bus.mosquitto import free_port
-from plantwire_platform.api import api_server
-from plantwire_platform.partner_tokens import Caller, issue_token
+from plantwire_platform.partner.tokens import Caller, issue_token
+from plantwire_platform.server import api_server
 from tests.partner.conftest import CALLERS, KEY, T0, seed, settings
 
 Case = GenericCase[Any]

@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from plantwire_platform.partner_audit import GENESIS, chain_hash
-from plantwire_platform.partner_catalog import Dataset
-from plantwire_platform.partner_data import IndicatorCache, decode_cursor, encode_cursor
-from plantwire_platform.partner_grants import Candidate, GrantRequest, decide, request_refusal
-from plantwire_platform.partner_limits import RateLimiter
-from plantwire_platform.partner_tokens import (
+from plantwire_platform.partner.audit import GENESIS, chain_hash
+from plantwire_platform.partner.catalog import Dataset
+from plantwire_platform.partner.data import IndicatorCache, decode_cursor, encode_cursor
+from plantwire_platform.partner.grants import Candidate, GrantRequest, decide, request_refusal
+from plantwire_platform.partner.limits import RateLimiter
+from plantwire_platform.partner.tokens import (
     Caller,
     TokenError,
     TokenVerifier,
@@ -26,7 +26,7 @@ from plantwire_platform.partner_tokens import (
     issue_token,
     secret_matches,
 )
-from plantwire_platform.partner_webhooks import sign, target_problem
+from plantwire_platform.partner.webhooks import sign, target_problem
 from plantwire_platform.settings import PlatformSettings
 
 EXPIRES = datetime(2030, 1, 1, tzinfo=UTC)

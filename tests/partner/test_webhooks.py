@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from plantwire_platform import partner_audit as audit
+from plantwire_platform.partner import audit
 from tests.partner.conftest import T0, World, grant, serving
 
 START = (T0 - timedelta(hours=1)).isoformat()

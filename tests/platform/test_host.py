@@ -10,8 +10,8 @@ import pytest
 
 from plantwire_bus.payload import DataType, Metric, Payload, PayloadError, encode_payload
 from plantwire_bus.topics import MessageType
-from plantwire_platform.batch import BOOL, NUM, TEXT, Batch, Problems, row_prefix
-from plantwire_platform.host import (
+from plantwire_platform.ingest.batch import BOOL, NUM, TEXT, Batch, Problems, row_prefix
+from plantwire_platform.ingest.host import (
     EVENT,
     STATE,
     TRANSIENT,

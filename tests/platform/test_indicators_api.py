@@ -15,8 +15,8 @@ import httpx
 import psycopg
 import pytest
 
-from plantwire_platform.api import create_app
-from plantwire_platform.registry import import_scenario
+from plantwire_platform.registry.store import import_scenario
+from plantwire_platform.server import create_app
 from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.scenario import parse_scenario
 

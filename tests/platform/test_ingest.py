@@ -16,7 +16,7 @@ import pytest
 from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
 from plantwire_bus.payload import DataType, Metric, Payload, decode_payload, encode_payload
 from plantwire_bus.topics import MessageType, Topic, decode_state, state_topic
-from plantwire_platform.ingest import IngestWorker
+from plantwire_platform.ingest.worker import IngestWorker
 from plantwire_platform.settings import PlatformSettings
 
 WorkerFactory = Callable[..., AbstractAsyncContextManager[IngestWorker]]
@@ -324,7 +324,7 @@ async def test_an_unexpected_error_is_a_dead_letter_without_partial_rows(
     """A bug met halfway through a message (here: a failure injected after its first row)
     keeps none of its rows, stores it as an ``internal_error`` dead letter and leaves the
     worker taking the next message."""
-    from plantwire_platform import batch as batch_module
+    from plantwire_platform.ingest import batch as batch_module
 
     real_add_num = batch_module.Batch.add_num
 
@@ -373,7 +373,7 @@ async def test_state_announce_failing_during_an_outage_is_logged_not_lost(
             raise ConnectionError("broker gone again")
 
     worker = IngestWorker(PlatformSettings(database_url="postgresql:///unused"))
-    caplog.set_level("INFO", logger="plantwire_platform.ingest")
+    caplog.set_level("INFO", logger="plantwire_platform.ingest.worker")
     worker._announce(DroppingClient())  # type: ignore[arg-type]
     await asyncio.sleep(0.05)
     assert "STATE online not published: broker gone again" in caplog.text

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
 from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.sparkplug_b_pb2 import Payload as PbPayload
-from plantwire_platform.ingest import IngestWorker
+from plantwire_platform.ingest.worker import IngestWorker
 from plantwire_platform.settings import PlatformSettings
 
 NOW = time.time_ns() // 1_000_000

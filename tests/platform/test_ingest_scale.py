@@ -13,7 +13,7 @@ import psycopg
 from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
 from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.topics import MessageType, Topic
-from plantwire_platform.ingest import IngestWorker
+from plantwire_platform.ingest.worker import IngestWorker
 from plantwire_platform.settings import PlatformSettings
 
 NODES, DEVICES, MESSAGES, METRICS = 3, 3, 30, 10

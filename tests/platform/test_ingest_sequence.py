@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plantwire_platform.sequence import Ledger, merge, replay, reset
+from plantwire_platform.ingest.sequence import Ledger, merge, replay, reset
 
 B = 1_000  # a birth timestamp
 

@@ -13,12 +13,12 @@ import pytest
 
 from plantwire_bus.mqtt import Message
 from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
-from plantwire_platform.batch import Batch
-from plantwire_platform.catalog import Catalog
-from plantwire_platform.intake import IngestStats, Intake
-from plantwire_platform.monitoring import IngestMetrics
+from plantwire_platform.ingest.batch import Batch
+from plantwire_platform.ingest.intake import IngestStats, Intake
+from plantwire_platform.ingest.metrics import IngestMetrics
+from plantwire_platform.ingest.shared_state import SharedState
+from plantwire_platform.ingest.writer import BatchWriter
 from plantwire_platform.settings import PlatformSettings
-from plantwire_platform.writer import BatchWriter
 
 NOW = time.time_ns() // 1_000_000
 
@@ -37,9 +37,9 @@ async def workers(database_url: str) -> AsyncIterator[tuple[Worker, Worker]]:
     try:
         out = []
         for name, (control, data) in zip("ab", (conns[:2], conns[2:]), strict=True):
-            catalog = Catalog(control, name)
-            await catalog.start()
-            intake = Intake(catalog, settings, IngestMetrics(name), IngestStats())
+            shared = SharedState(control, name)
+            await shared.start()
+            intake = Intake(shared, settings, IngestMetrics(name), IngestStats())
             out.append(Worker(intake, BatchWriter(data, name), data))
         yield out[0], out[1]
     finally:
@@ -131,10 +131,10 @@ async def test_data_waits_for_a_birth_still_on_its_way(workers: tuple[Worker, Wo
 async def test_one_rebirth_request_between_workers(workers: tuple[Worker, Worker]) -> None:
     a, b = workers
     claims = [
-        await a.intake.catalog.claim_rebirth("G", "N", 30, "seq_gap"),
-        await b.intake.catalog.claim_rebirth("G", "N", 30, "seq_gap"),
-        await a.intake.catalog.claim_rebirth("G", "N", 30, "unknown_metric"),
-        await b.intake.catalog.claim_rebirth("G", "OTHER", 30, "no_node_birth"),
+        await a.intake.state.claim_rebirth("G", "N", 30, "seq_gap"),
+        await b.intake.state.claim_rebirth("G", "N", 30, "seq_gap"),
+        await a.intake.state.claim_rebirth("G", "N", 30, "unknown_metric"),
+        await b.intake.state.claim_rebirth("G", "OTHER", 30, "no_node_birth"),
     ]
     assert claims == [True, False, False, True]
     assert await rows(a, "SELECT count(*) FROM event WHERE kind = 'rebirth_request'") == [(2,)]
@@ -149,9 +149,9 @@ async def test_seq_ledger_merged_from_two_workers(workers: tuple[Worker, Worker]
     node_birth = NOW - 1000
     a_saw = [(node_birth, 0, True)] + [(node_birth, s, False) for s in (1, 3, 5)]
     b_saw = [(node_birth, s, False) for s in (2, 4, 6)]
-    assert await a.intake.catalog.merge_seqs({("G", "N"): a_saw}, 30) == []
-    assert await b.intake.catalog.merge_seqs({("G", "N"): b_saw}, 30) == []
+    assert await a.intake.state.merge_seqs({("G", "N"): a_saw}, 30) == []
+    assert await b.intake.state.merge_seqs({("G", "N"): b_saw}, 30) == []
     assert await rows(a, "SELECT seq_expected, seq_gaps FROM sparkplug_node") == [(7, 0)]
     gap = [(node_birth, 9, False)]  # 7 and 8 never come
-    assert await a.intake.catalog.merge_seqs({("G", "N"): gap}, 0) == [("G", "N")]
+    assert await a.intake.state.merge_seqs({("G", "N"): gap}, 0) == [("G", "N")]
     assert await rows(a, "SELECT seq_expected, seq_gaps FROM sparkplug_node") == [(10, 1)]

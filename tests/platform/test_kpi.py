@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from plantwire_platform.kpi import (
+from plantwire_platform.indicators.formulas import (
     EquipmentRef,
     ProcessRef,
     StatePoint,
@@ -174,7 +174,7 @@ def test_verdict_explains_why() -> None:
 def test_current_period_start(
     sessions: list[tuple[datetime, datetime | None]], expected: float
 ) -> None:
-    from plantwire_platform.indicators import current_period_start
+    from plantwire_platform.indicators.enterprise import current_period_start
 
     assert current_period_start(sessions, at(0), at(100)) == at(expected)
 
@@ -212,7 +212,7 @@ def test_oee(
     q: float | None,
     total: float | None,
 ) -> None:
-    from plantwire_platform.kpi import oee
+    from plantwire_platform.indicators.formulas import oee
 
     result = oee(*args)
     assert (result.availability, result.performance, result.quality) == (
@@ -231,7 +231,7 @@ def test_oee(
     [([], 0), ([5], 0), ([5, 6, 9], 4), ([100, 102, 3, 5], 2 + 3 + 2), ([7, 7, 7], 0)],
 )
 def test_counter_increase(values: list[float], increase: float) -> None:
-    from plantwire_platform.kpi import counter_increase
+    from plantwire_platform.indicators.formulas import counter_increase
 
     assert counter_increase(values) == increase
 
@@ -240,7 +240,7 @@ def test_usage_by_hour_agrees_with_usage_in_window() -> None:
     """Two independent integrations of the same random timelines must agree hour by hour."""
     import random
 
-    from plantwire_platform.kpi import usage_by_hour
+    from plantwire_platform.indicators.formulas import usage_by_hour
 
     rng = random.Random(5)
     start = datetime(2026, 11, 2, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from plantwire_platform.registry import import_scenario
+from plantwire_platform.registry.store import import_scenario
 from plantwire_sim.scenario import load_scenario, parse_scenario
 
 CHAIN = """

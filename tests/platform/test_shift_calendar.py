@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from plantwire_platform.shift_calendar import (
+from plantwire_platform.indicators.shift_calendar import (
     ShiftCalendar,
     buckets,
     intersect,

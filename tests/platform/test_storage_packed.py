@@ -12,9 +12,8 @@ import psycopg
 
 from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.topics import MessageType
-from plantwire_platform.batch import Batch, Problems, ms_to_datetime
-from plantwire_platform.catalog import Catalog
-from plantwire_platform.host import (
+from plantwire_platform.ingest.batch import Batch, Problems, ms_to_datetime
+from plantwire_platform.ingest.host import (
     Generation,
     Route,
     TimeWindow,
@@ -22,8 +21,9 @@ from plantwire_platform.host import (
     parse_data,
     read_birth,
 )
-from plantwire_platform.partitions import maintain
-from plantwire_platform.writer import BatchWriter
+from plantwire_platform.ingest.shared_state import SharedState
+from plantwire_platform.ingest.writer import BatchWriter
+from plantwire_platform.storage.partitions import maintain
 
 DAY = 86_400_000
 NOW = time.time_ns() // 1_000_000
@@ -55,8 +55,8 @@ async def test_packed_days_read_back_merge_and_never_double(database_url: str) -
         await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn,
         await psycopg.AsyncConnection.connect(database_url, autocommit=True) as control,
     ):
-        catalog = Catalog(control, "t")
-        await catalog.start()
+        shared = SharedState(control, "t")
+        await shared.start()
         birth = read_birth(
             Route(MessageType.DBIRTH, "G", "N", "D"),
             Payload(
@@ -68,7 +68,7 @@ async def test_packed_days_read_back_merge_and_never_double(database_url: str) -
             ),
             NOW,
         )
-        gen = await catalog.store_birth(birth)
+        gen = await shared.store_birth(birth)
         sid = {a: gen.by_alias[a].series_id for a in (1, 2)}
         truth: dict[tuple[int, int], float] = {}
 

@@ -12,10 +12,10 @@ import psycopg
 
 from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.topics import MessageType
-from plantwire_platform.batch import Batch, Problems, ms_to_datetime
-from plantwire_platform.catalog import Catalog
-from plantwire_platform.host import Route, TimeWindow, decode_data, parse_data, read_birth
-from plantwire_platform.writer import BatchWriter
+from plantwire_platform.ingest.batch import Batch, Problems, ms_to_datetime
+from plantwire_platform.ingest.host import Route, TimeWindow, decode_data, parse_data, read_birth
+from plantwire_platform.ingest.shared_state import SharedState
+from plantwire_platform.ingest.writer import BatchWriter
 
 MINUTE = 60_000
 
@@ -90,12 +90,12 @@ async def test_rollups_match_the_samples_with_replays_and_late_data(database_url
         await psycopg.AsyncConnection.connect(database_url, autocommit=True) as control,
     ):
         await data.execute("UPDATE rollup_state SET closed_until = %s", (ms_to_datetime(start),))
-        catalog = Catalog(control, "t")
-        await catalog.start()
+        shared = SharedState(control, "t")
+        await shared.start()
         metrics = tuple(
             Metric(name=f"M{a}", alias=a, datatype=DataType.Double, value=0.0) for a in (1, 2, 3)
         )
-        gen = await catalog.store_birth(
+        gen = await shared.store_birth(
             read_birth(
                 Route(MessageType.DBIRTH, "G", "N", "D"),
                 Payload(timestamp=start - 1, metrics=metrics),

@@ -12,7 +12,7 @@ import pytest
 
 from plantwire_platform import services
 from plantwire_platform.database import migrate, migrations
-from plantwire_platform.partitions import Partition, maintain, partitions
+from plantwire_platform.storage.partitions import Partition, maintain, partitions
 
 
 def rows(url: str, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:

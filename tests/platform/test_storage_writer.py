@@ -1,4 +1,4 @@
-"""BatchWriter, catalog and state intervals against a real PostgreSQL."""
+"""BatchWriter, shared and state intervals against a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ import pytest
 
 from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.topics import MessageType
-from plantwire_platform.batch import Batch, DeadLetter, Problems, ms_to_datetime
-from plantwire_platform.catalog import Catalog, birth_samples
-from plantwire_platform.host import (
+from plantwire_platform.ingest.batch import Batch, DeadLetter, Problems, ms_to_datetime
+from plantwire_platform.ingest.host import (
     Generation,
     Route,
     TimeWindow,
@@ -25,7 +24,8 @@ from plantwire_platform.host import (
     read_birth,
     read_death,
 )
-from plantwire_platform.writer import BatchWriter
+from plantwire_platform.ingest.shared_state import SharedState, birth_samples
+from plantwire_platform.ingest.writer import BatchWriter
 
 NOW = time.time_ns() // 1_000_000
 WINDOW = TimeWindow.around(NOW)
@@ -35,7 +35,7 @@ MODES = ["AUTO", "MANUAL", "MDI", "SETUP"]
 @dataclass
 class Store:
     conn: psycopg.AsyncConnection[Any]
-    catalog: Catalog
+    shared: SharedState
     writer: BatchWriter
 
 
@@ -45,9 +45,9 @@ async def store(database_url: str) -> AsyncIterator[Store]:
         await psycopg.AsyncConnection.connect(database_url, autocommit=True) as data,
         await psycopg.AsyncConnection.connect(database_url, autocommit=True) as control,
     ):
-        catalog = Catalog(control, "test")
-        await catalog.start()
-        yield Store(data, catalog, BatchWriter(data, "test"))
+        shared = SharedState(control, "test")
+        await shared.start()
+        yield Store(data, shared, BatchWriter(data, "test"))
 
 
 async def born(store: Store, device: str = "D1") -> Generation:
@@ -60,7 +60,7 @@ async def born(store: Store, device: str = "D1") -> Generation:
         ),
         NOW,
     )
-    await store.catalog.store_birth(node)
+    await store.shared.store_birth(node)
     birth = read_birth(
         Route(MessageType.DBIRTH, "G", "N", device),
         Payload(
@@ -74,7 +74,7 @@ async def born(store: Store, device: str = "D1") -> Generation:
         ),
         NOW,
     )
-    return await store.catalog.store_birth(birth)
+    return await store.shared.store_birth(birth)
 
 
 def batch_of(gen: Generation, *metrics: Metric) -> Batch:
@@ -159,7 +159,7 @@ async def test_deaths_end_sessions_states_and_mark_stale(store: Store) -> None:
         Payload(metrics=(Metric(name="bdSeq", datatype=DataType.UInt64, value=0),)),
         NOW - 5000,
     )
-    assert not await store.catalog.record_death(stale_will)  # bdSeq 0: an older connection
+    assert not await store.shared.record_death(stale_will)  # bdSeq 0: an older connection
     assert (
         await scalar(
             store.conn, "SELECT count(*) FROM connectivity_session WHERE offline_at IS NULL"
@@ -171,7 +171,7 @@ async def test_deaths_end_sessions_states_and_mark_stale(store: Store) -> None:
         Payload(metrics=(Metric(name="bdSeq", datatype=DataType.UInt64, value=1),)),
         NOW - 5000,
     )
-    assert await store.catalog.record_death(will)
+    assert await store.shared.record_death(will)
     assert (
         await scalar(
             store.conn, "SELECT count(*) FROM connectivity_session WHERE offline_at IS NULL"

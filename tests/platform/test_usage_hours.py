@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plantwire_platform.kpi import HOUR
-from plantwire_platform.shift_calendar import Interval, merge
-from plantwire_platform.usage_rollup import covered_hours, subtract
+from plantwire_platform.indicators.formulas import HOUR
+from plantwire_platform.indicators.shift_calendar import Interval, merge
+from plantwire_platform.indicators.usage import covered_hours, subtract
 
 DAY0 = datetime(2026, 3, 2, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

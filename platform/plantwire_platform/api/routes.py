@@ -1,34 +1,29 @@
-"""The HTTP API (FastAPI): enterprises and their indicators. OpenAPI at ``/docs``."""
+"""``/api/v1``: the registry of enterprises and groups, and their indicators.
+
+Reads the registry (:mod:`plantwire_platform.registry`) and computes indicators
+(:mod:`plantwire_platform.indicators`); it imports nothing of the ingest or the partner
+interface.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import uvicorn
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from plantwire_platform import groups, partner_api, registry
-from plantwire_platform import indicators as ind
-from plantwire_platform import responses as rsp
-from plantwire_platform.groups import GroupKind
-from plantwire_platform.kpi import AUTO_SHARE_MIN, COVERAGE_MIN, Thresholds
-from plantwire_platform.responses import (
-    Enterprise,
-    Explanation,
-    Health,
-    Indicator,
-    IndicatorReport,
-)
-from plantwire_platform.settings import PlatformSettings
-from plantwire_platform.shift_calendar import buckets
+from plantwire_platform.api.schemas import Enterprise
+from plantwire_platform.indicators import enterprise as ind
+from plantwire_platform.indicators import report
+from plantwire_platform.indicators.formulas import AUTO_SHARE_MIN, COVERAGE_MIN, Thresholds
+from plantwire_platform.indicators.report import Explanation, Indicator, IndicatorReport
+from plantwire_platform.indicators.shift_calendar import buckets
+from plantwire_platform.registry import groups, store
+from plantwire_platform.registry.groups import GroupKind
 
 
 async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
@@ -41,65 +36,27 @@ async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
 Conn = Annotated[AsyncConnection[Any], Depends(connection)]
 
 
-def create_app(settings: PlatformSettings) -> FastAPI:
-    """The API application; it opens its connection pool when served."""
-    partner = partner_api.PartnerInterface(settings)
+def router() -> APIRouter:
+    """The routes of ``/api/v1``."""
+    router = APIRouter()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with (
-            AsyncConnectionPool(settings.database_url, min_size=1, max_size=8, open=False) as pool,
-            partner.running(),
-        ):
-            app.state.pool = pool
-            yield
-
-    app = FastAPI(
-        title="plantwire",
-        version="0.1.0",
-        summary="Verified NC rates and equipment telemetry of manufacturing enterprises.",
-        lifespan=lifespan,
-    )
-
-    app.include_router(partner.router())
-    partner_api.install_errors(app)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"error": _error_code(exc.status_code), "detail": exc.detail},
-            status_code=exc.status_code,
-        )
-
-    @app.get("/healthz", response_model=Health, tags=["operations"])
-    async def healthz(request: Request) -> JSONResponse:
-        try:
-            pool: AsyncConnectionPool = request.app.state.pool
-            async with pool.connection(timeout=2) as conn:
-                await conn.execute("SELECT 1")
-        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
-            return JSONResponse(
-                {"status": "unhealthy", "database": type(exc).__name__}, status_code=503
-            )
-        return JSONResponse({"status": "ok", "database": "ok"})
-
-    @app.get("/api/v1/enterprises", response_model=list[Enterprise], tags=["registry"])
+    @router.get("/api/v1/enterprises", response_model=list[Enterprise], tags=["registry"])
     async def list_enterprises(conn: Conn) -> list[dict[str, Any]]:
-        return await registry.list_enterprises(conn)
+        return await store.list_enterprises(conn)
 
-    @app.get(
+    @router.get(
         "/api/v1/enterprises/{enterprise_id}",
         tags=["registry"],
         responses={404: {"description": "no such enterprise"}},
     )
     async def enterprise(conn: Conn, enterprise_id: int) -> dict[str, Any]:
         """An enterprise with its sites, lines, process steps (key or not) and equipment."""
-        ent = await registry.get_enterprise(conn, enterprise_id)
+        ent = await store.get_enterprise(conn, enterprise_id)
         if ent is None:
             raise HTTPException(404, f"enterprise {enterprise_id} not found")
-        return {**ent, "sites": await registry.enterprise_tree(conn, enterprise_id)}
+        return {**ent, "sites": await store.enterprise_tree(conn, enterprise_id)}
 
-    @app.get(
+    @router.get(
         "/api/v1/enterprises/{enterprise_id}/indicators",
         response_model=IndicatorReport,
         response_model_exclude_none=True,
@@ -116,14 +73,14 @@ def create_app(settings: PlatformSettings) -> FastAPI:
         enterprise's equipment (re)connected if that is shorter. With ``bucket`` the window is
         also cut into local days, weeks or months of the enterprise's first site.
         """
-        ent = await registry.get_enterprise(conn, enterprise_id)
+        ent = await store.get_enterprise(conn, enterprise_id)
         if ent is None:
             raise HTTPException(404, f"enterprise {enterprise_id} not found")
         window = await _window(conn, [enterprise_id], q)
         subject = {"kind": "enterprise", **ent}
         return await _report(conn, subject, [enterprise_id], window, q, ent["timezone"])
 
-    @app.get(
+    @router.get(
         "/api/v1/enterprises/{enterprise_id}/indicators/explain",
         response_model=Explanation,
         tags=["indicators"],
@@ -134,22 +91,21 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     ) -> Explanation:
         """Why each key process counted or not (coverage, AUTO share of EXECUTING time), every
         piece of equipment's time and OEE, and each line's OEE."""
-        ent = await registry.get_enterprise(conn, enterprise_id)
+        ent = await store.get_enterprise(conn, enterprise_id)
         if ent is None:
             raise HTTPException(404, f"enterprise {enterprise_id} not found")
         window = await _window(conn, [enterprise_id], q)
         result = await ind.enterprise_indicators(
             conn, enterprise_id, window.start, window.end, q.thresholds, with_oee=True
         )
-        return rsp.explanation({"kind": "enterprise", **ent}, window, result)
+        return report.explanation({"kind": "enterprise", **ent}, window, result)
 
     for kind in ("chains", "parks", "regions"):
-        _group_routes(app, kind)
+        _group_routes(router, kind)
+    return router
 
-    return app
 
-
-def _group_routes(app: FastAPI, kind: GroupKind) -> None:
+def _group_routes(router: APIRouter, kind: GroupKind) -> None:
     singular = kind.removesuffix("s")
 
     async def listing(conn: Conn) -> list[dict[str, Any]]:
@@ -168,7 +124,7 @@ def _group_routes(app: FastAPI, kind: GroupKind) -> None:
             raise HTTPException(404, f"{singular} {group_id} not found")
         ids = await groups.members(conn, kind, group_id)
         window = await _window(conn, ids, q)
-        tz = await registry.timezone_of(conn, ids)
+        tz = await store.timezone_of(conn, ids)
         subject = {"kind": singular, **group}
         return await _report(conn, subject, ids, window, q, tz, request.app.state.pool)
 
@@ -177,8 +133,8 @@ def _group_routes(app: FastAPI, kind: GroupKind) -> None:
         "statistic) beside the pooled ratio and the number of enterprises counted; members lists "
         "each enterprise's own values."
     )
-    app.get(f"/api/v1/{kind}", tags=["registry"], summary=f"List {kind}")(listing)
-    app.get(
+    router.get(f"/api/v1/{kind}", tags=["registry"], summary=f"List {kind}")(listing)
+    router.get(
         f"/api/v1/{kind}/{{group_id}}/indicators",
         response_model=IndicatorReport,
         response_model_exclude_none=True,
@@ -213,19 +169,19 @@ class WindowQuery:
 MAX_BUCKETS = 400
 
 
-async def _window(conn: AsyncConnection[Any], ids: list[int], q: WindowQuery) -> rsp.Window:
+async def _window(conn: AsyncConnection[Any], ids: list[int], q: WindowQuery) -> report.Window:
     end = q.end or datetime.now(UTC)
     start = q.start or (await ind.default_window(conn, ids, end))[0]
     if start >= end:
         raise HTTPException(422, "'from' must be before 'to'")
-    return rsp.Window(start=start, end=end, defaulted=q.start is None and q.end is None)
+    return report.Window(start=start, end=end, defaulted=q.start is None and q.end is None)
 
 
 async def _report(
     conn: AsyncConnection[Any],
     subject: dict[str, Any],
     ids: list[int],
-    window: rsp.Window,
+    window: report.Window,
     q: WindowQuery,
     timezone: str,
     pool: AsyncConnectionPool | None = None,
@@ -236,7 +192,7 @@ async def _report(
         else:
             async with pool.connection() as own:
                 result = await ind.enterprise_indicators(own, eid, start, end, q.thresholds)
-        return rsp.enterprise_indicators(result)
+        return report.enterprise_indicators(result)
 
     async def values(start: datetime, end: datetime) -> tuple[list[Indicator], list[Any]]:
         # the members of a group are computed side by side, each on a connection of its own
@@ -244,12 +200,12 @@ async def _report(
         per = [({"id": eid}, items) for eid, items in zip(ids, computed, strict=True)]
         if subject["kind"] == "enterprise":
             return per[0][1], []
-        return rsp.group_indicators(per), per
+        return report.group_indicators(per), per
 
     headline, per = await values(window.start, window.end)
-    report = IndicatorReport(subject=subject, window=window, indicators=headline)
+    body = IndicatorReport(subject=subject, window=window, indicators=headline)
     if per:
-        report.members = [
+        body.members = [
             {**who, "indicators": [i.model_dump(exclude_none=True) for i in items]}
             for who, items in per
         ]
@@ -257,32 +213,13 @@ async def _report(
         cuts = buckets(window.start, window.end, q.bucket, timezone)
         if len(cuts) > MAX_BUCKETS:
             raise HTTPException(422, f"{len(cuts)} buckets; at most {MAX_BUCKETS} per request")
-        report.buckets = [
-            rsp.Bucket(start=a, end=b, indicators=(await values(a, b))[0]) for a, b in cuts
+        body.buckets = [
+            report.Bucket(start=a, end=b, indicators=(await values(a, b))[0]) for a, b in cuts
         ]
-    return report
-
-
-def api_server(settings: PlatformSettings) -> uvicorn.Server:
-    """A uvicorn server for the API that leaves signal handling to its caller.
-
-    Run it with ``await server.serve()``; stop it with ``server.should_exit = True``.
-    """
-
-    class Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    config = uvicorn.Config(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning"
-    )
-    return Server(config)
+    return body
 
 
 def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
-def _error_code(status: int) -> str:
-    return {404: "not_found", 422: "invalid_request", 503: "unavailable"}.get(status, "error")

@@ -1,11 +1,12 @@
 """Turns received Sparkplug messages into batches.
 
-Births and deaths go to the shared :class:`~plantwire_platform.catalog.Catalog` at once (other
-workers may be waiting for them); data is resolved against the alias book, which is refreshed
-from the catalog when a message cannot be resolved and at every batch. Under a shared
-subscription a data message whose birth was taken by another worker that has not stored it yet
-is parked (not acknowledged) for up to ``reorder_wait_ms`` and retried; after that, or at once
-with a subscription of its own, it becomes a dead letter and the node is asked for a rebirth.
+Births and deaths go to the :class:`~plantwire_platform.ingest.shared_state.SharedState` at
+once (other workers may be waiting for them); data is resolved against the alias book, which is
+refreshed from the shared state when a message cannot be resolved and at every batch. Under a
+shared subscription a data message whose birth was taken by another worker that has not stored
+it yet is parked (not acknowledged) for up to ``reorder_wait_ms`` and retried; after that, or
+at once with a subscription of its own, it becomes a dead letter and the node is asked for a
+rebirth.
 Nothing a message contains can make this raise: every failure is a dead letter (an
 unexpected error too, as ``internal_error``, with none of the message's rows kept).
 """
@@ -23,9 +24,8 @@ import psycopg
 from plantwire_bus.mqtt import Message
 from plantwire_bus.payload import PayloadError, decode_payload
 from plantwire_bus.topics import MessageType
-from plantwire_platform.batch import Batch, DeadLetter, Problems
-from plantwire_platform.catalog import Catalog, Key, birth_samples
-from plantwire_platform.host import (
+from plantwire_platform.ingest.batch import Batch, DeadLetter, Problems
+from plantwire_platform.ingest.host import (
     AliasBook,
     Generation,
     Route,
@@ -37,7 +37,8 @@ from plantwire_platform.host import (
     read_birth,
     read_death,
 )
-from plantwire_platform.monitoring import IngestMetrics
+from plantwire_platform.ingest.metrics import IngestMetrics
+from plantwire_platform.ingest.shared_state import Key, SharedState, birth_samples
 from plantwire_platform.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,12 @@ class Intake:
 
     def __init__(
         self,
-        catalog: Catalog,
+        state: SharedState,
         settings: PlatformSettings,
         metrics: IngestMetrics,
         stats: IngestStats,
     ) -> None:
-        self.catalog = catalog
+        self.state = state
         self.book = AliasBook()
         self.metrics = metrics
         self.stats = stats
@@ -90,7 +91,7 @@ class Intake:
     # -- the shared state ------------------------------------------------------------------
     async def refresh(self) -> int:
         """Apply births stored or ended by any worker since the last call."""
-        changes = await self.catalog.changes()
+        changes = await self.state.changes()
         for key, gen in changes:
             self.book.add(key, gen)
             self._misses.pop(key, None)
@@ -100,7 +101,7 @@ class Intake:
         now = time.monotonic()
         if now - self._misses.get(key, -1e9) < MISS_TTL_S:
             return
-        gens = await self.catalog.load(key)
+        gens = await self.state.load(key)
         for gen in gens:
             self.book.add(key, gen)
         if gens:
@@ -170,7 +171,7 @@ class Intake:
             await self._load((*node, ""))
             if not self.book.generations((*node, "")) and not self.shared:
                 batch.rebirths[node] = "no_node_birth"  # a DBIRTH must follow an NBIRTH
-        gen = await self.catalog.store_birth(birth)
+        gen = await self.state.store_birth(birth)
         key = (route.group_id, route.edge_node_id, route.device_id)
         self.book.add(key, gen)
         self._misses.pop(key, None)
@@ -196,7 +197,7 @@ class Intake:
     async def _death(self, message: Message, route: Route, batch: Batch) -> None:
         payload = decode_payload(message.payload)
         death = read_death(route, payload, now_ms())
-        current = await self.catalog.record_death(death)
+        current = await self.state.record_death(death)
         if current:
             self.book.mark_dead((route.group_id, route.edge_node_id, route.device_id), death.ts)
         if route.kind is MessageType.DDEATH and death.seq is not None:
@@ -229,7 +230,7 @@ class Intake:
                 return False
         if problems.unknown_names:
             batch.rebirths[(route.group_id, route.edge_node_id)] = "unknown_metric"
-        if gen.worker != self.catalog.worker:
+        if gen.worker != self.state.worker:
             self.stats.resolved_elsewhere += 1
         self._after_data(batch, route, gen, seq, pts)
         if problems:

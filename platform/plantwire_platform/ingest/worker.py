@@ -7,7 +7,7 @@ broker redelivers, and the sample tables' keys make the redelivery a no-op. With
 ``spec_strict`` it receives at QoS 0 in a clean session, as Sparkplug prescribes, instead.
 
 Two tasks form a pipeline: one takes messages into a batch (births and deaths are stored at
-once, see :mod:`plantwire_platform.intake`) while the other writes the previous batch,
+once, see :mod:`plantwire_platform.ingest.intake`) while the other writes the previous batch,
 acknowledges its messages and asks nodes for rebirths. Several workers with the same
 ``shared_group`` split the traffic through an MQTT v5 shared subscription.
 """
@@ -33,15 +33,15 @@ from plantwire_bus.topics import (
     state_topic,
     subscription,
 )
-from plantwire_platform.batch import Batch
-from plantwire_platform.catalog import Catalog
-from plantwire_platform.host import now_ms
-from plantwire_platform.intake import CONNECTION_ERRORS, IngestStats, Intake
-from plantwire_platform.monitoring import IngestMetrics, MetricsServer
-from plantwire_platform.partitions import maintain
-from plantwire_platform.sequence import SeqEntry
+from plantwire_platform.ingest.batch import Batch
+from plantwire_platform.ingest.host import now_ms
+from plantwire_platform.ingest.intake import CONNECTION_ERRORS, IngestStats, Intake
+from plantwire_platform.ingest.metrics import IngestMetrics, MetricsServer
+from plantwire_platform.ingest.sequence import SeqEntry
+from plantwire_platform.ingest.shared_state import SharedState
+from plantwire_platform.ingest.writer import BatchWriter
 from plantwire_platform.settings import PlatformSettings
-from plantwire_platform.writer import BatchWriter
+from plantwire_platform.storage.partitions import maintain
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,9 @@ class IngestWorker:
                 await psycopg.AsyncConnection.connect(url, autocommit=True) as data,
                 await psycopg.AsyncConnection.connect(url, autocommit=True) as control,
             ):
-                catalog = Catalog(control, self.client_id)
-                await catalog.start()
-                intake = Intake(catalog, settings, self.metrics, self.stats)
+                shared = SharedState(control, self.client_id)
+                await shared.start()
+                intake = Intake(shared, settings, self.metrics, self.stats)
                 writer = BatchWriter(data, self.client_id, settings.pack_after_days)
                 await self._online(client, stop, intake, writer)
         finally:
@@ -274,7 +274,7 @@ class IngestWorker:
         self, client: MqttClient, intake: Intake, written: asyncio.Queue[Batch | None]
     ) -> None:
         """After commits, off the write path: merge seq ledgers, ask for rebirths."""
-        catalog, wait_s = intake.catalog, intake.wait_s
+        shared, wait_s = intake.state, intake.wait_s
         done = False
         while not done:
             batches = [await written.get()]
@@ -291,12 +291,12 @@ class IngestWorker:
                 for node, reason in batch.rebirths.items():
                     rebirths.setdefault(node, reason)
             if seqs:
-                for node in await catalog.merge_seqs(seqs, wait_s):
+                for node in await shared.merge_seqs(seqs, wait_s):
                     self.metrics.seq_gaps.inc()
                     rebirths.setdefault(node, "seq_gap")
             for (group_id, edge_node_id), reason in sorted(rebirths.items()):
                 holdoff = self.settings.rebirth_holdoff_s
-                if await catalog.claim_rebirth(group_id, edge_node_id, holdoff, reason):
+                if await shared.claim_rebirth(group_id, edge_node_id, holdoff, reason):
                     await self._request_rebirth(client, group_id, edge_node_id, reason)
 
     async def _one_by_one(self, batch: Batch, writer: BatchWriter, intake: Intake) -> int:

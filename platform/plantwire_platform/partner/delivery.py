@@ -1,6 +1,6 @@
 """The webhook dispatcher of an API process: checks the webhooks that are due, queues changed
 indicators, and delivers pending payloads, signed, with retries and backoff (the protocol is
-described in :mod:`plantwire_platform.partner_webhooks`). Work is claimed in the database
+described in :mod:`plantwire_platform.partner.webhooks`). Work is claimed in the database
 (``FOR UPDATE SKIP LOCKED`` and a lease), so several API processes share it.
 """
 
@@ -17,14 +17,14 @@ from urllib.parse import urlsplit
 
 from psycopg_pool import AsyncConnectionPool
 
-from plantwire_platform.partner_api import PartnerError
-from plantwire_platform.partner_feed import snapshot
-from plantwire_platform.partner_grants import effective_status, inactive_reason
-from plantwire_platform.partner_tokens import Caller
-from plantwire_platform.partner_webhooks import ACTION, sign, stop, target_problem
+from plantwire_platform.errors import ApiError
+from plantwire_platform.partner.feed import snapshot
+from plantwire_platform.partner.grants import effective_status, inactive_reason
+from plantwire_platform.partner.tokens import Caller
+from plantwire_platform.partner.webhooks import ACTION, sign, stop, target_problem
 
 if TYPE_CHECKING:
-    from plantwire_platform.partner_api import Context
+    from plantwire_platform.partner.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ async def check(ctx: Context, pool: AsyncConnectionPool) -> None:
         caller = Caller(client, ent, role)
         try:
             snap = await snapshot(ctx, caller, dataset, purpose, since, ACTION, grant_id)
-        except PartnerError as exc:
+        except ApiError as exc:
             if exc.status >= 500:
                 continue  # try again at the next check
             async with pool.connection() as conn:  # the denial is audited already
@@ -163,7 +163,7 @@ async def _attempt(ctx: Context, pool: AsyncConnectionPool, row: tuple[Any, ...]
     }
     if grant_status != "active":
         reason = inactive_reason(grant_status)
-        with contextlib.suppress(PartnerError):
+        with contextlib.suppress(ApiError):
             await ctx.audited(caller, **entry, outcome="denied", reason=reason, status=403)
         async with pool.connection() as conn:
             await stop(conn, wid, reason)
@@ -177,7 +177,7 @@ async def _attempt(ctx: Context, pool: AsyncConnectionPool, row: tuple[Any, ...]
             status=0,
             rows=len(json.loads(pending).get("indicators", [])),
         )
-    except PartnerError:  # not audited, so not sent: release it for a later round
+    except ApiError:  # not audited, so not sent: release it for a later round
         async with pool.connection() as conn:
             await conn.execute(
                 "UPDATE partner_webhook SET lease_until = NULL WHERE id = %s", (wid,)

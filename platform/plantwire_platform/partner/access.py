@@ -4,10 +4,10 @@ One statement reads, for each call, the dataset (if the caller may see it), ever
 the caller's enterprise with its effective status (an approved or active grant past
 ``expires_at`` reads as expired), the requested time window clamped to each grant's window, and
 the supplier's data versions. Python then applies the rules
-(:func:`plantwire_platform.partner_grants.decide` and the scope check).
+(:func:`plantwire_platform.partner.grants.decide` and the scope check).
 
 :class:`Decider` answers the calls that arrive while it is busy with one statement for all of
-them, the way :class:`~plantwire_platform.partner_audit.AuditWriter` commits their audit entries
+them, the way :class:`~plantwire_platform.partner.audit.AuditWriter` commits their audit entries
 together. Nothing is cached: each statement starts after its calls arrived, so it sees every
 grant change committed before them, and a revocation fails the very next call.
 """
@@ -20,10 +20,10 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from plantwire_platform import partner_grants as grants
 from plantwire_platform.batching import Batcher, Unavailable
-from plantwire_platform.partner_catalog import visible_to
-from plantwire_platform.partner_tokens import Caller
+from plantwire_platform.partner import grants
+from plantwire_platform.partner.catalog import visible_to
+from plantwire_platform.partner.tokens import Caller
 
 _DECIDE = f"""
 SELECT r.n, d.id, d.enterprise_id, d.kind, d.grade,

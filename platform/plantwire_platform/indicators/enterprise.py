@@ -1,5 +1,5 @@
 """Indicators of an enterprise over a window: reads the registry as it was and the telemetry,
-then applies the pure formulas of :mod:`plantwire_platform.kpi`.
+then applies the pure formulas of :mod:`plantwire_platform.indicators.formulas`.
 
 A window that spans a registry change is cut into segments at each change; every segment is
 computed with the registry valid in it, and the window's rates are the segments' rates
@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from plantwire_bus.state import GOOD_COUNT_METRIC, PART_COUNT_METRIC, SCRAP_COUNT_METRIC
-from plantwire_platform.kpi import (
+from plantwire_platform.indicators.formulas import (
     EquipmentRef,
     NcRates,
     Oee,
@@ -30,8 +30,8 @@ from plantwire_platform.kpi import (
     nc_rates,
     oee,
 )
-from plantwire_platform.shift_calendar import ShiftCalendar, parse_shifts
-from plantwire_platform.usage_rollup import UsageReader
+from plantwire_platform.indicators.shift_calendar import ShiftCalendar, parse_shifts
+from plantwire_platform.indicators.usage import UsageReader
 
 DEFAULT_WINDOW = timedelta(hours=1)
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from plantwire_platform.sequence import SeqEntry
+from plantwire_platform.ingest.sequence import SeqEntry
 
 if TYPE_CHECKING:
-    from plantwire_platform.host import Target
+    from plantwire_platform.ingest.host import Target
 
 NUM, BOOL, TEXT = 0, 1, 2
 KINDS = ("num", "bool", "text")

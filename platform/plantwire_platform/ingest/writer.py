@@ -1,4 +1,4 @@
-"""Writes a :class:`~plantwire_platform.batch.Batch` into PostgreSQL in one transaction.
+"""Writes a :class:`~plantwire_platform.ingest.batch.Batch` into PostgreSQL in one transaction.
 
 Samples go by binary COPY straight into the sample tables, inside a savepoint. The tables'
 (series_id, ts) keys turn a redelivered or replayed sample into a unique violation: the
@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import errors
 
-from plantwire_platform.batch import KINDS, Batch, DeadLetter, ms_to_datetime
+from plantwire_platform.ingest.batch import KINDS, Batch, DeadLetter, ms_to_datetime
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Topics are classified with :func:`classify`; births and deaths are read into :class:`Birth` and
 :class:`Death`; data messages are resolved against the alias tables of births
 (:class:`Generation`, kept per node or device in an :class:`AliasBook`) and appended straight
-to a :class:`~plantwire_platform.batch.Batch` by :func:`decode_data`, the ingest's hot path:
+to a :class:`~plantwire_platform.ingest.batch.Batch` by :func:`decode_data`, the ingest's hot path:
 it reads the protobuf fields it needs and no more, and builds no per-sample objects.
 
 Data is resolved against the birth in force when it was sent: the newest birth whose timestamp
@@ -31,7 +31,7 @@ from plantwire_bus.payload import (
 from plantwire_bus.sparkplug_b_pb2 import Payload as PbPayload
 from plantwire_bus.state import EXECUTION_METRIC, MODE_METRIC
 from plantwire_bus.topics import NAMESPACE, MessageType
-from plantwire_platform.batch import BOOL, NUM, NUM_ROW, PG_EPOCH_MS, TEXT, Batch, Problems
+from plantwire_platform.ingest.batch import BOOL, NUM, NUM_ROW, PG_EPOCH_MS, TEXT, Batch, Problems
 
 # Oldest and newest believable sample times: a PLC clock reset to 2000-01-01 is caught.
 MIN_TS_MS = 946_771_200_000  # 2000-01-02T00:00:00Z

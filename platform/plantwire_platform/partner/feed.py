@@ -1,8 +1,8 @@
 """Partner data endpoints: indicator series, machine states, production counts, alarms and
 events, telemetry.
 
-Every call decides access afresh in one statement (:mod:`plantwire_platform.partner_access`),
-reads with the scope enforced in SQL (:mod:`plantwire_platform.partner_data`), and answers only
+Every call decides access afresh in one statement (:mod:`plantwire_platform.partner.access`),
+reads with the scope enforced in SQL (:mod:`plantwire_platform.partner.data`), and answers only
 once its audit entry, allowed or denied, is committed (:class:`partner_audit.AuditWriter`).
 """
 
@@ -19,17 +19,17 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from plantwire_platform import indicators as ind
-from plantwire_platform import partner_access as access
-from plantwire_platform import partner_data as data
-from plantwire_platform import responses as rsp
-from plantwire_platform.kpi import FORMULA_VERSION, Thresholds
-from plantwire_platform.partner_api import Id, PartnerError, Who
-from plantwire_platform.partner_tokens import Caller
-from plantwire_platform.shift_calendar import buckets
+from plantwire_platform.errors import ApiError
+from plantwire_platform.indicators import enterprise as ind
+from plantwire_platform.indicators import report as rsp
+from plantwire_platform.indicators.formulas import FORMULA_VERSION, Thresholds
+from plantwire_platform.indicators.shift_calendar import buckets
+from plantwire_platform.partner import access, data
+from plantwire_platform.partner.context import Id, Who
+from plantwire_platform.partner.tokens import Caller
 
 if TYPE_CHECKING:
-    from plantwire_platform.partner_api import Context
+    from plantwire_platform.partner.context import Context
 
 DbId = Annotated[int, Field(ge=1, le=2**62)]
 Purpose = Annotated[str, Query(min_length=1, max_length=64, description="why the data is read")]
@@ -90,14 +90,14 @@ async def read(
     audit_allowed: bool = True,
 ) -> tuple[access.Access, T]:
     """Decide, read with ``work`` (which returns its result and the number of rows it gives
-    out) and audit; a denial is audited and raised as :class:`PartnerError`.
+    out) and audit; a denial is audited and raised as :class:`ApiError`.
     ``audit_allowed=False`` is for a caller that audits the data when it sends it (webhooks)."""
     try:
         verdict = await access.decide(
             ctx.decider, caller, dataset_id, kind, purpose, scope, window, grant_id
         )
     except access.DecisionUnavailable as exc:
-        raise PartnerError(503, "unavailable", "access cannot be decided now") from exc
+        raise ApiError(503, "unavailable", "access cannot be decided now") from exc
     if isinstance(verdict, access.Denial):
         await ctx.audited(
             caller,
@@ -109,7 +109,7 @@ async def read(
             reason=verdict.reason,
             status=verdict.status,
         )
-        raise PartnerError(verdict.status, verdict.reason, verdict.detail)
+        raise ApiError(verdict.status, verdict.reason, verdict.detail)
     result, rows = await work(verdict)
     if not audit_allowed:
         return verdict, result
@@ -199,7 +199,7 @@ def utc(ts: datetime | None) -> datetime | None:
     try:
         return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError:
-        raise PartnerError(422, "invalid_request", "time out of range") from None
+        raise ApiError(422, "invalid_request", "time out of range") from None
 
 
 def routes(r: APIRouter, ctx: Context) -> None:
@@ -221,11 +221,11 @@ def routes(r: APIRouter, ctx: Context) -> None:
         ) -> Any:
             start, end = utc(start), utc(end)
             if start and end and start >= end:
-                raise PartnerError(422, "invalid_request", "'from' must be before 'to'")
+                raise ApiError(422, "invalid_request", "'from' must be before 'to'")
             try:
                 data.decode_cursor(cursor)
             except ValueError as exc:
-                raise PartnerError(422, "invalid_request", str(exc)) from None
+                raise ApiError(422, "invalid_request", str(exc)) from None
             scope = {
                 "sites": sites,
                 "equipment": equipment,
@@ -296,7 +296,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
         to = scope["end"] or datetime.now(UTC)
         since = scope["start"] or to - timedelta(days=1)
         if since >= to:
-            raise PartnerError(422, "invalid_request", "'from' must be before 'to'")
+            raise ApiError(422, "invalid_request", "'from' must be before 'to'")
 
         async def work(
             allowed: access.Access,

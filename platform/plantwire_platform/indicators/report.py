@@ -1,4 +1,4 @@
-"""Response bodies of the HTTP API, and how indicator results become them."""
+"""Indicator results as report bodies: what the HTTP API and the partner interface return."""
 
 from __future__ import annotations
 
@@ -7,19 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from plantwire_platform import indicators as ind
-from plantwire_platform.groups import Share, roll_up
-from plantwire_platform.kpi import FORMULA_VERSION, Oee
-
-
-class Enterprise(BaseModel):
-    id: int
-    code: str = Field(description="short code, also the Sparkplug group id")
-    uscc: str = Field(description="unified social credit code")
-    name: str
-    region: str
-    sites: int
-    equipment: int
+from plantwire_platform.indicators import enterprise as ind
+from plantwire_platform.indicators.formulas import FORMULA_VERSION, Oee
+from plantwire_platform.indicators.rollup import Share, roll_up
 
 
 class Window(BaseModel):
@@ -109,11 +99,6 @@ class Explanation(BaseModel):
     )
     equipment: list[EquipmentExplanation]
     lines: dict[str, OeeBody]
-
-
-class Health(BaseModel):
-    status: str
-    database: str
 
 
 def _r(x: float | None) -> float | None:

@@ -2,7 +2,7 @@
 
 A partner client registers a URL for one of its enterprise's grants on an indicator dataset and
 receives a secret, shown once. The dispatcher of every API process
-(:mod:`plantwire_platform.partner_delivery`) then checks the webhooks that are due (each check
+(:mod:`plantwire_platform.partner.delivery`) then checks the webhooks that are due (each check
 decides access for that grant afresh, exactly like a data call) and, when the indicators differ
 from the last ones queued, queues them as the webhook's pending payload. Deliveries POST the
 payload with
@@ -35,13 +35,14 @@ from fastapi import APIRouter
 from psycopg import AsyncConnection
 from pydantic import BaseModel, Field
 
-from plantwire_platform import partner_grants as grants
-from plantwire_platform.partner_api import Conn, Id, PartnerError, Who, record
-from plantwire_platform.partner_feed import utc
-from plantwire_platform.partner_tokens import Caller
+from plantwire_platform.errors import ApiError
+from plantwire_platform.partner import grants
+from plantwire_platform.partner.context import Conn, Id, Who, record
+from plantwire_platform.partner.feed import utc
+from plantwire_platform.partner.tokens import Caller
 
 if TYPE_CHECKING:
-    from plantwire_platform.partner_api import Context
+    from plantwire_platform.partner.context import Context
 
 ACTION = "data.indicators.webhook"
 
@@ -147,14 +148,14 @@ def routes(r: APIRouter, ctx: Context) -> None:
         enterprise's clients, for an active grant on an indicator dataset)."""
         g = await _party(conn, caller, grant_id)
         if g.partner_id != caller.enterprise_id:
-            raise PartnerError(403, "role_forbidden", "webhooks are registered by the partner")
+            raise ApiError(403, "role_forbidden", "webhooks are registered by the partner")
         cur = await conn.execute("SELECT kind FROM partner_dataset WHERE id = %s", (g.dataset_id,))
         if (await cur.fetchone() or ("",))[0] != "indicators":
-            raise PartnerError(422, "invalid_request", "webhooks carry indicator datasets only")
+            raise ApiError(422, "invalid_request", "webhooks carry indicator datasets only")
         since = utc(body.window_start)
         problem = await target_problem(body.url, ctx.settings.webhook_private_targets)
         if problem:
-            raise PartnerError(422, "invalid_request", problem)
+            raise ApiError(422, "invalid_request", problem)
         audited = {
             "supplier_id": g.supplier_id,
             "dataset_id": g.dataset_id,
@@ -168,7 +169,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
             reason = "out_of_scope"
         if reason is not None:
             await record(conn, caller, **audited, outcome="denied", reason=reason, status=403)
-            raise PartnerError(403, reason, f"the grant does not allow it ({reason})")
+            raise ApiError(403, reason, f"the grant does not allow it ({reason})")
         secret = f"whsec_{secrets.token_urlsafe(32)}"
         cur = await conn.execute(
             "INSERT INTO partner_webhook (grant_id, client_id, url, secret, window_start)"
@@ -199,7 +200,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
         row = await cur.fetchone()
         g = await _party(conn, caller, row[0] if row else 0)
         if g.partner_id != caller.enterprise_id:
-            raise PartnerError(403, "role_forbidden", "webhooks are removed by the partner")
+            raise ApiError(403, "role_forbidden", "webhooks are removed by the partner")
         await stop(conn, webhook_id, "deleted")
         cur = await conn.execute(
             f"SELECT {_COLUMNS} FROM partner_webhook WHERE id = %s", (webhook_id,)
@@ -221,8 +222,8 @@ def routes(r: APIRouter, ctx: Context) -> None:
 async def _party(conn: AsyncConnection[Any], caller: Caller, grant_id: int) -> grants.Grant:
     """The grant if the caller's enterprise is a party to it (404 otherwise)."""
     if caller.enterprise_id is None:
-        raise PartnerError(403, "role_forbidden", "webhooks belong to the parties of a grant")
+        raise ApiError(403, "role_forbidden", "webhooks belong to the parties of a grant")
     g = await grants.get(conn, grant_id, caller.enterprise_id) if grant_id else None
     if g is None:
-        raise PartnerError(404, "not_found", "no such grant or webhook")
+        raise ApiError(404, "not_found", "no such grant or webhook")
     return g

@@ -3,8 +3,8 @@
 exactly from the state samples.
 
 Missing roll-up hours are computed on first use (one pass per equipment with
-:func:`plantwire_platform.kpi.usage_by_hour`) and stored; database triggers drop them again
-when late state samples or connectivity changes arrive for them.
+:func:`plantwire_platform.indicators.formulas.usage_by_hour`) and stored; database triggers
+drop them again when late state samples or connectivity changes arrive for them.
 """
 
 from __future__ import annotations
@@ -19,8 +19,14 @@ from typing import Any
 import psycopg
 
 from plantwire_bus.state import EXECUTION_METRIC, MODE_METRIC
-from plantwire_platform.kpi import HOUR, StatePoint, Usage, usage_by_hour, usage_in_window
-from plantwire_platform.shift_calendar import Interval, intersect, merge, seconds
+from plantwire_platform.indicators.formulas import (
+    HOUR,
+    StatePoint,
+    Usage,
+    usage_by_hour,
+    usage_in_window,
+)
+from plantwire_platform.indicators.shift_calendar import Interval, intersect, merge, seconds
 
 SETTLE = timedelta(minutes=5)  # an hour is rolled up once it has been closed this long
 

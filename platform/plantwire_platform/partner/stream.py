@@ -3,7 +3,7 @@
 The stream re-decides access on every tick (audited like any read): when the grant is revoked,
 expires or is terminated, it sends one ``denied`` event with the reason code and ends. It sends
 an ``indicators`` event at the start and whenever the values change. Signed webhooks carry the
-same snapshots (:mod:`plantwire_platform.partner_webhooks`).
+same snapshots (:mod:`plantwire_platform.partner.webhooks`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 
-from plantwire_platform.partner_api import Id, PartnerError, Who
-from plantwire_platform.partner_feed import From, Purpose, snapshot, utc
+from plantwire_platform.errors import ApiError
+from plantwire_platform.partner.context import Id, Who
+from plantwire_platform.partner.feed import From, Purpose, snapshot, utc
 
 if TYPE_CHECKING:
-    from plantwire_platform.partner_api import Context
+    from plantwire_platform.partner.context import Context
 
 ACTION = "data.indicators.stream"
 
@@ -62,7 +63,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
                     return
                 try:
                     now = await snapshot(ctx, caller, dataset_id, purpose, start, ACTION)
-                except PartnerError as exc:
+                except ApiError as exc:
                     yield _event("denied", {"error": exc.code, "detail": exc.detail})
                     return
                 if now["indicators"] != last:

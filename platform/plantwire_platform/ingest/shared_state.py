@@ -19,8 +19,8 @@ import psycopg
 
 from plantwire_bus.payload import DataType
 from plantwire_bus.topics import MessageType
-from plantwire_platform.batch import ms_to_datetime, row_prefix
-from plantwire_platform.host import (
+from plantwire_platform.ingest.batch import ms_to_datetime, row_prefix
+from plantwire_platform.ingest.host import (
     Birth,
     Death,
     Generation,
@@ -29,7 +29,7 @@ from plantwire_platform.host import (
     flags_for,
     kind_of,
 )
-from plantwire_platform.sequence import Ledger, SeqEntry, replay
+from plantwire_platform.ingest.sequence import Ledger, SeqEntry, replay
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,11 @@ R = TypeVar("R")
 
 
 def serialized(
-    method: Callable[Concatenate[Catalog, P], Coroutine[Any, Any, R]],
-) -> Callable[Concatenate[Catalog, P], Coroutine[Any, Any, R]]:
-    """One operation at a time on the catalog's connection (tasks share it)."""
+    method: Callable[Concatenate[SharedState, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[SharedState, P], Coroutine[Any, Any, R]]:
+    """One operation at a time on the shared state's connection (tasks share it)."""
 
-    async def run(self: Catalog, /, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def run(self: SharedState, /, *args: P.args, **kwargs: P.kwargs) -> R:
         async with self.lock:
             return await method(self, *args, **kwargs)
 
@@ -81,7 +81,7 @@ def generation_from_row(row: tuple[Any, ...]) -> tuple[Key, Generation]:
     return (g, n, d), Generation(int(bid), int(birth_ts), by_alias, by_name, death_ts, who)
 
 
-class Catalog:
+class SharedState:
     """The shared host state, over one autocommit connection of its own."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any], worker: str) -> None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from psycopg import AsyncConnection
 from pydantic import BaseModel, Field
 
-from plantwire_platform.partner_catalog import Dataset, Granularity
+from plantwire_platform.partner.catalog import Dataset, Granularity
 
 DbId = Annotated[int, Field(ge=1, le=2**62)]
 Reason = Literal[

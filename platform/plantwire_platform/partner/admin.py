@@ -13,17 +13,13 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from plantwire_platform import partner_audit as audit
-from plantwire_platform import partner_catalog as catalog
-from plantwire_platform import partner_grants as grants
-from plantwire_platform import partner_tokens as tokens
-from plantwire_platform import partner_webhooks as webhooks
-from plantwire_platform.partner_api import (
+from plantwire_platform.errors import ApiError
+from plantwire_platform.partner import audit, catalog, grants, tokens, webhooks
+from plantwire_platform.partner.context import (
     Conn,
     Cursor,
     Id,
     Limit,
-    PartnerError,
     Who,
     page_cursor,
     record,
@@ -31,7 +27,7 @@ from plantwire_platform.partner_api import (
 )
 
 if TYPE_CHECKING:
-    from plantwire_platform.partner_api import Context
+    from plantwire_platform.partner.context import Context
 
 
 class ClientIn(BaseModel):
@@ -55,9 +51,9 @@ def routes(r: APIRouter) -> None:
             caller.role == "enterprise_admin"
             and (body.role == "platform_admin" or body.enterprise_id != caller.enterprise_id)
         ):
-            raise PartnerError(403, "role_forbidden", "may not register this client")
+            raise ApiError(403, "role_forbidden", "may not register this client")
         if (body.role == "platform_admin") != (body.enterprise_id is None):
-            raise PartnerError(422, "invalid_request", "only platform admins lack an enterprise")
+            raise ApiError(422, "invalid_request", "only platform admins lack an enterprise")
         cur = await conn.execute(
             "SELECT (SELECT count(*) FROM partner_client WHERE id = %s),"
             " (SELECT count(*) FROM enterprise WHERE id = %s)",
@@ -65,7 +61,7 @@ def routes(r: APIRouter) -> None:
         )
         taken, ent = await cur.fetchone() or (0, 0)
         if taken or (body.enterprise_id is not None and not ent):
-            raise PartnerError(
+            raise ApiError(
                 409 if taken else 422,
                 "conflict" if taken else "invalid_request",
                 "client id taken" if taken else "no such enterprise",
@@ -99,7 +95,7 @@ def routes(r: APIRouter) -> None:
             or (caller.role == "enterprise_admin" and row[0] == caller.enterprise_id)
         )
         if not allowed:
-            raise PartnerError(404, "not_found", "no such client")
+            raise ApiError(404, "not_found", "no such client")
         secret = await tokens.rotate_secret(conn, client_id, grace_s)
         return ClientSecret(client_id=client_id, client_secret=secret)
 
@@ -133,20 +129,20 @@ def routes(r: APIRouter) -> None:
     async def add_dataset(conn: Conn, caller: Who, body: catalog.DatasetIn) -> catalog.Dataset:
         """Offer a dataset (enterprise admins, for their own enterprise)."""
         if caller.role != "enterprise_admin" or caller.enterprise_id is None:
-            raise PartnerError(403, "role_forbidden", "enterprise admins only")
+            raise ApiError(403, "role_forbidden", "enterprise admins only")
         problem = catalog.terms_error(body)
         if problem:
-            raise PartnerError(422, "invalid_request", problem)
+            raise ApiError(422, "invalid_request", problem)
         made = await catalog.create(conn, caller.enterprise_id, body)
         if made is None:
-            raise PartnerError(409, "conflict", "dataset code taken")
+            raise ApiError(409, "conflict", "dataset code taken")
         return made
 
     @r.get("/catalog/{dataset_id}", response_model=catalog.Dataset, tags=["partner: catalog"])
     async def get_dataset(conn: Conn, caller: Who, dataset_id: Id) -> catalog.Dataset:
         found = await catalog.visible(conn, caller.enterprise_id, dataset_id)
         if found is None:
-            raise PartnerError(404, "not_found", "no such dataset")
+            raise ApiError(404, "not_found", "no such dataset")
         return found
 
     @r.get("/audit", tags=["partner: audit"])
@@ -167,12 +163,12 @@ def grant_routes(r: APIRouter) -> None:
     async def request_grant(conn: Conn, caller: Who, body: grants.GrantRequest) -> grants.Grant:
         """Ask a supplier for a dataset (partner clients and enterprise admins)."""
         if caller.enterprise_id is None:
-            raise PartnerError(403, "role_forbidden", "platform admins hold no grants")
+            raise ApiError(403, "role_forbidden", "platform admins hold no grants")
         d = await catalog.visible(conn, caller.enterprise_id, body.dataset_id)
         if d is None:
-            raise PartnerError(404, "not_found", "no such dataset")
+            raise ApiError(404, "not_found", "no such dataset")
         if d.enterprise_id == caller.enterprise_id:
-            raise PartnerError(422, "invalid_request", "an enterprise needs no grant of its own")
+            raise ApiError(422, "invalid_request", "an enterprise needs no grant of its own")
         reason, detail = grants.request_refusal(d, body)
         if reason is None:
             detail = await grants.scope_error(conn, d.enterprise_id, body)
@@ -188,7 +184,7 @@ def grant_routes(r: APIRouter) -> None:
                 reason=reason,
                 status=403,
             )
-            raise PartnerError(403, reason, detail)
+            raise ApiError(403, reason, detail)
         made = await grants.create(conn, d, caller.enterprise_id, body, caller.client_id)
         await record(
             conn,
@@ -215,7 +211,7 @@ def grant_routes(r: APIRouter) -> None:
     async def get_grant(conn: Conn, caller: Who, grant_id: Id) -> grants.Grant:
         found = await grants.get(conn, grant_id, caller.enterprise_id)
         if found is None:
-            raise PartnerError(404, "not_found", "no such grant")
+            raise ApiError(404, "not_found", "no such grant")
         return found
 
     @r.post("/grants/{grant_id}/{action}", response_model=grants.Grant, tags=tags)
@@ -224,15 +220,15 @@ def grant_routes(r: APIRouter) -> None:
         the partner enterprise's clients."""
         g = await grants.get(conn, grant_id, caller.enterprise_id)
         if g is None:
-            raise PartnerError(404, "not_found", "no such grant")
+            raise ApiError(404, "not_found", "no such grant")
         if caller.enterprise_id is None:
-            raise PartnerError(403, "role_forbidden", "grants are decided by their parties")
+            raise ApiError(403, "role_forbidden", "grants are decided by their parties")
         side = grants.TRANSITIONS[action][0]
         mine = g.supplier_id if side == "supplier" else g.partner_id
         if mine != caller.enterprise_id or (
             side == "supplier" and caller.role != "enterprise_admin"
         ):
-            raise PartnerError(403, "role_forbidden", f"{action} is for the {side}")
+            raise ApiError(403, "role_forbidden", f"{action} is for the {side}")
         done = await grants.transition(conn, grant_id, action, caller.client_id)
         if done is not None and action in ("revoke", "terminate"):
             await webhooks.stop_for_grant(conn, grant_id, grants.inactive_reason(done.status))
@@ -249,7 +245,7 @@ def grant_routes(r: APIRouter) -> None:
             status=200 if done else 409,
         )
         if done is None:
-            raise PartnerError(409, "conflict", f"cannot {action} a grant that is {g.status}")
+            raise ApiError(409, "conflict", f"cannot {action} a grant that is {g.status}")
         return done
 
 
@@ -300,15 +296,15 @@ def token_routes(ctx: Context, route: type[APIRoute]) -> APIRouter:
             try:
                 client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
-                raise PartnerError(401, "invalid_client", "malformed Basic credentials") from None
+                raise ApiError(401, "invalid_client", "malformed Basic credentials") from None
         if field.get("grant_type") != "client_credentials":
-            raise PartnerError(400, "unsupported_grant_type", "use client_credentials")
+            raise ApiError(400, "unsupported_grant_type", "use client_credentials")
         if not client_id or not secret:
-            raise PartnerError(400, "invalid_request", "client_id and client_secret required")
+            raise ApiError(400, "invalid_request", "client_id and client_secret required")
         throttle(ctx.limiter, f"token:{client_id}")
         caller = await tokens.authenticate(conn, client_id, secret)
         if caller is None:
-            raise PartnerError(401, "invalid_client", "unknown client or wrong secret")
+            raise ApiError(401, "invalid_client", "unknown client or wrong secret")
         ttl_s = ctx.settings.token_ttl_s
         return TokenResponse(
             access_token=tokens.issue_token(caller, ctx.key, ttl_s), expires_in=ttl_s

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from plantwire_bus.state import Execution, Mode
-from plantwire_platform.shift_calendar import Interval, intersect, merge, seconds
+from plantwire_platform.indicators.shift_calendar import Interval, intersect, merge, seconds
 
 FORMULA_VERSION = "v1"
 

@@ -1,0 +1,76 @@
+"""The partner interface of one API process: its router, and what runs beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends
+from psycopg_pool import AsyncConnectionPool
+
+from plantwire_platform.partner import admin, delivery, feed, stream, webhooks
+from plantwire_platform.partner.context import ERRORS, LimitedRoute, authenticated, context
+from plantwire_platform.settings import PlatformSettings
+
+log = logging.getLogger(__name__)
+
+
+class PartnerInterface:
+    """The partner interface of one API process: its routes, and what runs beside them while
+    the API serves (the audit group-commit writer and the webhook dispatcher, on a pool of
+    autocommit connections of their own)."""
+
+    def __init__(self, settings: PlatformSettings) -> None:
+        self.ctx = context(settings)
+
+    def router(self) -> APIRouter:
+        """All partner routes (token, admin, catalog, grants, audit, data)."""
+        ctx = self.ctx
+        route = type(
+            "LimitedRoute", (LimitedRoute,), {"max_body": ctx.settings.partner_max_body_bytes}
+        )
+        top = APIRouter(responses=ERRORS)
+        authed = APIRouter(
+            prefix="/partner/v1", dependencies=[Depends(authenticated(ctx))], route_class=route
+        )
+        # routes are matched in order: the busiest first
+        feed.routes(authed, ctx)
+        stream.routes(authed, ctx)
+        admin.routes(authed)
+        webhooks.routes(authed, ctx)  # before /grants/{id}/{action}, which would shadow it
+        admin.grant_routes(authed)
+        top.include_router(authed)
+        top.include_router(admin.token_routes(ctx, route))
+        return top
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        ctx = self.ctx
+        async with AsyncConnectionPool(
+            ctx.settings.database_url,
+            kwargs={"autocommit": True},
+            min_size=1,
+            max_size=ctx.settings.partner_pool_size,
+            open=False,
+        ) as reads:
+            tasks = [
+                asyncio.create_task(ctx.decider.run(reads), name="partner-decisions"),
+                asyncio.create_task(ctx.audit.run(reads), name="partner-audit"),
+                asyncio.create_task(delivery.dispatch(ctx, reads), name="partner-webhooks"),
+            ]
+            ctx.reads = reads
+            await asyncio.sleep(0)  # the tasks start before the first request
+            try:
+                yield
+            finally:
+                ctx.reads = None
+                for task in tasks:
+                    task.cancel()
+                stopped, stuck = await asyncio.wait(tasks, timeout=10)
+                for task in stuck:
+                    log.error("partner task %s did not stop", task.get_name())
+                for task in stopped:
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("partner task %s failed: %r", task.get_name(), task.exception())
