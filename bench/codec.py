@@ -33,17 +33,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     args = parser.parse_args()
     n, t0 = args.metrics, 1_767_225_600_000
-    payload = Payload(timestamp=t0, seq=1, metrics=tuple(
-        Metric(alias=i % 20 + 1, timestamp=t0 + i, datatype=DataType.Double, value=i * 0.5)
-        for i in range(n)
-    ))
+    payload = Payload(
+        timestamp=t0,
+        seq=1,
+        metrics=tuple(
+            Metric(alias=i % 20 + 1, timestamp=t0 + i, datatype=DataType.Double, value=i * 0.5)
+            for i in range(n)
+        ),
+    )
     data = encode_payload(payload, omit_datatypes=True)
-    doc = {"timestamp": t0, "seq": 1, "metrics": [
-        {"alias": m.alias, "timestamp": m.timestamp, "value": m.value} for m in payload.metrics]}
+    doc = {
+        "timestamp": t0,
+        "seq": 1,
+        "metrics": [
+            {"alias": m.alias, "timestamp": m.timestamp, "value": m.value} for m in payload.metrics
+        ],
+    }
     text = json.dumps(doc).encode()
     results = {
-        "sparkplug encode": rate(lambda: encode_payload(payload, omit_datatypes=True), n,
-                                 args.seconds),
+        "sparkplug encode": rate(
+            lambda: encode_payload(payload, omit_datatypes=True), n, args.seconds
+        ),
         "sparkplug decode": rate(lambda: decode_payload(data), n, args.seconds),
         "json encode (baseline)": rate(lambda: json.dumps(doc).encode(), n, args.seconds),
         "json decode (baseline)": rate(lambda: json.loads(text), n, args.seconds),

@@ -29,7 +29,8 @@ from plantwire_bus.mosquitto import free_port
 from plantwire_platform import services
 from plantwire_platform.database import migrate
 from plantwire_platform.indicators import usage as usage_rollup
-from plantwire_platform.registry.store import import_scenario
+from plantwire_platform.registry.document import registry_from
+from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import api_server
 from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.scenario import Machine, Scenario, load_scenario
@@ -70,7 +71,7 @@ async def generate(url: str, scenario: Scenario, days: int) -> tuple[int, int]:
     rng = random.Random(1)
     rows = 0
     async with await psycopg.AsyncConnection.connect(url) as conn:
-        await import_scenario(conn, scenario)
+        await import_registry(conn, registry_from(scenario.registry()))
         for ent, _site, m in scenario.machines():
             if m.protocol == "none":
                 continue

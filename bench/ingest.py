@@ -324,7 +324,7 @@ def start_worker(database_url: str, mqtt_url: str, metrics_port: int) -> subproc
     command = [str(Path(sys.executable).parent / "plantwire")]
     profile = os.environ.get("PLANTWIRE_BENCH_PROFILE")  # cProfile output file for the worker
     if profile:
-        command = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "plantwire_bus.cli"]
+        command = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "plantwire.cli"]
     return subprocess.Popen([*command, "--log-level", "WARNING", "platform", "ingest"], env=env)
 
 

@@ -45,7 +45,8 @@ from plantwire_platform import services
 from plantwire_platform.database import migrate
 from plantwire_platform.partner.audit import verify
 from plantwire_platform.partner.tokens import create_client
-from plantwire_platform.registry.store import import_scenario
+from plantwire_platform.registry.document import registry_from
+from plantwire_platform.registry.store import import_registry
 from plantwire_sim.scenario import parse_scenario
 
 T0 = datetime(2026, 10, 5, 10, 0, tzinfo=UTC)
@@ -85,7 +86,7 @@ processes = [{procs}]
 """)
         for c in codes:
             out.append(f"""
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "{c}"
 name = "{c}"
 line = "L"
@@ -99,7 +100,9 @@ protocol = "none"
 async def seed(url: str, machines: int) -> tuple[int, int, str]:
     """Registry, telemetry, dataset, grant and a client; returns (dataset, supplier, secret)."""
     async with await psycopg.AsyncConnection.connect(url) as conn:
-        ids = await import_scenario(conn, parse_scenario(scenario(machines)))
+        ids = await import_registry(
+            conn, registry_from(parse_scenario(scenario(machines)).registry())
+        )
         await conn.execute(
             "INSERT INTO connectivity_session (group_id, edge_node_id, device_id, equipment_id,"
             " online_at) SELECT x.code, s.edge_node_id, e.code, e.id, %s FROM equipment e"
@@ -205,7 +208,7 @@ async def serving(env: dict[str, str], port: int) -> AsyncIterator[None]:
         *[
             sys.executable,
             "-c",
-            "from plantwire_bus.cli import main; raise SystemExit(main())",
+            "from plantwire.cli import main; raise SystemExit(main())",
             "--log-level",
             "WARNING",
             "platform",

@@ -35,18 +35,26 @@ def cpu() -> float:
 async def measure(mqtt_url: str, speed: float, seconds: float) -> str:
     scenario = load_scenario("chain")
     truth = TruthRecorder(keep=False)
-    async with run_factory(scenario, truth=truth, mqtt_url=mqtt_url, speed=speed,
-                           start_ms=START, topic_prefix=f"bench{speed:g}") as factory:
+    async with run_factory(
+        scenario,
+        truth=truth,
+        mqtt_url=mqtt_url,
+        speed=speed,
+        start_ms=START,
+        topic_prefix=f"bench{speed:g}",
+    ) as factory:
         await asyncio.sleep(2)
         factory.lag_s = 0.0
         n0, c0, w0 = truth.count, cpu(), time.monotonic()
         await asyncio.sleep(seconds)
         wall = time.monotonic() - w0
         rate = (truth.count - n0) / wall
-        return (f"speed {speed:5g}x: {len(factory.players)} machines ({len(factory.hosts)} OPC "
-                f"UA servers, {len(factory.modbus)} Modbus, {len(factory.mqtt_topics)} MQTT) "
-                f"up in {factory.startup_s:.1f} s; {rate:7.0f} changes/s, CPU "
-                f"{100 * (cpu() - c0) / wall:5.1f} %, worst lag {factory.lag_s:.3f} s")
+        return (
+            f"speed {speed:5g}x: {len(factory.players)} machines ({len(factory.hosts)} OPC "
+            f"UA servers, {len(factory.modbus)} Modbus, {len(factory.mqtt_topics)} MQTT) "
+            f"up in {factory.startup_s:.1f} s; {rate:7.0f} changes/s, CPU "
+            f"{100 * (cpu() - c0) / wall:5.1f} %, worst lag {factory.lag_s:.3f} s"
+        )
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -70,22 +70,41 @@ CLIENT = textwrap.dedent("""
 
 def scenario(machines: int, sensors: int) -> Scenario:
     cutting = [{"mode": "AUTO", "execution": "EXECUTING", "seconds": 86_400}]
-    return Scenario.model_validate({
-        "name": "scale", "seed": 1,
-        "simulation": {"opcua_layout": "fleet"},
-        "enterprises": [{
-            "code": "SCALE", "uscc": "91320594MA1MXY3B2K", "name": "Scale Test Works",
-            "sites": [{
-                "code": "S1", "name": "Hall", "edge_node": "GW1",
-                "lines": [{"code": "L1", "name": "Line"}],
-                "machines": [{
-                    "code": "M", "count": machines, "name": "Machine", "line": "L1",
-                    "control_type": "CNC", "declared_nc": True, "spindle_rpm": 4000,
-                    "program": cutting, "params": {"sensors": sensors},
-                }],
-            }],
-        }],
-    })
+    return Scenario.model_validate(
+        {
+            "name": "scale",
+            "seed": 1,
+            "simulation": {"opcua_layout": "fleet"},
+            "enterprises": [
+                {
+                    "code": "SCALE",
+                    "uscc": "91320594MA1MXY3B2K",
+                    "name": "Scale Test Works",
+                    "sites": [
+                        {
+                            "code": "S1",
+                            "name": "Hall",
+                            "edge_node": "GW1",
+                            "lines": [{"code": "L1", "name": "Line"}],
+                            "machines": [
+                                {
+                                    "code": "M",
+                                    "count": machines,
+                                    "name": "Machine",
+                                    "line": "L1",
+                                    "control_type": "CNC",
+                                    "declared_nc": True,
+                                    "spindle_rpm": 4000,
+                                    "program": cutting,
+                                    "params": {"sensors": sensors},
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    )
 
 
 class CountingTruth(TruthRecorder):
@@ -118,22 +137,34 @@ async def window(factory: Factory, seconds: float) -> tuple[float, float]:
 async def run(args: argparse.Namespace) -> None:
     scen = scenario(args.machines, args.sensors)
     truth = CountingTruth()
-    async with run_factory(scen, base_port=0, truth=truth, protocols=frozenset({"opcua"})
-                           ) as factory:
+    async with run_factory(
+        scen, base_port=0, truth=truth, protocols=frozenset({"opcua"})
+    ) as factory:
         host = factory.hosts[0]
         tags = [t.name for t in factory.players["M-001"].endpoint.profile.tags]
         changing = sum(t.analog for t in factory.players["M-001"].endpoint.profile.tags)
-        print(f"{args.machines} machines x {len(tags)} variables ({changing} changing every "
-              f"simulated second) in one asyncua server, started in {factory.startup_s:.1f} s")
+        print(
+            f"{args.machines} machines x {len(tags)} variables ({changing} changing every "
+            f"simulated second) in one asyncua server, started in {factory.startup_s:.1f} s"
+        )
         await asyncio.sleep(3)
         base_rate, base_cpu = await window(factory, args.seconds / 2)
-        print(f"baseline, no subscriber:    {base_rate:8.0f} changes/s written, "
-              f"simulator CPU {base_cpu:5.1f} %")
+        print(
+            f"baseline, no subscriber:    {base_rate:8.0f} changes/s written, "
+            f"simulator CPU {base_cpu:5.1f} %"
+        )
         codes = sorted(factory.players)
         client = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CLIENT, host.endpoint, "urn:plantwire:sim:cnc",
-            json.dumps(codes), json.dumps(tags), str(args.seconds),
-            stdout=subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            sys.executable,
+            "-c",
+            CLIENT,
+            host.endpoint,
+            "urn:plantwire:sim:cnc",
+            json.dumps(codes),
+            json.dumps(tags),
+            str(args.seconds),
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )
         assert client.stdout is not None
         subscribed = json.loads(await client.stdout.readline())
@@ -147,16 +178,24 @@ async def run(args: argparse.Namespace) -> None:
         span = range(first, last)
         written_n = sum(truth.per_second.get(s, 0) for s in span)
         received_n = sum(received.get(s, 0) for s in span)
-        print(f"subscribed to {subscribed['subscribed']} variables, window of {len(span)} "
-              "simulated seconds:")
-        print(f"  written by the simulator  {written_n / len(span):8.0f} changes/s, simulator "
-              f"CPU {sim_cpu:5.1f} %")
-        print(f"  received by the client    {received_n / len(span):8.0f} changes/s, client "
-              f"CPU {result['cpu']:5.1f} % ({100 * received_n / written_n:.2f} % of written)")
+        print(
+            f"subscribed to {subscribed['subscribed']} variables, window of {len(span)} "
+            "simulated seconds:"
+        )
+        print(
+            f"  written by the simulator  {written_n / len(span):8.0f} changes/s, simulator "
+            f"CPU {sim_cpu:5.1f} %"
+        )
+        print(
+            f"  received by the client    {received_n / len(span):8.0f} changes/s, client "
+            f"CPU {result['cpu']:5.1f} % ({100 * received_n / written_n:.2f} % of written)"
+        )
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         print(f"  worst scheduler lag {factory.lag_s:.3f} s; simulator max RSS {rss} MB")
-        print(f"target: {args.machines * 20} changes/s ({args.machines} machines x 20 tags "
-              "at 1 Hz) on 2 cores")
+        print(
+            f"target: {args.machines * 20} changes/s ({args.machines} machines x 20 tags "
+            "at 1 Hz) on 2 cores"
+        )
 
 
 def main() -> None:

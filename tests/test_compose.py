@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from plantwire_bus.cli import build_parser
+from plantwire.cli import build_parser
 from plantwire_platform.settings import PlatformSettings
 
 ROOT = Path(__file__).resolve().parent.parent

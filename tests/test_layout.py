@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from plantwire_bus.cli import build_parser
+from plantwire.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,7 +75,7 @@ def test_expected_subcommands_exist() -> None:
 @pytest.mark.parametrize("command", [[], *_commands()], ids=lambda c: " ".join(c) or "root")
 def test_every_command_has_help(command: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "plantwire_bus.cli", *command, "--help"],
+        [sys.executable, "-m", "plantwire.cli", *command, "--help"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -27,6 +27,11 @@ def parse_toml(text: str, model: type[M], source: str, error: type[ValueError]) 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{source}: invalid TOML: {exc}") from exc
+    return validate(data, model, source, error)
+
+
+def validate(data: object, model: type[M], source: str, error: type[ValueError]) -> M:
+    """Validate parsed ``data``; raise ``error`` naming ``source`` and every bad field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,10 +1,11 @@
-"""``plantwire platform``: migrate, seed, ingest and serve."""
+"""``plantwire platform``: migrate, registry import, ingest, serve and the partner tools."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 from plantwire_bus.runner import run_until_signalled
@@ -25,19 +26,27 @@ def add_parser(subparsers: Any) -> None:
         description=f"Apply missing schema migrations. {_ENV_HELP}",
     )
     migrate.set_defaults(func=_migrate)
-    seed = sub.add_parser(
-        "seed",
-        help="import a scenario's registry (enterprises, equipment...)",
-        description="Create or update registry entries from a scenario file.",
+    registry = sub.add_parser(
+        "registry",
+        help="import a registry file (enterprises, sites, lines, processes, equipment)",
+        description="The registry of enterprises, sites, lines, process steps, equipment, "
+        "parks and chains; its file format is described in docs/registry.md.",
     )
-    seed.add_argument("--scenario", default="demo", help="built-in name or TOML path")
-    seed.add_argument(
+    registry_sub = registry.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
+    imp = registry_sub.add_parser(
+        "import",
+        help="create or update registry entries from a registry file (idempotent)",
+        description="Validate the whole file, then create or update every entry it names. "
+        f"A simulator scenario's registry part: 'plantwire sim registry'. {_ENV_HELP}",
+    )
+    imp.add_argument("file", type=Path, help="registry TOML file")
+    imp.add_argument(
         "--effective",
         type=_timestamp,
         help="when changed facts take effect (ISO 8601; default: now); past windows keep the "
         "registry as it was",
     )
-    seed.set_defaults(func=_seed)
+    imp.set_defaults(func=_registry_import)
     ingest = sub.add_parser(
         "ingest",
         help="run a Sparkplug ingest worker",
@@ -118,28 +127,31 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seed(args: argparse.Namespace) -> int:
+def _registry_import(args: argparse.Namespace) -> int:
     import psycopg
 
-    from plantwire_platform.registry.store import import_scenario
-    from plantwire_sim.scenario import ScenarioError, load_scenario
+    from plantwire_platform.registry.document import RegistryError, parse_registry
+    from plantwire_platform.registry.store import import_registry
 
     settings = _settings(args)
     if settings is None:
         return 2
     try:
-        scenario = load_scenario(args.scenario)
-    except ScenarioError as exc:
-        print(f"plantwire platform seed: {exc}", file=sys.stderr)
+        registry = parse_registry(args.file.read_text(encoding="utf-8"), str(args.file))
+    except OSError as exc:
+        print(f"plantwire platform registry: {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except RegistryError as exc:
+        print(f"plantwire platform registry: {exc}", file=sys.stderr)
         return 2
 
-    async def seed() -> dict[str, int]:
+    async def write() -> dict[str, int]:
         async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-            return await import_scenario(conn, scenario, args.effective)
+            return await import_registry(conn, registry, args.effective)
 
-    ids = asyncio.run(seed())
+    ids = asyncio.run(write())
     print(
-        f"imported {len(ids)} enterprises from {scenario.name}: "
+        f"imported {len(ids)} enterprises from {args.file}: "
         + ", ".join(f"{code} (id {i})" for code, i in ids.items())
     )
     return 0

@@ -123,8 +123,9 @@ class Activity:
             "mdi": (b.mdi_every_s, b.mdi_s),
             "manual": (b.manual_every_s, b.manual_s),
         }
-        return {k: (every * 1000, dur * 1000) for k, (every, dur) in spec.items()
-                if every is not None}
+        return {
+            k: (every * 1000, dur * 1000) for k, (every, dur) in spec.items() if every is not None
+        }
 
     def moments(self, t0_ms: int) -> Iterator[Moment]:
         """Endless moments from ``t0_ms``; the first one, at ``t0_ms``, gives the state."""
@@ -158,8 +159,9 @@ class Activity:
                     "setup": (Mode.SETUP, Execution.IDLE, "setup"),
                     "break": (seg.mode, Execution.IDLE, "break"),
                 }[situation]
-                yield Moment(now, SegmentStart(index, mode, execution, cause), part, raised,
-                             cleared)
+                yield Moment(
+                    now, SegmentStart(index, mode, execution, cause), part, raised, cleared
+                )
                 part, raised, cleared = None, None, False
                 now, need_enter = until, True
                 continue

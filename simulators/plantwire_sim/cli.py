@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plantwire_bus.cli import number
+from plantwire_bus.arguments import number
 
 from .scenario import Scenario, ScenarioError, builtin_scenarios, load_scenario
 
@@ -33,8 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Simulated machines that behave like a shop floor: OPC UA CNCs and PLC "
         "lines, Modbus TCP legacy machines, MQTT stations and energy boxes.",
     )
-    commands = sim.add_subparsers(title="commands", dest="sim_command", metavar="COMMAND",
-                                  required=True)
+    commands = sim.add_subparsers(
+        title="commands", dest="sim_command", metavar="COMMAND", required=True
+    )
 
     run = commands.add_parser(
         "run",
@@ -45,27 +46,54 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "publish vendor JSON to --mqtt-url. Times in the scenario are simulated seconds.",
     )
     _scenario_args(run)
-    run.add_argument("--truth", type=Path, metavar="FILE",
-                     help="append the ground truth (states, values, parts, faults) to FILE "
-                     "as JSON Lines")
-    run.add_argument("--truth-states-only", action="store_true",
-                     help="leave tag values out of the truth file (states, parts and faults "
-                     "only: much smaller at high speed)")
-    run.add_argument("--seed", type=int, metavar="N",
-                     help="seed for phases, events and noise, instead of the scenario's own")
-    run.add_argument("--speed", type=_positive, default=1.0, metavar="N",
-                     help="simulated seconds per wall second (default: %(default)s)")
-    run.add_argument("--start", metavar="ISO8601",
-                     help="simulated start, e.g. 2025-03-03T06:00:00+08:00 (default: now)")
-    run.add_argument("--duration", type=_positive, metavar="SECONDS",
-                     help="stop after this many simulated seconds")
-    run.add_argument("--control", type=_port, metavar="PORT",
-                     help="listen for fault injection on this TCP port (see 'sim fault')")
+    run.add_argument(
+        "--truth",
+        type=Path,
+        metavar="FILE",
+        help="append the ground truth (states, values, parts, faults) to FILE as JSON Lines",
+    )
+    run.add_argument(
+        "--truth-states-only",
+        action="store_true",
+        help="leave tag values out of the truth file (states, parts and faults "
+        "only: much smaller at high speed)",
+    )
+    run.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seed for phases, events and noise, instead of the scenario's own",
+    )
+    run.add_argument(
+        "--speed",
+        type=_positive,
+        default=1.0,
+        metavar="N",
+        help="simulated seconds per wall second (default: %(default)s)",
+    )
+    run.add_argument(
+        "--start",
+        metavar="ISO8601",
+        help="simulated start, e.g. 2025-03-03T06:00:00+08:00 (default: now)",
+    )
+    run.add_argument(
+        "--duration",
+        type=_positive,
+        metavar="SECONDS",
+        help="stop after this many simulated seconds",
+    )
+    run.add_argument(
+        "--control",
+        type=_port,
+        metavar="PORT",
+        help="listen for fault injection on this TCP port (see 'sim fault')",
+    )
     run.add_argument("--control-host", default="127.0.0.1", help="(default: %(default)s)")
     run.set_defaults(func=run_command)
 
-    lst = commands.add_parser("list", help="list the built-in scenarios",
-                              description="List the built-in scenarios.")
+    lst = commands.add_parser(
+        "list", help="list the built-in scenarios", description="List the built-in scenarios."
+    )
     lst.set_defaults(func=list_command)
 
     gw = commands.add_parser(
@@ -76,14 +104,43 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--layout and --topic-prefix (--base-port 0 cannot be predicted).",
     )
     _scenario_args(gw)
-    gw.add_argument("--primary-host-id", default="plantwire",
-                    help="Sparkplug host whose STATE the gateway waits for (default: "
-                    "%(default)s); empty string for none")
-    gw.add_argument("--metrics", choices=("core", "all"), default="core",
-                    help="core: state and main values; all: every simulated tag")
-    gw.add_argument("--output-dir", type=Path, metavar="DIR",
-                    help="write one <edge_node>.toml per site into DIR instead of printing")
+    gw.add_argument(
+        "--primary-host-id",
+        default="plantwire",
+        help="Sparkplug host whose STATE the gateway waits for (default: "
+        "%(default)s); empty string for none",
+    )
+    gw.add_argument(
+        "--metrics",
+        choices=("core", "all"),
+        default="core",
+        help="core: state and main values; all: every simulated tag",
+    )
+    gw.add_argument(
+        "--output-dir",
+        type=Path,
+        metavar="DIR",
+        help="write one <edge_node>.toml per site into DIR instead of printing",
+    )
     gw.set_defaults(func=gateway_config_command)
+
+    reg = commands.add_parser(
+        "registry",
+        help="print the registry part of a scenario (for 'plantwire platform registry import')",
+        description="Print (or write) the scenario's registry document: parks, chains, "
+        "enterprises, sites, lines, processes and equipment, without behaviour "
+        "(docs/registry.md).",
+    )
+    reg.add_argument(
+        "--scenario",
+        required=True,
+        metavar="NAME|PATH",
+        help="built-in scenario name (see 'sim list') or path to a .toml file",
+    )
+    reg.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of printing"
+    )
+    reg.set_defaults(func=registry_command)
 
     fault = commands.add_parser(
         "fault",
@@ -94,35 +151,69 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     fault.add_argument("machine")
     fault.add_argument("kind")
-    fault.add_argument("--seconds", type=_positive, default=60.0,
-                       help="simulated seconds (default: %(default)s)")
-    fault.add_argument("--rate", type=_positive, default=10.0,
-                       help="alarm_storm: alarms per simulated second (default: %(default)s)")
-    fault.add_argument("--control", default="127.0.0.1:4999", metavar="HOST:PORT",
-                       help="control port of 'sim run' (default: %(default)s)")
+    fault.add_argument(
+        "--seconds", type=_positive, default=60.0, help="simulated seconds (default: %(default)s)"
+    )
+    fault.add_argument(
+        "--rate",
+        type=_positive,
+        default=10.0,
+        help="alarm_storm: alarms per simulated second (default: %(default)s)",
+    )
+    fault.add_argument(
+        "--control",
+        default="127.0.0.1:4999",
+        metavar="HOST:PORT",
+        help="control port of 'sim run' (default: %(default)s)",
+    )
     fault.set_defaults(func=fault_command)
 
-    st = commands.add_parser("status", help="simulated time and faults of a running 'sim run'",
-                             description="Print the status of a running 'sim run' as JSON.")
+    st = commands.add_parser(
+        "status",
+        help="simulated time and faults of a running 'sim run'",
+        description="Print the status of a running 'sim run' as JSON.",
+    )
     st.add_argument("--control", default="127.0.0.1:4999", metavar="HOST:PORT")
     st.set_defaults(func=status_command)
 
 
 def _scenario_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scenario", required=True, metavar="NAME|PATH",
-                   help="built-in scenario name (see 'sim list') or path to a .toml file")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on and to put in addresses (default: %(default)s)")
-    p.add_argument("--base-port", type=_port, default=4840, metavar="PORT",
-                   help="first port; 0 lets the OS pick free ports (default: %(default)s)")
-    p.add_argument("--protocols", default=_ALL, type=_protocols,
-                   help="which simulators (default: %(default)s)")
-    p.add_argument("--mqtt-url", default=os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"),
-                   help="broker of the MQTT devices (default: $MQTT_URL or %(default)s)")
-    p.add_argument("--topic-prefix", default="plant",
-                   help="MQTT topics are PREFIX/ENTERPRISE/SITE/MACHINE (default: %(default)s)")
-    p.add_argument("--layout", choices=("machine", "site", "fleet"),
-                   help="OPC UA servers per machine, site or fleet (default: the scenario's)")
+    p.add_argument(
+        "--scenario",
+        required=True,
+        metavar="NAME|PATH",
+        help="built-in scenario name (see 'sim list') or path to a .toml file",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on and to put in addresses (default: %(default)s)",
+    )
+    p.add_argument(
+        "--base-port",
+        type=_port,
+        default=4840,
+        metavar="PORT",
+        help="first port; 0 lets the OS pick free ports (default: %(default)s)",
+    )
+    p.add_argument(
+        "--protocols", default=_ALL, type=_protocols, help="which simulators (default: %(default)s)"
+    )
+    p.add_argument(
+        "--mqtt-url",
+        default=os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"),
+        help="broker of the MQTT devices (default: $MQTT_URL or %(default)s)",
+    )
+    p.add_argument(
+        "--topic-prefix",
+        default="plant",
+        help="MQTT topics are PREFIX/ENTERPRISE/SITE/MACHINE (default: %(default)s)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=("machine", "site", "fleet"),
+        help="OPC UA servers per machine, site or fleet (default: the scenario's)",
+    )
 
 
 def _port(text: str) -> int:
@@ -167,8 +258,11 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"error: --start: {exc}", file=sys.stderr)
         return 2
     if not any(m.protocol in args.protocols for _, _, m in scenario.machines()):
-        print(f"error: scenario {scenario.name!r} has no machine speaking "
-              f"{', '.join(sorted(args.protocols))}", file=sys.stderr)
+        print(
+            f"error: scenario {scenario.name!r} has no machine speaking "
+            f"{', '.join(sorted(args.protocols))}",
+            file=sys.stderr,
+        )
         return 2
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -177,7 +271,8 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         truth = (
             TruthRecorder(args.truth, keep=False, values=not args.truth_states_only)
-            if args.truth is not None else None
+            if args.truth is not None
+            else None
         )
     except OSError as exc:
         print(f"error: cannot open truth file {args.truth}: {exc.strerror}", file=sys.stderr)
@@ -195,8 +290,9 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(scenario: Scenario, args: argparse.Namespace, truth: TruthRecorder | None,
-                 start_ms: int | None) -> None:
+async def _serve(
+    scenario: Scenario, args: argparse.Namespace, truth: TruthRecorder | None, start_ms: int | None
+) -> None:
     from .control import serve_control
     from .factory import run_factory
 
@@ -209,24 +305,37 @@ async def _serve(scenario: Scenario, args: argparse.Namespace, truth: TruthRecor
             handled.append(sig)
     try:
         async with run_factory(
-            scenario, args.host, args.base_port, truth, seed=args.seed,
-            protocols=args.protocols, mqtt_url=args.mqtt_url, topic_prefix=args.topic_prefix,
-            speed=args.speed, start_ms=start_ms, until_s=args.duration, layout=args.layout,
+            scenario,
+            args.host,
+            args.base_port,
+            truth,
+            seed=args.seed,
+            protocols=args.protocols,
+            mqtt_url=args.mqtt_url,
+            topic_prefix=args.topic_prefix,
+            speed=args.speed,
+            start_ms=start_ms,
+            until_s=args.duration,
+            layout=args.layout,
         ) as factory:
             # the servers' address spaces are large and live as long as the process: keep them
             # out of the cyclic garbage collector, whose full passes would stop every simulator
             # for most of a second (at --speed 20, twenty simulated seconds)
             gc.freeze()
-            print(f"scenario {scenario.name!r}: {len(factory.players)} simulated machines, "
-                  f"seed {factory.seed}, speed {args.speed:g}x, started in "
-                  f"{factory.startup_s:.1f} s")
+            print(
+                f"scenario {scenario.name!r}: {len(factory.players)} simulated machines, "
+                f"seed {factory.seed}, speed {args.speed:g}x, started in "
+                f"{factory.startup_s:.1f} s"
+            )
             _print_machines(factory.machines)
             control = None
             if args.control is not None:
                 control = await serve_control(factory, args.control_host, args.control)
                 bound = control.sockets[0].getsockname()
-                print(f"control port {bound[0]}:{bound[1]} (plantwire sim fault --control "
-                      f"{bound[0]}:{bound[1]} MACHINE KIND)")
+                print(
+                    f"control port {bound[0]}:{bound[1]} (plantwire sim fault --control "
+                    f"{bound[0]}:{bound[1]} MACHINE KIND)"
+                )
             if truth is not None and truth.path is not None:
                 print(f"ground truth -> {truth.path}")
             print("press Ctrl-C to stop", flush=True)
@@ -236,8 +345,10 @@ async def _serve(scenario: Scenario, args: argparse.Namespace, truth: TruthRecor
             for fut in (finished, stopped):
                 fut.cancel()
             if factory.finished.is_set():
-                print(f"played {args.duration:g} simulated seconds "
-                      f"({factory.truth.count} truth records)")
+                print(
+                    f"played {args.duration:g} simulated seconds "
+                    f"({factory.truth.count} truth records)"
+                )
             if control is not None:
                 control.close()
                 await control.wait_closed()
@@ -267,19 +378,34 @@ def gateway_config_command(args: argparse.Namespace) -> int:
     scenario = _load(args.scenario)
     if scenario is None:
         return 2
-    placement = plan(scenario, args.protocols, args.host, args.base_port, args.layout,
-                     args.topic_prefix)
+    placement = plan(
+        scenario, args.protocols, args.host, args.base_port, args.layout, args.topic_prefix
+    )
     endpoints, modbus = placement.endpoints(), placement.modbus()
     host_id = args.primary_host_id or None
     documents = [
-        (site.edge_node, to_toml(gateway_config(
-            e, site, endpoints, args.mqtt_url, host_id, protocols=args.protocols,
-            modbus=modbus, mqtt_topics=placement.topics, metrics=args.metrics,
-        )))
+        (
+            site.edge_node,
+            to_toml(
+                gateway_config(
+                    e,
+                    site,
+                    endpoints,
+                    args.mqtt_url,
+                    host_id,
+                    protocols=args.protocols,
+                    modbus=modbus,
+                    mqtt_topics=placement.topics,
+                    metrics=args.metrics,
+                )
+            ),
+        )
         for e in scenario.enterprises
         for site in e.sites
-        if any(m.code in endpoints or m.code in modbus or m.code in placement.topics
-               for m in site.machines)
+        if any(
+            m.code in endpoints or m.code in modbus or m.code in placement.topics
+            for m in site.machines
+        )
     ]
     if args.output_dir is None:
         print("\n".join(text for _, text in documents), end="")
@@ -292,6 +418,33 @@ def gateway_config_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def registry_command(args: argparse.Namespace) -> int:
+    """``sim registry``: the scenario's registry document as TOML."""
+    import tomli_w
+
+    scenario = _load(args.scenario)
+    if scenario is None:
+        return 2
+    text = f"# registry of scenario {scenario.name!r} (plantwire sim registry)\n" + tomli_w.dumps(
+        _drop_none(scenario.registry())
+    )
+    if args.output is None:
+        print(text, end="")
+        return 0
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _drop_none(value: Any) -> Any:
+    """TOML has no null: leave unset optional keys out."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
 def _control(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host or "127.0.0.1", _port(port)
@@ -299,8 +452,13 @@ def _control(text: str) -> tuple[str, int]:
 
 def fault_command(args: argparse.Namespace) -> int:
     """``sim fault``: 0 when the fault was injected, 1 otherwise."""
-    body = {"op": "fault", "machine": args.machine, "fault": args.kind,
-            "seconds": args.seconds, "rate_per_s": args.rate}
+    body = {
+        "op": "fault",
+        "machine": args.machine,
+        "fault": args.kind,
+        "seconds": args.seconds,
+        "rate_per_s": args.rate,
+    }
     return _call(args.control, body)
 
 
@@ -332,8 +490,10 @@ def list_command(args: argparse.Namespace) -> int:
         machines = [m for _, _, m in scenario.machines()]
         kinds = {p: sum(m.protocol == p for m in machines) for p in _ALL.split(",")}
         simulated = ", ".join(f"{n} {p}" for p, n in kinds.items() if n)
-        print(f"{name}: {len(scenario.enterprises)} enterprises, {len(machines)} machines "
-              f"({simulated or 'none simulated'})")
+        print(
+            f"{name}: {len(scenario.enterprises)} enterprises, {len(machines)} machines "
+            f"({simulated or 'none simulated'})"
+        )
         if scenario.description:
             print(f"    {scenario.description}")
     return status

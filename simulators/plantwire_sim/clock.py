@@ -21,7 +21,10 @@ class SimClock:
     """Maps wall-clock time to simulated time and back."""
 
     def __init__(
-        self, start_ms: int, speed: float = 1.0, wall0: float | None = None,
+        self,
+        start_ms: int,
+        speed: float = 1.0,
+        wall0: float | None = None,
         catch_up: bool = False,
     ) -> None:
         if not speed > 0:
@@ -35,8 +38,12 @@ class SimClock:
 
     def state(self) -> dict[str, Any]:
         """What another process needs to run a clock in step with this one (JSON-ready)."""
-        return {"start_ms": self.start_ms, "speed": self.speed, "wall0": self.wall0,
-                "catch_up": self.catch_up}
+        return {
+            "start_ms": self.start_ms,
+            "speed": self.speed,
+            "wall0": self.wall0,
+            "catch_up": self.catch_up,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SimClock:

@@ -38,16 +38,27 @@ SPINDLE_SPEED = "SpindleSpeed"
 PART_COUNT = "PartCount"
 
 MACHINE_OPERATION_MODE_OF: dict[Mode, int] = {
-    Mode.MANUAL: 0, Mode.MDI: 0, Mode.AUTO: 1, Mode.SETUP: 2, Mode.SEMI_AUTO: 3,
-    Mode.SERVICE: 4, Mode.UNKNOWN: 5,
+    Mode.MANUAL: 0,
+    Mode.MDI: 0,
+    Mode.AUTO: 1,
+    Mode.SETUP: 2,
+    Mode.SEMI_AUTO: 3,
+    Mode.SERVICE: 4,
+    Mode.UNKNOWN: 5,
 }
 PROGRAM_STATUS_OF: dict[Execution, int] = {
-    Execution.EXECUTING: 1, Execution.PAUSED: 3, Execution.IDLE: 0, Execution.FAULT: 4,
-    Execution.OFF: 0, Execution.NO_DATA: 0,
+    Execution.EXECUTING: 1,
+    Execution.PAUSED: 3,
+    Execution.IDLE: 0,
+    Execution.FAULT: 4,
+    Execution.OFF: 0,
+    Execution.NO_DATA: 0,
 }
 CNC_OPERATION_MODE_OF: dict[Mode, int] = {Mode.AUTO: 2, Mode.SEMI_AUTO: 2, Mode.MDI: 1}
 CHANNEL_STATE_OF: dict[Execution, int] = {
-    Execution.EXECUTING: 0, Execution.PAUSED: 1, Execution.FAULT: 1,
+    Execution.EXECUTING: 0,
+    Execution.PAUSED: 1,
+    Execution.FAULT: 1,
 }
 
 SPINDLE_NOISE = (0.98, 1.02)
@@ -96,22 +107,52 @@ class CncProfile:
         self.spindle_rpm = spindle_rpm
         self.sensors = tuple(f"Sensor{i:02d}" for i in range(1, params.sensors + 1))
         self.tags: tuple[TagSpec, ...] = (
-            TagSpec(MACHINE_OPERATION_MODE, int, MODE_METRIC, "String",
-                    map="opc40501/MachineOperationMode", core=True, opcua="Int32"),
-            TagSpec(PROGRAM_STATUS, int, EXECUTION_METRIC, "String",
-                    map="opc40502/CncChannelProgramStatus", core=True, opcua="Int32"),
-            TagSpec(SPINDLE_SPEED, float, "Spindle/Speed", "Double", core=True, analog=True,
-                    opcua="Double", absurd=999_999.0),
-            TagSpec(PART_COUNT, int, "Production/PartCount", "UInt32", core=True,
-                    opcua="UInt32"),
+            TagSpec(
+                MACHINE_OPERATION_MODE,
+                int,
+                MODE_METRIC,
+                "String",
+                map="opc40501/MachineOperationMode",
+                core=True,
+                opcua="Int32",
+            ),
+            TagSpec(
+                PROGRAM_STATUS,
+                int,
+                EXECUTION_METRIC,
+                "String",
+                map="opc40502/CncChannelProgramStatus",
+                core=True,
+                opcua="Int32",
+            ),
+            TagSpec(
+                SPINDLE_SPEED,
+                float,
+                "Spindle/Speed",
+                "Double",
+                core=True,
+                analog=True,
+                opcua="Double",
+                absurd=999_999.0,
+            ),
+            TagSpec(PART_COUNT, int, "Production/PartCount", "UInt32", core=True, opcua="UInt32"),
             # MDI shows only here (OPC 40501 reads it as Manual): it overrides the mode above
-            TagSpec("OperationMode", int, MODE_METRIC, "String", map="opc40502/CncOperationMode",
-                    override=(Mode.MDI.value,), core=True, opcua="Int32"),
+            TagSpec(
+                "OperationMode",
+                int,
+                MODE_METRIC,
+                "String",
+                map="opc40502/CncOperationMode",
+                override=(Mode.MDI.value,),
+                core=True,
+                opcua="Int32",
+            ),
             TagSpec("ChannelState", int, "Cnc/ChannelState", "Int32", opcua="Int32"),
             TagSpec("ProgramName", str, "Program/Name", "String", opcua="String"),
             TagSpec("FeedOverride", float, "Feed/Override", "Double", opcua="Double"),
-            TagSpec("ScrapCount", int, "Production/ScrapCount", "UInt32", core=True,
-                    opcua="UInt32"),
+            TagSpec(
+                "ScrapCount", int, "Production/ScrapCount", "UInt32", core=True, opcua="UInt32"
+            ),
             *ALARM_TAGS,
             _analog("SpindleLoad", "Spindle/Load", 9_999.0),
             _analog("FeedRate", "Feed/Rate", -1.0),
@@ -135,8 +176,13 @@ class CncRenderer:
         self.profile = profile
         self.noise = noise
         self.analog: dict[str, TagValue] = {
-            "SpindleLoad": 0.0, "FeedRate": 0.0, "PositionX": 0.0, "PositionY": 0.0,
-            "PositionZ": 0.0, "SpindleTemperature": 24.0, "PowerActive": 0.0,
+            "SpindleLoad": 0.0,
+            "FeedRate": 0.0,
+            "PositionX": 0.0,
+            "PositionY": 0.0,
+            "PositionZ": 0.0,
+            "SpindleTemperature": 24.0,
+            "PowerActive": 0.0,
             **dict.fromkeys(profile.sensors, 0.0),
         }
 
@@ -162,8 +208,9 @@ class CncRenderer:
             rng = self.noise
             a["SpindleLoad"] = jitter(rng, p.spindle_load_pct, 0.25)
             a["FeedRate"] = jitter(rng, p.feed_rate_mm_min, 0.1)
-            for axis, travel in zip(("PositionX", "PositionY", "PositionZ"), p.travel_mm,
-                                    strict=True):
+            for axis, travel in zip(
+                ("PositionX", "PositionY", "PositionZ"), p.travel_mm, strict=True
+            ):
                 a[axis] = round(rng.uniform(0.0, travel), 3)
             a["SpindleTemperature"] = round(rng.uniform(30.0, 38.0), 1)
             a["PowerActive"] = jitter(rng, p.power_kw, 0.15, 2)

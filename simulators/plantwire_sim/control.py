@@ -55,8 +55,10 @@ async def answer(factory: Factory, line: bytes) -> dict[str, Any]:
         op = request.get("op")
         if op == "fault":
             record = await factory.fault(
-                str(request.get("machine", "")), str(request.get("fault", "")),
-                float(request.get("seconds", 60)), float(request.get("rate_per_s", 10)),
+                str(request.get("machine", "")),
+                str(request.get("fault", "")),
+                float(request.get("seconds", 60)),
+                float(request.get("rate_per_s", 10)),
             )
             return {"ok": True, "fault": record.to_json()}
         if op == "status":
@@ -81,8 +83,9 @@ def status(factory: Factory) -> dict[str, Any]:
             code: {
                 "protocol": p.machine.protocol,
                 "faults": sorted(p.endpoint.faults.started),
-                "applicable": sorted(k for k, v in FAULT_PROTOCOLS.items()
-                                     if p.machine.protocol in v),
+                "applicable": sorted(
+                    k for k, v in FAULT_PROTOCOLS.items() if p.machine.protocol in v
+                ),
                 **p.endpoint.describe(),
             }
             for code, p in factory.players.items()
@@ -90,8 +93,9 @@ def status(factory: Factory) -> dict[str, Any]:
     }
 
 
-async def request(host: str, port: int, body: dict[str, Any], timeout: float = 10.0
-                  ) -> dict[str, Any]:
+async def request(
+    host: str, port: int, body: dict[str, Any], timeout: float = 10.0
+) -> dict[str, Any]:
     """Send one request to a control port and return the response."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     try:

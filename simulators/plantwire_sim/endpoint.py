@@ -64,8 +64,9 @@ class Endpoint:
 
     async def storm(self, ts_ms: int, raised: bool) -> None:
         """One alarm of an alarm storm is raised or cleared."""
-        values = {tag: pair[0 if raised else 1] for tag, pair in STORM_VALUES.items()
-                  if tag in self.specs}
+        values = {
+            tag: pair[0 if raised else 1] for tag, pair in STORM_VALUES.items() if tag in self.specs
+        }
         if values:
             await self.show(ts_ms, values)
 

@@ -138,8 +138,14 @@ class EnterpriseTruth:
         return {line: pooled_oee(ms) for line, ms in by_line.items()}
 
 
-INDICATORS = ("nc_rate_declared", "nc_rate_verified", "nc_rate_time_weighted", "coverage",
-              "mdi_share", "networking_rate")
+INDICATORS = (
+    "nc_rate_declared",
+    "nc_rate_verified",
+    "nc_rate_time_weighted",
+    "coverage",
+    "mdi_share",
+    "networking_rate",
+)
 
 
 def pooled_oee(machines: Sequence[MachineTime]) -> Oee:
@@ -218,21 +224,36 @@ def expected(
         for site in e.sites:
             planned = planned_spans(site, start_ms, end_ms)
             for m in site.machines:
-                observed = [] if m.protocol == "none" else _minus([(start_ms, end_ms)],
-                                                                  down.get(m.code, []))
-                machines[m.code] = _machine_time(m, planned, observed, spans.get(m.code, []),
-                                                 made.get(m.code, (0, 0)))
+                observed = (
+                    []
+                    if m.protocol == "none"
+                    else _minus([(start_ms, end_ms)], down.get(m.code, []))
+                )
+                machines[m.code] = _machine_time(
+                    m, planned, observed, spans.get(m.code, []), made.get(m.code, (0, 0))
+                )
         verdicts = [
-            _process(p.code, p.equipment, [machines[c] for c in p.equipment],
-                     [by_code[c] for c in p.equipment], thresholds)
-            for site in e.sites for line in site.lines for p in line.processes if p.is_key
+            _process(
+                p.code,
+                p.equipment,
+                [machines[c] for c in p.equipment],
+                [by_code[c] for c in p.equipment],
+                thresholds,
+            )
+            for site in e.sites
+            for line in site.lines
+            for p in line.processes
+            if p.is_key
         ]
         out[e.code] = EnterpriseTruth(e.code, tuple(verdicts), machines)
     return out
 
 
 def _machine_time(
-    m: Machine, planned: list[Span], observed: list[Span], states: Sequence[Interval],
+    m: Machine,
+    planned: list[Span],
+    observed: list[Span],
+    states: Sequence[Interval],
     made: tuple[int, int],
 ) -> MachineTime:
     seen = _intersect(observed, planned)
@@ -248,12 +269,27 @@ def _machine_time(
         t.metric in (PART_COUNT_METRIC, GOOD_COUNT_METRIC) for t in profile_of(m).tags if t.core
     )
     good, scrap = made
-    return MachineTime(m.code, m.line, _length(observed), _length(planned), _length(seen),
-                       executing, auto, mdi, counts, good + scrap, scrap, m.ideal_cycle_s)
+    return MachineTime(
+        m.code,
+        m.line,
+        _length(observed),
+        _length(planned),
+        _length(seen),
+        executing,
+        auto,
+        mdi,
+        counts,
+        good + scrap,
+        scrap,
+        m.ideal_cycle_s,
+    )
 
 
 def _process(
-    code: str, equipment: tuple[str, ...], times: list[MachineTime], machines: list[Machine],
+    code: str,
+    equipment: tuple[str, ...],
+    times: list[MachineTime],
+    machines: list[Machine],
     t: Thresholds,
 ) -> ProcessTruth:
     declared = bool(machines) and all(m.declared_nc for m in machines)
@@ -261,8 +297,16 @@ def _process(
     executing = sum(m.executing_ms for m in times)
     auto_share = sum(m.auto_ms for m in times) / executing if executing else None
     verified = covered and auto_share is not None and auto_share >= t.auto_share_min
-    return ProcessTruth(code, equipment, declared, covered, verified, auto_share, executing,
-                        sum(m.mdi_ms for m in times))
+    return ProcessTruth(
+        code,
+        equipment,
+        declared,
+        covered,
+        verified,
+        auto_share,
+        executing,
+        sum(m.mdi_ms for m in times),
+    )
 
 
 def _intersect(xs: list[Span], ys: list[Span]) -> list[Span]:

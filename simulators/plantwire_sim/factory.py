@@ -57,8 +57,14 @@ class _Player:
 class Factory:
     """The running simulators of a scenario (see :func:`run_factory`)."""
 
-    def __init__(self, scenario: Scenario, truth: TruthRecorder, seed: int, mqtt_url: str | None,
-                 until_s: float | None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        truth: TruthRecorder,
+        seed: int,
+        mqtt_url: str | None,
+        until_s: float | None,
+    ) -> None:
         self.scenario = scenario
         self.truth = truth
         self.seed = seed
@@ -96,37 +102,56 @@ class Factory:
     @property
     def modbus(self) -> dict[str, ModbusAddress]:
         """Machine code -> Modbus TCP address."""
-        return {code: ModbusAddress(e.host, e.port, e.unit_id)
-                for code, p in self.players.items()
-                if isinstance(e := p.endpoint, ModbusMachine)}
+        return {
+            code: ModbusAddress(e.host, e.port, e.unit_id)
+            for code, p in self.players.items()
+            if isinstance(e := p.endpoint, ModbusMachine)
+        }
 
     @property
     def mqtt_topics(self) -> dict[str, str]:
         """Machine code -> topic its device publishes to (on ``mqtt_url``)."""
-        return {code: e.topic for code, p in self.players.items()
-                if isinstance(e := p.endpoint, MqttMachine)}
+        return {
+            code: e.topic
+            for code, p in self.players.items()
+            if isinstance(e := p.endpoint, MqttMachine)
+        }
 
     def failures(self) -> dict[str, BaseException]:
         """Machines whose endpoint failed (they stopped being driven), with the exception."""
         return dict(self._failures)
 
     def gateway_config(
-        self, enterprise: Enterprise, site: Site, mqtt_url: str,
+        self,
+        enterprise: Enterprise,
+        site: Site,
+        mqtt_url: str,
         primary_host_id: str | None = "plantwire",
-        protocols: frozenset[str] = frozenset({"opcua"}), metrics: str = "core",
+        protocols: frozenset[str] = frozenset({"opcua"}),
+        metrics: str = "core",
     ) -> dict[str, Any]:
         """The edge gateway config reading this factory's machines of ``site`` (Modbus polled
         in step with the clock's speed; run the gateway with ``self.clock``)."""
         from .gateway_config import gateway_config
 
-        return gateway_config(enterprise, site, self.endpoints, mqtt_url, primary_host_id,
-                              protocols=protocols, modbus=self.modbus,
-                              mqtt_topics=self.mqtt_topics, device_broker_url=self.mqtt_url,
-                              metrics=metrics, speed=self.clock.speed)
+        return gateway_config(
+            enterprise,
+            site,
+            self.endpoints,
+            mqtt_url,
+            primary_host_id,
+            protocols=protocols,
+            modbus=self.modbus,
+            mqtt_topics=self.mqtt_topics,
+            device_broker_url=self.mqtt_url,
+            metrics=metrics,
+            speed=self.clock.speed,
+        )
 
     # -- faults ----------------------------------------------------------------------------
-    async def fault(self, machine: str, kind: str, seconds: float,
-                    rate_per_s: float = 10.0) -> FaultRecord:
+    async def fault(
+        self, machine: str, kind: str, seconds: float, rate_per_s: float = 10.0
+    ) -> FaultRecord:
         """Inject a fault now (simulated time) lasting ``seconds`` simulated seconds."""
         player = self.players.get(machine)
         if player is None:
@@ -138,8 +163,7 @@ class Factory:
             raise ValueError("the run is over (its duration was reached)")
         start = max(self.clock.now_ms(), self._last_ms)
         end = start + max(1, round(seconds * 1000))
-        self._push(start, _FAULT_ON, player.order, (player, kind, end, "control", rate_per_s,
-                                                    None))
+        self._push(start, _FAULT_ON, player.order, (player, kind, end, "control", rate_per_s, None))
         self._wake()
         return FaultRecord(machine, kind, start, end, "control")
 
@@ -147,8 +171,12 @@ class Factory:
         occurrence = spec.next_occurrence(self.t0_ms, after_ms)
         if occurrence is not None:
             start, end = occurrence
-            self._push(start, _FAULT_ON, player.order,
-                       (player, spec.kind, end, "scenario", spec.rate_per_s, spec))
+            self._push(
+                start,
+                _FAULT_ON,
+                player.order,
+                (player, spec.kind, end, "scenario", spec.rate_per_s, spec),
+            )
 
     # -- the scheduler ---------------------------------------------------------------------
     def _push(self, ts_ms: int, kind: int, order: int, payload: Any) -> None:
@@ -207,8 +235,12 @@ class Factory:
                 await endpoint.storm(ts, fault)
                 following = ts + max(1, round(1000 / rate))
                 if following < end:
-                    self._push(following, _STORM, player.order,
-                               (player, not fault, end, origin, rate, spec))
+                    self._push(
+                        following,
+                        _STORM,
+                        player.order,
+                        (player, not fault, end, origin, rate, spec),
+                    )
         except Exception as exc:  # one machine's failure must not stop the rest
             log.exception("simulated machine %s: fault handling failed", player.machine.code)
             self._failures.setdefault(player.machine.code, exc)

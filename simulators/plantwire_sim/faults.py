@@ -41,8 +41,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from .native import TagSpec, TagValue
 
 FaultKind = Literal[
-    "restart", "drop", "freeze", "clock_jump", "nan", "out_of_range", "bad_status",
-    "alarm_storm", "malformed",
+    "restart",
+    "drop",
+    "freeze",
+    "clock_jump",
+    "nan",
+    "out_of_range",
+    "bad_status",
+    "alarm_storm",
+    "malformed",
 ]
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
 
@@ -93,8 +100,9 @@ def check_applicable(kind: str, protocol: str, machine: str) -> None:
         raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULT_KINDS)}")
     if protocol not in FAULT_PROTOCOLS[kind]:
         allowed = ", ".join(sorted(FAULT_PROTOCOLS[kind]))
-        raise ValueError(f"fault {kind} does not apply to {machine} ({protocol}); "
-                         f"it applies to {allowed}")
+        raise ValueError(
+            f"fault {kind} does not apply to {machine} ({protocol}); it applies to {allowed}"
+        )
 
 
 @dataclass

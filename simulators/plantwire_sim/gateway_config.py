@@ -14,9 +14,10 @@ simulated time as at speed 1 (down to the gateway's 10 ms floor).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
+
+import tomli_w
 
 from .behaviour import profile_of
 from .native import TagSpec
@@ -85,22 +86,24 @@ def _point(spec: TagSpec) -> dict[str, Any]:
 
 def _opcua(machine: Machine, endpoint: str, metrics: str) -> dict[str, Any]:
     tags = [
-        {"node": f"nsu={NAMESPACE_URI};s={node_identifier(machine.code, spec.name)}",
-         **_point(spec)}
+        {
+            "node": f"nsu={NAMESPACE_URI};s={node_identifier(machine.code, spec.name)}",
+            **_point(spec),
+        }
         for spec in _specs(machine, metrics)
     ]
     return {"kind": "opcua", "device_id": machine.code, "endpoint": endpoint, "tags": tags}
 
 
-def _modbus(
-    machine: Machine, address: ModbusAddress, metrics: str, speed: float
-) -> dict[str, Any]:
+def _modbus(machine: Machine, address: ModbusAddress, metrics: str, speed: float) -> dict[str, Any]:
     params = machine.params
     assert isinstance(params, LegacyParams)
     registers = []
     for spec in _specs(machine, metrics):
         register: dict[str, Any] = {
-            "metric": spec.metric, "table": spec.table, "address": spec.address,
+            "metric": spec.metric,
+            "table": spec.table,
+            "address": spec.address,
             "type": spec.type,
         }
         if spec.type != "bool":
@@ -113,10 +116,14 @@ def _modbus(
             register["map"] = spec.map
         registers.append(register)
     return {
-        "kind": "modbus", "device_id": machine.code, "host": address.host,
-        "port": address.port, "unit_id": address.unit_id,
+        "kind": "modbus",
+        "device_id": machine.code,
+        "host": address.host,
+        "port": address.port,
+        "unit_id": address.unit_id,
         "poll_interval_ms": poll_interval_ms(machine, speed),
-        "timeout_s": 3.0, "registers": registers,
+        "timeout_s": 3.0,
+        "registers": registers,
     }
 
 
@@ -145,7 +152,10 @@ def _mqtt(machine: Machine, broker_url: str, topic: str, metrics: str) -> dict[s
     profile = profile_of(machine)
     fields = [{"path": spec.name, **_point(spec)} for spec in _specs(machine, metrics)]
     return {
-        "kind": "mqtt", "device_id": machine.code, "broker_url": broker_url, "topic": topic,
+        "kind": "mqtt",
+        "device_id": machine.code,
+        "broker_url": broker_url,
+        "topic": topic,
         "timestamp_path": getattr(profile, "timestamp_path", "ts"),
         "timestamp_format": getattr(profile, "timestamp_format", "epoch_ms"),
         "fields": fields,
@@ -153,16 +163,6 @@ def _mqtt(machine: Machine, broker_url: str, topic: str, metrics: str) -> dict[s
 
 
 def to_toml(config: dict[str, Any]) -> str:
-    """Render a gateway config as TOML (scalars, then arrays of tables)."""
-    lines = ["# plantwire edge gateway config (generated for simulated machines)"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in config.items() if not isinstance(v, list)]
-    for device in config.get("devices", []):
-        lines += ["", "[[devices]]"]
-        lines += [f"{k} = {json.dumps(v)}" for k, v in device.items() if not isinstance(v, list)]
-        for key, items in device.items():
-            if not isinstance(items, list):
-                continue
-            for item in items:
-                lines.append(f"[[devices.{key}]]")
-                lines += [f"{k} = {json.dumps(v)}" for k, v in item.items()]
-    return "\n".join(lines) + "\n"
+    """Render a gateway config as TOML."""
+    header = "# plantwire edge gateway config (generated for simulated machines)\n"
+    return header + tomli_w.dumps(config)

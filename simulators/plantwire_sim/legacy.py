@@ -48,34 +48,128 @@ ALARMS: tuple[Alarm, ...] = (
 )
 
 TAGS: tuple[TagSpec, ...] = (
-    TagSpec("ModeWord", int, MODE_METRIC, "String", map="plantwire/ModeCode", core=True,
-            table="holding", address=0, type="uint16"),
-    TagSpec("ExecutionWord", int, EXECUTION_METRIC, "String", map="plantwire/ExecutionCode",
-            core=True, table="holding", address=1, type="uint16"),
-    TagSpec("StatusWord", int, "Status/Word", "UInt16", table="holding", address=2,
-            type="uint16"),
-    TagSpec("PartCounter", int, "Production/PartCount", "UInt32", core=True, table="holding",
-            address=10, type="uint32"),
-    TagSpec("ScrapCounter", int, "Production/ScrapCount", "UInt32", core=True,
-            table="holding", address=12, type="uint32"),
-    TagSpec("MotorSpeed", int, "Motor/Speed", "UInt16", analog=True, table="holding",
-            address=20, type="uint16", absurd=65535),
-    TagSpec("Temperature", int, "Machine/Temperature", "Double", analog=True, table="holding",
-            address=21, type="int16", scale=0.1, absurd=32767),
-    TagSpec("PowerActive", float, "Energy/ActivePower", "Float", core=True, analog=True,
-            table="holding", address=22, type="float32", absurd=3.0e38),
-    TagSpec("AlarmCode", int, "Alarm/Code", "UInt16", table="holding", address=30,
-            type="uint16"),
-    TagSpec("MotorCurrent", int, "Motor/Current", "Double", analog=True, table="input",
-            address=0, type="uint16", scale=0.01, absurd=65535),
-    TagSpec("OilPressure", float, "Hydraulic/Pressure", "Float", analog=True, table="input",
-            address=2, type="float32", absurd=-3.0e38),
-    TagSpec("RunBit", bool, "Status/Running", "Boolean", core=True, table="discrete",
-            address=0, type="bool"),
-    TagSpec("AlarmBit", bool, "Alarm/Active", "Boolean", table="discrete", address=1,
-            type="bool"),
-    TagSpec("RemoteEnable", bool, "Control/RemoteEnable", "Boolean", table="coil", address=0,
-            type="bool"),
+    TagSpec(
+        "ModeWord",
+        int,
+        MODE_METRIC,
+        "String",
+        map="plantwire/ModeCode",
+        core=True,
+        table="holding",
+        address=0,
+        type="uint16",
+    ),
+    TagSpec(
+        "ExecutionWord",
+        int,
+        EXECUTION_METRIC,
+        "String",
+        map="plantwire/ExecutionCode",
+        core=True,
+        table="holding",
+        address=1,
+        type="uint16",
+    ),
+    TagSpec("StatusWord", int, "Status/Word", "UInt16", table="holding", address=2, type="uint16"),
+    TagSpec(
+        "PartCounter",
+        int,
+        "Production/PartCount",
+        "UInt32",
+        core=True,
+        table="holding",
+        address=10,
+        type="uint32",
+    ),
+    TagSpec(
+        "ScrapCounter",
+        int,
+        "Production/ScrapCount",
+        "UInt32",
+        core=True,
+        table="holding",
+        address=12,
+        type="uint32",
+    ),
+    TagSpec(
+        "MotorSpeed",
+        int,
+        "Motor/Speed",
+        "UInt16",
+        analog=True,
+        table="holding",
+        address=20,
+        type="uint16",
+        absurd=65535,
+    ),
+    TagSpec(
+        "Temperature",
+        int,
+        "Machine/Temperature",
+        "Double",
+        analog=True,
+        table="holding",
+        address=21,
+        type="int16",
+        scale=0.1,
+        absurd=32767,
+    ),
+    TagSpec(
+        "PowerActive",
+        float,
+        "Energy/ActivePower",
+        "Float",
+        core=True,
+        analog=True,
+        table="holding",
+        address=22,
+        type="float32",
+        absurd=3.0e38,
+    ),
+    TagSpec("AlarmCode", int, "Alarm/Code", "UInt16", table="holding", address=30, type="uint16"),
+    TagSpec(
+        "MotorCurrent",
+        int,
+        "Motor/Current",
+        "Double",
+        analog=True,
+        table="input",
+        address=0,
+        type="uint16",
+        scale=0.01,
+        absurd=65535,
+    ),
+    TagSpec(
+        "OilPressure",
+        float,
+        "Hydraulic/Pressure",
+        "Float",
+        analog=True,
+        table="input",
+        address=2,
+        type="float32",
+        absurd=-3.0e38,
+    ),
+    TagSpec(
+        "RunBit",
+        bool,
+        "Status/Running",
+        "Boolean",
+        core=True,
+        table="discrete",
+        address=0,
+        type="bool",
+    ),
+    TagSpec("AlarmBit", bool, "Alarm/Active", "Boolean", table="discrete", address=1, type="bool"),
+    TagSpec(
+        "RemoteEnable",
+        bool,
+        "Control/RemoteEnable",
+        "Boolean",
+        table="coil",
+        address=0,
+        type="bool",
+    ),
 )
 
 
@@ -92,7 +186,7 @@ def encode(spec: TagSpec, value: TagValue, word_order: str, byte_order: str) -> 
         raw = (int(value) % _UINT32).to_bytes(4, "big")
     else:
         raw = (int(value) % 65536).to_bytes(2, "big")
-    words = [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+    words = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
     if word_order == "little":
         words.reverse()
     if byte_order == "little":
@@ -118,7 +212,7 @@ class RegisterImage:
             words[word] = words[word] | (1 << bit) if value else words[word] & ~(1 << bit)
             return
         regs = encode(spec, value, self.word_order, self.byte_order)
-        words[spec.address:spec.address + len(regs)] = regs
+        words[spec.address : spec.address + len(regs)] = regs
 
 
 class LegacyProfile:
@@ -141,7 +235,10 @@ class LegacyRenderer:
         self.params = params
         self.noise = noise
         self.analog: dict[str, TagValue] = {
-            "MotorSpeed": 0, "Temperature": 240, "PowerActive": 0.0, "MotorCurrent": 0,
+            "MotorSpeed": 0,
+            "Temperature": 240,
+            "PowerActive": 0.0,
+            "MotorCurrent": 0,
             "OilPressure": 0.0,
         }
 

@@ -25,8 +25,18 @@ from .scenario import Machine
 
 log = logging.getLogger(__name__)
 
-_TABLE_OF_FUNCTION = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 3: "holding",
-                      6: "holding", 16: "holding", 22: "holding", 23: "holding", 4: "input"}
+_TABLE_OF_FUNCTION = {
+    1: "coil",
+    5: "coil",
+    15: "coil",
+    2: "discrete",
+    3: "holding",
+    6: "holding",
+    16: "holding",
+    22: "holding",
+    23: "holding",
+    4: "input",
+}
 
 
 class ModbusMachine(Endpoint):
@@ -49,8 +59,7 @@ class ModbusMachine(Endpoint):
             id=self.unit_id,
             simdata=(
                 [SimData(0, count=TABLE_SIZES["coil"], values=False, datatype=DataType.BITS)],
-                [SimData(0, count=TABLE_SIZES["discrete"], values=False,
-                         datatype=DataType.BITS)],
+                [SimData(0, count=TABLE_SIZES["discrete"], values=False, datatype=DataType.BITS)],
                 [SimData(0, count=TABLE_SIZES["holding"], datatype=DataType.REGISTERS)],
                 [SimData(0, count=TABLE_SIZES["input"], datatype=DataType.REGISTERS)],
             ),
@@ -58,15 +67,20 @@ class ModbusMachine(Endpoint):
         )
 
     async def _on_access(
-        self, function_code: int, start: int, address: int, count: int,
-        registers: list[int], values: list[int] | list[bool] | None,
+        self,
+        function_code: int,
+        start: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         if "bad_status" in self.faults:
             return ExcCodes.DEVICE_FAILURE
         table = _TABLE_OF_FUNCTION.get(function_code)
         if table is not None:
             words = self.served.tables[table]
-            registers[start:start + len(words)] = words
+            registers[start : start + len(words)] = words
         return None
 
     async def show(self, ts_ms: int, values: dict[str, TagValue]) -> None:
@@ -78,8 +92,9 @@ class ModbusMachine(Endpoint):
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:  # pymodbus reports a failed bind this way
-            raise OSError(f"Modbus server {self.code} cannot listen on "
-                          f"{self.host}:{self.port}") from exc
+            raise OSError(
+                f"Modbus server {self.code} cannot listen on {self.host}:{self.port}"
+            ) from exc
         self.server = server
         if self.port == 0:
             listener = cast(asyncio.Server, server.transport)

@@ -29,8 +29,13 @@ from .native import EXECUTION_CODE, Alarm, Snapshot, TagSpec, TagValue, jitter
 from .params import InjectionParams
 
 MACHINE_MODE_OF: dict[Mode, int] = {
-    Mode.AUTO: 1, Mode.SEMI_AUTO: 2, Mode.MANUAL: 3, Mode.MDI: 3, Mode.SETUP: 4,
-    Mode.SERVICE: 0, Mode.UNKNOWN: 0,
+    Mode.AUTO: 1,
+    Mode.SEMI_AUTO: 2,
+    Mode.MANUAL: 3,
+    Mode.MDI: 3,
+    Mode.SETUP: 4,
+    Mode.SERVICE: 0,
+    Mode.UNKNOWN: 0,
 }
 _UINT32 = 2**32
 _ZONES = ("BarrelTemperatureZone1", "BarrelTemperatureZone2", "BarrelTemperatureZone3")
@@ -55,21 +60,37 @@ class InjectionProfile:
     def __init__(self, params: InjectionParams) -> None:
         self.params = params
         self.tags: tuple[TagSpec, ...] = (
-            TagSpec("MachineMode", int, MODE_METRIC, "String", map="euromap83/MachineMode",
-                    core=True, opcua="Int32"),
-            TagSpec("ProductionStatus", int, EXECUTION_METRIC, "String",
-                    map="plantwire/ExecutionCode", core=True, opcua="Int32"),
-            TagSpec("ShotCounter", int, "Production/PartCount", "UInt32", core=True,
-                    opcua="UInt32"),
-            TagSpec("CycleTime", float, "Production/CycleTime", "Double", core=True,
-                    opcua="Double"),
-            TagSpec("RejectCounter", int, "Production/ScrapCount", "UInt32", core=True,
-                    opcua="UInt32"),
+            TagSpec(
+                "MachineMode",
+                int,
+                MODE_METRIC,
+                "String",
+                map="euromap83/MachineMode",
+                core=True,
+                opcua="Int32",
+            ),
+            TagSpec(
+                "ProductionStatus",
+                int,
+                EXECUTION_METRIC,
+                "String",
+                map="plantwire/ExecutionCode",
+                core=True,
+                opcua="Int32",
+            ),
+            TagSpec(
+                "ShotCounter", int, "Production/PartCount", "UInt32", core=True, opcua="UInt32"
+            ),
+            TagSpec(
+                "CycleTime", float, "Production/CycleTime", "Double", core=True, opcua="Double"
+            ),
+            TagSpec(
+                "RejectCounter", int, "Production/ScrapCount", "UInt32", core=True, opcua="UInt32"
+            ),
             TagSpec("JobName", str, "Job/Name", "String", opcua="String"),
             *ALARM_TAGS,
             _analog("MouldTemperature", "Mould/Temperature", -273.2),
-            *(_analog(z, f"Barrel/Zone{i}/Temperature", 9_999.0)
-              for i, z in enumerate(_ZONES, 1)),
+            *(_analog(z, f"Barrel/Zone{i}/Temperature", 9_999.0) for i, z in enumerate(_ZONES, 1)),
             _analog("InjectionPressure", "Injection/Pressure", -1.0),
             _analog("PowerActive", "Energy/ActivePower", -1.0),
         )
@@ -86,8 +107,10 @@ class InjectionRenderer:
         self.params = params
         self.noise = noise
         self.analog: dict[str, TagValue] = {
-            "MouldTemperature": 24.0, **dict.fromkeys(_ZONES, 24.0),
-            "InjectionPressure": 0.0, "PowerActive": 0.0,
+            "MouldTemperature": 24.0,
+            **dict.fromkeys(_ZONES, 24.0),
+            "InjectionPressure": 0.0,
+            "PowerActive": 0.0,
         }
 
     def render(self, snap: Snapshot) -> dict[str, TagValue]:
@@ -110,8 +133,14 @@ class InjectionRenderer:
             a["InjectionPressure"] = jitter(rng, p.injection_pressure_bar, 0.08)
             a["PowerActive"] = jitter(rng, p.power_kw, 0.15, 2)
         elif snap.execution is Execution.OFF:
-            a.update({"MouldTemperature": 24.0, **dict.fromkeys(_ZONES, 24.0),
-                      "InjectionPressure": 0.0, "PowerActive": 0.0})
+            a.update(
+                {
+                    "MouldTemperature": 24.0,
+                    **dict.fromkeys(_ZONES, 24.0),
+                    "InjectionPressure": 0.0,
+                    "PowerActive": 0.0,
+                }
+            )
         else:
             a["InjectionPressure"] = 0.0
             a["PowerActive"] = round(p.power_kw * 0.2, 2)  # heaters keep the barrel hot

@@ -66,8 +66,9 @@ class MqttMachine(Endpoint):
 
     protocol = "mqtt"
 
-    def __init__(self, machine: Machine, profile: Profile, address: BrokerAddress,
-                 topic: str) -> None:
+    def __init__(
+        self, machine: Machine, profile: Profile, address: BrokerAddress, topic: str
+    ) -> None:
         super().__init__(machine, profile)
         self.address = address
         self.topic = topic
@@ -117,8 +118,7 @@ class MqttMachine(Endpoint):
         self.seq += 1
         envelope = getattr(self.profile, "envelope", None)
         stamp: str | int = iso_ms(ts) if self.ts_format == "iso8601" else ts
-        doc: dict[str, Any] = (envelope(self.code, stamp, self.seq) if envelope
-                               else {"ts": stamp})
+        doc: dict[str, Any] = envelope(self.code, stamp, self.seq) if envelope else {"ts": stamp}
         for tag in self._order:
             if tag in values:
                 place(doc, tag, values[tag])

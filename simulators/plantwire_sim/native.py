@@ -101,25 +101,43 @@ def jitter(rng: random.Random, base: float, relative: float, digits: int = 1) ->
 # --- canonical state in native encodings used by several profiles --------------------------
 
 MODE_CODE: dict[Mode, int] = {
-    Mode.MANUAL: 0, Mode.AUTO: 1, Mode.SETUP: 2, Mode.SEMI_AUTO: 3, Mode.MDI: 4,
-    Mode.SERVICE: 5, Mode.UNKNOWN: 255,
+    Mode.MANUAL: 0,
+    Mode.AUTO: 1,
+    Mode.SETUP: 2,
+    Mode.SEMI_AUTO: 3,
+    Mode.MDI: 4,
+    Mode.SERVICE: 5,
+    Mode.UNKNOWN: 255,
 }
 """plantwire/ModeCode (an unknown mode is written as 255, outside the table)."""
 
 EXECUTION_CODE: dict[Execution, int] = {
-    Execution.IDLE: 0, Execution.EXECUTING: 1, Execution.PAUSED: 2, Execution.FAULT: 3,
-    Execution.OFF: 4, Execution.NO_DATA: 255,
+    Execution.IDLE: 0,
+    Execution.EXECUTING: 1,
+    Execution.PAUSED: 2,
+    Execution.FAULT: 3,
+    Execution.OFF: 4,
+    Execution.NO_DATA: 255,
 }
 """plantwire/ExecutionCode."""
 
 MTCONNECT_MODE: dict[Mode, str] = {
-    Mode.AUTO: "AUTOMATIC", Mode.SEMI_AUTO: "SEMI_AUTOMATIC", Mode.MDI: "MANUAL_DATA_INPUT",
-    Mode.MANUAL: "MANUAL", Mode.SETUP: "EDIT", Mode.SERVICE: "MANUAL", Mode.UNKNOWN: "UNAVAILABLE",
+    Mode.AUTO: "AUTOMATIC",
+    Mode.SEMI_AUTO: "SEMI_AUTOMATIC",
+    Mode.MDI: "MANUAL_DATA_INPUT",
+    Mode.MANUAL: "MANUAL",
+    Mode.SETUP: "EDIT",
+    Mode.SERVICE: "MANUAL",
+    Mode.UNKNOWN: "UNAVAILABLE",
 }
 """MTConnect ControllerMode (no SERVICE value: reported as MANUAL)."""
 
 MTCONNECT_EXECUTION: dict[Execution, str] = {
-    Execution.EXECUTING: "ACTIVE", Execution.PAUSED: "INTERRUPTED", Execution.IDLE: "READY",
-    Execution.FAULT: "STOPPED", Execution.OFF: "STOPPED", Execution.NO_DATA: "UNAVAILABLE",
+    Execution.EXECUTING: "ACTIVE",
+    Execution.PAUSED: "INTERRUPTED",
+    Execution.IDLE: "READY",
+    Execution.FAULT: "STOPPED",
+    Execution.OFF: "STOPPED",
+    Execution.NO_DATA: "UNAVAILABLE",
 }
 """MTConnect Execution (FAULT and OFF both read as STOPPED)."""

@@ -197,12 +197,16 @@ class OpcUaMachine(Endpoint):
         for tag, value in values.items():
             nodeid, vtype = self.nodes[tag]
             if bad:
-                dv = _SharedValue(ua.Variant(None, ua.VariantType.Null),
-                                  StatusCode=BAD_STATUS,
-                                  SourceTimestamp=when, ServerTimestamp=when)
+                dv = _SharedValue(
+                    ua.Variant(None, ua.VariantType.Null),
+                    StatusCode=BAD_STATUS,
+                    SourceTimestamp=when,
+                    ServerTimestamp=when,
+                )
             else:
-                dv = _SharedValue(ua.Variant(value, vtype), SourceTimestamp=when,
-                                  ServerTimestamp=when)
+                dv = _SharedValue(
+                    ua.Variant(value, vtype), SourceTimestamp=when, ServerTimestamp=when
+                )
             await server.write_attribute_value(nodeid, dv)
 
     async def fault_on(self, kind: str, ts_ms: int) -> None:

@@ -52,7 +52,14 @@ async def run_fleet(
     Modbus and MQTT machines too.
     """
     async with run_factory(
-        scenario, host, base_port, truth, seed=seed, protocols=frozenset({"opcua"}),
-        speed=speed, start_ms=start_ms, layout=layout,
+        scenario,
+        host,
+        base_port,
+        truth,
+        seed=seed,
+        protocols=frozenset({"opcua"}),
+        speed=speed,
+        start_ms=start_ms,
+        layout=layout,
     ) as fleet:
         yield fleet

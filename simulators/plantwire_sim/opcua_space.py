@@ -21,8 +21,18 @@ from asyncua.server.standard_address_space import standard_address_space
 
 _template: dict[ua.NodeId, NodeData] | None = None
 _template_lock = threading.Lock()
-_IMMUTABLE = (int, float, str, bytes, bool, type(None), datetime, ua.NodeId, ua.LocalizedText,
-              ua.QualifiedName)
+_IMMUTABLE = (
+    int,
+    float,
+    str,
+    bytes,
+    bool,
+    type(None),
+    datetime,
+    ua.NodeId,
+    ua.LocalizedText,
+    ua.QualifiedName,
+)
 
 
 def standard_nodes() -> dict[ua.NodeId, NodeData]:
@@ -71,4 +81,3 @@ class PrebuiltInternalServer(InternalServer):
         for nodeid, data in self._prebuilt.items():
             self.aspace[nodeid] = data
         self._prebuilt = {}
-

@@ -67,8 +67,13 @@ class CncParams(_Model):
     feed_override_pct: float = Field(default=100.0, ge=0, le=200)
     power_kw: float = Field(default=7.5, ge=0, description="while cutting")
     travel_mm: tuple[float, float, float] = (600.0, 400.0, 350.0)
-    sensors: int = Field(default=0, ge=0, le=64, description="extra condition-monitoring "
-                         "channels Sensor01..NN, re-sampled like the other analog values")
+    sensors: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="extra condition-monitoring "
+        "channels Sensor01..NN, re-sampled like the other analog values",
+    )
 
 
 class InjectionParams(_Model):

@@ -51,14 +51,17 @@ class Placement:
 
     def endpoints(self) -> dict[str, str]:
         """Machine code -> OPC UA endpoint URL (ports as planned)."""
-        return {code: endpoint_url(self.host, h.port, h.path)
-                for h in self.opcua for code in h.machines}
+        return {
+            code: endpoint_url(self.host, h.port, h.path) for h in self.opcua for code in h.machines
+        }
 
     def modbus(self) -> dict[str, ModbusAddress]:
         """Machine code -> Modbus address (ports as planned)."""
         unit = {m.code: getattr(m.params, "unit_id", 1) for _, _, m in self.machines}
-        return {code: ModbusAddress(self.host, port, unit[code])
-                for code, port in self.modbus_ports.items()}
+        return {
+            code: ModbusAddress(self.host, port, unit[code])
+            for code, port in self.modbus_ports.items()
+        }
 
 
 def plan(
@@ -81,8 +84,7 @@ def plan(
     if layout not in ("machine", "site", "fleet"):
         raise ValueError(f"unknown OPC UA layout {layout!r}: machine, site or fleet")
     placement = Placement(host)
-    placement.machines = [(e, s, m) for e, s, m in scenario.machines()
-                          if m.protocol in protocols]
+    placement.machines = [(e, s, m) for e, s, m in scenario.machines() if m.protocol in protocols]
     groups: dict[str, list[str]] = {}
     for e, s, m in placement.machines:
         if m.protocol == "opcua":
@@ -102,6 +104,7 @@ def plan(
         return port - 1
 
     placement.opcua = [HostPlan(path, take(), tuple(codes)) for path, codes in groups.items()]
-    placement.modbus_ports = {m.code: take() for _, _, m in placement.machines
-                              if m.protocol == "modbus"}
+    placement.modbus_ports = {
+        m.code: take() for _, _, m in placement.machines if m.protocol == "modbus"
+    }
     return placement

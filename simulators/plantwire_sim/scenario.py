@@ -1,7 +1,10 @@
 """Scenario files: the registry of a simulated factory and how each machine behaves.
 
-A scenario is a TOML file validated by the models below. The same file seeds the platform
-registry (enterprises, sites, lines, processes, equipment) and drives the simulators.
+A scenario is a registry document (the platform's format, ``docs/registry.md``: parks, chains,
+enterprises, sites, lines, processes, equipment) plus behaviour: top-level ``seed``,
+``programs``, ``faults`` and ``[simulation]``, site ``breaks`` and ``setup_minutes``, and per
+piece of equipment its ``protocol``, ``profile``, ``program``, ``params`` and ``behaviour``.
+:meth:`Scenario.registry` gives the registry part, which the platform imports.
 
 Conveniences resolved while loading (the models hold the result): a machine table with
 ``count = N`` stands for N machines ``{code}-01`` .. ``{code}-N`` (names get `` #i``) and a
@@ -91,12 +94,16 @@ class Machine(_Model):
             raise ValueError(f"machine {self.code}: a simulated machine needs a program")
         if self.profile is not None and self.params is not None:
             if self.params.profile != self.profile:
-                raise ValueError(f"machine {self.code}: params are for profile "
-                                 f"{self.params.profile!r}, not {self.profile!r}")
+                raise ValueError(
+                    f"machine {self.code}: params are for profile "
+                    f"{self.params.profile!r}, not {self.profile!r}"
+                )
             if self.protocol != "none" and self.protocol not in PROFILE_PROTOCOLS[self.profile]:
                 allowed = ", ".join(sorted(PROFILE_PROTOCOLS[self.profile]))
-                raise ValueError(f"machine {self.code}: profile {self.profile} is simulated "
-                                 f"over {allowed}, not {self.protocol}")
+                raise ValueError(
+                    f"machine {self.code}: profile {self.profile} is simulated "
+                    f"over {allowed}, not {self.protocol}"
+                )
         return self
 
 
@@ -117,6 +124,8 @@ class Line(_Model):
 
 
 class Site(_Model):
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+
     code: str = Field(pattern=_CODE)
     name: str
     timezone: str = "Asia/Shanghai"
@@ -128,18 +137,18 @@ class Site(_Model):
     breaks: str = Field(default="", description="simulated breaks inside shifts, '12:00-12:30'")
     setup_minutes: float = Field(default=0.0, ge=0, description="simulated setup per shift")
     lines: tuple[Line, ...] = ()
-    machines: tuple[Machine, ...] = ()
+    machines: tuple[Machine, ...] = Field(default=(), alias="equipment")
 
     @model_validator(mode="before")
     @classmethod
     def _expand_counts(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("machines"), list | tuple):
+        if not isinstance(data, dict) or not isinstance(data.get("equipment"), list | tuple):
             return data
-        machines, groups = _expand_machines(data["machines"])
+        machines, groups = _expand_machines(data["equipment"])
         if not groups:
             return data
         lines = [_expand_line(line, groups) for line in data.get("lines", ())]
-        return {**data, "machines": machines, "lines": lines}
+        return {**data, "equipment": machines, "lines": lines}
 
     @model_validator(mode="after")
     def _check(self) -> Site:
@@ -250,8 +259,10 @@ class Scenario(_Model):
         seen: set[str] = set()
         for _, _, m in self.machines():
             if m.protocol != "none" and m.code in seen:
-                raise ValueError(f"machine {m.code}: simulated machine codes must be unique "
-                                 "across the scenario (simulators address machines by code)")
+                raise ValueError(
+                    f"machine {m.code}: simulated machine codes must be unique "
+                    "across the scenario (simulators address machines by code)"
+                )
             seen.add(m.code)
         protocols = {m.code: m.protocol for _, _, m in self.machines()}
         for fault in self.faults:
@@ -262,6 +273,25 @@ class Scenario(_Model):
 
     def machines(self) -> list[tuple[Enterprise, Site, Machine]]:
         return [(e, s, m) for e in self.enterprises for s in e.sites for m in s.machines]
+
+    def registry(self) -> dict[str, Any]:
+        """The registry part of the scenario: a registry document (``docs/registry.md``) as
+        plain data, with counts expanded; behaviour and simulation keys left out."""
+        equipment: Any = {"__all__": set(_SIMULATION_ONLY["equipment"])}
+        site = {"__all__": {**dict.fromkeys(_SIMULATION_ONLY["site"], True), "machines": equipment}}
+        return self.model_dump(
+            mode="json",
+            by_alias=True,
+            include={"parks", "chains", "enterprises"},
+            exclude={"enterprises": {"__all__": {"sites": site}}},
+        )
+
+
+_SIMULATION_ONLY = {
+    "site": ("breaks", "setup_minutes"),
+    "equipment": ("protocol", "profile", "spindle_rpm", "program", "params", "behaviour"),
+}
+"""Keys a scenario adds to the registry's sites and equipment."""
 
 
 def _expand_machines(raw: list[Any] | tuple[Any, ...]) -> tuple[list[Any], dict[str, list[str]]]:
@@ -277,8 +307,10 @@ def _expand_machines(raw: list[Any] | tuple[Any, ...]) -> tuple[list[Any], dict[
         width = max(2, len(str(count)))
         base = {k: v for k, v in entry.items() if k != "count"}
         members = [f"{code}-{i:0{width}d}" for i in range(1, count + 1)]
-        machines += [{**base, "code": member, "name": f"{entry.get('name', code)} #{i}"}
-                     for i, member in enumerate(members, 1)]
+        machines += [
+            {**base, "code": member, "name": f"{entry.get('name', code)} #{i}"}
+            for i, member in enumerate(members, 1)
+        ]
         groups[code] = members
     return machines, groups
 
@@ -299,17 +331,19 @@ def _with_programs(enterprise: Any, programs: dict[str, Any]) -> Any:
         return enterprise
     sites = []
     for site in enterprise["sites"]:
-        if isinstance(site, dict) and isinstance(site.get("machines"), list | tuple):
+        if isinstance(site, dict) and isinstance(site.get("equipment"), list | tuple):
             machines = []
-            for m in site["machines"]:
+            for m in site["equipment"]:
                 name = m.get("program") if isinstance(m, dict) else None
                 if isinstance(name, str):
                     if name not in programs:
-                        raise ValueError(f"machine {m.get('code')}: unknown program {name!r} "
-                                         f"(programs: {', '.join(programs) or 'none'})")
+                        raise ValueError(
+                            f"machine {m.get('code')}: unknown program {name!r} "
+                            f"(programs: {', '.join(programs) or 'none'})"
+                        )
                     m = {**m, "program": programs[name]}
                 machines.append(m)
-            site = {**site, "machines": machines}
+            site = {**site, "equipment": machines}
         sites.append(site)
     return {**enterprise, "sites": sites}
 

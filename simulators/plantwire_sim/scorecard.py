@@ -40,8 +40,11 @@ def simulate(
     seed = scenario.seed if seed is None else seed
     truth = truth if truth is not None else TruthRecorder()
     end_ms = start_ms + round(seconds * 1000)
-    machines = [(s, m) for _, s, m in scenario.machines() if m.protocol in protocols
-                and m.protocol != "none"]
+    machines = [
+        (s, m)
+        for _, s, m in scenario.machines()
+        if m.protocol in protocols and m.protocol != "none"
+    ]
     order = {m.code: i for i, (_, m) in enumerate(machines)}
     streams: list[Iterator[Step]] = [
         MachineBehaviour(m, seed, calendar_of(s)).steps_from(start_ms) for s, m in machines
@@ -104,8 +107,10 @@ def intervals(records: Iterable[Record], end_ms: int) -> dict[str, list[Interval
     for machine, recs in states.items():
         recs.sort(key=lambda r: r.ts_ms)
         ends = [r.ts_ms for r in recs[1:]] + [max(end_ms, recs[-1].ts_ms)]
-        out[machine] = [Interval(machine, r.ts_ms, e, r.mode, r.execution, r.cause)
-                        for r, e in zip(recs, ends, strict=True)]
+        out[machine] = [
+            Interval(machine, r.ts_ms, e, r.mode, r.execution, r.cause)
+            for r, e in zip(recs, ends, strict=True)
+        ]
     return out
 
 
@@ -172,7 +177,10 @@ class NcRates:
 
 
 def nc_rates(
-    scenario: Scenario, records: Iterable[Record], start_ms: int, end_ms: int,
+    scenario: Scenario,
+    records: Iterable[Record],
+    start_ms: int,
+    end_ms: int,
     auto_share_min: float = 0.8,
 ) -> dict[str, NcRates]:
     """Declared and truth-based key-process NC rates per enterprise over [start, end)."""
@@ -193,11 +201,17 @@ def nc_rates(
                         time += durations(spans.get(m.code, ()), start_ms, end_ms)
                     executing = sum(v for (_, x), v in time.items() if x is Execution.EXECUTING)
                     auto = time[(Mode.AUTO, Execution.EXECUTING)]
-                    verified = (observed and executing > 0
-                                and auto >= auto_share_min * executing)
-                    verdicts.append(ProcessVerdict(
-                        p.code, p.equipment, bool(used) and all(m.declared_nc for m in used),
-                        observed, executing, auto, verified,
-                    ))
+                    verified = observed and executing > 0 and auto >= auto_share_min * executing
+                    verdicts.append(
+                        ProcessVerdict(
+                            p.code,
+                            p.equipment,
+                            bool(used) and all(m.declared_nc for m in used),
+                            observed,
+                            executing,
+                            auto,
+                            verified,
+                        )
+                    )
         out[e.code] = NcRates(e.code, tuple(verdicts))
     return out

@@ -46,8 +46,12 @@ class ShiftCalendar:
     @property
     def always_on(self) -> bool:
         """True when machines are never off, never set up and never on a break."""
-        return (self.shifts == ALL_DAY and self.workdays == frozenset(range(7))
-                and not self.breaks and not self.setup_minutes)
+        return (
+            self.shifts == ALL_DAY
+            and self.workdays == frozenset(range(7))
+            and not self.breaks
+            and not self.setup_minutes
+        )
 
     def situation(self, ts_ms: int) -> tuple[Situation, int]:
         """What the site does at ``ts_ms`` and until when (exclusive, epoch ms)."""
@@ -56,8 +60,7 @@ class ShiftCalendar:
         for start, end in self._spans(self.shifts, today - timedelta(days=1), 2, tz, True):
             if start <= ts_ms < end:
                 return self._inside(ts_ms, start, end, tz)
-        later = [s for s, _ in self._spans(self.shifts, today, _SEARCH_DAYS, tz, True)
-                 if s > ts_ms]
+        later = [s for s, _ in self._spans(self.shifts, today, _SEARCH_DAYS, tz, True) if s > ts_ms]
         return "off", min(later) if later else ts_ms + _SEARCH_DAYS * 86_400_000
 
     def _inside(self, ts_ms: int, start: int, end: int, tz: ZoneInfo) -> tuple[Situation, int]:

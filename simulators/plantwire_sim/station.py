@@ -36,10 +36,10 @@ ALARMS: tuple[Alarm, ...] = (
 )
 
 TAGS: tuple[TagSpec, ...] = (
-    TagSpec("state.mode", str, MODE_METRIC, "String", map="mtconnect/ControllerMode",
-            core=True),
-    TagSpec("state.status", int, EXECUTION_METRIC, "String", map="plantwire/ExecutionCode",
-            core=True),
+    TagSpec("state.mode", str, MODE_METRIC, "String", map="mtconnect/ControllerMode", core=True),
+    TagSpec(
+        "state.status", int, EXECUTION_METRIC, "String", map="plantwire/ExecutionCode", core=True
+    ),
     TagSpec("counts.good", int, GOOD_COUNT_METRIC, "UInt32", core=True),
     TagSpec("counts.scrap", int, "Production/ScrapCount", "UInt32", core=True),
     TagSpec("operator", str, "Operator/Id", "String"),

@@ -36,8 +36,13 @@ class TruthRecord:
     ts_ms: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": "value", "machine": self.machine, "tag": self.tag,
-                "value": self.value, "ts_ms": self.ts_ms}
+        return {
+            "kind": "value",
+            "machine": self.machine,
+            "tag": self.tag,
+            "value": self.value,
+            "ts_ms": self.ts_ms,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +56,14 @@ class StateRecord:
     cause: str = "program"
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": "state", "machine": self.machine, "ts_ms": self.ts_ms,
-                "mode": self.mode.value, "execution": self.execution.value,
-                "cause": self.cause}
+        return {
+            "kind": "state",
+            "machine": self.machine,
+            "ts_ms": self.ts_ms,
+            "mode": self.mode.value,
+            "execution": self.execution.value,
+            "cause": self.cause,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +75,7 @@ class PartRecord:
     scrap: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": "part", "machine": self.machine, "ts_ms": self.ts_ms,
-                "scrap": self.scrap}
+        return {"kind": "part", "machine": self.machine, "ts_ms": self.ts_ms, "scrap": self.scrap}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +90,14 @@ class FaultRecord:
     """``scenario`` (scheduled) or ``control`` (injected while running)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": "fault", "machine": self.machine, "fault": self.fault,
-                "start_ms": self.start_ms, "end_ms": self.end_ms, "origin": self.origin}
+        return {
+            "kind": "fault",
+            "machine": self.machine,
+            "fault": self.fault,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "origin": self.origin,
+        }
 
 
 Record = TruthRecord | StateRecord | PartRecord | FaultRecord
@@ -94,13 +109,23 @@ def record_from_json(obj: dict[str, Any]) -> Record:
     if kind == "value":
         return TruthRecord(str(obj["machine"]), str(obj["tag"]), obj["value"], int(obj["ts_ms"]))
     if kind == "state":
-        return StateRecord(str(obj["machine"]), int(obj["ts_ms"]), Mode(obj["mode"]),
-                           Execution(obj["execution"]), str(obj.get("cause", "program")))
+        return StateRecord(
+            str(obj["machine"]),
+            int(obj["ts_ms"]),
+            Mode(obj["mode"]),
+            Execution(obj["execution"]),
+            str(obj.get("cause", "program")),
+        )
     if kind == "part":
         return PartRecord(str(obj["machine"]), int(obj["ts_ms"]), bool(obj["scrap"]))
     if kind == "fault":
-        return FaultRecord(str(obj["machine"]), str(obj["fault"]), int(obj["start_ms"]),
-                           int(obj["end_ms"]), str(obj.get("origin", "scenario")))
+        return FaultRecord(
+            str(obj["machine"]),
+            str(obj["fault"]),
+            int(obj["start_ms"]),
+            int(obj["end_ms"]),
+            str(obj.get("origin", "scenario")),
+        )
     raise ValueError(f"unknown truth record kind {kind!r}")
 
 
@@ -171,7 +196,8 @@ class TruthRecorder:
     def values(self, machine: str | None = None, tag: str | None = None) -> list[TruthRecord]:
         """Value records, optionally only those of one machine and/or one tag."""
         return [
-            r for r in self._records
+            r
+            for r in self._records
             if isinstance(r, TruthRecord)
             and (machine is None or r.machine == machine)
             and (tag is None or r.tag == tag)
@@ -180,21 +206,24 @@ class TruthRecorder:
     def states(self, machine: str | None = None) -> list[StateRecord]:
         """State records (segment starts), optionally only those of one machine."""
         return [
-            r for r in self._records
+            r
+            for r in self._records
             if isinstance(r, StateRecord) and (machine is None or r.machine == machine)
         ]
 
     def parts(self, machine: str | None = None) -> list[PartRecord]:
         """Completed parts, optionally only those of one machine."""
         return [
-            r for r in self._records
+            r
+            for r in self._records
             if isinstance(r, PartRecord) and (machine is None or r.machine == machine)
         ]
 
     def faults(self, machine: str | None = None) -> list[FaultRecord]:
         """Faults, optionally only those of one machine."""
         return [
-            r for r in self._records
+            r
+            for r in self._records
             if isinstance(r, FaultRecord) and (machine is None or r.machine == machine)
         ]
 

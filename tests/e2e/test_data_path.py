@@ -19,7 +19,8 @@ from plantwire_bus.mosquitto import free_port
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.gateway import Gateway
 from plantwire_platform.ingest.worker import IngestWorker
-from plantwire_platform.registry.store import import_scenario
+from plantwire_platform.registry.document import registry_from
+from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import api_server
 from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.gateway_config import gateway_config
@@ -51,7 +52,7 @@ processes = [
   {{ code = "OP20", name = "Drilling", is_key = true, equipment = ["HAND-2"] }},
 ]
 
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "AUTO-1"
 name = "Automatic lathe"
 line = "L1"
@@ -63,7 +64,7 @@ program = [
   {{ mode = "AUTO", execution = "IDLE", seconds = 0.7 }},
 ]
 
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "HAND-2"
 name = "Drill declared NC, run by hand"
 line = "L1"
@@ -95,7 +96,7 @@ class Plant:
 async def plant(database_url: str, mqtt_url: str, unique: str) -> AsyncIterator[Plant]:
     scenario = parse_scenario(SCENARIO.format(token=unique))
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        ids = await import_scenario(conn, scenario)
+        ids = await import_registry(conn, registry_from(scenario.registry()))
     settings = PlatformSettings(
         database_url=database_url,
         mqtt_url=mqtt_url,

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from plantwire.demo import run_demo
 from plantwire_bus.mosquitto import free_port
-from plantwire_platform.demo import run_demo
 from plantwire_sim.scenario import SCENARIOS_DIR, Scenario, load_scenario
 
 
@@ -146,7 +146,7 @@ async def test_demo_serves_declared_and_verified_rates(
 
 
 def test_demo_speed_options() -> None:
-    from plantwire_bus.cli import build_parser
+    from plantwire.cli import build_parser
 
     parser = build_parser()
     args = parser.parse_args(["demo", "--speed", "600", "--hours", "2"])
@@ -174,7 +174,7 @@ def test_ctrl_c_stops_the_demo_and_its_broker_cleanly(database_url: str, tmp_pat
             [
                 sys.executable,
                 "-m",
-                "plantwire_bus.cli",
+                "plantwire.cli",
                 "demo",
                 "--port",
                 str(port),

@@ -34,7 +34,7 @@ edge_node = "GW1"
 [[enterprises.sites.lines]]
 code = "L1"
 name = "Line 1"
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "M1"
 name = "Lathe"
 line = "L1"

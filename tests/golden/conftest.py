@@ -33,7 +33,8 @@ from plantwire_bus.mosquitto import free_port
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.gateway import Gateway
 from plantwire_platform.ingest.worker import IngestWorker
-from plantwire_platform.registry.store import import_scenario
+from plantwire_platform.registry.document import registry_from
+from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import api_server
 from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.clock import SimClock
@@ -93,9 +94,7 @@ class Simulation:
         return SimClock.from_state(self.status["clock"])
 
     def where(self, protocol: str) -> dict[str, dict[str, Any]]:
-        return {
-            code: m for code, m in self.status["machines"].items() if m["protocol"] == protocol
-        }
+        return {code: m for code, m in self.status["machines"].items() if m["protocol"] == protocol}
 
     def gateway_config(self, scenario: Scenario, enterprise: str, site: str, mqtt_url: str,
                        host_id: str) -> dict[str, Any]:  # fmt: skip
@@ -128,7 +127,7 @@ async def simulation(
     start = datetime.fromtimestamp(start_ms / 1000, UTC).isoformat()
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import sys; from plantwire_bus.cli import main; "
+            sys.executable, "-c", "import sys; from plantwire.cli import main; "
             "sys.exit(main())", "sim", "run", "--scenario", name, "--base-port", "0",
             "--mqtt-url", mqtt_url, "--speed", str(speed), "--start", start,
             "--duration", str(seconds), "--truth", str(workdir / "truth.jsonl"),
@@ -167,7 +166,7 @@ async def run_plant(
     began = time.monotonic()
     scenario = load_scenario(scenario_name)
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        await import_scenario(conn, scenario)
+        await import_registry(conn, registry_from(scenario.registry()))
     settings = PlatformSettings(
         database_url=database_url,
         mqtt_url=mqtt_url,
@@ -362,9 +361,7 @@ def _members(scenario: Scenario, key: str) -> list[str]:
     if kind == "parks":
         return [e.code for e in scenario.enterprises if e.park == code]
     regions = {p.code: p.region for p in scenario.parks}
-    return [
-        e.code for e in scenario.enterprises if (e.region or regions.get(e.park or "")) == code
-    ]
+    return [e.code for e in scenario.enterprises if (e.region or regions.get(e.park or "")) == code]
 
 
 def _oee(out: Comparison, what: str, got: dict[str, Any], want: Oee) -> None:

@@ -19,7 +19,8 @@ import pytest
 from pydantic import SecretStr
 
 from plantwire_platform.partner.tokens import Caller, issue_token
-from plantwire_platform.registry.store import import_scenario
+from plantwire_platform.registry.document import registry_from
+from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import create_app
 from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.scenario import parse_scenario
@@ -52,7 +53,7 @@ timezone = "UTC"
 code = "L"
 name = "Line"
 processes = [{{ code = "OP10", name = "OP10", is_key = true, equipment = ["{m}"] }}]
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "{m}"
 name = "{m}"
 line = "L"
@@ -149,7 +150,7 @@ CALLERS = {
 
 async def seed(url: str) -> tuple[dict[str, int], dict[str, int], dict[str, int], dict[str, int]]:
     async with await psycopg.AsyncConnection.connect(url) as conn:
-        ent = await import_scenario(conn, parse_scenario(SCENARIO))
+        ent = await import_registry(conn, registry_from(parse_scenario(SCENARIO).registry()))
         cur = await conn.execute("SELECT code, id FROM site")
         site = {c: i for c, i in await cur.fetchall()}
         cur = await conn.execute(

@@ -23,7 +23,7 @@ async def cli(url: str, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from plantwire_bus.cli import main; raise SystemExit(main())",
+        "from plantwire.cli import main; raise SystemExit(main())",
         "platform",
         *args,
         env={**os.environ, "DATABASE_URL": url},

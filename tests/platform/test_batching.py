@@ -37,9 +37,7 @@ async def _run(batcher: Reciprocal, database_url: str, items: list[int]) -> list
         task = asyncio.create_task(batcher.run(pool))
         await asyncio.sleep(0)
         try:
-            return await asyncio.gather(
-                *(batcher.submit(x) for x in items), return_exceptions=True
-            )
+            return await asyncio.gather(*(batcher.submit(x) for x in items), return_exceptions=True)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

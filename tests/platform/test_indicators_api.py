@@ -15,7 +15,8 @@ import httpx
 import psycopg
 import pytest
 
-from plantwire_platform.registry.store import import_scenario
+from plantwire_platform.registry.document import registry_from
+from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import create_app
 from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.scenario import parse_scenario
@@ -60,7 +61,7 @@ processes = [{processes}]
 """
 
 MACHINE = """
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "{code}"
 name = "{code}"
 line = "L1"
@@ -112,9 +113,11 @@ STATES = [
 
 async def seed(database_url: str) -> dict[str, int]:
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        ids = await import_scenario(conn, parse_scenario(registry(True)))
+        ids = await import_registry(conn, registry_from(parse_scenario(registry(True)).registry()))
         # at 11:00 SUP1 declares OP20 no longer a key process
-        await import_scenario(conn, parse_scenario(registry(False)), T0 + timedelta(hours=1))
+        await import_registry(
+            conn, registry_from(parse_scenario(registry(False)).registry()), T0 + timedelta(hours=1)
+        )
         start = T0 - timedelta(hours=1)
         for code in ("A1", "B1", "B2"):
             group = {"A": "LEAD", "B": "SUP1"}[code[0]]

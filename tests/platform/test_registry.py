@@ -7,7 +7,8 @@ from typing import Any
 
 import psycopg
 
-from plantwire_platform.registry.store import import_scenario
+from plantwire_platform.registry.document import registry_from
+from plantwire_platform.registry.store import import_registry
 from plantwire_sim.scenario import load_scenario, parse_scenario
 
 CHAIN = """
@@ -40,7 +41,7 @@ workdays = [0, 1, 2, 3, 4]
 code = "L1"
 name = "Line"
 processes = [{ code = "OP10", name = "Turning", is_key = true, equipment = ["M1"] }]
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "M1"
 name = "Lathe"
 line = "L1"
@@ -59,8 +60,8 @@ async def rows(conn: psycopg.AsyncConnection[Any], query: str) -> list[tuple[Any
 async def test_import_is_idempotent_and_links_chains_and_parks(database_url: str) -> None:
     scenario = parse_scenario(CHAIN.replace("{declared}", "true"))
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        first = await import_scenario(conn, scenario)
-        again = await import_scenario(conn, scenario)
+        first = await import_registry(conn, registry_from(scenario.registry()))
+        again = await import_registry(conn, registry_from(scenario.registry()))
         assert first == again
         assert await rows(
             conn,
@@ -83,8 +84,14 @@ async def test_import_is_idempotent_and_links_chains_and_parks(database_url: str
 async def test_a_change_is_versioned_at_its_effective_time(database_url: str) -> None:
     change = datetime(2026, 6, 1, tzinfo=UTC)
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        await import_scenario(conn, parse_scenario(CHAIN.replace("{declared}", "false")))
-        await import_scenario(conn, parse_scenario(CHAIN.replace("{declared}", "true")), change)
+        await import_registry(
+            conn, registry_from(parse_scenario(CHAIN.replace("{declared}", "false")).registry())
+        )
+        await import_registry(
+            conn,
+            registry_from(parse_scenario(CHAIN.replace("{declared}", "true")).registry()),
+            change,
+        )
         history = await rows(
             conn,
             "SELECT valid_from, valid_to, declared_nc FROM equipment_history ORDER BY valid_from",
@@ -99,7 +106,7 @@ async def test_builtin_scenarios_import(database_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         for name in builtin_scenarios():
             scenario = load_scenario(name)
-            ids = await import_scenario(conn, scenario)
+            ids = await import_registry(conn, registry_from(scenario.registry()))
             assert sorted(ids) == sorted(e.code for e in scenario.enterprises)
         keys = await rows(conn, "SELECT count(*) FROM process_history WHERE is_key")
     expected = sum(

@@ -18,18 +18,28 @@ from plantwire_sim.params import Behaviour
 from plantwire_sim.scenario import Machine, Segment
 from plantwire_sim.shifts import ShiftCalendar, parse_spans
 
-X, P, ID, F, OFF = (Execution.EXECUTING, Execution.PAUSED, Execution.IDLE, Execution.FAULT,
-                    Execution.OFF)
+X, P, ID, F, OFF = (
+    Execution.EXECUTING,
+    Execution.PAUSED,
+    Execution.IDLE,
+    Execution.FAULT,
+    Execution.OFF,
+)
 T0 = 1_741_000_000_000
 HOURS_8 = 8 * 3_600_000
 ALARMS = (Alarm(1, 500, "one"), Alarm(2, 700, "two"))
 PROGRAM = ((Mode.AUTO, X, 60.0), (Mode.MANUAL, X, 15.0), (Mode.AUTO, ID, 25.0))
 
 
-def machine(behaviour: dict[str, Any], *program: tuple[Mode, Execution, float],
-            code: str = "M-1") -> Machine:
+def machine(
+    behaviour: dict[str, Any], *program: tuple[Mode, Execution, float], code: str = "M-1"
+) -> Machine:
     return Machine(
-        code=code, name=code, line="L1", control_type=ControlType.CNC, declared_nc=True,
+        code=code,
+        name=code,
+        line="L1",
+        control_type=ControlType.CNC,
+        declared_nc=True,
         program=tuple(Segment(mode=m, execution=e, seconds=s) for m, e, s in program or PROGRAM),
         behaviour=Behaviour(**behaviour),
     )
@@ -67,8 +77,14 @@ def test_without_events_the_moments_are_the_program() -> None:
 
 
 def test_pauses_and_alarms_keep_the_programs_auto_share() -> None:
-    behaviour = {"micro_stop_every_s": 300, "micro_stop_s": 10, "feed_hold_every_s": 1200,
-                 "feed_hold_s": 60, "alarm_every_s": 3600, "repair_s": 600}
+    behaviour = {
+        "micro_stop_every_s": 300,
+        "micro_stop_s": 10,
+        "feed_hold_every_s": 1200,
+        "feed_hold_s": 60,
+        "alarm_every_s": 3600,
+        "repair_s": 600,
+    }
     a = Activity(machine(behaviour), seed=11, alarms=ALARMS)
     moments = until(a.moments(T0), T0 + HOURS_8)
     time = time_in(moments, T0 + HOURS_8)
@@ -86,10 +102,14 @@ def test_pauses_and_alarms_keep_the_programs_auto_share() -> None:
     assert len(raised) == causes["alarm"] and {m.alarm for m in raised} <= set(ALARMS)
     assert all(m.state is not None and m.state.cause == "alarm" for m in raised)
     cleared = [m for m in moments if m.cleared]
-    assert [m.ts_ms for m in cleared] == [m.ts_ms for m in moments
-                                          if m.state is not None and m.state.cause == "program"
-                                          and any(r.ts_ms < m.ts_ms for r in raised)
-                                          and moments[moments.index(m) - 1].alarm is not None]
+    assert [m.ts_ms for m in cleared] == [
+        m.ts_ms
+        for m in moments
+        if m.state is not None
+        and m.state.cause == "program"
+        and any(r.ts_ms < m.ts_ms for r in raised)
+        and moments[moments.index(m) - 1].alarm is not None
+    ]
 
 
 def test_parts_only_end_program_segments_and_scrap_follows_its_rate() -> None:
@@ -108,8 +128,9 @@ def test_parts_only_end_program_segments_and_scrap_follows_its_rate() -> None:
 
 def test_mdi_and_manual_interventions_dilute_the_auto_share() -> None:
     plain = time_in(until(Activity(machine({}), 9).moments(T0), T0 + HOURS_8), T0 + HOURS_8)
-    busy = Activity(machine({"mdi_every_s": 300, "mdi_s": 60, "manual_every_s": 900,
-                             "manual_s": 120}), 9)
+    busy = Activity(
+        machine({"mdi_every_s": 300, "mdi_s": 60, "manual_every_s": 900, "manual_s": 120}), 9
+    )
     time = time_in(until(busy.moments(T0), T0 + HOURS_8), T0 + HOURS_8)
     assert time[(Mode.MDI, X, "mdi")] > 0 and time[(Mode.MANUAL, X, "manual")] > 0
     assert auto_share(time) < auto_share(plain) - 0.1
@@ -125,13 +146,19 @@ def test_same_seed_same_moments_other_seed_other_moments() -> None:
 
 
 def local_ms(text: str) -> int:
-    return round(datetime.fromisoformat(text).replace(tzinfo=ZoneInfo("Asia/Shanghai"))
-                 .timestamp() * 1000)
+    return round(
+        datetime.fromisoformat(text).replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp() * 1000
+    )
 
 
 def test_shift_calendar_switches_off_sets_up_and_breaks() -> None:
-    calendar = ShiftCalendar("Asia/Shanghai", parse_spans("08:00-17:00"), frozenset(range(5)),
-                             parse_spans("12:00-13:00"), 20)
+    calendar = ShiftCalendar(
+        "Asia/Shanghai",
+        parse_spans("08:00-17:00"),
+        frozenset(range(5)),
+        parse_spans("12:00-13:00"),
+        20,
+    )
     start, end = local_ms("2025-03-03T06:00"), local_ms("2025-03-04T06:00")  # a Monday
     a = Activity(machine({}), 2, calendar=calendar)
     moments = until(a.moments(start), end)

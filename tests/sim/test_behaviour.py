@@ -33,7 +33,11 @@ X, P, ID = Execution.EXECUTING, Execution.PAUSED, Execution.IDLE
 
 def machine(code: str, *program: tuple[Mode, Execution, float], rpm: float = 1000.0) -> Machine:
     return Machine(
-        code=code, name=code, line="L1", control_type=ControlType.CNC, declared_nc=True,
+        code=code,
+        name=code,
+        line="L1",
+        control_type=ControlType.CNC,
+        declared_nc=True,
         spindle_rpm=rpm,
         program=tuple(Segment(mode=m, execution=e, seconds=s) for m, e, s in program),
     )
@@ -47,8 +51,13 @@ def program_only(m: Machine) -> Machine:
 DEMO = [program_only(m) for _, _, m in load_scenario("demo").machines() if m.program]
 CNC_DEMO = [m for m in DEMO if m.profile == "cnc"]
 # the part counter of each profile (counts every completed part, good or scrap)
-COUNTER = {"cnc": PART_COUNT, "injection": "ShotCounter", "legacy": "PartCounter",
-           "station": "counts.good", "energy": None}
+COUNTER = {
+    "cnc": PART_COUNT,
+    "injection": "ShotCounter",
+    "legacy": "PartCounter",
+    "station": "counts.good",
+    "energy": None,
+}
 PROGRAMS = {
     "two-step": machine("M-1", (Mode.AUTO, X, 8), (Mode.AUTO, ID, 2)),
     "exec-exec": machine("M-2", (Mode.AUTO, X, 1.5), (Mode.MANUAL, X, 1), (Mode.AUTO, ID, 2)),
@@ -93,8 +102,9 @@ def test_phase_is_stable_across_processes() -> None:
         " if m.program])"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == str([MachineBehaviour(m, 7).phase_ms for m in DEMO])
 
 
@@ -142,7 +152,10 @@ def test_first_step_sets_every_tag_and_the_current_segment(m: Machine) -> None:
     seg = m.program[index]
     assert first.segment is not None
     assert (first.segment.index, first.segment.mode, first.segment.execution) == (
-        index, seg.mode, seg.execution)
+        index,
+        seg.mode,
+        seg.execution,
+    )
     values = first.values()
     assert [w.tag for w in first.writes] == [t.name for t in profile_of(m).tags]
     if m.profile != "cnc":
@@ -186,8 +199,9 @@ def test_part_count_increments_exactly_at_ends_of_executing_segments(m: Machine)
             count += 1
             assert step.part in ("good", "scrap"), step
             if counter is not None and step.part == "good":
-                assert values.get(counter) == sum(1 for s in steps[:steps.index(step) + 1]
-                                                  if s.part == "good"), step
+                assert values.get(counter) == sum(
+                    1 for s in steps[: steps.index(step) + 1] if s.part == "good"
+                ), step
         else:
             assert step.part is None, step
             assert counter is None or counter not in values, step
@@ -207,8 +221,9 @@ def test_values_are_written_only_when_they_change(m: Machine) -> None:
             last[tag] = value
 
 
-@pytest.mark.parametrize("m", list(PROGRAMS.values()) + CNC_DEMO,
-                         ids=list(PROGRAMS) + [m.code for m in CNC_DEMO])
+@pytest.mark.parametrize(
+    "m", list(PROGRAMS.values()) + CNC_DEMO, ids=list(PROGRAMS) + [m.code for m in CNC_DEMO]
+)
 def test_spindle_speed_noise_and_redraws(m: Machine) -> None:
     steps = MachineBehaviour(m, seed=13).timeline(T0, 60)
     seg_start, executing = steps[0].ts_ms, False

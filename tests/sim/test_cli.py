@@ -13,8 +13,12 @@ from plantwire_sim.truth import TruthRecorder
 
 
 def sim(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "plantwire_sim.cli", "sim", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "plantwire_sim.cli", "sim", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_list_names_every_builtin_scenario() -> None:
@@ -27,16 +31,37 @@ def test_list_names_every_builtin_scenario() -> None:
 def test_run_plays_a_duration_and_writes_the_truth(tmp_path: Path) -> None:
     truth = tmp_path / "truth.jsonl"
     start = "2025-03-03T08:00:00+08:00"
-    result = sim("run", "--scenario", "demo", "--protocols", "opcua,modbus", "--base-port",
-                 "0", "--layout", "fleet", "--speed", "50", "--start", start, "--duration",
-                 "10", "--truth", str(truth))
+    result = sim(
+        "run",
+        "--scenario",
+        "demo",
+        "--protocols",
+        "opcua,modbus",
+        "--base-port",
+        "0",
+        "--layout",
+        "fleet",
+        "--speed",
+        "50",
+        "--start",
+        start,
+        "--duration",
+        "10",
+        "--truth",
+        str(truth),
+    )
     assert result.returncode == 0, result.stderr
     assert "played 10 simulated seconds" in result.stdout
     assert "LEG-09  modbus://127.0.0.1:" in result.stdout
     expected = tmp_path / "expected.jsonl"
     with TruthRecorder(expected) as recorder:
-        simulate(load_scenario("demo"), parse_start(start), 10, truth=recorder,
-                 protocols=frozenset({"opcua", "modbus"}))
+        simulate(
+            load_scenario("demo"),
+            parse_start(start),
+            10,
+            truth=recorder,
+            protocols=frozenset({"opcua", "modbus"}),
+        )
     assert truth.read_bytes() == expected.read_bytes()
 
 

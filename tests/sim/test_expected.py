@@ -35,7 +35,7 @@ processes = [
   { code = "P3", name = "Inspection", is_key = true, equipment = ["BENCH"] },
   { code = "P4", name = "Washing", is_key = false, equipment = ["METER"] },
 ]
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "CNC"
 name = "CNC"
 line = "L"
@@ -43,7 +43,7 @@ control_type = "CNC"
 declared_nc = true
 ideal_cycle_s = 60
 program = [{ mode = "AUTO", execution = "EXECUTING", seconds = 60 }]
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "STN"
 name = "Station"
 line = "L"
@@ -51,7 +51,7 @@ control_type = "MANUAL"
 declared_nc = false
 protocol = "mqtt"
 program = [{ mode = "MANUAL", execution = "EXECUTING", seconds = 60 }]
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "METER"
 name = "Energy box"
 line = "L"
@@ -60,7 +60,7 @@ declared_nc = true
 protocol = "mqtt"
 profile = "energy"
 program = [{ mode = "AUTO", execution = "EXECUTING", seconds = 60 }]
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "BENCH"
 name = "Bench"
 line = "L"

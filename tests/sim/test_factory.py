@@ -40,8 +40,15 @@ def demo_with_faults() -> Scenario:
 
 async def run_once(scenario: Scenario, path: Path, mqtt_url: str, prefix: str) -> None:
     with TruthRecorder(path) as truth:
-        async with run_factory(scenario, truth=truth, mqtt_url=mqtt_url, topic_prefix=prefix,
-                               speed=40, start_ms=START, until_s=20) as factory:
+        async with run_factory(
+            scenario,
+            truth=truth,
+            mqtt_url=mqtt_url,
+            topic_prefix=prefix,
+            speed=40,
+            start_ms=START,
+            until_s=20,
+        ) as factory:
             await asyncio.wait_for(factory.finished.wait(), 30)
 
 
@@ -58,22 +65,30 @@ async def test_same_seed_same_truth_file_live_and_offline(
     assert text == second.read_bytes()
     assert text == offline.read_bytes()  # the live factory wrote exactly the simulated truth
     records = read_truth_file(first)
-    assert {r.machine for r in records} == {m.code for _, _, m in scenario.machines()
-                                            if m.protocol != "none"}
+    assert {r.machine for r in records} == {
+        m.code for _, _, m in scenario.machines() if m.protocol != "none"
+    }
     assert min(r.ts_ms for r in records if not isinstance(r, FaultRecord)) == START
-    faults = [(r.machine, r.fault, r.start_ms - START) for r in records
-              if isinstance(r, FaultRecord)]
-    assert faults == [("IMM-08", "alarm_storm", 1000), ("WSH-10", "malformed", 2000),
-                      ("CNC-02", "clock_jump", 4000), ("LEG-09", "bad_status", 6000),
-                      ("WSH-10", "malformed", 10_000), ("WSH-10", "malformed", 18_000)]
+    faults = [
+        (r.machine, r.fault, r.start_ms - START) for r in records if isinstance(r, FaultRecord)
+    ]
+    assert faults == [
+        ("IMM-08", "alarm_storm", 1000),
+        ("WSH-10", "malformed", 2000),
+        ("CNC-02", "clock_jump", 4000),
+        ("LEG-09", "bad_status", 6000),
+        ("WSH-10", "malformed", 10_000),
+        ("WSH-10", "malformed", 18_000),
+    ]
     other_seed = simulate(scenario, START, 20, seed=8)
     assert other_seed.records() != simulate(scenario, START, 20).records()
 
 
 async def test_time_runs_faster_and_timestamps_are_simulated() -> None:
     scenario = load_scenario("demo")
-    async with run_factory(scenario, protocols=frozenset({"opcua"}), speed=30,
-                           start_ms=START, layout="fleet") as factory:
+    async with run_factory(
+        scenario, protocols=frozenset({"opcua"}), speed=30, start_ms=START, layout="fleet"
+    ) as factory:
         wall0 = time.time()
         await asyncio.sleep(1.0)
         now, wall = factory.clock.now_ms(), time.time()
@@ -107,8 +122,9 @@ def test_catching_up_clock_replays_the_past_then_keeps_pace(
 
 async def test_control_port_and_cli_inject_faults() -> None:
     scenario = load_scenario("demo")
-    async with run_factory(scenario, protocols=frozenset({"opcua", "modbus"}),
-                           layout="fleet") as factory:
+    async with run_factory(
+        scenario, protocols=frozenset({"opcua", "modbus"}), layout="fleet"
+    ) as factory:
         server = await serve_control(factory, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         try:
@@ -119,16 +135,29 @@ async def test_control_port_and_cli_inject_faults() -> None:
             assert abs(twin.now_ms() - factory.clock.now_ms()) < 1000
             assert status["machines"]["LEG-09"]["protocol"] == "modbus"
             assert "malformed" not in status["machines"]["LEG-09"]["applicable"]
-            refused = await request("127.0.0.1", port, {"op": "fault", "machine": "LEG-09",
-                                                        "fault": "malformed"})
-            assert refused == {"ok": False, "error": "fault malformed does not apply to "
-                               "LEG-09 (modbus); it applies to mqtt"}
-            unknown = await request("127.0.0.1", port, {"op": "fault", "machine": "NOPE",
-                                                        "fault": "freeze"})
+            refused = await request(
+                "127.0.0.1", port, {"op": "fault", "machine": "LEG-09", "fault": "malformed"}
+            )
+            assert refused == {
+                "ok": False,
+                "error": "fault malformed does not apply to LEG-09 (modbus); it applies to mqtt",
+            }
+            unknown = await request(
+                "127.0.0.1", port, {"op": "fault", "machine": "NOPE", "fault": "freeze"}
+            )
             assert not unknown["ok"] and "NOPE" in unknown["error"]
             cli = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "plantwire_sim.cli", "sim", "fault", "CNC-01",
-                "freeze", "--seconds", "30", "--control", f"127.0.0.1:{port}",
+                sys.executable,
+                "-m",
+                "plantwire_sim.cli",
+                "sim",
+                "fault",
+                "CNC-01",
+                "freeze",
+                "--seconds",
+                "30",
+                "--control",
+                f"127.0.0.1:{port}",
                 stdout=subprocess.PIPE,
             )
             out, _ = await asyncio.wait_for(cli.communicate(), 30)
@@ -146,12 +175,18 @@ async def test_control_port_and_cli_inject_faults() -> None:
         assert record.end_ms - record.start_ms == 30_000
 
 
-async def test_the_chain_scenario_starts_every_simulator(mosquitto: MosquittoProcess,
-                                                          unique: str) -> None:
+async def test_the_chain_scenario_starts_every_simulator(
+    mosquitto: MosquittoProcess, unique: str
+) -> None:
     scenario = load_scenario("chain")
-    async with run_factory(scenario, mqtt_url=mosquitto.url, topic_prefix=f"c{unique}",
-                           truth=TruthRecorder(values=False), speed=60,
-                           start_ms=parse_start("2025-03-03T09:00:00+08:00")) as factory:
+    async with run_factory(
+        scenario,
+        mqtt_url=mosquitto.url,
+        topic_prefix=f"c{unique}",
+        truth=TruthRecorder(values=False),
+        speed=60,
+        start_ms=parse_start("2025-03-03T09:00:00+08:00"),
+    ) as factory:
         served = {m.code for _, _, m in scenario.machines() if m.protocol != "none"}
         assert set(factory.players) == served and len(served) >= 150
         assert len(factory.hosts) == 7  # one OPC UA server per site

@@ -19,18 +19,32 @@ DEMO = load_scenario("demo")
 ENTERPRISE = DEMO.enterprises[0]
 SITE = ENTERPRISE.sites[0]
 ALL = frozenset({"opcua", "modbus", "mqtt"})
-MAPS = {"opc40501/MachineOperationMode", "opc40502/CncChannelProgramStatus",
-        "opc40502/CncOperationMode",
-        "euromap83/MachineMode", "plantwire/ModeCode", "plantwire/ExecutionCode",
-        "mtconnect/ControllerMode", "mtconnect/Execution"}
+MAPS = {
+    "opc40501/MachineOperationMode",
+    "opc40502/CncChannelProgramStatus",
+    "opc40502/CncOperationMode",
+    "euromap83/MachineMode",
+    "plantwire/ModeCode",
+    "plantwire/ExecutionCode",
+    "mtconnect/ControllerMode",
+    "mtconnect/Execution",
+}
 
 
 def config(protocols: frozenset[str] = ALL, metrics: str = "core") -> dict[str, Any]:
     placement = plan(DEMO, protocols, "127.0.0.1", 5000)
-    return gateway_config(ENTERPRISE, SITE, placement.endpoints(), "mqtt://central:1883",
-                          "plantwire", protocols=protocols, modbus=placement.modbus(),
-                          mqtt_topics=placement.topics, device_broker_url="mqtt://plant:1883",
-                          metrics=metrics)
+    return gateway_config(
+        ENTERPRISE,
+        SITE,
+        placement.endpoints(),
+        "mqtt://central:1883",
+        "plantwire",
+        protocols=protocols,
+        modbus=placement.modbus(),
+        mqtt_topics=placement.topics,
+        device_broker_url="mqtt://plant:1883",
+        metrics=metrics,
+    )
 
 
 def test_default_is_the_opcua_devices_the_gateway_validates() -> None:
@@ -39,12 +53,19 @@ def test_default_is_the_opcua_devices_the_gateway_validates() -> None:
     assert {d["kind"] for d in data["devices"]} == {"opcua"}
     edge = EdgeConfig.model_validate(data)
     cnc = next(d for d in data["devices"] if d["device_id"] == "CNC-01")
-    assert [t["metric"] for t in cnc["tags"]] == ["State/Mode", "State/Execution",
-                                                  "Spindle/Speed", "Production/PartCount",
-                                                  "State/Mode", "Production/ScrapCount"]
+    assert [t["metric"] for t in cnc["tags"]] == [
+        "State/Mode",
+        "State/Execution",
+        "Spindle/Speed",
+        "Production/PartCount",
+        "State/Mode",
+        "Production/ScrapCount",
+    ]
     # the mode comes from OPC 40501, but MDI only shows in OPC 40502 CncOperationMode
     assert [(t.get("map"), t.get("override")) for t in cnc["tags"] if "Mode" in t["metric"]] == [
-        ("opc40501/MachineOperationMode", None), ("opc40502/CncOperationMode", ["MDI"])]
+        ("opc40501/MachineOperationMode", None),
+        ("opc40502/CncOperationMode", ["MDI"]),
+    ]
     assert cnc["endpoint"] == "opc.tcp://127.0.0.1:4840/plantwire/CNC-01"
     assert len(edge.devices) == 7
 
@@ -60,8 +81,8 @@ def test_every_kind_follows_the_device_contract(metrics: str) -> None:
         points = d.get("tags") or d.get("registers") or d.get("fields")
         assert points, d["device_id"]
         metrics_of = {p.get("metric") for p in points if "map" not in p} | {
-            "State/Mode" if "Mode" in p["map"] else "State/Execution"
-            for p in points if "map" in p}
+            "State/Mode" if "Mode" in p["map"] else "State/Execution" for p in points if "map" in p
+        }
         assert {"State/Mode", "State/Execution"} <= metrics_of, d["device_id"]
         assert {p["map"] for p in points if "map" in p} <= MAPS
     (legacy,) = by_kind["modbus"]
@@ -89,8 +110,7 @@ def test_every_kind_follows_the_device_contract(metrics: str) -> None:
 
 def test_protocols_select_the_kinds() -> None:
     assert {d["kind"] for d in config(frozenset({"modbus"}))["devices"]} == {"modbus"}
-    assert {d["kind"] for d in config(frozenset({"mqtt", "opcua"}))["devices"]} == {
-        "mqtt", "opcua"}
+    assert {d["kind"] for d in config(frozenset({"mqtt", "opcua"}))["devices"]} == {"mqtt", "opcua"}
 
 
 def test_toml_round_trip() -> None:
@@ -109,9 +129,22 @@ def test_ports_follow_the_plan_in_scenario_order() -> None:
 
 def test_cli_prints_the_same_config() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "plantwire_sim.cli", "sim", "gateway-config", "--scenario",
-         "demo", "--base-port", "5000", "--mqtt-url", "mqtt://plant:1883"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "plantwire_sim.cli",
+            "sim",
+            "gateway-config",
+            "--scenario",
+            "demo",
+            "--base-port",
+            "5000",
+            "--mqtt-url",
+            "mqtt://plant:1883",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     printed = tomllib.loads(out)
     expected = config()
@@ -129,8 +162,15 @@ def test_modbus_is_polled_in_step_with_the_simulated_clock() -> None:
     assert [poll_interval_ms(legacy, s) for s in (1, 10, 25, 100, 600)] == [250, 25, 10, 10, 10]
     assert poll_interval_ms(slow) == 500
     placement = plan(DEMO, ALL, "127.0.0.1", 5000)
-    fast = gateway_config(ENTERPRISE, SITE, placement.endpoints(), "mqtt://central:1883",
-                          protocols=ALL, modbus=placement.modbus(), speed=20)
+    fast = gateway_config(
+        ENTERPRISE,
+        SITE,
+        placement.endpoints(),
+        "mqtt://central:1883",
+        protocols=ALL,
+        modbus=placement.modbus(),
+        speed=20,
+    )
     (device,) = (d for d in fast["devices"] if d["kind"] == "modbus")
     assert device["poll_interval_ms"] == 12  # 250 simulated ms at 20x
     with pytest.raises(ValueError, match="speed"):

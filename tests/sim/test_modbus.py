@@ -35,7 +35,7 @@ edge_node = "GW1"
 code = "L1"
 name = "Line"
 
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "LEG-BIG"
 name = "Press, big-endian words"
 line = "L1"
@@ -48,7 +48,7 @@ program = [
 ]
 params = { unit_id = 1 }
 
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "LEG-SWAP"
 name = "Header, low word first and swapped bytes"
 line = "L1"
@@ -61,7 +61,7 @@ program = [
 ]
 params = { unit_id = 7, word_order = "little", byte_order = "little" }
 
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "LEG-3"
 name = "Saw"
 line = "L1"
@@ -81,8 +81,9 @@ def load() -> Scenario:
 def registers_of(factory: Factory, code: str) -> list[dict[str, Any]]:
     scenario = factory.scenario
     enterprise, site = scenario.enterprises[0], scenario.enterprises[0].sites[0]
-    config = factory.gateway_config(enterprise, site, "mqtt://127.0.0.1:1", None,
-                                    protocols=PROTOCOLS, metrics="all")
+    config = factory.gateway_config(
+        enterprise, site, "mqtt://127.0.0.1:1", None, protocols=PROTOCOLS, metrics="all"
+    )
     (device,) = [d for d in config["devices"] if d["device_id"] == code]
     assert device["kind"] == "modbus"
     registers: list[dict[str, Any]] = device["registers"]
@@ -95,7 +96,7 @@ def decode(reg: dict[str, Any], tables: dict[str, list[int] | list[bool]]) -> An
     if reg["type"] == "bool":
         return bool(words[reg["address"]])
     n = 2 if reg["type"] in ("uint32", "int32", "float32") else 1
-    regs = [int(w) for w in words[reg["address"]:reg["address"] + n]]
+    regs = [int(w) for w in words[reg["address"] : reg["address"] + n]]
     if reg.get("byte_order") == "little":
         regs = [((w & 0xFF) << 8) | (w >> 8) for w in regs]
     if reg.get("word_order") == "little":
@@ -112,12 +113,15 @@ async def read_all(client: AsyncModbusTcpClient, unit: int) -> dict[str, list[in
     co = await client.read_coils(0, count=16, device_id=unit)
     for r in (hr, ir, di, co):
         assert not r.isError(), r
-    return {"holding": list(hr.registers), "input": list(ir.registers),
-            "discrete": list(di.bits[:16]), "coil": list(co.bits[:16])}
+    return {
+        "holding": list(hr.registers),
+        "input": list(ir.registers),
+        "discrete": list(di.bits[:16]),
+        "coil": list(co.bits[:16]),
+    }
 
 
-def truth_prefixes(factory: Factory, code: str, start: int, stop: int
-                   ) -> list[dict[str, Any]]:
+def truth_prefixes(factory: Factory, code: str, start: int, stop: int) -> list[dict[str, Any]]:
     """The machine's true values after each record between two counts of the recorder."""
     records = factory.truth.records()
     latest: dict[str, Any] = {}
@@ -148,15 +152,18 @@ async def test_registers_read_back_as_the_true_values() -> None:
                     after = factory.truth.count
                     candidates = truth_prefixes(factory, code, before, after)
                     for table in tables:  # each response is the truth of one instant
-                        shown = {TAG_OF[r["metric"]]: decode(r, tables) for r in regs
-                                 if r["table"] == table}
-                        assert any(all(t[tag] == v for tag, v in shown.items())
-                                   for t in candidates), (code, table, shown, candidates[-1])
+                        shown = {
+                            TAG_OF[r["metric"]]: decode(r, tables)
+                            for r in regs
+                            if r["table"] == table
+                        }
+                        assert any(
+                            all(t[tag] == v for tag, v in shown.items()) for t in candidates
+                        ), (code, table, shown, candidates[-1])
                     await asyncio.sleep(0.05)
             finally:
                 client.close()
-        changed = {r.tag for r in factory.truth.values("LEG-BIG")
-                   if r.ts_ms > factory.t0_ms}
+        changed = {r.tag for r in factory.truth.values("LEG-BIG") if r.ts_ms > factory.t0_ms}
         assert {"ModeWord", "ExecutionWord", "PartCounter", "PowerActive"} <= changed
 
 
@@ -210,6 +217,10 @@ async def test_faults_exception_nan_absurd_values_restart_and_drop() -> None:
         assert await asyncio.wait_for(reader.read(), 5) == b""  # the server cut the connection
         writer.close()
         faults = [(f.machine, f.fault, f.origin) for f in factory.truth.faults()]
-        assert faults == [("LEG-BIG", "bad_status", "control"), ("LEG-SWAP", "nan", "control"),
-                          ("LEG-SWAP", "out_of_range", "control"),
-                          ("LEG-3", "restart", "control"), ("LEG-BIG", "drop", "control")]
+        assert faults == [
+            ("LEG-BIG", "bad_status", "control"),
+            ("LEG-SWAP", "nan", "control"),
+            ("LEG-SWAP", "out_of_range", "control"),
+            ("LEG-3", "restart", "control"),
+            ("LEG-BIG", "drop", "control"),
+        ]

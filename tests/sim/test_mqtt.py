@@ -38,7 +38,7 @@ edge_node = "GW1"
 code = "L1"
 name = "Line"
 
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "STN-1"
 name = "Assembly station"
 line = "L1"
@@ -52,7 +52,7 @@ program = [
 params = {{ operator = "W9" }}
 behaviour = {{ scrap_rate = 0.3 }}
 
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "EM-1"
 name = "Washer with energy box"
 line = "L1"
@@ -90,8 +90,7 @@ async def listening(broker: MosquittoProcess, topic: str) -> AsyncIterator[Liste
         while True:
             message = await client.deliver_message()
             if message is not None:
-                listener.messages.append((message.topic, bytes(message.data),
-                                          bool(message.retain)))
+                listener.messages.append((message.topic, bytes(message.data), bool(message.retain)))
 
     task = asyncio.create_task(collect())
     try:
@@ -131,16 +130,22 @@ def state_at(factory: Factory, code: str, ts_ms: int) -> dict[str, Any]:
 
 def devices(factory: Factory, scenario: Scenario) -> dict[str, dict[str, Any]]:
     e, s = scenario.enterprises[0], scenario.enterprises[0].sites[0]
-    config = factory.gateway_config(e, s, "mqtt://gateway-broker:1883", None,
-                                    protocols=PROTOCOLS, metrics="all")
+    config = factory.gateway_config(
+        e, s, "mqtt://gateway-broker:1883", None, protocols=PROTOCOLS, metrics="all"
+    )
     return {d["device_id"]: d for d in config["devices"]}
 
 
 async def test_documents_carry_the_true_values(mosquitto: MosquittoProcess, unique: str) -> None:
     scenario = parse_scenario(SCENARIO.format(token=unique))
     async with listening(mosquitto, f"t{unique}/#") as listener:
-        async with run_factory(scenario, protocols=PROTOCOLS, mqtt_url=mosquitto.url,
-                               topic_prefix=f"t{unique}", speed=5) as factory:
+        async with run_factory(
+            scenario,
+            protocols=PROTOCOLS,
+            mqtt_url=mosquitto.url,
+            topic_prefix=f"t{unique}",
+            speed=5,
+        ) as factory:
             await asyncio.sleep(2.0)
             cutoff = factory.clock.now_ms()
             await asyncio.sleep(0.5)
@@ -167,16 +172,21 @@ async def test_documents_carry_the_true_values(mosquitto: MosquittoProcess, uniq
     assert any(p.scrap for p in parts) and any(not p.scrap for p in parts)
 
 
-async def test_malformed_payloads_clock_jump_and_drop(mosquitto: MosquittoProcess,
-                                                      unique: str) -> None:
+async def test_malformed_payloads_clock_jump_and_drop(
+    mosquitto: MosquittoProcess, unique: str
+) -> None:
     text = SCENARIO.format(token=unique)
-    boxes = text[text.index("[[enterprises.sites.machines]]\ncode = \"EM-1\""):]
-    scenario = parse_scenario(text + boxes.replace("EM-1", "EM-2") + boxes.replace("EM-1",
-                                                                                    "EM-3"))
+    boxes = text[text.index('[[enterprises.sites.equipment]]\ncode = "EM-1"') :]
+    scenario = parse_scenario(text + boxes.replace("EM-1", "EM-2") + boxes.replace("EM-1", "EM-3"))
     async with (
         listening(mosquitto, f"t{unique}/+/+/+") as listener,
-        run_factory(scenario, protocols=PROTOCOLS, mqtt_url=mosquitto.url,
-                    topic_prefix=f"t{unique}", speed=10) as factory,
+        run_factory(
+            scenario,
+            protocols=PROTOCOLS,
+            mqtt_url=mosquitto.url,
+            topic_prefix=f"t{unique}",
+            speed=10,
+        ) as factory,
     ):
         await asyncio.sleep(0.3)
         for code, kind in (("EM-1", "malformed"), ("EM-2", "clock_jump"), ("EM-3", "drop")):
@@ -215,8 +225,7 @@ async def test_malformed_payloads_clock_jump_and_drop(mosquitto: MosquittoProces
         for payload in payloads(after, code):
             doc = json.loads(payload)
             assert doc["ts"] > factory.t0_ms and isinstance(doc["power"]["kw"], float)
-    assert sorted(f.fault for f in factory.truth.faults()) == ["clock_jump", "drop",
-                                                               "malformed"]
+    assert sorted(f.fault for f in factory.truth.faults()) == ["clock_jump", "drop", "malformed"]
 
 
 async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 15) -> None:

@@ -31,8 +31,9 @@ SPEC = {t.name: t for t in TAGS}
         ("PowerActive", 1.5, "big", "little", [0xC03F, 0x0000]),
     ],
 )
-def test_register_encoding(tag: str, value: Any, word_order: str, byte_order: str,
-                           registers: list[int]) -> None:
+def test_register_encoding(
+    tag: str, value: Any, word_order: str, byte_order: str, registers: list[int]
+) -> None:
     assert encode(SPEC[tag], value, word_order, byte_order) == registers
 
 
@@ -74,8 +75,7 @@ def test_register_map_has_no_overlaps() -> None:
     [
         ({"a": 1}, {"a": 1}),
         ({"power.kw": 2.5, "power.kvar": 1.0}, {"power": {"kw": 2.5, "kvar": 1.0}}),
-        ({"phases[1].v": 230.0, "phases[0].v": 229.0},
-         {"phases": [{"v": 229.0}, {"v": 230.0}]}),
+        ({"phases[1].v": 230.0, "phases[0].v": 229.0}, {"phases": [{"v": 229.0}, {"v": 230.0}]}),
         ({"m[0][1]": True}, {"m": [[None, True]]}),
     ],
 )

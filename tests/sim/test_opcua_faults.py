@@ -35,7 +35,7 @@ edge_node = "GW1"
 code = "L1"
 name = "Line"
 
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "CNC"
 count = 4
 name = "Lathe"
@@ -45,7 +45,7 @@ declared_nc = true
 spindle_rpm = 3000
 program = [{ mode = "AUTO", execution = "EXECUTING", seconds = 3600 }]
 
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "IMM"
 name = "Moulding machine"
 line = "L1"
@@ -66,7 +66,7 @@ edge_node = "GW2"
 code = "L1"
 name = "Line"
 
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "CNC-X"
 name = "Mill"
 line = "L1"
@@ -93,7 +93,8 @@ def load() -> Scenario:
 async def read(client: Client, code: str, tag: str) -> ua.DataValue:
     idx = await client.get_namespace_index(NAMESPACE_URI)
     dv: ua.DataValue = await client.get_node(f"ns={idx};s={code}.{tag}").read_data_value(
-        raise_on_bad_status=False)
+        raise_on_bad_status=False
+    )
     return dv
 
 
@@ -107,9 +108,11 @@ async def test_shared_servers_host_one_object_per_machine(layout: str, servers: 
             assert endpoints["CNC-X"].endswith("/plantwire/E1/S2")
         async with Client(endpoints["CNC-01"], timeout=5) as client:
             idx = await client.get_namespace_index(NAMESPACE_URI)
-            objects = {(await n.read_browse_name()).Name
-                       for n in await client.nodes.objects.get_children()
-                       if n.nodeid.NamespaceIndex == idx}
+            objects = {
+                (await n.read_browse_name()).Name
+                for n in await client.nodes.objects.get_children()
+                if n.nodeid.NamespaceIndex == idx
+            }
             same = {c for c, url in endpoints.items() if url == endpoints["CNC-01"]}
             assert objects == same
             for code in same:
@@ -132,8 +135,13 @@ def ms(dt: datetime | None) -> int:
 async def test_faults_seen_by_a_client() -> None:
     async with run_factory(load(), protocols=PROTOCOLS, speed=10) as factory:
         # five faults at once, 30 simulated s (3 wall s) each, on five machines
-        for code, kind in (("CNC-01", "bad_status"), ("CNC-02", "clock_jump"),
-                           ("CNC-03", "nan"), ("CNC-04", "out_of_range"), ("CNC-X", "freeze")):
+        for code, kind in (
+            ("CNC-01", "bad_status"),
+            ("CNC-02", "clock_jump"),
+            ("CNC-03", "nan"),
+            ("CNC-04", "out_of_range"),
+            ("CNC-X", "freeze"),
+        ):
             await factory.fault(code, kind, 30)
         clients = {code: Client(url, timeout=5) for code, url in factory.endpoints.items()}
         for client in clients.values():
@@ -154,8 +162,11 @@ async def test_faults_seen_by_a_client() -> None:
             frozen = await read(clients["CNC-X"], "CNC-X", "SpindleSpeed")
             await asyncio.sleep(0.3)  # 3 simulated s: the real speed was re-drawn
             assert (await read(clients["CNC-X"], "CNC-X", "SpindleSpeed")).Value == frozen.Value
-            assert [r for r in factory.truth.values("CNC-X", "SpindleSpeed")
-                    if r.ts_ms > ms(frozen.SourceTimestamp)]  # the machine went on
+            assert [
+                r
+                for r in factory.truth.values("CNC-X", "SpindleSpeed")
+                if r.ts_ms > ms(frozen.SourceTimestamp)
+            ]  # the machine went on
 
             async def healed() -> bool:
                 return not any(m.faults.started for m in factory.machines.values())
@@ -168,8 +179,11 @@ async def test_faults_seen_by_a_client() -> None:
                 assert dv.StatusCode is not None and dv.StatusCode.is_good()
                 assert dv.Value is not None
                 shown_at = ms(dv.SourceTimestamp)
-                true_then = [r.value for r in factory.truth.values(code, "SpindleSpeed")
-                             if r.ts_ms <= shown_at][-1]
+                true_then = [
+                    r.value
+                    for r in factory.truth.values(code, "SpindleSpeed")
+                    if r.ts_ms <= shown_at
+                ][-1]
                 assert dv.Value.Value == true_then, code
                 if code == "CNC-X":  # a machine's values keep coming after a freeze
                     assert ms(dv.SourceTimestamp) > ms(frozen.SourceTimestamp)
@@ -178,8 +192,11 @@ async def test_faults_seen_by_a_client() -> None:
             imm = clients["IMM"]
             idx = await imm.get_namespace_index(NAMESPACE_URI)
             sub = await imm.create_subscription(20, storm)
-            await sub.subscribe_data_change(imm.get_node(f"ns={idx};s=IMM.AlarmCode"),
-                                            queuesize=100, sampling_interval=ua.Double(0))
+            await sub.subscribe_data_change(
+                imm.get_node(f"ns={idx};s=IMM.AlarmCode"),
+                queuesize=100,
+                sampling_interval=ua.Double(0),
+            )
             await asyncio.sleep(0.1)
             await factory.fault("IMM", "alarm_storm", 2, rate_per_s=10)
 
@@ -221,5 +238,15 @@ async def test_faults_seen_by_a_client() -> None:
             await factory.fault("CNC-01", "drop", 1)
             await asyncio.wait_for(lost.wait(), 10)
         kinds = sorted(f.fault for f in factory.truth.faults())
-        assert kinds == sorted(["bad_status", "clock_jump", "nan", "out_of_range", "freeze",
-                                "alarm_storm", "restart", "drop"])
+        assert kinds == sorted(
+            [
+                "bad_status",
+                "clock_jump",
+                "nan",
+                "out_of_range",
+                "freeze",
+                "alarm_storm",
+                "restart",
+                "drop",
+            ]
+        )

@@ -34,11 +34,18 @@ CORE_TYPES = {  # the variables the default gateway config reads, typed as OPC 4
 
 
 def machine(code: str, *program: tuple[Mode, Execution, float], protocol: str = "opcua") -> Machine:
-    return Machine.model_validate({
-        "code": code, "name": code, "line": "L1", "control_type": ControlType.CNC,
-        "declared_nc": True, "protocol": protocol, "spindle_rpm": 2000.0,
-        "program": [Segment(mode=m, execution=e, seconds=s) for m, e, s in program],
-    })
+    return Machine.model_validate(
+        {
+            "code": code,
+            "name": code,
+            "line": "L1",
+            "control_type": ControlType.CNC,
+            "declared_nc": True,
+            "protocol": protocol,
+            "spindle_rpm": 2000.0,
+            "program": [Segment(mode=m, execution=e, seconds=s) for m, e, s in program],
+        }
+    )
 
 
 SCENARIO = Scenario(
@@ -46,14 +53,19 @@ SCENARIO = Scenario(
     seed=42,
     enterprises=(
         Enterprise(
-            code="E1", uscc="91320594MA1MXY3B2K", name="Test Co.",
+            code="E1",
+            uscc="91320594MA1MXY3B2K",
+            name="Test Co.",
             sites=(
                 Site(
-                    code="S1", name="Site 1", edge_node="GW1",
+                    code="S1",
+                    name="Site 1",
+                    edge_node="GW1",
                     lines=(Line(code="L1", name="Line 1"),),
-                    machines=(
-                        machine("SIM-A", (Mode.AUTO, X, 1.5), (Mode.MANUAL, X, 1),
-                                (Mode.AUTO, ID, 1)),
+                    equipment=(
+                        machine(
+                            "SIM-A", (Mode.AUTO, X, 1.5), (Mode.MANUAL, X, 1), (Mode.AUTO, ID, 1)
+                        ),
                         machine("SIM-B", (Mode.AUTO, X, 2), (Mode.SETUP, ID, 1)),
                         machine("OFFLINE", protocol="none"),
                     ),
@@ -142,8 +154,9 @@ async def test_subscribers_get_exactly_the_recorded_truth() -> None:
                 collectors[code] = Collector()
                 sub = await client.create_subscription(50, collectors[code])
                 nodes = [await tag_node(client, code, tag) for tag in TAGS]
-                await sub.subscribe_data_change(nodes, queuesize=100,
-                                              sampling_interval=ua.Double(0))
+                await sub.subscribe_data_change(
+                    nodes, queuesize=100, sampling_interval=ua.Double(0)
+                )
             after_ms = round(time.time() * 1000)
             await asyncio.sleep(3.0)
             end_ms = round(time.time() * 1000)
@@ -163,9 +176,9 @@ async def test_subscribers_get_exactly_the_recorded_truth() -> None:
             assert written[start][1] <= after_ms
             assert start + 1 == len(written) or written[start + 1][1] >= before_ms - 200
             # then every later write, in order, with its timestamp, and nothing else
-            assert received == written[start:start + len(received)], f"{code}.{tag}"
+            assert received == written[start : start + len(received)], f"{code}.{tag}"
             due = [w for w in written[start:] if w[1] <= end_ms]
-            assert len(received) >= len(due), f"{code}.{tag}: missing {due[len(received):]}"
+            assert len(received) >= len(due), f"{code}.{tag}: missing {due[len(received) :]}"
             changes += len(received) - 1
     assert changes >= 6  # segments of 1-2 s and 1 s spindle redraws over 3 s
 

@@ -40,7 +40,7 @@ code = "L1"
 name = "Line"
 processes = [{{ code = "OP10", name = "Turning", is_key = true, equipment = ["M1"] }}]
 
-[[enterprises.sites.machines]]
+[[enterprises.sites.equipment]]
 code = "M1"
 name = "Machine 1"
 line = "L1"
@@ -52,8 +52,9 @@ program = [{{ mode = "AUTO", execution = "EXECUTING", seconds = 5 }}]
 
 
 def scenario(top: str = "", enterprise: str = "", site: str = "", machine: str = "") -> Scenario:
-    return parse_scenario(BASE.format(top=top, enterprise=enterprise, site=site,
-                                      machine=machine), "test.toml")
+    return parse_scenario(
+        BASE.format(top=top, enterprise=enterprise, site=site, machine=machine), "test.toml"
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,22 +62,28 @@ def scenario(top: str = "", enterprise: str = "", site: str = "", machine: str =
     [
         ({"enterprise": 'park = "NOPE"'}, "enterprise E1: unknown park 'NOPE'"),
         ({"top": '[[chains]]\ncode = "C"\nname = "c"\nleader = "X"'}, "unknown enterprise 'X'"),
-        ({"machine": 'protocol = "modbus"\nprofile = "cnc"'},
-         "profile cnc is simulated over opcua, not modbus"),
+        (
+            {"machine": 'protocol = "modbus"\nprofile = "cnc"'},
+            "profile cnc is simulated over opcua, not modbus",
+        ),
         ({"machine": 'profile = "station"'}, "profile station is simulated over mqtt, not opcua"),
         ({"machine": 'protocol = "serial"'}, "protocol"),
-        ({"machine": 'params = { sensors = 999 }'}, "sensors"),
-        ({"machine": 'params = { unit_id = 3 }'}, "unit_id"),
-        ({"machine": 'behaviour = { scrap_rate = 1.5 }'}, "scrap_rate"),
-        ({"machine": 'behaviour = { micro_stop_every_s = 0 }'}, "micro_stop_every_s"),
+        ({"machine": "params = { sensors = 999 }"}, "sensors"),
+        ({"machine": "params = { unit_id = 3 }"}, "unit_id"),
+        ({"machine": "behaviour = { scrap_rate = 1.5 }"}, "scrap_rate"),
+        ({"machine": "behaviour = { micro_stop_every_s = 0 }"}, "micro_stop_every_s"),
         ({"site": 'timezone = "Mars/Olympus"'}, "site S1: unknown time zone 'Mars/Olympus'"),
         ({"site": 'shifts = "8-16"'}, "site S1: shifts: bad time span '8-16'"),
         ({"site": 'breaks = "12:00"'}, "site S1: breaks: bad time span '12:00'"),
         ({"site": "workdays = [7]"}, "workdays are 0 (Monday) .. 6 (Sunday)"),
-        ({"top": '[[faults]]\nmachine = "M9"\nkind = "freeze"\nat_s = 1\nseconds = 1'},
-         "fault freeze: unknown machine 'M9'"),
-        ({"top": '[[faults]]\nmachine = "M1"\nkind = "malformed"\nat_s = 1\nseconds = 1'},
-         "fault malformed does not apply to M1 (opcua); it applies to mqtt"),
+        (
+            {"top": '[[faults]]\nmachine = "M9"\nkind = "freeze"\nat_s = 1\nseconds = 1'},
+            "fault freeze: unknown machine 'M9'",
+        ),
+        (
+            {"top": '[[faults]]\nmachine = "M1"\nkind = "malformed"\nat_s = 1\nseconds = 1'},
+            "fault malformed does not apply to M1 (opcua); it applies to mqtt",
+        ),
         ({"top": '[[faults]]\nmachine = "M1"\nkind = "melt"\nat_s = 1\nseconds = 1'}, "kind"),
         ({"top": '[simulation]\nopcua_layout = "rack"'}, "opcua_layout"),
         ({"machine": "count = 0"}, "count must be a whole number 1..999"),
@@ -93,7 +100,7 @@ def test_invalid_scenarios_are_refused_with_the_field_named(
 
 def test_simulated_machine_codes_are_unique_across_enterprises() -> None:
     text = BASE.format(top="", enterprise="", site="", machine="")
-    second = text[text.index("[[enterprises]]"):].replace('code = "E1"', 'code = "E2"')
+    second = text[text.index("[[enterprises]]") :].replace('code = "E1"', 'code = "E2"')
     with pytest.raises(ScenarioError, match="machine M1: simulated machine codes must be unique"):
         parse_scenario(text + second)
 
@@ -104,8 +111,11 @@ def test_simulated_machine_codes_are_unique_across_enterprises() -> None:
         ("", "cnc", CncParams),
         ('protocol = "modbus"', "legacy", LegacyParams),
         ('protocol = "mqtt"', "station", StationParams),
-        ('protocol = "opcua"\nprofile = "injection"\nparams = { job_name = "J-1" }', "injection",
-         None),
+        (
+            'protocol = "opcua"\nprofile = "injection"\nparams = { job_name = "J-1" }',
+            "injection",
+            None,
+        ),
     ],
 )
 def test_profile_defaults_from_the_protocol(
@@ -129,19 +139,24 @@ def test_count_expands_machines_and_process_references() -> None:
 
 def test_named_programs_are_resolved() -> None:
     top = '[programs]\ncycle = [{ mode = "AUTO", execution = "IDLE", seconds = 2 }]'
-    s = parse_scenario(BASE.format(top=top, enterprise="", site="", machine="")
-                       .replace('program = [{ mode = "AUTO", execution = "EXECUTING", '
-                                'seconds = 5 }]', 'program = "cycle"'))
+    s = parse_scenario(
+        BASE.format(top=top, enterprise="", site="", machine="").replace(
+            'program = [{ mode = "AUTO", execution = "EXECUTING", seconds = 5 }]',
+            'program = "cycle"',
+        )
+    )
     m = s.machines()[0][2]
     assert m.program == s.programs["cycle"]
     assert [(g.mode, g.execution, g.seconds) for g in m.program] == [("AUTO", "IDLE", 2.0)]
 
 
-@pytest.mark.parametrize("top", ["", '[programs]\nother = [{ mode = "AUTO", execution = "IDLE", '
-                                 'seconds = 1 }]'])
+@pytest.mark.parametrize(
+    "top", ["", '[programs]\nother = [{ mode = "AUTO", execution = "IDLE", seconds = 1 }]']
+)
 def test_unknown_program_names_are_refused(top: str) -> None:
     text = BASE.format(top=top, enterprise="", site="", machine="").replace(
-        'program = [{ mode = "AUTO", execution = "EXECUTING", seconds = 5 }]', 'program = "nope"')
+        'program = [{ mode = "AUTO", execution = "EXECUTING", seconds = 5 }]', 'program = "nope"'
+    )
     with pytest.raises(ScenarioError, match="machine M1: unknown program 'nope'"):
         parse_scenario(text)
 
@@ -150,7 +165,7 @@ def test_parks_chains_and_faults_parse() -> None:
     top = (
         '[[parks]]\ncode = "P1"\nname = "Park"\nregion = "CN-JS"\n'
         '[[faults]]\nmachine = "M1"\nkind = "clock_jump"\nat_s = 10\nseconds = 5\n'
-        'every_s = 60\n'
+        "every_s = 60\n"
     )
     s = scenario(top=top, enterprise='park = "P1"')
     assert s.enterprises[0].park == "P1" and s.parks[0].region == "CN-JS"
@@ -183,8 +198,7 @@ def test_demo_has_every_kind_and_exactly_one_dishonest_machine() -> None:
         for p in line.processes:
             used = [m for m in machines if m.code in p.equipment]
             share = auto_share(s, p.equipment)
-            if p.is_key and all(m.declared_nc for m in used) and share is not None \
-                    and share < 0.8:
+            if p.is_key and all(m.declared_nc for m in used) and share is not None and share < 0.8:
                 dishonest.append(p.equipment)
     assert dishonest == [("CNC-04",)]
 
@@ -218,14 +232,19 @@ def test_chain_has_a_leader_five_suppliers_two_parks_and_150_machines() -> None:
     header = (SCENARIOS_DIR / "chain.toml").read_text(encoding="utf-8")
     machines = {m.code: m for _, _, m in s.machines()}
     for e in s.enterprises:
-        processes = [p for site in e.sites for line in site.lines for p in line.processes
-                     if p.is_key]
+        processes = [
+            p for site in e.sites for line in site.lines for p in line.processes if p.is_key
+        ]
         declared = sum(all(machines[c].declared_nc for c in p.equipment) for p in processes)
-        verified = sum(all(machines[c].protocol != "none" for c in p.equipment)
-                       and (auto_share(s, p.equipment) or 0) >= 0.8 for p in processes)
+        verified = sum(
+            all(machines[c].protocol != "none" for c in p.equipment)
+            and (auto_share(s, p.equipment) or 0) >= 0.8
+            for p in processes
+        )
         n = len(processes)
-        assert re.search(rf"#   {e.code} +declared {declared}/{n}, verified {verified}/{n}\b",
-                         header), e.code
+        assert re.search(
+            rf"#   {e.code} +declared {declared}/{n}, verified {verified}/{n}\b", header
+        ), e.code
 
 
 def test_machines_keep_their_registry_fields() -> None:

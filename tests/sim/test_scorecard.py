@@ -53,9 +53,15 @@ def test_intervals_durations_and_parts_on_hand_made_records() -> None:
     ]
     spans = intervals(records, 10_000)
     assert [(i.start_ms, i.end_ms, i.cause) for i in spans["A"]] == [
-        (0, 6_000, "program"), (6_000, 7_000, "micro_stop"), (7_000, 9_000, "program"),
-        (9_000, 10_000, "program")]
-    assert durations(spans["A"], 2_000, 10_000) == {(Mode.AUTO, X): 6_000, (Mode.AUTO, P): 1_000,
-                                                    (Mode.MANUAL, ID): 1_000}
+        (0, 6_000, "program"),
+        (6_000, 7_000, "micro_stop"),
+        (7_000, 9_000, "program"),
+        (9_000, 10_000, "program"),
+    ]
+    assert durations(spans["A"], 2_000, 10_000) == {
+        (Mode.AUTO, X): 6_000,
+        (Mode.AUTO, P): 1_000,
+        (Mode.MANUAL, ID): 1_000,
+    }
     assert durations(spans["B"], 0, 10_000) == {(Mode.MANUAL, X): 9_000}
     assert parts(records, 0, 10_000) == {"A": (1, 0), "B": (0, 1)}

@@ -16,10 +16,16 @@ def ms(local: str, tz: str = TZ) -> int:
     return round(datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(tz)).timestamp() * 1000)
 
 
-TWO_SHIFTS = ShiftCalendar(TZ, parse_spans("08:00-20:00,20:00-08:00"), frozenset(range(7)),
-                           parse_spans("12:00-12:45,00:00-00:45"), 15)
-DAY_SHIFT = ShiftCalendar(TZ, parse_spans("08:00-17:00"), frozenset(range(5)),
-                          parse_spans("12:00-13:00"), 0)
+TWO_SHIFTS = ShiftCalendar(
+    TZ,
+    parse_spans("08:00-20:00,20:00-08:00"),
+    frozenset(range(7)),
+    parse_spans("12:00-12:45,00:00-00:45"),
+    15,
+)
+DAY_SHIFT = ShiftCalendar(
+    TZ, parse_spans("08:00-17:00"), frozenset(range(5)), parse_spans("12:00-13:00"), 0
+)
 
 # 2025-03-03 is a Monday
 CASES = [
@@ -49,9 +55,13 @@ def test_all_day_calendar_with_setup_sets_up_at_midnight() -> None:
     calendar = ShiftCalendar("UTC", parse_spans("24h"), frozenset(range(7)), (), 10)
     assert not calendar.always_on
     assert calendar.situation(ms("2025-03-03T00:05", "UTC")) == (
-        "setup", ms("2025-03-03T00:10", "UTC"))
+        "setup",
+        ms("2025-03-03T00:10", "UTC"),
+    )
     assert calendar.situation(ms("2025-03-03T13:00", "UTC")) == (
-        "work", ms("2025-03-04T00:00", "UTC"))
+        "work",
+        ms("2025-03-04T00:00", "UTC"),
+    )
     assert ShiftCalendar("UTC").always_on
 
 

@@ -22,7 +22,7 @@ from plantwire_platform.indicators import report
 from plantwire_platform.indicators.formulas import AUTO_SHARE_MIN, COVERAGE_MIN, Thresholds
 from plantwire_platform.indicators.report import Explanation, Indicator, IndicatorReport
 from plantwire_platform.indicators.shift_calendar import buckets
-from plantwire_platform.registry import groups, store
+from plantwire_platform.registry import groups, queries
 from plantwire_platform.registry.groups import GroupKind
 
 
@@ -42,7 +42,7 @@ def router() -> APIRouter:
 
     @router.get("/api/v1/enterprises", response_model=list[Enterprise], tags=["registry"])
     async def list_enterprises(conn: Conn) -> list[dict[str, Any]]:
-        return await store.list_enterprises(conn)
+        return await queries.list_enterprises(conn)
 
     @router.get(
         "/api/v1/enterprises/{enterprise_id}",
@@ -51,10 +51,10 @@ def router() -> APIRouter:
     )
     async def enterprise(conn: Conn, enterprise_id: int) -> dict[str, Any]:
         """An enterprise with its sites, lines, process steps (key or not) and equipment."""
-        ent = await store.get_enterprise(conn, enterprise_id)
+        ent = await queries.get_enterprise(conn, enterprise_id)
         if ent is None:
             raise HTTPException(404, f"enterprise {enterprise_id} not found")
-        return {**ent, "sites": await store.enterprise_tree(conn, enterprise_id)}
+        return {**ent, "sites": await queries.enterprise_tree(conn, enterprise_id)}
 
     @router.get(
         "/api/v1/enterprises/{enterprise_id}/indicators",
@@ -73,7 +73,7 @@ def router() -> APIRouter:
         enterprise's equipment (re)connected if that is shorter. With ``bucket`` the window is
         also cut into local days, weeks or months of the enterprise's first site.
         """
-        ent = await store.get_enterprise(conn, enterprise_id)
+        ent = await queries.get_enterprise(conn, enterprise_id)
         if ent is None:
             raise HTTPException(404, f"enterprise {enterprise_id} not found")
         window = await _window(conn, [enterprise_id], q)
@@ -91,7 +91,7 @@ def router() -> APIRouter:
     ) -> Explanation:
         """Why each key process counted or not (coverage, AUTO share of EXECUTING time), every
         piece of equipment's time and OEE, and each line's OEE."""
-        ent = await store.get_enterprise(conn, enterprise_id)
+        ent = await queries.get_enterprise(conn, enterprise_id)
         if ent is None:
             raise HTTPException(404, f"enterprise {enterprise_id} not found")
         window = await _window(conn, [enterprise_id], q)
@@ -124,7 +124,7 @@ def _group_routes(router: APIRouter, kind: GroupKind) -> None:
             raise HTTPException(404, f"{singular} {group_id} not found")
         ids = await groups.members(conn, kind, group_id)
         window = await _window(conn, ids, q)
-        tz = await store.timezone_of(conn, ids)
+        tz = await queries.timezone_of(conn, ids)
         subject = {"kind": singular, **group}
         return await _report(conn, subject, ids, window, q, tz, request.app.state.pool)
 
@@ -221,5 +221,3 @@ async def _report(
 
 def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
-
-

@@ -153,9 +153,7 @@ def authenticated(ctx: Context) -> Any:
         try:
             caller = ctx.verifier.verify(token.strip())
         except tokens.TokenError as exc:
-            raise ApiError(
-                401, "invalid_token", str(exc), {"WWW-Authenticate": "Bearer"}
-            ) from None
+            raise ApiError(401, "invalid_token", str(exc), {"WWW-Authenticate": "Bearer"}) from None
         throttle(ctx.limiter, caller.client_id)
         request.state.caller = caller
         return caller

@@ -1,4 +1,5 @@
-"""The registry: enterprises, sites, lines, process steps and equipment, seeded from scenarios."""
+"""Writing a registry document into the database, keeping the history of the facts the
+indicators depend on (a changed fact applies from a given time; past windows keep theirs)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,19 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
-from plantwire_sim.scenario import Enterprise, Scenario
+from plantwire_platform.registry.document import Enterprise, Registry
 
 ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
 """valid_from of a first version: the registry describes the plant as it always was."""
 
 
-async def import_scenario(
-    conn: psycopg.AsyncConnection[Any], scenario: Scenario, effective: datetime | None = None
+async def import_registry(
+    conn: psycopg.AsyncConnection[Any], registry: Registry, effective: datetime | None = None
 ) -> dict[str, int]:
-    """Create or update every registry entry the scenario names; returns enterprise ids by code.
+    """Create or update every entry the document names; returns enterprise ids by code.
 
-    Idempotent: importing the same scenario twice changes nothing. A changed fact an indicator
+    Idempotent: importing the same document twice changes nothing. A changed fact an indicator
     depends on (control type, declared NC, key process, which equipment performs a process) is
     versioned: the old version ends and the new one starts at ``effective`` (default: now).
     """
@@ -28,7 +28,7 @@ async def import_scenario(
     ids: dict[str, int] = {}
     async with conn.transaction():
         park_ids = {}
-        for park in scenario.parks:
+        for park in registry.parks:
             park_ids[park.code] = await _upsert(
                 conn,
                 "INSERT INTO park (code, name, region) VALUES (%s, %s, %s)"
@@ -36,9 +36,9 @@ async def import_scenario(
                 " RETURNING id",
                 (park.code, park.name, park.region),
             )
-        for ent in scenario.enterprises:
+        for ent in registry.enterprises:
             ids[ent.code] = await _import_enterprise(conn, ent, park_ids.get(ent.park or ""), at)
-        for chain in scenario.chains:
+        for chain in registry.chains:
             chain_id = await _upsert(
                 conn,
                 "INSERT INTO chain (code, name, leader_id) VALUES (%s, %s, %s)"
@@ -92,7 +92,7 @@ async def _import_enterprise(
                 (site_id, line.code, line.name),
             )
         equipment_ids = {}
-        for m in site.machines:
+        for m in site.equipment:
             eid = await _upsert(
                 conn,
                 "INSERT INTO equipment (site_id, line_id, code, name, control_type, declared_nc,"
@@ -202,65 +202,3 @@ async def _upsert(conn: psycopg.AsyncConnection[Any], query: str, params: tuple[
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
-
-
-async def list_enterprises(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT e.id, e.code, e.uscc, e.name, e.region,"
-            " (SELECT count(*) FROM site s WHERE s.enterprise_id = e.id) AS sites,"
-            " (SELECT count(*) FROM equipment q JOIN site s ON s.id = q.site_id"
-            "   WHERE s.enterprise_id = e.id) AS equipment"
-            " FROM enterprise e ORDER BY e.id"
-        )
-        return await cur.fetchall()
-
-
-async def timezone_of(conn: psycopg.AsyncConnection[Any], enterprise_ids: list[int]) -> str:
-    """Time zone of the first site of the first of these enterprises that has one."""
-    cur = await conn.execute(
-        "SELECT timezone FROM site WHERE enterprise_id = ANY(%s) ORDER BY enterprise_id, id"
-        " LIMIT 1",
-        (enterprise_ids,),
-    )
-    row = await cur.fetchone()
-    return str(row[0]) if row else "UTC"
-
-
-async def get_enterprise(
-    conn: psycopg.AsyncConnection[Any], enterprise_id: int
-) -> dict[str, Any] | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT e.id, e.code, e.uscc, e.name, e.region,"
-            " coalesce((SELECT timezone FROM site WHERE enterprise_id = e.id ORDER BY id"
-            " LIMIT 1), 'UTC') AS timezone FROM enterprise e WHERE e.id = %s",
-            (enterprise_id,),
-        )
-        return await cur.fetchone()
-
-
-async def enterprise_tree(
-    conn: psycopg.AsyncConnection[Any], enterprise_id: int
-) -> list[dict[str, Any]]:
-    """The enterprise's sites with their lines, processes and equipment, as registered now."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT s.id, s.code, s.name, s.timezone, s.edge_node_id, s.shifts, s.workdays,"
-            " coalesce((SELECT json_agg(json_build_object("
-            "   'code', e.code, 'name', e.name, 'line', l.code, 'control_type', e.control_type,"
-            "   'declared_nc', e.declared_nc, 'ideal_cycle_s', e.ideal_cycle_s) ORDER BY e.code)"
-            "  FROM equipment e LEFT JOIN line l ON l.id = e.line_id WHERE e.site_id = s.id),"
-            "  '[]') AS equipment,"
-            " coalesce((SELECT json_agg(json_build_object("
-            "   'line', l.code, 'code', p.code, 'name', p.name, 'is_key', p.is_key,"
-            "   'key_reason', p.key_reason, 'equipment', (SELECT coalesce(json_agg(e.code"
-            "     ORDER BY e.code), '[]') FROM process_equipment pe JOIN equipment e"
-            "     ON e.id = pe.equipment_id WHERE pe.process_step_id = p.id))"
-            "   ORDER BY l.code, p.code)"
-            "  FROM process_step p JOIN line l ON l.id = p.line_id WHERE l.site_id = s.id),"
-            "  '[]') AS processes"
-            " FROM site s WHERE s.enterprise_id = %s ORDER BY s.id",
-            (enterprise_id,),
-        )
-        return await cur.fetchall()

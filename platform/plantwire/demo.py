@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from plantwire_bus.cli import number
+from plantwire_bus.arguments import number
 
 DEFAULT_SCENARIO = "demo"
 
@@ -168,7 +168,8 @@ async def run_demo(
 
     from plantwire_platform import services
     from plantwire_platform.database import migrate
-    from plantwire_platform.registry.store import import_scenario
+    from plantwire_platform.registry.document import registry_from
+    from plantwire_platform.registry.store import import_registry
 
     progress = Progress(6)
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
@@ -183,7 +184,7 @@ async def run_demo(
                 database = services.Service(url, server.description)
             await migrate(database.url)
             async with await psycopg.AsyncConnection.connect(database.url) as conn:
-                ids = await import_scenario(conn, scenario)
+                ids = await import_registry(conn, registry_from(scenario.registry()))
             progress.note(f"{database.description}; registry of scenario {scenario.name!r}")
         with progress("MQTT broker"):
             broker = await services.start_broker(data_dir, mqtt_url)

@@ -10,34 +10,15 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 # (subcommand, module providing add_parser); each module is imported only when present.
 SUBCOMMANDS = (
-    ("demo", "plantwire_platform.demo"),
+    ("demo", "plantwire.demo"),
     ("sim", "plantwire_sim.cli"),
     ("edge", "plantwire_edge.cli"),
     ("platform", "plantwire_platform.cli"),
 )
-
-
-def number(
-    low: float, high: float = float("inf"), *, above: bool = False
-) -> Callable[[str], float]:
-    """An argparse ``type``: a number from ``low`` (excluded with ``above``) to ``high``."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not (value > low if above else value >= low) or not value <= high:
-            lower = f"more than {low:g}" if above else f"at least {low:g}"
-            upper = f" and at most {high:g}" if high != float("inf") else ""
-            raise argparse.ArgumentTypeError(f"must be {lower}{upper}: {text}")
-        return value
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:

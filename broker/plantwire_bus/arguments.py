@@ -1,0 +1,25 @@
+"""Command-line argument types shared by the components' subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def number(
+    low: float, high: float = float("inf"), *, above: bool = False
+) -> Callable[[str], float]:
+    """An argparse ``type``: a number from ``low`` (excluded with ``above``) to ``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (value > low if above else value >= low) or not value <= high:
+            lower = f"more than {low:g}" if above else f"at least {low:g}"
+            upper = f" and at most {high:g}" if high != float("inf") else ""
+            raise argparse.ArgumentTypeError(f"must be {lower}{upper}: {text}")
+        return value
+
+    return parse

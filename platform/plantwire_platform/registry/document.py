@@ -1,0 +1,175 @@
+"""The registry file: parks, chains, enterprises with their sites, lines, process steps and
+equipment, as one TOML document (``docs/registry.md``).
+
+The models validate the whole document before anything is written; every error names the
+table and field. A simulator scenario is this format plus behaviour: the simulator reads its
+own keys beside these and hands the platform the registry part.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from plantwire_bus.state import ControlType
+from plantwire_bus.tomlfile import parse_toml, validate
+from plantwire_platform.indicators.shift_calendar import parse_shifts
+
+CODE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Codes of every registry entry; also valid as a Sparkplug topic element."""
+
+
+class RegistryError(ValueError):
+    """A registry document that cannot be imported; the message names the field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Equipment(_Model):
+    """A piece of production equipment; its code is its Sparkplug device id."""
+
+    code: str = Field(pattern=CODE)
+    name: str
+    line: str
+    control_type: ControlType
+    declared_nc: bool
+    ideal_cycle_s: float | None = Field(default=None, gt=0, description="for OEE performance")
+
+    @model_validator(mode="after")
+    def _check(self) -> Equipment:
+        if self.declared_nc and self.control_type is ControlType.MANUAL:
+            raise ValueError(f"equipment {self.code}: MANUAL equipment cannot be declared NC")
+        return self
+
+
+class Process(_Model):
+    """A process step on a line, performed by one or more pieces of equipment."""
+
+    code: str = Field(pattern=CODE)
+    name: str
+    is_key: bool = False
+    key_reason: str = ""
+    equipment: tuple[str, ...] = ()
+
+
+class Line(_Model):
+    code: str = Field(pattern=CODE)
+    name: str
+    processes: tuple[Process, ...] = ()
+
+
+class Site(_Model):
+    """A plant, read by one edge gateway (its Sparkplug edge node id)."""
+
+    code: str = Field(pattern=CODE)
+    name: str
+    timezone: str = "Asia/Shanghai"
+    edge_node: str = Field(pattern=CODE)
+    shifts: str = Field(
+        default="24h", description="planned production, e.g. '06:00-14:00,14:00-22:00'"
+    )
+    workdays: tuple[int, ...] = Field(default=(0, 1, 2, 3, 4, 5, 6), description="Monday = 0")
+    lines: tuple[Line, ...] = ()
+    equipment: tuple[Equipment, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Site:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"site {self.code}: unknown time zone {self.timezone!r}") from None
+        try:
+            parse_shifts(self.shifts)
+        except ValueError as exc:
+            raise ValueError(f"site {self.code}: shifts: {exc}") from None
+        if any(not 0 <= d <= 6 for d in self.workdays):
+            raise ValueError(f"site {self.code}: workdays are 0 (Monday) .. 6 (Sunday)")
+        lines = {line.code for line in self.lines}
+        codes = [e.code for e in self.equipment]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"site {self.code}: equipment codes must be unique")
+        for e in self.equipment:
+            if e.line not in lines:
+                raise ValueError(f"equipment {e.code}: unknown line {e.line!r}")
+        for line in self.lines:
+            for p in line.processes:
+                for code in p.equipment:
+                    if code not in codes:
+                        raise ValueError(f"process {p.code}: unknown equipment {code!r}")
+        return self
+
+
+class Enterprise(_Model):
+    code: str = Field(pattern=CODE, description="also the Sparkplug group id")
+    uscc: str = Field(
+        pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$", description="unified social credit code"
+    )
+    name: str
+    region: str = ""
+    park: str | None = Field(default=None, description="code of the industrial park it is in")
+    sites: tuple[Site, ...] = ()
+
+
+class Park(_Model):
+    """An industrial park or cluster (a "field")."""
+
+    code: str = Field(pattern=CODE)
+    name: str
+    region: str = ""
+
+
+class ChainMember(_Model):
+    enterprise: str
+    tier: int = Field(default=1, ge=1, le=9)
+
+
+class Chain(_Model):
+    """An industrial chain (a "line") led by a chain-leader enterprise."""
+
+    code: str = Field(pattern=CODE)
+    name: str
+    leader: str
+    members: tuple[ChainMember, ...] = ()
+
+
+class Registry(_Model):
+    """A whole registry document."""
+
+    parks: tuple[Park, ...] = ()
+    chains: tuple[Chain, ...] = ()
+    enterprises: tuple[Enterprise, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Registry:
+        codes = [e.code for e in self.enterprises]
+        if len(set(codes)) != len(codes):
+            raise ValueError("enterprise codes must be unique")
+        parks = {p.code for p in self.parks}
+        for e in self.enterprises:
+            if e.park is not None and e.park not in parks:
+                raise ValueError(f"enterprise {e.code}: unknown park {e.park!r}")
+        for chain in self.chains:
+            named = [chain.leader, *(m.enterprise for m in chain.members)]
+            for code in named:
+                if code not in codes:
+                    raise ValueError(f"chain {chain.code}: unknown enterprise {code!r}")
+            if len(set(named)) != len(named):
+                raise ValueError(f"chain {chain.code}: an enterprise is named twice")
+        return self
+
+    def equipment(self) -> list[tuple[Enterprise, Site, Equipment]]:
+        return [(e, s, q) for e in self.enterprises for s in e.sites for q in s.equipment]
+
+
+def parse_registry(text: str, source: str = "<registry>") -> Registry:
+    """Parse and validate a registry TOML document."""
+    return parse_toml(text, Registry, source, RegistryError)
+
+
+def registry_from(data: dict[str, Any], source: str = "<registry>") -> Registry:
+    """Validate a registry document already read (e.g. a scenario's registry part)."""
+    return validate(data, Registry, source, RegistryError)
