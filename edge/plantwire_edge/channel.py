@@ -4,20 +4,26 @@ the node's queue of that device's batches."""
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from plantwire_bus.payload import DataType
 from plantwire_edge.buffer import Batch, Sample
+from plantwire_edge.clock import Clock
+from plantwire_edge.state_merge import Member, StateMerge
 
-if TYPE_CHECKING:
-    from plantwire_edge.feed import Feed, StateMerge
-    from plantwire_edge.node import EdgeNode
+
+class Registrar(Protocol):
+    """The node, as its device channels see it."""
+
+    clock: Clock
+
+    def register(self, device_id: str, name: str, datatype: DataType) -> int: ...
 
 
 class DeviceChannel:
     """An adapter's handle on one device: register metrics, report values and presence."""
 
-    def __init__(self, node: EdgeNode, device_id: str) -> None:
+    def __init__(self, node: Registrar, device_id: str) -> None:
         self.device_id = device_id
         self._node = node
         self.staged: list[Sample] = []
@@ -33,7 +39,7 @@ class DeviceChannel:
         self.checked = 0  # size of ``current`` when last compared with the birth
         self.unsent: collections.deque[Batch] = collections.deque()
         self.inflight: dict[int, Batch] = {}
-        self.state_feeds: dict[int, list[tuple[Feed, tuple[str, ...]]]] = {}  # mapped points
+        self.state_feeds: dict[int, list[tuple[Member, tuple[str, ...]]]] = {}  # mapped points
         self.merges: dict[int, StateMerge] = {}  # by metric key, where several feed one state
 
     def metric(self, name: str, datatype: DataType) -> int:
@@ -46,7 +52,7 @@ class DeviceChannel:
         self.staged.append((key, value, ts_ms))
 
     def merge_staged(self) -> None:
-        """Stage what the state merges collected (see :class:`~plantwire_edge.feed.StateMerge`)."""
+        """Stage what the state merges collected (see :mod:`plantwire_edge.state_merge`)."""
         for merge in self.merges.values():
             if merge.events:
                 self.staged.extend(merge.drain())

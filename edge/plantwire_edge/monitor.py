@@ -11,15 +11,16 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from plantwire_edge.gateway import Gateway
+from plantwire_edge.adapter import Adapter
+from plantwire_edge.config import HttpConfig
+from plantwire_edge.node import EdgeNode
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,13 @@ class Rates:
 
 
 class GatewayCollector(Collector):
-    def __init__(self, gateway: Gateway, rates: Rates) -> None:
-        self.gateway = gateway
+    def __init__(self, node: EdgeNode, adapters: Sequence[Adapter], rates: Rates) -> None:
+        self.node = node
+        self.adapters = adapters
         self.rates = rates
 
     def collect(self) -> Iterator[Metric]:
-        node, buffer = self.gateway.node, self.gateway.node.buffer
+        node, buffer = self.node, self.node.buffer
         stats, bstats = node.stats, buffer.stats
 
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -151,7 +153,7 @@ class GatewayCollector(Collector):
             "1 for each point that cannot be read, with the reason",
             labels=["device", "point", "reason"],
         )
-        for adapter in self.gateway.adapters:
+        for adapter in self.adapters:
             st = adapter.status
             labels = [st.device_id, st.kind]
             for attr, family in built.items():
@@ -165,9 +167,8 @@ class GatewayCollector(Collector):
         yield from (up, rate, bad, bad_point)
 
 
-def health(gateway: Gateway, rates: Rates) -> tuple[int, dict[str, Any]]:
+def health(node: EdgeNode, adapters: Sequence[Adapter], rates: Rates) -> tuple[int, dict[str, Any]]:
     """HTTP status and body of /healthz: 200 when everything is connected, else 503."""
-    node = gateway.node
     devices = [
         {
             "device_id": a.status.device_id,
@@ -179,7 +180,7 @@ def health(gateway: Gateway, rates: Rates) -> tuple[int, dict[str, Any]]:
             "bad_points": a.status.bad_points,
             "last_error": a.status.last_error,
         }
-        for a in gateway.adapters
+        for a in adapters
     ]
     oldest = node.buffer.oldest_ts()
     ok = node.connected.is_set() and all(d["state"] == "connected" for d in devices)
@@ -200,18 +201,19 @@ def health(gateway: Gateway, rates: Rates) -> tuple[int, dict[str, Any]]:
 class Monitor:
     """Serves /metrics and /healthz for one gateway."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    def __init__(self, http: HttpConfig, node: EdgeNode, adapters: Sequence[Adapter]) -> None:
+        self.http = http
+        self.node = node
+        self.adapters = adapters
         self.rates = Rates()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(GatewayCollector(gateway, self.rates))
+        self.registry.register(GatewayCollector(node, adapters, self.rates))
         self._server: asyncio.Server | None = None
         self._sampler: asyncio.Task[None] | None = None
         self.port = 0
 
     async def start(self) -> None:
-        assert self.gateway.config.http is not None
-        host, port = self.gateway.config.http.host_port
+        host, port = self.http.host_port
         try:
             self._server = await asyncio.start_server(self._handle, host, port)
         except OSError as exc:
@@ -229,7 +231,7 @@ class Monitor:
 
     async def _sample(self) -> None:
         while True:
-            self.rates.sample({a.status.device_id: a.status.values for a in self.gateway.adapters})
+            self.rates.sample({a.status.device_id: a.status.values for a in self.adapters})
             await asyncio.sleep(1.0)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -243,7 +245,7 @@ class Monitor:
                 status, ctype = 200, "text/plain; version=0.0.4; charset=utf-8"
                 body = generate_latest(self.registry)
             elif path == "/healthz":
-                status, doc = health(self.gateway, self.rates)
+                status, doc = health(self.node, self.adapters, self.rates)
                 ctype, body = "application/json", json.dumps(doc).encode()
             else:
                 status, ctype, body = 404, "text/plain", b"not found: try /metrics or /healthz\n"

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from plantwire_edge.devices import OpcUaDevice
-from plantwire_edge.feed import StateMerge
+from plantwire_edge.state_merge import StateMerge
 
 BASE, OVERRIDE = 0, 1
 

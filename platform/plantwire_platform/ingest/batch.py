@@ -11,12 +11,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
+from plantwire_bus.payload import DataType
 from plantwire_platform.ingest.sequence import SeqEntry
-
-if TYPE_CHECKING:
-    from plantwire_platform.ingest.host import Target
 
 NUM, BOOL, TEXT = 0, 1, 2
 KINDS = ("num", "bool", "text")
@@ -32,6 +30,16 @@ _TS_NULL = struct.Struct(">qi")  # ts, -1
 _TS_LEN = struct.Struct(">qi")  # ts, value length
 _TS = struct.Struct(">q")
 _BOOL = (b"\x00\x00\x00\x01\x00", b"\x00\x00\x00\x01\x01")
+
+
+class Target(NamedTuple):
+    """Where a metric's samples go; ``prefix`` is its COPY row start (see :func:`row_prefix`)."""
+
+    series_id: int
+    datatype: DataType
+    kind: int  # NUM, BOOL or TEXT
+    flags: int
+    prefix: bytes
 
 
 def row_prefix(series_id: int) -> bytes:

@@ -31,7 +31,16 @@ from plantwire_bus.payload import (
 from plantwire_bus.sparkplug_b_pb2 import Payload as PbPayload
 from plantwire_bus.state import EXECUTION_METRIC, MODE_METRIC
 from plantwire_bus.topics import NAMESPACE, MessageType
-from plantwire_platform.ingest.batch import BOOL, NUM, NUM_ROW, PG_EPOCH_MS, TEXT, Batch, Problems
+from plantwire_platform.ingest.batch import (
+    BOOL,
+    NUM,
+    NUM_ROW,
+    PG_EPOCH_MS,
+    TEXT,
+    Batch,
+    Problems,
+    Target,
+)
 
 # Oldest and newest believable sample times: a PLC clock reset to 2000-01-01 is caught.
 MIN_TS_MS = 946_771_200_000  # 2000-01-02T00:00:00Z
@@ -47,16 +56,6 @@ EVENT = 2  # Alarms/..., Events/...: also stored as events
 TRANSIENT = 4  # is_transient in the birth: not historised
 
 _FORBIDDEN_IN_ELEMENT = ("+", "#", "\0")
-
-
-class Target(NamedTuple):
-    """Where a metric's samples go; ``prefix`` is its COPY row start (see batch.row_prefix)."""
-
-    series_id: int
-    datatype: DataType
-    kind: int  # NUM, BOOL or TEXT
-    flags: int
-    prefix: bytes
 
 
 class Route(NamedTuple):

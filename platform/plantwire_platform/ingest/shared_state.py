@@ -19,12 +19,11 @@ import psycopg
 
 from plantwire_bus.payload import DataType
 from plantwire_bus.topics import MessageType
-from plantwire_platform.ingest.batch import ms_to_datetime, row_prefix
+from plantwire_platform.ingest.batch import Target, ms_to_datetime, row_prefix
 from plantwire_platform.ingest.host import (
     Birth,
     Death,
     Generation,
-    Target,
     birth_value,
     flags_for,
     kind_of,

@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 from plantwire_bus.mosquitto import free_port
 from plantwire_platform.partner.tokens import Caller, issue_token
 from plantwire_platform.server import api_server
-from tests.partner.conftest import CALLERS, KEY, T0, seed, settings
+from tests.platform.partner.conftest import CALLERS, KEY, T0, seed, settings
 
 Case = GenericCase[Any]
 EXAMPLES = 25

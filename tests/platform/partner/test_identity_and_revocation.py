@@ -14,7 +14,7 @@ import psycopg
 
 from plantwire_platform.partner.tokens import AUDIENCE, Caller, issue_token
 from plantwire_platform.server import create_app
-from tests.partner.conftest import KEY, T0, World, grant, settings
+from tests.platform.partner.conftest import KEY, T0, World, grant, settings
 
 
 async def token(w: World, client_id: str, secret: str) -> httpx.Response:

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from tests.partner.conftest import EVENTS, SAMPLES, T0, World, grant
+from tests.platform.partner.conftest import EVENTS, SAMPLES, T0, World, grant
 
 
 async def test_pages_and_csv_cover_exactly_the_grant(world: World) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from tests.partner.conftest import EVENTS, SAMPLES, T0, World, grant
+from tests.platform.partner.conftest import EVENTS, SAMPLES, T0, World, grant
 
 WINDOW = {
     "from": (T0 - timedelta(hours=1)).isoformat(),

@@ -1,4 +1,4 @@
-"""BatchWriter, shared and state intervals against a real PostgreSQL."""
+"""BatchWriter, the shared host state and state intervals against a real PostgreSQL."""
 
 from __future__ import annotations
 

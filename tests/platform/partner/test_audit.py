@@ -11,7 +11,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from plantwire_platform.partner import audit
-from tests.partner.conftest import World, grant
+from tests.platform.partner.conftest import World, grant
 
 
 async def verify_cli(url: str) -> tuple[int, str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from tests.partner.conftest import T0, World, grant
+from tests.platform.partner.conftest import T0, World, grant
 
 START = (T0 - timedelta(hours=1)).isoformat()
 

@@ -10,7 +10,7 @@ import pytest
 
 from plantwire_bus.payload import DataType, Metric, Payload, PayloadError, encode_payload
 from plantwire_bus.topics import MessageType
-from plantwire_platform.ingest.batch import BOOL, NUM, TEXT, Batch, Problems, row_prefix
+from plantwire_platform.ingest.batch import BOOL, NUM, TEXT, Batch, Problems, Target, row_prefix
 from plantwire_platform.ingest.host import (
     EVENT,
     STATE,
@@ -18,7 +18,6 @@ from plantwire_platform.ingest.host import (
     AliasBook,
     Generation,
     Route,
-    Target,
     TimeWindow,
     classify,
     decode_data,

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from plantwire_platform.partner import audit
-from tests.partner.conftest import T0, World, grant, serving
+from tests.platform.partner.conftest import T0, World, grant, serving
 
 START = (T0 - timedelta(hours=1)).isoformat()
 END = (T0 + timedelta(hours=2)).isoformat()
