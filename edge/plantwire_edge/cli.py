@@ -42,6 +42,12 @@ def add_parser(subparsers: Any) -> None:
         default="text",
         help="json: one JSON object per log line (default: text)",
     )
+    run.add_argument(
+        "--clock-from",
+        metavar="HOST:PORT",
+        help="stamp on the clock of an accelerated simulation, read from the control port of "
+        "'plantwire sim run --control' (default: this machine's clock)",
+    )
     run.set_defaults(func=_run)
     discover = sub.add_parser(
         "discover",
@@ -129,8 +135,18 @@ def _run(args: argparse.Namespace) -> int:
     from plantwire_edge.buffer import BufferInUse
     from plantwire_edge.gateway import Gateway
 
+    clock = None
+    if args.clock_from:
+        from plantwire_edge.remote_clock import ClockUnavailable, RemoteClock
+
+        host, _, port = args.clock_from.rpartition(":")
+        try:
+            clock = RemoteClock(host or "127.0.0.1", int(port))
+        except (ValueError, ClockUnavailable) as exc:
+            print(f"plantwire edge: --clock-from {args.clock_from}: {exc}", file=sys.stderr)
+            return 2
     try:
-        gateway = Gateway(config)
+        gateway = Gateway(config, clock=clock)
     except BufferInUse as exc:
         print(f"plantwire edge: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,10 @@
 """``plantwire demo``: the whole data path on one machine, one command, no configuration.
 
-simulated machines (OPC UA) -> edge gateway -> MQTT broker -> ingest -> PostgreSQL -> API.
+simulated machines -> edge gateway -> MQTT broker -> ingest -> PostgreSQL -> API, each in a
+process of its own, as a deployment runs them: the database (``DATABASE_URL`` or an embedded
+PostgreSQL), the broker (``MQTT_URL``, else mosquitto, else a Python broker), then
+``plantwire platform migrate`` and ``registry import``, ``platform ingest``, ``platform serve``,
+``sim run`` and one ``edge run`` per site, watched by :class:`~plantwire.supervisor.Supervisor`.
 """
 
 from __future__ import annotations
@@ -8,18 +12,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
+import fcntl
+import ipaddress
 import os
+import re
 import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from plantwire_bus.arguments import number
 
+from .supervisor import Component, ComponentFailed, Supervisor
+
 DEFAULT_SCENARIO = "demo"
+HOST_ID = "plantwire"
+READY_TIMEOUT_S = 90.0
 
 
 def default_data_dir() -> Path:
@@ -27,16 +38,37 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("PLANTWIRE_DATA_DIR") or Path(base) / "plantwire" / "demo")
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, not {port}")
+    return port
+
+
+def _host(text: str) -> str:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        try:
+            socket.getaddrinfo(text, None)
+        except OSError:
+            raise argparse.ArgumentTypeError(f"not an address of this machine: {text!r}") from None
+    return text
+
+
 def add_parser(subparsers: Any) -> None:
     demo = subparsers.add_parser(
         "demo",
-        help="run simulators, edge, broker, database, ingest and API in one process",
+        help="run simulators, edge, broker, database, ingest and API, each in its own process",
         description=(
-            "Run the whole plantwire path on this machine: simulated machines over OPC UA, the "
-            "edge gateway, an MQTT broker, PostgreSQL, the ingest and the HTTP API. "
-            "Uses DATABASE_URL and MQTT_URL when set; otherwise an embedded PostgreSQL (data "
-            "kept in --data-dir) and mosquitto from PATH (or an in-process Python broker). "
-            "Stop with Ctrl-C."
+            "Run the whole plantwire path on this machine: simulated machines over OPC UA, "
+            "Modbus TCP and MQTT, the edge gateway, an MQTT broker, PostgreSQL, the ingest and "
+            "the HTTP API, each in its own process. Uses DATABASE_URL and MQTT_URL when set; "
+            "otherwise an embedded PostgreSQL (data kept in --data-dir) and mosquitto from PATH "
+            "(or a Python broker). Logs are in DATA_DIR/logs. Stop with Ctrl-C."
         ),
     )
     demo.add_argument(
@@ -44,8 +76,8 @@ def add_parser(subparsers: Any) -> None:
         default=DEFAULT_SCENARIO,
         help="built-in scenario name or TOML path (default: demo)",
     )
-    demo.add_argument("--host", default="127.0.0.1", help="API listen address")
-    demo.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    demo.add_argument("--host", type=_host, default="127.0.0.1", help="API listen address")
+    demo.add_argument("--port", type=_port, default=8000, help="API port (default 8000)")
     demo.add_argument(
         "--speed",
         type=_speed,
@@ -57,7 +89,7 @@ def add_parser(subparsers: Any) -> None:
     demo.add_argument(
         "--hours",
         type=_hours,
-        default=8.0,
+        default=None,
         metavar="H",
         help="with --speed: how many hours before now the simulation starts (default 8)",
     )
@@ -65,7 +97,7 @@ def add_parser(subparsers: Any) -> None:
         "--data-dir",
         type=Path,
         default=None,
-        help="where the embedded database and broker keep their data "
+        help="where the embedded database, the broker and the logs live "
         "(default: $PLANTWIRE_DATA_DIR or ~/.local/share/plantwire/demo)",
     )
     demo.set_defaults(func=_main)
@@ -73,6 +105,10 @@ def add_parser(subparsers: Any) -> None:
 
 _speed = number(1, 10_000)
 _hours = number(0, 24 * 366, above=True)
+
+
+class DemoError(RuntimeError):
+    """The demo cannot start; the message says why and what to do."""
 
 
 class Progress:
@@ -103,6 +139,34 @@ def _port_free(host: str, port: int) -> bool:
         return True
 
 
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Hold ``data_dir`` for this demo alone; refuse, naming the holder, if another has it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "demo.pid"
+    handle: IO[str] = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise DemoError(
+            f"{data_dir} is in use by another demo (pid {holder}); stop it, or give this one "
+            "its own --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.seek(0)
+        handle.truncate()
+        handle.close()
+
+
 def _main(args: argparse.Namespace) -> int:
     from plantwire_sim.scenario import ScenarioError, load_scenario
 
@@ -111,10 +175,17 @@ def _main(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         print(f"plantwire demo: {exc}", file=sys.stderr)
         return 2
+    if args.hours is not None and args.speed == 1:
+        print(
+            "plantwire demo: --hours needs --speed (e.g. --speed 600 --hours 8 replays the "
+            "last eight hours 600 times faster)",
+            file=sys.stderr,
+        )
+        return 2
     if not _port_free(args.host, args.port):
         print(
-            f"plantwire demo: port {args.port} on {args.host} is in use; "
-            "choose another with --port",
+            f"plantwire demo: port {args.port} on {args.host} is in use; choose another with "
+            "--port",
             file=sys.stderr,
         )
         return 2
@@ -132,18 +203,21 @@ def _main(args: argparse.Namespace) -> int:
             os.environ.get("DATABASE_URL"),
             os.environ.get("MQTT_URL"),
             speed=args.speed,
-            hours=args.hours,
+            hours=8.0 if args.hours is None else args.hours,
+            scenario_source=args.scenario,
         )
 
     try:
-        return asyncio.run(run_until_signalled(main))
-    except DemoError as exc:
+        with data_dir_lock(data_dir):
+            return asyncio.run(run_until_signalled(main))
+    except (DemoError, ComponentFailed) as exc:
         print(f"plantwire demo: {exc}", file=sys.stderr)
         return 1
 
 
-class DemoError(RuntimeError):
-    pass
+def plantwire(*argv: str) -> list[str]:
+    """The argv of a ``plantwire`` subcommand in a process of its own."""
+    return [sys.executable, "-m", "plantwire.cli", *argv]
 
 
 async def run_demo(
@@ -157,21 +231,18 @@ async def run_demo(
     *,
     speed: float = 1.0,
     hours: float = 8.0,
-) -> None:
-    """Run everything until ``stop`` is set; services are provisioned when no URL is given.
+    scenario_source: str | None = None,
+) -> list[str]:
+    """Run every component until ``stop`` is set; returns the names of those that failed.
 
     With ``speed`` > 1 the simulation starts ``hours`` ago and replays them ``speed`` times
-    faster before it runs live; the edge gateways then run on the simulator's clock, so their
+    faster before it runs live; the edge gateways then follow the simulator's clock, so their
     Sparkplug sessions and the machines' timestamps share one time line.
     """
-    import psycopg
-
     from plantwire_platform import services
-    from plantwire_platform.database import migrate
-    from plantwire_platform.registry.document import registry_from
-    from plantwire_platform.registry.store import import_registry
 
     progress = Progress(6)
+    supervisor = Supervisor(data_dir / "logs")
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as stack:
         with progress("database"):
@@ -181,20 +252,37 @@ async def run_demo(
                 server = await asyncio.to_thread(services.embedded_postgres, data_dir / "pgdata")
                 stack.callback(server.stop)
                 url = await asyncio.to_thread(services.ensure_database, server.url, "plantwire")
-                database = services.Service(url, server.description)
-            await migrate(database.url)
-            async with await psycopg.AsyncConnection.connect(database.url) as conn:
-                ids = await import_registry(conn, registry_from(scenario.registry()))
+                database = services.Service(url, server.description, pid=server.pid)
+                watcher = asyncio.create_task(_watch_pid(supervisor, "database", server.pid))
+                stack.callback(watcher.cancel)
+            env = {"DATABASE_URL": database.url}
+            await supervisor.run_once("migrate", plantwire("platform", "migrate"), env)
+            registry = data_dir / "registry.toml"
+            await asyncio.to_thread(_write_registry, scenario, registry)
+            out = await supervisor.run_once(
+                "registry", plantwire("platform", "registry", "import", str(registry)), env
+            )
+            ids = [int(i) for i in re.findall(r"\(id (\d+)\)", out)]
             progress.note(f"{database.description}; registry of scenario {scenario.name!r}")
         with progress("MQTT broker"):
-            broker = await services.start_broker(data_dir, mqtt_url)
-            stack.callback(broker.stop)
-            progress.note(broker.description)
-        async with _components(
-            stack, progress, scenario, database.url, broker.url, host, port, stop, speed, hours
-        ):
-            first = next(iter(ids.values()))
+            broker_url, what = await _broker(supervisor, data_dir, mqtt_url)
+            env["MQTT_URL"] = broker_url
+            progress.note(what)
+        async with _stopping(supervisor, stop):
+            await _components(
+                supervisor,
+                progress,
+                scenario,
+                env,
+                host,
+                port,
+                speed,
+                hours,
+                data_dir,
+                scenario_source or scenario.name,
+            )
             base = f"http://{host}:{port}"
+            first = ids[0] if ids else 1
             print(
                 f"\nplantwire demo is running ({len(scenario.machines())} machines in the "
                 f"registry).\n"
@@ -203,100 +291,185 @@ async def run_demo(
                 f"  OpenAPI docs   {base}/docs\n"
                 f"  health         {base}/healthz\n"
                 f"  database       {database.url}\n"
-                f"  broker         {broker.url}\n"
+                f"  broker         {broker_url}\n"
+                f"  logs           {supervisor.logs}\n"
                 "Verified NC rates settle after about a minute of telemetry. "
                 "Press Ctrl-C to stop.",
                 flush=True,
             )
             await stop.wait()
             print("\nstopping ...", flush=True)
-    print("stopped.", flush=True)
+    failed = sorted(set(supervisor.failed))
+    if failed:
+        print(
+            f"stopped; these components failed while running: {', '.join(failed)} "
+            f"(logs in {supervisor.logs})",
+            flush=True,
+        )
+    else:
+        print("stopped.", flush=True)
+    return failed
+
+
+def _write_registry(scenario: Any, path: Path) -> None:
+    import tomli_w
+
+    path.write_text(tomli_w.dumps(scenario.registry()), encoding="utf-8")
+
+
+async def _broker(supervisor: Supervisor, data_dir: Path, mqtt_url: str | None) -> tuple[str, str]:
+    """The broker's URL and a description: ``mqtt_url``, else a mosquitto or a Python broker
+    started as a component."""
+    from plantwire_bus.mosquitto import PROJECT_CONF, find_mosquitto, free_port, render_config
+
+    if mqtt_url:
+        return mqtt_url, f"MQTT broker at {mqtt_url}"
+    port = free_port()
+    folder = data_dir / "mosquitto"
+    folder.mkdir(parents=True, exist_ok=True)
+    binary = find_mosquitto()
+    if binary is not None:
+        conf = folder / "mosquitto.conf"
+        conf.write_text(render_config(PROJECT_CONF.read_text(), port, folder))
+        broker = await supervisor.start(Component("broker", [binary, "-c", str(conf)]))
+        url, what = f"mqtt://127.0.0.1:{port}", f"mosquitto (pid {broker.pid})"
+    else:
+        conf = folder / "amqtt.yaml"
+        conf.write_text(
+            "listeners:\n  default:\n    type: tcp\n"
+            f"    bind: 127.0.0.1:{port}\n"
+            "sys_interval: 0\nauth:\n  allow-anonymous: true\n  plugins: [auth_anonymous]\n"
+            "topic-check:\n  enabled: false\n"
+        )
+        argv = [str(Path(sys.executable).with_name("amqtt")), "-c", str(conf)]
+        broker = await supervisor.start(Component("broker", argv))
+        url = f"mqtt://127.0.0.1:{port}?protocol=3.1.1"
+        what = f"Python broker amqtt, MQTT 3.1.1 (pid {broker.pid})"
+    await _until(lambda: _listening(port), "the broker did not listen", broker)
+    return url, what
+
+
+async def _watch_pid(supervisor: Supervisor, name: str, pid: int | None) -> None:
+    """Report once when a server this demo started but does not supervise (the embedded
+    PostgreSQL runs as a daemon) is gone."""
+    while pid is not None:
+        await asyncio.sleep(2)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            supervisor.say(f"plantwire demo: {name} (pid {pid}) died")
+            supervisor.failed.append(name)
+            return
+        except PermissionError:  # alive, run by another user (embedded PostgreSQL as root)
+            continue
+
+
+def _listening(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+        return True
+    return False
+
+
+async def _until(
+    ready: Any, failure: str, component: Component, timeout: float = READY_TIMEOUT_S
+) -> None:
+    """Wait until ``ready()`` (a function, called in a thread) holds."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(ready):
+        process = component.process
+        if process is not None and process.returncode is not None and not component.restart:
+            raise DemoError(f"{failure}: {component.name} exited")
+        if time.monotonic() > deadline:
+            tail = "\n".join(f"  {component.name} | {line}" for line in component.tail)
+            raise DemoError(f"{failure} within {timeout:.0f} s\n{tail}")
+        await asyncio.sleep(0.2)
 
 
 @contextlib.asynccontextmanager
+async def _stopping(supervisor: Supervisor, stop: asyncio.Event) -> AsyncIterator[None]:
+    """Stop the components on the way out: gateways first (their last messages are stored),
+    then the simulators, the API and the ingest, the broker last."""
+    try:
+        yield
+    finally:
+        edges = [c.name for c in supervisor.components if c.name.startswith("edge-")]
+        await supervisor.stop([edges, ["sim"], ["api", "ingest"], ["broker"]])
+
+
 async def _components(
-    stack: contextlib.AsyncExitStack,
+    supervisor: Supervisor,
     progress: Progress,
     scenario: Any,
-    database_url: str,
-    mqtt_url: str,
+    env: dict[str, str],
     host: str,
     port: int,
-    stop: asyncio.Event,
-    speed: float = 1.0,
-    hours: float = 0.0,
-) -> AsyncIterator[None]:
-    """Start every component; with ``speed`` > 1 the simulation replays the last ``hours``."""
-    from plantwire_edge.config import EdgeConfig
-    from plantwire_edge.gateway import Gateway
-    from plantwire_platform.ingest.worker import IngestWorker
-    from plantwire_platform.server import api_server
-    from plantwire_platform.settings import PlatformSettings
-    from plantwire_sim.factory import run_factory
-    from plantwire_sim.placement import PROTOCOLS
+    speed: float,
+    hours: float,
+    data_dir: Path,
+    scenario_source: str,
+) -> None:
+    from plantwire_bus.mosquitto import free_port
 
-    settings = PlatformSettings(
-        database_url=database_url, mqtt_url=mqtt_url, api_host=host, api_port=port
-    )
-    edge_stop, ingest_stop = asyncio.Event(), asyncio.Event()
-    async with asyncio.TaskGroup() as tg:
-        with progress("ingest"):
-            ingest = IngestWorker(settings)
-            tg.create_task(ingest.run(ingest_stop))
-            await _ready(ingest.ready, "ingest")
-        with progress("HTTP API"):
-            server = api_server(settings)
-            api = tg.create_task(server.serve())
-            while not server.started:
-                if api.done():
-                    raise DemoError(f"the API could not start on {host}:{port}")
-                await asyncio.sleep(0.05)
-        with progress("simulated machines (OPC UA, Modbus TCP, MQTT)"):
-            replay = speed > 1
-            start_ms = round((time.time() - hours * 3600) * 1000) if replay else None
-            fleet = await stack.enter_async_context(
-                run_factory(
-                    scenario,
-                    base_port=0,
-                    mqtt_url=mqtt_url,
-                    speed=speed,
-                    start_ms=start_ms,
-                    catch_up=True,
-                )
+    with progress("ingest"):
+        online = asyncio.Event()
+
+        def watch(component: Component, line: str) -> None:
+            if component.name == "ingest" and " online at " in line:
+                online.set()
+
+        supervisor.on_output = watch
+        ingest = await supervisor.start(Component("ingest", plantwire("platform", "ingest"), env))
+        await _until(online.is_set, "the ingest did not come online", ingest)
+        progress.note(f"pid {ingest.pid}")
+    with progress("HTTP API"):
+        api = await supervisor.start(
+            Component(
+                "api",
+                plantwire(
+                    "platform", "serve", "--host", host, "--port", str(port), "--no-access-log"
+                ),
+                env,
             )
-            progress.note(
-                f"{len(fleet.endpoints)} OPC UA, {len(fleet.modbus)} Modbus, "
-                f"{len(fleet.mqtt_topics)} MQTT machines"
-                + (f"; replaying the last {hours:g} h at {speed:g}x" if replay else "")
+        )
+        await _until(
+            lambda: _listening(port, host), f"the API did not listen on {host}:{port}", api
+        )
+        progress.note(f"pid {api.pid}")
+    with progress("simulated machines (OPC UA, Modbus TCP, MQTT)"):
+        control = free_port()
+        configs = data_dir / "gateways"
+        argv = [
+            "sim",
+            "run",
+            "--scenario",
+            scenario_source,
+            "--base-port",
+            "0",
+            "--mqtt-url",
+            env["MQTT_URL"],
+            "--control",
+            str(control),
+            "--gateway-configs",
+            str(configs),
+            "--primary-host-id",
+            HOST_ID,
+        ]
+        replay = speed > 1
+        if replay:
+            start = datetime.fromtimestamp(time.time() - hours * 3600, UTC)
+            argv += ["--speed", f"{speed:g}", "--start", start.isoformat(), "--catch-up"]
+        (configs / "ready").unlink(missing_ok=True)
+        sim = await supervisor.start(Component("sim", plantwire(*argv), env))
+        await _until((configs / "ready").exists, "the simulators did not start", sim)
+        progress.note(
+            f"pid {sim.pid}"
+            + (f"; replaying the last {hours:g} h at {speed:g}x, then live" if replay else "")
+        )
+    with progress("edge gateway"):
+        clock = ["--clock-from", f"127.0.0.1:{control}"] if replay else []
+        gateways = sorted(configs.glob("*.toml"))
+        for path in gateways:
+            await supervisor.start(
+                Component(f"edge-{path.stem}", plantwire("edge", "run", str(path), *clock), env)
             )
-        with progress("edge gateway"):
-            gateways = []
-            for enterprise in scenario.enterprises:
-                for site in enterprise.sites:
-                    config = EdgeConfig.model_validate(
-                        fleet.gateway_config(
-                            enterprise, site, mqtt_url, settings.host_id, protocols=PROTOCOLS
-                        )
-                    )
-                    gateway = Gateway(config, clock=fleet.clock)
-                    gateways.append(tg.create_task(gateway.run(edge_stop)))
-            progress.note(f"{len(gateways)} gateway(s) publishing Sparkplug B")
-        # everything started so far (the simulators' address spaces above all) lives as long
-        # as the demo: out of the cyclic garbage collector, whose full passes would stop the
-        # event loop for most of a second (minutes of simulated time with --speed)
-        gc.freeze()
-        try:
-            yield
-        finally:
-            edge_stop.set()  # gateways first, so their last messages are stored
-            await asyncio.gather(*gateways, return_exceptions=True)
-            await asyncio.sleep(0.5)
-            ingest_stop.set()
-            server.should_exit = True
-
-
-async def _ready(event: asyncio.Event, what: str, timeout: float = 30) -> None:
-    try:
-        await asyncio.wait_for(event.wait(), timeout)
-    except TimeoutError as exc:
-        raise DemoError(f"{what} did not become ready within {timeout:.0f} s") from exc
+        progress.note(f"{len(gateways)} gateway(s) publishing Sparkplug B")

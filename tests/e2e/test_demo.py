@@ -152,57 +152,145 @@ def test_demo_speed_options() -> None:
     args = parser.parse_args(["demo", "--speed", "600", "--hours", "2"])
     assert (args.speed, args.hours) == (600.0, 2.0)
     assert parser.parse_args(["demo"]).speed == 1.0  # live from now, as before
-    for bad in (["--speed", "0.5"], ["--speed", "x"], ["--hours", "0"]):
+    for bad in (
+        ["--speed", "0.5"],
+        ["--speed", "x"],
+        ["--hours", "0"],
+        ["--port", "99999"],
+        ["--port", "0"],
+        ["--host", "999.1.1.1"],
+    ):
         with pytest.raises(SystemExit):
             parser.parse_args(["demo", *bad])
 
 
-def test_ctrl_c_stops_the_demo_and_its_broker_cleanly(database_url: str, tmp_path: Path) -> None:
-    """Ctrl-C signals the terminal's whole process group: the demo must still stop its clients
-    before the broker it started (no lost-connection noise), exit 0 and leave nothing running."""
+def _children(pid: int) -> dict[int, str]:
+    """The processes ``pid`` started, with their command lines."""
+    import subprocess
+
+    out = subprocess.run(
+        ["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True
+    ).stdout
+    return {
+        int(p): args for p, _, args in (line.strip().partition(" ") for line in out.splitlines())
+    }
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_demo_processes_are_watched_restarted_and_stopped(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The demo runs each component in its own process. Killing the ingest by hand is reported
+    in one line and the ingest comes back while the rest keeps running; a second demo on the
+    same data directory refuses in one line and changes nothing; Ctrl-C (SIGINT to the whole
+    terminal group) stops every process, the broker last, with no noise and exit code 0."""
     import os
     import signal
     import subprocess
     import sys
 
+    import psycopg
+
     port = free_port()
+    data = tmp_path / "data"
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
     env.pop("MQTT_URL", None)  # the demo starts its own mosquitto
+    command = [sys.executable, "-m", "plantwire.cli", "demo", "--data-dir", str(data)]
     log_path = tmp_path / "demo.log"
+
+    def stored() -> int:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute("SELECT count(*) FROM sample_num").fetchone()
+            return int(row[0]) if row else 0
+
+    def wait_for(condition: Any, what: str, seconds: float = 90) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert demo.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"{what}\n{log_path.read_text()[-3000:]}"
+            time.sleep(0.5)
+
     with log_path.open("wb") as log_file:
         demo = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "plantwire.cli",
-                "demo",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "data"),
-            ],
+            [*command, "--port", str(port)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # its own group, as a shell gives a foreground job
         )
         try:
-            deadline = time.monotonic() + 90
-            while "Press Ctrl-C" not in log_path.read_text():
-                assert demo.poll() is None, log_path.read_text()[-3000:]
-                assert time.monotonic() < deadline, "the demo did not start within 90 s"
-                time.sleep(0.5)
-            time.sleep(3)  # data flowing
+            wait_for(lambda: "Press Ctrl-C" in log_path.read_text(), "the demo did not start")
+            children = _children(demo.pid)
+            kinds = " ".join(children.values())
+            for part in ("platform ingest", "platform serve", "sim run", "edge run", "mosquitto"):
+                assert part in kinds, children
+            [ingest] = [p for p, args in children.items() if "platform ingest" in args]
+            wait_for(lambda: stored() > 0, "no samples stored")
+
+            os.kill(ingest, signal.SIGKILL)
+            wait_for(lambda: "restarting" in log_path.read_text(), "the death was not reported")
+            reports = [
+                line
+                for line in log_path.read_text().splitlines()
+                if "ingest" in line and "died" in line
+            ]
+            assert reports == [
+                f"plantwire demo: ingest (pid {ingest}) died: killed by SIGKILL; restarting in 1 s"
+            ]
+            wait_for(
+                lambda: any("platform ingest" in a for a in _children(demo.pid).values()),
+                "the ingest was not restarted",
+            )
+            others = {p for p, args in children.items() if "platform ingest" not in args}
+            assert all(_alive(p) for p in others)  # the rest kept running
+            after_restart = stored()
+            wait_for(lambda: stored() > after_restart, "no samples stored after the restart")
+
+            second = subprocess.run(
+                [*command, "--port", str(free_port())],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+            assert second.returncode == 1
+            assert second.stderr.strip() == (
+                f"plantwire demo: {data} is in use by another demo (pid {demo.pid}); stop it, "
+                "or give this one its own --data-dir"
+            )
+            assert demo.poll() is None and all(_alive(p) for p in others)
+
+            every = set(_children(demo.pid))
             os.killpg(demo.pid, signal.SIGINT)
-            assert demo.wait(timeout=20) == 0, log_path.read_text()[-3000:]
+            assert demo.wait(timeout=30) == 0, log_path.read_text()[-3000:]
         finally:
             if demo.poll() is None:
                 os.killpg(demo.pid, signal.SIGKILL)
                 demo.wait()
     log = log_path.read_text()
     after = log[log.index("stopping") :]
-    assert "stopped." in after
+    assert "components failed while running: ingest" in after
     assert "lost" not in after and "Traceback" not in after, after
-    conf = str(tmp_path / "data" / "mosquitto" / "mosquitto.conf")
-    left = subprocess.run(["pgrep", "-f", conf], capture_output=True, text=True).stdout
-    assert left == "", f"still running: {left}"
+    assert [p for p in every if _alive(p)] == []
+
+
+def test_two_demos_cannot_share_a_data_directory(tmp_path: Path) -> None:
+    from plantwire.demo import DemoError, data_dir_lock
+
+    with (
+        data_dir_lock(tmp_path),
+        pytest.raises(DemoError, match=r"in use by another demo \(pid \d+\)"),
+        data_dir_lock(tmp_path),
+    ):
+        pass
+    with data_dir_lock(tmp_path):  # free again once the first let go
+        pass
