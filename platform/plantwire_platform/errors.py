@@ -13,6 +13,9 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg import OperationalError
+from psycopg.errors import QueryCanceled
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -58,6 +61,19 @@ def install(app: FastAPI) -> None:
             {"error": _CODES.get(exc.status_code, "error"), "detail": exc.detail},
             exc.status_code,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(QueryCanceled)
+    async def too_long(request: Request, exc: QueryCanceled) -> JSONResponse:
+        detail = "a database statement took longer than allowed: ask for less"
+        return JSONResponse({"error": "too_long", "detail": detail}, 503)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        detail = "the database cannot be reached now; try again later"
+        return JSONResponse(
+            {"error": "unavailable", "detail": detail}, 503, headers={"Retry-After": "5"}
         )
 
     @app.exception_handler(RequestValidationError)

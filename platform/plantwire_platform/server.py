@@ -1,6 +1,10 @@
 """The platform's HTTP server: one ASGI application made of the capabilities' routers
 (``/api/v1`` from :mod:`plantwire_platform.api`, ``/partner/v1`` and ``/oauth/token`` from
 :mod:`plantwire_platform.partner`), uniform error bodies, and ``/healthz``.
+
+Every request is bounded: its database statements by ``statement_timeout``, its computation by
+the workload's slots and deadline (:mod:`plantwire_platform.workload`), its life by its client
+(:mod:`plantwire_platform.cancellation`). ``/healthz`` has a connection of its own.
 """
 
 from __future__ import annotations
@@ -17,22 +21,37 @@ from psycopg_pool import AsyncConnectionPool
 from plantwire_platform import errors
 from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
+from plantwire_platform.cancellation import CancelOnDisconnect
+from plantwire_platform.health import HealthProbe
 from plantwire_platform.partner.interface import PartnerInterface
 from plantwire_platform.settings import PlatformSettings
+from plantwire_platform.workload import Workload
 
 
 def create_app(settings: PlatformSettings) -> FastAPI:
     """The API application; it opens its connection pool when served."""
     partner = PartnerInterface(settings)
+    probe = HealthProbe(settings.database_url)
+    timeout_ms = round(settings.api_statement_timeout_s * 1000)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with (
-            AsyncConnectionPool(settings.database_url, min_size=1, max_size=8, open=False) as pool,
+            AsyncConnectionPool(
+                settings.database_url,
+                min_size=1,
+                max_size=settings.api_pool_size,
+                open=False,
+                timeout=settings.api_deadline_s,
+                kwargs={"options": f"-c statement_timeout={timeout_ms}"},
+            ) as pool,
             partner.running(),
         ):
             app.state.pool = pool
-            yield
+            try:
+                yield
+            finally:
+                await probe.close()
 
     app = FastAPI(
         title="plantwire",
@@ -41,21 +60,33 @@ def create_app(settings: PlatformSettings) -> FastAPI:
         lifespan=lifespan,
     )
 
+    app.state.settings = settings
+    app.state.workload = Workload(
+        settings.api_compute_slots, settings.api_compute_queue, settings.api_deadline_s
+    )
     app.include_router(partner.router())
     app.include_router(api_routes.router())
     errors.install(app)
+    app.add_middleware(CancelOnDisconnect)
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
     async def healthz(request: Request) -> JSONResponse:
-        try:
-            pool: AsyncConnectionPool = request.app.state.pool
-            async with pool.connection(timeout=2) as conn:
-                await conn.execute("SELECT 1")
-        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
-            return JSONResponse(
-                {"status": "unhealthy", "database": type(exc).__name__}, status_code=503
-            )
-        return JSONResponse({"status": "ok", "database": "ok"})
+        """Whether the database answers (over a connection of its own), and how busy the
+        indicator computations are."""
+        database = await probe.database()
+        work: Workload = request.app.state.workload
+        body = {
+            "status": "ok" if database == "ok" else "unhealthy",
+            "database": database,
+            "computations": {
+                "slots": work.slots,
+                "running": work.running,
+                "waiting": work.waiting,
+                "refused": work.refused,
+                "timed_out": work.timed_out,
+            },
+        }
+        return JSONResponse(body, status_code=200 if database == "ok" else 503)
 
     return app
 

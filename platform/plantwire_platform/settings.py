@@ -40,6 +40,27 @@ class PlatformSettings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
 
+    # -- API bounds --------------------------------------------------------------------------
+    api_statement_timeout_s: float = Field(
+        default=20.0, gt=0, le=3600, description="longest database statement of an API request"
+    )
+    api_deadline_s: float = Field(
+        default=60.0, gt=0, le=3600, description="longest computation of one API request"
+    )
+    api_compute_slots: int = Field(
+        default=2, ge=1, le=64, description="indicator computations one API process runs at once"
+    )
+    api_compute_queue: int = Field(
+        default=16, ge=0, le=10_000, description="computations waiting for a slot before 503"
+    )
+    api_max_window_days: int = Field(
+        default=7305, ge=1, description="longest indicator window (default 20 years)"
+    )
+    api_max_buckets: int = Field(default=400, ge=1, le=10_000, description="buckets per request")
+    api_pool_size: int = Field(
+        default=8, ge=2, le=100, description="database connections of API requests"
+    )
+
     # -- ingest ------------------------------------------------------------------------------
     client_id: str | None = Field(
         default=None,

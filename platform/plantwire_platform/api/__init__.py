@@ -1,6 +1,8 @@
 """``/api/v1``: the registry and the indicators over HTTP.
 
-Owns the routes (:mod:`.routes`) and their response bodies (:mod:`.schemas`). Imports the bus,
-:mod:`plantwire_platform.registry`, :mod:`plantwire_platform.indicators` and
-:mod:`plantwire_platform.errors`; the server (:mod:`plantwire_platform.server`) mounts it.
+Owns the routes (:mod:`.routes`), the checked window of an indicator request and its report
+(:mod:`.window`), and the response bodies (:mod:`.schemas`). Imports the bus,
+:mod:`plantwire_platform.registry`, :mod:`plantwire_platform.indicators`,
+:mod:`plantwire_platform.errors` and :mod:`plantwire_platform.workload`; the server
+(:mod:`plantwire_platform.server`) mounts it.
 """

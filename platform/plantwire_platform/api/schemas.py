@@ -16,6 +16,15 @@ class Enterprise(BaseModel):
     equipment: int
 
 
+class Computations(BaseModel):
+    slots: int
+    running: int
+    waiting: int
+    refused: int = Field(description="requests refused (503 busy) since start")
+    timed_out: int = Field(description="computations stopped at their deadline since start")
+
+
 class Health(BaseModel):
-    status: str
-    database: str
+    status: str = Field(description="ok or unhealthy")
+    database: str = Field(description="ok, or why the database cannot be reached")
+    computations: Computations

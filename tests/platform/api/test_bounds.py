@@ -1,0 +1,185 @@
+"""Requests that cannot stall the platform (a real uvicorn server on a real PostgreSQL): limits
+checked before any work, statement timeouts, a client that goes away cancels its query, a
+bounded number of computations, and /healthz on a connection of its own.
+
+Slow queries are made slow for sure by holding a lock the indicator query needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from plantwire_bus.mosquitto import free_port
+from plantwire_platform.registry.document import registry_from
+from plantwire_platform.registry.store import import_registry
+from plantwire_platform.server import api_server
+from plantwire_platform.settings import PlatformSettings
+from plantwire_sim.scenario import load_scenario
+
+TEN_YEARS = {"from": "2016-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z", "bucket": "month"}
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: PlatformSettings) -> AsyncIterator[httpx.AsyncClient]:
+    server = api_server(settings)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), task.exception()
+        await asyncio.sleep(0.02)
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=30
+        ) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await task
+
+
+def settings(database_url: str, **changes: Any) -> PlatformSettings:
+    return PlatformSettings(database_url=database_url, api_port=free_port(), **changes)
+
+
+@pytest.fixture
+async def enterprise(database_url: str) -> int:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        ids = await import_registry(conn, registry_from(load_scenario("demo").registry()))
+    return ids["HXP"]
+
+
+@contextlib.contextmanager
+def locked(database_url: str, table: str = "connectivity_session") -> Iterator[None]:
+    """Hold an exclusive lock on ``table``: every indicator query waits for it."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        yield
+        conn.rollback()
+
+
+def api_queries(database_url: str) -> list[str]:
+    """The API's statements running now (other than this one)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state = 'active' AND pid <> pg_backend_pid()"
+            " AND query LIKE '%connectivity_session%'"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+async def test_over_the_limits_is_refused_before_any_work(unique: str) -> None:
+    """Refused with 422 by a server whose database does not even exist: nothing was tried."""
+    absent = f"postgresql://127.0.0.1:1/nowhere_{unique}"
+    s = PlatformSettings(database_url=absent, api_port=free_port(), api_max_buckets=100)
+    async with serving(s) as client:
+        cases = {
+            "months": ({**TEN_YEARS}, "120 months; at most 100 buckets per request"),
+            "window": (
+                {"from": "1990-01-01T00:00:00Z", "to": "2020-01-01T00:00:00Z"},
+                "the window is longer than 7305 days",
+            ),
+            "order": ({"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "before"),
+            "far": (
+                {"from": "9999-12-01T00:00:00+23:59", "to": "9999-12-31T23:59:59+23:59"},
+                "within 1970..2200",
+            ),
+        }
+        for name, (params, detail) in cases.items():
+            r = await client.get("/api/v1/enterprises/1/indicators", params=params)
+            assert r.status_code == 422, (name, r.text)
+            assert r.json()["error"] == "invalid_request"
+            assert detail in str(r.json()["detail"]), (name, r.json())
+        r = await client.get("/api/v1/chains/1/indicators", params=TEN_YEARS)
+        assert r.status_code == 422
+        health = await client.get("/healthz")
+        assert health.status_code == 503 and health.json()["status"] == "unhealthy"
+
+
+async def test_a_statement_over_its_timeout_ends_in_503(database_url: str, enterprise: int) -> None:
+    s = settings(database_url, api_statement_timeout_s=1.0)
+    async with serving(s) as client:
+        with locked(database_url):
+            started = time.monotonic()
+            r = await client.get(f"/api/v1/enterprises/{enterprise}/indicators")
+            took = time.monotonic() - started
+        assert r.status_code == 503, r.text
+        assert r.json() == {
+            "error": "too_long",
+            "detail": "a database statement took longer than allowed: ask for less",
+        }
+        assert took < 10  # ended by the statement timeout, not by the lock's holder
+        r = await client.get(f"/api/v1/enterprises/{enterprise}/indicators")
+        assert r.status_code == 200  # the connection went back to the pool in good order
+
+
+async def test_a_client_that_goes_away_cancels_its_query(
+    database_url: str, enterprise: int
+) -> None:
+    s = settings(database_url, api_statement_timeout_s=600.0)
+    async with serving(s) as client:
+        with locked(database_url):
+            with pytest.raises(httpx.ReadTimeout):
+                await client.get(f"/api/v1/enterprises/{enterprise}/indicators", timeout=1.0)
+            deadline = time.monotonic() + 10
+            while api_queries(database_url):  # gone long before its 600 s timeout
+                assert time.monotonic() < deadline, api_queries(database_url)
+                await asyncio.sleep(0.1)
+        r = await client.get("/healthz")
+        assert r.json()["computations"]["running"] == 0
+
+
+async def test_computations_are_bounded_and_healthz_still_answers(
+    database_url: str, enterprise: int
+) -> None:
+    s = settings(database_url, api_compute_slots=2, api_compute_queue=1, api_pool_size=2)
+    path = f"/api/v1/enterprises/{enterprise}/indicators"
+    async with serving(s) as client:
+        with locked(database_url):
+            running = [asyncio.create_task(client.get(path)) for _ in range(3)]  # 2 run, 1 waits
+            deadline = time.monotonic() + 10
+            while True:
+                work = (await client.get("/healthz")).json()["computations"]
+                if (work["running"], work["waiting"]) == (2, 1):
+                    break
+                assert time.monotonic() < deadline, work
+                await asyncio.sleep(0.05)
+            refused = await client.get(path)
+            assert refused.status_code == 503
+            assert refused.json()["error"] == "busy"
+            assert refused.headers["retry-after"] == "5"
+            # both pooled connections are held by the running computations: a registry read
+            # waits for one, while /healthz answers over its own
+            pool_taker = asyncio.create_task(client.get("/api/v1/enterprises"))
+            for _ in range(20):
+                health = await client.get("/healthz")
+                assert health.status_code == 200 and health.json()["database"] == "ok"
+            assert not pool_taker.done()
+        answers = await asyncio.gather(*running, pool_taker)
+        assert [a.status_code for a in answers] == [200, 200, 200, 200]
+
+
+async def test_a_time_without_offset_is_read_in_the_enterprise_zone(
+    database_url: str, enterprise: int
+) -> None:
+    s = settings(database_url)
+    async with serving(s) as client:
+        r = await client.get(
+            f"/api/v1/enterprises/{enterprise}/indicators",
+            params={"from": "2026-03-01T08:00:00", "to": "2026-03-01T20:00:00"},
+        )
+        assert r.status_code == 200, r.text
+        window = r.json()["window"]
+    start = datetime.fromisoformat(window["from"].replace("Z", "+00:00"))
+    assert start == datetime(2026, 3, 1, 0, 0, tzinfo=UTC)  # 08:00 in Asia/Shanghai
+    assert datetime.fromisoformat(window["to"].replace("Z", "+00:00")) - start == timedelta(
+        hours=12
+    )
