@@ -36,7 +36,7 @@ PLATFORM_ROOMS = {
     "ingest": {"storage", "settings"},
     "storage": set(),
     "partner": {"indicators", "registry", "errors", "batching", "settings"},
-    "api": {"indicators", "registry", "errors", "workload"},
+    "api": {"indicators", "registry", "errors", "workload", "workers"},
 }
 """The platform's sub-packages and the other parts of the platform each may import (as their
 docstrings say); the shared infrastructure beside them imports no sub-package but ``storage``,

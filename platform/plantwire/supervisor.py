@@ -101,7 +101,7 @@ class Supervisor:
         await self._spawn(component)
         assert component.process is not None and component._pump is not None
         code = await component.process.wait()
-        await component._pump
+        await self._drain(component)
         if code != 0:
             raise ComponentFailed(component, code, self.log_path(name))
         return "\n".join(component.tail)
@@ -150,7 +150,7 @@ class Supervisor:
         while True:
             assert component.process is not None and component._pump is not None
             code = await component.process.wait()
-            await component._pump
+            await self._drain(component)
             if component.stopping:
                 return
             report = f"{component.name} (pid {component.pid}) died: {describe_exit(code)}"
@@ -201,8 +201,17 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+        await self._drain(component)
+
+    async def _drain(self, component: Component) -> None:
+        """Read what the exited process left in its output; give up after a moment (a child
+        of its own may still hold the pipe)."""
         if component._pump is not None:
-            await component._pump
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(component._pump), 1.0)
+            component._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await component._pump
 
 
 class ComponentFailed(RuntimeError):

@@ -183,6 +183,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.api_host,
         port=settings.api_port,
         access_log=not args.no_access_log,
+        timeout_graceful_shutdown=2,  # requests still running then are cancelled
     )
     return 0
 

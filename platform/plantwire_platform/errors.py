@@ -19,6 +19,10 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from plantwire_platform.workers import JobFailed
+
+_TOO_LONG = "a database statement took longer than allowed: ask for less"
+_UNAVAILABLE = "the database cannot be reached now; try again later"
 _CODES = {
     400: "invalid_request",
     404: "not_found",
@@ -65,15 +69,21 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(QueryCanceled)
     async def too_long(request: Request, exc: QueryCanceled) -> JSONResponse:
-        detail = "a database statement took longer than allowed: ask for less"
-        return JSONResponse({"error": "too_long", "detail": detail}, 503)
+        return JSONResponse({"error": "too_long", "detail": _TOO_LONG}, 503)
+
+    @app.exception_handler(JobFailed)
+    async def job_failed(request: Request, exc: JobFailed) -> JSONResponse:
+        if exc.reason == "too_long":
+            return JSONResponse({"error": "too_long", "detail": _TOO_LONG}, 503)
+        return JSONResponse(
+            {"error": "unavailable", "detail": _UNAVAILABLE}, 503, headers={"Retry-After": "5"}
+        )
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        detail = "the database cannot be reached now; try again later"
         return JSONResponse(
-            {"error": "unavailable", "detail": detail}, 503, headers={"Retry-After": "5"}
+            {"error": "unavailable", "detail": _UNAVAILABLE}, 503, headers={"Retry-After": "5"}
         )
 
     @app.exception_handler(RequestValidationError)

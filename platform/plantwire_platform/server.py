@@ -25,6 +25,7 @@ from plantwire_platform.cancellation import CancelOnDisconnect
 from plantwire_platform.health import HealthProbe
 from plantwire_platform.partner.interface import PartnerInterface
 from plantwire_platform.settings import PlatformSettings
+from plantwire_platform.workers import WorkerPool
 from plantwire_platform.workload import Workload
 
 
@@ -33,6 +34,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     partner = PartnerInterface(settings)
     probe = HealthProbe(settings.database_url)
     timeout_ms = round(settings.api_statement_timeout_s * 1000)
+    workers = WorkerPool(settings.database_url, settings.api_compute_slots, timeout_ms)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,9 +50,11 @@ def create_app(settings: PlatformSettings) -> FastAPI:
             partner.running(),
         ):
             app.state.pool = pool
+            app.state.workers = workers
             try:
                 yield
             finally:
+                await workers.close()
                 await probe.close()
 
     app = FastAPI(
@@ -103,6 +107,10 @@ def api_server(settings: PlatformSettings) -> uvicorn.Server:
             yield
 
     config = uvicorn.Config(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning"
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
     )
     return Server(config)

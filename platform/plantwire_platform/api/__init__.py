@@ -3,6 +3,7 @@
 Owns the routes (:mod:`.routes`), the checked window of an indicator request and its report
 (:mod:`.window`), and the response bodies (:mod:`.schemas`). Imports the bus,
 :mod:`plantwire_platform.registry`, :mod:`plantwire_platform.indicators`,
-:mod:`plantwire_platform.errors` and :mod:`plantwire_platform.workload`; the server
+:mod:`plantwire_platform.errors`, :mod:`plantwire_platform.workload` and
+:mod:`plantwire_platform.workers`; the server
 (:mod:`plantwire_platform.server`) mounts it.
 """

@@ -17,13 +17,12 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from plantwire_platform.api.schemas import Enterprise
-from plantwire_platform.api.window import WindowQuery, compute_report, resolve_window
+from plantwire_platform.api.window import WindowQuery, explain_job, report_job, resolve_window
 from plantwire_platform.errors import ApiError
-from plantwire_platform.indicators import enterprise as ind
-from plantwire_platform.indicators import report
 from plantwire_platform.indicators.report import Explanation, IndicatorReport
 from plantwire_platform.registry import groups, queries
 from plantwire_platform.registry.groups import GroupKind
+from plantwire_platform.workers import WorkerPool
 from plantwire_platform.workload import Workload
 
 
@@ -40,12 +39,13 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such ente
 
 
 @contextlib.asynccontextmanager
-async def computing(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
-    """A computation slot and a pooled connection, for an indicator request's work."""
+async def computing(request: Request) -> AsyncIterator[tuple[AsyncConnection[Any], WorkerPool]]:
+    """A computation slot, a pooled connection for the request's own reads, and the workers
+    that compute its report."""
     workload: Workload = request.app.state.workload
     pool: AsyncConnectionPool = request.app.state.pool
     async with workload.slot(), pool.connection() as conn:
-        yield conn
+        yield conn, request.app.state.workers
 
 
 def router() -> APIRouter:
@@ -79,11 +79,14 @@ def router() -> APIRouter:
         enterprise's equipment (re)connected if that is shorter. With ``bucket`` the window is
         also cut into local days, weeks or months of the enterprise's first site.
         """
-        async with computing(request) as conn:
+        async with computing(request) as (conn, workers):
             ent = await _enterprise(conn, enterprise_id)
-            window = await resolve_window(conn, [enterprise_id], q, ent["timezone"])
+            zone = ent["timezone"]
+            window = await resolve_window(conn, [enterprise_id], q, zone)
             subject = {"kind": "enterprise", **ent}
-            return await compute_report(conn, subject, [enterprise_id], window, q, ent["timezone"])
+            return await workers.run(
+                report_job, subject, [enterprise_id], window, q.thresholds, q.bucket, zone
+            )
 
     @router.get(
         "/api/v1/enterprises/{enterprise_id}/indicators/explain",
@@ -94,13 +97,11 @@ def router() -> APIRouter:
     async def explain(request: Request, enterprise_id: int, q: Window) -> Explanation:
         """Why each key process counted or not (coverage, AUTO share of EXECUTING time), every
         piece of equipment's time and OEE, and each line's OEE."""
-        async with computing(request) as conn:
+        async with computing(request) as (conn, workers):
             ent = await _enterprise(conn, enterprise_id)
             window = await resolve_window(conn, [enterprise_id], q, ent["timezone"])
-            result = await ind.enterprise_indicators(
-                conn, enterprise_id, window.start, window.end, q.thresholds, with_oee=True
-            )
-            return report.explanation({"kind": "enterprise", **ent}, window, result)
+            subject = {"kind": "enterprise", **ent}
+            return await workers.run(explain_job, enterprise_id, subject, window, q.thresholds)
 
     for kind in ("chains", "parks", "regions"):
         _group_routes(router, kind)
@@ -121,7 +122,7 @@ def _group_routes(router: APIRouter, kind: GroupKind) -> None:
         return await groups.listing(conn, kind)
 
     async def indicators(request: Request, group_id: str, q: Window) -> IndicatorReport:
-        async with computing(request) as conn:
+        async with computing(request) as (conn, workers):
             group = None
             if kind == "regions" or group_id.isdigit():
                 group = await groups.describe(conn, kind, group_id)
@@ -131,7 +132,7 @@ def _group_routes(router: APIRouter, kind: GroupKind) -> None:
             tz = await queries.timezone_of(conn, ids)
             window = await resolve_window(conn, ids, q, tz)
             subject = {"kind": singular, **group}
-            return await compute_report(conn, subject, ids, window, q, tz, request.app.state.pool)
+            return await workers.run(report_job, subject, ids, window, q.thresholds, q.bucket, tz)
 
     indicators.__doc__ = (
         f"Indicators of a {singular}: for each, the mean of its enterprises' values (the official "

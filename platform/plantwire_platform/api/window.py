@@ -1,5 +1,5 @@
-"""The window of an indicator request, checked before any work, and the report computed over
-it (the whole window, then each bucket).
+"""The window of an indicator request, checked before any work, and the jobs that compute its
+report (the whole window, then each bucket) in a worker process.
 
 Limits are checked on the query alone, before a database connection is taken: a window
 longer than ``api_max_window_days``, more buckets than ``api_max_buckets``, or times outside
@@ -10,13 +10,13 @@ the enterprise (for a group: of its first enterprise's first site).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import Query, Request
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from plantwire_platform.errors import ApiError
 from plantwire_platform.indicators import enterprise as ind
@@ -24,6 +24,7 @@ from plantwire_platform.indicators import report
 from plantwire_platform.indicators.formulas import AUTO_SHARE_MIN, COVERAGE_MIN, Thresholds
 from plantwire_platform.indicators.report import Indicator, IndicatorReport
 from plantwire_platform.indicators.shift_calendar import buckets
+from plantwire_platform.workers import Connector
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
@@ -115,44 +116,63 @@ async def resolve_window(
     return q.resolve(zone)
 
 
-async def compute_report(
-    conn: AsyncConnection[Any],
+async def report_job(
+    connect: Connector,
     subject: dict[str, Any],
     ids: list[int],
     window: report.Window,
-    q: WindowQuery,
+    thresholds: Thresholds,
+    bucket: str | None,
     timezone: str,
-    pool: AsyncConnectionPool | None = None,
 ) -> IndicatorReport:
-    """The report of one enterprise (``ids`` of one) or of a group (its members computed on
-    connections of ``pool``), for the window and each of its buckets."""
-    fan_out = asyncio.Semaphore(GROUP_FAN_OUT)
+    """(In a worker) the report of one enterprise (``ids`` of one) or of a group, whose members
+    are computed side by side on up to :data:`GROUP_FAN_OUT` connections, for the window and
+    each of its buckets."""
+    async with contextlib.AsyncExitStack() as stack:
+        free: asyncio.Queue[AsyncConnection[Any]] = asyncio.Queue()
+        for _ in range(min(len(ids), GROUP_FAN_OUT)):
+            free.put_nowait(await stack.enter_async_context(connect()))
 
-    async def one(eid: int, start: datetime, end: datetime) -> list[Indicator]:
-        if pool is None:
-            result = await ind.enterprise_indicators(conn, eid, start, end, q.thresholds)
-        else:
-            async with fan_out, pool.connection() as own:
-                result = await ind.enterprise_indicators(own, eid, start, end, q.thresholds)
-        return report.enterprise_indicators(result)
+        async def one(eid: int, start: datetime, end: datetime) -> list[Indicator]:
+            conn = await free.get()
+            try:
+                result = await ind.enterprise_indicators(conn, eid, start, end, thresholds)
+            finally:
+                free.put_nowait(conn)
+            return report.enterprise_indicators(result)
 
-    async def values(start: datetime, end: datetime) -> tuple[list[Indicator], list[Any]]:
-        computed = await asyncio.gather(*(one(eid, start, end) for eid in ids))
-        per = [({"id": eid}, items) for eid, items in zip(ids, computed, strict=True)]
-        if subject["kind"] == "enterprise":
-            return per[0][1], []
-        return report.group_indicators(per), per
+        async def values(start: datetime, end: datetime) -> tuple[list[Indicator], list[Any]]:
+            computed = await asyncio.gather(*(one(eid, start, end) for eid in ids))
+            per = [({"id": eid}, items) for eid, items in zip(ids, computed, strict=True)]
+            if subject["kind"] == "enterprise":
+                return per[0][1], []
+            return report.group_indicators(per), per
 
-    headline, per = await values(window.start, window.end)
-    body = IndicatorReport(subject=subject, window=window, indicators=headline)
-    if per:
-        body.members = [
-            {**who, "indicators": [i.model_dump(exclude_none=True) for i in items]}
-            for who, items in per
-        ]
-    if q.bucket:
-        cuts = buckets(window.start, window.end, q.bucket, timezone)
-        body.buckets = [
-            report.Bucket(start=a, end=b, indicators=(await values(a, b))[0]) for a, b in cuts
-        ]
-    return body
+        headline, per = await values(window.start, window.end)
+        body = IndicatorReport(subject=subject, window=window, indicators=headline)
+        if per:
+            body.members = [
+                {**who, "indicators": [i.model_dump(exclude_none=True) for i in items]}
+                for who, items in per
+            ]
+        if bucket:
+            cuts = buckets(window.start, window.end, bucket, timezone)  # type: ignore[arg-type]
+            body.buckets = [
+                report.Bucket(start=a, end=b, indicators=(await values(a, b))[0]) for a, b in cuts
+            ]
+        return body
+
+
+async def explain_job(
+    connect: Connector,
+    enterprise_id: int,
+    subject: dict[str, Any],
+    window: report.Window,
+    thresholds: Thresholds,
+) -> report.Explanation:
+    """(In a worker) why each key process of an enterprise counted or not."""
+    async with connect() as conn:
+        result = await ind.enterprise_indicators(
+            conn, enterprise_id, window.start, window.end, thresholds, with_oee=True
+        )
+    return report.explanation(subject, window, result)

@@ -1,0 +1,143 @@
+"""Computations in worker processes, so that CPU-heavy work never runs on the API's event loop.
+
+A job is a module-level coroutine function ``job(connect, *args)``; ``connect()`` opens a
+database connection for it (autocommit off, the API's ``statement_timeout``, and an
+``application_name`` that names the job). The API awaits the job's result; when the request is
+cancelled (its client went away, its deadline passed) the job's connections are terminated in
+the server, which ends the job at its next statement. Workers are started when first needed
+and live as long as the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import multiprocessing
+import multiprocessing.pool
+import signal
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.errors import QueryCanceled
+
+T = TypeVar("T")
+APPLICATION = "plantwire-job-"
+
+
+class JobFailed(Exception):
+    """A job ended by the database: ``too_long`` (statement timeout) or ``unavailable``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Connector:
+    """Opens the connections of one job (in the worker)."""
+
+    def __init__(self, database_url: str, ticket: str, statement_timeout_ms: int) -> None:
+        self.database_url = database_url
+        self.ticket = ticket
+        self.statement_timeout_ms = statement_timeout_ms
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        conn = await psycopg.AsyncConnection.connect(
+            self.database_url,
+            application_name=APPLICATION + self.ticket,
+            options=f"-c statement_timeout={self.statement_timeout_ms}",
+        )
+        async with conn:
+            yield conn
+
+
+Job = Callable[..., Coroutine[Any, Any, T]]
+
+
+def _run(job: Job[T], args: tuple[Any, ...], connector: Connector) -> T:
+    """In the worker: run one job to its end."""
+
+    async def main() -> T:
+        try:
+            return await job(connector, *args)
+        except QueryCanceled:
+            raise JobFailed("too_long") from None
+        except psycopg.OperationalError:
+            raise JobFailed("unavailable") from None
+
+    return asyncio.run(main())
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when its API process dies, however it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class WorkerPool:
+    """The worker processes of one API process, one per computation slot: a job never waits
+    for a worker (the API's workload lets only as many jobs run as there are workers)."""
+
+    def __init__(self, database_url: str, workers: int, statement_timeout_ms: int) -> None:
+        self.database_url = database_url
+        self.workers = workers
+        self.statement_timeout_ms = statement_timeout_ms
+        self._pool: multiprocessing.pool.Pool | None = None
+
+    def _workers(self) -> multiprocessing.pool.Pool:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = context.Pool(self.workers, initializer=_die_with_parent)
+        return self._pool
+
+    async def run(self, job: Job[T], *args: Any) -> T:
+        """``job(connect, *args)`` in a worker; cancelling the caller ends the job too."""
+        ticket = uuid.uuid4().hex
+        connector = Connector(self.database_url, ticket, self.statement_timeout_ms)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def done(value: Any) -> None:
+            if not future.done():
+                future.set_result(value)
+
+        def failed(exc: BaseException) -> None:
+            if not future.done():
+                future.set_exception(exc)
+
+        self._workers().apply_async(
+            _run,
+            (job, args, connector),
+            callback=lambda v: loop.call_soon_threadsafe(done, v),
+            error_callback=lambda e: loop.call_soon_threadsafe(failed, e),
+        )
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._end(ticket, future))
+            raise
+
+    async def _end(self, ticket: str, future: asyncio.Future[Any]) -> None:
+        """Terminate the job's connections until the job has ended."""
+        while not future.done():
+            with contextlib.suppress(psycopg.Error, OSError):
+                async with await psycopg.AsyncConnection.connect(
+                    self.database_url, autocommit=True, connect_timeout=5
+                ) as conn:
+                    await conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE application_name = %s",
+                        (APPLICATION + ticket,),
+                    )
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(future), 0.5)
+
+    async def close(self) -> None:
+        """Stop the workers at once (a job still running is abandoned)."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.terminate()
+            await asyncio.to_thread(pool.join)
