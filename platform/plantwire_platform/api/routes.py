@@ -65,7 +65,6 @@ def router() -> APIRouter:
     @router.get(
         "/api/v1/enterprises/{enterprise_id}/indicators",
         response_model=IndicatorReport,
-        response_model_exclude_none=True,
         tags=["indicators"],
         responses=NOT_FOUND,
     )
@@ -143,7 +142,6 @@ def _group_routes(router: APIRouter, kind: GroupKind) -> None:
     router.get(
         f"/api/v1/{kind}/{{group_id}}/indicators",
         response_model=IndicatorReport,
-        response_model_exclude_none=True,
         tags=["indicators"],
         summary=f"Indicators of a {singular}",
         responses={404: {"description": f"no such {singular}"}},

@@ -152,7 +152,7 @@ async def report_job(
         body = IndicatorReport(subject=subject, window=window, indicators=headline)
         if per:
             body.members = [
-                {**who, "indicators": [i.model_dump(exclude_none=True) for i in items]}
+                {**who, "indicators": [i.model_dump() for i in items]}
                 for who, items in per
             ]
         if bucket:

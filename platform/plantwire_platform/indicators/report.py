@@ -12,6 +12,12 @@ from plantwire_platform.indicators.formulas import FORMULA_VERSION, Oee
 from plantwire_platform.indicators.rollup import Share, roll_up
 
 
+def _absent(value: object) -> bool:
+    """Fields that only some reports have are left out where they do not apply; ``value`` is
+    always there (``null`` when undefined)."""
+    return value is None
+
+
 class Window(BaseModel):
     start: datetime = Field(serialization_alias="from")
     end: datetime = Field(serialization_alias="to")
@@ -26,11 +32,17 @@ class Indicator(BaseModel):
         "null when undefined"
     )
     numerator: float | None = Field(
-        default=None, description="for a window across a registry change: duration-weighted"
+        default=None,
+        exclude_if=_absent,
+        description="enterprises only; for a window across a registry change: duration-weighted",
     )
-    denominator: float | None = None
-    pooled: float | None = Field(default=None, description="groups: sum(num) / sum(den)")
-    enterprises: int | None = Field(default=None, description="groups: enterprises counted")
+    denominator: float | None = Field(default=None, exclude_if=_absent)
+    pooled: float | None = Field(
+        default=None, exclude_if=_absent, description="groups: sum(num) / sum(den)"
+    )
+    enterprises: int | None = Field(
+        default=None, exclude_if=_absent, description="groups: enterprises counted"
+    )
     parameters: dict[str, float] = {}
 
 
@@ -44,9 +56,11 @@ class IndicatorReport(BaseModel):
     subject: dict[str, Any] = Field(description="the enterprise or group the values are about")
     window: Window
     indicators: list[Indicator]
-    buckets: list[Bucket] | None = Field(default=None, description="with ?bucket=")
+    buckets: list[Bucket] | None = Field(
+        default=None, exclude_if=_absent, description="with ?bucket="
+    )
     members: list[dict[str, Any]] | None = Field(
-        default=None, description="groups: each enterprise's own values"
+        default=None, exclude_if=_absent, description="groups: each enterprise's own values"
     )
 
 

@@ -187,7 +187,7 @@ async def snapshot(
         "grant_id": allowed.grant_id,
         "from": a,
         "to": b,
-        "indicators": [v.model_dump(exclude_none=True, mode="json") for v in values],
+        "indicators": [v.model_dump(mode="json") for v in values],
     }
 
 

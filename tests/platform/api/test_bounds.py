@@ -178,6 +178,11 @@ async def test_a_time_without_offset_is_read_in_the_enterprise_zone(
         )
         assert r.status_code == 200, r.text
         window = r.json()["window"]
+        # no telemetry then: rates without a denominator are there, as null
+        indicators = {i["name"]: i for i in r.json()["indicators"]}
+        assert indicators["mdi_share"]["value"] is None
+        assert indicators["nc_rate_declared"]["value"] == 0.625
+        assert all("pooled" not in i for i in indicators.values())  # a group's only
     start = datetime.fromisoformat(window["from"].replace("Z", "+00:00"))
     assert start == datetime(2026, 3, 1, 0, 0, tzinfo=UTC)  # 08:00 in Asia/Shanghai
     assert datetime.fromisoformat(window["to"].replace("Z", "+00:00")) - start == timedelta(
