@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import socket
 from collections.abc import Callable
 
 
@@ -23,3 +25,26 @@ def number(
         return value
 
     return parse
+
+
+def port(text: str) -> int:
+    """An argparse ``type``: a TCP port, 1..65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, not {value}")
+    return value
+
+
+def host(text: str) -> str:
+    """An argparse ``type``: an IP address or a name this machine can resolve."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        try:
+            socket.getaddrinfo(text, None)
+        except OSError:
+            raise argparse.ArgumentTypeError(f"not an address of this machine: {text!r}") from None
+    return text

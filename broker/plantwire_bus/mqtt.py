@@ -51,19 +51,26 @@ class BrokerAddress:
 def parse_mqtt_url(url: str) -> BrokerAddress:
     """Parse ``mqtt://[user[:password]@]host[:port][?protocol=5|3.1.1]`` (``mqtts://``: TLS)."""
     parts = urlsplit(url)
-    query = parse_qs(parts.query)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        hint = {"tcp": "mqtt://", "ssl": "mqtts://", "tls": "mqtts://"}.get(parts.scheme)
+        raise ValueError(
+            f"MQTT URL {url!r}: scheme must be mqtt:// or mqtts:// (TLS)"
+            + (f"; for {parts.scheme}:// write {hint}" if hint else "")
+        )
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"protocol"})
+    if unknown:
+        raise ValueError(f"MQTT URL {url!r}: unknown parameter {unknown[0]!r} (only protocol)")
     protocol = query.get("protocol", ["5"])[-1]
     if protocol not in ("5", "3.1.1"):
         raise ValueError(f"MQTT URL {url!r}: protocol must be 5 or 3.1.1")
-    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError(f"MQTT URL {url!r}: scheme must be mqtt:// or mqtts://")
     if not parts.hostname:
         raise ValueError(f"MQTT URL {url!r}: no host")
-    tls = parts.scheme in ("mqtts", "ssl")
+    tls = parts.scheme == "mqtts"
     try:
         port = parts.port or (8883 if tls else 1883)
-    except ValueError as exc:
-        raise ValueError(f"MQTT URL {url!r}: bad port") from exc
+    except ValueError:
+        raise ValueError(f"MQTT URL {url!r}: the port must be 1..65535") from None
     return BrokerAddress(
         host=parts.hostname,
         port=port,

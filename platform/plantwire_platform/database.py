@@ -33,6 +33,37 @@ def migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+async def create_if_missing(database_url: str) -> bool:
+    """Create the database ``database_url`` names when it does not exist and its user may
+    create databases (on the server's ``postgres`` database); True when it was created."""
+    from psycopg import sql
+
+    from plantwire_platform.services import with_database
+
+    try:
+        conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    else:
+        await conn.close()
+        return False
+    name = psycopg.conninfo.conninfo_to_dict(database_url).get("dbname")
+    if not name:
+        return False
+    async with await psycopg.AsyncConnection.connect(
+        with_database(database_url, "postgres"), autocommit=True
+    ) as admin:
+        try:
+            await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(name))))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise psycopg.OperationalError(
+                f"database {name!r} does not exist and this user may not create it: "
+                f"create it (createdb {name}) or set DATABASE_URL"
+            ) from exc
+    return True
+
+
 async def migrate(database_url: str) -> list[int]:
     """Apply the migrations the database lacks, then create the sample partitions of the
     coming days; returns the versions applied."""

@@ -189,8 +189,16 @@ class PlatformSettings(BaseSettings):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
         return value
 
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url_parses(cls, value: str) -> str:
+        from plantwire_bus.mqtt import parse_mqtt_url
+
+        parse_mqtt_url(value)
+        return value
+
     @model_validator(mode="after")
-    def _mqtt_url_parses(self) -> PlatformSettings:
+    def _shared_needs_v5(self) -> PlatformSettings:
         from plantwire_bus.mqtt import parse_mqtt_url
 
         address = parse_mqtt_url(self.mqtt_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import json
 import logging
@@ -262,7 +263,7 @@ def _load(name: str) -> Scenario | None:
     try:
         return load_scenario(name)
     except ScenarioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"plantwire sim: {exc}", file=sys.stderr)
         return None
 
 
@@ -276,17 +277,17 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         start_ms = parse_start(args.start) if args.start else None
     except ValueError as exc:
-        print(f"error: --start: {exc}", file=sys.stderr)
+        print(f"plantwire sim: --start: {exc}", file=sys.stderr)
         return 2
     if not any(m.protocol in args.protocols for _, _, m in scenario.machines()):
         print(
-            f"error: scenario {scenario.name!r} has no machine speaking "
+            f"plantwire sim: scenario {scenario.name!r} has no machine speaking "
             f"{', '.join(sorted(args.protocols))}",
             file=sys.stderr,
         )
         return 2
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in _QUIET_LOGGERS:  # the simulators report their own failures, once
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     from .truth import TruthRecorder
 
     try:
@@ -296,14 +297,26 @@ def run_command(args: argparse.Namespace) -> int:
             else None
         )
     except OSError as exc:
-        print(f"error: cannot open truth file {args.truth}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"plantwire sim: cannot open truth file {args.truth}: {exc.strerror}", file=sys.stderr
+        )
         return 2
     try:
         asyncio.run(_serve(scenario, args, truth, start_ms))
     except KeyboardInterrupt:  # where signal handlers cannot be installed
         return 0
-    except (OSError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"plantwire sim: a port is in use ({exc.strerror}): choose another --base-port, "
+                "or --base-port 0 for free ports",
+                file=sys.stderr,
+            )
+        else:
+            print(f"plantwire sim: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, RuntimeError) as exc:
+        print(f"plantwire sim: {exc}", file=sys.stderr)
         return 1
     finally:
         if truth is not None:
@@ -510,7 +523,7 @@ def _call(control: str, body: dict[str, Any]) -> int:
         host, port = _control(control)
         response = asyncio.run(request(host, port, body))
     except (OSError, ValueError, TimeoutError, argparse.ArgumentTypeError) as exc:
-        print(f"error: control port {control}: {exc}", file=sys.stderr)
+        print(f"plantwire sim: control port {control}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(response, indent=2))
     return 0 if response.get("ok") else 1

@@ -152,8 +152,7 @@ async def report_job(
         body = IndicatorReport(subject=subject, window=window, indicators=headline)
         if per:
             body.members = [
-                {**who, "indicators": [i.model_dump() for i in items]}
-                for who, items in per
+                {**who, "indicators": [i.model_dump() for i in items]} for who, items in per
             ]
         if bucket:
             cuts = buckets(window.start, window.end, bucket, timezone)  # type: ignore[arg-type]
