@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # (subcommand, module providing add_parser); each module is imported only when present.
 SUBCOMMANDS = (
@@ -29,8 +30,15 @@ EXTRAS = {
 """The extra that provides each optional module (``pyproject.toml``)."""
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: what is wrong, and where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="plantwire",
         description="plantwire: machines to Sparkplug B to PostgreSQL to verified indicators.",
         epilog="Run 'plantwire demo' to see the whole path on this machine.",

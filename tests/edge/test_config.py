@@ -63,7 +63,7 @@ def test_good_config() -> None:
             "devices[0].endpoint: the port of 'opc.tcp://127.0.0.1:99999' must be 1..65535",
         ),
         (
-            ('mqtt_url = ', 'mqtt_url = "tcp://127.0.0.1:1883"\n# '),
+            ("mqtt_url = ", 'mqtt_url = "tcp://127.0.0.1:1883"\n# '),
             "mqtt_url: MQTT URL 'tcp://127.0.0.1:1883': scheme must be mqtt:// or mqtts:// "
             "(TLS); for tcp:// write mqtt://",
         ),
