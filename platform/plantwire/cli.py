@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="plantwire",
         description="plantwire: machines to Sparkplug B to PostgreSQL to verified indicators.",
-        epilog="Run 'plantwire demo' to see the whole path on this machine.",
+        epilog="Run 'plantwire demo' to see the whole path on this machine. Exit codes: 0 done; "
+        "1 a service the command needs failed or cannot be reached; 2 the command, its config "
+        "or its environment (DATABASE_URL, MQTT_URL, PLANTWIRE_*) is wrong. Errors are one "
+        "line on stderr.",
     )
     parser.add_argument(
         "--log-level",
@@ -72,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = EXTRAS.get((exc.name or "").partition(".")[0])
         if extra is None:
             raise
+        if args.command == "demo":
+            extra = "demo"  # which brings every other
         print(
             f"plantwire {args.command}: needs the '{extra}' extra, which is not installed "
             f"(no module {exc.name}): pip install '.[{extra}]' in a clone of plantwire",

