@@ -29,6 +29,11 @@ from plantwire_platform.workers import WorkerPool
 from plantwire_platform.workload import Workload
 
 
+POOL_WAIT_S = 5.0
+"""Longest wait for a pooled connection: then 503, not a hung request (the database is away
+or every connection is busy)."""
+
+
 def create_app(settings: PlatformSettings) -> FastAPI:
     """The API application; it opens its connection pool when served."""
     partner = PartnerInterface(settings)
@@ -44,7 +49,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
                 min_size=1,
                 max_size=settings.api_pool_size,
                 open=False,
-                timeout=settings.api_deadline_s,
+                timeout=POOL_WAIT_S,
                 kwargs={"options": f"-c statement_timeout={timeout_ms}"},
             ) as pool,
             partner.running(),

@@ -102,6 +102,10 @@ async def test_over_the_limits_is_refused_before_any_work(unique: str) -> None:
         assert r.status_code == 422
         health = await client.get("/healthz")
         assert health.status_code == 503 and health.json()["status"] == "unhealthy"
+        # a route that needs the database says so in the uniform body, after a bounded wait
+        r = await client.get("/api/v1/enterprises")
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "unavailable" and r.headers["retry-after"] == "5"
 
 
 async def test_a_statement_over_its_timeout_ends_in_503(database_url: str, enterprise: int) -> None:
