@@ -28,7 +28,6 @@ from plantwire_platform.settings import PlatformSettings
 from plantwire_platform.workers import WorkerPool
 from plantwire_platform.workload import Workload
 
-
 POOL_WAIT_S = 5.0
 """Longest wait for a pooled connection: then 503, not a hung request (the database is away
 or every connection is busy)."""
