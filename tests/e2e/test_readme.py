@@ -19,6 +19,7 @@ example is checked. What differs from a user's terminal, and only that:
 from __future__ import annotations
 
 import os
+import random
 import re
 import shlex
 import signal
@@ -80,12 +81,13 @@ def test_the_sections_have_what_this_test_runs() -> None:
     ]
 
 
-def free_base_port(count: int = 16) -> int:
-    """A first port with ``count`` free ports after it."""
+def free_base_port(count: int, salt: str) -> int:
+    """A first port with ``count`` free ports after it, below the range the system hands out
+    to outgoing connections (which would otherwise take ports of the run meanwhile); ``salt``
+    keeps tests of one run apart."""
+    rng = random.Random(f"{salt}-{uuid.uuid4()}")
     for _ in range(200):
-        base = free_port()
-        if base + count > 65535:
-            continue
+        base = rng.randrange(10_000, 32_000 - count)
         try:
             for port in range(base, base + count):
                 with socket.socket() as sock:
@@ -209,7 +211,7 @@ def walk(tmp_path: Path, pg_admin_url: str, private_mosquitto: MosquittoProcess)
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("PLANTWIRE_DATA_DIR", None)
-    walk = Walk(tmp_path, env, free_port(), free_base_port(200), free_port())
+    walk = Walk(tmp_path, env, free_port(), free_base_port(64, tmp_path.name), free_port())
     try:
         yield walk
     finally:
