@@ -1,14 +1,17 @@
 """Errors of the HTTP server: every error answers ``{"error": <code>, "detail": ...}``.
 
 Routes raise :class:`ApiError` with a code (for denials, the reason code); request
-validation errors and the framework's own HTTP errors (malformed body, unknown route, a
-route's ``HTTPException``) are given the same body.
+validation errors, the framework's own HTTP errors (malformed body, unknown route, a route's
+``HTTPException``), NUL characters in a path or query (which PostgreSQL text cannot hold),
+values PostgreSQL refuses, a statement cancelled by its timeout and any unexpected failure are
+given the same body.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +21,7 @@ from psycopg.errors import QueryCanceled
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plantwire_platform.workers import JobFailed
 
@@ -30,6 +34,11 @@ _CODES = {
     422: "invalid_request",
     503: "unavailable",
 }
+
+
+def code_of(status: int) -> str:
+    """The ``error`` code of a framework error with this HTTP status."""
+    return _CODES.get(status, "error")
 
 
 class ErrorBody(BaseModel):
@@ -49,9 +58,49 @@ class ApiError(Exception):
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
+class NulGuard:
+    """Refuses a NUL character anywhere in the path or query with 422, before routing: no
+    route has to carry it to the database to fail there."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"]
+            or b"%00" in scope.get("raw_path", b"")
+            or b"%00" in scope.get("query_string", b"")
+        ):
+            body = {"error": "invalid_request", "detail": "NUL characters are not accepted"}
+            await JSONResponse(body, 422)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+_BAD_VALUES = (
+    psycopg.errors.InvalidTimeZoneDisplacementValue,
+    psycopg.errors.DatetimeFieldOverflow,
+    psycopg.errors.InvalidDatetimeFormat,
+    psycopg.errors.NumericValueOutOfRange,
+    psycopg.errors.InvalidTextRepresentation,
+    psycopg.errors.CharacterNotInRepertoire,
+    psycopg.errors.UntranslatableCharacter,
+)
+"""What PostgreSQL says of a value it cannot take (a time zone offset beyond 15:59, a year
+PostgreSQL cannot hold, a number out of range...): the request's values, so a 422."""
+
+
+async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return JSONResponse({"error": "invalid_request", "detail": detail}, 422)
+
+
 def install(app: FastAPI) -> None:
-    """Uniform error bodies for :class:`ApiError`, request validation errors (422) and the
-    framework's own HTTP errors (malformed body, unknown route, ``HTTPException``)."""
+    """Uniform error bodies for :class:`ApiError`, request validation errors (422), the
+    framework's own HTTP errors (malformed body, unknown route, ``HTTPException``), NUL
+    characters in paths and queries (422), values PostgreSQL refuses (422), statement
+    timeouts (503) and anything unexpected (500)."""
+    app.add_middleware(NulGuard)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -62,7 +111,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
-            {"error": _CODES.get(exc.status_code, "error"), "detail": exc.detail},
+            {"error": code_of(exc.status_code), "detail": exc.detail},
             exc.status_code,
             headers=getattr(exc, "headers", None),
         )
@@ -90,3 +139,16 @@ def install(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
         return JSONResponse({"error": "invalid_request", "detail": detail}, 422)
+
+    for refused in _BAD_VALUES:
+        app.add_exception_handler(refused, _bad_value)
+
+    @app.exception_handler(psycopg.errors.QueryCanceled)
+    async def too_long(request: Request, exc: psycopg.errors.QueryCanceled) -> JSONResponse:
+        detail = "the request took longer than the database allows; narrow it"
+        return JSONResponse({"error": "unavailable", "detail": detail}, 503)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        # the server logs the exception itself (it is raised again after this answer)
+        return JSONResponse({"error": "internal_error", "detail": "the platform failed"}, 500)
