@@ -124,7 +124,9 @@ async def check(ctx: Context, pool: AsyncConnectionPool) -> None:
             continue
         caller = Caller(client, ent, role)
         try:
-            snap = await snapshot(ctx, caller, dataset, purpose, since, ACTION, grant_id)
+            snap = await snapshot(
+                ctx, caller, dataset, purpose, since, action=ACTION, grant_id=grant_id
+            )
         except ApiError as exc:
             if exc.status >= 500:
                 continue  # try again at the next check

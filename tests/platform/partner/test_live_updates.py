@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from tests.platform.partner.conftest import T0, World, grant
+from tests.platform.partner.conftest import T0, World, grant, serving
 
 START = (T0 - timedelta(hours=1)).isoformat()
 
@@ -23,8 +23,12 @@ def events(text: str) -> list[tuple[str, Any]]:
     return out
 
 
-async def test_stream_sends_values_then_the_revocation(world: World) -> None:
-    w = world
+async def test_stream_sends_values_then_the_revocation(database_url: str) -> None:
+    async with serving(database_url, partner_stream_min_interval_s=0.05) as w:
+        await values_then_revocation(w)
+
+
+async def values_then_revocation(w: World) -> None:
     g = await grant(
         w,
         "ind",
