@@ -99,7 +99,7 @@ def install(app: FastAPI) -> None:
     """Uniform error bodies for :class:`ApiError`, request validation errors (422), the
     framework's own HTTP errors (malformed body, unknown route, ``HTTPException``), NUL
     characters in paths and queries (422), values PostgreSQL refuses (422), statement
-    timeouts (503) and anything unexpected (500)."""
+    timeouts and an unreachable database (503) and anything unexpected (500)."""
     app.add_middleware(NulGuard)
 
     @app.exception_handler(ApiError)
@@ -142,11 +142,6 @@ def install(app: FastAPI) -> None:
 
     for refused in _BAD_VALUES:
         app.add_exception_handler(refused, _bad_value)
-
-    @app.exception_handler(psycopg.errors.QueryCanceled)
-    async def too_long(request: Request, exc: psycopg.errors.QueryCanceled) -> JSONResponse:
-        detail = "the request took longer than the database allows; narrow it"
-        return JSONResponse({"error": "unavailable", "detail": detail}, 503)
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:

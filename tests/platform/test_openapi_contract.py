@@ -6,7 +6,8 @@ status codes, content types and schemas, and every error has the uniform body
 Bounded: ``PLANTWIRE_SCHEMATHESIS_EXAMPLES`` generated cases per operation (25 by default, what
 the suite runs) and no per-example deadline. The longer run recorded in docs/benchmarks.md:
 
-    PLANTWIRE_SCHEMATHESIS_EXAMPLES=200 .venv/bin/pytest -n 0 -s tests/platform/test_openapi_contract.py
+    PLANTWIRE_SCHEMATHESIS_EXAMPLES=200 .venv/bin/pytest -n 0 -s \
+        tests/platform/test_openapi_contract.py
 """
 
 from __future__ import annotations
