@@ -9,6 +9,7 @@ given the same body.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -95,12 +96,39 @@ async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "invalid_request", "detail": detail}, 422)
 
 
+def _uniform_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The application's OpenAPI generator, documenting every error as :class:`ErrorBody` (the
+    framework documents its own 422 body otherwise, which this application never sends)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["ErrorBody"] = ErrorBody.model_json_schema()
+        body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status[:1] in ("4", "5"):
+                        response["content"] = body
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    return openapi
+
+
 def install(app: FastAPI) -> None:
     """Uniform error bodies for :class:`ApiError`, request validation errors (422), the
     framework's own HTTP errors (malformed body, unknown route, ``HTTPException``), NUL
     characters in paths and queries (422), values PostgreSQL refuses (422), statement
-    timeouts and an unreachable database (503) and anything unexpected (500)."""
+    timeouts and an unreachable database (503) and anything unexpected (500); the OpenAPI
+    document describes every error response with that body."""
     app.add_middleware(NulGuard)
+    app.openapi = _uniform_openapi(app)  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

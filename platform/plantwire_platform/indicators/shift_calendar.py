@@ -128,7 +128,7 @@ def buckets(start: datetime, end: datetime, bucket: Bucket, timezone: str) -> li
     out: list[Interval] = []
     while True:
         following = _next_bucket(cursor, bucket)
-        a = max(_local(cursor, time(0), zone), start)
+        a = max(_local(cursor, time(0), zone), start) if out else start
         b = min(_local(following, time(0), zone), end) if following else end
         if a < b:
             out.append((a, b))

@@ -342,15 +342,22 @@ def too_many(wait_s: float, detail: str = "too many requests") -> None:
     raise ApiError(429, "rate_limited", detail, {"Retry-After": RateLimiter.retry_after(wait_s)})
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+"""The times a request may name, as on ``/api/v1``."""
+
+
 def utc(ts: datetime | None) -> datetime | None:
-    """A request's time in UTC (a naive one is taken as UTC), as PostgreSQL takes it (offsets up
-    to 15:59, where Python allows 23:59); 422 when out of range."""
+    """A request's time in UTC (a naive one is taken as UTC); 422 outside 1970..2200."""
     if ts is None:
         return None
     try:
-        return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
+        at = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError:
-        raise ApiError(422, "invalid_request", "time out of range") from None
+        at = None
+    if at is None or not EARLIEST <= at <= LATEST:
+        raise ApiError(422, "invalid_request", "times lie between 1970 and 2200")
+    return at
 
 
 # -- paging ------------------------------------------------------------------------------------
