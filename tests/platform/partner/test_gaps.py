@@ -596,6 +596,9 @@ async def test_gap9_input_errors_are_422_with_the_uniform_body(world: World) -> 
         assert r.status_code == 422, (path, params, r.status_code, r.text)
         assert r.headers["content-type"] == "application/json", (path, r.text)
         assert r.json()["error"] == "invalid_request" and set(r.json()) == {"error", "detail"}
+    # found by schemathesis: '¹' passes str.isdigit, not int(): no such chain, not a 500
+    r = await w.client.get("/api/v1/chains/\u00b9/indicators")
+    assert (r.status_code, r.json()["error"]) == (404, "not_found"), r.text
     # the latest window allowed is computed (the calendar holds up to year 10000)
     r = await w.client.get(
         ind,
