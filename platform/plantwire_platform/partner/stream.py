@@ -1,13 +1,13 @@
 """Live updates of granted indicators as Server-Sent Events.
 
 A stream is one audited session: its opening decision is audited like any read (one entry);
-after that it re-decides access on every check (every ``interval_s``, at least
-``partner_stream_min_interval_s``, each check taken from the client's rate limit) without
-writing an entry, until access ends: then it audits the denial, sends one ``denied`` event with
-the reason code and closes. It sends an ``indicators`` event at the start and whenever the
-values change; through a grant they cover whole hours, so checks mostly reuse computed values.
-A client holds at most ``partner_streams_per_client`` open streams per API process. Signed
-webhooks carry the same snapshots (:mod:`plantwire_platform.partner.webhooks`).
+after that, on every check (every ``interval_s``, at least ``partner_stream_min_interval_s``,
+each check taken from the client's rate limit), it re-checks the client and re-decides access
+without writing an entry, until access ends: then it audits a denial of the grant, sends one
+``denied`` event with the reason code and closes. It sends an ``indicators`` event at the start
+and whenever the values change; through a grant they cover whole hours, so checks mostly reuse
+computed values. A client holds at most ``partner_streams_per_client`` open streams per API
+process. Signed webhooks carry the same snapshots (:mod:`plantwire_platform.partner.webhooks`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from plantwire_platform.batching import Unavailable
 from plantwire_platform.errors import ApiError
 from plantwire_platform.partner.context import Id, Noted, Who, too_many, utc
 from plantwire_platform.partner.feed import From, Purpose, snapshot
@@ -96,6 +97,14 @@ def routes(r: APIRouter, ctx: Context) -> None:
                     return
                 if ctx.limiter.take(client) > 0:
                     continue  # over the client's rate: skip this check
+                try:
+                    standing = await ctx.verifier.clients.submit(caller)
+                except Unavailable:
+                    continue  # check again next time
+                if not standing:  # disabled, deleted, or its tokens revoked since
+                    detail = "the client is disabled or unknown, or its tokens were revoked"
+                    yield _event("denied", {"error": "invalid_token", "detail": detail})
+                    return
                 try:
                     now = await snapshot(ctx, caller, dataset_id, purpose, start, action=ACTION)
                 except ApiError as exc:
