@@ -160,6 +160,21 @@ def test_partner_api_conforms_to_its_schema(
         case.query = {**(case.query or {}), "purpose": purpose}
         return case
 
+    def own_client(case: Case) -> Case:  # a client the supplier's admin manages
+        case.path_parameters = {**(case.path_parameters or {}), "client_id": "sup-app"}
+        return case
+
+    def grant_request(case: Case) -> Case:  # a request for a visible dataset, due to expire
+        body = case.body if isinstance(case.body, dict) else {}
+        expires = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+        case.body = {
+            **body,
+            "dataset_id": dataset["counts"],
+            "purpose": "planning",
+            "expires_at": expires,
+        }
+        return case
+
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     checks = [
         not_a_server_error,
@@ -174,15 +189,22 @@ def test_partner_api_conforms_to_its_schema(
     assert len(operations) >= 35 and "/api/v1/enterprises" in paths and "/healthz" in paths
     started = time.monotonic()
     for operation in operations:
-        # the partner client for reads, the supplier's admin for catalog and grant decisions
+        # the partner client for reads and grant requests, the supplier's admin for catalog,
+        # client and grant decisions
+        name = f"{operation.method.upper()} {operation.path}"
         who = "sup-admin" if operation.method.upper() == "POST" else "lead-app"
+        who = "lead-app" if name == "POST /partner/v1/grants" else who
         headers = {"Authorization": f"Bearer {tokens[who]}"}
 
-        name = f"{operation.method.upper()} {operation.path}"
         strategy: st.SearchStrategy[Case] = operation.as_strategy()
+        # half the cases name things that exist, the rest stay random
+        if "{client_id}" in operation.path:
+            strategy = st.one_of(strategy, strategy.map(own_client))
+        if name == "POST /partner/v1/grants":
+            strategy = st.one_of(strategy, strategy.map(grant_request))
         kind = operation.path.rsplit("/", 1)[-1]
         if operation.path.startswith("/partner/v1/datasets/"):
-            # half the cases read the granted dataset with its purpose, the rest stay random
+            # the granted dataset with its purpose
             code, purpose = GRANTED[kind]
             strategy = st.one_of(
                 strategy, strategy.map(partial(granted, code=code, purpose=purpose))
