@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 
 GENESIS = "0" * 64
 COLUMNS = (
@@ -164,19 +165,20 @@ async def signed_head(conn: AsyncConnection[Any], key: AuditKey) -> dict[str, An
 async def verify(
     conn: AsyncConnection[Any], key: AuditKey, anchors: list[Anchor] | tuple[Anchor, ...] = ()
 ) -> Verdict:
-    """Recompute the whole chain in one snapshot: ids 1, 2, 3... without gaps, each link over
-    the previous hash, each keyed with ``key``; the last entry equal to the head, whose MAC
-    must match; every anchor still in the chain."""
+    """Recompute the whole chain in one snapshot (on a connection outside a transaction): ids
+    1, 2, 3... without gaps up to the head, each link over the previous hash, each keyed with
+    ``key``; the last entry equal to the head, whose MAC must match; every anchor still in the
+    chain."""
     pending = {a.id: a.hash for a in anchors}
     prev, expected_id, count = GENESIS, 1, 0
 
     def broken(row_id: int | None, problem: str) -> Verdict:
         return Verdict(count, head_id, head_hash, row_id, problem)
 
-    async with (
-        conn.transaction(),  # one snapshot for the head and the rows
-        conn.cursor(name="partner_audit_verify") as cur,
-    ):
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise ValueError("verification takes a snapshot of its own: commit first")
+    async with conn.transaction(), conn.cursor(name="partner_audit_verify") as cur:
+        # one snapshot for the head and the entries (appends commit both together)
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         head_id, head_hash, head_mac = await head(conn)
         columns = ", ".join(COLUMNS)
@@ -186,6 +188,8 @@ async def verify(
             stored_prev, stored = row.pop("prev_hash"), row.pop("hash")
             count += 1
             row_id = row["id"]
+            if row_id > head_id:
+                return broken(row_id, f"entry {row_id} lies beyond the head ({head_id})")
             if row_id != expected_id:
                 return broken(row_id, f"entry {expected_id} is missing before entry {row_id}")
             if stored_prev != prev:

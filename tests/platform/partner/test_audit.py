@@ -2,7 +2,7 @@
 
 Changes made past the append-only trigger (as the tables' owner, which the application's role is
 unless the log is sealed): updating, deleting (in the middle, at the end, with the head moved
-back), reordering, rewriting with the hashes recomputed (without the key, with the key id
+back), inserting after the head, reordering, rewriting with the hashes recomputed (without the key, with the key id
 cleared, under another key), rolling back to an earlier state - each one found by `audit-verify`
 and by the verify endpoint both parties call. Sealed (`plantwire platform audit-seal`), the tables
 belong to a role of their own, and the application's role is refused every change, the
@@ -165,6 +165,15 @@ TAMPERING: dict[str, tuple[Tamper, int | str, str]] = {
         "the chain ends at entry N-2 but the head is at N",
     ),
     "delete at the end, head moved back": (move_head_back, "N-2", "the head's MAC does not match"),
+    "insert after the head": (
+        sql(
+            "INSERT INTO partner_audit SELECT id + 1, at, client_id, actor_id, supplier_id,"
+            " partner_id, dataset_id, grant_id, action, 'allowed', '', 200, rows, source,"
+            " repeats, key_id, hash, hash FROM partner_audit WHERE id = {n}"
+        ),
+        "N+1",
+        "lies beyond the head",
+    ),
     "reorder": (reorder, 3, "previous-hash link does not match"),
     "rewrite and rehash without the key": (
         lambda c, n: rehash(c, sha256_link),
@@ -189,7 +198,7 @@ async def test_tampering_is_found(world: World, case: str) -> None:
         await conn.execute("ALTER TABLE partner_audit DISABLE TRIGGER partner_audit_no_change")
         await tamper(conn, n)
         await conn.execute("ALTER TABLE partner_audit ENABLE TRIGGER partner_audit_no_change")
-    bad_id = {"N": n, "N-2": n - 2}.get(str(bad), bad)
+    bad_id = {"N": n, "N-2": n - 2, "N+1": n + 1}.get(str(bad), bad)
     problem = problem.replace("N-2", str(n - 2)).replace("N", str(n))
     code, out = await cli(world.url, "audit-verify")
     assert code == 1 and f"audit chain broken at row {bad_id}: " in out and problem in out, out
