@@ -114,6 +114,6 @@ def test_the_ends_of_the_calendar_do_not_overflow(zone: str) -> None:
         planned = calendar.planned(start, end)
         assert planned and all(start <= a < b <= end for a, b in planned)
         for bucket in ("day", "week", "month"):
-            cuts = buckets(start, end, bucket, zone)  # type: ignore[arg-type]
+            cuts = buckets(start, end, bucket, zone)
             assert cuts[0][0] == start and cuts[-1][1] == end
             assert all(a < b == c for (a, b), (c, _) in itertools.pairwise(cuts))

@@ -2,11 +2,11 @@
 
 Changes made past the append-only trigger (as the tables' owner, which the application's role is
 unless the log is sealed): updating, deleting (in the middle, at the end, with the head moved
-back), inserting after the head, reordering, rewriting with the hashes recomputed (without the key, with the key id
-cleared, under another key), rolling back to an earlier state - each one found by `audit-verify`
-and by the verify endpoint both parties call. Sealed (`plantwire platform audit-seal`), the tables
-belong to a role of their own, and the application's role is refused every change, the
-trigger's disabling included, while it keeps appending.
+back), inserting after the head, reordering, rewriting with the hashes recomputed (without the
+key, with the key id cleared, under another key), rolling back to an earlier state - each one
+found by `audit-verify` and by the verify endpoint both parties call. Sealed (`plantwire
+platform audit-seal`), the tables belong to a role of their own, and the application's role is
+refused every change, the trigger's disabling included, while it keeps appending.
 """
 
 from __future__ import annotations

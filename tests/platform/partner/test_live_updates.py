@@ -77,7 +77,7 @@ async def test_stream_ends_when_its_client_is_disabled(database_url: str) -> Non
     async with serving(database_url, partner_stream_min_interval_s=0.05) as w:
         await grant(w, "ind", purpose="quality", window_start=START)
         url = f"/partner/v1/datasets/{w.dataset['ind']}/indicators/stream"
-        params = {"purpose": "quality", "from": START, "interval_s": 0.05}
+        params: dict[str, Any] = {"purpose": "quality", "from": START, "interval_s": 0.05}
         task = asyncio.create_task(w.client.get(url, params=params, headers=w.auth("lead-app")))
         async with await psycopg.AsyncConnection.connect(w.url, autocommit=True) as conn:
             while not task.done():  # the stream's opening is audited before it sends
