@@ -334,12 +334,12 @@ async def test_seal_is_refused_when_the_application_could_get_around_it(
     ]
     for who, problem in cases:
         code, out = await cli(database_url, "audit-seal", "--owner", owner, "--app", who)
-        assert code == 1 and problem in out, out
+        assert code == 2 and problem in out, out  # the command's arguments are wrong
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         name = urlsplit(database_url).path.lstrip("/")
         await conn.execute(f"ALTER DATABASE {name} OWNER TO {app}".encode())
     code, out = await cli(database_url, "audit-seal", "--owner", owner, "--app", app)
-    assert code == 1 and "owns the schema of the audit tables" in out, out
+    assert code == 2 and "owns the schema of the audit tables" in out, out
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute(f"ALTER DATABASE {name} OWNER TO CURRENT_USER".encode())
 
