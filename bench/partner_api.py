@@ -11,7 +11,7 @@ requests/s and p50/p99 latency:
 
 - GET /partner/v1/datasets/{id}/indicators for a past hour (token check, rate limit, access
   decided in the database, window clamped in SQL, indicator values reused while the supplier's
-  data versions hold, hash-chained audit entry committed before the answer);
+  data versions hold, keyed hash-chained audit entry committed before the answer);
 - the same with the value cache off (a second API process with PLANTWIRE_PARTNER_CACHE_S=0):
   every call computes the indicators;
 - baseline, same run and clients: the lead's unauthenticated GET
@@ -43,7 +43,7 @@ import psycopg
 from plantwire_bus.mosquitto import free_port
 from plantwire_platform import services
 from plantwire_platform.database import migrate
-from plantwire_platform.partner.audit import verify
+from plantwire_platform.partner.audit_chain import AuditKey, verify
 from plantwire_platform.partner.tokens import create_client
 from plantwire_platform.registry.document import registry_from
 from plantwire_platform.registry.store import import_registry
@@ -246,12 +246,16 @@ async def main() -> None:
     admin = admin_url()
     name = f"plantwire_bench_{uuid.uuid4().hex[:8]}"
     url = services.ensure_database(admin, name, fresh=True)
+    audit_key = secrets.token_urlsafe(48)
     env = {
         **os.environ,
         "DATABASE_URL": url,
         "PLANTWIRE_TOKEN_SECRET": secrets.token_urlsafe(48),
+        "PLANTWIRE_AUDIT_KEY": audit_key,
         "PLANTWIRE_PARTNER_RATE_PER_S": "1000000",
         "PLANTWIRE_PARTNER_BURST": "1000000",
+        # the baseline's computations wait for a slot rather than answer 503 busy
+        "PLANTWIRE_API_COMPUTE_QUEUE": "1000",
     }
     partner = f"/partner/v1/datasets/{{}}/indicators?{urlencode({**WINDOW, 'purpose': 'planning'})}"
     results: dict[tuple[int, str], tuple[float, list[float]]] = {}
@@ -300,10 +304,12 @@ async def main() -> None:
         async with await psycopg.AsyncConnection.connect(url) as conn:
             cur = await conn.execute("SELECT count(*) FROM partner_audit")
             audited = (await cur.fetchone() or (0,))[0]
-            verdict = await verify(conn)
+            await conn.commit()
+            verdict = await verify(conn, AuditKey(audit_key))
         calls = sum(len(lat) + c for (c, case), (_, lat) in results.items() if case in CASES[:2])
         print(
-            f"audit: {audited} rows for {calls} partner calls (timed and warm-up),"
+            f"audit: {audited} rows for {calls} partner calls (timed and warm-up) and the token"
+            " request,"
             f" chain {'intact' if verdict.ok else 'BROKEN'}"
         )
     finally:

@@ -73,11 +73,39 @@ def add_parser(subparsers: Any) -> None:
     serve.set_defaults(func=_serve)
     verify = sub.add_parser(
         "audit-verify",
-        help="check the partner audit log's hash chain",
-        description=f"Recompute the partner audit hash chain; exit 1 naming the first row "
-        f"that was changed, removed or inserted. {_ENV_HELP}",
+        help="check the audit log's keyed hash chain, its head and kept anchors",
+        description="Recompute the audit log's hash chain with PLANTWIRE_AUDIT_KEY and compare "
+        "its end with the chain head; exit 1 naming the first entry that was changed, removed, "
+        f"inserted or reordered. {_ENV_HELP}",
+    )
+    verify.add_argument(
+        "--anchor",
+        type=Path,
+        action="append",
+        default=[],
+        help="a signed head saved by 'audit-head' (JSON file); its signature is checked and "
+        "the chain must still hold it (repeatable)",
     )
     verify.set_defaults(func=_audit_verify)
+    head = sub.add_parser(
+        "audit-head",
+        help="print the audit log's head, signed (an anchor to keep elsewhere)",
+        description="Print the audit chain's head (last id and hash) signed with the Ed25519 "
+        "key derived from PLANTWIRE_AUDIT_KEY, as JSON: keep it outside the database (or "
+        f"send it to the parties) and pass it to 'audit-verify --anchor' later. {_ENV_HELP}",
+    )
+    head.set_defaults(func=_audit_head)
+    seal = sub.add_parser(
+        "audit-seal",
+        help="give the audit tables to a role the application cannot use to alter them",
+        description="Make OWNER own the audit tables and their append functions, and leave "
+        "APP (the role the platform connects as) reading them and appending through the "
+        "functions only. Run as a database administrator, after 'migrate'. Refused if APP is "
+        f"a superuser, a member of OWNER or the owner of the tables' schema. {_ENV_HELP}",
+    )
+    seal.add_argument("--owner", required=True, help="the role to own the audit tables")
+    seal.add_argument("--app", required=True, help="the role the platform connects as")
+    seal.set_defaults(func=_audit_seal)
     client = sub.add_parser(
         "partner-client",
         help="register a partner API client and print its secret",
@@ -230,27 +258,107 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
-    import psycopg
-
-    from plantwire_platform.partner.audit import verify
+def _audit_key(args: argparse.Namespace) -> Any:
+    """The settings and the audit key, or None after saying what is missing."""
+    from plantwire_platform.partner.audit_chain import AuditKey
 
     settings = _settings(args)
     if settings is None:
+        return None
+    if settings.audit_key is None:
+        print("plantwire platform: PLANTWIRE_AUDIT_KEY is not set", file=sys.stderr)
+        return None
+    return settings, AuditKey(settings.audit_key.get_secret_value())
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    import json
+
+    import psycopg
+
+    from plantwire_platform.partner.audit_chain import Anchor, anchor_signed, verify
+
+    found = _audit_key(args)
+    if found is None:
         return 2
+    settings, key = found
+    anchors = []
+    for path in args.anchor:
+        try:
+            anchor = json.loads(path.read_text(encoding="utf-8"))
+            anchors.append(Anchor(int(anchor["id"]), str(anchor["hash"])))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problem = f"{path}: not an anchor ({exc})"
+            print(f"plantwire platform audit-verify: {problem}", file=sys.stderr)
+            return 2
+        if not anchor_signed(anchor, key.public_key):
+            print(f"audit anchor {path} is not signed with this key", file=sys.stderr)
+            return 1
 
     async def run() -> Any:
         async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-            return await verify(conn)
+            return await verify(conn, key, anchors)
 
     verdict = _with_database("audit-verify", settings, run)
     if verdict is None:
         return 1
     if verdict.ok:
-        print(f"audit chain intact: {verdict.rows} rows")
+        kept = f", {len(anchors)} anchors held" if anchors else ""
+        print(f"audit chain intact: {verdict.rows} rows up to head {verdict.head_id}{kept}")
         return 0
     print(f"audit chain broken at row {verdict.bad_id}: {verdict.problem}", file=sys.stderr)
     return 1
+
+
+def _audit_head(args: argparse.Namespace) -> int:
+    import json
+
+    import psycopg
+
+    from plantwire_platform.partner.audit_chain import signed_head
+
+    found = _audit_key(args)
+    if found is None:
+        return 2
+    settings, key = found
+
+    async def run() -> Any:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            return await signed_head(conn, key)
+
+    head = _with_database("audit-head", settings, run)
+    if head is None:
+        return 1
+    print(json.dumps(head, indent=2))
+    return 0
+
+
+def _audit_seal(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from plantwire_platform.partner.audit import SealRefused, seal
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+
+    async def run() -> bool:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            await seal(conn, args.owner, args.app)
+        return True
+
+    try:
+        done = _with_database("audit-seal", settings, run)
+    except SealRefused as exc:
+        print(f"plantwire platform audit-seal: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.Error as exc:
+        print(f"plantwire platform audit-seal: {exc}", file=sys.stderr)
+        return 1
+    if done is None:
+        return 1
+    print(f"audit log owned by {args.owner}; {args.app} may read it and append only")
+    return 0
 
 
 def _partner_client(args: argparse.Namespace) -> int:

@@ -134,6 +134,36 @@ class PlatformSettings(BaseSettings):
         "key per process, so tokens do not survive a restart or span several API processes",
     )
     token_ttl_s: int = Field(default=300, ge=10, le=300, description="access token lifetime")
+    token_attempts_per_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="token requests per second whose secret is checked, all clients together "
+        "(keep it below what the server can hash: scrypt costs tens of milliseconds)",
+    )
+    token_attempts_burst: int = Field(default=20, ge=1, description="burst of the above")
+    token_ip_attempts_per_s: float = Field(
+        default=0.5, gt=0, description="token requests per second per address"
+    )
+    token_ip_attempts_burst: int = Field(default=10, ge=1, description="burst per address")
+    token_id_attempts_per_s: float = Field(
+        default=0.5, gt=0, description="token requests per second per client id"
+    )
+    token_id_attempts_burst: int = Field(default=10, ge=1, description="burst per client id")
+    token_free_failures: int = Field(
+        default=3,
+        ge=1,
+        description="failed token requests per client id or address before backoff (1 s, "
+        "doubling with every further failure or attempt while held back)",
+    )
+    token_backoff_max_s: float = Field(
+        default=900.0, gt=0, le=86_400, description="longest backoff of a client id or address"
+    )
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="secret keying the audit log's hash chain (HMAC) and signing its exported "
+        "heads (>= 32 characters; keep it out of the database). Unset: the partner interface "
+        "answers 503, since it can audit nothing",
+    )
     partner_rate_per_s: float = Field(
         default=50.0, gt=0, description="partner API requests per second per client"
     )
@@ -152,6 +182,27 @@ class PlatformSettings(BaseSettings):
     partner_pool_size: int = Field(
         default=10, ge=2, le=100, description="database connections of partner data reads"
     )
+    partner_statement_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="longest partner database statement"
+    )
+    partner_min_bucket_samples: int = Field(
+        default=3,
+        ge=1,
+        description="aggregated grants show an hour only if it holds at least this many "
+        "samples or events (fewer would give the raw values away)",
+    )
+    partner_max_window_days: int = Field(
+        default=366, ge=1, le=3660, description="longest window of a partner indicator request"
+    )
+    partner_grant_max_days: int = Field(
+        default=365, ge=1, le=3660, description="latest grant expiry, in days from the request"
+    )
+    partner_streams_per_client: int = Field(
+        default=4, ge=1, le=1000, description="open live streams per client and API process"
+    )
+    partner_stream_min_interval_s: float = Field(
+        default=5.0, gt=0, le=300, description="shortest check interval of a live stream"
+    )
     webhook_interval_s: float = Field(
         default=5.0, gt=0, le=3600, description="how often webhooks' indicators are checked"
     )
@@ -168,7 +219,7 @@ class PlatformSettings(BaseSettings):
         "(development and tests only)",
     )
 
-    @field_validator("token_secret")
+    @field_validator("token_secret", "audit_key")
     @classmethod
     def _no_placeholder_secret(cls, value: SecretStr | None, info: ValidationInfo) -> Any:
         if value is None or info.data.get("insecure_dev_secrets"):
@@ -177,7 +228,7 @@ class PlatformSettings(BaseSettings):
         lowered = text.lower()
         if len(text) < 32 or len(set(text)) < 8 or any(w in lowered for w in _PLACEHOLDERS):
             raise ValueError(
-                "token_secret looks like a placeholder: use 32+ random characters "
+                f"{info.field_name} looks like a placeholder: use 32+ random characters "
                 "(or set PLANTWIRE_INSECURE_DEV_SECRETS=1 for development)"
             )
         return value

@@ -36,26 +36,52 @@ class ShiftCalendar:
 
     def planned(self, start: datetime, end: datetime) -> list[Interval]:
         """Planned intervals inside [start, end), in UTC, merged and sorted."""
+        if self.shifts == ALL_DAY and len(self.weekdays) == 7:
+            return [(start, end)] if start < end else []
         zone = self.zone
-        first = start.astimezone(zone).date() - timedelta(days=1)
-        last = end.astimezone(zone).date()
+        first = _day_before(_local_date(start, zone))
+        last = _local_date(end, zone)
         out: list[Interval] = []
-        day = first
-        while day <= last:
+        day: date | None = first
+        while day is not None and day <= last:
             if day.weekday() in self.weekdays:
                 for shift_start, shift_end in self.shifts:
                     a = _local(day, shift_start, zone)
-                    end_day = day if shift_end > shift_start else day + timedelta(days=1)
-                    b = _local(end_day, shift_end, zone)
+                    end_day = day if shift_end > shift_start else _day_after(day)
+                    b = _local(end_day, shift_end, zone) if end_day else end
                     a, b = max(a, start), min(b, end)
                     if a < b:
                         out.append((a, b))
-            day += timedelta(days=1)
+            day = _day_after(day)
         return merge(out)
 
 
+# Days and times at the ends of the calendar (years 1 and 9999) are clamped instead of
+# overflowing: a window there is valid, it simply holds no data.
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
 def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+    try:
+        return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+    except OverflowError:
+        return _EARLIEST if day.year == 1 else _LATEST
+
+
+def _local_date(ts: datetime, zone: ZoneInfo) -> date:
+    try:
+        return ts.astimezone(zone).date()
+    except OverflowError:
+        return ts.date()
+
+
+def _day_before(day: date) -> date:
+    return day - timedelta(days=1) if day > date.min else day
+
+
+def _day_after(day: date) -> date | None:
+    return day + timedelta(days=1) if day < date.max else None
 
 
 def merge(intervals: Iterable[Interval]) -> list[Interval]:
@@ -92,28 +118,36 @@ def seconds(intervals: Iterable[Interval]) -> float:
 def buckets(start: datetime, end: datetime, bucket: Bucket, timezone: str) -> list[Interval]:
     """[start, end) cut at local midnights, Mondays or first days of the month."""
     zone = ZoneInfo(timezone)
-    local = start.astimezone(zone)
+    local = _local_date(start, zone)
     if bucket == "day":
-        cursor = local.date()
+        cursor = local
     elif bucket == "week":
-        cursor = local.date() - timedelta(days=local.weekday())
+        cursor = local - timedelta(days=local.weekday())  # 0001-01-01 is a Monday
     else:
-        cursor = local.date().replace(day=1)
+        cursor = local.replace(day=1)
     out: list[Interval] = []
     while True:
-        if bucket == "day":
-            following = cursor + timedelta(days=1)
-        elif bucket == "week":
-            following = cursor + timedelta(days=7)
-        else:
-            following = (cursor.replace(day=28) + timedelta(days=4)).replace(day=1)
-        a = max(_local(cursor, time(0), zone), start)
-        b = min(_local(following, time(0), zone), end)
+        following = _next_bucket(cursor, bucket)
+        a = max(_local(cursor, time(0), zone), start) if out else start
+        b = min(_local(following, time(0), zone), end) if following else end
         if a < b:
             out.append((a, b))
-        if b >= end:
+        if b >= end or following is None:
             return out
         cursor = following
+
+
+def _next_bucket(cursor: date, bucket: Bucket) -> date | None:
+    """The first day of the bucket after the one starting on ``cursor`` (None past year
+    9999)."""
+    try:
+        if bucket == "day":
+            return cursor + timedelta(days=1)
+        if bucket == "week":
+            return cursor + timedelta(days=7)
+        return (cursor.replace(day=28) + timedelta(days=4)).replace(day=1)
+    except OverflowError:
+        return None
 
 
 def parse_shifts(spec: str) -> tuple[tuple[time, time], ...]:

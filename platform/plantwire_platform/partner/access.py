@@ -26,11 +26,11 @@ from plantwire_platform.partner.catalog import visible_to
 from plantwire_platform.partner.tokens import Caller
 
 _DECIDE = f"""
-SELECT r.n, d.id, d.enterprise_id, d.kind, d.grade,
+SELECT r.n, d.id, d.enterprise_id, d.kind, d.grade, d.granularity,
        g.id, g.purpose,
        {grants.effective_status("g")},
        g.site_ids, g.equipment_ids, g.fields, g.window_start, g.window_end,
-       greatest(r.lo, g.window_start), least(r.hi, g.window_end),
+       greatest(r.lo, g.window_start), least(r.hi, g.window_end), g.granularity,
        coalesce(v.version, 0), coalesce(x.version, 0)
 FROM unnest(%(n)s::integer[], %(dataset)s::bigint[], %(ent)s::bigint[], %(pin)s::bigint[],
             %(lo)s::timestamptz[], %(hi)s::timestamptz[]) AS r(n, dataset, ent, pin, lo, hi)
@@ -51,6 +51,7 @@ class DatasetRef:
     enterprise_id: int
     kind: str
     grade: str
+    granularity: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class GrantScope:
     window_end: datetime | None
     start: datetime | None  # the requested window clamped to the grant's (in SQL)
     end: datetime | None
+    granularity: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,11 @@ class Access:
     @property
     def grant_id(self) -> int | None:
         return self.grant.id if self.grant else None
+
+    @property
+    def granularity(self) -> str:
+        """The granularity of what may be read: the grant's, or the dataset's own."""
+        return self.grant.granularity if self.grant else self.dataset.granularity
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,13 +190,13 @@ def verdict(
     if not rows or rows[0][2] != kind:
         return Denial(404, "not_found", f"no {kind} dataset {question.dataset}")
     first = rows[0]
-    d = DatasetRef(*first[:4])
-    versions = (int(first[14]), int(first[15]))
+    d = DatasetRef(*first[:5])
+    versions = (int(first[16]), int(first[17]))
     if d.enterprise_id == question.ent:
         return Access(d, None, question.lo, question.hi, versions)
     if d.grade == "core":
         return Denial(403, "grade_forbidden", "core data is never shared", d.enterprise_id)
-    held = [GrantScope(*r[4:14]) for r in rows if r[4] is not None]
+    held = [GrantScope(*r[5:16]) for r in rows if r[5] is not None]
     candidates = [grants.Candidate(g.id, g.purpose, g.status, g.status == "expired") for g in held]
     allowed, reason = grants.decide(candidates, purpose)
     if allowed is None:

@@ -1,108 +1,43 @@
-"""Partner administration routes: the OAuth2 token endpoint, API clients and their secrets, the
-catalog, grants and their lifecycle, the audit log."""
+"""Partner administration routes: the catalog, grants and their lifecycle, the audit log (its
+entries, its signed head and its verification)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import parse_qs
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.encoders import jsonable_encoder
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from plantwire_platform.errors import ApiError
-from plantwire_platform.partner import audit, catalog, grants, tokens, webhooks
+from plantwire_platform.partner import audit, audit_chain, catalog, grants, webhooks
 from plantwire_platform.partner.context import (
     Conn,
     Cursor,
     Id,
     Limit,
+    Note,
+    Noted,
     Who,
     page_cursor,
     record,
-    throttle,
+    utc,
 )
 
 if TYPE_CHECKING:
     from plantwire_platform.partner.context import Context
 
 
-class ClientIn(BaseModel):
-    client_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{3,64}$")
-    role: tokens.Role
-    enterprise_id: int | None = Field(default=None, ge=1, le=2**62)
-    name: str = Field(default="", max_length=200)
+def routes(r: APIRouter, ctx: Context) -> None:
+    tags: list[str | Any] = ["partner: catalog"]
 
-
-class ClientSecret(BaseModel):
-    client_id: str
-    client_secret: str = Field(description="shown once; stored hashed")
-
-
-def routes(r: APIRouter) -> None:
-    @r.post("/clients", response_model=ClientSecret, status_code=201, tags=["partner: identity"])
-    async def create_client(conn: Conn, caller: Who, body: ClientIn) -> ClientSecret:
-        """Register a client. Platform admins register anyone; enterprise admins register
-        clients of their own enterprise (not platform admins)."""
-        if caller.role == "partner" or (
-            caller.role == "enterprise_admin"
-            and (body.role == "platform_admin" or body.enterprise_id != caller.enterprise_id)
-        ):
-            raise ApiError(403, "role_forbidden", "may not register this client")
-        if (body.role == "platform_admin") != (body.enterprise_id is None):
-            raise ApiError(422, "invalid_request", "only platform admins lack an enterprise")
-        cur = await conn.execute(
-            "SELECT (SELECT count(*) FROM partner_client WHERE id = %s),"
-            " (SELECT count(*) FROM enterprise WHERE id = %s)",
-            (body.client_id, body.enterprise_id),
-        )
-        taken, ent = await cur.fetchone() or (0, 0)
-        if taken or (body.enterprise_id is not None and not ent):
-            raise ApiError(
-                409 if taken else 422,
-                "conflict" if taken else "invalid_request",
-                "client id taken" if taken else "no such enterprise",
-            )
-        secret = await tokens.create_client(
-            conn, body.client_id, body.role, body.enterprise_id, body.name
-        )
-        return ClientSecret(client_id=body.client_id, client_secret=secret)
-
-    @r.post(
-        "/clients/{client_id}/secrets",
-        response_model=ClientSecret,
-        status_code=201,
-        tags=["partner: identity"],
-    )
-    async def rotate(
-        conn: Conn,
-        caller: Who,
-        client_id: Annotated[str, Path(max_length=64)],
-        grace_s: Annotated[int, Query(ge=0, le=7 * 86400)] = 86400,
-    ) -> ClientSecret:
-        """A new secret; the older ones stay valid for ``grace_s`` seconds (rotation without
-        downtime)."""
-        cur = await conn.execute(
-            "SELECT enterprise_id FROM partner_client WHERE id = %s", (client_id,)
-        )
-        row = await cur.fetchone()
-        allowed = row is not None and (
-            caller.role == "platform_admin"
-            or caller.client_id == client_id
-            or (caller.role == "enterprise_admin" and row[0] == caller.enterprise_id)
-        )
-        if not allowed:
-            raise ApiError(404, "not_found", "no such client")
-        secret = await tokens.rotate_secret(conn, client_id, grace_s)
-        return ClientSecret(client_id=client_id, client_secret=secret)
-
-    @r.get("/catalog", response_model=catalog.DatasetPage, tags=["partner: catalog"])
+    @r.get("/catalog", response_model=catalog.DatasetPage, tags=tags, name="catalog.list")
     async def list_catalog(
         conn: Conn,
         caller: Who,
+        note: Noted,
         cursor: Cursor = None,
         limit: Limit = 100,
         enterprise_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
@@ -122,11 +57,20 @@ def routes(r: APIRouter) -> None:
         items = await catalog.listing(
             conn, caller.enterprise_id, page_cursor(cursor), limit, filters
         )
+        note.rows = len(items)
         nxt = str(items[-1].id) if len(items) == limit else None
         return catalog.DatasetPage(items=items, next_cursor=nxt)
 
-    @r.post("/catalog", response_model=catalog.Dataset, status_code=201, tags=["partner: catalog"])
-    async def add_dataset(conn: Conn, caller: Who, body: catalog.DatasetIn) -> catalog.Dataset:
+    @r.post(
+        "/catalog",
+        response_model=catalog.Dataset,
+        status_code=201,
+        tags=tags,
+        name="catalog.create",
+    )
+    async def add_dataset(
+        conn: Conn, caller: Who, note: Noted, body: catalog.DatasetIn
+    ) -> catalog.Dataset:
         """Offer a dataset (enterprise admins, for their own enterprise)."""
         if caller.role != "enterprise_admin" or caller.enterprise_id is None:
             raise ApiError(403, "role_forbidden", "enterprise admins only")
@@ -136,37 +80,134 @@ def routes(r: APIRouter) -> None:
         made = await catalog.create(conn, caller.enterprise_id, body)
         if made is None:
             raise ApiError(409, "conflict", "dataset code taken")
+        await record(conn, ctx, note, 201, supplier_id=caller.enterprise_id, dataset_id=made.id)
         return made
 
-    @r.get("/catalog/{dataset_id}", response_model=catalog.Dataset, tags=["partner: catalog"])
-    async def get_dataset(conn: Conn, caller: Who, dataset_id: Id) -> catalog.Dataset:
+    @r.get("/catalog/{dataset_id}", response_model=catalog.Dataset, tags=tags, name="catalog.read")
+    async def get_dataset(conn: Conn, caller: Who, note: Noted, dataset_id: Id) -> catalog.Dataset:
         found = await catalog.visible(conn, caller.enterprise_id, dataset_id)
         if found is None:
             raise ApiError(404, "not_found", "no such dataset")
+        note.supplier_id, note.dataset_id, note.rows = found.enterprise_id, found.id, 1
         return found
 
-    @r.get("/audit", tags=["partner: audit"])
+    audit_routes(r, ctx)
+
+
+class Verification(BaseModel):
+    ok: bool
+    rows: int = Field(description="entries checked")
+    head: dict[str, Any] = Field(description="the head checked against: id and hash")
+    bad_id: int | None = Field(description="the first entry that does not fit")
+    problem: str
+    anchors: list[int] = Field(description="ids of the anchors found intact")
+
+
+def audit_routes(r: APIRouter, ctx: Context) -> None:
+    tags: list[str | Any] = ["partner: audit"]
+    running: dict[tuple[tuple[int, str], ...], asyncio.Task[audit_chain.Verdict]] = {}
+
+    @r.get("/audit", tags=tags, name="audit.read")
     async def read_audit(
-        conn: Conn, caller: Who, cursor: Cursor = None, limit: Limit = 100
+        conn: Conn, caller: Who, note: Noted, cursor: Cursor = None, limit: Limit = 100
     ) -> dict[str, Any]:
         """Audit entries where the caller's enterprise is the accessing or the supplying party
         (platform admins: all), by id."""
         found = await audit.entries(conn, caller.enterprise_id, page_cursor(cursor), limit)
+        note.rows = len(found)
         nxt = str(found[-1]["id"]) if len(found) == limit else None
         return {"items": jsonable_encoder(found), "next_cursor": nxt}
 
+    @r.get("/audit/head", tags=tags, name="audit.head")
+    async def audit_head(conn: Conn, caller: Who) -> dict[str, Any]:
+        """The chain's head (last id and hash) signed with the platform's Ed25519 key: an
+        anchor to keep outside the platform. Anyone can check the signature with
+        ``public_key``; passing the anchor to ``/audit/verify`` later proves that the chain
+        still holds it."""
+        assert ctx.audit_key is not None
+        return await audit_chain.signed_head(conn, ctx.audit_key)
 
-def grant_routes(r: APIRouter) -> None:
+    @r.get("/audit/verify", response_model=Verification, tags=tags, name="audit.verify")
+    async def verify(
+        caller: Who,
+        note: Noted,
+        anchor_id: Annotated[
+            list[Annotated[int, Field(ge=1, le=2**62)]] | None, Query(max_length=20)
+        ] = None,
+        anchor_hash: Annotated[
+            list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] | None, Query(max_length=20)
+        ] = None,
+    ) -> Verification:
+        """Recompute the whole chain with the platform's key (ids without gaps, every link,
+        the head) and check it still holds the anchors given (``anchor_id`` with
+        ``anchor_hash``, in pairs). Callers asking at the same time share one run. Answered
+        even when the log refuses appends (a changed head does), so its entry may be
+        missing."""
+        note.required = False  # a broken chain may refuse appends: say so all the same
+        if len(anchor_id or []) != len(anchor_hash or []):
+            raise ApiError(422, "invalid_request", "anchor_id and anchor_hash come in pairs")
+        anchors = tuple(sorted(zip(anchor_id or [], anchor_hash or [], strict=True)))
+        task = running.get(anchors)
+        if task is None:
+            task = asyncio.create_task(_verify(ctx, anchors))
+            running[anchors] = task
+            task.add_done_callback(lambda _: running.pop(anchors, None))
+        verdict = await asyncio.shield(task)
+        return Verification(
+            ok=verdict.ok,
+            rows=verdict.rows,
+            head={"id": verdict.head_id, "hash": verdict.head_hash},
+            bad_id=verdict.bad_id,
+            problem=verdict.problem,
+            anchors=verdict.anchors,
+        )
+
+
+async def _verify(ctx: Context, anchors: tuple[tuple[int, str], ...]) -> audit_chain.Verdict:
+    assert ctx.audit_key is not None
+    async with ctx.pool().connection() as conn:
+        return await audit_chain.verify(
+            conn, ctx.audit_key, [audit_chain.Anchor(i, h) for i, h in anchors]
+        )
+
+
+def grant_routes(r: APIRouter, ctx: Context) -> None:
     tags: list[str | Any] = ["partner: grants"]
 
-    @r.post("/grants", response_model=grants.Grant, status_code=201, tags=tags)
-    async def request_grant(conn: Conn, caller: Who, body: grants.GrantRequest) -> grants.Grant:
-        """Ask a supplier for a dataset (partner clients and enterprise admins)."""
+    @r.post(
+        "/grants",
+        response_model=grants.Grant,
+        status_code=201,
+        tags=tags,
+        name="grant.request",
+    )
+    async def request_grant(
+        conn: Conn, caller: Who, note: Noted, body: grants.GrantRequest
+    ) -> grants.Grant:
+        """Ask a supplier for a dataset (partner clients and enterprise admins). General-grade
+        requests of a chain leader of the supplier are approved at once; the others wait for
+        the supplier. ``expires_at`` must lie ahead, at most ``partner_grant_max_days``."""
         if caller.enterprise_id is None:
             raise ApiError(403, "role_forbidden", "platform admins hold no grants")
+        note.dataset_id = body.dataset_id
+        expires = utc(body.expires_at)
+        assert expires is not None
+        body = body.model_copy(
+            update={
+                "expires_at": expires,
+                "window_start": utc(body.window_start),
+                "window_end": utc(body.window_end),
+            }
+        )
+        problem = grants.expiry_problem(
+            expires, datetime.now(UTC), ctx.settings.partner_grant_max_days
+        )
+        if problem:
+            raise ApiError(422, "invalid_request", problem)
         d = await catalog.visible(conn, caller.enterprise_id, body.dataset_id)
         if d is None:
             raise ApiError(404, "not_found", "no such dataset")
+        note.supplier_id = d.enterprise_id
         if d.enterprise_id == caller.enterprise_id:
             raise ApiError(422, "invalid_request", "an enterprise needs no grant of its own")
         reason, detail = grants.request_refusal(d, body)
@@ -174,53 +215,41 @@ def grant_routes(r: APIRouter) -> None:
             detail = await grants.scope_error(conn, d.enterprise_id, body)
             reason = "out_of_scope" if detail else None
         if reason is not None:
-            await record(
-                conn,
-                caller,
-                supplier_id=d.enterprise_id,
-                dataset_id=d.id,
-                action="grant.request",
-                outcome="denied",
-                reason=reason,
-                status=403,
-            )
             raise ApiError(403, reason, detail)
         made = await grants.create(conn, d, caller.enterprise_id, body, caller.client_id)
-        await record(
-            conn,
-            caller,
-            supplier_id=d.enterprise_id,
-            dataset_id=d.id,
-            grant_id=made.id,
-            action="grant.request",
-            outcome="allowed",
-            status=201,
-        )
+        await record(conn, ctx, note, 201, grant_id=made.id)
         return made
 
-    @r.get("/grants", tags=tags)
+    @r.get("/grants", tags=tags, name="grant.list")
     async def list_grants(
-        conn: Conn, caller: Who, cursor: Cursor = None, limit: Limit = 100
+        conn: Conn, caller: Who, note: Noted, cursor: Cursor = None, limit: Limit = 100
     ) -> dict[str, Any]:
         """Grants the caller's enterprise gives or holds, by id."""
         found = await grants.listing(conn, caller.enterprise_id, page_cursor(cursor), limit)
+        note.rows = len(found)
         nxt = str(found[-1].id) if len(found) == limit else None
         return {"items": jsonable_encoder(found), "next_cursor": nxt}
 
-    @r.get("/grants/{grant_id}", response_model=grants.Grant, tags=tags)
-    async def get_grant(conn: Conn, caller: Who, grant_id: Id) -> grants.Grant:
+    @r.get("/grants/{grant_id}", response_model=grants.Grant, tags=tags, name="grant.read")
+    async def get_grant(conn: Conn, caller: Who, note: Noted, grant_id: Id) -> grants.Grant:
         found = await grants.get(conn, grant_id, caller.enterprise_id)
         if found is None:
             raise ApiError(404, "not_found", "no such grant")
+        _parties(note, found)
+        note.rows = 1
         return found
 
-    @r.post("/grants/{grant_id}/{action}", response_model=grants.Grant, tags=tags)
-    async def act(conn: Conn, caller: Who, grant_id: Id, action: grants.Action) -> grants.Grant:
+    @r.post("/grants/{grant_id}/{action}", response_model=grants.Grant, tags=tags, name="grant.act")
+    async def act(
+        conn: Conn, caller: Who, note: Noted, grant_id: Id, action: grants.Action
+    ) -> grants.Grant:
         """approve / reject / revoke: the supplier's enterprise admin; activate / terminate:
         the partner enterprise's clients."""
+        note.action, note.grant_id = f"grant.{action}", grant_id
         g = await grants.get(conn, grant_id, caller.enterprise_id)
         if g is None:
             raise ApiError(404, "not_found", "no such grant")
+        _parties(note, g)
         if caller.enterprise_id is None:
             raise ApiError(403, "role_forbidden", "grants are decided by their parties")
         side = grants.TRANSITIONS[action][0]
@@ -230,84 +259,14 @@ def grant_routes(r: APIRouter) -> None:
         ):
             raise ApiError(403, "role_forbidden", f"{action} is for the {side}")
         done = await grants.transition(conn, grant_id, action, caller.client_id)
-        if done is not None and action in ("revoke", "terminate"):
-            await webhooks.stop_for_grant(conn, grant_id, grants.inactive_reason(done.status))
-        await record(
-            conn,
-            caller,
-            supplier_id=g.supplier_id,
-            partner_id=g.partner_id,
-            dataset_id=g.dataset_id,
-            grant_id=g.id,
-            action=f"grant.{action}",
-            outcome="allowed" if done else "denied",
-            reason="" if done else "conflict",
-            status=200 if done else 409,
-        )
         if done is None:
             raise ApiError(409, "conflict", f"cannot {action} a grant that is {g.status}")
+        if action in ("revoke", "terminate"):
+            await webhooks.stop_for_grant(conn, grant_id, grants.inactive_reason(done.status))
+        await record(conn, ctx, note, 200)
         return done
 
 
-# -- token ---------------------------------------------------------------------------------------
-
-
-class TokenResponse(BaseModel):
-    access_token: str
-    token_type: Literal["Bearer"] = "Bearer"
-    expires_in: int
-
-
-_TOKEN_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "required": ["grant_type"],
-                    "properties": {
-                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
-                        "client_id": {"type": "string"},
-                        "client_secret": {"type": "string"},
-                    },
-                }
-            }
-        },
-    }
-}
-
-
-def token_routes(ctx: Context, route: type[APIRoute]) -> APIRouter:
-    r = APIRouter(tags=["partner: identity"], route_class=route)
-
-    @r.post(
-        "/oauth/token",
-        response_model=TokenResponse,
-        openapi_extra=_TOKEN_BODY,
-    )
-    async def token(request: Request, conn: Conn) -> TokenResponse:
-        """OAuth2 client credentials (RFC 6749 section 4.4): form fields or HTTP Basic."""
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        field = {k: v[0] for k, v in form.items() if v}
-        client_id, secret = field.get("client_id"), field.get("client_secret")
-        basic = request.headers.get("authorization", "")
-        if basic.lower().startswith("basic "):
-            try:
-                client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                raise ApiError(401, "invalid_client", "malformed Basic credentials") from None
-        if field.get("grant_type") != "client_credentials":
-            raise ApiError(400, "unsupported_grant_type", "use client_credentials")
-        if not client_id or not secret:
-            raise ApiError(400, "invalid_request", "client_id and client_secret required")
-        throttle(ctx.limiter, f"token:{client_id}")
-        caller = await tokens.authenticate(conn, client_id, secret)
-        if caller is None:
-            raise ApiError(401, "invalid_client", "unknown client or wrong secret")
-        ttl_s = ctx.settings.token_ttl_s
-        return TokenResponse(
-            access_token=tokens.issue_token(caller, ctx.key, ttl_s), expires_in=ttl_s
-        )
-
-    return r
+def _parties(note: Note, g: grants.Grant) -> None:
+    note.supplier_id, note.partner_id = g.supplier_id, g.partner_id
+    note.dataset_id, note.grant_id = g.dataset_id, g.id

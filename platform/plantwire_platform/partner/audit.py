@@ -1,45 +1,39 @@
-"""The partner audit log: append-only, hash-chained, readable by both parties.
+"""Audit recording: append-only, keyed hash chain, readable by the parties of each entry.
 
-Each row's hash is SHA-256 over the previous row's hash and the row's canonical content (its
-fields as sorted-key JSON, the time as UTC ISO 8601), so changing or deleting any row breaks the
-chain from there on. Appends serialize on the row lock of a one-row chain head; data reads append
-through :class:`AuditWriter`, which commits the entries of concurrent requests together.
+Every audited decision is one :class:`Entry`. Appends take the next ids from the chain head
+(whose row lock queues appenders in every process until commit), link each entry to the
+previous one with the :class:`~plantwire_platform.partner.audit_chain.AuditKey`, and write
+them through two database functions that refuse anything that does not continue the chain
+(migration 0022), so the tables can belong to a role the application cannot use to alter them.
+Decisions of requests that arrive together commit together (:class:`AuditWriter`); a change
+and its entry commit in one transaction (:func:`append`). Verification, anchors and signed
+heads: :mod:`plantwire_platform.partner.audit_chain`.
+
+Nothing here knows about partners beyond the column names: any API can record its decisions.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 
 from plantwire_platform.batching import Batcher, Unavailable
+from plantwire_platform.partner.audit_chain import COLUMNS, AuditKey
 
-GENESIS = "0" * 64
-_COLUMNS = (
-    "id",
-    "at",
-    "client_id",
-    "actor_id",
-    "supplier_id",
-    "partner_id",
-    "dataset_id",
-    "grant_id",
-    "action",
-    "outcome",
-    "reason",
-    "status",
-    "rows",
-)
-_FIELDS = ", ".join(_COLUMNS)
+FLOODS = (401, 429)
+"""Refusals that come in floods: identical ones committed together become one entry with
+their number in ``repeats``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """What one audited access was; ``reason`` is empty when allowed."""
+    """One audited decision. ``outcome``: allowed, denied (``reason`` says why) or failed (the
+    platform erred); ``client_id`` is the caller, or the client id claimed by a caller that could
+    not be identified ('' if none); ``source`` the address the request came from."""
 
     client_id: str
     actor_id: int | None
@@ -52,125 +46,115 @@ class Entry:
     reason: str
     status: int
     rows: int = 0
+    source: str = ""
+    repeats: int = 1
 
 
-def canonical(row: dict[str, Any]) -> bytes:
-    """The bytes a row's hash covers, besides the previous hash."""
-    content = dict(row)
-    at = content["at"]
-    content["at"] = at.astimezone(UTC).isoformat(timespec="microseconds")
-    return json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
-
-
-def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical(row)).hexdigest()
-
-
-async def append(conn: AsyncConnection[Any], entry: Entry) -> int:
+async def append(conn: AsyncConnection[Any], key: AuditKey, entry: Entry) -> int:
     """Append one entry and commit, together with anything else the connection's transaction
-    holds (a grant change commits atomically with its audit row); returns the entry's id."""
+    holds (a change commits atomically with its entry); returns the entry's id."""
     if conn.autocommit:
         raise ValueError("audit appends need a connection in transaction mode")
-    [entry_id] = await _append(conn, [(entry, datetime.now(UTC))])
+    [entry_id] = await _append(conn, key, [(entry, datetime.now(UTC))])
     await conn.commit()
     return entry_id
 
 
-async def _append(conn: AsyncConnection[Any], entries: list[tuple[Entry, datetime]]) -> list[int]:
-    """Append entries (with their times) in the connection's open transaction, uncommitted.
-
-    Two statements, pipelined, whatever the number of entries: advance the chain head by that
-    many ids (its row lock queues concurrent appenders, in this process or any other, until
-    commit), then insert the rows (as one JSON array) while storing the last hash in the head.
-    """
+async def _append(
+    conn: AsyncConnection[Any], key: AuditKey, entries: list[tuple[Entry, datetime]]
+) -> list[int]:
+    """Append entries (with their times) in the connection's open transaction, uncommitted;
+    returns each one's id (identical flood refusals share one). Two pipelined round trips,
+    whatever the number of entries."""
+    rows, slot = _coalesce(entries)
     async with conn.pipeline() as pipeline:
-        cur = await conn.execute(
-            "UPDATE partner_audit_head SET id = id + %s RETURNING id, hash", (len(entries),)
-        )
+        cur = await conn.execute("SELECT * FROM partner_audit_reserve(%s)", (len(rows),))
         await pipeline.sync()
-        head = await cur.fetchone()
-        if head is None:
+        reserved = await cur.fetchone()
+        if reserved is None:
             raise RuntimeError("partner_audit_head is missing its row")
-        prev: str = head[1]
-        first = int(head[0]) - len(entries) + 1
-        rows = []
-        for i, (entry, at) in enumerate(entries):
-            row = {"id": first + i, "at": at, **asdict(entry)}
-            digest = chain_hash(prev, row)
-            rows.append({**row, "at": at.isoformat(), "prev_hash": prev, "hash": digest})
+        first, prev, mac, last = int(reserved[0]), str(reserved[1]), str(reserved[2]), reserved[3]
+        if not key.head_matches(first - 1, prev, mac) or (first > 1 and last != prev):
+            raise ChainBroken(
+                f"the audit chain's head (entry {first - 1}) was changed without the key or"
+                " its last entry is gone: nothing is appended until it is resolved"
+                " (plantwire platform audit-verify)"
+            )
+        records = []
+        for i, (entry, at) in enumerate(rows):
+            row = {"id": first + i, "at": at, **asdict(entry), "key_id": key.key_id}
+            digest = key.link(prev, {c: row[c] for c in COLUMNS})
+            records.append({**row, "at": at.isoformat(), "prev_hash": prev, "hash": digest})
             prev = digest
-        await conn.execute(
-            "WITH head AS (UPDATE partner_audit_head SET hash = %s)"
-            f" INSERT INTO partner_audit ({_FIELDS}, prev_hash, hash)"
-            f" SELECT {_FIELDS}, prev_hash, hash"
-            " FROM json_populate_recordset(NULL::partner_audit, %s::json)",
-            (prev, json.dumps(rows)),
-        )
-    return list(range(first, first + len(entries)))
+        mac = key.head_mac(first + len(rows) - 1, prev)
+        await conn.execute("SELECT partner_audit_write(%s::json, %s)", (json.dumps(records), mac))
+    return [first + s for s in slot]
+
+
+def _coalesce(
+    entries: list[tuple[Entry, datetime]],
+) -> tuple[list[tuple[Entry, datetime]], list[int]]:
+    """The rows to write and, for each entry, its row: identical refusals of :data:`FLOODS`
+    share one row (the first one's time, their number in ``repeats``)."""
+    rows: list[tuple[Entry, datetime]] = []
+    slot: list[int] = []
+    seen: dict[Entry, int] = {}
+    for entry, at in entries:
+        if entry.status in FLOODS and entry.outcome == "denied":
+            i = seen.get(entry)
+            if i is not None:
+                kept, first_at = rows[i]
+                rows[i] = (replace(kept, repeats=kept.repeats + entry.repeats), first_at)
+                slot.append(i)
+                continue
+            seen[entry] = len(rows)
+        slot.append(len(rows))
+        rows.append((entry, at))
+    return rows, slot
 
 
 class AuditUnavailable(Unavailable):
     """The audit log could not be written; the access it was to record must not happen."""
 
 
+class ChainBroken(Exception):
+    """The chain's head does not match what this key wrote: someone changed the log."""
+
+
 class AuditWriter(Batcher[tuple[Entry, datetime], int]):
-    """Group commit for audit entries of data reads.
+    """Group commit for audit entries.
 
     Each caller of :meth:`append` waits until its entry is committed. Entries that arrive while
     a batch is being committed are written together in the next transaction (still two round
     trips and one commit for the lot), so concurrent requests share the cost of the commit and
     of the chain-head lock instead of queueing on it one by one. The chain is the same as with
-    :func:`append`: consecutive ids, each hash over the previous one.
+    :func:`append`: consecutive ids, each link over the previous one.
     """
 
     name = "audit writer"
     unavailable = AuditUnavailable
     max_batch = 1000
 
+    def __init__(self, key: AuditKey | None, max_batch: int | None = None) -> None:
+        super().__init__(max_batch)
+        self.key = key
+
     async def append(self, entry: Entry) -> int:
         """Append ``entry``; returns its id once committed (raises :class:`AuditUnavailable`
         if it could not be)."""
+        if self.key is None:
+            raise AuditUnavailable("no audit key is configured (PLANTWIRE_AUDIT_KEY)")
         return await self.submit((entry, datetime.now(UTC)))
 
     async def process(
         self, conn: AsyncConnection[Any], items: list[tuple[Entry, datetime]]
     ) -> list[int]:
+        assert self.key is not None
         async with conn.pipeline(), conn.transaction():  # BEGIN goes pipelined
-            return await _append(conn, items)
+            return await _append(conn, self.key, items)
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The result of checking the chain: ``bad_id`` is the first row that does not fit."""
-
-    rows: int
-    bad_id: int | None = None
-    problem: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.bad_id is None
-
-
-async def verify(conn: AsyncConnection[Any]) -> Verdict:
-    """Recompute the whole chain; the first row whose id, link or hash is wrong fails it."""
-    prev, expected_id, count = GENESIS, 1, 0
-    async with conn.transaction(), conn.cursor(name="partner_audit_verify") as cur:
-        await cur.execute(f"SELECT {_FIELDS}, prev_hash, hash FROM partner_audit ORDER BY id")
-        names = [d.name for d in cur.description or ()]
-        async for values in cur:
-            record = dict(zip(names, values, strict=True))
-            stored_prev, stored = record.pop("prev_hash"), record.pop("hash")
-            count += 1
-            row_id = record["id"]
-            if row_id != expected_id:
-                return Verdict(count, row_id, f"row {expected_id} is missing before row {row_id}")
-            if stored_prev != prev:
-                return Verdict(count, row_id, "previous-hash link does not match")
-            if chain_hash(prev, record) != stored:
-                return Verdict(count, row_id, "content does not match its hash")
-            prev, expected_id = stored, row_id + 1
-    return Verdict(count)
+_READ = ", ".join(COLUMNS)
 
 
 async def entries(
@@ -179,7 +163,7 @@ async def entries(
     """Entries where the enterprise is the caller, the supplier or the partner (all for
     ``None``), by id."""
     cur = await conn.execute(
-        f"SELECT {_FIELDS}, hash FROM partner_audit WHERE id > %(after)s"
+        f"SELECT {_READ}, hash FROM partner_audit WHERE id > %(after)s"
         " AND (%(ent)s::bigint IS NULL OR actor_id = %(ent)s OR supplier_id = %(ent)s"
         " OR partner_id = %(ent)s)"
         " ORDER BY id LIMIT %(limit)s",
@@ -187,3 +171,59 @@ async def entries(
     )
     names = [d.name for d in cur.description or ()]
     return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
+
+
+class SealRefused(Exception):
+    """The roles given cannot keep the audit log out of the application's reach."""
+
+
+async def seal(conn: AsyncConnection[Any], owner: str, app: str) -> None:
+    """Give the audit tables and their functions to the role ``owner`` and leave the
+    application's role ``app`` only reading them and appending through the functions: it can
+    no longer change, delete, truncate or reorder entries, move the head, disable the
+    append-only trigger or drop the tables. Run by a database administrator (superuser, or a
+    member of ``owner`` owning the objects); commits. Refused when ``app`` could still get
+    around it: a superuser, a member of ``owner``, or an owner of the tables' schema (which may
+    drop them)."""
+    cur = await conn.execute(
+        "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = %(app)s),"
+        " (SELECT rolname FROM pg_roles WHERE rolname = %(owner)s),"
+        " pg_has_role(%(app)s, %(owner)s, 'MEMBER'),"
+        " (SELECT pg_has_role(%(app)s, n.nspowner, 'MEMBER') FROM pg_class c"
+        "  JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "  WHERE c.oid = 'partner_audit'::regclass)",
+        {"app": app, "owner": owner},
+    )
+    found = await cur.fetchone()
+    if found is None or found[0] is None or found[1] is None:
+        raise SealRefused(f"both roles must exist ({owner!r}, {app!r})")
+    superuser, _, member, schema_owner = found
+    if superuser:
+        raise SealRefused(f"{app!r} is a superuser: nothing keeps it out")
+    if owner == app or member:
+        raise SealRefused(f"{app!r} is {owner!r} or a member of it")
+    if schema_owner:
+        raise SealRefused(
+            f"{app!r} owns the schema of the audit tables (perhaps as the database's owner) "
+            "and could drop them: give the schema to another role first"
+        )
+    o, a = sql.Identifier(owner), sql.Identifier(app)
+    tables = sql.SQL(", ").join(sql.Identifier(t) for t in _TABLES)
+    append_fns = sql.SQL(", ").join(sql.SQL(f) for f in _APPEND)
+    every_fn = sql.SQL(", ").join(sql.SQL(f) for f in (*_APPEND, _TRIGGER))
+    statements = [
+        *(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(t), o) for t in _TABLES),
+        *(sql.SQL(f"ALTER FUNCTION {f} OWNER TO {{}}").format(o) for f in (*_APPEND, _TRIGGER)),
+        sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(tables, a),
+        sql.SQL("GRANT SELECT ON {} TO {}").format(tables, a),
+        sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC, {}").format(every_fn, a),
+        sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(append_fns, a),
+    ]
+    async with conn.transaction():
+        for statement in statements:
+            await conn.execute(statement)
+
+
+_TABLES = ("partner_audit", "partner_audit_head", "partner_audit_unkeyed")
+_APPEND = ("partner_audit_reserve(integer)", "partner_audit_write(json, text)")
+_TRIGGER = "partner_audit_append_only()"

@@ -1,8 +1,10 @@
 """The partner catalog: datasets an enterprise offers, and who may see each entry.
 
 Seeing an entry is separate from its terms: a dataset is visible to its own enterprise, to
-everyone when public, to enterprises sharing an industrial chain with it when 'chain', and to
-any enterprise holding a grant on it; 'private' entries are seen by the owner and grantees only.
+everyone when public, and to any enterprise holding a grant on it; 'chain' entries also to the
+leaders of the owner's industrial chains, or (if the owner chooses ``chain_audience`` 'members')
+to every enterprise sharing a chain with it; 'private' entries are seen by the owner and
+grantees only.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ Kind = Literal["indicators", "states", "counts", "alarms", "telemetry"]
 Grade = Literal["core", "important", "general"]
 Granularity = Literal["raw", "aggregated"]
 Visibility = Literal["private", "chain", "public"]
+ChainAudience = Literal["leader", "members"]
 
 _COLUMNS = (
     "d.id, d.enterprise_id, d.code, d.title, d.kind, d.domain, d.grade, d.granularity,"
-    " d.purposes, d.visibility"
+    " d.purposes, d.visibility, d.chain_audience"
 )
 
 
@@ -29,8 +32,8 @@ def visible_to(ent: str, admin: str = "false") -> str:
     return f"""({admin} OR d.enterprise_id = {ent} OR d.visibility = 'public'
  OR (d.visibility = 'chain' AND EXISTS (
       SELECT 1 FROM chain c
-      WHERE (c.leader_id = {ent} OR EXISTS (
-               SELECT 1 FROM chain_member m WHERE m.chain_id = c.id AND m.enterprise_id = {ent}))
+      WHERE (c.leader_id = {ent} OR (d.chain_audience = 'members' AND EXISTS (
+               SELECT 1 FROM chain_member m WHERE m.chain_id = c.id AND m.enterprise_id = {ent})))
         AND (c.leader_id = d.enterprise_id OR EXISTS (
                SELECT 1 FROM chain_member m
                WHERE m.chain_id = c.id AND m.enterprise_id = d.enterprise_id))))
@@ -52,6 +55,11 @@ class DatasetIn(BaseModel):
     granularity: Granularity = Field(description="finest granularity offered")
     purposes: list[str] = Field(min_length=1, max_length=20)
     visibility: Visibility = "chain"
+    chain_audience: ChainAudience = Field(
+        default="leader",
+        description="who 'chain' visibility shows the dataset to: the leaders of the owner's "
+        "chains, or every member of them",
+    )
 
 
 class Dataset(DatasetIn):
@@ -76,10 +84,12 @@ def terms_error(d: DatasetIn) -> str | None:
 
 
 async def create(conn: AsyncConnection[Any], enterprise_id: int, d: DatasetIn) -> Dataset | None:
-    """Add a dataset; None if the enterprise already has one with this code."""
+    """Add a dataset (uncommitted: it commits with its audit entry); None if the enterprise
+    already has one with this code."""
     cur = await conn.execute(
         "INSERT INTO partner_dataset (enterprise_id, code, title, kind, domain, grade,"
-        " granularity, purposes, visibility) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " granularity, purposes, visibility, chain_audience)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (enterprise_id, code) DO NOTHING RETURNING id",
         (
             enterprise_id,
@@ -91,10 +101,10 @@ async def create(conn: AsyncConnection[Any], enterprise_id: int, d: DatasetIn) -
             d.granularity,
             d.purposes,
             d.visibility,
+            d.chain_audience,
         ),
     )
     row = await cur.fetchone()
-    await conn.commit()
     if row is None:
         return None
     return Dataset(id=row[0], enterprise_id=enterprise_id, **d.model_dump())
@@ -153,5 +163,6 @@ def _dataset(row: tuple[Any, ...]) -> Dataset:
         "granularity",
         "purposes",
         "visibility",
+        "chain_audience",
     )
     return Dataset(**dict(zip(keys, row, strict=True)))

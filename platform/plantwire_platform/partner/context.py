@@ -1,10 +1,16 @@
-"""What the partner routes share: the context, authentication, throttling, auditing and
-paging.
+"""What the partner routes share: the context, authentication, throttling, the audit of every
+decision, and paging.
 
-Every error has the uniform body of :mod:`plantwire_platform.errors`; denials name a reason
-code. Clients, catalog, grants and the audit log: :mod:`plantwire_platform.partner.admin`; data
-endpoints: :mod:`plantwire_platform.partner.feed`, ``stream`` and ``webhooks``; the router
-and background tasks: :mod:`plantwire_platform.partner.interface`.
+Every partner route is a :class:`PartnerRoute`: it refuses oversized bodies before reading them,
+and records one audit entry for every request that reaches it (allowed, denied with the reason
+code, or failed), committed before the answer leaves. Handlers add what they know (supplier,
+dataset, grant, rows) to the request's :class:`Note`; a change commits together with its entry
+(:func:`record`). Every error has the uniform body of :mod:`plantwire_platform.errors`.
+
+Clients and tokens: :mod:`plantwire_platform.partner.identity`; catalog, grants and the audit
+log: :mod:`plantwire_platform.partner.admin`; data endpoints:
+:mod:`plantwire_platform.partner.feed`, ``stream`` and ``webhooks``; the router and background
+tasks: :mod:`plantwire_platform.partner.interface`.
 """
 
 from __future__ import annotations
@@ -14,19 +20,31 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+from starlette.exceptions import HTTPException
 from starlette.types import Message
 
-from plantwire_platform.errors import ApiError, ErrorBody
-from plantwire_platform.partner import access, audit, tokens
+from plantwire_platform.batching import Unavailable
+from plantwire_platform.errors import ApiError, ErrorBody, code_of
+from plantwire_platform.partner import access, tokens
+from plantwire_platform.partner.audit import (
+    AuditUnavailable,
+    AuditWriter,
+    ChainBroken,
+    Entry,
+    append,
+)
+from plantwire_platform.partner.audit_chain import AuditKey
 from plantwire_platform.partner.data import IndicatorCache
-from plantwire_platform.partner.limits import RateLimiter
+from plantwire_platform.partner.limits import RateLimiter, TokenThrottle
 from plantwire_platform.partner.tokens import Caller, TokenVerifier
 from plantwire_platform.settings import PlatformSettings
 
@@ -37,7 +55,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorBody, "description": d}
     for s, d in {
         400: "malformed request body",
-        401: "missing, invalid or expired token",
+        401: "missing, invalid or expired token, or its client is disabled, deleted or had its "
+        "tokens revoked",
         403: "denied: no_grant, wrong_purpose, expired, revoked, out_of_scope, grade_forbidden "
         "or role_forbidden",
         404: "not found or not visible to the caller",
@@ -45,6 +64,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         413: "request body too large",
         422: "invalid request",
         429: "rate limited (see Retry-After)",
+        500: "the platform failed (audited); nothing was returned",
         503: "the database or the audit log is unavailable: nothing was returned",
     }.items()
 }
@@ -59,10 +79,13 @@ class Context:
     limiter: RateLimiter
     cache: IndicatorCache
     verifier: TokenVerifier
-    audit: audit.AuditWriter = field(default_factory=audit.AuditWriter)
+    throttle: TokenThrottle
+    audit_key: AuditKey | None
+    audit: AuditWriter
     decider: access.Decider = field(default_factory=access.Decider)
     reads: AsyncConnectionPool | None = None  # autocommit connections, while running
     wake_webhooks: asyncio.Event = field(default_factory=asyncio.Event)
+    streams: dict[str, int] = field(default_factory=dict)  # open live streams per client
 
     def pool(self) -> AsyncConnectionPool:
         if self.reads is None:
@@ -70,14 +93,114 @@ class Context:
         return self.reads
 
     async def audited(self, caller: Caller, **fields: Any) -> None:
-        """Append an audit entry of a data read through the group-commit writer; returns once
-        it is committed. If it cannot be, the read fails (503) and returns nothing."""
+        """Append an audit entry outside a request (webhooks, live stream checks) through the
+        group-commit writer; returns once it is committed. If it cannot be, the access fails
+        (503) and nothing is sent."""
+        await self.commit(entry_of(caller.client_id, caller, fields))
+
+    async def commit(self, entry: Entry) -> None:
         try:
-            await self.audit.append(audit_entry(caller, fields))
-        except audit.AuditUnavailable as exc:
+            await self.audit.append(entry)
+        except AuditUnavailable as exc:
             raise ApiError(
                 503, "unavailable", "the access could not be audited, so nothing is returned"
             ) from exc
+
+
+def entry_of(client_id: str, caller: Caller | None, fields: dict[str, Any]) -> Entry:
+    """The audit entry of a decision about ``caller`` (or an unidentified ``client_id``):
+    ``fields`` (action, outcome, status and what is known of supplier, dataset, grant, reason,
+    rows, source); the partner is the caller's enterprise unless given."""
+    ent = caller.enterprise_id if caller else None
+    entry: dict[str, Any] = {
+        "supplier_id": None,
+        "partner_id": ent,
+        "dataset_id": None,
+        "grant_id": None,
+        "reason": "",
+        "rows": 0,
+        **fields,
+    }
+    return Entry(client_id=client_id, actor_id=ent, **entry)
+
+
+@dataclass(slots=True)
+class Note:
+    """What a request's audit entry will say; handlers fill in what they learn."""
+
+    action: str
+    source: str = ""
+    caller: Caller | None = None
+    claimed: str = ""  # the client id a caller gave before it was identified
+    supplier_id: int | None = None
+    partner_id: int | None = None
+    dataset_id: int | None = None
+    grant_id: int | None = None
+    rows: int = 0
+    recorded: bool = False  # its entry committed with the change it records
+    required: bool = True  # no answer without the entry (verification answers regardless)
+
+    def entry(self, outcome: str, reason: str, status: int) -> Entry:
+        who = self.caller.client_id if self.caller else self.claimed
+        known = {
+            k: getattr(self, k)
+            for k in ("supplier_id", "partner_id", "dataset_id", "grant_id")
+            if getattr(self, k) is not None
+        }
+        fields = {"action": self.action, "outcome": outcome, "reason": reason, "status": status}
+        return entry_of(
+            who, self.caller, {**known, **fields, "rows": self.rows, "source": self.source}
+        )
+
+
+async def note_of(request: Request) -> Note:
+    found: Note = request.state.note
+    return found
+
+
+Noted = Annotated[Note, Depends(note_of)]
+
+
+async def record(
+    conn: AsyncConnection[Any], ctx: Context, note: Note, status: int, **known: Any
+) -> None:
+    """Commit what the request changed on ``conn`` together with its (allowed) audit entry."""
+    for name, value in known.items():
+        setattr(note, name, value)
+    if ctx.audit_key is None:
+        raise ApiError(503, "unavailable", "no audit key is configured")
+    try:
+        await append(conn, ctx.audit_key, note.entry("allowed", "", status))
+    except ChainBroken as exc:
+        raise ApiError(503, "unavailable", str(exc)) from None
+    note.recorded = True
+
+
+def context(settings: PlatformSettings) -> Context:
+    secret = settings.token_secret
+    key = secret.get_secret_value() if secret else secrets.token_urlsafe(48)
+    audit_secret = settings.audit_key
+    audit_key = AuditKey(audit_secret.get_secret_value()) if audit_secret else None
+    s = settings
+    return Context(
+        settings,
+        key,
+        RateLimiter(s.partner_rate_per_s, s.partner_burst),
+        IndicatorCache(s.partner_cache_s),
+        TokenVerifier(key),
+        TokenThrottle(
+            s.token_attempts_per_s,
+            s.token_attempts_burst,
+            s.token_ip_attempts_per_s,
+            s.token_ip_attempts_burst,
+            s.token_id_attempts_per_s,
+            s.token_id_attempts_burst,
+            s.token_free_failures,
+            s.token_backoff_max_s,
+        ),
+        audit_key,
+        AuditWriter(audit_key),
+    )
 
 
 async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
@@ -88,39 +211,56 @@ async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
 
 Conn = Annotated[AsyncConnection[Any], Depends(connection)]
 
-
-def context(settings: PlatformSettings) -> Context:
-    secret = settings.token_secret
-    key = secret.get_secret_value() if secret else secrets.token_urlsafe(48)
-    limiter = RateLimiter(settings.partner_rate_per_s, settings.partner_burst)
-    return Context(
-        settings,
-        key,
-        limiter,
-        IndicatorCache(settings.partner_cache_s),
-        TokenVerifier(key),
-    )
-
-
 _NUL = "NUL characters are not accepted (PostgreSQL text cannot hold them)"
 
 
-class LimitedRoute(APIRoute):
-    """A route that refuses request bodies over ``max_body`` bytes before reading them, and
-    NUL characters anywhere in the request."""
+class PartnerRoute(APIRoute):
+    """A partner route: refuses request bodies over ``max_body`` bytes before reading them and
+    NUL characters in them, and audits the request's decision (:class:`Note`) before its
+    answer leaves."""
 
     max_body = 65_536
+    ctx: Context
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+        handler = self._limited(super().get_route_handler())
+        ctx, action = self.ctx, self.name
+
+        async def audited(request: Request) -> Response:
+            if ctx.audit_key is None:
+                raise ApiError(
+                    503, "unavailable", "the partner interface needs PLANTWIRE_AUDIT_KEY to audit"
+                )
+            note = Note(action, request.client.host if request.client else "")
+            request.state.note = note
+            try:
+                response = await handler(request)
+            except ApiError as exc:
+                await decided(ctx, note, exc.status, exc.code)
+                raise
+            except RequestValidationError:
+                await decided(ctx, note, 422, "invalid_request")
+                raise
+            except HTTPException as exc:
+                await decided(ctx, note, exc.status_code, code_of(exc.status_code))
+                raise
+            except Exception:
+                await decided(ctx, note, 500, "internal_error")
+                raise
+            await decided(ctx, note, response.status_code, "")
+            return response
+
+        return audited
+
+    def _limited(
+        self, handler: Callable[[Request], Coroutine[Any, Any, Response]]
+    ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         limit = self.max_body
 
         async def limited(request: Request) -> Response:
             declared = request.headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
                 raise ApiError(413, "too_large", f"at most {limit} bytes")
-            if "\x00" in request.scope["path"] or b"%00" in request.scope["query_string"]:
-                raise ApiError(422, "invalid_request", _NUL)
             if declared is None and "transfer-encoding" not in request.headers:
                 return await handler(request)  # no body to watch (most GETs)
             receive, received = request.receive, 0
@@ -141,10 +281,26 @@ class LimitedRoute(APIRoute):
         return limited
 
 
+async def decided(ctx: Context, note: Note, status: int, reason: str) -> None:
+    """Audit a request's outcome unless its handler did with its change; an allowed or
+    refused request whose entry cannot be committed answers 503 instead."""
+    if note.recorded:
+        return
+    outcome = "allowed" if status < 400 else "denied" if status < 500 else "failed"
+    try:
+        await ctx.commit(note.entry(outcome, reason, status))
+    except ApiError:
+        if status >= 500 or not note.required:  # the answer may go without its entry
+            log.warning("%s (%s) could not be audited", note.action, status)
+            return
+        raise
+
+
 def authenticated(ctx: Context) -> Any:
     async def who(
         request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> Caller:
+        note: Note = request.state.note
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(
@@ -152,9 +308,14 @@ def authenticated(ctx: Context) -> Any:
             )
         try:
             caller = ctx.verifier.verify(token.strip())
+            note.claimed = caller.client_id
+            throttle(ctx.limiter, caller.client_id)
+            caller = await ctx.verifier.caller(token.strip())
         except tokens.TokenError as exc:
             raise ApiError(401, "invalid_token", str(exc), {"WWW-Authenticate": "Bearer"}) from None
-        throttle(ctx.limiter, caller.client_id)
+        except Unavailable as exc:
+            raise ApiError(503, "unavailable", "the caller cannot be checked now") from exc
+        note.caller = caller
         request.state.caller = caller
         return caller
 
@@ -170,34 +331,33 @@ async def current(request: Request) -> Caller:
 Who = Annotated[Caller, Depends(current)]
 
 
-async def record(conn: AsyncConnection[Any], caller: Caller, **fields: Any) -> None:
-    """Append one audit entry, committing it with what the request did so far."""
-    await audit.append(conn, audit_entry(caller, fields))
-
-
-def audit_entry(caller: Caller, fields: dict[str, Any]) -> audit.Entry:
-    """The audit entry of an access by ``caller``: ``fields`` (action, outcome, status and
-    what is known of supplier, dataset, grant, reason, rows); the partner is the caller's
-    enterprise unless given."""
-    entry: dict[str, Any] = {
-        "supplier_id": None,
-        "partner_id": caller.enterprise_id,
-        "dataset_id": None,
-        "grant_id": None,
-        "reason": "",
-        "rows": 0,
-        **fields,
-    }
-    return audit.Entry(client_id=caller.client_id, actor_id=caller.enterprise_id, **entry)
-
-
 def throttle(limiter: RateLimiter, key: str) -> None:
     """Take a request of ``key`` from ``limiter``; 429 with ``Retry-After`` when over."""
     wait = limiter.take(key)
     if wait > 0:
-        raise ApiError(
-            429, "rate_limited", "too many requests", {"Retry-After": RateLimiter.retry_after(wait)}
-        )
+        too_many(wait)
+
+
+def too_many(wait_s: float, detail: str = "too many requests") -> None:
+    raise ApiError(429, "rate_limited", detail, {"Retry-After": RateLimiter.retry_after(wait_s)})
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+"""The times a request may name, as on ``/api/v1``."""
+
+
+def utc(ts: datetime | None) -> datetime | None:
+    """A request's time in UTC (a naive one is taken as UTC); 422 outside 1970..2200."""
+    if ts is None:
+        return None
+    try:
+        at = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        at = None
+    if at is None or not EARLIEST <= at <= LATEST:
+        raise ApiError(422, "invalid_request", "times lie between 1970 and 2200")
+    return at
 
 
 # -- paging ------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Every query starts from a ``scope`` CTE that re-reads the grant (active, unexpir
 this dataset) or, for an enterprise reading its own dataset, the dataset itself; sites,
 equipment, fields, the time window and the granularity all come from that row inside the query.
 A grant revoked a moment ago yields an empty scope, hence no rows.
+
+Aggregated rows are whole hours: the window (the request's, the grant's and a cursor's alike) is
+narrowed to the whole hours inside it, and through a grant an hour shows only if it holds at
+least ``k`` samples or events, so no window, cursor or sparse hour gives a raw value away.
 """
 
 from __future__ import annotations
@@ -13,21 +17,21 @@ import base64
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
 
 SCOPE = """scope AS (
     SELECT d.enterprise_id AS supplier, g.site_ids, g.equipment_ids, g.fields,
-           g.window_start, g.window_end, g.granularity
+           g.window_start, g.window_end, g.granularity, %(k)s::integer AS min_n
     FROM partner_grant g JOIN partner_dataset d ON d.id = g.dataset_id
     WHERE %(grant)s::bigint IS NOT NULL AND g.id = %(grant)s AND g.dataset_id = %(dataset)s
       AND g.partner_id = %(ent)s AND g.status = 'active' AND g.expires_at > now()
       AND d.grade <> 'core'
   UNION ALL
     SELECT d.enterprise_id, NULL::bigint[], NULL::bigint[], NULL::text[], NULL::timestamptz,
-           NULL::timestamptz, d.granularity
+           NULL::timestamptz, d.granularity, 1
     FROM partner_dataset d
     WHERE %(grant)s::bigint IS NULL AND d.id = %(dataset)s AND d.enterprise_id = %(ent)s
 )"""
@@ -42,29 +46,50 @@ KINDS = {
     "alarms": ("event", "x.kind IN ('alarm', 'event')", "text"),
 }
 
+
+def hour_of(ts: str) -> str:
+    """SQL: the start of the UTC hour holding ``ts`` (whatever the session's time zone)."""
+    return f"date_bin('1 hour', {ts}, timestamptz '2000-01-01 00:00:00+00')"
+
+
+def hour_after(ts: str) -> str:
+    """SQL: the first whole-hour boundary at or after ``ts``."""
+    floor = hour_of(ts)
+    return f"({floor} + CASE WHEN {floor} < {ts} THEN interval '1 hour' ELSE interval '0' END)"
+
+
 _ROWS = """WITH {scope},
+win AS (
+    SELECT scope.*,
+        CASE WHEN scope.granularity = 'raw'
+             THEN greatest(%(start)s, scope.window_start, %(cursor_ts)s)
+             ELSE greatest({first_hour}, {cursor_hour}) END AS lo,
+        CASE WHEN scope.granularity = 'raw' THEN least(%(end)s, scope.window_end)
+             ELSE {last_hour} END AS hi
+    FROM scope
+),
 eq AS (
     SELECT e.id, e.code, s.code AS site
-    FROM scope JOIN site s ON s.enterprise_id = scope.supplier
+    FROM win JOIN site s ON s.enterprise_id = win.supplier
     JOIN equipment e ON e.site_id = s.id
-    WHERE (scope.site_ids IS NULL OR s.id = ANY(scope.site_ids))
-      AND (scope.equipment_ids IS NULL OR e.id = ANY(scope.equipment_ids))
+    WHERE (win.site_ids IS NULL OR s.id = ANY(win.site_ids))
+      AND (win.equipment_ids IS NULL OR e.id = ANY(win.equipment_ids))
       AND (%(sites)s::bigint[] IS NULL OR s.id = ANY(%(sites)s))
       AND (%(equipment)s::bigint[] IS NULL OR e.id = ANY(%(equipment)s))
 )
-SELECT CASE WHEN scope.granularity = 'raw' THEN x.ts ELSE date_trunc('hour', x.ts) END AS bucket,
-       x.series_id, eq.site, eq.code, sr.metric, scope.granularity, {value}, count(*)
-FROM scope CROSS JOIN eq
+SELECT CASE WHEN win.granularity = 'raw' THEN x.ts ELSE {bucket} END AS bucket,
+       x.series_id, eq.site, eq.code, sr.metric, win.granularity, {value}, count(*)
+FROM win CROSS JOIN eq
 JOIN series sr ON sr.equipment_id = eq.id
 JOIN {table} x ON x.series_id = sr.id
 WHERE {metric}
-  AND (scope.fields IS NULL OR sr.metric = ANY(scope.fields))
+  AND (win.fields IS NULL OR sr.metric = ANY(win.fields))
   AND (%(fields)s::text[] IS NULL OR sr.metric = ANY(%(fields)s))
-  AND x.ts >= greatest(%(start)s, scope.window_start, %(cursor_ts)s)
-  AND x.ts < least(%(end)s, scope.window_end)
-GROUP BY 1, 2, 3, 4, 5, 6
-HAVING (CASE WHEN scope.granularity = 'raw' THEN x.ts ELSE date_trunc('hour', x.ts) END,
-        x.series_id) > (%(cursor_ts)s, %(cursor_id)s)
+  AND x.ts >= win.lo AND x.ts < win.hi
+GROUP BY 1, 2, 3, 4, 5, 6, win.min_n
+HAVING (CASE WHEN win.granularity = 'raw' THEN x.ts ELSE {bucket} END, x.series_id)
+        > (%(cursor_ts)s, %(cursor_id)s)
+   AND (win.granularity = 'raw' OR count(*) >= win.min_n)
 ORDER BY 1, 2
 LIMIT %(limit)s"""
 
@@ -101,14 +126,24 @@ async def rows(
     conn: AsyncConnection[Any],
     kind: str,
     params: dict[str, Any],
-) -> tuple[list[dict[str, Any]], str | None, str | None]:
-    """One page of rows, the next cursor (None at the end), and the granularity applied.
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of rows and the next cursor (None at the end).
 
-    ``params``: grant, dataset, ent, sites, equipment, fields, start, end, cursor, limit.
+    ``params``: grant, dataset, ent, sites, equipment, fields, start, end (required), cursor,
+    limit, k (the least number of samples of an aggregated hour shown through a grant).
     """
     table, metric, value_type = KINDS[kind]
     value = _TEXT_VALUE if value_type == "text" else _NUM_VALUE
-    sql = _ROWS.format(scope=SCOPE, table=table, metric=metric, value=value)
+    sql = _ROWS.format(
+        scope=SCOPE,
+        table=table,
+        metric=metric,
+        value=value,
+        bucket=hour_of("x.ts"),
+        first_hour=hour_after("greatest(%(start)s, scope.window_start)"),
+        cursor_hour=hour_of("%(cursor_ts)s"),
+        last_hour=hour_of("least(%(end)s, scope.window_end)"),
+    )
     cursor_ts, cursor_id = decode_cursor(params.pop("cursor", None))
     limit = params["limit"]
     cur = await conn.execute(sql, {**params, "cursor_ts": cursor_ts, "cursor_id": cursor_id})
@@ -126,9 +161,21 @@ async def rows(
         }
         for b, _, site, code, m, _, v, lo, hi, n in found
     ]
-    granularity = found[0][5] if found else None
     nxt = encode_cursor(found[-1][0], found[-1][1]) if len(found) == limit else None
-    return out, nxt, granularity
+    return out, nxt
+
+
+def whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The whole UTC hours inside [start, end), both in UTC (empty if start >= end)."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    floor = end.replace(minute=0, second=0, microsecond=0)
+    first = start.replace(minute=0, second=0, microsecond=0)
+    if first < start:
+        try:
+            first += timedelta(hours=1)
+        except OverflowError:
+            return floor, floor
+    return first, floor
 
 
 async def timezone_of(conn: AsyncConnection[Any], enterprise_id: int) -> str:

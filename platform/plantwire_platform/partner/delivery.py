@@ -71,7 +71,8 @@ WHERE w.id IN (SELECT id FROM partner_webhook WHERE status = 'active' AND pendin
                ORDER BY next_attempt_at LIMIT %(most)s FOR UPDATE SKIP LOCKED)
   AND g.id = w.grant_id AND c.id = w.client_id
 RETURNING w.id, w.url, w.secret, w.pending, w.event_seq, w.attempts,
-          {effective_status("g")},
+          CASE WHEN c.disabled_at IS NOT NULL THEN 'client_disabled'
+               ELSE {effective_status("g")} END,
           g.supplier_id, g.partner_id, g.dataset_id, g.id, w.client_id, c.role
 """
 
@@ -124,7 +125,9 @@ async def check(ctx: Context, pool: AsyncConnectionPool) -> None:
             continue
         caller = Caller(client, ent, role)
         try:
-            snap = await snapshot(ctx, caller, dataset, purpose, since, ACTION, grant_id)
+            snap = await snapshot(
+                ctx, caller, dataset, purpose, since, action=ACTION, grant_id=grant_id
+            )
         except ApiError as exc:
             if exc.status >= 500:
                 continue  # try again at the next check
@@ -161,8 +164,10 @@ async def _attempt(ctx: Context, pool: AsyncConnectionPool, row: tuple[Any, ...]
         "grant_id": grant_id,
         "action": ACTION,
     }
-    if grant_status != "active":
-        reason = inactive_reason(grant_status)
+    if grant_status != "active":  # or its client was disabled since it was queued
+        reason = (
+            grant_status if grant_status == "client_disabled" else inactive_reason(grant_status)
+        )
         with contextlib.suppress(ApiError):
             await ctx.audited(caller, **entry, outcome="denied", reason=reason, status=403)
         async with pool.connection() as conn:

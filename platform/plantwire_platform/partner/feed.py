@@ -3,7 +3,8 @@ events, telemetry.
 
 Every call decides access afresh in one statement (:mod:`plantwire_platform.partner.access`),
 reads with the scope enforced in SQL (:mod:`plantwire_platform.partner.data`), and answers only
-once its audit entry, allowed or denied, is committed (:class:`partner_audit.AuditWriter`).
+once its audit entry, allowed or denied, is committed (by its route,
+:class:`~plantwire_platform.partner.context.PartnerRoute`). Without ``to`` a window ends now.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from plantwire_platform.indicators import report as rsp
 from plantwire_platform.indicators.formulas import FORMULA_VERSION, Thresholds
 from plantwire_platform.indicators.shift_calendar import buckets
 from plantwire_platform.partner import access, data
-from plantwire_platform.partner.context import Id, Who
+from plantwire_platform.partner.context import Id, Note, Noted, Who, utc
 from plantwire_platform.partner.tokens import Caller
 
 if TYPE_CHECKING:
@@ -45,20 +46,25 @@ T = TypeVar("T")
 
 
 class Row(BaseModel):
-    ts: datetime = Field(description="sample or event time (raw) or hour start (aggregated)")
+    ts: datetime = Field(
+        description="sample or event time (raw) or the start of a whole UTC hour (aggregated)"
+    )
     site: str
     equipment: str
     metric: str = Field(description="metric name; for alarms and events the alarm's name")
     value: float | str | None = Field(description="raw value, hourly mean, or last state")
     min: float | None
     max: float | None
-    n: int = Field(description="samples or events in the row")
+    n: int = Field(
+        description="samples or events in the row (aggregated through a grant: at least "
+        "partner_min_bucket_samples)"
+    )
 
 
 class RowPage(BaseModel):
     dataset_id: int
     grant_id: int | None = Field(description="null when reading the enterprise's own data")
-    granularity: str | None = Field(description="raw or aggregated, as the scope applied")
+    granularity: str = Field(description="raw or aggregated, as the grant (or dataset) says")
     items: list[Row]
     next_cursor: str | None
 
@@ -81,49 +87,59 @@ async def read(
     caller: Caller,
     dataset_id: int,
     kind: str,
-    action: str,
     purpose: str,
     scope: dict[str, Any],
     work: Callable[[access.Access], Awaitable[tuple[T, int]]],
     window: tuple[datetime | None, datetime | None] | None = None,
     grant_id: int | None = None,
-    audit_allowed: bool = True,
+    note: Note | None = None,
+    action: str = "",
 ) -> tuple[access.Access, T]:
-    """Decide, read with ``work`` (which returns its result and the number of rows it gives
-    out) and audit; a denial is audited and raised as :class:`ApiError`.
-    ``audit_allowed=False`` is for a caller that audits the data when it sends it (webhooks)."""
+    """Decide, then read with ``work`` (which returns its result and the number of rows it
+    gives out). Within a request, what was decided goes to its ``note`` (audited by the route
+    before the answer leaves); outside one (live checks, webhooks), a denial is audited here as
+    ``action`` and an allowed read by the caller when it sends the data. A denial is raised as
+    :class:`ApiError`."""
     try:
         verdict = await access.decide(
             ctx.decider, caller, dataset_id, kind, purpose, scope, window, grant_id
         )
     except access.DecisionUnavailable as exc:
         raise ApiError(503, "unavailable", "access cannot be decided now") from exc
+    if note is not None:
+        note.dataset_id = dataset_id
     if isinstance(verdict, access.Denial):
-        await ctx.audited(
-            caller,
-            supplier_id=verdict.supplier_id,
-            dataset_id=dataset_id,
-            grant_id=verdict.grant_id,
-            action=action,
-            outcome="denied",
-            reason=verdict.reason,
-            status=verdict.status,
-        )
+        if note is not None:
+            note.supplier_id, note.grant_id = verdict.supplier_id, verdict.grant_id
+        else:
+            await ctx.audited(
+                caller,
+                supplier_id=verdict.supplier_id,
+                dataset_id=dataset_id,
+                grant_id=verdict.grant_id,
+                action=action,
+                outcome="denied",
+                reason=verdict.reason,
+                status=verdict.status,
+            )
         raise ApiError(verdict.status, verdict.reason, verdict.detail)
     result, rows = await work(verdict)
-    if not audit_allowed:
-        return verdict, result
-    await ctx.audited(
-        caller,
-        supplier_id=verdict.dataset.enterprise_id,
-        dataset_id=dataset_id,
-        grant_id=verdict.grant_id,
-        action=action,
-        outcome="allowed",
-        status=200,
-        rows=rows,
-    )
+    if note is not None:
+        note.supplier_id, note.grant_id = verdict.dataset.enterprise_id, verdict.grant_id
+        note.rows = rows
     return verdict, result
+
+
+def granted_window(
+    allowed: access.Access, start: datetime, end: datetime
+) -> tuple[datetime, datetime]:
+    """The window indicators are computed over: [start, end) clamped to the grant's window (in
+    SQL, by the decision) and, through a grant, narrowed to whole hours, so that no window
+    shorter than an hour gives single state changes away."""
+    a, b = allowed.start or start, allowed.end or end
+    if allowed.grant is None or a >= b:
+        return a, b
+    return data.whole_hours(a, b)
 
 
 async def indicator_values(
@@ -151,21 +167,22 @@ async def snapshot(
     dataset_id: int,
     purpose: str,
     start: datetime | None,
-    action: str,
+    note: Note | None = None,
+    action: str = "",
     grant_id: int | None = None,
 ) -> dict[str, Any]:
-    """The granted indicators of the last hour (or since ``start``) up to now, clamped to the
-    grant's window; what live updates (stream and webhooks) send. Audited as ``action``, or
-    (``grant_id`` given: a webhook's check) only when denied."""
+    """The granted indicators since ``start`` (default: the start of the last whole hour) up
+    to now, clamped to the grant's window (through a grant: whole hours only); what live
+    updates (stream and webhooks) send. Audited as :func:`read` says."""
     end = datetime.now(UTC)
-    begin = start or end - timedelta(hours=1)
+    begin = start or data.whole_hours(end, end)[1] - timedelta(hours=1)
 
     async def work(
         allowed: access.Access,
     ) -> tuple[tuple[datetime, datetime, list[rsp.Indicator]], int]:
-        a, b = allowed.start or begin, allowed.end or end
+        a, b = granted_window(allowed, begin, end)
         if a >= b:
-            return (begin, end, []), 0
+            return (a, b, []), 0
         values = await indicator_values(ctx, allowed, a, b, reuse=b < end)
         return (a, b, values), len(values)
 
@@ -174,13 +191,13 @@ async def snapshot(
         caller,
         dataset_id,
         "indicators",
-        action,
         purpose,
         {"start": start, "end": None},
         work,
         (begin, end),
         grant_id,
-        audit_allowed=grant_id is None,
+        note,
+        action,
     )
     return {
         "dataset_id": dataset_id,
@@ -191,23 +208,13 @@ async def snapshot(
     }
 
 
-def utc(ts: datetime | None) -> datetime | None:
-    """A query's time in UTC (a naive one is taken as UTC), as PostgreSQL takes it (offsets up
-    to 15:59, where Python allows 23:59); 422 when out of range."""
-    if ts is None:
-        return None
-    try:
-        return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
-    except OverflowError:
-        raise ApiError(422, "invalid_request", "time out of range") from None
-
-
 def routes(r: APIRouter, ctx: Context) -> None:
     tags: list[str | Any] = ["partner: data"]
 
     def row_endpoint(kind: str, doc: str) -> None:
         async def rows(
             caller: Who,
+            note: Noted,
             dataset_id: Id,
             purpose: Purpose,
             start: From = None,
@@ -220,7 +227,8 @@ def routes(r: APIRouter, ctx: Context) -> None:
             format: Format = "json",
         ) -> Any:
             start, end = utc(start), utc(end)
-            if start and end and start >= end:
+            until = end or datetime.now(UTC)  # an open window ends now
+            if start and start >= until:
                 raise ApiError(422, "invalid_request", "'from' must be before 'to'")
             try:
                 data.decode_cursor(cursor)
@@ -236,28 +244,30 @@ def routes(r: APIRouter, ctx: Context) -> None:
 
             async def work(
                 allowed: access.Access,
-            ) -> tuple[tuple[list[dict[str, Any]], str | None, str | None], int]:
+            ) -> tuple[tuple[list[dict[str, Any]], str | None], int]:
                 params = {
                     "grant": allowed.grant_id,
                     "dataset": dataset_id,
                     "ent": caller.enterprise_id,
                     "limit": limit,
                     "cursor": cursor,
+                    "k": ctx.settings.partner_min_bucket_samples,
                     **scope,
+                    "end": until,
                 }
                 async with ctx.pool().connection() as conn:
                     page = await data.rows(conn, kind, params)
                 return page, len(page[0])
 
-            allowed, (items, nxt, granularity) = await read(
-                ctx, caller, dataset_id, kind, f"data.{kind}", purpose, scope, work
+            allowed, (items, nxt) = await read(
+                ctx, caller, dataset_id, kind, purpose, scope, work, note=note
             )
             if format == "csv":
                 return _csv(items, nxt)
             page = RowPage(
                 dataset_id=dataset_id,
                 grant_id=allowed.grant_id,
-                granularity=granularity,
+                granularity=allowed.granularity,
                 items=[Row(**i) for i in items],
                 next_cursor=nxt,
             )
@@ -270,6 +280,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
             tags=tags,
             summary=f"Granted {kind}",
             responses={200: {"content": {"text/csv": {}}}},
+            name=f"data.{kind}",
         )(rows)
 
     @r.get(
@@ -278,9 +289,11 @@ def routes(r: APIRouter, ctx: Context) -> None:
         tags=tags,
         summary="Granted indicator series",
         responses={200: {"content": {"text/csv": {}}}},
+        name="data.indicators",
     )
     async def indicator_series(
         caller: Who,
+        note: Noted,
         dataset_id: Id,
         purpose: Purpose,
         start: From = None,
@@ -290,18 +303,23 @@ def routes(r: APIRouter, ctx: Context) -> None:
         limit: Annotated[int, Query(ge=1, le=100)] = 31,
         format: Format = "json",
     ) -> Any:
-        """Indicators of the supplier over the window (clamped to the grant's, in SQL), one
-        point or one per local day/week/month; ``cursor`` is the index of the first point."""
+        """Indicators of the supplier over the window (default: the day up to now), clamped to
+        the grant's (in SQL) and, through a grant, to whole hours; one point or one per local
+        day/week/month; ``cursor`` is the index of the first point. At most
+        ``partner_max_window_days`` days."""
         scope = {"start": utc(start), "end": utc(end)}
         to = scope["end"] or datetime.now(UTC)
         since = scope["start"] or to - timedelta(days=1)
         if since >= to:
             raise ApiError(422, "invalid_request", "'from' must be before 'to'")
+        longest = ctx.settings.partner_max_window_days
+        if to - since > timedelta(days=longest):
+            raise ApiError(422, "invalid_request", f"a window spans at most {longest} days")
 
         async def work(
             allowed: access.Access,
         ) -> tuple[tuple[list[IndicatorPoint], str | None], int]:
-            a, b = allowed.start or since, allowed.end or to
+            a, b = granted_window(allowed, since, to)
             if a >= b:
                 return ([], None), 0
             cuts = [(a, b)]
@@ -319,15 +337,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
             return (points, nxt), len(points)
 
         allowed, (items, nxt) = await read(
-            ctx,
-            caller,
-            dataset_id,
-            "indicators",
-            "data.indicators",
-            purpose,
-            scope,
-            work,
-            (since, to),
+            ctx, caller, dataset_id, "indicators", purpose, scope, work, (since, to), note=note
         )
         if format == "csv":
             rows = [

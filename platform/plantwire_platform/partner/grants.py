@@ -1,15 +1,16 @@
 """Grants from a supplier to a partner enterprise: the rules, the lifecycle, the access decision.
 
 Lifecycle: requested -> approved -> active -> expired | revoked | terminated (and requested ->
-rejected). General-grade requests are approved on request; important-grade ones wait for the
-supplier's explicit approval; core data is never granted; raw granularity only for general-grade
-datasets. 'expired' is derived from ``expires_at`` at read time, never stored.
+rejected). General-grade requests of a leader of one of the supplier's chains are approved on
+request; every other request waits for the supplier's explicit approval; core data is never
+granted; raw granularity only for general-grade datasets; the expiry lies ahead, at most a
+configured number of days. 'expired' is derived from ``expires_at`` at read time, never stored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from psycopg import AsyncConnection
@@ -82,6 +83,16 @@ def request_refusal(d: Dataset, r: GrantRequest) -> tuple[Reason | None, str]:
     if r.window_start and r.window_end and r.window_start >= r.window_end:
         return "out_of_scope", "window_start must be before window_end"
     return None, ""
+
+
+def expiry_problem(expires_at: datetime, now: datetime, max_days: int) -> str:
+    """Why a requested expiry cannot be granted ('' if it can): it must lie ahead, at most
+    ``max_days`` days."""
+    if expires_at <= now:
+        return "expires_at must lie in the future"
+    if expires_at - now > timedelta(days=max_days):
+        return f"expires_at may lie at most {max_days} days ahead"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,32 +172,35 @@ async def scope_error(conn: AsyncConnection[Any], supplier_id: int, r: GrantRequ
 async def create(
     conn: AsyncConnection[Any], d: Dataset, partner_id: int, r: GrantRequest, client_id: str
 ) -> Grant:
-    """Record a request (uncommitted); general-grade datasets are approved at once."""
-    status = "approved" if d.grade == "general" else "requested"
+    """Record a request (uncommitted). A general-grade dataset's request by a leader of one of
+    the supplier's chains is approved at once; others wait for the supplier."""
     cur = await conn.execute(
-        "INSERT INTO partner_grant (dataset_id, supplier_id, partner_id, purpose, site_ids,"
+        "WITH auto AS (SELECT %(general)s AND EXISTS (SELECT 1 FROM chain c"
+        "  JOIN chain_member m ON m.chain_id = c.id"
+        "  WHERE c.leader_id = %(partner)s AND m.enterprise_id = %(supplier)s) AS yes)"
+        " INSERT INTO partner_grant (dataset_id, supplier_id, partner_id, purpose, site_ids,"
         " equipment_ids, fields, window_start, window_end, granularity, status, expires_at,"
         " requested_by, decided_by, decided_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-        " CASE WHEN %s THEN now() END)"
+        " SELECT %(dataset)s, %(supplier)s, %(partner)s, %(purpose)s, %(sites)s, %(equipment)s,"
+        " %(fields)s, %(start)s, %(end)s, %(granularity)s,"
+        " CASE WHEN yes THEN 'approved' ELSE 'requested' END, %(expires)s, %(by)s,"
+        " CASE WHEN yes THEN 'auto' END, CASE WHEN yes THEN now() END FROM auto"
         f" RETURNING {_GRANT_COLUMNS}",
-        (
-            d.id,
-            d.enterprise_id,
-            partner_id,
-            r.purpose,
-            r.site_ids,
-            r.equipment_ids,
-            r.fields,
-            r.window_start,
-            r.window_end,
-            r.granularity,
-            status,
-            r.expires_at,
-            client_id,
-            "auto" if status == "approved" else None,
-            status == "approved",
-        ),
+        {
+            "general": d.grade == "general",
+            "dataset": d.id,
+            "supplier": d.enterprise_id,
+            "partner": partner_id,
+            "purpose": r.purpose,
+            "sites": r.site_ids,
+            "equipment": r.equipment_ids,
+            "fields": r.fields,
+            "start": r.window_start,
+            "end": r.window_end,
+            "granularity": r.granularity,
+            "expires": r.expires_at,
+            "by": client_id,
+        },
     )
     row = await cur.fetchone()
     assert row is not None

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends
 from psycopg_pool import AsyncConnectionPool
 
-from plantwire_platform.partner import admin, delivery, feed, stream, webhooks
-from plantwire_platform.partner.context import ERRORS, LimitedRoute, authenticated, context
+from plantwire_platform.partner import admin, delivery, feed, identity, stream, webhooks
+from plantwire_platform.partner.context import ERRORS, PartnerRoute, authenticated, context
 from plantwire_platform.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
@@ -19,17 +19,20 @@ log = logging.getLogger(__name__)
 
 class PartnerInterface:
     """The partner interface of one API process: its routes, and what runs beside them while
-    the API serves (the audit group-commit writer and the webhook dispatcher, on a pool of
-    autocommit connections of their own)."""
+    the API serves (the client checks, the access decisions, the audit group-commit writer and
+    the webhook dispatcher, on a pool of autocommit connections of their own whose statements
+    are cut off after ``partner_statement_timeout_s``)."""
 
     def __init__(self, settings: PlatformSettings) -> None:
         self.ctx = context(settings)
 
     def router(self) -> APIRouter:
-        """All partner routes (token, admin, catalog, grants, audit, data)."""
+        """All partner routes (token, clients, catalog, grants, audit, data)."""
         ctx = self.ctx
         route = type(
-            "LimitedRoute", (LimitedRoute,), {"max_body": ctx.settings.partner_max_body_bytes}
+            "PartnerRoute",
+            (PartnerRoute,),
+            {"max_body": ctx.settings.partner_max_body_bytes, "ctx": ctx},
         )
         top = APIRouter(responses=ERRORS)
         authed = APIRouter(
@@ -38,24 +41,27 @@ class PartnerInterface:
         # routes are matched in order: the busiest first
         feed.routes(authed, ctx)
         stream.routes(authed, ctx)
-        admin.routes(authed)
+        admin.routes(authed, ctx)
         webhooks.routes(authed, ctx)  # before /grants/{id}/{action}, which would shadow it
-        admin.grant_routes(authed)
+        admin.grant_routes(authed, ctx)
+        identity.routes(authed, ctx)
         top.include_router(authed)
-        top.include_router(admin.token_routes(ctx, route))
+        top.include_router(identity.token_routes(ctx, route))
         return top
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         ctx = self.ctx
+        timeout_ms = round(ctx.settings.partner_statement_timeout_s * 1000)
         async with AsyncConnectionPool(
             ctx.settings.database_url,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "options": f"-c statement_timeout={timeout_ms}"},
             min_size=1,
             max_size=ctx.settings.partner_pool_size,
             open=False,
         ) as reads:
             tasks = [
+                asyncio.create_task(ctx.verifier.clients.run(reads), name="partner-clients"),
                 asyncio.create_task(ctx.decider.run(reads), name="partner-decisions"),
                 asyncio.create_task(ctx.audit.run(reads), name="partner-audit"),
                 asyncio.create_task(delivery.dispatch(ctx, reads), name="partner-webhooks"),

@@ -37,8 +37,7 @@ from pydantic import BaseModel, Field
 
 from plantwire_platform.errors import ApiError
 from plantwire_platform.partner import grants
-from plantwire_platform.partner.context import Conn, Id, Who, record
-from plantwire_platform.partner.feed import utc
+from plantwire_platform.partner.context import Conn, Id, Note, Noted, Who, record, utc
 from plantwire_platform.partner.tokens import Caller
 
 if TYPE_CHECKING:
@@ -141,12 +140,18 @@ def routes(r: APIRouter, ctx: Context) -> None:
     tags: list[str | Any] = ["partner: webhooks"]
 
     @r.post(
-        "/grants/{grant_id}/webhooks", response_model=WebhookCreated, status_code=201, tags=tags
+        "/grants/{grant_id}/webhooks",
+        response_model=WebhookCreated,
+        status_code=201,
+        tags=tags,
+        name="webhook.register",
     )
-    async def register(conn: Conn, caller: Who, grant_id: Id, body: WebhookIn) -> WebhookCreated:
+    async def register(
+        conn: Conn, caller: Who, note: Noted, grant_id: Id, body: WebhookIn
+    ) -> WebhookCreated:
         """Have the grant's indicators POSTed, signed, whenever they change (the partner
         enterprise's clients, for an active grant on an indicator dataset)."""
-        g = await _party(conn, caller, grant_id)
+        g = await _party(conn, caller, note, grant_id)
         if g.partner_id != caller.enterprise_id:
             raise ApiError(403, "role_forbidden", "webhooks are registered by the partner")
         cur = await conn.execute("SELECT kind FROM partner_dataset WHERE id = %s", (g.dataset_id,))
@@ -156,19 +161,12 @@ def routes(r: APIRouter, ctx: Context) -> None:
         problem = await target_problem(body.url, ctx.settings.webhook_private_targets)
         if problem:
             raise ApiError(422, "invalid_request", problem)
-        audited = {
-            "supplier_id": g.supplier_id,
-            "dataset_id": g.dataset_id,
-            "grant_id": g.id,
-            "action": "webhook.register",
-        }
         reason = None
         if g.status != "active":
             reason = grants.inactive_reason(g.status)
         elif since and g.window_start and since < g.window_start:
             reason = "out_of_scope"
         if reason is not None:
-            await record(conn, caller, **audited, outcome="denied", reason=reason, status=403)
             raise ApiError(403, reason, f"the grant does not allow it ({reason})")
         secret = f"whsec_{secrets.token_urlsafe(32)}"
         cur = await conn.execute(
@@ -177,28 +175,35 @@ def routes(r: APIRouter, ctx: Context) -> None:
             (g.id, caller.client_id, body.url, secret, since),
         )
         made = _webhook(await cur.fetchone() or ())
-        await record(conn, caller, **audited, outcome="allowed", status=201)
+        await record(conn, ctx, note, 201)
         ctx.wake_webhooks.set()
         return WebhookCreated(**made.model_dump(), secret=secret)
 
-    @r.get("/grants/{grant_id}/webhooks", response_model=list[Webhook], tags=tags)
-    async def listing(conn: Conn, caller: Who, grant_id: Id) -> list[Webhook]:
+    @r.get(
+        "/grants/{grant_id}/webhooks",
+        response_model=list[Webhook],
+        tags=tags,
+        name="webhook.list",
+    )
+    async def listing(conn: Conn, caller: Who, note: Noted, grant_id: Id) -> list[Webhook]:
         """The grant's webhooks (both parties), without their secrets."""
-        await _party(conn, caller, grant_id)
+        await _party(conn, caller, note, grant_id)
         cur = await conn.execute(
             f"SELECT {_COLUMNS} FROM partner_webhook WHERE grant_id = %s ORDER BY id",
             (grant_id,),
         )
-        return [_webhook(row) for row in await cur.fetchall()]
+        found = [_webhook(row) for row in await cur.fetchall()]
+        note.rows = len(found)
+        return found
 
-    @r.delete("/webhooks/{webhook_id}", response_model=Webhook, tags=tags)
-    async def remove(conn: Conn, caller: Who, webhook_id: Id) -> Webhook:
+    @r.delete("/webhooks/{webhook_id}", response_model=Webhook, tags=tags, name="webhook.delete")
+    async def remove(conn: Conn, caller: Who, note: Noted, webhook_id: Id) -> Webhook:
         """Stop a webhook (the partner enterprise's clients)."""
         cur = await conn.execute(
             "SELECT grant_id FROM partner_webhook WHERE id = %s", (webhook_id,)
         )
         row = await cur.fetchone()
-        g = await _party(conn, caller, row[0] if row else 0)
+        g = await _party(conn, caller, note, row[0] if row else 0)
         if g.partner_id != caller.enterprise_id:
             raise ApiError(403, "role_forbidden", "webhooks are removed by the partner")
         await stop(conn, webhook_id, "deleted")
@@ -206,24 +211,19 @@ def routes(r: APIRouter, ctx: Context) -> None:
             f"SELECT {_COLUMNS} FROM partner_webhook WHERE id = %s", (webhook_id,)
         )
         stopped = _webhook(await cur.fetchone() or ())
-        await record(
-            conn,
-            caller,
-            supplier_id=g.supplier_id,
-            dataset_id=g.dataset_id,
-            grant_id=g.id,
-            action="webhook.delete",
-            outcome="allowed",
-            status=200,
-        )
+        await record(conn, ctx, note, 200)
         return stopped
 
 
-async def _party(conn: AsyncConnection[Any], caller: Caller, grant_id: int) -> grants.Grant:
+async def _party(
+    conn: AsyncConnection[Any], caller: Caller, note: Note, grant_id: int
+) -> grants.Grant:
     """The grant if the caller's enterprise is a party to it (404 otherwise)."""
     if caller.enterprise_id is None:
         raise ApiError(403, "role_forbidden", "webhooks belong to the parties of a grant")
     g = await grants.get(conn, grant_id, caller.enterprise_id) if grant_id else None
     if g is None:
         raise ApiError(404, "not_found", "no such grant or webhook")
+    note.supplier_id, note.partner_id = g.supplier_id, g.partner_id
+    note.dataset_id, note.grant_id = g.dataset_id, g.id
     return g

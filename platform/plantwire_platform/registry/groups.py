@@ -13,8 +13,16 @@ from psycopg.rows import dict_row
 GroupKind = Literal["chains", "parks", "regions"]
 
 
+def _number(key: str) -> int | None:
+    """A chain's or park's id, if ``key`` spells one (ASCII digits only: ``str.isdigit`` also
+    takes '¹', which ``int`` refuses)."""
+    return int(key) if key.isascii() and key.isdigit() else None
+
+
 async def members(conn: psycopg.AsyncConnection[Any], kind: GroupKind, key: str) -> list[int]:
     """Enterprise ids of a chain (leader first, then suppliers), a park, or a region."""
+    if kind != "regions" and _number(key) is None:
+        return []
     if kind == "chains":
         cur = await conn.execute(
             "SELECT leader_id FROM chain WHERE id = %s UNION ALL"
@@ -38,6 +46,8 @@ async def describe(
     conn: psycopg.AsyncConnection[Any], kind: GroupKind, key: str
 ) -> dict[str, Any] | None:
     """The group's own record, or None if it does not exist."""
+    if kind != "regions" and _number(key) is None:
+        return None
     async with conn.cursor(row_factory=dict_row) as cur:
         if kind == "chains":
             await cur.execute(

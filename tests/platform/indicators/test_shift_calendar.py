@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+import itertools
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -100,3 +101,19 @@ def test_interval_algebra() -> None:
 def test_bad_shift_is_named() -> None:
     with pytest.raises(ValueError, match="bad shift '6-14'"):
         parse_shifts("6-14")
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai", "America/Los_Angeles"])
+def test_the_ends_of_the_calendar_do_not_overflow(zone: str) -> None:
+    """Windows at years 1 and 9999 (in zones where the local date runs past them) are cut, not
+    overflowed."""
+    calendar = ShiftCalendar(zone, parse_shifts("22:00-06:00"), frozenset(range(5)))
+    first = datetime(1, 1, 1, tzinfo=UTC)
+    last = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    for start, end in ((first, first + timedelta(days=9)), (last - timedelta(days=9), last)):
+        planned = calendar.planned(start, end)
+        assert planned and all(start <= a < b <= end for a, b in planned)
+        for bucket in ("day", "week", "month"):
+            cuts = buckets(start, end, bucket, zone)
+            assert cuts[0][0] == start and cuts[-1][1] == end
+            assert all(a < b == c for (a, b), (c, _) in itertools.pairwise(cuts))

@@ -1,8 +1,10 @@
 """A small world for the partner API on a real PostgreSQL: a chain leader LEAD, its supplier SUP
 (two sites, one machine each, telemetry written straight into the sample tables, alarms and
-events into the event table) and OUT, an enterprise outside the chain. SUP offers seven
-datasets; every sample is listed in SAMPLES and every alarm or event in EVENTS so tests can
-compute what a grant allows independently of the SQL under test.
+events into the event table), SIB, another supplier of the same chain, and OUT, an enterprise
+outside the chain. SUP offers seven datasets; every sample is listed in SAMPLES and every alarm
+or event in EVENTS so tests can compute what a grant allows independently of the SQL under test.
+Every caller in CALLERS is a registered client (tokens are checked against the client's status
+on every call).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from plantwire_sim.scenario import parse_scenario
 
 T0 = datetime(2026, 10, 5, 10, 0, tzinfo=UTC)
 KEY = "k7Qx2mVb9TzR4wLp8Yc3Nf6Hd1Js5Ga0Ue"
+AUDIT_KEY = "Pq8Zr3Lw6Vx1Nc9Hb4Tm7Ks2Fj5Gd0Ya"
 
 SCENARIO = """
 name = "partners"
@@ -34,7 +37,7 @@ name = "partners"
 code = "GEAR"
 name = "Gearbox chain"
 leader = "LEAD"
-members = [{ enterprise = "SUP", tier = 1 }]
+members = [{ enterprise = "SUP", tier = 1 }, { enterprise = "SIB", tier = 1 }]
 """ + "".join(
     f"""
 [[enterprises]]
@@ -68,6 +71,7 @@ protocol = "none"
             ("LEAD", [("LS", "L1")]),
             ("SUP", [("S1", "M1"), ("S2", "M2")]),
             ("OUT", [("OS", "O1")]),
+            ("SIB", [("BS", "B1")]),
         ]
     )
 )
@@ -132,6 +136,7 @@ class World:
     machine: dict[str, int]
     dataset: dict[str, int]
     tokens: dict[str, str] = field(default_factory=dict)
+    app: Any = None
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
@@ -145,6 +150,8 @@ CALLERS = {
     "lead-app": ("LEAD", "partner"),
     "out-admin": ("OUT", "enterprise_admin"),
     "out-app": ("OUT", "partner"),
+    "sib-admin": ("SIB", "enterprise_admin"),
+    "sib-app": ("SIB", "partner"),
 }
 
 
@@ -159,7 +166,14 @@ async def seed(url: str) -> tuple[dict[str, int], dict[str, int], dict[str, int]
         )
         machines = await cur.fetchall()
         machine = {c: i for c, i, _, _ in machines}
+        for who, (code, role) in CALLERS.items():
+            await conn.execute(
+                "INSERT INTO partner_client (id, enterprise_id, role) VALUES (%s, %s, %s)",
+                (who, ent[code] if code else None, role),
+            )
         for code, eid, group, node in machines:
+            if code == "B1":
+                continue  # SIB's machine sends nothing
             await conn.execute(
                 "INSERT INTO connectivity_session (group_id, edge_node_id, device_id,"
                 " equipment_id, online_at) VALUES (%s, %s, %s, %s, %s)",
@@ -203,21 +217,25 @@ async def seed(url: str) -> tuple[dict[str, int], dict[str, int], dict[str, int]
 
 
 def settings(url: str, **extra: Any) -> PlatformSettings:
-    return PlatformSettings(database_url=url, token_secret=SecretStr(KEY), **extra)
+    return PlatformSettings(
+        database_url=url, token_secret=SecretStr(KEY), audit_key=SecretStr(AUDIT_KEY), **extra
+    )
 
 
 @contextlib.asynccontextmanager
 async def serving(database_url: str, **extra: Any) -> AsyncIterator[World]:
-    """The seeded world with the API (and its background tasks) running in-process."""
+    """The seeded world with the API (and its background tasks) running in-process; ``extra``
+    settings override the defaults (rate limits high enough not to interfere)."""
     ent, site, machine, dataset = await seed(database_url)
     app = create_app(
-        settings(database_url, partner_rate_per_s=10_000, partner_burst=10_000, **extra)
+        settings(database_url, **{"partner_rate_per_s": 10_000, "partner_burst": 10_000, **extra})
     )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c,
+        httpx.AsyncClient(transport=transport, base_url="http://test") as c,
     ):
-        w = World(c, database_url, ent, site, machine, dataset)
+        w = World(c, database_url, ent, site, machine, dataset, app=app)
         for who, (code, role) in CALLERS.items():
             caller = Caller(who, ent[code] if code else None, role)  # type: ignore[arg-type]
             w.tokens[who] = issue_token(caller, KEY, 300)

@@ -250,6 +250,11 @@ async def test_catalog_visibility_and_paging(world: World) -> None:
 
 async def test_rate_limit_size_limit_and_uniform_errors(database_url: str) -> None:
     app = create_app(settings(database_url, partner_rate_per_s=0.5, partner_burst=2))
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        for client in ("c1", "c2"):
+            await conn.execute(
+                "INSERT INTO partner_client (id, role) VALUES (%s, 'platform_admin')", (client,)
+            )
     bearer = issue_token(Caller("c1", None, "platform_admin"), KEY, 300)
     auth = {"Authorization": f"Bearer {bearer}"}
     async with (

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from tests.platform.partner.conftest import T0, World, grant
+from tests.platform.partner.conftest import T0, World, grant, serving
 
 START = (T0 - timedelta(hours=1)).isoformat()
 
@@ -23,8 +23,12 @@ def events(text: str) -> list[tuple[str, Any]]:
     return out
 
 
-async def test_stream_sends_values_then_the_revocation(world: World) -> None:
-    w = world
+async def test_stream_sends_values_then_the_revocation(database_url: str) -> None:
+    async with serving(database_url, partner_stream_min_interval_s=0.05) as w:
+        await values_then_revocation(w)
+
+
+async def values_then_revocation(w: World) -> None:
     g = await grant(
         w,
         "ind",
@@ -67,3 +71,24 @@ async def test_stream_sends_values_then_the_revocation(world: World) -> None:
     )
     again = await w.client.get(url, params={"purpose": "quality"}, headers=w.auth("lead-app"))
     assert (again.status_code, again.json()["error"]) == (403, "revoked")
+
+
+async def test_stream_ends_when_its_client_is_disabled(database_url: str) -> None:
+    async with serving(database_url, partner_stream_min_interval_s=0.05) as w:
+        await grant(w, "ind", purpose="quality", window_start=START)
+        url = f"/partner/v1/datasets/{w.dataset['ind']}/indicators/stream"
+        params: dict[str, Any] = {"purpose": "quality", "from": START, "interval_s": 0.05}
+        task = asyncio.create_task(w.client.get(url, params=params, headers=w.auth("lead-app")))
+        async with await psycopg.AsyncConnection.connect(w.url, autocommit=True) as conn:
+            while not task.done():  # the stream's opening is audited before it sends
+                cur = await conn.execute(
+                    "SELECT count(*) FROM partner_audit WHERE action = 'data.indicators.stream'"
+                )
+                if (await cur.fetchone() or (0,))[0] >= 1:
+                    break
+                await asyncio.sleep(0.02)
+        r = await w.client.post("/partner/v1/clients/lead-app/disable", headers=w.auth("admin"))
+        assert r.status_code == 200, r.text
+        streamed = events((await asyncio.wait_for(task, 30)).text)
+        assert streamed[0][0] == "indicators"
+        assert streamed[-1][0] == "denied" and streamed[-1][1]["error"] == "invalid_token"

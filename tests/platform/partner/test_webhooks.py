@@ -17,8 +17,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from plantwire_platform.partner import audit
-from tests.platform.partner.conftest import T0, World, grant, serving
+from plantwire_platform.partner import audit_chain
+from plantwire_platform.partner.audit_chain import AuditKey
+from tests.platform.partner.conftest import AUDIT_KEY, T0, World, grant, serving
 
 START = (T0 - timedelta(hours=1)).isoformat()
 END = (T0 + timedelta(hours=2)).isoformat()
@@ -105,13 +106,6 @@ async def test_signed_deliveries_retry_change_and_stop(
     live: tuple[World, Receiver],
 ) -> None:
     w, receiver = live
-    for who, role in (("lead-app", "partner"), ("lead-admin", "enterprise_admin")):
-        r = await w.client.post(  # webhooks belong to registered clients
-            "/partner/v1/clients",
-            json={"client_id": who, "role": role, "enterprise_id": w.ent["LEAD"]},
-            headers=w.auth("admin"),
-        )
-        assert r.status_code == 201, r.text
     a = await grant(w, "ind", purpose="quality", window_start=START, window_end=END)
     b = await grant(w, "ind", purpose="planning", window_start=START, window_end=END)
     url = f"/partner/v1/grants/{a['id']}/webhooks"
@@ -196,7 +190,7 @@ async def test_signed_deliveries_retry_change_and_stop(
             " WHERE action = 'data.indicators.webhook' ORDER BY id"
         )
         rows = await cur.fetchall()
-        verdict = await audit.verify(conn)
+        verdict = await audit_chain.verify(conn, AuditKey(AUDIT_KEY))
     sent = {a["id"]: len(receiver.got["/a"]), b["id"]: len(receiver.got["/b"])}
     allowed = [g for g, outcome, _ in rows if outcome == "allowed"]
     assert {g: allowed.count(g) for g in sent} == sent
