@@ -13,9 +13,11 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import re
+import secrets
 import socket
 import sys
 import time
@@ -264,7 +266,8 @@ async def run_demo(
                 watcher = asyncio.create_task(_watch_pid(supervisor, "database", server.pid))
                 stack.callback(watcher.cancel)
             await asyncio.to_thread(_reachable_database, database.url)
-            env = {"DATABASE_URL": database.url}
+            keys = await asyncio.to_thread(demo_secrets, data_dir)
+            env = {"DATABASE_URL": database.url, **keys}
             await supervisor.run_once("migrate", plantwire("platform", "migrate"), env)
             registry = data_dir / "registry.toml"
             await asyncio.to_thread(_write_registry, scenario, registry)
@@ -318,6 +321,22 @@ async def run_demo(
     else:
         print("stopped.", flush=True)
     return failed
+
+
+def demo_secrets(data_dir: Path) -> dict[str, str]:
+    """The demo's own keys (audit chain, partner tokens): made once, kept in the data directory
+    readable by its owner alone, so that tokens and the audit chain survive a restart."""
+    path = data_dir / "secrets.json"
+    if not path.exists():
+        keys = {name: secrets.token_hex(32) for name in SECRET_SETTINGS}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(keys, out)
+    loaded: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    return {name: loaded[name] for name in SECRET_SETTINGS}
+
+
+SECRET_SETTINGS = ("PLANTWIRE_AUDIT_KEY", "PLANTWIRE_TOKEN_SECRET")
 
 
 def _write_registry(scenario: Any, path: Path) -> None:

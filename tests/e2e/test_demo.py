@@ -123,6 +123,12 @@ async def test_demo_serves_declared_and_verified_rates(
                 ):
                     break
             explain = (await http.get(f"/api/v1/enterprises/{ent}/indicators/explain")).json()
+            # the partner interface runs (it answers 503 without the demo's audit key)
+            token = await http.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"},
+            )
+            assert token.status_code == 401, token.text
     finally:
         stop.set()
         await asyncio.wait_for(demo, 30)
