@@ -2,15 +2,18 @@
 
 Reads the registry (:mod:`plantwire_platform.registry`) and computes indicators
 (:mod:`plantwire_platform.indicators`). An indicator request checks its window first
-(:mod:`plantwire_platform.api.window`), then takes a computation slot of the process's
-workload and a pooled connection for as long as it computes.
+(:mod:`plantwire_platform.api.window`); a light one (one enterprise, a week at most, no
+buckets) is computed on its pooled connection, anything more in a worker process, once a
+computation slot of the process's workload is free.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from psycopg import AsyncConnection
@@ -20,9 +23,10 @@ from plantwire_platform.api.schemas import Enterprise
 from plantwire_platform.api.window import WindowQuery, explain_job, report_job, resolve_window
 from plantwire_platform.errors import ApiError
 from plantwire_platform.indicators.report import Explanation, IndicatorReport
+from plantwire_platform.indicators.report import Window as ReportWindow
 from plantwire_platform.registry import groups, queries
 from plantwire_platform.registry.groups import GroupKind
-from plantwire_platform.workers import WorkerPool
+from plantwire_platform.workers import Job, WorkerPool
 from plantwire_platform.workload import Workload
 
 
@@ -35,17 +39,43 @@ async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
 
 Conn = Annotated[AsyncConnection[Any], Depends(connection)]
 Window = Annotated[WindowQuery, Depends()]
+T = TypeVar("T")
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such enterprise"}}
 
 
+LIGHT_WINDOW = timedelta(days=7)
+"""A computation for one enterprise over at most this long, without buckets, is light: it runs
+here, on the request's connection; anything more runs in a worker process with a slot."""
+
+
 @contextlib.asynccontextmanager
-async def computing(request: Request) -> AsyncIterator[tuple[AsyncConnection[Any], WorkerPool]]:
-    """A computation slot, a pooled connection for the request's own reads, and the workers
-    that compute its report."""
-    workload: Workload = request.app.state.workload
+async def reading(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
+    """A pooled connection for the request's own reads (and a light computation)."""
     pool: AsyncConnectionPool = request.app.state.pool
-    async with workload.slot(), pool.connection() as conn:
-        yield conn, request.app.state.workers
+    async with pool.connection() as conn:
+        yield conn
+
+
+def light(window: ReportWindow, members: int, bucket: str | None) -> bool:
+    return members == 1 and bucket is None and window.end - window.start <= LIGHT_WINDOW
+
+
+async def in_worker(request: Request, job: Job[T], *args: Any) -> T:
+    """``job`` in a worker process, once a computation slot is free."""
+    workload: Workload = request.app.state.workload
+    workers: WorkerPool = request.app.state.workers
+    async with workload.slot():
+        return await workers.run(job, *args)
+
+
+def lend(conn: AsyncConnection[Any]) -> Callable[[], AbstractAsyncContextManager[Any]]:
+    """A job's ``connect`` that hands it ``conn`` (for a light job run here)."""
+
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[AsyncConnection[Any]]:
+        yield conn
+
+    return connect
 
 
 def router() -> APIRouter:
@@ -78,14 +108,15 @@ def router() -> APIRouter:
         enterprise's equipment (re)connected if that is shorter. With ``bucket`` the window is
         also cut into local days, weeks or months of the enterprise's first site.
         """
-        async with computing(request) as (conn, workers):
+        async with reading(request) as conn:
             ent = await _enterprise(conn, enterprise_id)
             zone = ent["timezone"]
             window = await resolve_window(conn, [enterprise_id], q, zone)
             subject = {"kind": "enterprise", **ent}
-            return await workers.run(
-                report_job, subject, [enterprise_id], window, q.thresholds, q.bucket, zone
-            )
+            args = (subject, [enterprise_id], window, q.thresholds, q.bucket, zone)
+            if light(window, 1, q.bucket):
+                return await report_job(lend(conn), *args)
+        return await in_worker(request, report_job, *args)
 
     @router.get(
         "/api/v1/enterprises/{enterprise_id}/indicators/explain",
@@ -96,11 +127,14 @@ def router() -> APIRouter:
     async def explain(request: Request, enterprise_id: int, q: Window) -> Explanation:
         """Why each key process counted or not (coverage, AUTO share of EXECUTING time), every
         piece of equipment's time and OEE, and each line's OEE."""
-        async with computing(request) as (conn, workers):
+        async with reading(request) as conn:
             ent = await _enterprise(conn, enterprise_id)
             window = await resolve_window(conn, [enterprise_id], q, ent["timezone"])
             subject = {"kind": "enterprise", **ent}
-            return await workers.run(explain_job, enterprise_id, subject, window, q.thresholds)
+            args = (enterprise_id, subject, window, q.thresholds)
+            if light(window, 1, None):
+                return await explain_job(lend(conn), *args)
+        return await in_worker(request, explain_job, *args)
 
     for kind in ("chains", "parks", "regions"):
         _group_routes(router, kind)
@@ -121,7 +155,7 @@ def _group_routes(router: APIRouter, kind: GroupKind) -> None:
         return await groups.listing(conn, kind)
 
     async def indicators(request: Request, group_id: str, q: Window) -> IndicatorReport:
-        async with computing(request) as (conn, workers):
+        async with reading(request) as conn:
             group = None
             if kind == "regions" or group_id.isdigit():
                 group = await groups.describe(conn, kind, group_id)
@@ -131,7 +165,10 @@ def _group_routes(router: APIRouter, kind: GroupKind) -> None:
             tz = await queries.timezone_of(conn, ids)
             window = await resolve_window(conn, ids, q, tz)
             subject = {"kind": singular, **group}
-            return await workers.run(report_job, subject, ids, window, q.thresholds, q.bucket, tz)
+            args = (subject, ids, window, q.thresholds, q.bucket, tz)
+            if light(window, len(ids), q.bucket):
+                return await report_job(lend(conn), *args)
+        return await in_worker(request, report_job, *args)
 
     indicators.__doc__ = (
         f"Indicators of a {singular}: for each, the mean of its enterprises' values (the official "

@@ -24,7 +24,7 @@ from plantwire_platform.indicators import report
 from plantwire_platform.indicators.formulas import AUTO_SHARE_MIN, COVERAGE_MIN, Thresholds
 from plantwire_platform.indicators.report import Indicator, IndicatorReport
 from plantwire_platform.indicators.shift_calendar import buckets
-from plantwire_platform.workers import Connector
+from plantwire_platform.workers import Connect
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
@@ -117,7 +117,7 @@ async def resolve_window(
 
 
 async def report_job(
-    connect: Connector,
+    connect: Connect,
     subject: dict[str, Any],
     ids: list[int],
     window: report.Window,
@@ -163,7 +163,7 @@ async def report_job(
 
 
 async def explain_job(
-    connect: Connector,
+    connect: Connect,
     enterprise_id: int,
     subject: dict[str, Any],
     window: report.Window,
