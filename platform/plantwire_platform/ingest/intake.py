@@ -30,6 +30,7 @@ from plantwire_platform.ingest.host import (
     Generation,
     Route,
     TimeWindow,
+    ValueProblem,
     classify,
     decode_data,
     now_ms,
@@ -179,12 +180,15 @@ class Intake:
         for reason in birth.problems:
             problems.add("bad_birth", reason)
         first, last = window.hi, window.lo  # the span of accepted timestamps
-        for target, ts, value in birth_samples(birth, gen):
+        refused: list[ValueProblem] = []
+        for target, ts, value in birth_samples(birth, gen, refused):
             if window.lo <= ts <= window.hi:
                 batch.add_other(target, ts, value)
                 first, last = min(first, ts), max(last, ts)
             else:
                 problems.add("absurd_timestamp", f"timestamp {ts} ms")
+        for exc in refused:
+            problems.add(exc.reason, str(exc))
         if first <= last:
             batch.spans.append((gen.birth_id, first, last))
         if route.kind is MessageType.NBIRTH:

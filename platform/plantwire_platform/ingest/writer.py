@@ -31,7 +31,8 @@ RETRYABLE = (
 )
 CAREFUL_FOR_S = 10.0  # after a conflict, write the careful way this long
 _NOT_PACKED = (
-    " WHERE NOT EXISTS (SELECT 1 FROM sample_num_packed p WHERE p.series_id = s.series_id"
+    " WHERE s.ts <> date_trunc('milliseconds', s.ts) OR NOT EXISTS (SELECT 1"
+    "  FROM sample_num_packed p WHERE p.series_id = s.series_id"
     "  AND p.bucket = date_bin('1 day', s.ts, TIMESTAMPTZ 'epoch')"
     "  AND (extract(epoch FROM s.ts - p.bucket) * 1000)::integer = ANY (p.ts))"
 )
@@ -163,7 +164,7 @@ class BatchWriter:
         sids, stamps, values = zip(*batch.events, strict=True)
         await self._conn.execute(
             "INSERT INTO event (ts, group_id, edge_node_id, device_id, kind, name, series_id,"
-            " value) SELECT TIMESTAMPTZ 'epoch' + e.ts * INTERVAL '1 millisecond', s.group_id,"
+            " value) SELECT TIMESTAMPTZ 'epoch' + e.ts * INTERVAL '1 microsecond', s.group_id,"
             " s.edge_node_id, s.device_id, CASE WHEN lower(split_part(s.metric, '/', 1))"
             " IN ('alarm', 'alarms') THEN 'alarm' ELSE 'event' END, s.metric, s.id, e.v"
             " FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS e(sid, ts, v)"
