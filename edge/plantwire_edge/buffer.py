@@ -8,7 +8,8 @@ bounded by a number of values; beyond it the overflow policy drops the oldest ba
 refuses new ones, and counts every value dropped. Without a path the buffer lives in memory
 (same behaviour, lost when the process ends).
 
-A sample is ``(key, value, ts_ms)``; ``key`` identifies (device, metric, datatype) in the
+A sample is ``(key, value, ts_ms)`` (``(key, value, ts_ms, n)`` for the n-th value of a key
+within one millisecond); ``key`` identifies (device, metric, datatype) in the
 buffer's metric table and doubles as the metric's Sparkplug alias, so aliases are stable
 across restarts.
 """
@@ -30,7 +31,9 @@ from plantwire_bus.payload import DataType
 
 log = logging.getLogger(__name__)
 
-Sample = tuple[int, Any, int]
+Sample = tuple[int, Any, int] | tuple[int, Any, int, int]
+"""(key, value, ts_ms) or, for the n-th value of a key within one millisecond, (key, value,
+ts_ms, n) (see :data:`plantwire_bus.extension.ORDINAL`)."""
 QUEUED, DONE, DROPPED = 0, 1, 2
 FORMAT = "1"
 CACHE_VALUES = 200_000  # values kept in memory beside the disk copy, for sending without a read

@@ -139,9 +139,8 @@ class EdgeNode:
             if not dev.staged:
                 continue
             samples, dev.staged = dev.staged, []
+            self._stamp(dev, samples)
             current = dev.current
-            for key, value, ts in samples:
-                current[key] = (value, ts)
             if dev.born and len(current) != dev.checked:
                 dev.checked = len(current)
                 if not current.keys() <= dev.birth_keys:
@@ -164,6 +163,21 @@ class EdgeNode:
         if dropped:
             self.stats.values_dropped += sum(b.count for b in dropped)
             log.warning("buffer full: dropped the %d oldest values", sum(b.count for b in dropped))
+
+    def _stamp(self, dev: DeviceChannel, samples: list[Sample]) -> None:
+        """Note each sample as its key's current value; number the second and later values
+        of a key within one millisecond (1, 2, ...) so that the platform keeps them all."""
+        current, stamps, ordinals = dev.current, dev.stamps, dev.ordinals
+        for i, sample in enumerate(samples):
+            key, value, ts = sample[0], sample[1], sample[2]
+            current[key] = (value, ts)
+            if stamps.get(key) != ts:
+                stamps[key] = ts
+                if ordinals:
+                    ordinals.pop(key, None)
+                continue
+            n = ordinals[key] = ordinals.get(key, 0) + 1
+            samples[i] = (key, value, ts, n)  # beyond MAX_ORDINAL: a platform dead letter
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -300,13 +314,14 @@ class EdgeNode:
         current value if known, else their first value there)."""
         if dev.merges:
             dev.merge_staged()
-        for key, value, ts in dev.staged:
-            dev.current[key] = (value, ts)
+        for sample in dev.staged:
+            dev.current[sample[0]] = (sample[1], sample[2])
         keys = set(dev.current) | (dev.birth_keys if dev.born else set())
         first: dict[int, tuple[Any, int]] = {}
-        for key, value, ts in backlog or ():
+        for sample in backlog or ():
+            key = sample[0]
             if key not in keys and key not in first:
-                first[key] = (value, ts)
+                first[key] = (sample[1], sample[2])
                 self.fields.setdefault(key, field_for(self.buffer.metrics[key].datatype))
         keys |= first.keys()
         now = self.clock.now_ms()
@@ -344,11 +359,11 @@ class EdgeNode:
                     break
                 group.append(batch)
                 samples.extend(self.buffer.load(batch))
-            dev.last_ts = max(dev.last_ts, max(ts for _, _, ts in samples))
+            dev.last_ts = max(dev.last_ts, max(sample[2] for sample in samples))
         if not dev.born:  # the device is gone: born for its backlog, as of its first value
             self._device_birth(client, dev, samples, at=group[0].first_ts)
             dev.death_due = True
-        elif not {key for key, _, _ in samples} <= dev.birth_keys:  # e.g. from an earlier run
+        elif not {sample[0] for sample in samples} <= dev.birth_keys:  # e.g. from an earlier run
             self._device_birth(client, dev, samples)
         for _ in group:
             dev.unsent.popleft()
