@@ -13,6 +13,7 @@ flagged ``is_historical``. The broker connection itself is the :class:`Uplink`'s
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import functools
 import itertools
@@ -20,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from plantwire_bus.extension import Committed, confirms_commits, parse_committed_topic
 from plantwire_bus.mqtt import Message, MqttClient
 from plantwire_bus.payload import DataType, Metric, Payload, PayloadError, decode_payload
 from plantwire_bus.payload import encode_payload as encode_birth
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 REBIRTH_METRIC = "Node Control/Rebirth"
 WINDOW = 64  # DDATA messages awaiting PUBACK at once
+AWAITING = 128  # DDATA messages awaiting the host's commit at once (seq has 256 values)
 MAX_BATCH = 5_000  # samples per stored batch
 MAX_MESSAGE = 10_000  # samples per replayed DDATA (consecutive historical batches merged)
 DRAIN_S = 5.0  # on shutdown: how long to wait for the backlog to be acknowledged
@@ -46,6 +49,8 @@ class NodeStats:
     published: int = 0  # messages of every kind
     values_sent: int = 0  # DDATA metrics published
     values_acked: int = 0  # DDATA metrics acknowledged by the broker
+    values_committed: int = 0  # DDATA metrics the primary host confirmed as committed
+    commit_timeouts: int = 0  # DDATA messages sent again: no commit confirmation in time
     historical_sent: int = 0
     values_dropped: int = 0  # by the buffer's overflow policy
     encode_rejected: int = 0
@@ -71,6 +76,10 @@ class EdgeNode:
         self.host_online = config.primary_host_id is None
         self.uplink = Uplink(config, self.buffer, self.stats, self, self.clock)
         self._seq = 0
+        self.birth_ts = 0  # timestamp of this connection's NBIRTH (names its seq stream)
+        self.host_commits = False  # the primary host confirms commits: delete only then
+        self._said_commits: bool | None = None  # what the log last said about it
+        self._awaiting: dict[tuple[int, int], tuple[DeviceChannel, list[Batch], int, float]] = {}
         self._need_birth = True
         self._client: MqttClient | None = None
         self._generation = 0
@@ -116,6 +125,7 @@ class EdgeNode:
                 interval = max(self.config.batch_ms, 10) / 1000
                 while not await stopped_within(stop, interval):
                     await self._flush()
+                    self._expire_awaiting(self.config.commit_timeout_s)
                     self._pump()
                 await self._flush()
                 await self._drain()
@@ -208,6 +218,7 @@ class EdgeNode:
         self.connected.clear()
         self._generation += 1
         self._inflight_messages = 0
+        self._awaiting.clear()  # their batches are still in flight: sent again below
         for dev in self.channels.values():
             if dev.inflight:
                 batches = sorted(dev.inflight.values(), key=lambda b: b.id)
@@ -219,12 +230,24 @@ class EdgeNode:
 
     def command(self, message: Message) -> None:
         """A message on NCMD or the primary host's STATE topic."""
+        if parse_committed_topic(message.topic) is not None:
+            self._committed(message)
+            return
         if message.topic.startswith("spBv1.0/STATE/"):
             try:
                 online, _ = decode_state(message.payload)
             except PayloadError:
                 log.warning("ignoring malformed STATE message on %s", message.topic)
                 return
+            commits = confirms_commits(message.payload)
+            if online and commits != self._said_commits:
+                self.host_commits = self._said_commits = commits
+                if commits:
+                    log.info("primary host confirms commits: values leave the buffer once "
+                             "the platform has stored them")  # fmt: skip
+                else:
+                    log.warning("primary host does not confirm commits: values leave the "
+                                "buffer on the broker's PUBACK")  # fmt: skip
             if online != self.host_online:
                 log.info("primary host %s", "online" if online else "offline")
             if online and not self.host_online:
@@ -241,6 +264,47 @@ class EdgeNode:
             log.info("rebirth requested")
             self._need_birth = True
             self._schedule_pump()
+
+    def _committed(self, message: Message) -> None:
+        """The host stored these data messages: their batches may leave the buffer."""
+        try:
+            committed = Committed.decode(message.payload)
+        except PayloadError as exc:
+            log.warning("ignoring malformed commit confirmation: %s", exc)
+            return
+        for seq in committed.seqs:
+            entry = self._awaiting.pop((committed.birth_ts, seq), None)
+            if entry is None:
+                continue  # sent again meanwhile, or confirmed twice
+            dev, group, count, _ = entry
+            for batch in group:
+                dev.inflight.pop(batch.id, None)
+            self._acked.extend(group)
+            self.stats.values_committed += count
+        self._schedule_pump()
+
+    def _expire_awaiting(self, timeout_s: float) -> None:
+        """Messages the host has not confirmed within ``timeout_s`` are sent again, flagged
+        historical (lost on the way, e.g. at QoS 0; the host's storage absorbs repeats)."""
+        if not self._awaiting:
+            return
+        limit = asyncio.get_running_loop().time() - timeout_s
+        late = [key for key, entry in self._awaiting.items() if entry[3] < limit]
+        if not late:
+            return
+        for key in late:
+            dev, group, _, _ = self._awaiting.pop(key)
+            for batch in group:
+                dev.inflight.pop(batch.id, None)
+                batch.live = False
+            dev.unsent.extendleft(reversed(group))
+            self.stats.commit_timeouts += 1
+        for dev in self.channels.values():
+            if len(dev.unsent) > 1:
+                dev.unsent = collections.deque(sorted(dev.unsent, key=lambda b: b.id))
+        log.warning("%d data messages not confirmed by the host within %.0f s: sending again",
+                    len(late), timeout_s)  # fmt: skip
+        self._schedule_pump()
 
     # -- publishing ------------------------------------------------------------------------
     def _ready(self) -> bool:
@@ -261,7 +325,9 @@ class EdgeNode:
 
     def _publish(self, client: MqttClient, topic: str, payload: bytes) -> asyncio.Future[None]:
         self.stats.published += 1
-        return client.publish_nowait(topic, payload)
+        future = client.publish_nowait(topic, payload)
+        future.add_done_callback(_observed)  # a lost connection is handled by detached()
+        return future
 
     def _pump(self) -> None:
         """Publish births, deaths and queued batches, as far as the window allows."""
@@ -275,7 +341,11 @@ class EdgeNode:
             if dev.online and (not dev.born or dev.rebirth) and not dev.death_due:
                 self._device_birth(client, dev)
             # a device that is gone is born for its backlog alone, then dies again
-            while (dev.born or not dev.online) and self._inflight_messages < WINDOW:
+            while (
+                (dev.born or not dev.online)
+                and self._inflight_messages < WINDOW
+                and len(self._awaiting) < AWAITING
+            ):
                 if not self._send_batches(client, dev):
                     break
             if dev.death_due and not dev.unsent:
@@ -292,11 +362,12 @@ class EdgeNode:
 
     def _node_birth(self, client: MqttClient) -> None:
         self._seq = 0
+        self.birth_ts = max(self.clock.now_ms(), self.birth_ts + 1)  # names a new seq stream
         metrics = (
             Metric(name="bdSeq", datatype=DataType.UInt64, value=self.uplink.bd_seq),
             Metric(name=REBIRTH_METRIC, datatype=DataType.Boolean, value=False),
         )
-        payload = encode_birth(Payload(timestamp=self.clock.now_ms(), seq=0, metrics=metrics))
+        payload = encode_birth(Payload(timestamp=self.birth_ts, seq=0, metrics=metrics))
         self._publish(client, self._topic(MessageType.NBIRTH), payload)
         self._need_birth = False
         self.stats.births += 1
@@ -384,6 +455,9 @@ class EdgeNode:
         self.stats.values_sent += count
         if not live:
             self.stats.historical_sent += count
+        if self.host_commits:
+            now = asyncio.get_running_loop().time()
+            self._awaiting[(self.birth_ts, seq)] = (dev, group, count, now)
         future.add_done_callback(
             functools.partial(self._settled, dev, group, count, self._generation)
         )
@@ -401,14 +475,26 @@ class EdgeNode:
             return  # the connection was lost; detached() took these back
         self._inflight_messages -= 1
         if future.cancelled() or future.exception() is not None:
+            for key, entry in list(self._awaiting.items()):
+                if entry[1] is group:
+                    del self._awaiting[key]
             for batch in reversed(group):
                 if dev.inflight.pop(batch.id, None) is not None:
                     dev.unsent.appendleft(batch)
             log.warning("broker refused DDATA for %s; kept for retry", dev.device_id)
         else:
-            for batch in group:
-                dev.inflight.pop(batch.id, None)
-            self._acked.extend(group)
             self.stats.values_acked += count
+            if any(entry[1] is group for entry in self._awaiting.values()):
+                pass  # the host's commit confirmation releases it (see _committed)
+            else:
+                for batch in group:
+                    dev.inflight.pop(batch.id, None)
+                self._acked.extend(group)
         if any(d.unsent for d in self.channels.values()):
             self._schedule_pump()
+
+
+def _observed(future: asyncio.Future[None]) -> None:
+    """Mark a publish's outcome as seen (no "exception was never retrieved" noise)."""
+    if not future.cancelled():
+        future.exception()

@@ -4,6 +4,7 @@ Mosquitto, the ingest and PostgreSQL; counted against the values the server wrot
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from asyncua import ua
 
+from plantwire_bus.mosquitto import free_port
+from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
+from plantwire_bus.topics import encode_state, state_topic
 from plantwire_edge.config import EdgeConfig, parse_config
 from plantwire_platform.ingest.worker import IngestWorker
 from plantwire_platform.settings import PlatformSettings
 
-from .conftest import UaServer, running, ua_server
+from .conftest import UaServer, http_get, running, ua_server
 
 
 def gateway_config(
@@ -29,7 +34,7 @@ def gateway_config(
         f'mqtt_url = "{mqtt_url}"',
         f'primary_host_id = "{host or ""}"',
         "batch_ms = 50",
-        *(f"{k} = {v}" for k, v in extra.items()),
+        *(f"{k} = {v}" for k, v in extra.items() if k != "http"),
         "[buffer]",
         f'path = "{tmp / "buffer.db"}"',
         "[[devices]]",
@@ -38,6 +43,11 @@ def gateway_config(
         f'endpoint = "{srv.endpoint}"',
         "publishing_interval_ms = 50",
     ]
+    if "http" in extra:
+        lines[lines.index("[buffer]") : lines.index("[buffer]")] = [
+            "[http]",
+            f'listen = "127.0.0.1:{extra["http"]}"',
+        ]
     for name in srv.nodes:
         lines += ["[[devices.tags]]", f'node = "{srv.address(name)}"', f'metric = "{name}"']
     return parse_config("\n".join(lines))
@@ -117,3 +127,103 @@ async def test_bursts_within_one_millisecond_are_all_stored_in_order(
                 n = ordinal[ts] = ordinal.get(ts, -1) + 1
                 expected.append((name, ts * 1000 + n, value))
     assert got == expected
+
+
+async def write_values(srv: UaServer, name: str, count: int, start: float = 0.0) -> None:
+    for i in range(count):
+        await srv.write(name, start + i + 0.5)
+        await asyncio.sleep(0.03)
+
+
+async def test_buffer_keeps_values_until_the_host_committed_them(
+    tmp_path: Path, mqtt_url: str, database_url: str, group: str, unique: str
+) -> None:
+    """A host that announces commit confirmations but stores nothing (frozen, or its broker
+    session lost the messages): the gateway keeps every PUBACKed value in its buffer and sends
+    it again; once a real ingest runs, every value is stored once and the buffer empties."""
+    host = f"h{unique}"
+    async with (
+        ua_server({"V": (ua.VariantType.Double, 0.0)}) as srv,
+        MqttClient(parse_mqtt_url(mqtt_url), f"fake-{unique}") as fake,
+    ):
+        await fake.publish(state_topic(host), encode_state(True, now_ms(), True), retain=True)
+        config = gateway_config(srv, tmp_path, mqtt_url, group, host, commit_timeout_s=1.0)
+        async with running(config) as gateway:
+            node = gateway.node
+            await asyncio.wait_for(gateway.adapters[0].connected.wait(), 20)
+            await write_values(srv, "V", 30)
+            await until(lambda: node.stats.values_acked >= 30, "PUBACK of every value")
+            assert node.host_commits
+            assert node.buffer.stats.depth_values >= 30  # acknowledged by the broker, kept
+            await until(lambda: node.stats.commit_timeouts > 0, "a resend")
+            assert node.stats.values_committed == 0
+            async with ingest(database_url, mqtt_url, host):
+                await until(lambda: node.buffer.stats.depth_values == 0, "buffer emptied", 40)
+                assert node.stats.values_committed >= 30
+        await fake.publish(state_topic(host), b"", retain=True)
+    stored = await stored_values(database_url, group)
+    written = [(name, ts * 1000, value) for name, value, ts in srv.written]
+    assert sorted(v for v in stored if v[1] >= written[0][1]) == sorted(written)
+
+
+async def test_third_party_host_gets_every_value_with_puback_release(
+    tmp_path: Path, mqtt_url: str, group: str, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An independent Sparkplug host (pysparkplug) that knows nothing of commit
+    confirmations: the gateway says it releases values on the broker's PUBACK (log and
+    /metrics), empties its buffer that way, and the host receives every value written."""
+    import pysparkplug as sp
+
+    host = f"h{unique}"
+    received: list[tuple[Any, Any, Any]] = []
+    births: dict[str, Any] = {}
+
+    async def third_party_host(client: MqttClient) -> None:
+        """pysparkplug decodes births and data (its own client does not run on paho 2)."""
+        async for message in client.messages():
+            kind, device = message.topic.split("/")[2], message.topic.split("/")[-1]
+            if kind == "DBIRTH":
+                births[device] = sp.DBirth.decode(message.payload)
+            elif kind == "DDATA":
+                data = sp.DData.decode(message.payload, birth=births[device])
+                received.extend((m.name, m.timestamp, m.value) for m in data.metrics)
+
+    online = sp.State(timestamp=now_ms(), online=True).encode()
+    port = free_port()
+    async with (
+        MqttClient(parse_mqtt_url(mqtt_url), f"third-{unique}") as client,
+        ua_server({"V": (ua.VariantType.Double, 0.0)}) as srv,
+    ):
+        await client.subscribe(f"spBv1.0/{group}/+/+/+")
+        await client.publish(state_topic(host), online, retain=True)
+        listener = asyncio.create_task(third_party_host(client))
+        config = gateway_config(srv, tmp_path, mqtt_url, group, host, http=port)
+        with caplog.at_level(logging.INFO, logger="plantwire_edge.node"):
+            async with running(config) as gateway:
+                node = gateway.node
+                await asyncio.wait_for(gateway.adapters[0].connected.wait(), 20)
+                await until(lambda: node.stats.births > 0, "births")
+                await asyncio.sleep(0.3)
+                srv.written.clear()
+                await write_values(srv, "V", 40)
+                await until(lambda: len(received) >= 40, "every value at the host")
+                await until(lambda: node.buffer.stats.depth_values == 0, "buffer emptied")
+                _, metrics = await http_get(port, "/metrics")
+        listener.cancel()
+        await client.publish(state_topic(host), b"", retain=True)
+    assert "plantwire_edge_host_confirms_commits 0.0" in metrics
+    assert not node.host_commits and node.stats.values_committed == 0
+    assert any("does not confirm commits" in r.getMessage() for r in caplog.records)
+    written = sorted(("V", ts, value) for _, value, ts in srv.written)
+    assert sorted(v for v in received if v[1] >= written[0][1]) == written
+
+
+async def until(condition: Any, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

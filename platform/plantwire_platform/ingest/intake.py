@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 MISS_TTL_S = 0.2  # do not ask the database again about an unknown node/device this soon
 MAX_BIRTH_METRICS = 50_000
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
-"""Errors of the database connection, not of a message: they stop the worker, which restarts."""
+"""Errors of the database connection, not of a message: the worker reconnects and retries."""
 
 
 @dataclass
@@ -59,6 +59,7 @@ class IngestStats:
     dead_letters: int = 0
     rebirths_requested: int = 0
     batches: int = 0
+    outages: int = 0  # times the database or the broker was away (retried)
     last_batch_ms: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
