@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
+import urllib.request
 from typing import Any
 
 from plantwire_bus.extension import ORDINAL
@@ -68,3 +70,51 @@ async def test_values_within_one_millisecond_are_all_kept_once(
     assert reason == "non_finite_value"
     assert "non_finite_value x2" in detail and "bad_ordinal x1" in detail
     assert await count(database_url, "SELECT count(*) FROM dead_letter") == 2
+
+
+async def test_ingest_survives_a_database_outage_without_a_supervisor(
+    start_worker: WorkerFactory, database_url: str, pg_admin_url: str, mqtt_url: str, unique: str
+) -> None:
+    """The database refuses connections for a few seconds and the worker's connections are
+    cut: the worker keeps running, says so on its metrics, and stores everything published
+    meanwhile once the database is back."""
+    import psycopg
+
+    name = database_url.rsplit("/", 1)[1]
+    group, now = f"O{unique}", int(time.time() * 1000)
+    birth = (Metric(name="A", alias=1, datatype=DataType.Double, value=0.5, timestamp=now),)
+
+    async def admin(sql: str) -> None:
+        async with await psycopg.AsyncConnection.connect(pg_admin_url, autocommit=True) as conn:
+            await conn.execute(sql.encode())
+
+    async with (
+        start_worker(metrics_port=0) as worker,
+        MqttClient(parse_mqtt_url(mqtt_url), f"edge-{unique}") as edge,
+    ):
+        await edge.publish(f"spBv1.0/{group}/NBIRTH/N", encode_payload(Payload(now, 0)))
+        dbirth = encode_payload(Payload(timestamp=now, seq=1, metrics=birth))
+        await edge.publish(f"spBv1.0/{group}/DBIRTH/N/D", dbirth)
+        for seq in range(2, 12):
+            await edge.publish(f"spBv1.0/{group}/DDATA/N/D", ddata(seq, now + seq, [(1, seq, 0)]))
+        assert await wait_for_count(database_url, "SELECT count(*) FROM sample_num", 11) == 11
+        await admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        )
+        for seq in range(12, 40):
+            await edge.publish(f"spBv1.0/{group}/DDATA/N/D", ddata(seq, now + seq, [(1, seq, 0)]))
+        await asyncio.sleep(3)
+        assert worker.stats.outages >= 1
+        metrics = await asyncio.to_thread(
+            lambda: (
+                urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics")
+                .read()
+                .decode()
+            )
+        )
+        assert 'plantwire_ingest_dependency_up{dependency="database"' in metrics
+        assert re.search(r'dependency_up\{dependency="database",worker="[^"]+"\} 0\.0', metrics)
+        await admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        stored = await wait_for_count(database_url, "SELECT count(*) FROM sample_num", 39, 30)
+    assert stored == 39  # the birth's value and 38 data values, none lost, none doubled
