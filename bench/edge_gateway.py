@@ -12,7 +12,7 @@ value changes/s) and records what it wrote. Then, one after the other:
 2. gateway: ``plantwire edge run`` (durable SQLite buffer, fsync per flush) carries the
    changes to a Mosquitto; a subscriber counts what the broker delivered. Reported: changes
    per second carried, delivered / produced (lost and doubled values), gateway CPU time per
-   value change (all its threads, from /proc);
+   value delivered (all its threads, from /proc);
 3. replay: the primary host's STATE goes offline for ``--hold-seconds`` while the machines
    keep producing, so the backlog piles up in the buffer; then it comes back online and the
    time until the backlog is drained (while live values keep arriving) gives the replay rate.
@@ -295,7 +295,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
         await asyncio.sleep(1)
         made = produced(truth, t1, t2)
         total, distinct = sub.window(t1, t2)
-        gw_us = (cpu2 - cpu1) / max(1, made) * 1e6
+        gw_us = (cpu2 - cpu1) / max(1, distinct) * 1e6  # per value delivered, not produced
         print(
             f"gateway, durable buffer:       {total / ((t2 - t1) / 1000):,.0f} value changes/s "
             f"to broker acknowledgement, {gw_us:.1f} us CPU per value change"

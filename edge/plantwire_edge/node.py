@@ -87,6 +87,8 @@ class EdgeNode:
         self._acked: list[Batch] = []
         self._pump_due = False
         self._opened = False
+        self._running = False
+        self._store_waiters: list[asyncio.Future[None]] = []
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- adapters' side --------------------------------------------------------------------
@@ -112,6 +114,15 @@ class EdgeNode:
         self.fields[key] = field_for(datatype)
         return key
 
+    async def stored(self) -> None:
+        """Return once every value reported so far is durably in the buffer (at once with a
+        buffer in memory): the OPC UA adapter acknowledges notifications only then."""
+        if not self.buffer.durable or not self._running:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._store_waiters.append(waiter)  # resolved by the next flush (every batch_ms)
+        await waiter
+
     # -- the node's loop -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop``; then store what is staged, send what can be sent, and die."""
@@ -123,6 +134,7 @@ class EdgeNode:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.uplink.run(halt))
                 interval = max(self.config.batch_ms, 10) / 1000
+                self._running = True
                 while not await stopped_within(stop, interval):
                     await self._flush()
                     self._expire_awaiting(self.config.commit_timeout_s)
@@ -131,6 +143,7 @@ class EdgeNode:
                 await self._drain()
                 halt.set()
         finally:
+            self._running = False
             await self._flush(final=True)
             if self._executor is not None:
                 self._executor.shutdown()
@@ -141,6 +154,15 @@ class EdgeNode:
             self.buffer.close()
 
     async def _flush(self, final: bool = False) -> None:
+        waiters, self._store_waiters = self._store_waiters, []
+        try:
+            await self._write(final)
+        finally:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _write(self, final: bool) -> None:
         groups: list[tuple[str, list[Sample], bool]] = []
         ready = self._ready()
         for dev in self.channels.values():

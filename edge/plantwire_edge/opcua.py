@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 AUTH_RETRY_S = 300.0
 KEEPALIVE_MS = 2_000  # the server sends an empty publish response at least this often
+LIVENESS_KEEPALIVES = 5  # a subscription silent for this many keep-alive periods is dead
+LIVENESS_MIN_S = 10.0  # ... and never sooner: a busy or starved server is not a dead one
+STATE_CHECK_S = 0.1  # how often the session loop looks at the connection's state
+REFUSED_RETRY_S = 0.25  # a server not listening (restarting) is tried again this often
+LIFETIME_S = 120.0  # the server keeps our subscription (and its queues) this long unserved
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -65,6 +70,7 @@ class _Notifications(Subscription):
     def __init__(self, session: Any, params: Any, adapter: OpcUaAdapter) -> None:
         super().__init__(session, params, None)
         self._adapter = adapter
+        self.liveness_s = LIVENESS_MIN_S
 
     async def publish_callback(self, publish_result: Any) -> None:
         self.last_publish_at = time.monotonic()
@@ -72,11 +78,18 @@ class _Notifications(Subscription):
         if message.NotificationData is None:
             return
         self.last_sequence_number = int(message.SequenceNumber)
+        values = False
         for notification in message.NotificationData:
             if isinstance(notification, ua.DataChangeNotification):
                 self._adapter.on_items(notification.MonitoredItems)
+                values = True
             elif isinstance(notification, ua.StatusChangeNotification):
                 self._adapter.on_subscription_status(notification.Status)
+        if values:
+            # asyncua acknowledges this notification message with the next publish request,
+            # sent when this returns: only once its values are durably in the buffer
+            await self._adapter.node.stored()
+        self.last_publish_at = time.monotonic()
 
 
 class OpcUaAdapter:
@@ -122,6 +135,11 @@ class OpcUaAdapter:
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
+            except ConnectionRefusedError as exc:  # nobody listens: try again soon, cheaply
+                self.status.set_state("disconnected", f"{dev.endpoint}: {exc.strerror}")
+                self._throttle(log, "refused", "%s: %s: connection refused", dev.device_id,
+                               dev.endpoint)  # fmt: skip
+                retry, delay = REFUSED_RETRY_S, 0.5
             except AuthError as exc:
                 self.status.set_state("auth_failed", str(exc))
                 log.error("%s: %s; not retrying for %.0f s", dev.device_id, exc, AUTH_RETRY_S)
@@ -177,13 +195,10 @@ class OpcUaAdapter:
             self._first.clear()
             next_poll = loop.time() + dev.poll_interval_ms / 1000
             while not stop.is_set():
-                wait = (
-                    min(dev.watchdog_s, max(0.0, next_poll - loop.time()))
-                    if polled
-                    else (dev.watchdog_s)
-                )
-                await stopped_within(stop, wait)
-                await client.check_connection()  # raises once the watchdog found it dead
+                # a local look at the connection's state: a closed socket is seen at once
+                wait = min(STATE_CHECK_S, max(0.0, next_poll - loop.time()))
+                await stopped_within(stop, wait if polled else STATE_CHECK_S)
+                await client.check_connection()  # raises once asyncua found it closed or dead
                 if sub is not None and self._stale(sub):
                     raise ConnectionError("no publish response within the keep-alive time")
                 if polled and loop.time() >= next_poll:
@@ -199,9 +214,10 @@ class OpcUaAdapter:
         return self.feeds[handle].tag.mode or self.device.mode
 
     def _stale(self, sub: _Notifications) -> bool:
+        """No publish response (data or keep-alive) for LIVENESS_KEEPALIVES keep-alive
+        periods as negotiated with the server (and at least LIVENESS_MIN_S)."""
         last = sub.last_publish_at
-        limit = max(3 * KEEPALIVE_MS / 1000, 5 * self.device.publishing_interval_ms / 1000)
-        return last is not None and time.monotonic() - last > limit
+        return last is not None and time.monotonic() - last > sub.liveness_s
 
     async def _resolve(self, client: Client) -> list[int]:
         """Handles (indexes) of the tags whose namespace this server knows."""
@@ -231,12 +247,19 @@ class OpcUaAdapter:
         params = ua.CreateSubscriptionParameters()
         params.RequestedPublishingInterval = dev.publishing_interval_ms
         params.RequestedMaxKeepAliveCount = max(1, KEEPALIVE_MS // dev.publishing_interval_ms)
-        params.RequestedLifetimeCount = params.RequestedMaxKeepAliveCount * 10
+        # the lifetime must be >= 3 keep-alive counts; a long one lets a queue outlive a
+        # lost connection or a gateway restart
+        params.RequestedLifetimeCount = max(
+            3 * params.RequestedMaxKeepAliveCount,
+            int(LIFETIME_S * 1000 / dev.publishing_interval_ms),
+        )
         params.MaxNotificationsPerPublish = 0  # no limit
         params.PublishingEnabled = True
         params.Priority = 0
         sub = _Notifications(client.uaclient.session, params, self)
-        await sub.init()
+        created = await sub.init()
+        keepalive_s = created.RevisedPublishingInterval * created.RevisedMaxKeepAliveCount / 1000
+        sub.liveness_s = max(LIVENESS_MIN_S, LIVENESS_KEEPALIVES * keepalive_s)
         batch = self.limits.monitored_items_per_call
         for start in range(0, len(handles), batch):
             chunk = handles[start : start + batch]

@@ -74,6 +74,10 @@ async def connect(device: OpcUaDevice, client_uri: str) -> Client:
     """A connected, activated client for ``device``; raises :class:`AuthError` on refusals."""
     client = Client(device.endpoint, timeout=device.timeout_s, watchdog_intervall=device.watchdog_s)
     client.session_timeout = SESSION_TIMEOUT_MS
+    # liveness is the adapter's business (keep-alives negotiated per subscription, with
+    # margins); asyncua's own stale check would recreate a slow server's subscription after
+    # 1.5 keep-alive periods and lose its queued values
+    client._stale_check_margin = 1e9
     client.application_uri = client_uri
     client.name = f"plantwire edge ({client_uri})"
     try:
