@@ -1,5 +1,6 @@
-"""The store-and-forward buffer: every value an adapter reports is kept here until the broker
-acknowledged (PUBACK) the message that carried it.
+"""The store-and-forward buffer: every value an adapter reports is kept here until the primary
+host confirmed that it committed the message that carried it (or, with a host that does not
+confirm commits, until the broker's PUBACK; see docs/reliability.md).
 
 Values are written in batches (one per device per flush) to SQLite in WAL mode; with
 ``sync = "full"`` each flush is fsynced, so a batch survives ``kill -9`` and power loss. A
