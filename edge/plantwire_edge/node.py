@@ -7,9 +7,9 @@ Adapters get a :class:`DeviceChannel` per device and report values into it. Ever
 DDATA at QoS 1; a batch leaves the buffer only once the primary host confirmed it committed
 the message (plantwire's commit confirmations; with a host that does not confirm, after the
 broker's PUBACK). What stays unconfirmed past ``commit_timeout_s`` is sent again. While the
-broker is unreachable or the primary host's STATE is offline, batches stay queued; afterwards the node
-births again (NBIRTH, then a DBIRTH per online device) and sends the backlog in order,
-flagged ``is_historical``. The broker connection itself is the :class:`Uplink`'s business.
+broker is unreachable or the primary host's STATE is offline, batches stay queued; afterwards
+the node births again (NBIRTH, then a DBIRTH per online device) and sends the backlog in
+order, flagged ``is_historical``. The broker connection itself is the :class:`Uplink`'s business.
 """
 
 from __future__ import annotations
