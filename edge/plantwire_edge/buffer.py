@@ -208,10 +208,13 @@ class Buffer:
 
     # -- the write path --------------------------------------------------------------------
     def write(
-        self, groups: Iterable[tuple[str, list[Sample], bool]], acked: Iterable[Batch]
+        self,
+        groups: Iterable[tuple[str, list[Sample], bool]],
+        acked: Iterable[Batch],
+        meta: dict[str, str] | None = None,
     ) -> tuple[list[Batch], list[Batch]]:
-        """Store new samples ``(device, samples, live)`` and forget acknowledged batches, in
-        one transaction.
+        """Store new samples ``(device, samples, live)``, forget acknowledged batches and set
+        metadata (e.g. how far a subscription is stored), in one transaction.
 
         Thread-safe (the node runs it in a worker thread). Returns the batches stored and
         the batches dropped by the overflow policy.
@@ -256,9 +259,17 @@ class Buffer:
                 stats.stored_values += count
                 stats.depth_values += count
                 stats.depth_batches += 1
-            if self._db is not None and (rows or done or dropped):
+            if meta:
+                self._meta.update(meta)
+            if self._db is not None and (rows or done or dropped or meta):
                 db = self._db
                 db.execute("BEGIN")
+                if meta:
+                    db.executemany(
+                        "INSERT INTO meta VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+                        "SET value = excluded.value",
+                        list(meta.items()),
+                    )
                 gone = [(b.id,) for b in done] + [(b.id,) for b in dropped]
                 if gone:
                     db.executemany("DELETE FROM batch WHERE id = ?", gone)

@@ -144,6 +144,11 @@ class GatewayCollector(Collector):
                 "values whose device timestamp was not believable",
             ),
             "reconnects": (CounterMetricFamily, "adapter_reconnects", "reconnection attempts"),
+            "recovered": (
+                CounterMetricFamily,
+                "adapter_recovered_subscriptions",
+                "OPC UA subscriptions continued with their queues after a lost session",
+            ),
         }
         built = {
             attr: cls(f"{PREFIX}_{name}", doc, labels=["device", "kind"])

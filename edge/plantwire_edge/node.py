@@ -91,6 +91,7 @@ class EdgeNode:
         self._opened = False
         self._running = False
         self._store_waiters: list[asyncio.Future[None]] = []
+        self._meta: dict[str, str] = {}  # buffer metadata stored with the next flush
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- adapters' side --------------------------------------------------------------------
@@ -116,9 +117,12 @@ class EdgeNode:
         self.fields[key] = field_for(datatype)
         return key
 
-    async def stored(self) -> None:
+    async def stored(self, meta: tuple[str, str] | None = None) -> None:
         """Return once every value reported so far is durably in the buffer (at once with a
-        buffer in memory): the OPC UA adapter acknowledges notifications only then."""
+        buffer in memory), together with the buffer metadata ``meta`` (name, value): the
+        OPC UA adapter acknowledges notifications only then."""
+        if meta is not None:
+            self._meta[meta[0]] = meta[1]
         if not self.buffer.durable or not self._running:
             return
         waiter = asyncio.get_running_loop().create_future()
@@ -183,15 +187,16 @@ class EdgeNode:
             for start in range(0, len(samples), MAX_BATCH):
                 groups.append((dev.device_id, samples[start : start + MAX_BATCH], live))
         acked, self._acked = self._acked, []
-        if not groups and not acked:
+        meta, self._meta = self._meta, {}
+        if not groups and not acked and not meta:
             return
         if self._executor is not None and not final:
             loop = asyncio.get_running_loop()
             stored, dropped = await loop.run_in_executor(
-                self._executor, self.buffer.write, groups, acked
+                self._executor, self.buffer.write, groups, acked, meta
             )
         else:
-            stored, dropped = self.buffer.write(groups, acked)
+            stored, dropped = self.buffer.write(groups, acked, meta)
         for batch in stored:
             self.channels[batch.device].unsent.append(batch)
         if dropped:

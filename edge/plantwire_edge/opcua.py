@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from asyncua import ua
 from asyncua.client.client import Client
-from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
 
@@ -32,6 +33,7 @@ from plantwire_edge.devices import OpcUaDevice, Tag
 from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
 from plantwire_edge.opcua_session import AuthError, OperationLimits, connect
+from plantwire_edge.opcua_subscription import LIVENESS_MIN_S, Memo, Notifications, take_over
 from plantwire_edge.status import AdapterStatus, Throttle
 from plantwire_edge.values import ClockCheck
 
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 AUTH_RETRY_S = 300.0
 KEEPALIVE_MS = 2_000  # the server sends an empty publish response at least this often
 LIVENESS_KEEPALIVES = 5  # a subscription silent for this many keep-alive periods is dead
-LIVENESS_MIN_S = 10.0  # ... and never sooner: a busy or starved server is not a dead one
+SESSION_SAVE_S = 10.0  # how often the resumable session's state is refreshed on disk
 STATE_CHECK_S = 0.1  # how often the session loop looks at the connection's state
 REFUSED_RETRY_S = 0.25  # a server not listening (restarting) is tried again this often
 LIFETIME_S = 120.0  # the server keeps our subscription (and its queues) this long unserved
@@ -62,34 +64,6 @@ class _Feed(Feed):
         super().__init__(*args)
         self.tag = tag
         self.timestamp = tag.timestamp or device.timestamp
-
-
-class _Notifications(Subscription):
-    """A subscription that hands each publish response's items to the adapter at once."""
-
-    def __init__(self, session: Any, params: Any, adapter: OpcUaAdapter) -> None:
-        super().__init__(session, params, None)
-        self._adapter = adapter
-        self.liveness_s = LIVENESS_MIN_S
-
-    async def publish_callback(self, publish_result: Any) -> None:
-        self.last_publish_at = time.monotonic()
-        message = publish_result.NotificationMessage
-        if message.NotificationData is None:
-            return
-        self.last_sequence_number = int(message.SequenceNumber)
-        values = False
-        for notification in message.NotificationData:
-            if isinstance(notification, ua.DataChangeNotification):
-                self._adapter.on_items(notification.MonitoredItems)
-                values = True
-            elif isinstance(notification, ua.StatusChangeNotification):
-                self._adapter.on_subscription_status(notification.Status)
-        if values:
-            # asyncua acknowledges this notification message with the next publish request,
-            # sent when this returns: only once its values are durably in the buffer
-            await self._adapter.node.stored()
-        self.last_publish_at = time.monotonic()
 
 
 class OpcUaAdapter:
@@ -160,7 +134,7 @@ class OpcUaAdapter:
 
     async def _session(self, stop: asyncio.Event) -> None:
         dev = self.device
-        client = await connect(dev, self.client_uri)
+        client = await connect(dev, self.client_uri, self._session_file)
         try:
             self.limits = await OperationLimits.read(client)
             handles = await self._resolve(client)
@@ -169,7 +143,7 @@ class OpcUaAdapter:
             subscribed = [h for h in handles if self._mode(h) == "subscribe"]
             polled = [h for h in handles if self._mode(h) == "poll"]
             self._polled_handles = set(polled)
-            sub = await self._subscribe(client, subscribed) if subscribed else None
+            sub = await self._subscription(client, subscribed) if subscribed else None
             self._first -= {h for h in subscribed if self._active[h] is None}
             if not self._first - self._polled_handles:
                 self._initial.set()
@@ -194,17 +168,27 @@ class OpcUaAdapter:
             self.channel.set_online([])
             self._first.clear()
             next_poll = loop.time() + dev.poll_interval_ms / 1000
+            next_save = loop.time() + SESSION_SAVE_S
             while not stop.is_set():
                 # a local look at the connection's state: a closed socket is seen at once
                 wait = min(STATE_CHECK_S, max(0.0, next_poll - loop.time()))
                 await stopped_within(stop, wait if polled else STATE_CHECK_S)
                 await client.check_connection()  # raises once asyncua found it closed or dead
+                if loop.time() >= next_save:  # asyncua forgets a saved session older than
+                    next_save = loop.time() + SESSION_SAVE_S  # its timeout: keep it fresh
+                    client._save_session_state()
                 if sub is not None and self._stale(sub):
                     raise ConnectionError("no publish response within the keep-alive time")
                 if polled and loop.time() >= next_poll:
                     next_poll += dev.poll_interval_ms / 1000
                     await self._poll(client, polled)
-        finally:
+        except BaseException:
+            # leave the session and its subscription to the server, to be taken over by the
+            # next session within their lifetime: drop only the connection
+            client.uaclient.request_disconnect()
+            client.disconnect_socket()
+            raise
+        else:  # told to stop: close the session (and its subscription) properly
             try:
                 await asyncio.wait_for(client.disconnect(), 2)
             except Exception:  # the server may be gone already
@@ -213,7 +197,7 @@ class OpcUaAdapter:
     def _mode(self, handle: int) -> str:
         return self.feeds[handle].tag.mode or self.device.mode
 
-    def _stale(self, sub: _Notifications) -> bool:
+    def _stale(self, sub: Notifications) -> bool:
         """No publish response (data or keep-alive) for LIVENESS_KEEPALIVES keep-alive
         periods as negotiated with the server (and at least LIVENESS_MIN_S)."""
         last = sub.last_publish_at
@@ -242,7 +226,48 @@ class OpcUaAdapter:
             raise RuntimeError("none of the configured nodes could be resolved")
         return handles
 
-    async def _subscribe(self, client: Client, handles: list[int]) -> _Notifications:
+    async def _subscription(self, client: Client, handles: list[int]) -> Notifications:
+        """The subscription of an earlier session taken over, with every notification it
+        holds that is not in the buffer yet; else a new one."""
+        dev = self.device
+        memo_key = f"opcua/{dev.device_id}/subscription"
+        memo = Memo.decode(self.node.buffer.meta(memo_key))
+        config = hashlib.sha256(dev.model_dump_json().encode()).hexdigest()[:16]
+        token = client.uaclient.session.authentication_token.to_string()
+        if memo is not None and memo.config == config:
+            sub = Notifications(
+                client.uaclient.session, self._parameters(), self, self.node, self._seq_key
+            )
+            last = int(self.node.buffer.meta(self._seq_key) or 0)
+            republished = await take_over(client, memo, sub, last)
+            if republished is not None:
+                self._first -= set(handles)  # no initial values: the old queue continues
+                params = sub.parameters
+                sub.liveness_s = self._liveness(
+                    params.RequestedPublishingInterval, params.RequestedMaxKeepAliveCount
+                )
+                log.info("%s: subscription %d taken over; %d notification messages "
+                         "republished", dev.device_id, memo.subscription_id,
+                         len(republished))  # fmt: skip
+                self.status.recovered += 1
+                return sub
+        sub = await self._subscribe(client, handles)
+        assert sub.subscription_id is not None
+        self.node.buffer.set_meta(self._seq_key, "0")
+        self.node.buffer.set_meta(memo_key, Memo(sub.subscription_id, token, config).encode())
+        return sub
+
+    @property
+    def _session_file(self) -> Path | None:
+        """Where asyncua keeps this device's session token, to resume it after a restart."""
+        path = self.node.buffer.path
+        return None if path is None else Path(f"{path}.opcua-{self.device.device_id}.json")
+
+    @property
+    def _seq_key(self) -> str:
+        return f"opcua/{self.device.device_id}/stored_seq"
+
+    def _parameters(self) -> Any:
         dev = self.device
         params = ua.CreateSubscriptionParameters()
         params.RequestedPublishingInterval = dev.publishing_interval_ms
@@ -256,10 +281,22 @@ class OpcUaAdapter:
         params.MaxNotificationsPerPublish = 0  # no limit
         params.PublishingEnabled = True
         params.Priority = 0
-        sub = _Notifications(client.uaclient.session, params, self)
+        return params
+
+    @staticmethod
+    def _liveness(interval_ms: float, keepalive_count: int) -> float:
+        """How long a subscription may stay silent: LIVENESS_KEEPALIVES keep-alive periods
+        (and at least LIVENESS_MIN_S)."""
+        return max(LIVENESS_MIN_S, LIVENESS_KEEPALIVES * interval_ms * keepalive_count / 1000)
+
+    async def _subscribe(self, client: Client, handles: list[int]) -> Notifications:
+        sub = Notifications(
+            client.uaclient.session, self._parameters(), self, self.node, self._seq_key
+        )
         created = await sub.init()
-        keepalive_s = created.RevisedPublishingInterval * created.RevisedMaxKeepAliveCount / 1000
-        sub.liveness_s = max(LIVENESS_MIN_S, LIVENESS_KEEPALIVES * keepalive_s)
+        sub.liveness_s = self._liveness(
+            created.RevisedPublishingInterval, created.RevisedMaxKeepAliveCount
+        )
         batch = self.limits.monitored_items_per_call
         for start in range(0, len(handles), batch):
             chunk = handles[start : start + batch]

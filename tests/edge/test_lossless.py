@@ -4,7 +4,11 @@ Mosquitto, the ingest and PostgreSQL; counted against the values the server wrot
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,9 +29,9 @@ from plantwire_platform.settings import PlatformSettings
 from .conftest import UaServer, http_get, running, ua_server
 
 
-def gateway_config(
+def gateway_config_text(
     srv: UaServer, tmp: Path, mqtt_url: str, group: str, host: str | None, **extra: Any
-) -> EdgeConfig:
+) -> str:
     lines = [
         f'group_id = "{group}"',
         'edge_node_id = "GW"',
@@ -50,7 +54,13 @@ def gateway_config(
         ]
     for name in srv.nodes:
         lines += ["[[devices.tags]]", f'node = "{srv.address(name)}"', f'metric = "{name}"']
-    return parse_config("\n".join(lines))
+    return "\n".join(lines)
+
+
+def gateway_config(
+    srv: UaServer, tmp: Path, mqtt_url: str, group: str, host: str | None, **extra: Any
+) -> EdgeConfig:
+    return parse_config(gateway_config_text(srv, tmp, mqtt_url, group, host, **extra))
 
 
 @asynccontextmanager
@@ -227,3 +237,59 @@ async def until(condition: Any, what: str, timeout: float = 20) -> None:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+PLANTWIRE = Path(sys.executable).with_name("plantwire")
+
+
+async def test_gateway_killed_and_restarted_recovers_the_servers_queue(
+    tmp_path: Path, mqtt_url: str, database_url: str, group: str, unique: str
+) -> None:
+    """``plantwire edge run`` is killed with SIGKILL while the machine keeps writing, and
+    started again 3 s later: the new process takes the old subscription over and gets every
+    value the server queued meanwhile, so PostgreSQL ends up with every value written, even
+    those written while no gateway process existed, each once."""
+    host = f"h{unique}"
+    port = free_port()
+    async with (
+        ua_server({"V": (ua.VariantType.Double, 0.0)}) as srv,
+        ingest(database_url, mqtt_url, host),
+    ):
+        config = tmp_path / "gateway.toml"
+        toml = gateway_config_text(srv, tmp_path, mqtt_url, group, host, http=port)
+        config.write_text(toml)
+        log = (tmp_path / "gateway.log").open("ab")
+
+        async def start() -> asyncio.subprocess.Process:
+            proc = await asyncio.create_subprocess_exec(
+                str(PLANTWIRE), "edge", "run", str(config), stdout=log, stderr=log
+            )
+            deadline = time.monotonic() + 30
+            while True:
+                assert time.monotonic() < deadline, "gateway did not connect"
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    _, body = await http_get(port, "/healthz")
+                    if json.loads(body)["devices"][0]["state"] == "connected":
+                        return proc
+                await asyncio.sleep(0.1)
+
+        proc = await start()
+        await asyncio.sleep(1)
+        writer = asyncio.create_task(write_values(srv, "V", 400, start=1000.0))  # ~12 s
+        await asyncio.sleep(3)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        await asyncio.sleep(3)  # the server keeps writing into the subscription's queue
+        proc = await start()
+        await writer
+        await wait_stored(database_url, group, 400, timeout=30)
+        await asyncio.sleep(1)
+        _, metrics = await http_get(port, "/metrics")
+        proc.terminate()
+        await proc.wait()
+    stored = await stored_values(database_url, group)
+    written = [("V", ts * 1000, value) for _, value, ts in srv.written]
+    assert [v for v in stored if v[1] >= written[0][1]] == written
+    assert 'plantwire_edge_adapter_recovered_subscriptions_total{device="M1",kind="opcua"} 1.0' in (
+        metrics
+    )
