@@ -258,6 +258,10 @@ class Intake:
 
     def dead(self, batch: Batch, message: Message, reason: str, detail: str) -> None:
         batch.dead_letters.append(DeadLetter(message.topic, reason, detail, message.payload))
+        self.counted_dead(reason)
+
+    def counted_dead(self, reason: str) -> None:
+        """Count one refused message (or, for conflicting_value, one refused value)."""
         self.stats.dead_letters += 1
         self.metrics.dead_letter(reason)
 

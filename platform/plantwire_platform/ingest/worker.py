@@ -314,6 +314,8 @@ class IngestWorker:
                 try:
                     result = await writer.write(batch)
                     inserted, careful = result.inserted, result.careful
+                    for _ in range(result.conflicts):
+                        intake.counted_dead("conflicting_value")
                 except CONNECTION_ERRORS:
                     raise
                 except Exception:  # rows one message made: find it, store the others
