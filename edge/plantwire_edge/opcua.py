@@ -186,6 +186,9 @@ class OpcUaAdapter:
             # leave the session and its subscription to the server, to be taken over by the
             # next session within their lifetime: drop only the connection
             client.uaclient.request_disconnect()
+            publishing = client.uaclient.session._publish_task  # no public way to stop it
+            if publishing is not None:  # without closing the session on the server
+                publishing.cancel()
             client.disconnect_socket()
             raise
         else:  # told to stop: close the session (and its subscription) properly
@@ -294,6 +297,7 @@ class OpcUaAdapter:
             client.uaclient.session, self._parameters(), self, self.node, self._seq_key
         )
         created = await sub.init()
+        sub.last_publish_at = time.monotonic()  # liveness counts from here
         sub.liveness_s = self._liveness(
             created.RevisedPublishingInterval, created.RevisedMaxKeepAliveCount
         )

@@ -120,7 +120,19 @@ async def take_over(
             return None
         if not results or not results[0].StatusCode.is_good():
             return None
+    # the subscription must exist for this session (a restarted server may even hand out
+    # the same session token and subscription id again, for nothing)
+    check = ua.SetPublishingModeParameters()
+    check.PublishingEnabled = True
+    check.SubscriptionIds = [memo.subscription_id]
+    try:
+        codes = await session.set_publishing_mode(check)
+    except ua.uaerrors.UaStatusCodeError:
+        return None
+    if not codes or not codes[0].is_good():
+        return None
     sub.subscription_id = memo.subscription_id
+    sub.last_publish_at = time.monotonic()  # liveness counts from here
     session._subscription_callbacks[memo.subscription_id] = sub.publish_callback
     republished: list[int] = []
     seq = last_stored + 1
