@@ -2,7 +2,7 @@
 measured in the same run as the baseline.
 
     .venv/bin/python bench/edge_gateway.py [--variables 1000] [--interval-ms 100]
-                                           [--seconds 20] [--hold-seconds 20]
+                                           [--seconds 20] [--hold-seconds 20] [--cpu-load 2]
 
 One asyncua server process changes every variable every interval (1,000 x 100 ms = 10,000
 value changes/s) and records what it wrote. Then, one after the other:
@@ -208,10 +208,13 @@ async def orchestrate(args: argparse.Namespace) -> None:
     port = free_port()
     endpoint = f"opc.tcp://127.0.0.1:{port}/bench"
     procs: list[asyncio.subprocess.Process] = []
+    for _ in range(args.cpu_load):  # CPU-bound neighbours, for the whole run
+        procs.append(await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass"))
     print(
         f"{args.variables} variables every {args.interval_ms} ms "
         f"= {args.variables * 1000 // args.interval_ms} value changes/s from one asyncua "
-        f"server process; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
+        f"server process; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; "
+        f"{args.cpu_load} CPU-bound load processes"
     )
     try:
         server = await asyncio.create_subprocess_exec(
@@ -363,6 +366,12 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     parser.add_argument("--hold-seconds", type=float, default=20.0, help="host away this long")
+    parser.add_argument(
+        "--cpu-load",
+        type=int,
+        default=0,
+        help="start this many CPU-bound processes for the whole run (2: both cores busy)",
+    )
     asyncio.run(orchestrate(parser.parse_args()))
 
 

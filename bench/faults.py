@@ -85,11 +85,13 @@ async def serve(port: int, variables: int, interval_ms: int, truth: Path, burst:
         )
         ids.append(node.nodeid)
     await server.start()
+    idle = asyncio.Event()  # SIGUSR1: stop writing, keep serving what is queued
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, idle.set)
     print("ready", flush=True)
     with truth.open("a") as out:
         due = time.monotonic()
         last_burst = 0.0
-        while True:
+        while not idle.is_set():
             ts = now_ms()
             stamp = cast(ua.DateTime, EPOCH + timedelta(milliseconds=ts))
             for i in range(variables):
@@ -114,6 +116,7 @@ async def serve(port: int, variables: int, interval_ms: int, truth: Path, burst:
             out.flush()
             due += interval_ms / 1000
             await asyncio.sleep(max(0.0, due - time.monotonic()))
+    await asyncio.Event().wait()
 
 
 def produced(truth: Path, start: int, end: int) -> Counter[tuple[str, int, float]]:
@@ -263,6 +266,24 @@ class Rig:
             )  # fmt: skip
             return Counter((m, int(ts), float(v)) for m, ts, v in await cur.fetchall())
 
+    async def settled(self, timeout: float) -> bool:
+        """Wait until the buffer is empty and no new row arrived for 3 s."""
+        import psycopg
+
+        deadline, last, quiet = time.monotonic() + timeout, -1, 0
+        while time.monotonic() < deadline and quiet < 3:
+            await asyncio.sleep(1)
+            with contextlib.suppress(psycopg.OperationalError):
+                async with await psycopg.AsyncConnection.connect(self.db_url) as conn:
+                    cur = await conn.execute("SELECT count(*) FROM sample_num")
+                    row = await cur.fetchone()
+                    count = int(row[0]) if row else 0
+                doc = await self.health()
+                empty = bool(doc) and doc["buffer"]["depth_values"] == 0
+                quiet = quiet + 1 if count == last and empty else 0
+                last = count
+        return quiet >= 3
+
     async def down(self) -> None:
         from plantwire_platform import services
 
@@ -411,15 +432,11 @@ async def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
         cpu2 = cpu_seconds(gateway.pid) if same else cpu1  # per value: one process only
         for burner in burners:
             burner.kill()
-        await asyncio.sleep(2)  # the window's last values are still being published
-        for server in servers:  # the machines stop: nothing new after the window
+        for server in servers:  # the machines stop writing; what they queued still flows
             if server.proc is not None and server.proc.returncode is None:
                 server.proc.send_signal(signal.SIGCONT)
-                server.proc.terminate()
-        drained = await rig.wait_health(
-            lambda d: d["buffer"]["depth_values"] == 0 and d["mqtt"]["connected"], 180
-        )
-        await asyncio.sleep(3)
+                server.proc.send_signal(signal.SIGUSR1)
+        drained = await rig.settled(180)
         made: Counter[tuple[str, int, float]] = Counter()
         for server in servers:
             made += produced(server.truth, t1, t2)
