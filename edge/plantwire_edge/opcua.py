@@ -44,7 +44,7 @@ KEEPALIVE_MS = 2_000  # the server sends an empty publish response at least this
 LIVENESS_KEEPALIVES = 5  # a subscription silent for this many keep-alive periods is dead
 SESSION_SAVE_S = 10.0  # how often the resumable session's state is refreshed on disk
 STATE_CHECK_S = 0.1  # how often the session loop looks at the connection's state
-REFUSED_RETRY_S = 0.25  # a server not listening (restarting) is tried again this often
+REFUSED_RETRY_S = 0.1  # a server not listening (restarting) is tried again this often
 LIFETIME_S = 120.0  # the server keeps our subscription (and its queues) this long unserved
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
