@@ -307,7 +307,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
         await asyncio.sleep(args.seconds)
         t2, cpu2 = now_ms(), cpu_seconds(gateway.pid)
         await asyncio.sleep(1)
-        await wait_health(http, lambda d: d["buffer"]["depth_values"] < args.variables, 30)
+        await wait_health(http, lambda d: d["buffer"]["depth_values"] <= args.variables, 30)
         await settle(sub, t1, t2)
         made = produced(truth, t1, t2)
         total, distinct = sub.window(t1, t2)

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import random
 import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ AUTH_RETRY_S = 300.0
 KEEPALIVE_MS = 2_000  # the server sends an empty publish response at least this often
 LIVENESS_KEEPALIVES = 5  # a subscription silent for this many keep-alive periods is dead
 SESSION_SAVE_S = 10.0  # how often the resumable session's state is refreshed on disk
-STATE_CHECK_S = 0.1  # how often the session loop looks at the connection's state
+CHECK_S = 1.0  # how often the session loop looks at liveness (a lost connection wakes it)
 REFUSED_RETRY_S = 0.1  # a server not listening (restarting) is tried again this often
 LIFETIME_S = 120.0  # the server keeps our subscription (and its queues) this long unserved
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -169,10 +170,12 @@ class OpcUaAdapter:
             self._first.clear()
             next_poll = loop.time() + dev.poll_interval_ms / 1000
             next_save = loop.time() + SESSION_SAVE_S
+            lost = asyncio.Event()  # asyncua found the connection closed or dead: at once
+            client.connection_lost_callback = _setter(lost)
+            wake = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
             while not stop.is_set():
-                # a local look at the connection's state: a closed socket is seen at once
-                wait = min(STATE_CHECK_S, max(0.0, next_poll - loop.time()))
-                await stopped_within(stop, wait if polled else STATE_CHECK_S)
+                wait = min(CHECK_S, max(0.0, next_poll - loop.time())) if polled else CHECK_S
+                await asyncio.wait(wake, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 await client.check_connection()  # raises once asyncua found it closed or dead
                 if loop.time() >= next_save:  # asyncua forgets a saved session older than
                     next_save = loop.time() + SESSION_SAVE_S  # its timeout: keep it fresh
@@ -183,6 +186,8 @@ class OpcUaAdapter:
                     next_poll += dev.poll_interval_ms / 1000
                     await self._poll(client, polled)
         except BaseException:
+            for waiter in wake:
+                waiter.cancel()
             # leave the session and its subscription to the server, to be taken over by the
             # next session within their lifetime: drop only the connection
             client.uaclient.request_disconnect()
@@ -192,6 +197,8 @@ class OpcUaAdapter:
             client.disconnect_socket()
             raise
         else:  # told to stop: close the session (and its subscription) properly
+            for waiter in wake:
+                waiter.cancel()
             try:
                 await asyncio.wait_for(client.disconnect(), 2)
             except Exception:  # the server may be gone already
@@ -407,6 +414,13 @@ class OpcUaAdapter:
 
     def on_subscription_status(self, status: Any) -> None:
         log.warning("%s: subscription status %s", self.device.device_id, status)
+
+
+def _setter(event: asyncio.Event) -> Callable[[Exception], Coroutine[Any, Any, None]]:
+    async def set_event(_: Exception) -> None:
+        event.set()
+
+    return set_event
 
 
 _REFUSED = frozenset(
