@@ -377,7 +377,9 @@ class EdgeNode:
             ):
                 if not self._send_batches(client, dev):
                     break
-            if dev.death_due and not dev.unsent:
+            # values read before the loss but not yet stored go out before the death
+            pending = dev.staged or any(m.events for m in dev.merges.values())
+            if dev.death_due and not dev.unsent and not pending:
                 at = dev.offline_at or dev.last_ts or self.clock.now_ms()
                 self._publish(
                     client,
