@@ -105,6 +105,10 @@ class Message:
 class MqttClient:
     """An MQTT v5 client for asyncio code.
 
+    A broker that stops answering (frozen, or its host gone without a FIN) is noticed within
+    two ``keepalive`` periods (8 s by default): a PINGREQ after one period of silence, the
+    connection dropped when the next period passes without a byte from the broker.
+
     ``session_expiry`` > 0 with ``clean_start=False`` keeps the broker-side session (and its
     queued QoS 1 messages) across disconnects.
     """
@@ -120,7 +124,7 @@ class MqttClient:
         manual_ack: bool = False,
         queue_size: int = 10_000,
         max_inflight: int = 200,
-        keepalive: int = 30,
+        keepalive: int = 4,
     ) -> None:
         self.address = address
         self.client_id = client_id

@@ -112,13 +112,18 @@ def subscription(group_id: str | None = None) -> str:
     return f"{NAMESPACE}/{group_id}/#"
 
 
-def encode_state(online: bool, timestamp_ms: int) -> bytes:
-    """STATE payload: ``{"online": ..., "timestamp": ...}`` as UTF-8 JSON."""
+def encode_state(online: bool, timestamp_ms: int, commits: bool = False) -> bytes:
+    """STATE payload: ``{"online": ..., "timestamp": ...}`` as UTF-8 JSON; ``commits`` adds
+    ``"commits": 1``, plantwire's announcement that this host confirms commits to its edge
+    nodes (see :mod:`plantwire_bus.extension`)."""
     if not isinstance(online, bool):
         raise PayloadError(f"online must be a bool, got {type(online).__name__}")
     if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int) or timestamp_ms < 0:
         raise PayloadError(f"timestamp {timestamp_ms!r} is not a non-negative int")
-    return json.dumps({"online": online, "timestamp": timestamp_ms}).encode()
+    doc: dict[str, object] = {"online": online, "timestamp": timestamp_ms}
+    if commits:
+        doc["commits"] = 1
+    return json.dumps(doc).encode()
 
 
 def decode_state(data: bytes) -> tuple[bool, int]:

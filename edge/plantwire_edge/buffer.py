@@ -1,5 +1,6 @@
-"""The store-and-forward buffer: every value an adapter reports is kept here until the broker
-acknowledged (PUBACK) the message that carried it.
+"""The store-and-forward buffer: every value an adapter reports is kept here until the primary
+host confirmed that it committed the message that carried it (or, with a host that does not
+confirm commits, until the broker's PUBACK; see docs/reliability.md).
 
 Values are written in batches (one per device per flush) to SQLite in WAL mode; with
 ``sync = "full"`` each flush is fsynced, so a batch survives ``kill -9`` and power loss. A
@@ -8,7 +9,8 @@ bounded by a number of values; beyond it the overflow policy drops the oldest ba
 refuses new ones, and counts every value dropped. Without a path the buffer lives in memory
 (same behaviour, lost when the process ends).
 
-A sample is ``(key, value, ts_ms)``; ``key`` identifies (device, metric, datatype) in the
+A sample is ``(key, value, ts_ms)`` (``(key, value, ts_ms, n)`` for the n-th value of a key
+within one millisecond); ``key`` identifies (device, metric, datatype) in the
 buffer's metric table and doubles as the metric's Sparkplug alias, so aliases are stable
 across restarts.
 """
@@ -30,7 +32,9 @@ from plantwire_bus.payload import DataType
 
 log = logging.getLogger(__name__)
 
-Sample = tuple[int, Any, int]
+Sample = tuple[int, Any, int] | tuple[int, Any, int, int]
+"""(key, value, ts_ms) or, for the n-th value of a key within one millisecond, (key, value,
+ts_ms, n) (see :data:`plantwire_bus.extension.ORDINAL`)."""
 QUEUED, DONE, DROPPED = 0, 1, 2
 FORMAT = "1"
 CACHE_VALUES = 200_000  # values kept in memory beside the disk copy, for sending without a read
@@ -204,10 +208,13 @@ class Buffer:
 
     # -- the write path --------------------------------------------------------------------
     def write(
-        self, groups: Iterable[tuple[str, list[Sample], bool]], acked: Iterable[Batch]
+        self,
+        groups: Iterable[tuple[str, list[Sample], bool]],
+        acked: Iterable[Batch],
+        meta: dict[str, str] | None = None,
     ) -> tuple[list[Batch], list[Batch]]:
-        """Store new samples ``(device, samples, live)`` and forget acknowledged batches, in
-        one transaction.
+        """Store new samples ``(device, samples, live)``, forget acknowledged batches and set
+        metadata (e.g. how far a subscription is stored), in one transaction.
 
         Thread-safe (the node runs it in a worker thread). Returns the batches stored and
         the batches dropped by the overflow policy.
@@ -252,9 +259,17 @@ class Buffer:
                 stats.stored_values += count
                 stats.depth_values += count
                 stats.depth_batches += 1
-            if self._db is not None and (rows or done or dropped):
+            if meta:
+                self._meta.update(meta)
+            if self._db is not None and (rows or done or dropped or meta):
                 db = self._db
                 db.execute("BEGIN")
+                if meta:
+                    db.executemany(
+                        "INSERT INTO meta VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+                        "SET value = excluded.value",
+                        list(meta.items()),
+                    )
                 gone = [(b.id,) for b in done] + [(b.id,) for b in dropped]
                 if gone:
                     db.executemany("DELETE FROM batch WHERE id = ?", gone)

@@ -28,6 +28,8 @@ class DeviceChannel:
         self._node = node
         self.staged: list[Sample] = []
         self.current: dict[int, tuple[Any, int]] = {}
+        self.stamps: dict[int, int] = {}  # timestamp of each key's last stored value
+        self.ordinals: dict[int, int] = {}  # keys whose last stamp was repeated: how often
         self.keys: set[int] = set()  # registered by the adapter
         self.birth_keys: set[int] = set()  # in the last DBIRTH
         self.online = False
@@ -60,8 +62,8 @@ class DeviceChannel:
     def set_online(self, samples: list[Sample]) -> None:
         """The device is reachable; ``samples`` are its current values (sent in its birth)."""
         self.staged.extend(samples)
-        for key, value, ts in samples:
-            self.current[key] = (value, ts)
+        for sample in samples:
+            self.current[sample[0]] = (sample[1], sample[2])
         if self.online:
             self.rebirth = self.born
         self.online = True

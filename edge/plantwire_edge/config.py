@@ -90,6 +90,12 @@ class EdgeConfig(Model):
         description="hold data until this Sparkplug host's STATE is online; '' for none",
     )
     batch_ms: int = Field(default=100, ge=0, description="collect changes this long per DDATA")
+    commit_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="with a primary host that confirms commits: data it has not confirmed "
+        "this long after sending is sent again (flagged historical)",
+    )
     application_uri: str | None = Field(
         default=None, description="OPC UA client application URI (in the gateway certificate)"
     )

@@ -4,7 +4,8 @@ The general codec (:mod:`plantwire_bus.payload`) validates every metric through 
 dataclass; the gateway's samples are already converted and range-checked by the adapters
 (:mod:`plantwire_edge.values`), so this encoder only places each value in the field its
 datatype calls for. Data messages carry aliases and per-metric timestamps, no names or
-datatypes, as the specification recommends.
+datatypes, as the specification recommends. The second and later values of a metric within one
+millisecond carry their ordinal as the metric property ``plantwire.ordinal``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from plantwire_bus.extension import ORDINAL
 from plantwire_bus.payload import DataType
 from plantwire_bus.sparkplug_b_pb2 import Payload as PbPayload
 from plantwire_edge.values import INT_RANGES, TEXT
 
 Field = tuple[str, Callable[[Any], Any] | None]
+Sample = tuple[int, Any, int] | tuple[int, Any, int, int]  # as in the buffer
+_UINT32 = int(DataType.UInt32)
 
 
 def _twos(bits: int) -> Callable[[int], int]:
@@ -50,21 +54,28 @@ def field_for(datatype: DataType) -> Field:
 
 
 def encode_ddata(
-    samples: Iterable[tuple[int, Any, int]],
+    samples: Iterable[Sample],
     fields: dict[int, Field],
     *,
     seq: int,
     timestamp: int,
     historical: bool,
 ) -> tuple[bytes, int]:
-    """A DDATA payload of ``samples`` (alias, value, ts_ms); returns it and the metric count."""
+    """A DDATA payload of ``samples`` (alias, value, ts_ms[, ordinal]); returns it and the
+    metric count."""
     payload = PbPayload(timestamp=timestamp, seq=seq)
     add = payload.metrics.add
     count = 0
-    for alias, value, ts in samples:
+    for sample in samples:
+        alias, value = sample[0], sample[1]
         metric = add()
         metric.alias = alias
-        metric.timestamp = ts
+        metric.timestamp = sample[2]
+        if len(sample) == 4:  # the n-th value within this millisecond
+            metric.properties.keys.append(ORDINAL)
+            prop = metric.properties.values.add()
+            prop.type = _UINT32
+            prop.int_value = sample[3]
         if historical:
             metric.is_historical = True
         if value is None:
@@ -77,7 +88,7 @@ def encode_ddata(
 
 
 def encode_valid(
-    samples: list[tuple[int, Any, int]],
+    samples: list[Sample],
     fields: dict[int, Field],
     *,
     seq: int,

@@ -127,13 +127,24 @@ class OpcUaDevice(Model):
     mode: Literal["subscribe", "poll"] = "subscribe"
     publishing_interval_ms: int = Field(default=100, ge=10)
     sampling_interval_ms: float = Field(default=0.0, ge=0, description="0: fastest practical")
-    queue_size: int = Field(default=100, ge=1, le=10_000)
+    queue_size: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="values per monitored item the server keeps while the gateway is slow "
+        "or away (a burst of writes, a reconnect)",
+    )
     poll_interval_ms: int = Field(default=1000, ge=10)
     timestamp: Timestamp = "source"
     max_clock_skew_s: float = Field(default=300.0, gt=0, description="future tolerance")
     max_age_days: float = Field(default=365.0, gt=0, description="older timestamps are absurd")
     timeout_s: float = Field(default=5.0, gt=0)
-    watchdog_s: float = Field(default=1.0, gt=0, description="server-state probe interval")
+    watchdog_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="server-state probe interval, also the probe's timeout: a busy server "
+        "answers late, not never",
+    )
     reconnect_max_s: float = Field(default=5.0, ge=0.1, description="cap of jittered backoff")
     security_policy: Literal["None", "Basic256Sha256"] = "None"
     security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"

@@ -79,6 +79,22 @@ class GatewayCollector(Collector):
         yield counter("device_deaths", "DDEATH messages published", stats.device_deaths)
         yield counter("values_sent", "values published in DDATA", stats.values_sent)
         yield counter("values_acked", "values acknowledged by the broker", stats.values_acked)
+        yield gauge(
+            "host_confirms_commits",
+            "1: values leave the buffer once the primary host committed them; 0: on the "
+            "broker's PUBACK (the host does not confirm commits, or there is none)",
+            node.host_commits,
+        )
+        yield counter(
+            "values_committed",
+            "values the primary host confirmed as stored",
+            stats.values_committed,
+        )
+        yield counter(
+            "commit_timeouts",
+            "data messages sent again because the host did not confirm them in time",
+            stats.commit_timeouts,
+        )
         yield counter(
             "historical_values_sent",
             "values sent from the backlog (is_historical)",
@@ -128,6 +144,11 @@ class GatewayCollector(Collector):
                 "values whose device timestamp was not believable",
             ),
             "reconnects": (CounterMetricFamily, "adapter_reconnects", "reconnection attempts"),
+            "recovered": (
+                CounterMetricFamily,
+                "adapter_recovered_subscriptions",
+                "OPC UA subscriptions continued with their queues after a lost session",
+            ),
         }
         built = {
             attr: cls(f"{PREFIX}_{name}", doc, labels=["device", "kind"])
@@ -186,7 +207,11 @@ def health(node: EdgeNode, adapters: Sequence[Adapter], rates: Rates) -> tuple[i
     ok = node.connected.is_set() and all(d["state"] == "connected" for d in devices)
     body = {
         "status": "ok" if ok else "degraded",
-        "mqtt": {"connected": node.connected.is_set(), "primary_host_online": node.host_online},
+        "mqtt": {
+            "connected": node.connected.is_set(),
+            "primary_host_online": node.host_online,
+            "buffer_released_on": "host commit" if node.host_commits else "broker PUBACK",
+        },
         "buffer": {
             "durable": node.buffer.durable,
             "depth_values": node.buffer.stats.depth_values,

@@ -4,15 +4,18 @@ all fed from the durable buffer.
 Adapters get a :class:`DeviceChannel` per device and report values into it. Every
 ``batch_ms`` the node writes what arrived to the :class:`~plantwire_edge.buffer.Buffer`
 (one batch per device, committed before anything is sent), then publishes queued batches as
-DDATA at QoS 1; a batch leaves the buffer only after the broker's PUBACK. While the broker is
-unreachable or the primary host's STATE is offline, batches stay queued; afterwards the node
-births again (NBIRTH, then a DBIRTH per online device) and sends the backlog in order,
-flagged ``is_historical``. The broker connection itself is the :class:`Uplink`'s business.
+DDATA at QoS 1; a batch leaves the buffer only once the primary host confirmed it committed
+the message (plantwire's commit confirmations; with a host that does not confirm, after the
+broker's PUBACK). What stays unconfirmed past ``commit_timeout_s`` is sent again. While the
+broker is unreachable or the primary host's STATE is offline, batches stay queued; afterwards
+the node births again (NBIRTH, then a DBIRTH per online device) and sends the backlog in
+order, flagged ``is_historical``. The broker connection itself is the :class:`Uplink`'s business.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import functools
 import itertools
@@ -20,10 +23,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from plantwire_bus.extension import Committed, confirms_commits, parse_committed_topic
 from plantwire_bus.mqtt import Message, MqttClient
 from plantwire_bus.payload import DataType, Metric, Payload, PayloadError, decode_payload
 from plantwire_bus.payload import encode_payload as encode_birth
-from plantwire_bus.runner import stopped_within
 from plantwire_bus.topics import MessageType, Topic, decode_state
 from plantwire_edge.buffer import QUEUED, Batch, Buffer, Sample
 from plantwire_edge.channel import DeviceChannel
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 
 REBIRTH_METRIC = "Node Control/Rebirth"
 WINDOW = 64  # DDATA messages awaiting PUBACK at once
+AWAITING = 128  # DDATA messages awaiting the host's commit at once (seq has 256 values)
 MAX_BATCH = 5_000  # samples per stored batch
 MAX_MESSAGE = 10_000  # samples per replayed DDATA (consecutive historical batches merged)
 DRAIN_S = 5.0  # on shutdown: how long to wait for the backlog to be acknowledged
@@ -46,6 +50,8 @@ class NodeStats:
     published: int = 0  # messages of every kind
     values_sent: int = 0  # DDATA metrics published
     values_acked: int = 0  # DDATA metrics acknowledged by the broker
+    values_committed: int = 0  # DDATA metrics the primary host confirmed as committed
+    commit_timeouts: int = 0  # DDATA messages sent again: no commit confirmation in time
     historical_sent: int = 0
     values_dropped: int = 0  # by the buffer's overflow policy
     encode_rejected: int = 0
@@ -71,6 +77,10 @@ class EdgeNode:
         self.host_online = config.primary_host_id is None
         self.uplink = Uplink(config, self.buffer, self.stats, self, self.clock)
         self._seq = 0
+        self.birth_ts = 0  # timestamp of this connection's NBIRTH (names its seq stream)
+        self.host_commits = False  # the primary host confirms commits: delete only then
+        self._said_commits: bool | None = None  # what the log last said about it
+        self._awaiting: dict[tuple[int, int], tuple[DeviceChannel, list[Batch], int, float]] = {}
         self._need_birth = True
         self._client: MqttClient | None = None
         self._generation = 0
@@ -78,6 +88,9 @@ class EdgeNode:
         self._acked: list[Batch] = []
         self._pump_due = False
         self._opened = False
+        self._running = False
+        self._store_waiters: list[asyncio.Future[None]] = []
+        self._meta: dict[str, str] = {}  # buffer metadata stored with the next flush
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- adapters' side --------------------------------------------------------------------
@@ -103,6 +116,18 @@ class EdgeNode:
         self.fields[key] = field_for(datatype)
         return key
 
+    async def stored(self, meta: tuple[str, str] | None = None) -> None:
+        """Return once every value reported so far is durably in the buffer (at once with a
+        buffer in memory), together with the buffer metadata ``meta`` (name, value): the
+        OPC UA adapter acknowledges notifications only then."""
+        if meta is not None:
+            self._meta[meta[0]] = meta[1]
+        if not self.buffer.durable or not self._running:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._store_waiters.append(waiter)  # resolved by the next flush (every batch_ms)
+        await waiter
+
     # -- the node's loop -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop``; then store what is staged, send what can be sent, and die."""
@@ -114,13 +139,17 @@ class EdgeNode:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.uplink.run(halt))
                 interval = max(self.config.batch_ms, 10) / 1000
-                while not await stopped_within(stop, interval):
+                self._running = True
+                while not stop.is_set():
+                    await asyncio.sleep(interval)  # cheaper than a wait on stop, ten times a second
                     await self._flush()
+                    self._expire_awaiting(self.config.commit_timeout_s)
                     self._pump()
                 await self._flush()
                 await self._drain()
                 halt.set()
         finally:
+            self._running = False
             await self._flush(final=True)
             if self._executor is not None:
                 self._executor.shutdown()
@@ -131,6 +160,15 @@ class EdgeNode:
             self.buffer.close()
 
     async def _flush(self, final: bool = False) -> None:
+        waiters, self._store_waiters = self._store_waiters, []
+        try:
+            await self._write(final)
+        finally:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _write(self, final: bool) -> None:
         groups: list[tuple[str, list[Sample], bool]] = []
         ready = self._ready()
         for dev in self.channels.values():
@@ -139,9 +177,8 @@ class EdgeNode:
             if not dev.staged:
                 continue
             samples, dev.staged = dev.staged, []
+            self._stamp(dev, samples)
             current = dev.current
-            for key, value, ts in samples:
-                current[key] = (value, ts)
             if dev.born and len(current) != dev.checked:
                 dev.checked = len(current)
                 if not current.keys() <= dev.birth_keys:
@@ -150,20 +187,36 @@ class EdgeNode:
             for start in range(0, len(samples), MAX_BATCH):
                 groups.append((dev.device_id, samples[start : start + MAX_BATCH], live))
         acked, self._acked = self._acked, []
-        if not groups and not acked:
+        meta, self._meta = self._meta, {}
+        if not groups and not acked and not meta:
             return
         if self._executor is not None and not final:
             loop = asyncio.get_running_loop()
             stored, dropped = await loop.run_in_executor(
-                self._executor, self.buffer.write, groups, acked
+                self._executor, self.buffer.write, groups, acked, meta
             )
         else:
-            stored, dropped = self.buffer.write(groups, acked)
+            stored, dropped = self.buffer.write(groups, acked, meta)
         for batch in stored:
             self.channels[batch.device].unsent.append(batch)
         if dropped:
             self.stats.values_dropped += sum(b.count for b in dropped)
             log.warning("buffer full: dropped the %d oldest values", sum(b.count for b in dropped))
+
+    def _stamp(self, dev: DeviceChannel, samples: list[Sample]) -> None:
+        """Note each sample as its key's current value; number the second and later values
+        of a key within one millisecond (1, 2, ...) so that the platform keeps them all."""
+        current, stamps, ordinals = dev.current, dev.stamps, dev.ordinals
+        for i, sample in enumerate(samples):
+            key, value, ts = sample[0], sample[1], sample[2]
+            current[key] = (value, ts)
+            if stamps.get(key) != ts:
+                stamps[key] = ts
+                if ordinals:
+                    ordinals.pop(key, None)
+                continue
+            n = ordinals[key] = ordinals.get(key, 0) + 1
+            samples[i] = (key, value, ts, n)  # beyond MAX_ORDINAL: a platform dead letter
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -194,6 +247,7 @@ class EdgeNode:
         self.connected.clear()
         self._generation += 1
         self._inflight_messages = 0
+        self._awaiting.clear()  # their batches are still in flight: sent again below
         for dev in self.channels.values():
             if dev.inflight:
                 batches = sorted(dev.inflight.values(), key=lambda b: b.id)
@@ -205,12 +259,24 @@ class EdgeNode:
 
     def command(self, message: Message) -> None:
         """A message on NCMD or the primary host's STATE topic."""
+        if parse_committed_topic(message.topic) is not None:
+            self._committed(message)
+            return
         if message.topic.startswith("spBv1.0/STATE/"):
             try:
                 online, _ = decode_state(message.payload)
             except PayloadError:
                 log.warning("ignoring malformed STATE message on %s", message.topic)
                 return
+            commits = confirms_commits(message.payload)
+            if online and commits != self._said_commits:
+                self.host_commits = self._said_commits = commits
+                if commits:
+                    log.info("primary host confirms commits: values leave the buffer once "
+                             "the platform has stored them")  # fmt: skip
+                else:
+                    log.warning("primary host does not confirm commits: values leave the "
+                                "buffer on the broker's PUBACK")  # fmt: skip
             if online != self.host_online:
                 log.info("primary host %s", "online" if online else "offline")
             if online and not self.host_online:
@@ -227,6 +293,47 @@ class EdgeNode:
             log.info("rebirth requested")
             self._need_birth = True
             self._schedule_pump()
+
+    def _committed(self, message: Message) -> None:
+        """The host stored these data messages: their batches may leave the buffer."""
+        try:
+            committed = Committed.decode(message.payload)
+        except PayloadError as exc:
+            log.warning("ignoring malformed commit confirmation: %s", exc)
+            return
+        for seq in committed.seqs:
+            entry = self._awaiting.pop((committed.birth_ts, seq), None)
+            if entry is None:
+                continue  # sent again meanwhile, or confirmed twice
+            dev, group, count, _ = entry
+            for batch in group:
+                dev.inflight.pop(batch.id, None)
+            self._acked.extend(group)
+            self.stats.values_committed += count
+        self._schedule_pump()
+
+    def _expire_awaiting(self, timeout_s: float) -> None:
+        """Messages the host has not confirmed within ``timeout_s`` are sent again, flagged
+        historical (lost on the way, e.g. at QoS 0; the host's storage absorbs repeats)."""
+        if not self._awaiting:
+            return
+        limit = asyncio.get_running_loop().time() - timeout_s
+        late = [key for key, entry in self._awaiting.items() if entry[3] < limit]
+        if not late:
+            return
+        for key in late:
+            dev, group, _, _ = self._awaiting.pop(key)
+            for batch in group:
+                dev.inflight.pop(batch.id, None)
+                batch.live = False
+            dev.unsent.extendleft(reversed(group))
+            self.stats.commit_timeouts += 1
+        for dev in self.channels.values():
+            if len(dev.unsent) > 1:
+                dev.unsent = collections.deque(sorted(dev.unsent, key=lambda b: b.id))
+        log.warning("%d data messages not confirmed by the host within %.0f s: sending again",
+                    len(late), timeout_s)  # fmt: skip
+        self._schedule_pump()
 
     # -- publishing ------------------------------------------------------------------------
     def _ready(self) -> bool:
@@ -247,7 +354,9 @@ class EdgeNode:
 
     def _publish(self, client: MqttClient, topic: str, payload: bytes) -> asyncio.Future[None]:
         self.stats.published += 1
-        return client.publish_nowait(topic, payload)
+        future = client.publish_nowait(topic, payload)
+        future.add_done_callback(_observed)  # a lost connection is handled by detached()
+        return future
 
     def _pump(self) -> None:
         """Publish births, deaths and queued batches, as far as the window allows."""
@@ -261,10 +370,16 @@ class EdgeNode:
             if dev.online and (not dev.born or dev.rebirth) and not dev.death_due:
                 self._device_birth(client, dev)
             # a device that is gone is born for its backlog alone, then dies again
-            while (dev.born or not dev.online) and self._inflight_messages < WINDOW:
+            while (
+                (dev.born or not dev.online)
+                and self._inflight_messages < WINDOW
+                and len(self._awaiting) < AWAITING
+            ):
                 if not self._send_batches(client, dev):
                     break
-            if dev.death_due and not dev.unsent:
+            # values read before the loss but not yet stored go out before the death
+            pending = dev.staged or any(m.events for m in dev.merges.values())
+            if dev.death_due and not dev.unsent and not pending:
                 at = dev.offline_at or dev.last_ts or self.clock.now_ms()
                 self._publish(
                     client,
@@ -278,11 +393,12 @@ class EdgeNode:
 
     def _node_birth(self, client: MqttClient) -> None:
         self._seq = 0
+        self.birth_ts = max(self.clock.now_ms(), self.birth_ts + 1)  # names a new seq stream
         metrics = (
             Metric(name="bdSeq", datatype=DataType.UInt64, value=self.uplink.bd_seq),
             Metric(name=REBIRTH_METRIC, datatype=DataType.Boolean, value=False),
         )
-        payload = encode_birth(Payload(timestamp=self.clock.now_ms(), seq=0, metrics=metrics))
+        payload = encode_birth(Payload(timestamp=self.birth_ts, seq=0, metrics=metrics))
         self._publish(client, self._topic(MessageType.NBIRTH), payload)
         self._need_birth = False
         self.stats.births += 1
@@ -300,13 +416,14 @@ class EdgeNode:
         current value if known, else their first value there)."""
         if dev.merges:
             dev.merge_staged()
-        for key, value, ts in dev.staged:
-            dev.current[key] = (value, ts)
+        for sample in dev.staged:
+            dev.current[sample[0]] = (sample[1], sample[2])
         keys = set(dev.current) | (dev.birth_keys if dev.born else set())
         first: dict[int, tuple[Any, int]] = {}
-        for key, value, ts in backlog or ():
+        for sample in backlog or ():
+            key = sample[0]
             if key not in keys and key not in first:
-                first[key] = (value, ts)
+                first[key] = (sample[1], sample[2])
                 self.fields.setdefault(key, field_for(self.buffer.metrics[key].datatype))
         keys |= first.keys()
         now = self.clock.now_ms()
@@ -344,11 +461,11 @@ class EdgeNode:
                     break
                 group.append(batch)
                 samples.extend(self.buffer.load(batch))
-            dev.last_ts = max(dev.last_ts, max(ts for _, _, ts in samples))
+            dev.last_ts = max(dev.last_ts, max(sample[2] for sample in samples))
         if not dev.born:  # the device is gone: born for its backlog, as of its first value
             self._device_birth(client, dev, samples, at=group[0].first_ts)
             dev.death_due = True
-        elif not {key for key, _, _ in samples} <= dev.birth_keys:  # e.g. from an earlier run
+        elif not {sample[0] for sample in samples} <= dev.birth_keys:  # e.g. from an earlier run
             self._device_birth(client, dev, samples)
         for _ in group:
             dev.unsent.popleft()
@@ -369,6 +486,9 @@ class EdgeNode:
         self.stats.values_sent += count
         if not live:
             self.stats.historical_sent += count
+        if self.host_commits:
+            now = asyncio.get_running_loop().time()
+            self._awaiting[(self.birth_ts, seq)] = (dev, group, count, now)
         future.add_done_callback(
             functools.partial(self._settled, dev, group, count, self._generation)
         )
@@ -386,14 +506,26 @@ class EdgeNode:
             return  # the connection was lost; detached() took these back
         self._inflight_messages -= 1
         if future.cancelled() or future.exception() is not None:
+            for key, entry in list(self._awaiting.items()):
+                if entry[1] is group:
+                    del self._awaiting[key]
             for batch in reversed(group):
                 if dev.inflight.pop(batch.id, None) is not None:
                     dev.unsent.appendleft(batch)
             log.warning("broker refused DDATA for %s; kept for retry", dev.device_id)
         else:
-            for batch in group:
-                dev.inflight.pop(batch.id, None)
-            self._acked.extend(group)
             self.stats.values_acked += count
+            if any(entry[1] is group for entry in self._awaiting.values()):
+                pass  # the host's commit confirmation releases it (see _committed)
+            else:
+                for batch in group:
+                    dev.inflight.pop(batch.id, None)
+                self._acked.extend(group)
         if any(d.unsent for d in self.channels.values()):
             self._schedule_pump()
+
+
+def _observed(future: asyncio.Future[None]) -> None:
+    """Mark a publish's outcome as seen (no "exception was never retrieved" noise)."""
+    if not future.cancelled():
+        future.exception()

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from asyncua import ua
 from asyncua.client.client import Client
-from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
 
@@ -32,6 +34,7 @@ from plantwire_edge.devices import OpcUaDevice, Tag
 from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
 from plantwire_edge.opcua_session import AuthError, OperationLimits, connect
+from plantwire_edge.opcua_subscription import LIVENESS_MIN_S, Memo, Notifications, take_over
 from plantwire_edge.status import AdapterStatus, Throttle
 from plantwire_edge.values import ClockCheck
 
@@ -39,6 +42,11 @@ log = logging.getLogger(__name__)
 
 AUTH_RETRY_S = 300.0
 KEEPALIVE_MS = 2_000  # the server sends an empty publish response at least this often
+LIVENESS_KEEPALIVES = 5  # a subscription silent for this many keep-alive periods is dead
+SESSION_SAVE_S = 10.0  # how often the resumable session's state is refreshed on disk
+CHECK_S = 1.0  # how often the session loop looks at liveness (a lost connection wakes it)
+REFUSED_RETRY_S = 0.1  # a server not listening (restarting) is tried again this often
+LIFETIME_S = 120.0  # the server keeps our subscription (and its queues) this long unserved
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -57,26 +65,6 @@ class _Feed(Feed):
         super().__init__(*args)
         self.tag = tag
         self.timestamp = tag.timestamp or device.timestamp
-
-
-class _Notifications(Subscription):
-    """A subscription that hands each publish response's items to the adapter at once."""
-
-    def __init__(self, session: Any, params: Any, adapter: OpcUaAdapter) -> None:
-        super().__init__(session, params, None)
-        self._adapter = adapter
-
-    async def publish_callback(self, publish_result: Any) -> None:
-        self.last_publish_at = time.monotonic()
-        message = publish_result.NotificationMessage
-        if message.NotificationData is None:
-            return
-        self.last_sequence_number = int(message.SequenceNumber)
-        for notification in message.NotificationData:
-            if isinstance(notification, ua.DataChangeNotification):
-                self._adapter.on_items(notification.MonitoredItems)
-            elif isinstance(notification, ua.StatusChangeNotification):
-                self._adapter.on_subscription_status(notification.Status)
 
 
 class OpcUaAdapter:
@@ -122,6 +110,11 @@ class OpcUaAdapter:
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
+            except ConnectionRefusedError as exc:  # nobody listens: try again soon, cheaply
+                self.status.set_state("disconnected", f"{dev.endpoint}: {exc.strerror}")
+                self._throttle(log, "refused", "%s: %s: connection refused", dev.device_id,
+                               dev.endpoint)  # fmt: skip
+                retry, delay = REFUSED_RETRY_S, 0.5
             except AuthError as exc:
                 self.status.set_state("auth_failed", str(exc))
                 log.error("%s: %s; not retrying for %.0f s", dev.device_id, exc, AUTH_RETRY_S)
@@ -142,7 +135,7 @@ class OpcUaAdapter:
 
     async def _session(self, stop: asyncio.Event) -> None:
         dev = self.device
-        client = await connect(dev, self.client_uri)
+        client = await connect(dev, self.client_uri, self._session_file)
         try:
             self.limits = await OperationLimits.read(client)
             handles = await self._resolve(client)
@@ -151,7 +144,7 @@ class OpcUaAdapter:
             subscribed = [h for h in handles if self._mode(h) == "subscribe"]
             polled = [h for h in handles if self._mode(h) == "poll"]
             self._polled_handles = set(polled)
-            sub = await self._subscribe(client, subscribed) if subscribed else None
+            sub = await self._subscription(client, subscribed) if subscribed else None
             self._first -= {h for h in subscribed if self._active[h] is None}
             if not self._first - self._polled_handles:
                 self._initial.set()
@@ -176,20 +169,36 @@ class OpcUaAdapter:
             self.channel.set_online([])
             self._first.clear()
             next_poll = loop.time() + dev.poll_interval_ms / 1000
+            next_save = loop.time() + SESSION_SAVE_S
+            lost = asyncio.Event()  # asyncua found the connection closed or dead: at once
+            client.connection_lost_callback = _setter(lost)
+            wake = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
             while not stop.is_set():
-                wait = (
-                    min(dev.watchdog_s, max(0.0, next_poll - loop.time()))
-                    if polled
-                    else (dev.watchdog_s)
-                )
-                await stopped_within(stop, wait)
-                await client.check_connection()  # raises once the watchdog found it dead
+                wait = min(CHECK_S, max(0.0, next_poll - loop.time())) if polled else CHECK_S
+                await asyncio.wait(wake, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                await client.check_connection()  # raises once asyncua found it closed or dead
+                if loop.time() >= next_save:  # asyncua forgets a saved session older than
+                    next_save = loop.time() + SESSION_SAVE_S  # its timeout: keep it fresh
+                    client._save_session_state()
                 if sub is not None and self._stale(sub):
                     raise ConnectionError("no publish response within the keep-alive time")
                 if polled and loop.time() >= next_poll:
                     next_poll += dev.poll_interval_ms / 1000
                     await self._poll(client, polled)
-        finally:
+        except BaseException:
+            for waiter in wake:
+                waiter.cancel()
+            # leave the session and its subscription to the server, to be taken over by the
+            # next session within their lifetime: drop only the connection
+            client.uaclient.request_disconnect()
+            publishing = client.uaclient.session._publish_task  # no public way to stop it
+            if publishing is not None:  # without closing the session on the server
+                publishing.cancel()
+            client.disconnect_socket()
+            raise
+        else:  # told to stop: close the session (and its subscription) properly
+            for waiter in wake:
+                waiter.cancel()
             try:
                 await asyncio.wait_for(client.disconnect(), 2)
             except Exception:  # the server may be gone already
@@ -198,10 +207,11 @@ class OpcUaAdapter:
     def _mode(self, handle: int) -> str:
         return self.feeds[handle].tag.mode or self.device.mode
 
-    def _stale(self, sub: _Notifications) -> bool:
+    def _stale(self, sub: Notifications) -> bool:
+        """No publish response (data or keep-alive) for LIVENESS_KEEPALIVES keep-alive
+        periods as negotiated with the server (and at least LIVENESS_MIN_S)."""
         last = sub.last_publish_at
-        limit = max(3 * KEEPALIVE_MS / 1000, 5 * self.device.publishing_interval_ms / 1000)
-        return last is not None and time.monotonic() - last > limit
+        return last is not None and time.monotonic() - last > sub.liveness_s
 
     async def _resolve(self, client: Client) -> list[int]:
         """Handles (indexes) of the tags whose namespace this server knows."""
@@ -226,17 +236,78 @@ class OpcUaAdapter:
             raise RuntimeError("none of the configured nodes could be resolved")
         return handles
 
-    async def _subscribe(self, client: Client, handles: list[int]) -> _Notifications:
+    async def _subscription(self, client: Client, handles: list[int]) -> Notifications:
+        """The subscription of an earlier session taken over, with every notification it
+        holds that is not in the buffer yet; else a new one."""
+        dev = self.device
+        memo_key = f"opcua/{dev.device_id}/subscription"
+        memo = Memo.decode(self.node.buffer.meta(memo_key))
+        config = hashlib.sha256(dev.model_dump_json().encode()).hexdigest()[:16]
+        token = client.uaclient.session.authentication_token.to_string()
+        if memo is not None and memo.config == config:
+            sub = Notifications(
+                client.uaclient.session, self._parameters(), self, self.node, self._seq_key
+            )
+            last = int(self.node.buffer.meta(self._seq_key) or 0)
+            republished = await take_over(client, memo, sub, last)
+            if republished is not None:
+                self._first -= set(handles)  # no initial values: the old queue continues
+                params = sub.parameters
+                sub.liveness_s = self._liveness(
+                    params.RequestedPublishingInterval, params.RequestedMaxKeepAliveCount
+                )
+                log.info("%s: subscription %d taken over; %d notification messages "
+                         "republished", dev.device_id, memo.subscription_id,
+                         len(republished))  # fmt: skip
+                self.status.recovered += 1
+                return sub
+        sub = await self._subscribe(client, handles)
+        assert sub.subscription_id is not None
+        self.node.buffer.set_meta(self._seq_key, "0")
+        self.node.buffer.set_meta(memo_key, Memo(sub.subscription_id, token, config).encode())
+        return sub
+
+    @property
+    def _session_file(self) -> Path | None:
+        """Where asyncua keeps this device's session token, to resume it after a restart."""
+        path = self.node.buffer.path
+        return None if path is None else Path(f"{path}.opcua-{self.device.device_id}.json")
+
+    @property
+    def _seq_key(self) -> str:
+        return f"opcua/{self.device.device_id}/stored_seq"
+
+    def _parameters(self) -> Any:
         dev = self.device
         params = ua.CreateSubscriptionParameters()
         params.RequestedPublishingInterval = dev.publishing_interval_ms
         params.RequestedMaxKeepAliveCount = max(1, KEEPALIVE_MS // dev.publishing_interval_ms)
-        params.RequestedLifetimeCount = params.RequestedMaxKeepAliveCount * 10
+        # the lifetime must be >= 3 keep-alive counts; a long one lets a queue outlive a
+        # lost connection or a gateway restart
+        params.RequestedLifetimeCount = max(
+            3 * params.RequestedMaxKeepAliveCount,
+            int(LIFETIME_S * 1000 / dev.publishing_interval_ms),
+        )
         params.MaxNotificationsPerPublish = 0  # no limit
         params.PublishingEnabled = True
         params.Priority = 0
-        sub = _Notifications(client.uaclient.session, params, self)
-        await sub.init()
+        return params
+
+    @staticmethod
+    def _liveness(interval_ms: float, keepalive_count: int) -> float:
+        """How long a subscription may stay silent: LIVENESS_KEEPALIVES keep-alive periods
+        (and at least LIVENESS_MIN_S)."""
+        return max(LIVENESS_MIN_S, LIVENESS_KEEPALIVES * interval_ms * keepalive_count / 1000)
+
+    async def _subscribe(self, client: Client, handles: list[int]) -> Notifications:
+        sub = Notifications(
+            client.uaclient.session, self._parameters(), self, self.node, self._seq_key
+        )
+        created = await sub.init()
+        sub.last_publish_at = time.monotonic()  # liveness counts from here
+        sub.liveness_s = self._liveness(
+            created.RevisedPublishingInterval, created.RevisedMaxKeepAliveCount
+        )
         batch = self.limits.monitored_items_per_call
         for start in range(0, len(handles), batch):
             chunk = handles[start : start + batch]
@@ -343,6 +414,13 @@ class OpcUaAdapter:
 
     def on_subscription_status(self, status: Any) -> None:
         log.warning("%s: subscription status %s", self.device.device_id, status)
+
+
+def _setter(event: asyncio.Event) -> Callable[[Exception], Coroutine[Any, Any, None]]:
+    async def set_event(_: Exception) -> None:
+        event.set()
+
+    return set_event
 
 
 _REFUSED = frozenset(

@@ -21,7 +21,7 @@ from plantwire_edge.devices import OpcUaDevice
 
 log = logging.getLogger(__name__)
 
-SESSION_TIMEOUT_MS = 60_000  # the server drops our session a minute after we vanish
+SESSION_TIMEOUT_MS = 120_000  # the server keeps our session (and subscription) this long
 DEFAULT_BATCH = 1_000  # items per call when the server states no limit
 
 # Status codes that mean "a person must fix credentials or trust", not "try again soon".
@@ -70,10 +70,18 @@ def _policy(name: str) -> type[Any]:
     return policy
 
 
-async def connect(device: OpcUaDevice, client_uri: str) -> Client:
-    """A connected, activated client for ``device``; raises :class:`AuthError` on refusals."""
+async def connect(device: OpcUaDevice, client_uri: str, state: Path | None = None) -> Client:
+    """A connected, activated client for ``device``; raises :class:`AuthError` on refusals.
+
+    With ``state``, the session is kept there and an earlier one still alive on the server
+    is resumed (ActivateSession on a new channel) instead of creating a new one."""
     client = Client(device.endpoint, timeout=device.timeout_s, watchdog_intervall=device.watchdog_s)
+    client.session_state_path = state
     client.session_timeout = SESSION_TIMEOUT_MS
+    # liveness is the adapter's business (keep-alives negotiated per subscription, with
+    # margins); asyncua's own stale check would recreate a slow server's subscription after
+    # 1.5 keep-alive periods and lose its queued values
+    client._stale_check_margin = 1e9
     client.application_uri = client_uri
     client.name = f"plantwire edge ({client_uri})"
     try:

@@ -18,6 +18,7 @@ class AdapterStatus:
     unmapped: int = 0  # native values missing from their mapping table
     clock_flagged: int = 0  # device timestamps outside the sane range
     reconnects: int = 0
+    recovered: int = 0  # OPC UA subscriptions continued (queue kept) after a lost session
     connects: int = 0
     last_error: str = ""
     bad_points: dict[str, str] = field(default_factory=dict)  # tag/register/field -> reason

@@ -3,8 +3,8 @@
 Every connection is a fresh MQTT session (nothing queued by an earlier session is resent
 behind the node's back: the buffer decides what to send) whose Will is the NDEATH carrying
 that connection's ``bdSeq``; ``bdSeq`` is kept in the buffer so it continues across restarts.
-Connection attempts back off with jitter; NCMD and the primary host's STATE are handed to the
-node as they arrive.
+Connection attempts back off with jitter; NCMD, the primary host's STATE and its commit
+confirmations (a plantwire extension) are handed to the node as they arrive.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 import random
 from typing import Protocol
 
+from plantwire_bus.extension import committed_topic
 from plantwire_bus.mqtt import Message, MqttClient, MqttError, Will, parse_mqtt_url
 from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.runner import stopped_within
@@ -101,6 +102,7 @@ class Uplink:
         try:
             await client.subscribe(self._topic(MessageType.NCMD))
             if cfg.primary_host_id is not None:
+                await client.subscribe(committed_topic(cfg.group_id, cfg.edge_node_id))
                 await client.subscribe(state_topic(cfg.primary_host_id))
             log.info("connected to %s (bdSeq %d)", client.address, self.bd_seq)
             self.node.attached(client)

@@ -79,6 +79,12 @@ class PlatformSettings(BaseSettings):
         description="receive at QoS 0 as Sparkplug prescribes for data (no redelivery after "
         "a crash) instead of QoS 1 with acknowledgement after commit",
     )
+    commit_confirmations: bool = Field(
+        default=True,
+        description="after each commit, tell every edge node which of its data messages are "
+        "stored (plantwire extension, plantwire/v1/committed/...): plantwire gateways delete "
+        "from their buffers only then",
+    )
     batch_size: int = Field(default=20_000, ge=1, description="samples per database write")
     batch_age_ms: int = Field(default=200, ge=1, description="max wait before a write")
     queue_size: int = Field(default=20_000, ge=100, description="messages buffered from MQTT")

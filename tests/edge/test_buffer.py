@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from plantwire_bus.payload import DataType
-from plantwire_edge.buffer import DROPPED, Buffer, BufferInUse
+from plantwire_edge.buffer import DROPPED, Buffer, BufferInUse, Sample
 
 T0 = 1_767_225_600_000
 
 
-def samples(key: int, n: int, start: int = 0) -> list[tuple[int, float, int]]:
+def samples(key: int, n: int, start: int = 0) -> list[Sample]:
     return [(key, float(i), T0 + i) for i in range(start, start + n)]
 
 
@@ -109,7 +109,7 @@ async def test_committed_batches_survive_kill_9(tmp_path: Path) -> None:
     await proc.wait()
     buf = Buffer(str(path))
     queued = buf.open()
-    values = [v for q in queued for _, v, _ in buf.load(q)]
+    values = [sample[1] for q in queued for sample in buf.load(q)]
     assert len(values) >= reported  # everything committed is there
     assert values == list(range(len(values)))  # in order, nothing doubled, no gap
     buf.close()

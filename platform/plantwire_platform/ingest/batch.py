@@ -118,7 +118,7 @@ class Batch:
     counts: list[int] = field(default_factory=lambda: [0, 0, 0])
     spans: list[tuple[int, int, int]] = field(default_factory=list)  # birth, min ts, max ts
     states: dict[int, int] = field(default_factory=dict)  # series id -> earliest ts (ms)
-    events: list[tuple[int, int, str | None]] = field(default_factory=list)
+    events: list[tuple[int, int, str | None]] = field(default_factory=list)  # sid, µs, value
     dead_letters: list[DeadLetter] = field(default_factory=list)
     messages: list[Any] = field(default_factory=list)  # to acknowledge after the commit
     seqs: dict[tuple[str, str], list[SeqEntry]] = field(default_factory=dict)
@@ -155,25 +155,28 @@ class Batch:
     def samples(self) -> int:
         return self.counts[0] + self.counts[1] + self.counts[2]
 
-    def add_num(self, prefix: bytes, ts: int, value: float | None) -> None:
-        """A numeric sample (the hot path)."""
+    def add_num(self, prefix: bytes, ts: int, value: float | None, ordinal: int = 0) -> None:
+        """A numeric sample (the hot path); ``ordinal`` microseconds after ``ts`` (the n-th
+        value of the metric within that millisecond, see :mod:`plantwire_bus.extension`)."""
         body = self.bodies[0]
         body += prefix
         if value is None:
-            body += _TS_NULL.pack((ts - PG_EPOCH_MS) * 1000, -1)
+            body += _TS_NULL.pack((ts - PG_EPOCH_MS) * 1000 + ordinal, -1)
         else:
-            body += _TS_DOUBLE.pack((ts - PG_EPOCH_MS) * 1000, 8, value)
+            body += _TS_DOUBLE.pack((ts - PG_EPOCH_MS) * 1000 + ordinal, 8, value)
         self.counts[0] += 1
 
-    def add_other(self, target: Target, ts: int, value: float | bool | str | None) -> None:
+    def add_other(
+        self, target: Target, ts: int, value: float | bool | str | None, ordinal: int = 0
+    ) -> None:
         """A boolean or text sample, or one of a state or event series."""
         sid, _, kind, flags, prefix = target
         if kind == NUM:
-            self.add_num(prefix, ts, value)  # type: ignore[arg-type]
+            self.add_num(prefix, ts, value, ordinal)  # type: ignore[arg-type]
         else:
             body = self.bodies[kind]
             body += prefix
-            micros = (ts - PG_EPOCH_MS) * 1000
+            micros = (ts - PG_EPOCH_MS) * 1000 + ordinal
             if value is None:
                 body += _TS_NULL.pack(micros, -1)
             elif kind == BOOL:
@@ -189,7 +192,7 @@ class Batch:
             if known is None or ts < known:
                 self.states[sid] = ts
         if flags & 2:  # EVENT
-            self.events.append((sid, ts, None if value is None else str(value)))
+            self.events.append((sid, ts * 1000 + ordinal, None if value is None else str(value)))
 
     def copy_data(self, kind: int) -> bytes:
         """A complete binary COPY stream of one sample table's rows."""

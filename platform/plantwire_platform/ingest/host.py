@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError
 
+from plantwire_bus.extension import MAX_ORDINAL, ORDINAL
 from plantwire_bus.payload import (
     NUMERIC_TYPES,
     TEXT_TYPES,
@@ -257,10 +258,30 @@ for _dt in NUMERIC_TYPES - {DataType.Double, DataType.Float}:
 
 
 _DOUBLE, _FLOAT = DataType.Double, DataType.Float
+PbMetric = PbPayload.Metric
 
 
 class ValueProblem(Exception):
-    """A data metric's value does not fit the datatype of its birth."""
+    """A data metric's value does not fit the datatype of its birth, or is refused."""
+
+    def __init__(self, detail: str, reason: str = "type_mismatch") -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def ordinal_of(pb: Any) -> int:
+    """The :data:`~plantwire_bus.extension.ORDINAL` property of protobuf metric ``pb`` (0 if
+    absent): the n-th value of the metric within its millisecond."""
+    props = pb.properties
+    for key, prop in zip(props.keys, props.values, strict=False):
+        if key != ORDINAL:
+            continue
+        which = prop.WhichOneof("value")
+        n = prop.int_value if which == "int_value" else prop.long_value
+        if which not in ("int_value", "long_value") or not 0 <= n <= MAX_ORDINAL:
+            raise ValueProblem(f"{ORDINAL} must be 0..{MAX_ORDINAL}", "bad_ordinal")
+        return int(n)
+    return 0
 
 
 def metric_value(pb: Any, datatype: DataType) -> float | bool | str | None:
@@ -277,7 +298,10 @@ def metric_value(pb: Any, datatype: DataType) -> float | bool | str | None:
     if datatype in NUMERIC_TYPES:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueProblem(f"not a number for {datatype.name}")
-        return float(value)
+        number = float(value)
+        if number - number != 0.0:  # NaN or ±Inf: no measurement, and poison for sums
+            raise ValueProblem(f"{number} is not a finite number", "non_finite_value")
+        return number
     if datatype is DataType.Boolean:
         if not isinstance(value, bool):
             raise ValueProblem("not a boolean")
@@ -295,7 +319,10 @@ def birth_value(m: Metric) -> float | bool | str | None:
         return None
     value = m.value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        number = float(value)
+        if number - number != 0.0:
+            raise ValueProblem(f"{m.name}: {number} is not a finite number", "non_finite_value")
+        return number
     if isinstance(value, str) and "\0" in value:
         raise ValueProblem("string contains NUL")
     if isinstance(value, bool | str):
@@ -353,6 +380,7 @@ def decode_data(
     first, last = hi, lo  # the span of accepted timestamps; none accepted: no span
     add_num, add_other = batch.add_num, batch.add_other
     body, pack_row, fast = batch.bodies[0], NUM_ROW.pack, 0
+    has_field = PbMetric.HasField
     for m, target in zip(pb.metrics, targets, strict=True):
         if target is None:
             problems.unknown(m.name or f"alias {m.alias}")
@@ -362,14 +390,22 @@ def decode_data(
         if ts < lo or ts > hi:
             problems.add("absurd_timestamp", f"timestamp {ts} ms")
             continue
+        ordinal = 0
+        if has_field(m, "properties"):
+            try:
+                ordinal = ordinal_of(m)
+            except ValueProblem as exc:
+                problems.add(exc.reason, str(exc))
+                continue
         if ts < first:
             first = ts
         if ts > last:
             last = ts
         if not flags and (dt is _DOUBLE or dt is _FLOAT):
             value = m.double_value if dt is _DOUBLE else m.float_value
-            if value:  # set and not 0.0: the common case, straight into the COPY rows
-                body += pack_row(prefix, (ts - PG_EPOCH_MS) * 1000, 8, value)
+            # set, not 0.0 and finite: the common case, straight into the COPY rows
+            if value and value - value == 0.0:
+                body += pack_row(prefix, (ts - PG_EPOCH_MS) * 1000 + ordinal, 8, value)
                 fast += 1
                 continue
         elif flags & TRANSIENT:
@@ -377,12 +413,12 @@ def decode_data(
         try:
             value = metric_value(m, dt)
         except ValueProblem as exc:
-            problems.add("type_mismatch", str(exc))
+            problems.add(exc.reason, str(exc))
             continue
         if kind == NUM and not flags:
-            add_num(prefix, ts, value)  # type: ignore[arg-type]
+            add_num(prefix, ts, value, ordinal)  # type: ignore[arg-type]
         else:
-            add_other(target, ts, value)
+            add_other(target, ts, value, ordinal)
     batch.counts[NUM] += fast
     if first <= last:
         batch.spans.append((gen.birth_id, first, last))

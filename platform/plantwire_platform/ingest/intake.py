@@ -30,6 +30,7 @@ from plantwire_platform.ingest.host import (
     Generation,
     Route,
     TimeWindow,
+    ValueProblem,
     classify,
     decode_data,
     now_ms,
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 MISS_TTL_S = 0.2  # do not ask the database again about an unknown node/device this soon
 MAX_BIRTH_METRICS = 50_000
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
-"""Errors of the database connection, not of a message: they stop the worker, which restarts."""
+"""Errors of the database connection, not of a message: the worker reconnects and retries."""
 
 
 @dataclass
@@ -58,6 +59,7 @@ class IngestStats:
     dead_letters: int = 0
     rebirths_requested: int = 0
     batches: int = 0
+    outages: int = 0  # times the database or the broker was away (retried)
     last_batch_ms: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
@@ -179,12 +181,15 @@ class Intake:
         for reason in birth.problems:
             problems.add("bad_birth", reason)
         first, last = window.hi, window.lo  # the span of accepted timestamps
-        for target, ts, value in birth_samples(birth, gen):
+        refused: list[ValueProblem] = []
+        for target, ts, value in birth_samples(birth, gen, refused):
             if window.lo <= ts <= window.hi:
                 batch.add_other(target, ts, value)
                 first, last = min(first, ts), max(last, ts)
             else:
                 problems.add("absurd_timestamp", f"timestamp {ts} ms")
+        for exc in refused:
+            problems.add(exc.reason, str(exc))
         if first <= last:
             batch.spans.append((gen.birth_id, first, last))
         if route.kind is MessageType.NBIRTH:
@@ -253,6 +258,10 @@ class Intake:
 
     def dead(self, batch: Batch, message: Message, reason: str, detail: str) -> None:
         batch.dead_letters.append(DeadLetter(message.topic, reason, detail, message.payload))
+        self.counted_dead(reason)
+
+    def counted_dead(self, reason: str) -> None:
+        """Count one refused message (or, for conflicting_value, one refused value)."""
         self.stats.dead_letters += 1
         self.metrics.dead_letter(reason)
 

@@ -93,10 +93,37 @@ class IngestMetrics:
             ["worker"],
             registry=r,
         ).labels(**labels)
+        self.up = Gauge(
+            "plantwire_ingest_dependency_up",
+            "1 while the database / the broker is reachable (the worker retries, never exits)",
+            ["worker", "dependency"],
+            registry=r,
+        )
+        self.outages = Counter(
+            "plantwire_ingest_dependency_outages",
+            "Times the database / the broker was lost or could not be reached",
+            ["worker", "dependency"],
+            registry=r,
+        )
+        self.commit_confirmations = Counter(
+            "plantwire_ingest_commit_confirmations",
+            "Commit confirmations published to edge nodes (plantwire extension)",
+            ["worker"],
+            registry=r,
+        ).labels(**labels)
+        for dependency in ("database", "broker"):
+            self.up.labels(worker, dependency).set(0)
+            self.outages.labels(worker, dependency)
         self.worker = worker
 
     def message(self, kind: str) -> None:
         self.messages.labels(self.worker, kind).inc()
+
+    def dependency(self, name: str, up: bool) -> None:
+        gauge = self.up.labels(self.worker, name)
+        if not up and gauge._value.get() == 1:
+            self.outages.labels(self.worker, name).inc()
+        gauge.set(1 if up else 0)
 
     def dead_letter(self, reason: str) -> None:
         self.dead_letters.labels(self.worker, reason).inc()

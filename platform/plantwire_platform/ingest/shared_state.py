@@ -24,6 +24,7 @@ from plantwire_platform.ingest.host import (
     Birth,
     Death,
     Generation,
+    ValueProblem,
     birth_value,
     flags_for,
     kind_of,
@@ -346,8 +347,11 @@ class SharedState:
         )
 
 
-def birth_samples(birth: Birth, gen: Generation) -> list[tuple[Target, int, Any]]:
-    """The values a birth carries, as samples (target, ts, value); unusable ones skipped."""
+def birth_samples(
+    birth: Birth, gen: Generation, refused: list[ValueProblem] | None = None
+) -> list[tuple[Target, int, Any]]:
+    """The values a birth carries, as samples (target, ts, value); values that cannot be
+    stored are left out and added to ``refused``."""
     out = []
     for m in birth.metrics:
         target = gen.by_name.get(m.name or "")
@@ -355,7 +359,9 @@ def birth_samples(birth: Birth, gen: Generation) -> list[tuple[Target, int, Any]
             continue
         try:
             value = birth_value(m)
-        except ValueError:
+        except ValueProblem as exc:
+            if refused is not None:
+                refused.append(exc)
             continue
         out.append((target, m.timestamp or birth.ts, value))
     return out

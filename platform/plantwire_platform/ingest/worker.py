@@ -18,13 +18,16 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import time
 from typing import Any
 
 import psycopg
 
-from plantwire_bus.mqtt import Message, MqttClient, Will, parse_mqtt_url
+from plantwire_bus.extension import Committed, committed_topic
+from plantwire_bus.mqtt import Message, MqttClient, MqttError, Will, parse_mqtt_url
 from plantwire_bus.payload import DataType, Metric, Payload, PayloadError, encode_payload
+from plantwire_bus.runner import stopped_within
 from plantwire_bus.topics import (
     MessageType,
     Topic,
@@ -48,6 +51,32 @@ log = logging.getLogger(__name__)
 __all__ = ["IngestStats", "IngestWorker"]
 
 PARKED_RETRY_S = 0.05
+RETRY_MIN_S = 0.5  # first retry of an unreachable database or broker
+RETRY_MAX_S = 10.0
+
+
+def dependency_of(exc: BaseException) -> str | None:
+    """Which dependency an error (or any error of a group) says is away, None for others."""
+    if isinstance(exc, BaseExceptionGroup):
+        found = [dependency_of(e) for e in exc.exceptions]
+        return "database" if "database" in found else "broker" if "broker" in found else None
+    if isinstance(exc, CONNECTION_ERRORS):
+        return "database"
+    if isinstance(exc, MqttError | OSError | TimeoutError):
+        return "broker"
+    return None
+
+
+def _observed(future: asyncio.Future[None]) -> None:
+    """A lost confirmation costs a resend by the edge node, nothing else: no noise."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _first_error(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}".strip()[:300]
 
 
 class IngestWorker:
@@ -69,37 +98,69 @@ class IngestWorker:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop``. A database or broker that cannot be reached is retried with
+        backoff (said in the log and on /metrics), never a reason to exit: messages not yet
+        committed stay unacknowledged in the broker's session meanwhile."""
         settings = self.settings
-        self._born = now_ms()
-        strict = settings.spec_strict
-        client = MqttClient(
-            parse_mqtt_url(settings.mqtt_url),
-            self.client_id,
-            will=Will(self._state_topic, encode_state(False, self._born), qos=1, retain=True),
-            clean_start=strict,
-            session_expiry=0 if strict else 24 * 3600,
-            manual_ack=not strict,
-            queue_size=settings.queue_size,
-        )
         server = None
         if settings.metrics_port is not None:
             server = MetricsServer(self.metrics, settings.metrics_host, settings.metrics_port)
             await server.start()
             self.metrics_port = server.port
-        url = settings.database_url
+        delay = RETRY_MIN_S
         try:
-            async with (
-                await psycopg.AsyncConnection.connect(url, autocommit=True) as data,
-                await psycopg.AsyncConnection.connect(url, autocommit=True) as control,
-            ):
-                shared = SharedState(control, self.client_id)
-                await shared.start()
-                intake = Intake(shared, settings, self.metrics, self.stats)
-                writer = BatchWriter(data, self.client_id, settings.pack_after_days)
-                await self._online(client, stop, intake, writer)
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    await self._serve(stop)
+                    break
+                except Exception as exc:  # classified: a dependency away, or a bug (raised)
+                    dependency, error = dependency_of(exc), _first_error(exc)
+                    if dependency is None:
+                        raise
+                self.metrics.dependency(dependency, False)
+                if time.monotonic() - started > RETRY_MAX_S:
+                    delay = RETRY_MIN_S  # it ran a while: a new outage starts afresh
+                log.warning("ingest %s: %s unreachable (%s); retrying in %.1f s",
+                            self.client_id, dependency, error, delay)  # fmt: skip
+                self.stats.outages += 1
+                await stopped_within(stop, delay * random.uniform(0.8, 1.0))
+                delay = min(delay * 2, RETRY_MAX_S)
         finally:
             if server is not None:
                 await server.stop()
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        """One life of the worker: connect to the database and the broker, take messages."""
+        settings = self.settings
+        self._born = now_ms()
+        strict = settings.spec_strict
+        url = settings.database_url
+        async with (
+            await psycopg.AsyncConnection.connect(url, autocommit=True) as data,
+            await psycopg.AsyncConnection.connect(url, autocommit=True) as control,
+        ):
+            self.metrics.dependency("database", True)
+            shared = SharedState(control, self.client_id)
+            await shared.start()
+            intake = Intake(shared, settings, self.metrics, self.stats)
+            writer = BatchWriter(data, self.client_id, settings.pack_after_days)
+            will = encode_state(False, self._born, self._commits)
+            client = MqttClient(
+                parse_mqtt_url(settings.mqtt_url),
+                self.client_id,
+                will=Will(self._state_topic, will, qos=1, retain=True),
+                clean_start=strict,
+                session_expiry=0 if strict else 24 * 3600,
+                manual_ack=not strict,
+                queue_size=settings.queue_size,
+            )
+            await self._online(client, stop, intake, writer)
+
+    @property
+    def _commits(self) -> bool:
+        """Whether this host confirms commits to edge nodes (plantwire extension)."""
+        return self.settings.commit_confirmations
 
     @property
     def _state_topic(self) -> str:
@@ -108,7 +169,9 @@ class IngestWorker:
     def _announce(self, client: MqttClient) -> None:
         """Publish STATE online (retained), e.g. again after a reconnect."""
         task = asyncio.get_running_loop().create_task(
-            client.publish(self._state_topic, encode_state(True, now_ms()), retain=True)
+            client.publish(
+                self._state_topic, encode_state(True, now_ms(), self._commits), retain=True
+            )
         )
         self._tasks.add(task)
         task.add_done_callback(self._announced)
@@ -124,7 +187,10 @@ class IngestWorker:
     ) -> None:
         settings = self.settings
         await client.connect()
+        self.metrics.dependency("broker", True)
         client.on_connect.append(lambda: self._announce(client))
+        client.on_connect.append(lambda: self.metrics.dependency("broker", True))
+        client.on_disconnect.append(lambda: self.metrics.dependency("broker", False))
         qos = 0 if settings.spec_strict else 1
         try:
             if settings.shared_group is not None:
@@ -133,7 +199,9 @@ class IngestWorker:
             else:
                 await client.subscribe(subscription(), qos)
             # the same timestamp as the Will's, as Sparkplug 3.0 asks
-            await client.publish(self._state_topic, encode_state(True, self._born), retain=True)
+            await client.publish(
+                self._state_topic, encode_state(True, self._born, self._commits), retain=True
+            )
             self.ready.set()
             log.info("ingest %s online at %s", self.client_id, client.address)
             queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
@@ -146,7 +214,9 @@ class IngestWorker:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    client.publish(self._state_topic, encode_state(False, now_ms()), retain=True),
+                    client.publish(
+                        self._state_topic, encode_state(False, now_ms(), self._commits), retain=True
+                    ),
                     5,
                 )
             await client.disconnect()
@@ -244,6 +314,8 @@ class IngestWorker:
                 try:
                     result = await writer.write(batch)
                     inserted, careful = result.inserted, result.careful
+                    for _ in range(result.conflicts):
+                        intake.counted_dead("conflicting_value")
                 except CONNECTION_ERRORS:
                     raise
                 except Exception:  # rows one message made: find it, store the others
@@ -290,6 +362,8 @@ class IngestWorker:
                     seqs.setdefault(node, []).extend(entries)
                 for node, reason in batch.rebirths.items():
                     rebirths.setdefault(node, reason)
+            if seqs and self._commits:
+                self._confirm(client, seqs)
             if seqs:
                 for node in await shared.merge_seqs(seqs, wait_s):
                     self.metrics.seq_gaps.inc()
@@ -298,6 +372,19 @@ class IngestWorker:
                 holdoff = self.settings.rebirth_holdoff_s
                 if await shared.claim_rebirth(group_id, edge_node_id, holdoff, reason):
                     await self._request_rebirth(client, group_id, edge_node_id, reason)
+
+    def _confirm(self, client: MqttClient, seqs: dict[tuple[str, str], list[SeqEntry]]) -> None:
+        """Tell each edge node which of its messages are committed (plantwire extension)."""
+        for (group_id, edge_node_id), entries in seqs.items():
+            by_birth: dict[int, list[int]] = {}
+            for birth_ts, seq, is_birth in entries:
+                if birth_ts is not None and seq is not None and not is_birth:
+                    by_birth.setdefault(birth_ts, []).append(seq)
+            topic = committed_topic(group_id, edge_node_id)
+            for birth_ts, committed in by_birth.items():
+                sent = client.publish_nowait(topic, Committed(birth_ts, tuple(committed)).encode())
+                sent.add_done_callback(_observed)
+                self.metrics.commit_confirmations.inc()
 
     async def _one_by_one(self, batch: Batch, writer: BatchWriter, intake: Intake) -> int:
         """Isolate the message a batch failed on: each alone, a failing one a dead letter."""

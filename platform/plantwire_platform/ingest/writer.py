@@ -31,7 +31,8 @@ RETRYABLE = (
 )
 CAREFUL_FOR_S = 10.0  # after a conflict, write the careful way this long
 _NOT_PACKED = (
-    " WHERE NOT EXISTS (SELECT 1 FROM sample_num_packed p WHERE p.series_id = s.series_id"
+    " WHERE s.ts <> date_trunc('milliseconds', s.ts) OR NOT EXISTS (SELECT 1"
+    "  FROM sample_num_packed p WHERE p.series_id = s.series_id"
     "  AND p.bucket = date_bin('1 day', s.ts, TIMESTAMPTZ 'epoch')"
     "  AND (extract(epoch FROM s.ts - p.bucket) * 1000)::integer = ANY (p.ts))"
 )
@@ -41,6 +42,7 @@ _NOT_PACKED = (
 class WriteResult:
     inserted: int  # sample rows really added
     careful: bool  # written through staging (a replay or redelivery was seen)
+    conflicts: int = 0  # values refused: another value holds their series and time
 
 
 def clean_text(text: str) -> str:
@@ -100,8 +102,9 @@ class BatchWriter:
                     self.conflicts += 1
                     self._careful_until = time.monotonic() + CAREFUL_FOR_S
                     careful = True
+            conflicts: list[tuple[DeadLetter, int]] = []
             if batch.samples and careful:
-                inserted = await self._copy_staged(batch, packed)
+                inserted = await self._copy_staged(batch, packed, conflicts)
             births, minutes = batch.late_marks(now)
             if births:
                 await conn.execute(
@@ -118,9 +121,9 @@ class BatchWriter:
                 )
             if batch.events:
                 await self._events(batch)
-            if batch.dead_letters:
-                await self._dead_letters(batch.dead_letters)
-        return WriteResult(inserted, careful)
+            if batch.dead_letters or conflicts:
+                await self._dead_letters(batch.dead_letters + [d for d, _ in conflicts])
+        return WriteResult(inserted, careful, sum(n for _, n in conflicts))
 
     async def _copy_direct(self, batch: Batch) -> None:
         async with self._conn.cursor() as cur:
@@ -131,7 +134,9 @@ class BatchWriter:
                     ) as copy:
                         await copy.write(batch.copy_data(kind))
 
-    async def _copy_staged(self, batch: Batch, packed: bool) -> int:
+    async def _copy_staged(
+        self, batch: Batch, packed: bool, conflicts: list[tuple[DeadLetter, int]]
+    ) -> int:
         conn = self._conn
         if not self._staging_ready:
             for name, sqltype in zip(KINDS, _VALUE_TYPES, strict=True):
@@ -155,15 +160,42 @@ class BatchWriter:
                     f"{_NOT_PACKED if packed and name == 'num' else ''}"
                     " ON CONFLICT (series_id, ts) DO NOTHING"
                 )
-                inserted += max(cur.rowcount, 0)
+                added = max(cur.rowcount, 0)
+                inserted += added
+                if added < batch.counts[kind]:  # repeats, or values the keys refused?
+                    await self._conflicts(cur, name, conflicts)
                 await cur.execute(f"TRUNCATE staging_{name}")
         return inserted
+
+    async def _conflicts(self, cur: Any, name: str, out: list[tuple[DeadLetter, int]]) -> None:
+        """Staged values not stored because a *different* value holds their series and time
+        (a repeat of the same value is a replay, absorbed silently): one dead letter per
+        table, naming how many and the first."""
+        await cur.execute(
+            f"SELECT count(*) OVER (), s.series_id, s.ts, s.value::text, t.value::text,"
+            f" r.group_id, r.edge_node_id, r.device_id, r.metric"
+            f" FROM staging_{name} s JOIN sample_{name} t USING (series_id, ts)"
+            f" JOIN series r ON r.id = s.series_id"
+            f" WHERE t.value IS DISTINCT FROM s.value LIMIT 1"
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return
+        n, sid, ts, refused, kept, group, node, device, metric = row
+        topic = f"spBv1.0/{group}/{'DDATA' if device else 'NDATA'}/{node}"
+        topic += f"/{device}" if device else ""
+        detail = (
+            f"{n} values refused: another value is stored at their series and time; first: "
+            f"{metric} (series {sid}) at {ts.isoformat()}: {refused} (stored: {kept})"
+        )
+        letter = DeadLetter(topic, "conflicting_value", detail, b"")
+        out.append((letter, int(n)))
 
     async def _events(self, batch: Batch) -> None:
         sids, stamps, values = zip(*batch.events, strict=True)
         await self._conn.execute(
             "INSERT INTO event (ts, group_id, edge_node_id, device_id, kind, name, series_id,"
-            " value) SELECT TIMESTAMPTZ 'epoch' + e.ts * INTERVAL '1 millisecond', s.group_id,"
+            " value) SELECT TIMESTAMPTZ 'epoch' + e.ts * INTERVAL '1 microsecond', s.group_id,"
             " s.edge_node_id, s.device_id, CASE WHEN lower(split_part(s.metric, '/', 1))"
             " IN ('alarm', 'alarms') THEN 'alarm' ELSE 'event' END, s.metric, s.id, e.v"
             " FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS e(sid, ts, v)"

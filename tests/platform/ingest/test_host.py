@@ -191,7 +191,7 @@ def test_values_of_every_kind_land_in_their_table() -> None:
     assert copy_rows(batch.copy_data(BOOL)) == [(13, NOW, b"\x01"), (15, NOW - 9, b"\x00")]
     assert copy_rows(batch.copy_data(TEXT)) == [(14, NOW, b"AUTO")]
     assert batch.states == {14: NOW}
-    assert batch.events == [(15, NOW - 9, "False")]
+    assert batch.events == [(15, (NOW - 9) * 1000, "False")]  # microseconds
     assert batch.spans == [(1, NOW - 9, NOW)]
 
 

@@ -328,8 +328,10 @@ async def test_an_unexpected_error_is_a_dead_letter_without_partial_rows(
 
     real_add_num = batch_module.Batch.add_num
 
-    def add_num(self: batch_module.Batch, prefix: bytes, ts: int, value: float | None) -> None:
-        real_add_num(self, prefix, ts, value)
+    def add_num(
+        self: batch_module.Batch, prefix: bytes, ts: int, value: float | None, ordinal: int = 0
+    ) -> None:
+        real_add_num(self, prefix, ts, value, ordinal)
         if value == 13.0:
             raise RuntimeError("injected after the row was added")
 

@@ -172,3 +172,52 @@ async def test_reading_before_a_time_finds_rows_and_packed_days(database_url: st
         assert await before(day + 28 * h) == (day + 2 * h, 11.0)
         assert await before(day + 48 * h) == (day + 29 * h, 12.0)
         assert await before(day + 96 * h) == (day + 72 * h, 13.0)
+
+
+async def test_values_within_one_millisecond_stay_rows_when_their_day_is_packed(
+    database_url: str,
+) -> None:
+    """Packed days hold whole milliseconds: the second and later values of a millisecond
+    (plantwire.ordinal) stay rows beside the packed day, and a replay doubles none."""
+    today = NOW // DAY * DAY
+    at = today - 3 * DAY + 1_234
+    async with (
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn,
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as control,
+    ):
+        shared = SharedState(control, "t")
+        await shared.start()
+        birth = read_birth(
+            Route(MessageType.DBIRTH, "G", "N", "D"),
+            Payload(
+                timestamp=today - 5 * DAY,
+                metrics=(Metric(name="M", alias=1, datatype=DataType.Double, value=0.0),),
+            ),
+            NOW,
+        )
+        gen = await shared.store_birth(birth)
+        target = gen.by_alias[1]
+
+        def burst() -> Batch:
+            batch = Batch()
+            for ordinal in range(3):
+                batch.add_num(target.prefix, at, float(ordinal), ordinal)
+            batch.add_num(target.prefix, at + 5, 9.0)
+            batch.spans.append((gen.birth_id, at, at + 5))
+            return batch
+
+        writer = BatchWriter(conn, "t", pack_after_days=1)
+        assert (await writer.write(burst())).inserted == 4
+        now = datetime.fromtimestamp(NOW / 1000, UTC)
+        report = await maintain(database_url, pack_after_days=1, now=now)
+        assert report.packed_rows == 2  # the whole milliseconds
+        expected = [(at * 1000, 0.0), (at * 1000 + 1, 1.0), (at * 1000 + 2, 2.0)]
+        expected.append(((at + 5) * 1000, 9.0))
+        sql = (
+            "SELECT (extract(epoch FROM ts) * 1000000)::bigint, value FROM sample_num_all"
+            " WHERE series_id = %s ORDER BY ts"
+        )
+        assert await rows(conn, sql, (target.series_id,)) == expected
+        assert (await writer.write(burst())).inserted == 0
+        await maintain(database_url, pack_after_days=1, now=now + timedelta(minutes=1))
+        assert await rows(conn, sql, (target.series_id,)) == expected

@@ -1,0 +1,508 @@
+"""Faults from OPC UA server to committed row: every value counted against the server that wrote it.
+
+    .venv/bin/python bench/faults.py [--only NAME[,NAME]] [--seconds 30] [--variables 100]
+
+Each fault runs on a rig of its own, all real processes: counting asyncua server(s) that log
+every value they write, ``plantwire edge run`` with a durable buffer, a private Mosquitto,
+``plantwire platform ingest`` and a fresh PostgreSQL database. While the servers produce for
+``--seconds``, the fault is applied; then the rig drains and the values stored in PostgreSQL
+are compared with what the servers wrote in the window, per (metric, millisecond, value):
+
+    produced  values the servers wrote in the window
+    stored    distinct values found in PostgreSQL for them
+    lost      produced but not stored
+    doubled   stored more often than produced (or stored but never produced)
+
+Faults (issue 13's table): none (baseline); a CPU-starved server (1,000 variables, both cores
+kept busy by CPU-bound processes this bench starts); several servers at a high total rate;
+bursts of 5 writes within one millisecond; the gateway killed with SIGKILL during a broker
+outage and restarted; the OPC UA server paused 20 s (SIGSTOP/SIGCONT); the OPC UA server
+restarted; the ingest frozen while the broker is killed; PostgreSQL refusing connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+URI = "urn:plantwire:faults"
+HERE = Path(__file__).resolve()
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HZ = os.sysconf("SC_CLK_TCK")
+ADMIN_URL = os.environ.get(
+    "PLANTWIRE_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+PLANTWIRE = str(Path(sys.executable).with_name("plantwire"))
+BURST = 5  # writes of the burst variable within one millisecond, once a second
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def value_of(ts: int, i: int) -> float:
+    """The value variable ``i`` gets at ``ts``: exact in a double, unique per (ts, i)."""
+    return float((ts % 1_000_000_000) * 10_000 + i)
+
+
+# -- the counting OPC UA server process -----------------------------------------------------
+async def serve(port: int, variables: int, interval_ms: int, truth: Path, burst: bool) -> None:
+    from asyncua import ua
+    from asyncua.server.server import Server
+
+    server = Server()
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/faults")
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    idx = await server.register_namespace(URI)
+    obj = await server.nodes.objects.add_object(
+        ua.NodeId(ua.String("Faults"), ua.Int16(idx)), ua.QualifiedName("Faults", idx)
+    )
+    names = [f"V{i:04d}" for i in range(variables)] + (["B"] if burst else [])
+    ids = []
+    for name in names:
+        node = await obj.add_variable(
+            ua.NodeId(ua.String(name), ua.Int16(idx)), ua.QualifiedName(name, idx), 0.0
+        )
+        ids.append(node.nodeid)
+    await server.start()
+    idle = asyncio.Event()  # SIGUSR1: stop writing, keep serving what is queued
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, idle.set)
+    print("ready", flush=True)
+    with truth.open("a") as out:
+        due = time.monotonic()
+        last_burst = 0.0
+        while not idle.is_set():
+            ts = now_ms()
+            stamp = cast(ua.DateTime, EPOCH + timedelta(milliseconds=ts))
+            for i in range(variables):
+                dv = ua.DataValue(
+                    ua.Variant(value_of(ts, i), ua.VariantType.Double),
+                    SourceTimestamp=stamp,
+                    ServerTimestamp=stamp,
+                )
+                await server.write_attribute_value(ids[i], dv)
+            writes = 0
+            if burst and time.monotonic() - last_burst >= 1.0:
+                last_burst = time.monotonic()
+                for j in range(BURST):
+                    dv = ua.DataValue(
+                        ua.Variant(value_of(ts, j), ua.VariantType.Double),
+                        SourceTimestamp=stamp,
+                        ServerTimestamp=stamp,
+                    )
+                    await server.write_attribute_value(ids[-1], dv)
+                writes = BURST
+            out.write(f"{ts} {variables} {writes}\n")
+            out.flush()
+            due += interval_ms / 1000
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+    await asyncio.Event().wait()
+
+
+def produced(truth: Path, start: int, end: int) -> Counter[tuple[str, int, float]]:
+    made: Counter[tuple[str, int, float]] = Counter()
+    for line in truth.read_text().splitlines():
+        ts_text, n_text, burst_text = line.split()
+        ts = int(ts_text)
+        if start <= ts < end:
+            for i in range(int(n_text)):
+                made[(f"V{i:04d}", ts, value_of(ts, i))] += 1
+            for j in range(int(burst_text)):
+                made[("B", ts, value_of(ts, j))] += 1
+    return made
+
+
+# -- the rig ---------------------------------------------------------------------------------
+@dataclass
+class Server:
+    port: int
+    truth: Path
+    variables: int
+    burst: bool
+    proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self.port}/faults"
+
+    async def start(self, interval_ms: int) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(HERE), "serve", str(self.port), str(self.variables),
+            str(interval_ms), str(self.truth), "1" if self.burst else "0",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        await self.proc.stdout.readline()
+
+
+@dataclass
+class Rig:
+    tmp: Path
+    interval_ms: int
+    servers: list[Server]
+    group: str = field(default_factory=lambda: f"F{uuid.uuid4().hex[:8]}")
+    host: str = field(default_factory=lambda: f"faults-{uuid.uuid4().hex[:6]}")
+    db_name: str = field(default_factory=lambda: f"plantwire_faults_{uuid.uuid4().hex[:8]}")
+    db_url: str = ""
+    broker: Any = None
+    broker_port: int = 0
+    ingest: asyncio.subprocess.Process | None = None
+    gateway: asyncio.subprocess.Process | None = None
+    http: int = 0
+    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    async def up(self) -> None:
+        from plantwire_bus.mosquitto import free_port, start_mosquitto
+        from plantwire_platform import services
+        from plantwire_platform.database import migrate
+
+        self.db_url = services.ensure_database(ADMIN_URL, self.db_name, fresh=True)
+        await migrate(self.db_url)
+        self.broker = start_mosquitto(self.tmp / "mosquitto")
+        self.broker_port = self.broker.port
+        for server in self.servers:
+            await server.start(self.interval_ms)
+        await self.start_ingest()
+        self.http = free_port()
+        await self.start_gateway()
+
+    async def start_ingest(self) -> None:
+        env = dict(os.environ, DATABASE_URL=self.db_url, MQTT_URL=self.broker.url,
+                   PLANTWIRE_HOST_ID=self.host, PLANTWIRE_PACK_AFTER_DAYS="none")  # fmt: skip
+        log = (self.tmp / "ingest.log").open("ab")
+        self.ingest = await asyncio.create_subprocess_exec(
+            PLANTWIRE, "platform", "ingest", env=env, stdout=log, stderr=log
+        )
+        self.procs.append(self.ingest)
+
+    async def start_gateway(self) -> None:
+        config = self.tmp / "gateway.toml"
+        lines = [
+            f'group_id = "{self.group}"', 'edge_node_id = "GW"',
+            f'mqtt_url = "mqtt://127.0.0.1:{self.broker_port}"',
+            f'primary_host_id = "{self.host}"', "batch_ms = 100",
+            "[buffer]", f'path = "{self.tmp / "buffer.db"}"',
+            "[http]", f'listen = "127.0.0.1:{self.http}"',
+        ]  # fmt: skip
+        for k, server in enumerate(self.servers):
+            lines += ["[[devices]]", 'kind = "opcua"', f'device_id = "M{k}"',
+                      f'endpoint = "{server.endpoint}"',
+                      f"publishing_interval_ms = {self.interval_ms}"]  # fmt: skip
+            names = [f"V{i:04d}" for i in range(server.variables)] + (["B"] if server.burst else [])
+            for name in names:
+                lines += ["[[devices.tags]]", f'node = "nsu={URI};s={name}"', f'metric = "{name}"']
+        config.write_text("\n".join(lines) + "\n")
+        log = (self.tmp / "gateway.log").open("ab")
+        self.gateway = await asyncio.create_subprocess_exec(
+            PLANTWIRE, "--log-level", "INFO", "edge", "run", str(config), stdout=log, stderr=log
+        )
+        self.procs.append(self.gateway)
+        await self.wait_health(lambda d: all(x["state"] == "connected" for x in d["devices"]), 60)
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.http)
+        except OSError:
+            return {}
+        writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
+        data = await reader.read()
+        writer.close()
+        with contextlib.suppress(ValueError, IndexError):
+            doc: dict[str, Any] = json.loads(data.split(b"\r\n\r\n", 1)[1])
+            return doc
+        return {}
+
+    async def wait_health(self, check: Callable[[dict[str, Any]], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            doc = await self.health()
+            if doc and check(doc):
+                return True
+            await asyncio.sleep(0.2)
+        return False
+
+    def restart_broker(self) -> None:
+        from plantwire_bus.mosquitto import start_mosquitto
+
+        self.broker = start_mosquitto(self.tmp / "mosquitto", port=self.broker_port)
+
+    async def admin(self, sql: str) -> None:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(ADMIN_URL, autocommit=True) as conn:
+            await conn.execute(sql.encode())
+
+    async def stored(self, start: int, end: int) -> Counter[tuple[str, int, float]]:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(self.db_url) as conn:
+            cur = await conn.execute(
+                "SELECT s.metric, floor(extract(epoch FROM t.ts) * 1000)::bigint, t.value"
+                " FROM sample_num t JOIN series s ON s.id = t.series_id"
+                " WHERE s.group_id = %s AND t.ts >= %s AND t.ts < %s",
+                (self.group, EPOCH + timedelta(milliseconds=start),
+                 EPOCH + timedelta(milliseconds=end)),
+            )  # fmt: skip
+            return Counter((m, int(ts), float(v)) for m, ts, v in await cur.fetchall())
+
+    async def settled(self, timeout: float) -> bool:
+        """Wait until the buffer is empty and no new row arrived for 3 s."""
+        import psycopg
+
+        deadline, last, quiet = time.monotonic() + timeout, -1, 0
+        while time.monotonic() < deadline and quiet < 3:
+            await asyncio.sleep(1)
+            with contextlib.suppress(psycopg.OperationalError):
+                async with await psycopg.AsyncConnection.connect(self.db_url) as conn:
+                    cur = await conn.execute("SELECT count(*) FROM sample_num")
+                    row = await cur.fetchone()
+                    count = int(row[0]) if row else 0
+                doc = await self.health()
+                empty = bool(doc) and doc["buffer"]["depth_values"] == 0
+                quiet = quiet + 1 if count == last and empty else 0
+                last = count
+        return quiet >= 3
+
+    async def down(self) -> None:
+        from plantwire_platform import services
+
+        for proc in [*self.procs, *(s.proc for s in self.servers if s.proc)]:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)
+                proc.terminate()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 10)
+        if self.broker is not None:
+            self.broker.stop()
+        with contextlib.suppress(Exception):
+            services.drop_database(ADMIN_URL, self.db_name)
+
+
+# -- the faults --------------------------------------------------------------------------------
+Fault = Callable[[Rig, float], Awaitable[None]]
+
+
+async def at(t0: float, offset: float) -> None:
+    await asyncio.sleep(max(0.0, t0 + offset - time.monotonic()))
+
+
+async def no_fault(rig: Rig, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+async def gateway_killed_in_broker_outage(rig: Rig, seconds: float) -> None:
+    t0 = time.monotonic()
+    await at(t0, 3)
+    rig.broker.kill()
+    await at(t0, 8)
+    assert rig.gateway is not None
+    rig.gateway.send_signal(signal.SIGKILL)
+    await rig.gateway.wait()
+    await at(t0, 11)
+    await rig.start_gateway()  # its devices connect; the broker is still down
+    await at(t0, 20)
+    rig.restart_broker()
+    await at(t0, seconds)
+
+
+async def server_paused(rig: Rig, seconds: float) -> None:
+    t0 = time.monotonic()
+    await at(t0, 3)
+    proc = rig.servers[0].proc
+    assert proc is not None
+    proc.send_signal(signal.SIGSTOP)
+    await at(t0, 23)
+    proc.send_signal(signal.SIGCONT)
+    await at(t0, seconds)
+
+
+async def server_restarted(rig: Rig, seconds: float) -> None:
+    t0 = time.monotonic()
+    await at(t0, 3)
+    server = rig.servers[0]
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGKILL)
+    await server.proc.wait()
+    await at(t0, 6)
+    await server.start(rig.interval_ms)
+    await at(t0, seconds)
+
+
+async def ingest_frozen_broker_killed(rig: Rig, seconds: float) -> None:
+    t0 = time.monotonic()
+    assert rig.ingest is not None
+    await at(t0, 3)
+    rig.ingest.send_signal(signal.SIGSTOP)
+    await at(t0, 5)
+    rig.broker.kill()
+    await at(t0, 10)
+    rig.restart_broker()
+    await at(t0, 15)
+    rig.ingest.send_signal(signal.SIGCONT)
+    await at(t0, seconds)
+
+
+async def database_unreachable(rig: Rig, seconds: float) -> None:
+    t0 = time.monotonic()
+    await at(t0, 3)
+    await rig.admin(f'ALTER DATABASE "{rig.db_name}" ALLOW_CONNECTIONS false')
+    await rig.admin(
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{rig.db_name}'"
+    )
+    await at(t0, 18)
+    await rig.admin(f'ALTER DATABASE "{rig.db_name}" ALLOW_CONNECTIONS true')
+    assert rig.ingest is not None
+    if rig.ingest.returncode is not None:
+        rig.notes.append(f"ingest exited with {rig.ingest.returncode}")
+    await at(t0, seconds)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    title: str
+    fault: Fault
+    variables: int = 0  # 0: --variables
+    servers: int = 1
+    burst: bool = False
+    cpu_load: bool = False
+
+
+CASES = [
+    Case("none", "no fault (baseline)", no_fault),
+    Case("starved", "CPU-starved server, 1,000 variables, both cores busy", no_fault, 1000,
+         cpu_load=True),
+    Case("fleet", "4 servers x 600 variables every 100 ms (24,000 changes/s)", no_fault, 600, 4),
+    Case("burst", "bursts: 5 writes of one variable within 1 ms, every second", no_fault,
+         burst=True),
+    Case("gateway-kill", "gateway SIGKILL during a broker outage, restarted",
+         gateway_killed_in_broker_outage),
+    Case("server-pause", "OPC UA server paused 20 s (SIGSTOP/SIGCONT)", server_paused),
+    Case("server-restart", "OPC UA server restarted", server_restarted),
+    Case("ingest-frozen", "ingest frozen (SIGSTOP) while the broker is killed",
+         ingest_frozen_broker_killed),
+    Case("database", "PostgreSQL refuses connections for 15 s", database_unreachable),
+]  # fmt: skip
+
+
+async def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"plantwire-faults-{case.name}-"))
+    variables = case.variables or args.variables
+    servers = [
+        Server(free_port_(), tmp / f"truth{k}.txt", variables, case.burst)
+        for k in range(case.servers)
+    ]
+    rig = Rig(tmp, args.interval_ms, servers)
+    burners: list[asyncio.subprocess.Process] = []
+    try:
+        await rig.up()
+        if case.cpu_load:
+            for _ in range(os.cpu_count() or 2):
+                burners.append(
+                    await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass")
+                )
+        await asyncio.sleep(3)
+        gateway = rig.gateway
+        assert gateway is not None
+        t1, cpu1 = now_ms(), cpu_seconds(gateway.pid)
+        await case.fault(rig, args.seconds)
+        t2 = now_ms()
+        same = rig.gateway is gateway and gateway.returncode is None
+        cpu2 = cpu_seconds(gateway.pid) if same else cpu1  # per value: one process only
+        for burner in burners:
+            burner.kill()
+        for server in servers:  # the machines stop writing; what they queued still flows
+            if server.proc is not None and server.proc.returncode is None:
+                server.proc.send_signal(signal.SIGCONT)
+                server.proc.send_signal(signal.SIGUSR1)
+        drained = await rig.settled(180)
+        made: Counter[tuple[str, int, float]] = Counter()
+        for server in servers:
+            made += produced(server.truth, t1, t2)
+        stored = await rig.stored(t1, t2)
+        lost = sum((made - stored).values())
+        doubled = sum((stored - made).values())
+        delivered = sum((made & stored).values())
+        return {
+            "fault": case.title,
+            "produced": sum(made.values()),
+            "stored": delivered,
+            "lost": lost,
+            "doubled": doubled,
+            "rate": sum(made.values()) / max(1e-3, (t2 - t1) / 1000),
+            "window_s": (t2 - t1) / 1000,
+            "us_per_value": (cpu2 - cpu1) / max(1, delivered) * 1e6 if cpu2 > cpu1 else None,
+            "notes": "; ".join(rig.notes + ([] if drained else ["buffer not drained"])),
+        }
+    finally:
+        for burner in burners:
+            with contextlib.suppress(ProcessLookupError):
+                burner.kill()
+        await rig.down()
+
+
+def free_port_() -> int:
+    from plantwire_bus.mosquitto import free_port
+
+    return free_port()
+
+
+async def main(args: argparse.Namespace) -> None:
+    chosen = [c for c in CASES if not args.only or c.name in args.only.split(",")]
+    print(
+        f"{args.variables} variables every {args.interval_ms} ms per server unless said; "
+        f"{args.seconds:.0f} s per fault; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
+    )
+    head = (
+        f"{'fault':<58} {'produced':>9} {'stored':>9} {'lost':>6} {'doubled':>7} "
+        f"{'window':>7} {'/s':>7} {'us/value':>8}"
+    )
+    print(head)
+    for case in chosen:
+        row = await run_case(case, args)
+        us = f"{row['us_per_value']:.1f}" if row["us_per_value"] else "-"
+        print(
+            f"{row['fault']:<58} {row['produced']:>9,} {row['stored']:>9,} {row['lost']:>6,} "
+            f"{row['doubled']:>7,} {row['window_s']:>6.1f}s {row['rate']:>7,.0f} {us:>8}"
+            + (f"   ({row['notes']})" if row["notes"] else ""),
+            flush=True,
+        )
+
+
+def cli() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        port, variables, interval, truth, burst = sys.argv[2:7]
+        asyncio.run(serve(int(port), int(variables), int(interval), Path(truth), burst == "1"))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated fault names: "
+                        + ", ".join(c.name for c in CASES))  # fmt: skip
+    parser.add_argument("--seconds", type=float, default=30.0, help="production window")
+    parser.add_argument("--variables", type=int, default=100)
+    parser.add_argument("--interval-ms", type=int, default=100)
+    asyncio.run(main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    cli()
