@@ -35,7 +35,7 @@ PLATFORM_ROOMS = {
     "indicators": set(),
     "ingest": {"storage", "settings"},
     "storage": set(),
-    "partner": {"indicators", "registry", "errors", "batching", "settings"},
+    "partner": {"indicators", "registry", "errors", "batching", "settings", "workers", "workload"},
     "api": {"indicators", "registry", "errors", "workload", "workers"},
 }
 """The platform's sub-packages and the other parts of the platform each may import (as their

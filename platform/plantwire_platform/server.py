@@ -72,6 +72,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     app.state.workload = Workload(
         settings.api_compute_slots, settings.api_compute_queue, settings.api_deadline_s
     )
+    partner.ctx.workers, partner.ctx.workload = workers, app.state.workload
     app.include_router(partner.router())
     app.include_router(api_routes.router())
     errors.install(app)

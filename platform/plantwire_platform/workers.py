@@ -55,8 +55,6 @@ class Connector:
 
 
 Job = Callable[..., Coroutine[Any, Any, T]]
-Connect = Callable[[], contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]]
-"""What a job is given to open its connections (a :class:`Connector` in a worker)."""
 
 
 def _run(job: Job[T], args: tuple[Any, ...], connector: Connector) -> T:

@@ -10,9 +10,7 @@ computation slot of the process's workload is free.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
-from datetime import timedelta
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
@@ -20,10 +18,10 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from plantwire_platform.api.schemas import Enterprise
-from plantwire_platform.api.window import WindowQuery, explain_job, report_job, resolve_window
+from plantwire_platform.api.window import WindowQuery, resolve_window
 from plantwire_platform.errors import ApiError
+from plantwire_platform.indicators.jobs import explain_job, lend, light, report_job
 from plantwire_platform.indicators.report import Explanation, IndicatorReport
-from plantwire_platform.indicators.report import Window as ReportWindow
 from plantwire_platform.registry import groups, queries
 from plantwire_platform.registry.groups import GroupKind
 from plantwire_platform.workers import Job, WorkerPool
@@ -43,11 +41,6 @@ T = TypeVar("T")
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such enterprise"}}
 
 
-LIGHT_WINDOW = timedelta(days=7)
-"""A computation for one enterprise over at most this long, without buckets, is light: it runs
-here, on the request's connection; anything more runs in a worker process with a slot."""
-
-
 @contextlib.asynccontextmanager
 async def reading(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
     """A pooled connection for the request's own reads (and a light computation)."""
@@ -56,26 +49,12 @@ async def reading(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
         yield conn
 
 
-def light(window: ReportWindow, members: int, bucket: str | None) -> bool:
-    return members == 1 and bucket is None and window.end - window.start <= LIGHT_WINDOW
-
-
 async def in_worker(request: Request, job: Job[T], *args: Any) -> T:
     """``job`` in a worker process, once a computation slot is free."""
     workload: Workload = request.app.state.workload
     workers: WorkerPool = request.app.state.workers
     async with workload.slot():
         return await workers.run(job, *args)
-
-
-def lend(conn: AsyncConnection[Any]) -> Callable[[], AbstractAsyncContextManager[Any]]:
-    """A job's ``connect`` that hands it ``conn`` (for a light job run here)."""
-
-    @contextlib.asynccontextmanager
-    async def connect() -> AsyncIterator[AsyncConnection[Any]]:
-        yield conn
-
-    return connect
 
 
 def router() -> APIRouter:
@@ -114,7 +93,7 @@ def router() -> APIRouter:
             window = await resolve_window(conn, [enterprise_id], q, zone)
             subject = {"kind": "enterprise", **ent}
             args = (subject, [enterprise_id], window, q.thresholds, q.bucket, zone)
-            if light(window, 1, q.bucket):
+            if light(window.start, window.end, 1, q.bucket):
                 return await report_job(lend(conn), *args)
         return await in_worker(request, report_job, *args)
 
@@ -132,7 +111,7 @@ def router() -> APIRouter:
             window = await resolve_window(conn, [enterprise_id], q, ent["timezone"])
             subject = {"kind": "enterprise", **ent}
             args = (enterprise_id, subject, window, q.thresholds)
-            if light(window, 1, None):
+            if light(window.start, window.end):
                 return await explain_job(lend(conn), *args)
         return await in_worker(request, explain_job, *args)
 
@@ -166,7 +145,7 @@ def _group_routes(router: APIRouter, kind: GroupKind) -> None:
             window = await resolve_window(conn, ids, q, tz)
             subject = {"kind": singular, **group}
             args = (subject, ids, window, q.thresholds, q.bucket, tz)
-            if light(window, len(ids), q.bucket):
+            if light(window.start, window.end, len(ids), q.bucket):
                 return await report_job(lend(conn), *args)
         return await in_worker(request, report_job, *args)
 

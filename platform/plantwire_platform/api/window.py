@@ -1,5 +1,4 @@
-"""The window of an indicator request, checked before any work, and the jobs that compute its
-report (the whole window, then each bucket) in a worker process.
+"""The window of an indicator request, checked before any work.
 
 Limits are checked on the query alone, before a database connection is taken: a window
 longer than ``api_max_window_days``, more buckets than ``api_max_buckets``, or times outside
@@ -9,8 +8,6 @@ the enterprise (for a group: of its first enterprise's first site).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -22,14 +19,10 @@ from plantwire_platform.errors import ApiError
 from plantwire_platform.indicators import enterprise as ind
 from plantwire_platform.indicators import report
 from plantwire_platform.indicators.formulas import AUTO_SHARE_MIN, COVERAGE_MIN, Thresholds
-from plantwire_platform.indicators.report import Indicator, IndicatorReport
 from plantwire_platform.indicators.shift_calendar import buckets
-from plantwire_platform.workers import Connect
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-GROUP_FAN_OUT = 4
-"""Members of a group computed side by side, each on a connection of its own."""
 
 _FROM = (
     "window start (ISO 8601; without an offset, in the enterprise's time zone); default: the "
@@ -114,64 +107,3 @@ async def resolve_window(
         start, _ = await ind.default_window(conn, ids, datetime.now(UTC))
         return q.resolve(zone, start)
     return q.resolve(zone)
-
-
-async def report_job(
-    connect: Connect,
-    subject: dict[str, Any],
-    ids: list[int],
-    window: report.Window,
-    thresholds: Thresholds,
-    bucket: str | None,
-    timezone: str,
-) -> IndicatorReport:
-    """(In a worker) the report of one enterprise (``ids`` of one) or of a group, whose members
-    are computed side by side on up to :data:`GROUP_FAN_OUT` connections, for the window and
-    each of its buckets."""
-    async with contextlib.AsyncExitStack() as stack:
-        free: asyncio.Queue[AsyncConnection[Any]] = asyncio.Queue()
-        for _ in range(min(len(ids), GROUP_FAN_OUT)):
-            free.put_nowait(await stack.enter_async_context(connect()))
-
-        async def one(eid: int, start: datetime, end: datetime) -> list[Indicator]:
-            conn = await free.get()
-            try:
-                result = await ind.enterprise_indicators(conn, eid, start, end, thresholds)
-            finally:
-                free.put_nowait(conn)
-            return report.enterprise_indicators(result)
-
-        async def values(start: datetime, end: datetime) -> tuple[list[Indicator], list[Any]]:
-            computed = await asyncio.gather(*(one(eid, start, end) for eid in ids))
-            per = [({"id": eid}, items) for eid, items in zip(ids, computed, strict=True)]
-            if subject["kind"] == "enterprise":
-                return per[0][1], []
-            return report.group_indicators(per), per
-
-        headline, per = await values(window.start, window.end)
-        body = IndicatorReport(subject=subject, window=window, indicators=headline)
-        if per:
-            body.members = [
-                {**who, "indicators": [i.model_dump() for i in items]} for who, items in per
-            ]
-        if bucket:
-            cuts = buckets(window.start, window.end, bucket, timezone)  # type: ignore[arg-type]
-            body.buckets = [
-                report.Bucket(start=a, end=b, indicators=(await values(a, b))[0]) for a, b in cuts
-            ]
-        return body
-
-
-async def explain_job(
-    connect: Connect,
-    enterprise_id: int,
-    subject: dict[str, Any],
-    window: report.Window,
-    thresholds: Thresholds,
-) -> report.Explanation:
-    """(In a worker) why each key process of an enterprise counted or not."""
-    async with connect() as conn:
-        result = await ind.enterprise_indicators(
-            conn, enterprise_id, window.start, window.end, thresholds, with_oee=True
-        )
-    return report.explanation(subject, window, result)

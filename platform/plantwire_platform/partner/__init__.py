@@ -10,5 +10,6 @@ delivery (:mod:`.delivery`) and the router with its background tasks (:mod:`.int
 Token verification and audit recording assume nothing of partners but the column and role
 names, so other APIs can put their routes behind them. Imports the bus,
 :mod:`plantwire_platform.indicators`, :mod:`plantwire_platform.errors`,
-:mod:`plantwire_platform.batching` and the settings.
+:mod:`plantwire_platform.batching`, the settings, and the workers and workload its heavier
+indicator computations share with ``/api/v1``.
 """

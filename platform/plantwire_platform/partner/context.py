@@ -47,6 +47,8 @@ from plantwire_platform.partner.data import IndicatorCache
 from plantwire_platform.partner.limits import RateLimiter, TokenThrottle
 from plantwire_platform.partner.tokens import Caller, TokenVerifier
 from plantwire_platform.settings import PlatformSettings
+from plantwire_platform.workers import WorkerPool
+from plantwire_platform.workload import Workload
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ class Context:
     reads: AsyncConnectionPool | None = None  # autocommit connections, while running
     wake_webhooks: asyncio.Event = field(default_factory=asyncio.Event)
     streams: dict[str, int] = field(default_factory=dict)  # open live streams per client
+    workers: WorkerPool | None = None  # heavy indicator computations run there
+    workload: Workload | None = None  # computation slots, shared with /api/v1
 
     def pool(self) -> AsyncConnectionPool:
         if self.reads is None:

@@ -21,9 +21,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from plantwire_platform.errors import ApiError
-from plantwire_platform.indicators import enterprise as ind
 from plantwire_platform.indicators import report as rsp
 from plantwire_platform.indicators.formulas import FORMULA_VERSION, Thresholds
+from plantwire_platform.indicators.jobs import indicators_job, lend, light
 from plantwire_platform.indicators.shift_calendar import buckets
 from plantwire_platform.partner import access, data
 from plantwire_platform.partner.context import Id, Note, Noted, Who, utc
@@ -150,9 +150,11 @@ async def indicator_values(
     supplier, thresholds = allowed.dataset.enterprise_id, Thresholds()
 
     async def compute() -> list[rsp.Indicator]:
+        if ctx.workers is not None and ctx.workload is not None and not light(lo, hi):
+            async with ctx.workload.slot():
+                return await ctx.workers.run(indicators_job, supplier, lo, hi, thresholds)
         async with ctx.pool().connection() as conn:
-            result = await ind.enterprise_indicators(conn, supplier, lo, hi, thresholds)
-        return rsp.enterprise_indicators(result)
+            return await indicators_job(lend(conn), supplier, lo, hi, thresholds)
 
     if not reuse:
         return await compute()
