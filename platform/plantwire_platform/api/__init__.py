@@ -1,6 +1,6 @@
 """``/api/v1``: the registry and the indicators over HTTP.
 
-Owns the routes (:mod:`.routes`), the checked window of an indicator request and its report
+Owns the routes (:mod:`.routes`), the checked window of an indicator request
 (:mod:`.window`), and the response bodies (:mod:`.schemas`). Imports the bus,
 :mod:`plantwire_platform.registry`, :mod:`plantwire_platform.indicators`,
 :mod:`plantwire_platform.errors`, :mod:`plantwire_platform.workload` and
