@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -102,6 +102,28 @@ class PlatformSettings(BaseSettings):
     )
     rebirth_holdoff_s: float = Field(
         default=10.0, gt=0, description="at most one rebirth request per node in this time"
+    )
+    unregistered_nodes: Literal["refuse", "admit"] = Field(
+        default="refuse",
+        description="messages from an edge node no site of the registry names, or about a "
+        "device its node does not own: 'refuse' (dead letter within a quota, nothing stored) "
+        "or 'admit' (development: stored as series of no equipment, never in an indicator)",
+    )
+    registry_refresh_s: float = Field(
+        default=2.0, gt=0, le=3600, description="how often the ingest rereads which nodes exist"
+    )
+    refused_dead_letters_per_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="dead letters of refused senders written per second, all senders together "
+        "(beyond it they are counted on /metrics and in the log)",
+    )
+    refused_dead_letters_burst: int = Field(default=200, ge=1, description="burst of the above")
+    dead_letter_payload_bytes: int = Field(
+        default=1024, ge=0, le=1_048_576, description="bytes of a refused payload kept"
+    )
+    dead_letter_retention_days: int | None = Field(
+        default=30, ge=1, description="drop dead letters older than this (none: keep all)"
     )
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="serve Prometheus /metrics on this port"

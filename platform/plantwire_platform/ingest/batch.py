@@ -155,6 +155,11 @@ class Batch:
     def samples(self) -> int:
         return self.counts[0] + self.counts[1] + self.counts[2]
 
+    @property
+    def has_rows(self) -> bool:
+        """Whether there is anything to write (refused and STATE messages alone have none)."""
+        return bool(self.samples or self.spans or self.states or self.events or self.dead_letters)
+
     def add_num(self, prefix: bytes, ts: int, value: float | None, ordinal: int = 0) -> None:
         """A numeric sample (the hot path); ``ordinal`` microseconds after ``ts`` (the n-th
         value of the metric within that millisecond, see :mod:`plantwire_bus.extension`)."""

@@ -7,6 +7,8 @@ shared subscription a data message whose birth was taken by another worker that 
 it yet is parked (not acknowledged) for up to ``reorder_wait_ms`` and retried; after that, or
 at once with a subscription of its own, it becomes a dead letter and the node is asked for a
 rebirth.
+Before anything else, the sender's identity is checked (:mod:`.admission`): a message from an
+edge node the registry does not know, or about a device its node does not own, is refused.
 Nothing a message contains can make this raise: every failure is a dead letter (an
 unexpected error too, as ``internal_error``, with none of the message's rows kept).
 """
@@ -24,6 +26,7 @@ import psycopg
 from plantwire_bus.mqtt import Message
 from plantwire_bus.payload import PayloadError, decode_payload
 from plantwire_bus.topics import MessageType
+from plantwire_platform.ingest.admission import Admission, Quota
 from plantwire_platform.ingest.batch import Batch, DeadLetter, Problems
 from plantwire_platform.ingest.host import (
     AliasBook,
@@ -89,6 +92,17 @@ class Intake:
         self.retention_days = settings.retention_days
         self.parked: collections.deque[Parked] = collections.deque()
         self._misses: dict[Key, float] = {}
+        self.payload_bytes = settings.dead_letter_payload_bytes
+        self.admission = Admission(
+            state.roster,
+            admit_unregistered=settings.unregistered_nodes == "admit",
+            refresh_s=settings.registry_refresh_s,
+            quota=Quota(
+                settings.refused_dead_letters_per_s,
+                settings.refused_dead_letters_burst,
+                time.monotonic,
+            ),
+        )
 
     # -- the shared state ------------------------------------------------------------------
     async def refresh(self) -> int:
@@ -122,6 +136,11 @@ class Intake:
             return True
         if isinstance(route, str):
             self.dead(batch, message, "bad_topic", route)
+            batch.messages.append(message)
+            return True
+        refusal = await self.admission.refusal(route)
+        if refusal is not None:
+            self.refuse(batch, message, route, refusal)
             batch.messages.append(message)
             return True
         mark = batch.mark()
@@ -257,8 +276,19 @@ class Intake:
         batch.add_seq((route.group_id, route.edge_node_id), node.birth_ts if node else None, seq)
 
     def dead(self, batch: Batch, message: Message, reason: str, detail: str) -> None:
-        batch.dead_letters.append(DeadLetter(message.topic, reason, detail, message.payload))
+        payload = message.payload
+        if len(payload) > self.payload_bytes:
+            detail = f"{detail} [payload {len(payload)} bytes, first {self.payload_bytes} kept]"
+            payload = payload[: self.payload_bytes]
+        batch.dead_letters.append(DeadLetter(message.topic[:500], reason, detail[:2000], payload))
         self.counted_dead(reason)
+
+    def refuse(self, batch: Batch, message: Message, route: Route, reason: str) -> None:
+        """A message whose sender is not registered: a dead letter within the quota."""
+        self.metrics.refused(reason)
+        if self.admission.refused_one(route):
+            what = "edge node" if reason == "unregistered_node" else "device of its node"
+            self.dead(batch, message, reason, f"not a registered {what}")
 
     def counted_dead(self, reason: str) -> None:
         """Count one refused message (or, for conflicting_value, one refused value)."""

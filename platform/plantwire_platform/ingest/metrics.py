@@ -46,6 +46,13 @@ class IngestMetrics:
             ["worker", "reason"],
             registry=r,
         )
+        self.refusals = Counter(
+            "plantwire_ingest_refused",
+            "Messages refused because their edge node is not registered or does not own "
+            "their device (dead letters only within a quota), by reason",
+            ["worker", "reason"],
+            registry=r,
+        )
         self.rebirths = Counter(
             "plantwire_ingest_rebirth_requests",
             "Rebirth requests (NCMD Node Control/Rebirth) sent",
@@ -127,6 +134,9 @@ class IngestMetrics:
 
     def dead_letter(self, reason: str) -> None:
         self.dead_letters.labels(self.worker, reason).inc()
+
+    def refused(self, reason: str) -> None:
+        self.refusals.labels(self.worker, reason).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

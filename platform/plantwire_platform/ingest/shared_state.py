@@ -19,6 +19,7 @@ import psycopg
 
 from plantwire_bus.payload import DataType
 from plantwire_bus.topics import MessageType
+from plantwire_platform.ingest.admission import Roster, load_roster
 from plantwire_platform.ingest.batch import Target, ms_to_datetime, row_prefix
 from plantwire_platform.ingest.host import (
     Birth,
@@ -50,10 +51,11 @@ def serialized(
     return run
 
 
+# The equipment a (group, edge node, device) is: only the one its site's gateway reads.
 _EQUIPMENT = (
     "(SELECT e.id FROM equipment e JOIN site s ON s.id = e.site_id"
     " JOIN enterprise x ON x.id = s.enterprise_id WHERE x.code = {g} AND e.code = {d}"
-    " ORDER BY (s.edge_node_id = {n}) DESC LIMIT 1)"
+    " AND s.edge_node_id = {n} ORDER BY e.id LIMIT 1)"
 )
 _BIRTH_COLUMNS = (
     "id, group_id, edge_node_id, device_id, birth_ts, death_ts, names, aliases, series_ids,"
@@ -94,6 +96,11 @@ class SharedState:
         cur = await self.conn.execute("SELECT coalesce(max(change_id), 0) FROM sparkplug_birth")
         row = await cur.fetchone()
         self.last_change = int(row[0]) if row else 0
+
+    @serialized
+    async def roster(self) -> Roster:
+        """The registered edge nodes and their devices."""
+        return await load_roster(self.conn)
 
     # -- births ----------------------------------------------------------------------------
     @serialized

@@ -42,7 +42,7 @@ from plantwire_platform.ingest.intake import CONNECTION_ERRORS, IngestStats, Int
 from plantwire_platform.ingest.metrics import IngestMetrics, MetricsServer
 from plantwire_platform.ingest.sequence import SeqEntry
 from plantwire_platform.ingest.shared_state import SharedState
-from plantwire_platform.ingest.writer import BatchWriter
+from plantwire_platform.ingest.writer import BatchWriter, expire_dead_letters
 from plantwire_platform.settings import PlatformSettings
 from plantwire_platform.storage.partitions import maintain
 
@@ -144,6 +144,12 @@ class IngestWorker:
             shared = SharedState(control, self.client_id)
             await shared.start()
             intake = Intake(shared, settings, self.metrics, self.stats)
+            roster = await intake.admission.refresh()
+            if not roster.devices and settings.unregistered_nodes == "refuse":
+                log.warning(
+                    "the registry names no edge node: every message will be refused until one"
+                    " is imported (plantwire platform registry import)"
+                )
             writer = BatchWriter(data, self.client_id, settings.pack_after_days)
             will = encode_state(False, self._born, self._commits)
             client = MqttClient(
@@ -445,6 +451,8 @@ class IngestWorker:
                         raise
                     except psycopg.Error:
                         log.exception("partition upkeep failed; trying again later")
+                    if settings.dead_letter_retention_days is not None:
+                        await expire_dead_letters(conn, settings.dead_letter_retention_days)
                 await roll_up(conn)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), settings.rollup_interval_s)

@@ -72,6 +72,8 @@ class BatchWriter:
 
     async def write(self, batch: Batch) -> WriteResult:
         """Store the batch (commits); retried on deadlocks and serialization failures."""
+        if not batch.has_rows:
+            return WriteResult(0, False)  # no transaction to wait for
         for attempt in range(5):
             try:
                 result = await self._write_once(batch)
@@ -209,3 +211,13 @@ class BatchWriter:
             for d in letters:
                 topic, detail = clean_text(d.topic), clean_text(d.detail)
                 await copy.write_row((topic, d.reason, detail, d.payload, self._worker))
+
+
+async def expire_dead_letters(conn: psycopg.AsyncConnection[Any], days: int) -> int:
+    """Drop dead letters older than ``days``; returns how many."""
+    cur = await conn.execute(
+        "DELETE FROM dead_letter WHERE received_at < now() - make_interval(days => %s)", (days,)
+    )
+    if cur.rowcount:
+        log.info("%d dead letters older than %d days dropped", cur.rowcount, days)
+    return cur.rowcount

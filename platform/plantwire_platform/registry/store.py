@@ -150,7 +150,7 @@ async def _import_enterprise(
         "UPDATE series s SET equipment_id = e.id FROM equipment e"
         " JOIN site ON site.id = e.site_id"
         " WHERE site.enterprise_id = %s AND s.group_id = %s AND s.device_id = e.code"
-        " AND s.equipment_id IS NULL",
+        " AND s.edge_node_id = site.edge_node_id AND s.equipment_id IS NULL",
         (ent_id, ent.code),
     )
     return ent_id

@@ -32,7 +32,12 @@ class Worker:
 
 @pytest.fixture
 async def workers(database_url: str) -> AsyncIterator[tuple[Worker, Worker]]:
-    settings = PlatformSettings(database_url=database_url, shared_group="g", reorder_wait_ms=60_000)
+    settings = PlatformSettings(
+        database_url=database_url,
+        shared_group="g",
+        reorder_wait_ms=60_000,
+        unregistered_nodes="admit",  # no registry: the host mechanics under test
+    )
     conns = [await psycopg.AsyncConnection.connect(database_url, autocommit=True) for _ in range(4)]
     try:
         out = []

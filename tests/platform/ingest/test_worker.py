@@ -26,6 +26,8 @@ WorkerFactory = Callable[..., AbstractAsyncContextManager[IngestWorker]]
 def start_worker(database_url: str, mqtt_url: str, unique: str) -> WorkerFactory:
     @asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[IngestWorker]:
+        # most tests here exercise the host without a registry; identity has its own tests
+        overrides.setdefault("unregistered_nodes", "admit")
         settings = PlatformSettings(
             database_url=database_url,
             mqtt_url=mqtt_url,

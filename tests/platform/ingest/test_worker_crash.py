@@ -32,6 +32,7 @@ def launch(database_url: str, mqtt_url: str, unique: str) -> Iterator[Any]:
         MQTT_URL=mqtt_url,
         PLANTWIRE_HOST_ID=f"crash-{unique}",
         PLANTWIRE_BATCH_AGE_MS="50",
+        PLANTWIRE_UNREGISTERED_NODES="admit",  # no registry: the host mechanics under test
     )
     started: list[subprocess.Popen[bytes]] = []
 

@@ -40,7 +40,11 @@ class Plant:
 @pytest.fixture
 async def plant(database_url: str, mqtt_url: str, unique: str) -> AsyncIterator[Plant]:
     settings = PlatformSettings(
-        database_url=database_url, mqtt_url=mqtt_url, host_id=f"fuzz-{unique}", batch_age_ms=50
+        database_url=database_url,
+        mqtt_url=mqtt_url,
+        host_id=f"fuzz-{unique}",
+        batch_age_ms=50,
+        unregistered_nodes="admit",  # no registry: the host mechanics under test
     )
     worker, stop = IngestWorker(settings), asyncio.Event()
     task = asyncio.create_task(worker.run(stop))

@@ -108,6 +108,7 @@ async def test_three_workers_share_one_subscription(
         host_id=f"scale-{unique}",
         shared_group=f"ingest-{unique}",
         batch_age_ms=50,
+        unregistered_nodes="admit",  # no registry: the host mechanics under test
     )
     workers = [IngestWorker(settings, client_suffix=f"ingest-{i}") for i in range(3)]
     stop = asyncio.Event()
