@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from plantwire.cli import build_parser
+from plantwire.demo import SECRET_SETTINGS
 from plantwire_platform.settings import PlatformSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +72,14 @@ def test_environment_is_valid_platform_settings(compose: dict[str, Any]) -> None
         {"database_url": env["DATABASE_URL"], "mqtt_url": env["MQTT_URL"]}
     )
     assert settings.database_url.endswith("@db:5432/plantwire")
+
+
+def test_secrets_are_required(compose: dict[str, Any]) -> None:
+    """The demo makes its secrets (plantwire.demo.SECRET_SETTINGS); the compose stack cannot, so
+    it refuses to start without them instead of running an API that answers 503."""
+    env = compose["x-plantwire"]["environment"]
+    for name in SECRET_SETTINGS:
+        assert env[name].startswith("${" + name + ":?"), name
 
 
 def test_broker_uses_the_project_config(compose: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ PLATFORM_ROOMS = {
     "storage": set(),
     "partner": {"indicators", "registry", "errors", "batching", "settings", "workers", "workload"},
     "api": {"indicators", "registry", "errors", "workload", "workers"},
+    "accounts": {"partner", "errors", "settings"},
 }
 """The platform's sub-packages and the other parts of the platform each may import (as their
 docstrings say); the shared infrastructure beside them imports no sub-package but ``storage``,

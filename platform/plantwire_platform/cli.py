@@ -1,4 +1,5 @@
-"""``plantwire platform``: migrate, registry import, ingest, serve and the partner tools."""
+"""``plantwire platform``: migrate, registry import, ingest, serve, the partner tools and
+accounts (``admin create``, ``person create``)."""
 
 from __future__ import annotations
 
@@ -118,6 +119,9 @@ def add_parser(subparsers: Any) -> None:
     )
     client.add_argument("--enterprise", type=int, help="enterprise id (not for platform_admin)")
     client.set_defaults(func=_partner_client)
+    from plantwire_platform.accounts.commands import add_parsers
+
+    add_parsers(sub, _ENV_HELP, _settings, _with_database)
 
 
 def _timestamp(text: str) -> Any:

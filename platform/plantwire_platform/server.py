@@ -1,6 +1,7 @@
 """The platform's HTTP server: one ASGI application made of the capabilities' routers
 (``/api/v1`` from :mod:`plantwire_platform.api`, ``/partner/v1`` and ``/oauth/token`` from
-:mod:`plantwire_platform.partner`), uniform error bodies, and ``/healthz``.
+:mod:`plantwire_platform.partner`, people's sign-in ``/auth/token`` from
+:mod:`plantwire_platform.accounts`), uniform error bodies, and ``/healthz``.
 
 Every request is bounded: its database statements by ``statement_timeout``, its computation by
 the workload's slots and deadline (:mod:`plantwire_platform.workload`), its life by its client
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
 from plantwire_platform import errors
+from plantwire_platform.accounts import signin
 from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
 from plantwire_platform.cancellation import CancelOnDisconnect
@@ -74,6 +76,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     )
     partner.ctx.workers, partner.ctx.workload = workers, app.state.workload
     app.include_router(partner.router())
+    app.include_router(signin.router(partner.ctx, partner.route_class()))
     app.include_router(api_routes.router())
     errors.install(app)
     app.add_middleware(CancelOnDisconnect)

@@ -300,7 +300,10 @@ async def decided(ctx: Context, note: Note, status: int, reason: str) -> None:
         raise
 
 
-def authenticated(ctx: Context) -> Any:
+def authenticated(ctx: Context, roles: frozenset[tokens.Role] | None = None) -> Any:
+    """The dependency identifying a route's caller by its Bearer token (401 without a valid
+    one); with ``roles``, callers of other roles are refused (403 ``role_forbidden``)."""
+
     async def who(
         request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> Caller:
@@ -320,6 +323,8 @@ def authenticated(ctx: Context) -> Any:
         except Unavailable as exc:
             raise ApiError(503, "unavailable", "the caller cannot be checked now") from exc
         note.caller = caller
+        if roles is not None and caller.role not in roles:
+            raise ApiError(403, "role_forbidden", f"a {caller.role} may not use these routes")
         request.state.caller = caller
         return caller
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 class ClientIn(BaseModel):
     client_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{3,64}$")
-    role: tokens.Role
+    role: tokens.ClientRole
     enterprise_id: int | None = Field(default=None, ge=1, le=2**62)
     name: str = Field(default="", max_length=200)
 
@@ -63,7 +63,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
     async def create_client(conn: Conn, caller: Who, note: Noted, body: ClientIn) -> ClientSecret:
         """Register a client. Platform admins register anyone; enterprise admins register
         clients of their own enterprise (not platform admins)."""
-        if caller.role == "partner" or (
+        if caller.role not in ("platform_admin", "enterprise_admin") or (
             caller.role == "enterprise_admin"
             and (body.role == "platform_admin" or body.enterprise_id != caller.enterprise_id)
         ):

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends
 from psycopg_pool import AsyncConnectionPool
 
-from plantwire_platform.partner import admin, delivery, feed, identity, stream, webhooks
+from plantwire_platform.partner import admin, delivery, feed, identity, stream, tokens, webhooks
 from plantwire_platform.partner.context import ERRORS, PartnerRoute, authenticated, context
 from plantwire_platform.settings import PlatformSettings
 
@@ -26,18 +26,22 @@ class PartnerInterface:
     def __init__(self, settings: PlatformSettings) -> None:
         self.ctx = context(settings)
 
+    def route_class(self) -> type[PartnerRoute]:
+        """The audited route class bound to this interface's context: other APIs put their
+        routes behind the same token verification and audit with it."""
+        return type(
+            "PartnerRoute",
+            (PartnerRoute,),
+            {"max_body": self.ctx.settings.partner_max_body_bytes, "ctx": self.ctx},
+        )
+
     def router(self) -> APIRouter:
         """All partner routes (token, clients, catalog, grants, audit, data)."""
         ctx = self.ctx
-        route = type(
-            "PartnerRoute",
-            (PartnerRoute,),
-            {"max_body": ctx.settings.partner_max_body_bytes, "ctx": ctx},
-        )
+        route = self.route_class()
         top = APIRouter(responses=ERRORS)
-        authed = APIRouter(
-            prefix="/partner/v1", dependencies=[Depends(authenticated(ctx))], route_class=route
-        )
+        who = authenticated(ctx, tokens.PARTNER_ROLES)
+        authed = APIRouter(prefix="/partner/v1", dependencies=[Depends(who)], route_class=route)
         # routes are matched in order: the busiest first
         feed.routes(authed, ctx)
         stream.routes(authed, ctx)

@@ -27,8 +27,32 @@ from pydantic import BaseModel
 
 from plantwire_platform.batching import Batcher, Unavailable
 
-Role = Literal["platform_admin", "enterprise_admin", "partner"]
-ROLES: tuple[Role, ...] = ("platform_admin", "enterprise_admin", "partner")
+Role = Literal[
+    "platform_admin",
+    "enterprise_admin",
+    "enterprise_viewer",
+    "chain_analyst",
+    "park_authority",
+    "region_authority",
+    "partner",
+]
+ROLES: tuple[Role, ...] = (
+    "platform_admin",
+    "enterprise_admin",
+    "enterprise_viewer",
+    "chain_analyst",
+    "park_authority",
+    "region_authority",
+    "partner",
+)
+ClientRole = Literal["platform_admin", "enterprise_admin", "partner"]
+"""The roles an API client of the partner interface is registered with (people hold the others:
+:mod:`plantwire_platform.accounts`)."""
+PARTNER_ROLES: frozenset[Role] = frozenset(
+    {"platform_admin", "enterprise_admin", "chain_analyst", "partner"}
+)
+"""Roles the partner interface serves: a chain analyst reads what suppliers granted its
+enterprise, as its partner clients do."""
 ALGORITHM = "HS256"
 AUDIENCE = "plantwire-partner"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
