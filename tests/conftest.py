@@ -1,6 +1,8 @@
 """Real services for the tests: a Mosquitto started with the project's config on a free port,
 and a PostgreSQL server (the running one when reachable, else an embedded one) in which every
-test gets a fresh, migrated database cloned from a template.
+test gets a fresh, migrated database cloned from a template. The database tests of the folders
+in ``BOTH_BACKENDS`` run twice: on that plain PostgreSQL and on a private PostgreSQL 15 cluster
+with TimescaleDB preloaded (installed from ``../shared/timescaledb`` when missing).
 
 With ``CI=true`` a missing service fails the run; elsewhere the tests that need it are skipped
 with the reason.
@@ -9,10 +11,12 @@ with the reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,9 +71,48 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
-# -- PostgreSQL --------------------------------------------------------------------------------
+# -- PostgreSQL and TimescaleDB ---------------------------------------------------------------
+BACKENDS = ("postgres", "timescaledb")
+# Tests under these folders that use a database run on both backends (see README, "Tests").
+BOTH_BACKENDS = (
+    "tests/golden/",
+    "tests/platform/indicators/",
+    "tests/platform/ingest/",
+    "tests/platform/partner/",
+    "tests/platform/storage/",
+)
+_DATABASE_FIXTURES = {"database_url", "pg_admin_url"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backends(*names): run this database test on these backends only"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None:
+        names = tuple(marker.args)
+    else:
+        where = Path(str(metafunc.definition.path)).resolve()
+        relative = where.relative_to(Path(str(metafunc.config.rootpath)).resolve()).as_posix()
+        if not relative.startswith(BOTH_BACKENDS):
+            return
+        names = BACKENDS
+    metafunc.parametrize("backend", names, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database server kind of this test: 'postgres' (plain) or 'timescaledb'."""
+    return str(getattr(request, "param", "postgres"))
+
+
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def plain_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     explicit = os.environ.get("PLANTWIRE_TEST_DATABASE_URL")
     candidates = (explicit,) if explicit else LOCAL_ADMIN_URLS
     for url in candidates:
@@ -87,14 +130,52 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+TIMESCALEDB_SEEN: list[str] = []  # extension versions this process ran tests on
+
+
 @pytest.fixture(scope="session")
-def pg_template(pg_admin_url: str) -> Iterator[str]:
-    """A migrated database that each test's database is cloned from."""
-    name = f"plantwire_tmpl_{uuid.uuid4().hex[:8]}"
-    url = services.ensure_database(pg_admin_url, name, fresh=True)
-    asyncio.run(migrate(url))
-    yield name
-    services.drop_database(pg_admin_url, name)
+def timescale_admin_url() -> Iterator[str]:
+    """A private PostgreSQL 15 cluster with TimescaleDB preloaded, for this test process
+    (the extension is installed into PostgreSQL 15 first when missing)."""
+    from plantwire_platform import timescaledb
+
+    try:
+        server = timescaledb.start_cluster()
+    except timescaledb.TimescaleUnavailable as exc:
+        missing(f"TimescaleDB: {exc}")
+        raise
+    try:
+        TIMESCALEDB_SEEN.append(timescaledb.extension_version(server.url) or "?")
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_admin_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """The administrative URL of this test's backend's server."""
+    name = "timescale_admin_url" if backend == "timescaledb" else "plain_admin_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture(scope="session")
+def pg_templates() -> Iterator[dict[str, tuple[str, str]]]:
+    """Per admin URL, a migrated database that each test's database is cloned from."""
+    made: dict[str, tuple[str, str]] = {}
+    yield made
+    for admin_url, (name, _) in made.items():
+        with contextlib.suppress(Exception):
+            services.drop_database(admin_url, name)
+
+
+@pytest.fixture
+def pg_template(pg_admin_url: str, pg_templates: dict[str, tuple[str, str]]) -> str:
+    if pg_admin_url not in pg_templates:
+        name = f"plantwire_tmpl_{uuid.uuid4().hex[:8]}"
+        url = services.ensure_database(pg_admin_url, name, fresh=True)
+        asyncio.run(migrate(url))
+        pg_templates[pg_admin_url] = (name, url)
+    return pg_templates[pg_admin_url][0]
 
 
 @pytest.fixture
@@ -112,3 +193,24 @@ def database_url(pg_admin_url: str, pg_template: str) -> Iterator[str]:
         )
     yield services.with_database(pg_admin_url, name)
     services.drop_database(pg_admin_url, name)
+
+
+# -- the TimescaleDB run in the log -----------------------------------------------------------
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: tell the controller
+        workeroutput["timescaledb"] = ",".join(sorted(set(TIMESCALEDB_SEEN)))
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    seen = getattr(node, "workeroutput", {}).get("timescaledb", "")
+    TIMESCALEDB_SEEN.extend(v for v in seen.split(",") if v)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    versions = sorted(set(TIMESCALEDB_SEEN))
+    if versions:
+        terminalreporter.write_line(
+            f"database backends: postgres and timescaledb (TimescaleDB {', '.join(versions)},"
+            f" private PostgreSQL 15 cluster); both runs cover {', '.join(BOTH_BACKENDS)}"
+        )

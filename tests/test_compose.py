@@ -12,6 +12,7 @@ import yaml
 
 from plantwire.cli import build_parser
 from plantwire.demo import SECRET_SETTINGS
+from plantwire_platform import timescaledb
 from plantwire_platform.settings import PlatformSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +42,8 @@ def test_services_and_dependencies(compose: dict[str, Any]) -> None:
     for name, service in services.items():
         for dep in service.get("depends_on", []):
             assert dep in services, f"{name} depends on unknown service {dep}"
-    assert services["db"]["image"].startswith("timescale/timescaledb")
+    # pinned to the TimescaleDB release and PostgreSQL major version the tests run on
+    assert services["db"]["image"] == f"timescale/timescaledb:{timescaledb.VERSION}-pg15"
     assert services["broker"]["image"].startswith("eclipse-mosquitto:2")
 
 

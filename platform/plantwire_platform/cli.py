@@ -33,6 +33,12 @@ def add_parser(subparsers: Any) -> None:
         help="apply database schema migrations (idempotent)",
         description=f"Apply missing schema migrations. {_ENV_HELP}",
     )
+    migrate.add_argument(
+        "--timescaledb",
+        action="store_true",
+        help="convert a database that runs on plain PostgreSQL to TimescaleDB hypertables "
+        "(after installing and preloading the extension; see docs/storage.md)",
+    )
     migrate.set_defaults(func=_migrate)
     registry = sub.add_parser(
         "registry",
@@ -181,21 +187,38 @@ def _redacted(url: str) -> str:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from plantwire_platform.database import create_if_missing, migrate
+    from plantwire_platform.database import (
+        TimescaleMissing,
+        convert_to_timescaledb,
+        create_if_missing,
+        migrate,
+        storage_summary,
+    )
 
     settings = _settings(args)
     if settings is None:
         return 2
 
-    async def work() -> list[int]:
+    async def work() -> tuple[list[int], str]:
         if await create_if_missing(settings.database_url):
             print(f"created database {_redacted(settings.database_url)}")
-        return await migrate(settings.database_url)
+        applied = await migrate(settings.database_url)
+        print(f"applied {len(applied)} migrations" if applied else "schema is up to date")
+        if args.timescaledb:
+            moved = await convert_to_timescaledb(
+                settings.database_url, settings.compress_after_days
+            )
+            print(f"sample tables on TimescaleDB hypertables ({moved} samples moved)")
+        return applied, await storage_summary(settings.database_url)
 
-    applied = _with_database("migrate", settings, work)
-    if applied is None:
+    try:
+        done = _with_database("migrate", settings, work)
+    except TimescaleMissing as exc:
+        print(f"plantwire platform migrate --timescaledb: {exc}", file=sys.stderr)
+        return 2
+    if done is None:
         return 1
-    print(f"applied {len(applied)} migrations" if applied else "schema is up to date")
+    print(done[1])
     return 0
 
 
@@ -232,12 +255,14 @@ def _registry_import(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    from plantwire_platform.indicators.usage import keep_current
     from plantwire_platform.ingest.worker import IngestWorker
 
     settings = _settings(args)
     if settings is None:
         return 2
-    return asyncio.run(run_until_signalled(IngestWorker(settings).run))
+    worker = IngestWorker(settings, upkeep=(keep_current,))
+    return asyncio.run(run_until_signalled(worker.run))
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -95,3 +95,50 @@ async def migrate(database_url: str) -> list[int]:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     await maintain(database_url)
     return applied
+
+
+class TimescaleMissing(RuntimeError):
+    """Converting to TimescaleDB was asked for on a server without it."""
+
+
+async def convert_to_timescaledb(database_url: str, compress_after_days: int | None) -> int:
+    """Turn a migrated plain-PostgreSQL database's sample tables into hypertables (migration
+    0040); returns the rows moved (0 when it is on TimescaleDB already)."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cur = await conn.execute("SELECT plantwire_timescale_available()")
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            raise TimescaleMissing(
+                "TimescaleDB is not available on this server: install it, set "
+                "shared_preload_libraries = 'timescaledb', restart PostgreSQL, then run this again"
+            )
+        await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            cur = await conn.execute(
+                "SELECT plantwire_convert_to_timescaledb(make_interval(days => %s))",
+                (compress_after_days,),
+            )
+            row = await cur.fetchone()
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    moved = int(row[0]) if row else 0
+    log.info("converted the sample tables to TimescaleDB hypertables (%d rows moved)", moved)
+    return moved
+
+
+async def storage_summary(database_url: str) -> str:
+    """One line on how samples are stored: 'timescaledb' (hypertables, with the extension's
+    version) or 'partitioned' (plain PostgreSQL)."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT value FROM storage_setting WHERE name = 'sample_storage'),"
+            " (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')"
+        )
+        row = await cur.fetchone()
+    mode, version = (row[0], row[1]) if row else (None, None)
+    if mode == "timescaledb":
+        return (
+            f"storage mode: timescaledb (TimescaleDB {version}: sample_num and sample_bool are "
+            "hypertables of one-day chunks, compressed by policy)"
+        )
+    return "storage mode: partitioned (plain PostgreSQL: daily sample partitions, old days packed)"

@@ -142,6 +142,12 @@ class PlatformSettings(BaseSettings):
         "sample_num_all); PLANTWIRE_PACK_AFTER_DAYS=none keeps every sample a row. "
         "With TimescaleDB, its compression policy does this instead",
     )
+    compress_after_days: int | None = Field(
+        default=2,
+        ge=1,
+        description="TimescaleDB only: compress sample chunks (one day each) this old, "
+        "segmented by series (about 24x smaller); none: no compression policy",
+    )
     partition_ahead_days: int = Field(
         default=3, ge=1, le=60, description="daily sample partitions created ahead of time"
     )
@@ -150,6 +156,12 @@ class PlatformSettings(BaseSettings):
     )
     rollup_interval_s: float = Field(
         default=5.0, gt=0, description="how often closed minutes are rolled up"
+    )
+    usage_rollup_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how often the ingest workers store the closed hours of the hourly usage "
+        "roll-up (so that no indicator request has to fill it)",
     )
 
     # -- partner data interface ---------------------------------------------------------------

@@ -82,6 +82,7 @@ async def test_demo_hour_at_150x(
     assert not report.dead_letters
 
 
+@pytest.mark.backends("postgres")  # 108 s of wall time: its storage paths are the demo hour's
 async def test_chain_shift_change_at_5x(
     database_url: str, mqtt_url: str, tmp_path: Path, unique: str
 ) -> None:

@@ -2,9 +2,11 @@
 (partial hours, hours cut by a shift or a registry change, hours not yet closed) computed
 exactly from the state samples.
 
-Missing roll-up hours are computed on first use (one pass per equipment with
-:func:`plantwire_platform.indicators.formulas.usage_by_hour`) and stored; database triggers
-drop them again when late state samples or connectivity changes arrive for them.
+The roll-up is kept current as data arrives: :func:`keep_current`, run by the ingest workers'
+upkeep, stores every hour that has been closed for :data:`SETTLE` (one pass per equipment with
+:func:`plantwire_platform.indicators.formulas.usage_by_hour`); database triggers drop hours
+again when late state samples or connectivity changes arrive for them, and the next pass
+recomputes them. Hours still missing when a request reads them are computed and stored then.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ class UsageReader:
             have: dict[int, set[datetime]] = defaultdict(set)
             for eid, hour in await cur.fetchall():
                 have[eid].add(hour)
-            await self._compute({e: [h for h in wanted[e] if h not in have[e]] for e in short})
+            await self.compute({e: [h for h in wanted[e] if h not in have[e]] for e in short})
             sums, counts = await self._query_sums(ids)
         self.rollup_hours = sum(counts.values())
         return {e: [sums.get((e, i), Usage()) for i in range(len(self._segments))] for e in ids}
@@ -170,7 +172,7 @@ class UsageReader:
                 counts[(eid, i - 1)] = n
         return sums, counts
 
-    async def _compute(self, missing: dict[int, list[datetime]]) -> None:
+    async def compute(self, missing: dict[int, list[datetime]]) -> None:
         """Roll up the missing hours from the samples and store them (one pass per run of
         consecutive hours and equipment)."""
         todo = {e: sorted(hours) for e, hours in missing.items() if hours}
@@ -188,13 +190,14 @@ class UsageReader:
                     (eid, h, u.observed_s, u.executing_s, u.auto_executing_s, u.mdi_executing_s)
                     for h, u in by_hour.items()
                 ]
-        async with self.conn.cursor() as cur:
+        async with self.conn.transaction(), self.conn.cursor() as cur:
             await cur.executemany(
                 "INSERT INTO usage_hour (equipment_id, hour, observed_s, executing_s, auto_s,"
                 " mdi_s) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 rows,
             )
-        await self.conn.commit()
+        if not self.conn.autocommit:
+            await self.conn.commit()
 
     async def _load_points(self, exact: dict[int, list[Interval]]) -> dict[int, list[StatePoint]]:
         ranges = merge(iv for ivs in exact.values() for iv in ivs)
@@ -250,3 +253,88 @@ def subtract(xs: list[Interval], ys: list[Interval]) -> list[Interval]:
         if cursor < b:
             out.append((cursor, b))
     return out
+
+
+KEEP_LOCK = 0x706C616E7404  # one keeper at a time across ingest workers
+KEEP_HOURS = 24 * 7  # hours per equipment computed in one step of a pass
+
+
+async def keep_current(conn: psycopg.AsyncConnection[Any], now: datetime | None = None) -> int:
+    """Store every hour of the usage roll-up that closed :data:`SETTLE` ago and is missing,
+    for all equipment since its first connectivity session; returns the hours stored (0 when
+    another process is at it). ``conn`` must be in autocommit mode."""
+    closed_until = (now or datetime.now(UTC)) - SETTLE
+    closed_until = closed_until.replace(minute=0, second=0, microsecond=0)
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (KEEP_LOCK,))
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        return 0
+    try:
+        stored = 0
+        before: dict[int, list[datetime]] = {}
+        while missing := await _missing_hours(conn, closed_until):
+            if missing == before:  # no progress (hours deleted as they come): next pass
+                break
+            before = missing
+            lo = min(h for hours in missing.values() for h in hours)
+            hi = max(h for hours in missing.values() for h in hours) + HOUR
+            sessions = await _sessions(conn, list(missing), lo, hi)
+            await UsageReader(conn, lo, hi, sessions).compute(missing)
+            stored += sum(len(h) for h in missing.values())
+        return stored
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (KEEP_LOCK,))
+
+
+async def _missing_hours(
+    conn: psycopg.AsyncConnection[Any], closed_until: datetime
+) -> dict[int, list[datetime]]:
+    """Per equipment, up to :data:`KEEP_HOURS` of the oldest closed hours the roll-up lacks."""
+    cur = await conn.execute(
+        "WITH e AS (SELECT equipment_id AS id, date_trunc('hour', min(online_at)) AS since"
+        "  FROM connectivity_session WHERE equipment_id IS NOT NULL GROUP BY 1)"
+        " SELECT e.id, e.since, u.n, u.last FROM e CROSS JOIN LATERAL"
+        "  (SELECT count(*) AS n, max(hour) AS last FROM usage_hour"
+        "   WHERE equipment_id = e.id AND hour >= e.since AND hour < %s) u"
+        " WHERE e.since < %s",
+        (closed_until, closed_until),
+    )
+    missing: dict[int, list[datetime]] = {}
+    for eid, since, n, last in await cur.fetchall():
+        expected = int((closed_until - since) / HOUR)
+        if n == expected:
+            continue
+        if n == 0 or int((last - since) / HOUR) + 1 == n:  # a prefix is there: the rest
+            first = since if n == 0 else last + HOUR
+            missing[eid] = _hour_range(first, closed_until)
+            continue
+        got = await conn.execute(
+            "SELECT hour FROM usage_hour WHERE equipment_id = %s AND hour >= %s AND hour < %s",
+            (eid, since, closed_until),
+        )
+        have = {r[0] for r in await got.fetchall()}
+        missing[eid] = [h for h in _hour_range(since, closed_until) if h not in have][:KEEP_HOURS]
+    return missing
+
+
+def _hour_range(first: datetime, end: datetime) -> list[datetime]:
+    out: list[datetime] = []
+    while first < end and len(out) < KEEP_HOURS:
+        out.append(first)
+        first += HOUR
+    return out
+
+
+async def _sessions(
+    conn: psycopg.AsyncConnection[Any], ids: list[int], start: datetime, end: datetime
+) -> dict[int, Sessions]:
+    cur = await conn.execute(
+        "SELECT equipment_id, online_at, offline_at FROM connectivity_session"
+        " WHERE equipment_id = ANY(%s) AND online_at < %s"
+        " AND (offline_at IS NULL OR offline_at > %s) ORDER BY online_at",
+        (ids, end, start),
+    )
+    out: dict[int, Sessions] = defaultdict(list)
+    for eid, online, offline in await cur.fetchall():
+        out[eid].append((online, offline))
+    return dict(out)

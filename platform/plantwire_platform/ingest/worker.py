@@ -10,6 +10,10 @@ Two tasks form a pipeline: one takes messages into a batch (births and deaths ar
 once, see :mod:`plantwire_platform.ingest.intake`) while the other writes the previous batch,
 acknowledges its messages and asks nodes for rebirths. Several workers with the same
 ``shared_group`` split the traffic through an MQTT v5 shared subscription.
+
+Beside them, the upkeep: partitions or hypertable policies now and then, the minute roll-ups
+every few seconds, and roll-ups of other rooms handed in as ``upkeep`` jobs (the composition
+root passes the indicators' hourly usage roll-up) every ``usage_rollup_interval_s``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -79,11 +84,21 @@ def _first_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip()[:300]
 
 
+Upkeep = Callable[[psycopg.AsyncConnection[Any]], Awaitable[object]]
+"""A roll-up job kept current as data arrives, given an autocommit connection."""
+
+
 class IngestWorker:
     """Receives Sparkplug messages and writes them in batches; run with :meth:`run`."""
 
-    def __init__(self, settings: PlatformSettings, client_suffix: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: PlatformSettings,
+        client_suffix: str | None = None,
+        upkeep: Sequence[Upkeep] = (),
+    ) -> None:
         self.settings = settings
+        self.upkeep = tuple(upkeep)
         self.client_id = (
             settings.ingest_client_id
             if client_suffix is None
@@ -426,7 +441,7 @@ class IngestWorker:
     async def _upkeep(self, stop: asyncio.Event) -> None:
         """Partitions and retention now and then; a roll-up pass every few seconds."""
         settings = self.settings
-        next_maintenance = 0.0
+        next_maintenance = next_job = 0.0
         async with await psycopg.AsyncConnection.connect(
             settings.database_url, autocommit=True
         ) as conn:
@@ -439,6 +454,8 @@ class IngestWorker:
                             ahead_days=settings.partition_ahead_days,
                             retention_days=settings.retention_days,
                             pack_after_days=settings.pack_after_days,
+                            compress_after_days=settings.compress_after_days,
+                            policies=True,
                         )
                         if report.created or report.dropped or report.packed_rows:
                             log.info(
@@ -454,6 +471,15 @@ class IngestWorker:
                     if settings.dead_letter_retention_days is not None:
                         await expire_dead_letters(conn, settings.dead_letter_retention_days)
                 await roll_up(conn)
+                if self.upkeep and time.monotonic() >= next_job:
+                    next_job = time.monotonic() + settings.usage_rollup_interval_s
+                    for job in self.upkeep:
+                        try:
+                            await job(conn)
+                        except psycopg.OperationalError:
+                            raise
+                        except psycopg.Error:
+                            log.exception("roll-up job failed; trying again later")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), settings.rollup_interval_s)
 

@@ -8,7 +8,8 @@ want of a partition. :func:`maintain` creates the partitions of the coming days,
 of the DEFAULT partition into partitions of their own and drops partitions older than the
 retention. Numeric partitions older than ``pack_after_days`` are packed into
 ``sample_num_packed`` (one row per series and day, see migration 0003). With TimescaleDB the
-hypertables need none of this (compression instead); retention calls ``drop_chunks``.
+hypertables need none of this: their compression and retention policies are set and run instead
+(:mod:`plantwire_platform.storage.hypertables`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from plantwire_platform.storage.hypertables import HYPERTABLES, apply_policies, run_policies
+
 log = logging.getLogger(__name__)
 
 SAMPLE_TABLES = ("sample_num", "sample_bool", "sample_text")
-HYPERTABLES = ("sample_num", "sample_bool")  # with TimescaleDB
 DAILY_HISTORY = timedelta(days=31)
 DAY = timedelta(days=1)
 _LOCK_KEY = 0x706C616E7402  # one maintainer at a time across workers
@@ -44,6 +46,8 @@ class MaintenanceReport:
     dropped: list[str] = field(default_factory=list)
     deleted_rows: int = 0
     packed_rows: int = 0
+    compressed_chunks: int = 0  # TimescaleDB: chunks compressed after this pass
+    policies: list[str] = field(default_factory=list)  # TimescaleDB: policies changed
     skipped: bool = False  # another worker held the lock
 
 
@@ -155,17 +159,10 @@ async def ensure_partitions(
 
 
 async def apply_retention(
-    conn: psycopg.AsyncConnection[Any], table: str, cutoff: datetime, mode: str
+    conn: psycopg.AsyncConnection[Any], table: str, cutoff: datetime
 ) -> MaintenanceReport:
-    """Drop partitions (or chunks) wholly older than ``cutoff``."""
+    """Drop partitions wholly older than ``cutoff`` (hypertables: the retention policy)."""
     report = MaintenanceReport()
-    if mode == "timescaledb" and table in HYPERTABLES:
-        cur = await conn.execute(
-            "SELECT count(*) FROM drop_chunks(%s::regclass, older_than => %s)", (table, cutoff)
-        )
-        row = await cur.fetchone()
-        report.dropped.append(f"{table}: {row[0] if row else 0} chunks")
-        return report
     for part in await partitions(conn, table):
         if part.hi <= cutoff:
             await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(part.name)))
@@ -201,9 +198,14 @@ async def maintain(
     ahead_days: int = 3,
     retention_days: int | None = None,
     pack_after_days: int | None = None,
+    compress_after_days: int | None = None,
+    policies: bool = False,
     now: datetime | None = None,
 ) -> MaintenanceReport:
-    """Run all upkeep once, unless another process is doing it right now."""
+    """Run all upkeep once, unless another process is doing it right now. With TimescaleDB
+    and ``policies``, the hypertables' compression (after ``compress_after_days``) and
+    retention policies are set from the arguments and run in this pass (``now`` has no say
+    there: TimescaleDB's jobs use the clock); without, they are left as they are."""
     now = now or datetime.now(UTC)
     total = MaintenanceReport()
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
@@ -215,14 +217,21 @@ async def maintain(
             return total
         try:
             mode = await storage_mode(conn)
+            if mode == "timescaledb" and policies:
+                total.policies = await apply_policies(
+                    conn, compress_after_days=compress_after_days, retention_days=retention_days
+                )
+                ran = await run_policies(conn)
+                total.compressed_chunks = ran.compressed_chunks
             for table in SAMPLE_TABLES:
-                if retention_days is not None:  # first, so old rows get no partitions
+                hypertable = mode == "timescaledb" and table in HYPERTABLES
+                if retention_days is not None and not hypertable:  # first: no partitions then
                     dropped = await apply_retention(
-                        conn, table, day_start(now) - retention_days * DAY, mode
+                        conn, table, day_start(now) - retention_days * DAY
                     )
                     total.dropped += dropped.dropped
                     total.deleted_rows += dropped.deleted_rows
-                if mode != "timescaledb" or table not in HYPERTABLES:
+                if not hypertable:
                     created = await ensure_partitions(conn, table, now, ahead_days)
                     total.created += created.created
                     total.moved_rows += created.moved_rows

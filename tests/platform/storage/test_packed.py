@@ -1,5 +1,6 @@
-"""Packed days of numeric samples: moved out of their partition without loss, read back through
-sample_num_all, merged when late samples come, never doubled by replays (real PostgreSQL)."""
+"""Old days of numeric samples made compact without loss: packed on plain PostgreSQL (moved out
+of their partition), compressed chunks on TimescaleDB; read back through sample_num_all, merged
+when late samples come, never doubled by replays (real PostgreSQL and TimescaleDB)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 
 from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.topics import MessageType
@@ -23,7 +25,7 @@ from plantwire_platform.ingest.host import (
 )
 from plantwire_platform.ingest.shared_state import SharedState
 from plantwire_platform.ingest.writer import BatchWriter
-from plantwire_platform.storage.partitions import maintain
+from plantwire_platform.storage.partitions import MaintenanceReport, maintain
 
 DAY = 86_400_000
 NOW = time.time_ns() // 1_000_000
@@ -48,7 +50,25 @@ async def rows(
     return await cur.fetchall()
 
 
-async def test_packed_days_read_back_merge_and_never_double(database_url: str) -> None:
+async def compact(database_url: str, now: datetime) -> MaintenanceReport:
+    """One maintenance pass that packs (plain) or compresses (TimescaleDB) days over 1 day old."""
+    return await maintain(
+        database_url, pack_after_days=1, compress_after_days=1, policies=True, now=now
+    )
+
+
+async def compressed_chunks(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+    """(range_start, is_compressed) of the sample_num chunks, oldest first."""
+    return await rows(
+        conn,
+        "SELECT range_start, is_compressed FROM timescaledb_information.chunks"
+        " WHERE hypertable_name = 'sample_num' ORDER BY 1",
+    )
+
+
+async def test_packed_days_read_back_merge_and_never_double(
+    database_url: str, backend: str
+) -> None:
     rng = random.Random(3)
     today = NOW // DAY * DAY
     async with (
@@ -86,8 +106,13 @@ async def test_packed_days_read_back_merge_and_never_double(database_url: str) -
         await writer.write(batch_of(gen, old))
         await writer.write(batch_of(gen, points(50, today, NOW)))  # today stays as rows
         now = datetime.fromtimestamp(NOW / 1000, UTC)
-        report = await maintain(database_url, pack_after_days=1, now=now)
-        assert report.packed_rows == 600
+        report = await compact(database_url, now)
+        timescale = backend == "timescaledb"
+        assert report.packed_rows == (0 if timescale else 600)
+        if timescale:  # the three old days' chunks compressed, today's not
+            chunks = await compressed_chunks(conn)
+            assert [c[1] for c in chunks] == [True, True, True, False]
+            assert report.compressed_chunks == 3
 
         async def everything() -> dict[tuple[int, int], float]:
             got = await rows(
@@ -102,9 +127,12 @@ async def test_packed_days_read_back_merge_and_never_double(database_url: str) -
         hot = await rows(
             conn, "SELECT count(*) FROM sample_num WHERE ts < %s", (ms_to_datetime(today),)
         )
-        assert hot == [(0,)]
         packed = await rows(conn, "SELECT count(*), sum(cardinality(ts)) FROM sample_num_packed")
-        assert packed[0][1] == 600 and packed[0][0] <= 2 * 3
+        if timescale:  # compressed rows are still rows of sample_num
+            assert hot == [(600,)] and packed == [(0, None)]
+        else:
+            assert hot == [(0,)]
+            assert packed[0][1] == 600 and packed[0][0] <= 2 * 3
 
         # replaying the old samples changes nothing; late new ones land and are merged later
         replay = await writer.write(batch_of(gen, old[:200]))
@@ -112,10 +140,14 @@ async def test_packed_days_read_back_merge_and_never_double(database_url: str) -
         late = points(40, today - 3 * DAY, today - 2 * DAY)
         assert (await writer.write(batch_of(gen, late + old[200:220]))).inserted == 40
         assert await everything() == truth
-        again = await maintain(database_url, pack_after_days=1, now=now + timedelta(minutes=1))
-        assert again.packed_rows == 40
+        again = await compact(database_url, now + timedelta(minutes=1))
+        assert again.packed_rows == (0 if timescale else 40)
         assert await everything() == truth
-        assert (await rows(conn, "SELECT sum(cardinality(ts)) FROM sample_num_packed"))[0][0] == 640
+        if timescale:
+            assert [c[1] for c in await compressed_chunks(conn)] == [True, True, True, False]
+        else:
+            packed = await rows(conn, "SELECT sum(cardinality(ts)) FROM sample_num_packed")
+            assert packed[0][0] == 640
 
         # roll-ups of packed days come from the packed samples
         lo = ms_to_datetime(today - 4 * DAY)
@@ -135,6 +167,7 @@ async def test_packed_days_read_back_merge_and_never_double(database_url: str) -
         }
 
 
+@pytest.mark.backends("postgres")  # packed days exist on plain PostgreSQL only
 async def test_reading_before_a_time_finds_rows_and_packed_days(database_url: str) -> None:
     """plantwire_sample_before: the last sample before a time, whether it is a row, in the
     newest packed day (which may also hold later samples) or in an earlier packed day."""
@@ -175,7 +208,7 @@ async def test_reading_before_a_time_finds_rows_and_packed_days(database_url: st
 
 
 async def test_values_within_one_millisecond_stay_rows_when_their_day_is_packed(
-    database_url: str,
+    database_url: str, backend: str
 ) -> None:
     """Packed days hold whole milliseconds: the second and later values of a millisecond
     (plantwire.ordinal) stay rows beside the packed day, and a replay doubles none."""
@@ -209,8 +242,9 @@ async def test_values_within_one_millisecond_stay_rows_when_their_day_is_packed(
         writer = BatchWriter(conn, "t", pack_after_days=1)
         assert (await writer.write(burst())).inserted == 4
         now = datetime.fromtimestamp(NOW / 1000, UTC)
-        report = await maintain(database_url, pack_after_days=1, now=now)
-        assert report.packed_rows == 2  # the whole milliseconds
+        report = await compact(database_url, now)
+        assert report.packed_rows == (0 if backend == "timescaledb" else 2)  # whole milliseconds
+        assert report.compressed_chunks == (1 if backend == "timescaledb" else 0)
         expected = [(at * 1000, 0.0), (at * 1000 + 1, 1.0), (at * 1000 + 2, 2.0)]
         expected.append(((at + 5) * 1000, 9.0))
         sql = (
@@ -219,5 +253,5 @@ async def test_values_within_one_millisecond_stay_rows_when_their_day_is_packed(
         )
         assert await rows(conn, sql, (target.series_id,)) == expected
         assert (await writer.write(burst())).inserted == 0
-        await maintain(database_url, pack_after_days=1, now=now + timedelta(minutes=1))
+        await compact(database_url, now + timedelta(minutes=1))
         assert await rows(conn, sql, (target.series_id,)) == expected

@@ -4,13 +4,16 @@ idempotent and safe on a database migrated before them, partition upkeep and ret
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
-from plantwire_platform import services
+from plantwire_platform import services, timescaledb
 from plantwire_platform.database import migrate, migrations
 from plantwire_platform.storage.partitions import Partition, maintain, partitions
 
@@ -20,19 +23,29 @@ def rows(url: str, query: str, params: tuple[object, ...] = ()) -> list[tuple[ob
         return conn.execute(query.encode(), params or None).fetchall()
 
 
-def test_plain_postgresql_path_is_taken(database_url: str) -> None:
-    # No timescaledb extension on this machine: native partitions, no hypertables.
-    assert rows(database_url, "SELECT plantwire_timescale_available()") == [(False,)]
-    assert rows(database_url, "SELECT value FROM storage_setting") == [("partitioned",)]
-    assert (
-        rows(database_url, "SELECT extname FROM pg_extension WHERE extname = 'timescaledb'") == []
-    )
+def test_storage_path_follows_the_server(database_url: str, backend: str) -> None:
+    # Plain PostgreSQL (TimescaleDB files may be installed, the library is not preloaded):
+    # native partitions. TimescaleDB preloaded: hypertables for numbers and booleans.
+    timescale = backend == "timescaledb"
+    assert rows(database_url, "SELECT plantwire_timescale_available()") == [(timescale,)]
+    mode = "timescaledb" if timescale else "partitioned"
+    assert rows(database_url, "SELECT value FROM storage_setting") == [(mode,)]
+    extension = rows(database_url, "SELECT extname FROM pg_extension WHERE extname = 'timescaledb'")
+    assert extension == ([("timescaledb",)] if timescale else [])
     partitioned = rows(
         database_url,
         "SELECT c.relname FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid"
         " ORDER BY 1",
     )
-    assert [r[0] for r in partitioned] == ["sample_bool", "sample_num", "sample_text"]
+    expected = ["sample_text"] if timescale else ["sample_bool", "sample_num", "sample_text"]
+    assert [r[0] for r in partitioned] == expected
+    if timescale:
+        hypertables = rows(
+            database_url,
+            "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables"
+            " ORDER BY 1",
+        )
+        assert hypertables == [("sample_bool", True), ("sample_num", True)]
     keys = rows(
         database_url,
         "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
@@ -101,6 +114,7 @@ def test_database_migrated_before_the_ingest_migrations(two_databases: tuple[str
     assert rows(old, columns) == rows(fresh, columns)
 
 
+@pytest.mark.backends("postgres")  # hypertables: test_hypertables.py
 def test_partitions_ahead_default_drained_and_retention(database_url: str) -> None:
     now = datetime(2031, 6, 15, 12, tzinfo=UTC)
     stamps = [
@@ -157,3 +171,28 @@ def test_partitions_ahead_default_drained_and_retention(database_url: str) -> No
 async def _partitions(url: str) -> list[Partition]:
     async with await psycopg.AsyncConnection.connect(url) as conn:
         return list(await partitions(conn, "sample_num"))
+
+
+def test_migrate_says_which_storage_mode(pg_admin_url: str, backend: str, unique: str) -> None:
+    name = f"plantwire_cli_{unique}"
+    url = services.ensure_database(pg_admin_url, name, fresh=True)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", CLI, "platform", "migrate"],
+            env={**os.environ, "DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        services.drop_database(pg_admin_url, name)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"applied {len(migrations())} migrations"
+    timescale = f"timescaledb (TimescaleDB {timescaledb.VERSION}:"
+    mode = timescale if backend == "timescaledb" else "partitioned (plain"
+    assert lines[1].startswith(f"storage mode: {mode}")
+
+
+CLI = "from plantwire.cli import main; raise SystemExit(main())"
