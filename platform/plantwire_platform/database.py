@@ -103,7 +103,7 @@ class TimescaleMissing(RuntimeError):
 
 async def convert_to_timescaledb(database_url: str, compress_after_days: int | None) -> int:
     """Turn a migrated plain-PostgreSQL database's sample tables into hypertables (migration
-    0040); returns the rows moved (0 when it is on TimescaleDB already)."""
+    0050); returns the rows moved (0 when it is on TimescaleDB already)."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         cur = await conn.execute("SELECT plantwire_timescale_available()")
         row = await cur.fetchone()
