@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import signal
@@ -67,9 +68,14 @@ async def probe(client: httpx.AsyncClient, path: str, until: float, every: float
 
 
 async def hammer(
-    base: str, ent: int, until: float, timeout: float, outcomes: dict[str, int]
+    base: str,
+    ent: int,
+    until: float,
+    timeout: float,
+    outcomes: dict[str, int],
+    headers: dict[str, str],
 ) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=timeout) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=timeout, headers=headers) as client:
         while time.monotonic() < until:
             try:
                 r = await client.get(f"/api/v1/enterprises/{ent}/indicators", params=TEN_YEARS)
@@ -136,7 +142,17 @@ async def run(
     db = database_url.group(1)
     await asyncio.sleep(20)  # telemetry flowing
     logs = folder / "data" / "logs"
+    accounts = json.loads((folder / "data" / "accounts.json").read_text())
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        signed = await client.post(
+            "/auth/token",
+            data={
+                "grant_type": "password",
+                "username": "admin",
+                "password": accounts["admin"]["password"],
+            },
+        )
+        client.headers["Authorization"] = f"Bearer {signed.json()['access_token']}"
         ent = (await client.get("/api/v1/enterprises")).json()[0]["id"]
         idle = await probe(client, "/healthz", time.monotonic() + 10, 0.05)
         print(f"baseline, idle demo:  /healthz {quantiles(idle)}")
@@ -145,7 +161,9 @@ async def run(
         outcomes: dict[str, int] = {}
         until = time.monotonic() + args.seconds
         hammers = [
-            asyncio.create_task(hammer(base, ent, until, args.client_timeout, outcomes))
+            asyncio.create_task(
+                hammer(base, ent, until, args.client_timeout, outcomes, dict(client.headers))
+            )
             for _ in range(args.clients)
         ]
         await asyncio.sleep(2)

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import random
+import secrets
 import statistics
 import time
 import uuid
@@ -24,9 +25,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
+from pydantic import SecretStr
 
 from plantwire_bus.mosquitto import free_port
 from plantwire_platform import services
+from plantwire_platform.accounts.people import create_person
+from plantwire_platform.accounts.roles import Binding
 from plantwire_platform.database import migrate
 from plantwire_platform.indicators import usage as usage_rollup
 from plantwire_platform.registry.document import registry_from
@@ -147,7 +151,14 @@ async def main() -> None:
             f"{scenario.name}: {machines} machines with telemetry, {args.days} days, "
             f"{rows:,} state changes generated in {time.perf_counter() - t:.0f} s"
         )
-        settings = PlatformSettings(database_url=url, api_port=free_port())
+        settings = PlatformSettings(
+            database_url=url,
+            api_port=free_port(),
+            token_secret=SecretStr(secrets.token_urlsafe(48)),
+            audit_key=SecretStr(secrets.token_urlsafe(48)),
+        )
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            password = await create_person(conn, "bench-admin", "platform_admin", Binding())
         server = api_server(settings)
         task = asyncio.create_task(server.serve())
         while not server.started:
@@ -158,6 +169,11 @@ async def main() -> None:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{settings.api_port}", timeout=600
         ) as http:
+            signed = await http.post(
+                "/auth/token",
+                data={"grant_type": "password", "username": "bench-admin", "password": password},
+            )
+            http.headers["Authorization"] = f"Bearer {signed.json()['access_token']}"
             cold = (await timed(http, path, params, 1))[0]
             warm = await timed(http, path, params, args.requests)
             body = (await http.get(path, params=params)).json()

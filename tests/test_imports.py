@@ -36,7 +36,7 @@ PLATFORM_ROOMS = {
     "ingest": {"storage", "settings"},
     "storage": set(),
     "partner": {"indicators", "registry", "errors", "batching", "settings", "workers", "workload"},
-    "api": {"indicators", "registry", "errors", "workload", "workers"},
+    "api": {"accounts", "indicators", "registry", "errors", "workload", "workers"},
     "accounts": {"partner", "errors", "settings"},
 }
 """The platform's sub-packages and the other parts of the platform each may import (as their

@@ -274,7 +274,9 @@ async def run_demo(
             out = await supervisor.run_once(
                 "registry", plantwire("platform", "registry", "import", str(registry)), env
             )
-            ids = [int(i) for i in re.findall(r"\(id (\d+)\)", out)]
+            found = re.findall(r"(\S+) \(id (\d+)\)", out)
+            ids = [int(i) for _, i in found]
+            accounts = await demo_accounts(database.url, data_dir, {c: int(i) for c, i in found})
             progress.note(f"{database.description}; registry of scenario {scenario.name!r}")
         with progress("MQTT broker"):
             broker_url, what = await _broker(supervisor, data_dir, mqtt_url)
@@ -295,11 +297,17 @@ async def run_demo(
             )
             base = f"http://{host}:{port}"
             first = ids[0] if ids else 1
+            password = accounts["admin"]["password"]
             print(
                 f"\nplantwire demo is running ({len(scenario.machines())} machines in the "
                 f"registry).\n"
                 f"  API            {base}/api/v1/enterprises\n"
                 f"  indicators     {base}/api/v1/enterprises/{first}/indicators\n"
+                f"  sign in        curl -s {base}/auth/token -d grant_type=password "
+                f"-d username=admin -d password={password}\n"
+                '                 then send -H "Authorization: Bearer <access_token>"\n'
+                f"  accounts       {', '.join(accounts)} "
+                f"(roles and passwords: {data_dir / 'accounts.json'})\n"
                 f"  OpenAPI docs   {base}/docs\n"
                 f"  health         {base}/healthz\n"
                 f"  database       {database.url}\n"
@@ -337,6 +345,46 @@ def demo_secrets(data_dir: Path) -> dict[str, str]:
 
 
 SECRET_SETTINGS = ("PLANTWIRE_AUDIT_KEY", "PLANTWIRE_TOKEN_SECRET")
+
+
+async def demo_accounts(
+    database_url: str, data_dir: Path, enterprises: dict[str, int]
+) -> dict[str, dict[str, Any]]:
+    """The demo's people: a platform admin ``admin`` and an admin and a viewer of each
+    enterprise (``<code>-admin``, ``<code>-viewer``). Their passwords are made once and kept
+    in the data directory, readable by its owner alone; people missing from the database (a
+    new one, or ``DATABASE_URL`` changed) are created again with them."""
+    import psycopg
+
+    from plantwire_platform.accounts.passwords import new_password
+    from plantwire_platform.accounts.people import create_person, get_person
+    from plantwire_platform.accounts.roles import Binding
+
+    path = data_dir / "accounts.json"
+    known: dict[str, dict[str, Any]] = (
+        json.loads(await asyncio.to_thread(path.read_text, encoding="utf-8"))
+        if path.exists()
+        else {}
+    )
+    wanted: dict[str, dict[str, Any]] = {"admin": {"role": "platform_admin", "enterprise": None}}
+    for code in enterprises:
+        for role in ("admin", "viewer"):
+            wanted[f"{code.lower()}-{role}"] = {"role": f"enterprise_{role}", "enterprise": code}
+    for name, account in wanted.items():
+        account["password"] = known.get(name, {}).get("password") or new_password()
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        for name, account in wanted.items():
+            if await get_person(conn, name) is None:
+                ent = enterprises.get(account["enterprise"] or "")
+                await create_person(
+                    conn, name, account["role"], Binding(ent), name, account["password"]
+                )
+    if wanted != known:
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(wanted, out, indent=1)
+        path.with_suffix(".tmp").replace(path)
+    return wanted
 
 
 def _write_registry(scenario: Any, path: Path) -> None:

@@ -41,6 +41,9 @@ class Batcher(Generic[ItemT, ResultT]):
     unavailable: type[Unavailable] = Unavailable
     max_batch = 500
     """Most items in one batch."""
+    wait_s = 10.0
+    """Longest a caller waits for its item (the database away, no connection to be had): then
+    :attr:`unavailable`, and the item leaves the queue if it is still there."""
 
     def __init__(self, max_batch: int | None = None) -> None:
         if max_batch is not None:
@@ -62,9 +65,15 @@ class Batcher(Generic[ItemT, ResultT]):
         if not self._running:
             raise self.unavailable(f"the {self.name} is not running")
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future))
+        queued = (item, future)
+        self._queue.append(queued)
         self._wake.set()
-        return await future
+        try:
+            return await asyncio.wait_for(future, self.wait_s)
+        except TimeoutError:
+            if queued in self._queue:
+                self._queue.remove(queued)
+            raise self.unavailable(f"the {self.name} waited {self.wait_s:g} s in vain") from None
 
     async def run(self, pool: AsyncConnectionPool) -> None:
         """Do batches on a connection of ``pool`` until cancelled; items still queued then

@@ -15,16 +15,18 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
 from plantwire_platform import errors
 from plantwire_platform.accounts import signin
+from plantwire_platform.accounts.roles import API_ROLES
 from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
 from plantwire_platform.cancellation import CancelOnDisconnect
 from plantwire_platform.health import HealthProbe
+from plantwire_platform.partner.context import authenticated
 from plantwire_platform.partner.interface import PartnerInterface
 from plantwire_platform.settings import PlatformSettings
 from plantwire_platform.workers import WorkerPool
@@ -77,7 +79,8 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     partner.ctx.workers, partner.ctx.workload = workers, app.state.workload
     app.include_router(partner.router())
     app.include_router(signin.router(partner.ctx, partner.route_class()))
-    app.include_router(api_routes.router())
+    who = Depends(authenticated(partner.ctx, API_ROLES))
+    app.include_router(api_routes.router(partner.route_class(), [who]))
     errors.install(app)
     app.add_middleware(CancelOnDisconnect)
 

@@ -22,11 +22,11 @@ from plantwire_platform.ingest.worker import IngestWorker
 from plantwire_platform.registry.document import registry_from
 from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import api_server
-from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.gateway_config import gateway_config
 from plantwire_sim.opcua_server import Fleet, run_fleet
 from plantwire_sim.scenario import Scenario, parse_scenario
 from plantwire_sim.truth import StateRecord
+from tests.platform.identities import person, secured
 
 pytestmark = pytest.mark.e2e
 
@@ -97,8 +97,8 @@ async def plant(database_url: str, mqtt_url: str, unique: str) -> AsyncIterator[
     scenario = parse_scenario(SCENARIO.format(token=unique))
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         ids = await import_registry(conn, registry_from(scenario.registry()))
-    settings = PlatformSettings(
-        database_url=database_url,
+    settings = secured(
+        database_url,
         mqtt_url=mqtt_url,
         host_id=f"h{unique}",
         api_port=free_port(),
@@ -202,11 +202,12 @@ async def test_every_sample_stored_exactly_once(plant: Plant) -> None:
     assert Counter(expected) == counts  # nothing lost, nothing invented
 
 
-async def test_api_reports_declared_and_verified_rates(plant: Plant) -> None:
+async def test_api_reports_declared_and_verified_rates(plant: Plant, database_url: str) -> None:
     await wait_until_born(plant.gateway, 2)
     start = datetime.now(UTC)
     await asyncio.sleep(7)
     async with httpx.AsyncClient(base_url=plant.api, timeout=10) as http:
+        http.headers.update(await person(http, database_url, "root", "platform_admin"))
         health = await http.get("/healthz")
         assert health.status_code == 200 and health.json()["status"] == "ok"
         listed_response = await http.get("/api/v1/enterprises")

@@ -8,6 +8,11 @@ example is checked. What differs from a user's terminal, and only that:
 * ``./run plantwire …`` is ``plantwire …`` in this environment (``./run`` only adds the
   install), ``./run demo`` too;
 * ``export DATABASE_URL=…`` and ``export MQTT_URL=…`` set this test's database and broker;
+  ``export PLANTWIRE_AUDIT_KEY=…`` and ``PLANTWIRE_TOKEN_SECRET=…`` get random keys, as
+  ``openssl rand`` would give;
+* ``curl`` runs as written against the API's port, with ``PASSWORD`` the password a command
+  printed before (``password=…``) and ``TOKEN`` the ``access_token`` of the last answer that
+  had one; every answer must be JSON without an ``error``;
 * free ports replace the defaults a user would use: the API's ``8000``, the simulators' first
   port ``4840`` (``sim run``, ``sim gateway-config`` and the discover URL get the same one),
   the control port ``4999``, and the demo gets ``--port`` and ``--data-dir``;
@@ -18,10 +23,13 @@ example is checked. What differs from a user's terminal, and only that:
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
+import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +39,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -70,7 +79,9 @@ def test_the_sections_have_what_this_test_runs() -> None:
         c[:2] == ["export", "DATABASE_URL=postgresql://plantwire:secret@dbhost:5432/plantwire"]
         for c in shell
     )
-    assert [c for c in shell if c[0] not in ("export", "./run")] == []
+    assert [c for c in shell if c[0] not in ("export", "./run", "curl")] == []
+    assert any(c[:5] == ["./run", "plantwire", "platform", "admin", "create"] for c in shell)
+    assert sum(c[0] == "curl" for c in shell) >= 2  # sign in, then ask with the token
     assert len(blocks(text, "toml")) >= 1
     sim = section((ROOT / "README.md").read_text(), SIMULATOR)
     assert next(c[:4] for b in blocks(sim, "sh") for c in commands(b) if c) == [
@@ -106,6 +117,8 @@ class Walk:
     sim_port: int
     control_port: int
     running: list[tuple[list[str], subprocess.Popen[bytes], Path]] = field(default_factory=list)
+    said: dict[str, str] = field(default_factory=dict)  # password, token
+    answers: list[Any] = field(default_factory=list)  # what curl got
 
     def argv(self, command: list[str]) -> list[str]:
         assert command[0] == "./run", command
@@ -124,8 +137,14 @@ class Walk:
     def run(self, command: list[str]) -> None:
         if command[0] == "export":
             name, _, _ = command[1].partition("=")
+            if name in ("PLANTWIRE_AUDIT_KEY", "PLANTWIRE_TOKEN_SECRET"):
+                self.env[name] = secrets.token_hex(32)
+                return
             assert name in ("DATABASE_URL", "MQTT_URL"), command
             return  # this test's own values are already set
+        if command[0] == "curl":
+            self.curl(command)
+            return
         argv = self.argv(command)
         what = " ".join(argv[3:5]) if argv[3] != "demo" else "demo"
         if what in LONG_RUNNING:
@@ -135,6 +154,25 @@ class Walk:
             argv, cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=300
         )
         assert done.returncode == 0, f"{shlex.join(command)}:\n{done.stdout}\n{done.stderr}"
+        for line in done.stdout.splitlines():
+            if line.startswith("password="):
+                self.said["PASSWORD"] = line.removeprefix("password=")
+
+    def curl(self, command: list[str]) -> None:
+        assert shutil.which("curl"), "the README uses curl: install it"
+        argv = [
+            a.replace("localhost:8000", f"localhost:{self.api_port}")
+            .replace("PASSWORD", self.said.get("PASSWORD", "PASSWORD"))
+            .replace("TOKEN", self.said.get("TOKEN", "TOKEN"))
+            for a in command
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{shlex.join(command)}: {done.stderr}"
+        answer = json.loads(done.stdout)
+        assert not (isinstance(answer, dict) and "error" in answer), (command, answer)
+        if isinstance(answer, dict) and "access_token" in answer:
+            self.said["TOKEN"] = answer["access_token"]
+        self.answers.append(answer)
 
     def start(self, command: list[str], argv: list[str], what: str) -> None:
         log = self.cwd / f"{what.replace(' ', '-')}.log"
@@ -232,6 +270,8 @@ def walk_through(walk: Walk, text: str) -> None:
 def test_the_components_run_as_written(walk: Walk) -> None:
     text = section((ROOT / "README.md").read_text(), COMPONENTS)
     walk_through(walk, text)
+    # signed in as the admin it made, the API lists the demo plant
+    assert [e["code"] for e in walk.answers[-1]] == ["HXP"], walk.answers
     # the gateway config example is a valid config
     [example] = [b for b in blocks(text, "toml") if "group_id" in b]
     (walk.cwd / "example.toml").write_text(example)

@@ -36,7 +36,6 @@ from plantwire_platform.ingest.worker import IngestWorker
 from plantwire_platform.registry.document import registry_from
 from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import api_server
-from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.clock import SimClock
 from plantwire_sim.control import request
 from plantwire_sim.expected import INDICATORS, EnterpriseTruth, Oee, expected, roll_up
@@ -44,6 +43,7 @@ from plantwire_sim.gateway_config import gateway_config
 from plantwire_sim.placement import PROTOCOLS, ModbusAddress
 from plantwire_sim.scenario import Scenario, load_scenario
 from plantwire_sim.truth import read_truth_file
+from tests.platform.identities import person, secured
 
 NC_TOLERANCE = 0.01  # rates: 1 percentage point
 OEE_TOLERANCE = 0.02  # OEE and its factors: 2 percentage points
@@ -167,8 +167,8 @@ async def run_plant(
     scenario = load_scenario(scenario_name)
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         await import_registry(conn, registry_from(scenario.registry()))
-    settings = PlatformSettings(
-        database_url=database_url,
+    settings = secured(
+        database_url,
         mqtt_url=mqtt_url,
         host_id=host_id,
         api_port=free_port(),
@@ -219,7 +219,7 @@ async def run_plant(
                 assert sim.process.returncode == 0, sim.log.read_text()[-3000:]
             await _settle(gateways, ingest)
             wall["stored"] = time.monotonic() - began
-            report = await _ask(settings.api_port, window_start, end_ms)
+            report = await _ask(settings.api_port, database_url, window_start, end_ms)
             wall["asked"] = time.monotonic() - began
         finally:
             gc.unfreeze()
@@ -268,13 +268,14 @@ async def _settle(gateways: list[Gateway], ingest: IngestWorker) -> None:
         await asyncio.sleep(0.6)
 
 
-async def _ask(port: int, start_ms: int, end_ms: int) -> Report:
+async def _ask(port: int, database_url: str, start_ms: int, end_ms: int) -> Report:
     report = Report(start_ms, end_ms)
     window = {
         "from": datetime.fromtimestamp(start_ms / 1000, UTC).isoformat(),
         "to": datetime.fromtimestamp(end_ms / 1000, UTC).isoformat(),
     }
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        http.headers.update(await person(http, database_url, "golden-admin", "platform_admin"))
 
         async def get(path: str) -> Any:
             r = await http.get(path, params=window)

@@ -61,3 +61,7 @@ def binding_problem(role: Role, binding: Binding) -> str | None:
     if extra:
         return f"role {role} has no {' or '.join(extra)}"
     return None
+
+
+API_ROLES: frozenset[Role] = frozenset(PERSON_ROLES)
+"""Roles ``/api/v1`` serves: everyone but partner clients, who use ``/partner/v1``."""

@@ -1,5 +1,11 @@
 """``/api/v1``: the registry of enterprises and groups, and their indicators.
 
+Every route needs an identity (a Bearer token of a person or client) and decides, with a
+reason code that its audit entry records, whether the caller may read what it asks for
+(:mod:`plantwire_platform.accounts.access`): enterprise detail for its own people, enterprise
+aggregates also for the roles bound to its chain, park or region, a group's roll-up for the
+roles bound to the group; listings show what the caller may read.
+
 Reads the registry (:mod:`plantwire_platform.registry`) and computes indicators
 (:mod:`plantwire_platform.indicators`). An indicator request checks its window first
 (:mod:`plantwire_platform.api.window`); a light one (one enterprise, a week at most, no
@@ -14,9 +20,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.params import Depends as Dependency
+from fastapi.routing import APIRoute
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from plantwire_platform.accounts.access import listing_filter, require_enterprise, require_group
 from plantwire_platform.api.schemas import Enterprise
 from plantwire_platform.api.window import WindowQuery, resolve_window
 from plantwire_platform.errors import ApiError
@@ -38,7 +47,14 @@ async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
 Conn = Annotated[AsyncConnection[Any], Depends(connection)]
 Window = Annotated[WindowQuery, Depends()]
 T = TypeVar("T")
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such enterprise"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing, invalid or expired token"},
+    403: {
+        "description": "role_forbidden (the caller's role may not ask this) or not_bound "
+        "(the enterprise or group is not the caller's)"
+    },
+    404: {"description": "no such enterprise or group (platform admins)"},
+}
 
 
 @contextlib.asynccontextmanager
@@ -57,17 +73,27 @@ async def in_worker(request: Request, job: Job[T], *args: Any) -> T:
         return await workers.run(job, *args)
 
 
-def router() -> APIRouter:
-    """The routes of ``/api/v1``."""
-    router = APIRouter()
+def router(route: type[APIRoute], dependencies: list[Dependency]) -> APIRouter:
+    """The routes of ``/api/v1``, of the audited ``route`` class behind ``dependencies`` (the
+    caller's identification)."""
+    router = APIRouter(route_class=route, dependencies=dependencies, responses=NOT_FOUND)
 
-    @router.get("/api/v1/enterprises", response_model=list[Enterprise], tags=["registry"])
-    async def list_enterprises(conn: Conn) -> list[dict[str, Any]]:
-        return await queries.list_enterprises(conn)
+    @router.get(
+        "/api/v1/enterprises",
+        response_model=list[Enterprise],
+        tags=["registry"],
+        name="enterprise.list",
+    )
+    async def list_enterprises(request: Request, conn: Conn) -> list[dict[str, Any]]:
+        """The enterprises whose indicators the caller may read."""
+        visible = await listing_filter(request, conn, None)
+        return [row for row in await queries.list_enterprises(conn) if visible(row)]
 
-    @router.get("/api/v1/enterprises/{enterprise_id}", tags=["registry"], responses=NOT_FOUND)
-    async def enterprise(conn: Conn, enterprise_id: int) -> dict[str, Any]:
-        """An enterprise with its sites, lines, process steps (key or not) and equipment."""
+    @router.get("/api/v1/enterprises/{enterprise_id}", tags=["registry"], name="enterprise.read")
+    async def enterprise(request: Request, conn: Conn, enterprise_id: int) -> dict[str, Any]:
+        """An enterprise with its sites, lines, process steps (key or not) and equipment (its
+        own people)."""
+        await require_enterprise(request, conn, enterprise_id, "detail")
         ent = await _enterprise(conn, enterprise_id)
         return {**ent, "sites": await queries.enterprise_tree(conn, enterprise_id)}
 
@@ -75,7 +101,7 @@ def router() -> APIRouter:
         "/api/v1/enterprises/{enterprise_id}/indicators",
         response_model=IndicatorReport,
         tags=["indicators"],
-        responses=NOT_FOUND,
+        name="enterprise.indicators",
     )
     async def enterprise_indicators(
         request: Request, enterprise_id: int, q: Window
@@ -88,6 +114,7 @@ def router() -> APIRouter:
         also cut into local days, weeks or months of the enterprise's first site.
         """
         async with reading(request) as conn:
+            await require_enterprise(request, conn, enterprise_id, "aggregate")
             ent = await _enterprise(conn, enterprise_id)
             zone = ent["timezone"]
             window = await resolve_window(conn, [enterprise_id], q, zone)
@@ -101,12 +128,13 @@ def router() -> APIRouter:
         "/api/v1/enterprises/{enterprise_id}/indicators/explain",
         response_model=Explanation,
         tags=["indicators"],
-        responses=NOT_FOUND,
+        name="enterprise.explain",
     )
     async def explain(request: Request, enterprise_id: int, q: Window) -> Explanation:
         """Why each key process counted or not (coverage, AUTO share of EXECUTING time), every
-        piece of equipment's time and OEE, and each line's OEE."""
+        piece of equipment's time and OEE, and each line's OEE (its own people)."""
         async with reading(request) as conn:
+            await require_enterprise(request, conn, enterprise_id, "detail")
             ent = await _enterprise(conn, enterprise_id)
             window = await resolve_window(conn, [enterprise_id], q, ent["timezone"])
             subject = {"kind": "enterprise", **ent}
@@ -130,11 +158,13 @@ async def _enterprise(conn: AsyncConnection[Any], enterprise_id: int) -> dict[st
 def _group_routes(router: APIRouter, kind: GroupKind) -> None:
     singular = kind.removesuffix("s")
 
-    async def listing(conn: Conn) -> list[dict[str, Any]]:
-        return await groups.listing(conn, kind)
+    async def listing(request: Request, conn: Conn) -> list[dict[str, Any]]:
+        visible = await listing_filter(request, conn, kind)
+        return [row for row in await groups.listing(conn, kind) if visible(row)]
 
     async def indicators(request: Request, group_id: str, q: Window) -> IndicatorReport:
         async with reading(request) as conn:
+            await require_group(request, conn, kind, group_id)
             group = None
             if kind == "regions" or group_id.isdigit():
                 group = await groups.describe(conn, kind, group_id)
@@ -154,11 +184,14 @@ def _group_routes(router: APIRouter, kind: GroupKind) -> None:
         "statistic) beside the pooled ratio and the number of enterprises counted; members lists "
         "each enterprise's own values."
     )
-    router.get(f"/api/v1/{kind}", tags=["registry"], summary=f"List {kind}")(listing)
+    listing.__doc__ = f"The {kind} whose indicators the caller may read."
+    router.get(
+        f"/api/v1/{kind}", tags=["registry"], summary=f"List {kind}", name=f"{singular}.list"
+    )(listing)
     router.get(
         f"/api/v1/{kind}/{{group_id}}/indicators",
         response_model=IndicatorReport,
         tags=["indicators"],
         summary=f"Indicators of a {singular}",
-        responses={404: {"description": f"no such {singular}"}},
+        name=f"{singular}.indicators",
     )(indicators)

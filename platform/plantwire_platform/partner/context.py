@@ -107,7 +107,10 @@ class Context:
             await self.audit.append(entry)
         except AuditUnavailable as exc:
             raise ApiError(
-                503, "unavailable", "the access could not be audited, so nothing is returned"
+                503,
+                "unavailable",
+                "the access could not be audited, so nothing is returned",
+                {"Retry-After": "5"},
             ) from exc
 
 
@@ -141,6 +144,7 @@ class Note:
     dataset_id: int | None = None
     grant_id: int | None = None
     rows: int = 0
+    reason: str = ""  # why an allowed request was allowed (a denial's reason is its error code)
     recorded: bool = False  # its entry committed with the change it records
     required: bool = True  # no answer without the entry (verification answers regardless)
 
@@ -251,7 +255,7 @@ class PartnerRoute(APIRoute):
             except Exception:
                 await decided(ctx, note, 500, "internal_error")
                 raise
-            await decided(ctx, note, response.status_code, "")
+            await decided(ctx, note, response.status_code, note.reason)
             return response
 
         return audited
@@ -321,7 +325,9 @@ def authenticated(ctx: Context, roles: frozenset[tokens.Role] | None = None) -> 
         except tokens.TokenError as exc:
             raise ApiError(401, "invalid_token", str(exc), {"WWW-Authenticate": "Bearer"}) from None
         except Unavailable as exc:
-            raise ApiError(503, "unavailable", "the caller cannot be checked now") from exc
+            raise ApiError(
+                503, "unavailable", "the caller cannot be checked now", {"Retry-After": "5"}
+            ) from exc
         note.caller = caller
         if roles is not None and caller.role not in roles:
             raise ApiError(403, "role_forbidden", f"a {caller.role} may not use these routes")

@@ -19,17 +19,22 @@ import psycopg
 import pytest
 
 from plantwire_bus.mosquitto import free_port
+from plantwire_platform.partner.tokens import Caller, issue_token
 from plantwire_platform.registry.document import registry_from
 from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import api_server
 from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.scenario import load_scenario
+from tests.platform.identities import TOKEN_KEY, person, secured
 
 TEN_YEARS = {"from": "2016-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z", "bucket": "month"}
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: PlatformSettings) -> AsyncIterator[httpx.AsyncClient]:
+async def serving(
+    settings: PlatformSettings, signed_in: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A real server, and a client of it signed in as a platform admin (unless not)."""
     server = api_server(settings)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -39,6 +44,10 @@ async def serving(settings: PlatformSettings) -> AsyncIterator[httpx.AsyncClient
         async with httpx.AsyncClient(
             base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=30
         ) as client:
+            if signed_in:
+                client.headers.update(
+                    await person(client, settings.database_url, "root", "platform_admin")
+                )
             yield client
     finally:
         server.should_exit = True
@@ -46,7 +55,7 @@ async def serving(settings: PlatformSettings) -> AsyncIterator[httpx.AsyncClient
 
 
 def settings(database_url: str, **changes: Any) -> PlatformSettings:
-    return PlatformSettings(database_url=database_url, api_port=free_port(), **changes)
+    return secured(database_url, api_port=free_port(), **changes)
 
 
 @pytest.fixture
@@ -76,10 +85,12 @@ def api_queries(database_url: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-async def test_over_the_limits_is_refused_before_any_work(unique: str) -> None:
-    """Refused with 422 by a server whose database does not even exist: nothing was tried."""
-    absent = f"postgresql://127.0.0.1:1/nowhere_{unique}"
-    s = PlatformSettings(database_url=absent, api_port=free_port(), api_max_buckets=100)
+async def test_over_the_limits_is_refused_before_any_work(
+    database_url: str, enterprise: int
+) -> None:
+    """Refused with 422 while every indicator query would wait for a lock: nothing was
+    tried (the caller is identified first)."""
+    s = settings(database_url, api_max_buckets=100)
     async with serving(s) as client:
         cases = {
             "months": ({**TEN_YEARS}, "120 months; at most 100 buckets per request"),
@@ -93,13 +104,24 @@ async def test_over_the_limits_is_refused_before_any_work(unique: str) -> None:
                 "within 1970..2200",
             ),
         }
-        for name, (params, detail) in cases.items():
-            r = await client.get("/api/v1/enterprises/1/indicators", params=params)
-            assert r.status_code == 422, (name, r.text)
-            assert r.json()["error"] == "invalid_request"
-            assert detail in str(r.json()["detail"]), (name, r.json())
-        r = await client.get("/api/v1/chains/1/indicators", params=TEN_YEARS)
-        assert r.status_code == 422
+        with locked(database_url):
+            for name, (params, detail) in cases.items():
+                path = f"/api/v1/enterprises/{enterprise}/indicators"
+                r = await client.get(path, params=params)
+                assert r.status_code == 422, (name, r.text)
+                assert r.json()["error"] == "invalid_request"
+                assert detail in str(r.json()["detail"]), (name, r.json())
+            r = await client.get("/api/v1/chains/1/indicators", params=TEN_YEARS)
+            assert r.status_code == 422
+
+
+async def test_without_a_database_nobody_is_answered(unique: str) -> None:
+    """A server whose database does not exist: a token's holder cannot be checked (nor the
+    decision audited), so the answer is 503 in the uniform body, after a bounded wait."""
+    absent = f"postgresql://127.0.0.1:1/nowhere_{unique}"
+    async with serving(settings(absent), signed_in=False) as client:
+        token = issue_token(Caller("root", None, "platform_admin"), TOKEN_KEY, 60)
+        client.headers["Authorization"] = f"Bearer {token}"
         health = await client.get("/healthz")
         assert health.status_code == 503 and health.json()["status"] == "unhealthy"
         # a route that needs the database says so in the uniform body, after a bounded wait

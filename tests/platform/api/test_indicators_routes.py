@@ -18,8 +18,8 @@ import pytest
 from plantwire_platform.registry.document import registry_from
 from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import create_app
-from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.scenario import parse_scenario
+from tests.platform.identities import person, secured
 
 T0 = datetime(2026, 10, 5, 10, 0, tzinfo=UTC)  # window 10:00-12:00 UTC
 WINDOW = {"from": T0.isoformat(), "to": (T0 + timedelta(hours=2)).isoformat()}
@@ -151,11 +151,12 @@ async def seed(database_url: str) -> dict[str, int]:
 @pytest.fixture
 async def api(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, int]]]:
     ids = await seed(database_url)
-    app = create_app(PlatformSettings(database_url=database_url))
+    app = create_app(secured(database_url))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
     ):
+        client.headers.update(await person(client, database_url, "root", "platform_admin"))
         yield client, ids
 
 

@@ -144,7 +144,9 @@ async def test_authorization_matrix(world: World) -> None:
             assert body["grant_id"] == grants[code]["id"]
             if code == "ind":  # the engine's own answer for the supplier over that window
                 r = await w.client.get(
-                    f"/api/v1/enterprises/{w.ent['SUP']}/indicators", params=WINDOW
+                    f"/api/v1/enterprises/{w.ent['SUP']}/indicators",
+                    params=WINDOW,
+                    headers=w.auth("admin"),
                 )
                 mine = [
                     {k: v for k, v in i.items() if v is not None}

@@ -128,7 +128,11 @@ async def test_indicator_answers_follow_new_data(world: World) -> None:
         return [{k: v for k, v in i.items() if v is not None} for i in values]
 
     async def engine() -> list[dict[str, Any]]:
-        r = await w.client.get(f"/api/v1/enterprises/{w.ent['SUP']}/indicators", params=window)
+        r = await w.client.get(
+            f"/api/v1/enterprises/{w.ent['SUP']}/indicators",
+            params=window,
+            headers=w.auth("admin"),
+        )
         values: list[dict[str, Any]] = r.json()["indicators"]
         return values
 

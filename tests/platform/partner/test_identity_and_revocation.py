@@ -286,6 +286,8 @@ async def test_rate_limit_size_limit_and_uniform_errors(database_url: str) -> No
             "/partner/v1/catalog/abc", headers={"Authorization": f"Bearer {other}"}
         )
         assert (invalid.status_code, invalid.json()["error"]) == (422, "invalid_request")
-        bad = await c.get("/api/v1/enterprises/notanumber")
+        bad = await c.get(
+            "/api/v1/enterprises/notanumber", headers={"Authorization": f"Bearer {other}"}
+        )
         assert bad.status_code == 422 and bad.json()["error"] == "invalid_request"
         assert isinstance(bad.json()["detail"], list)

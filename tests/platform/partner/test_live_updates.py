@@ -44,6 +44,7 @@ async def values_then_revocation(w: World) -> None:
     engine = await w.client.get(
         f"/api/v1/enterprises/{w.ent['SUP']}/indicators",
         params={"from": START, "to": (T0 + timedelta(hours=2)).isoformat()},
+        headers=w.auth("admin"),
     )
     assert name == "indicators" and body["grant_id"] == g["id"]
     assert body["indicators"] == engine.json()["indicators"]

@@ -85,7 +85,9 @@ async def live(database_url: str) -> AsyncIterator[tuple[World, Receiver]]:
 
 async def engine(w: World) -> list[dict[str, Any]]:
     r = await w.client.get(
-        f"/api/v1/enterprises/{w.ent['SUP']}/indicators", params={"from": START, "to": END}
+        f"/api/v1/enterprises/{w.ent['SUP']}/indicators",
+        params={"from": START, "to": END},
+        headers=w.auth("admin"),
     )
     values: list[dict[str, Any]] = r.json()["indicators"]
     return values

@@ -1,0 +1,122 @@
+"""Who may read what on ``/api/v1``: the rules as pure functions of the caller's role, what the
+role is bound to, and the facts of the enterprise or group asked for. Every verdict carries a
+reason code, which the audit entry of the request records.
+
+Enterprise detail (its sites, lines, machines) and explanations (per-machine times) go to its own
+people only; enterprise-level aggregates also to the roles bound to a chain it belongs to (the
+chain leader's analysts), its park or its region; a group's roll-up only to the roles bound to
+that group. Partner clients use ``/partner/v1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from plantwire_platform.accounts.roles import Binding
+from plantwire_platform.partner.tokens import Role
+
+Scope = Literal["detail", "aggregate"]
+GroupKind = Literal["chains", "parks", "regions"]
+OWN_DETAIL: frozenset[Role] = frozenset({"enterprise_admin", "enterprise_viewer"})
+OWN_AGGREGATE: frozenset[Role] = frozenset(
+    {"enterprise_admin", "enterprise_viewer", "chain_analyst"}
+)
+GROUP_ROLE: dict[GroupKind, Role] = {
+    "chains": "chain_analyst",
+    "parks": "park_authority",
+    "regions": "region_authority",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Allowed (``status`` 200) or refused with ``status``; ``reason`` is the audited code."""
+
+    status: int
+    reason: str
+    detail: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.status < 400
+
+
+@dataclass(frozen=True, slots=True)
+class EnterpriseFacts:
+    """What the rules need to know of an enterprise: its park, its region (its own, else its
+    park's), and the leaders of the chains it leads or supplies."""
+
+    id: int
+    park_id: int | None = None
+    region: str = ""
+    chain_leaders: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupFacts:
+    """A group that exists: its key (id, or a region's name) and, for a chain, its leader."""
+
+    key: str
+    leader_id: int | None = None
+
+
+PARTNER = Verdict(403, "role_forbidden", "partner clients use /partner/v1")
+
+
+def _allow(reason: str) -> Verdict:
+    return Verdict(200, reason)
+
+
+def on_enterprise(
+    role: Role, binding: Binding, scope: Scope, facts: EnterpriseFacts | None
+) -> Verdict:
+    """May the caller read this enterprise's ``detail`` or ``aggregate`` (indicators)? ``facts``
+    is None for an enterprise that does not exist (told apart only for platform admins)."""
+    if role == "partner":
+        return PARTNER
+    if role == "platform_admin":
+        return (
+            _allow("platform_admin") if facts else Verdict(404, "not_found", "no such enterprise")
+        )
+    own = facts is not None and binding.enterprise_id == facts.id
+    if scope == "detail":
+        if role not in OWN_DETAIL:
+            return Verdict(403, "role_forbidden", f"a {role} sees no per-machine detail")
+        return _allow("own_enterprise") if own else _not_bound("enterprise")
+    if role in OWN_AGGREGATE and own:
+        return _allow("own_enterprise")
+    if facts is not None:
+        if role == "chain_analyst" and binding.enterprise_id in facts.chain_leaders:
+            return _allow("chain_leader")
+        if (
+            role == "park_authority"
+            and facts.park_id is not None
+            and facts.park_id == binding.park_id
+        ):
+            return _allow("park_authority")
+        if role == "region_authority" and facts.region and facts.region == binding.region:
+            return _allow("region_authority")
+    return _not_bound("enterprise")
+
+
+def on_group(role: Role, binding: Binding, kind: GroupKind, facts: GroupFacts | None) -> Verdict:
+    """May the caller read this group's roll-up? ``facts`` is None for a group that does not
+    exist (told apart only for platform admins)."""
+    if role == "partner":
+        return PARTNER
+    if role == "platform_admin":
+        return _allow("platform_admin") if facts else Verdict(404, "not_found", "no such group")
+    if role != GROUP_ROLE[kind]:
+        return Verdict(403, "role_forbidden", f"a {role} reads no {kind}")
+    if facts is not None and (
+        (kind == "chains" and facts.leader_id == binding.enterprise_id)
+        or (kind == "parks" and facts.key == str(binding.park_id))
+        or (kind == "regions" and facts.key == binding.region)
+    ):
+        return _allow("chain_leader" if kind == "chains" else role)
+    return _not_bound(kind.removesuffix("s"))
+
+
+def _not_bound(what: str) -> Verdict:
+    return Verdict(403, "not_bound", f"this {what} is not yours to read")
