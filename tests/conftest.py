@@ -73,12 +73,17 @@ def unique() -> str:
 
 # -- PostgreSQL and TimescaleDB ---------------------------------------------------------------
 BACKENDS = ("postgres", "timescaledb")
-# Tests under these folders that use a database run on both backends (see README, "Tests").
+# Database tests under these folders and files run on both backends (README, "Development"):
+# every test that stores or reads samples, state intervals or roll-ups. The partner tests of
+# grants, tokens and audit read none of them and run on plain PostgreSQL only.
 BOTH_BACKENDS = (
     "tests/golden/",
+    "tests/platform/api/test_indicators_routes.py",
     "tests/platform/indicators/",
     "tests/platform/ingest/",
-    "tests/platform/partner/",
+    "tests/platform/partner/test_data.py",
+    "tests/platform/partner/test_gaps.py",
+    "tests/platform/partner/test_webhooks.py",
     "tests/platform/storage/",
 )
 _DATABASE_FIXTURES = {"database_url", "pg_admin_url"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from dataclasses import dataclass
@@ -30,7 +31,11 @@ def migrations() -> list[Migration]:
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
-    return sorted(found, key=lambda m: m.version)
+    found.sort(key=lambda m: m.version)
+    for a, b in itertools.pairwise(found):
+        if a.version == b.version:  # two branches took the same number
+            raise RuntimeError(f"migrations {a.version:04d}_{a.name} and _{b.name} share a number")
+    return found
 
 
 async def create_if_missing(database_url: str) -> bool:
@@ -103,7 +108,7 @@ class TimescaleMissing(RuntimeError):
 
 async def convert_to_timescaledb(database_url: str, compress_after_days: int | None) -> int:
     """Turn a migrated plain-PostgreSQL database's sample tables into hypertables (migration
-    0050); returns the rows moved (0 when it is on TimescaleDB already)."""
+    0060); returns the rows moved (0 when it is on TimescaleDB already)."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         cur = await conn.execute("SELECT plantwire_timescale_available()")
         row = await cur.fetchone()
