@@ -38,6 +38,7 @@ PLATFORM_ROOMS = {
     "partner": {"indicators", "registry", "errors", "batching", "settings", "workers", "workload"},
     "api": {"accounts", "indicators", "registry", "errors", "workload", "workers"},
     "accounts": {"partner", "errors", "settings"},
+    "gateways": {"settings"},
 }
 """The platform's sub-packages and the other parts of the platform each may import (as their
 docstrings say); the shared infrastructure beside them imports no sub-package but ``storage``,

@@ -42,6 +42,9 @@ class BrokerAddress:
     password: str | None = None
     tls: bool = False
     mqtt5: bool = True  # False: MQTT 3.1.1, for brokers without v5 (``?protocol=3.1.1``)
+    ca_file: str | None = None  # TLS: trust this CA (e.g. the platform's private one)
+    cert_file: str | None = None  # TLS: client certificate, when the broker asks for one
+    key_file: str | None = None
 
     def __str__(self) -> str:
         scheme = "mqtts" if self.tls else "mqtt"
@@ -49,7 +52,8 @@ class BrokerAddress:
 
 
 def parse_mqtt_url(url: str) -> BrokerAddress:
-    """Parse ``mqtt://[user[:password]@]host[:port][?protocol=5|3.1.1]`` (``mqtts://``: TLS)."""
+    """Parse ``mqtt://[user[:password]@]host[:port][?protocol=5|3.1.1]``; ``mqtts://`` is TLS,
+    optionally with ``cafile=``, ``certfile=`` and ``keyfile=`` (paths) in the query."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts"):
         hint = {"tcp": "mqtt://", "ssl": "mqtts://", "tls": "mqtts://"}.get(parts.scheme)
@@ -58,9 +62,17 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
             + (f"; for {parts.scheme}:// write {hint}" if hint else "")
         )
     query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = sorted(set(query) - {"protocol"})
+    unknown = sorted(set(query) - {"protocol", *_TLS_FILES})
     if unknown:
-        raise ValueError(f"MQTT URL {url!r}: unknown parameter {unknown[0]!r} (only protocol)")
+        raise ValueError(
+            f"MQTT URL {url!r}: unknown parameter {unknown[0]!r} (protocol, cafile, certfile, "
+            "keyfile)"
+        )
+    files = {name: query[name][-1] for name in _TLS_FILES if name in query}
+    if files and parts.scheme != "mqtts":
+        raise ValueError(f"MQTT URL {url!r}: {min(files)} needs TLS (mqtts://)")
+    if ("certfile" in files) != ("keyfile" in files):
+        raise ValueError(f"MQTT URL {url!r}: certfile and keyfile go together")
     protocol = query.get("protocol", ["5"])[-1]
     if protocol not in ("5", "3.1.1"):
         raise ValueError(f"MQTT URL {url!r}: protocol must be 5 or 3.1.1")
@@ -78,7 +90,13 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
         password=unquote(parts.password) if parts.password else None,
         tls=tls,
         mqtt5=protocol == "5",
+        ca_file=files.get("cafile"),
+        cert_file=files.get("certfile"),
+        key_file=files.get("keyfile"),
     )
+
+
+_TLS_FILES = ("cafile", "certfile", "keyfile")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +160,8 @@ class MqttClient:
         self._sub_waiters: dict[int, asyncio.Future[None]] = {}
         self._closing = False
         self.connected = asyncio.Event()
+        self._answered = asyncio.Event()  # CONNACK received, success or refusal
+        self.refusal: str | None = None  # the reason of the last refused connect
         self.on_connect: list[Callable[[], None]] = []
         self.on_disconnect: list[Callable[[], None]] = []
         self.reconnects = 0
@@ -167,7 +187,9 @@ class MqttClient:
         if address.username is not None:
             client.username_pw_set(address.username, address.password)
         if address.tls:
-            client.tls_set()
+            client.tls_set(
+                ca_certs=address.ca_file, certfile=address.cert_file, keyfile=address.key_file
+            )
         if will is not None:
             client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         client.on_connect = self._handle_connect
@@ -192,12 +214,17 @@ class MqttClient:
             )
         except OSError as exc:
             raise MqttError(f"cannot reach MQTT broker {self.address}: {exc}") from exc
+        self.refusal = None
+        self._answered.clear()
         self._client.loop_start()
         try:
-            await asyncio.wait_for(self.connected.wait(), timeout)
+            await asyncio.wait_for(self._answered.wait(), timeout)
         except TimeoutError as exc:
             self._client.loop_stop()
             raise MqttError(f"MQTT broker {self.address} did not accept the connection") from exc
+        if not self.connected.is_set():
+            await asyncio.to_thread(self._client.loop_stop)
+            raise MqttError(f"MQTT broker {self.address} refused the connection: {self.refusal}")
 
     async def disconnect(self) -> None:
         """Disconnect cleanly (no Will is published) and stop the network thread."""
@@ -336,11 +363,18 @@ class MqttClient:
         self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
     ) -> None:
         if rc.is_failure:
-            log.warning("MQTT broker %s refused connection: %s", self.address, rc)
+            self._call_soon(self._after_refusal, str(rc))
             return
         self._call_soon(self._after_connect)
 
+    def _after_refusal(self, reason: str) -> None:
+        if self._answered.is_set():  # a reconnect, retried by paho with backoff (1 s to 10 s)
+            log.warning("MQTT broker %s refused the connection: %s", self.address, reason)
+        self.refusal = reason
+        self._answered.set()
+
     def _after_connect(self) -> None:
+        self._answered.set()
         if self.connected.is_set():
             return
         self.connected.set()
@@ -354,7 +388,7 @@ class MqttClient:
     def _handle_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
     ) -> None:
-        if not self._closing:
+        if not self._closing and self.connected.is_set():  # not after a refused connect
             log.warning("MQTT connection to %s lost: %s", self.address, rc)
         self._call_soon(self._after_disconnect)
 

@@ -1,5 +1,6 @@
 """``plantwire platform``: migrate, registry import, ingest, serve, the partner tools and
-accounts (``admin create``, ``person create``)."""
+accounts (``admin create``, ``person create``), the broker's logins (``broker init``,
+``gateway provision``, ``gateway revoke``)."""
 
 from __future__ import annotations
 
@@ -128,6 +129,9 @@ def add_parser(subparsers: Any) -> None:
     from plantwire_platform.accounts.commands import add_parsers
 
     add_parsers(sub, _ENV_HELP, _settings, _with_database)
+    from plantwire_platform.gateways.commands import add_parsers as add_gateway_parsers
+
+    add_gateway_parsers(sub, _ENV_HELP, _settings, _with_database)
 
 
 def _timestamp(text: str) -> Any:

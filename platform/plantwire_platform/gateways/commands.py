@@ -1,0 +1,140 @@
+"""``plantwire platform broker init`` and ``plantwire platform gateway provision|revoke``: the
+broker's CA, server certificate and host login, and one credential per gateway (shown once,
+stored hashed), with the broker's password file and ACL rewritten and Mosquitto reloaded."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from plantwire_platform.settings import PlatformSettings
+
+Settings = Callable[[argparse.Namespace], PlatformSettings | None]
+WithDatabase = Callable[[str, PlatformSettings, Callable[[], Awaitable[Any]]], Any]
+
+
+def add_parsers(sub: Any, env_help: str, settings: Settings, with_database: WithDatabase) -> None:
+    """The ``broker`` and ``gateway`` actions."""
+    broker = sub.add_parser(
+        "broker",
+        help="the broker's TLS certificates and logins (docs/security.md)",
+        description=f"The MQTT broker's private CA and logins. {env_help}",
+    )
+    broker_sub = broker.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
+    init = broker_sub.add_parser(
+        "init",
+        help="make the broker's CA and certificate (once) and a new login for the platform",
+        description="Make a private CA and the broker's server certificate in DIR (kept if "
+        "there), a new login for the platform's host identity, and the broker's password file "
+        "and ACL. Prints the MQTT_URL the platform uses, once. " + env_help,
+    )
+    init.add_argument("dir", type=Path, help="the broker directory (Mosquitto reads it)")
+    init.add_argument("--url", default="mqtts://127.0.0.1:8883", help="the broker's TLS URL")
+    init.add_argument(
+        "--hostname", action="append", default=[], help="a name or address of the broker "
+        "for its certificate (repeat; default: localhost and 127.0.0.1)",
+    )  # fmt: skip
+    init.add_argument("--user", default="plantwire-host", help="the platform's broker login")
+    init.set_defaults(func=lambda a: _run(a, settings, with_database, "broker init", _init))
+
+    gateway = sub.add_parser(
+        "gateway",
+        help="issue or revoke a gateway's broker credential",
+        description=f"Gateways' broker credentials. {env_help}",
+    )
+    gw_sub = gateway.add_subparsers(dest="gateway_command", metavar="ACTION", required=True)
+    provision = gw_sub.add_parser(
+        "provision",
+        help="issue a registered gateway's credential (once) and write its edge config",
+        description="Issue the credential of the gateway GROUP/EDGE_NODE (registered: a site "
+        "of enterprise GROUP with that edge_node), allow it its own topics in the broker's "
+        "ACL and reload the broker. The password is written into CONFIG only (its mqtt_url); "
+        "an existing CONFIG keeps its devices. " + env_help,
+    )
+    revoke = gw_sub.add_parser(
+        "revoke",
+        help="revoke a gateway's credential: the broker refuses it at its next connect",
+        description="Revoke the credential of GROUP/EDGE_NODE, rewrite the broker's password "
+        "file and ACL and reload the broker (SIGHUP). " + env_help,
+    )
+    for p in (provision, revoke):
+        p.add_argument("group", help="the enterprise code (Sparkplug group id)")
+        p.add_argument("edge_node", help="the site's edge node id")
+        p.add_argument("--broker-dir", type=Path, required=True, help="as for broker init")
+    provision.add_argument("--config", type=Path, required=True, help="gateway config to write")
+    provision.add_argument("--url", default="mqtts://127.0.0.1:8883", help="the broker's URL")
+    provision.add_argument("--client-cert", action="store_true", help="also a certificate")
+    provision.add_argument(
+        "--primary-host", default="plantwire", help="the platform's Sparkplug host id"
+    )
+    provision.set_defaults(
+        func=lambda a: _run(a, settings, with_database, "gateway provision", _provision)
+    )
+    revoke.set_defaults(func=lambda a: _run(a, settings, with_database, "gateway revoke", _revoke))
+
+
+Action = Callable[[Any, argparse.Namespace], Awaitable[str]]
+
+
+def _run(
+    args: argparse.Namespace, settings_of: Settings, with_database: WithDatabase, name: str,
+    action: Action,
+) -> int:  # fmt: skip
+    import psycopg
+
+    from plantwire_platform.gateways.provisioning import ProvisioningError
+
+    settings = settings_of(args)
+    if settings is None:
+        return 2
+
+    async def work() -> str:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            return await action(conn, args)
+
+    try:
+        said = with_database(name, settings, work)
+    except ProvisioningError as exc:
+        print(f"plantwire platform {name}: {exc}", file=sys.stderr)
+        return 2
+    if said is None:
+        return 1
+    print(said)
+    return 0
+
+
+async def _init(conn: Any, args: argparse.Namespace) -> str:
+    from plantwire_platform.gateways.provisioning import BrokerDir, client_url, init_broker
+
+    broker = BrokerDir(args.dir.resolve())
+    hosts = tuple(args.hostname) or ("localhost", "127.0.0.1")
+    password = await init_broker(conn, broker, args.user, hosts)
+    url = client_url(args.url, args.user, password, broker.ca.cert)
+    return f"MQTT_URL={url}\n(shown once: the platform's broker login)"
+
+
+async def _provision(conn: Any, args: argparse.Namespace) -> str:
+    from plantwire_platform.gateways.provisioning import (
+        BrokerDir,
+        client_url,
+        provision_gateway,
+        write_edge_config,
+    )
+
+    broker = BrokerDir(args.broker_dir.resolve())
+    user, password, cert = await provision_gateway(
+        conn, broker, args.group, args.edge_node, client_cert=args.client_cert
+    )
+    url = client_url(args.url, user, password, broker.ca.cert, cert)
+    write_edge_config(args.config, args.group, args.edge_node, url, args.primary_host)
+    return f"issued the broker login {user}; written into {args.config}"
+
+
+async def _revoke(conn: Any, args: argparse.Namespace) -> str:
+    from plantwire_platform.gateways.provisioning import BrokerDir, revoke_gateway
+
+    await revoke_gateway(conn, BrokerDir(args.broker_dir.resolve()), args.group, args.edge_node)
+    return f"revoked {args.group}/{args.edge_node}: the broker refuses it from its next connect"
