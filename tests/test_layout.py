@@ -83,3 +83,11 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert result.returncode == 0, result.stderr
     assert "usage: plantwire" in result.stdout
     assert len(result.stdout.splitlines()) > 3
+
+
+def test_migration_numbers_are_unique() -> None:
+    # two branches that took the same number would break every migration
+    from plantwire_platform.database import MIGRATIONS_DIR
+
+    numbers = [p.name[:4] for p in MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql")]
+    assert len(numbers) == len(set(numbers)), sorted(numbers)
