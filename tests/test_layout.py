@@ -1,5 +1,5 @@
 """Project invariants: the stdlib's platform module wins, paho lives in one module, every
-subcommand has help."""
+subcommand has help, no two migrations share a number."""
 
 from __future__ import annotations
 
