@@ -65,7 +65,9 @@ def value_of(ts: int, i: int) -> float:
 
 
 # -- the counting OPC UA server process -----------------------------------------------------
-async def serve(port: int, variables: int, interval_ms: int, truth: Path, burst: bool) -> None:
+async def serve(
+    port: int, variables: int, interval_ms: int, truth: Path, burst: bool, history: bool
+) -> None:
     from asyncua import ua
     from asyncua.server.server import Server
 
@@ -84,7 +86,23 @@ async def serve(port: int, variables: int, interval_ms: int, truth: Path, burst:
             ua.NodeId(ua.String(name), ua.Int16(idx)), ua.QualifiedName(name, idx), 0.0
         )
         ids.append(node.nodeid)
+    # the first values are written before anyone can connect, so that a variable's value
+    # before its first write (0.0, stamped when it was made) is never reported
+    with truth.open("a") as out:
+        ts = now_ms()
+        stamp = cast(ua.DateTime, EPOCH + timedelta(milliseconds=ts))
+        for i, nodeid in enumerate(ids[:variables]):
+            dv = ua.DataValue(
+                ua.Variant(value_of(ts, i), ua.VariantType.Double),
+                SourceTimestamp=stamp,
+                ServerTimestamp=stamp,
+            )
+            await server.write_attribute_value(nodeid, dv)
+        out.write(f"{ts} {variables} 0\n")
     await server.start()
+    if history:  # every value kept, for HistoryRead (asyncua's in-memory history)
+        for nodeid in ids:
+            await server.historize_node_data_change(server.get_node(nodeid), timedelta(days=1))
     idle = asyncio.Event()  # SIGUSR1: stop writing, keep serving what is queued
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, idle.set)
     print("ready", flush=True)
@@ -139,6 +157,7 @@ class Server:
     truth: Path
     variables: int
     burst: bool
+    history: bool = False
     proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -149,6 +168,7 @@ class Server:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, str(HERE), "serve", str(self.port), str(self.variables),
             str(interval_ms), str(self.truth), "1" if self.burst else "0",
+            "1" if self.history else "0",
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert self.proc.stdout is not None
@@ -171,6 +191,7 @@ class Rig:
     http: int = 0
     procs: list[asyncio.subprocess.Process] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    killed_at: list[int] = field(default_factory=list)  # when a server was SIGKILLed (ms)
 
     async def up(self) -> None:
         from plantwire_bus.mosquitto import free_port, start_mosquitto
@@ -284,7 +305,7 @@ class Rig:
                 last = count
         return quiet >= 3
 
-    async def down(self) -> None:
+    async def down(self, keep: bool = False) -> None:
         from plantwire_platform import services
 
         for proc in [*self.procs, *(s.proc for s in self.servers if s.proc)]:
@@ -295,6 +316,9 @@ class Rig:
                 await asyncio.wait_for(proc.wait(), 10)
         if self.broker is not None:
             self.broker.stop()
+        if keep:
+            print(f"kept: database {self.db_name}, folder {self.tmp}", flush=True)
+            return
         with contextlib.suppress(Exception):
             services.drop_database(ADMIN_URL, self.db_name)
 
@@ -342,6 +366,7 @@ async def server_restarted(rig: Rig, seconds: float) -> None:
     await at(t0, 3)
     server = rig.servers[0]
     assert server.proc is not None
+    rig.killed_at.append(now_ms())
     server.proc.send_signal(signal.SIGKILL)
     await server.proc.wait()
     await at(t0, 6)
@@ -387,6 +412,7 @@ class Case:
     servers: int = 1
     burst: bool = False
     cpu_load: bool = False
+    history: bool = False  # the server keeps its values' history (HistoryRead)
 
 
 CASES = [
@@ -399,7 +425,10 @@ CASES = [
     Case("gateway-kill", "gateway SIGKILL during a broker outage, restarted",
          gateway_killed_in_broker_outage),
     Case("server-pause", "OPC UA server paused 20 s (SIGSTOP/SIGCONT)", server_paused),
-    Case("server-restart", "OPC UA server restarted", server_restarted),
+    Case("server-restart", "OPC UA server restarted (server keeps history)", server_restarted,
+         history=True),
+    Case("server-restart-bare", "OPC UA server restarted, server without history",
+         server_restarted),
     Case("ingest-frozen", "ingest frozen (SIGSTOP) while the broker is killed",
          ingest_frozen_broker_killed),
     Case("database", "PostgreSQL refuses connections for 15 s", database_unreachable),
@@ -410,7 +439,7 @@ async def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"plantwire-faults-{case.name}-"))
     variables = case.variables or args.variables
     servers = [
-        Server(free_port_(), tmp / f"truth{k}.txt", variables, case.burst)
+        Server(free_port_(), tmp / f"truth{k}.txt", variables, case.burst, case.history)
         for k in range(case.servers)
     ]
     rig = Rig(tmp, args.interval_ms, servers)
@@ -444,6 +473,14 @@ async def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
         lost = sum((made - stored).values())
         doubled = sum((stored - made).values())
         delivered = sum((made & stored).values())
+        differences = (("lost", made - stored), ("doubled", stored - made))
+        found = [f"{what} e.g. {examples(diff)}" for what, diff in differences if diff]
+        died = sum(
+            n for (_, ts, _), n in (made - stored).items() if ts <= max(rig.killed_at, default=0)
+        )
+        if died:
+            found.insert(0, f"{died} of the lost were written by the killed server before SIGKILL "
+                         "and never published")  # fmt: skip
         return {
             "fault": case.title,
             "produced": sum(made.values()),
@@ -453,13 +490,22 @@ async def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
             "rate": sum(made.values()) / max(1e-3, (t2 - t1) / 1000),
             "window_s": (t2 - t1) / 1000,
             "us_per_value": (cpu2 - cpu1) / max(1, delivered) * 1e6 if cpu2 > cpu1 else None,
-            "notes": "; ".join(rig.notes + ([] if drained else ["buffer not drained"])),
+            "notes": "; ".join(rig.notes + ([] if drained else ["buffer not drained"]) + found),
         }
     finally:
         for burner in burners:
             with contextlib.suppress(ProcessLookupError):
                 burner.kill()
-        await rig.down()
+        await rig.down(keep=args.keep)
+
+
+def examples(diff: Counter[tuple[str, int, float]]) -> str:
+    """A few (metric, time, count) of a difference, earliest first, to find the cause."""
+    first = sorted(diff.items(), key=lambda kv: kv[0][1])[:3]
+    return ", ".join(
+        f"{metric}@{datetime.fromtimestamp(ts / 1000, UTC):%H:%M:%S.%f}"[:-3] + f" x{n}"
+        for (metric, ts, _), n in first
+    )
 
 
 def free_port_() -> int:
@@ -492,8 +538,12 @@ async def main(args: argparse.Namespace) -> None:
 
 def cli() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
-        port, variables, interval, truth, burst = sys.argv[2:7]
-        asyncio.run(serve(int(port), int(variables), int(interval), Path(truth), burst == "1"))
+        port, variables, interval, truth, burst, history = sys.argv[2:8]
+        asyncio.run(
+            serve(
+                int(port), int(variables), int(interval), Path(truth), burst == "1", history == "1"
+            )
+        )
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated fault names: "
@@ -501,6 +551,9 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="production window")
     parser.add_argument("--variables", type=int, default=100)
     parser.add_argument("--interval-ms", type=int, default=100)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep each rig's database and folder (to look into)"
+    )
     asyncio.run(main(parser.parse_args()))
 
 

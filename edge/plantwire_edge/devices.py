@@ -135,6 +135,12 @@ class OpcUaDevice(Model):
         "or away (a burst of writes, a reconnect)",
     )
     poll_interval_ms: int = Field(default=1000, ge=10)
+    history_backfill: bool = Field(
+        default=True,
+        description="when a new subscription had to be created (the server restarted, or the "
+        "gateway was away longer than the subscription's lifetime), read the values written "
+        "in between from the server's history, if it keeps one",
+    )
     timestamp: Timestamp = "source"
     max_clock_skew_s: float = Field(default=300.0, gt=0, description="future tolerance")
     max_age_days: float = Field(default=365.0, gt=0, description="older timestamps are absurd")

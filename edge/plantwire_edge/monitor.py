@@ -149,6 +149,12 @@ class GatewayCollector(Collector):
                 "adapter_recovered_subscriptions",
                 "OPC UA subscriptions continued with their queues after a lost session",
             ),
+            "backfilled": (
+                CounterMetricFamily,
+                "adapter_backfilled_values",
+                "OPC UA values written while no subscription existed, read from the server's "
+                "history",
+            ),
         }
         built = {
             attr: cls(f"{PREFIX}_{name}", doc, labels=["device", "kind"])

@@ -6,9 +6,11 @@ monitored items in batches the server accepts, then stream notifications. Notifi
 handled per publish response, not per item, which keeps the cost per value low. A tag the
 server refuses (unknown node, bad filter) is reported and left out; the others flow. Losing
 the server (keep-alive watchdog, stale subscription, closed socket) reports the device
-offline and reconnects with jittered exponential backoff and a complete re-subscription. A
-rejected user or certificate is an error that needs a person, not a retry storm: it is
-logged plainly and retried only every few minutes.
+offline and reconnects; a subscription the server still holds is taken over with its queue
+(:mod:`plantwire_edge.opcua_subscription`), else a new one is created and the values written
+while none existed are read from the server's history where it keeps one
+(:mod:`plantwire_edge.opcua_history`). A rejected user or certificate is an error that needs
+a person, not a retry storm: it is logged plainly and retried only every few minutes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from plantwire_bus.runner import stopped_within
 from plantwire_edge.devices import OpcUaDevice, Tag
 from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
+from plantwire_edge.opcua_history import NoHistory, read_since
 from plantwire_edge.opcua_session import AuthError, OperationLimits, connect
 from plantwire_edge.opcua_subscription import LIVENESS_MIN_S, Memo, Notifications, take_over
 from plantwire_edge.status import AdapterStatus, Throttle
@@ -47,6 +50,8 @@ SESSION_SAVE_S = 10.0  # how often the resumable session's state is refreshed on
 CHECK_S = 1.0  # how often the session loop looks at liveness (a lost connection wakes it)
 REFUSED_RETRY_S = 0.1  # a server not listening (restarting) is tried again this often
 LIFETIME_S = 120.0  # the server keeps our subscription (and its queues) this long unserved
+BACKFILL_TIMEOUT_S = 60.0  # reading the gap from the server's history takes at most this
+HORIZON_S = 10.0  # live values older than the history read are dropped this long after it
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -91,6 +96,9 @@ class OpcUaAdapter:
         self._initial = asyncio.Event()  # set once every subscribed tag had its first value
         self._polled: dict[int, tuple[Any, Any]] = {}
         self._polled_handles: set[int] = set()
+        self._last = [-1] * len(self.feeds)  # by client handle: the last value's time (ms)
+        self._horizon: dict[int, int] = {}  # by handle: values up to here came from history
+        self._horizon_until = 0.0
 
     @property
     def reconnects(self) -> int:
@@ -145,6 +153,8 @@ class OpcUaAdapter:
             polled = [h for h in handles if self._mode(h) == "poll"]
             self._polled_handles = set(polled)
             sub = await self._subscription(client, subscribed) if subscribed else None
+            if sub is not None and sub.gate is not None:
+                await self._backfill(client, sub.gate, subscribed)
             self._first -= {h for h in subscribed if self._active[h] is None}
             if not self._first - self._polled_handles:
                 self._initial.set()
@@ -180,6 +190,8 @@ class OpcUaAdapter:
                 if loop.time() >= next_save:  # asyncua forgets a saved session older than
                     next_save = loop.time() + SESSION_SAVE_S  # its timeout: keep it fresh
                     client._save_session_state()
+                if self._horizon and loop.time() > self._horizon_until:
+                    self._horizon.clear()
                 if sub is not None and self._stale(sub):
                     raise ConnectionError("no publish response within the keep-alive time")
                 if polled and loop.time() >= next_poll:
@@ -261,7 +273,7 @@ class OpcUaAdapter:
                          len(republished))  # fmt: skip
                 self.status.recovered += 1
                 return sub
-        sub = await self._subscribe(client, handles)
+        sub = await self._subscribe(client, handles, gated=self._gap(handles) != [])
         assert sub.subscription_id is not None
         self.node.buffer.set_meta(self._seq_key, "0")
         self.node.buffer.set_meta(memo_key, Memo(sub.subscription_id, token, config).encode())
@@ -299,10 +311,14 @@ class OpcUaAdapter:
         (and at least LIVENESS_MIN_S)."""
         return max(LIVENESS_MIN_S, LIVENESS_KEEPALIVES * interval_ms * keepalive_count / 1000)
 
-    async def _subscribe(self, client: Client, handles: list[int]) -> Notifications:
+    async def _subscribe(
+        self, client: Client, handles: list[int], *, gated: bool = False
+    ) -> Notifications:
         sub = Notifications(
             client.uaclient.session, self._parameters(), self, self.node, self._seq_key
         )
+        if gated:  # before any notification can arrive
+            sub.gate = asyncio.Event()
         created = await sub.init()
         sub.last_publish_at = time.monotonic()  # liveness counts from here
         sub.liveness_s = self._liveness(
@@ -319,6 +335,50 @@ class OpcUaAdapter:
                 else:
                     self.status.bad_points.pop(self.feeds[handle].label, None)
         return sub
+
+    def _gap(self, handles: list[int]) -> list[tuple[int, Any, int]]:
+        """(handle, node id, last value's time) of the subscribed variables whose values
+        since then a new subscription would not report: those delivered before, stamped
+        with the source's time."""
+        if not self.device.history_backfill:
+            return []
+        last, active, feeds = self._last, self._active, self.feeds
+        return [
+            (h, self._nodeids[h], last[h])
+            for h in handles
+            if last[h] >= 0 and active[h] is not None and feeds[h].timestamp == "source"
+        ]
+
+    async def _backfill(self, client: Client, gate: asyncio.Event, handles: list[int]) -> None:
+        """Report the values written while no subscription existed, from the server's
+        history, before the new subscription's own (held at ``gate`` meanwhile)."""
+        dev = self.device
+        try:
+            wanted = self._gap([h for h in handles if self._active[h] is not None])
+            until = self.clock.now_ms() + int(dev.max_clock_skew_s * 1000)
+            batch = self.limits.nodes_per_read
+            items = await asyncio.wait_for(
+                read_since(client, wanted, until, batch), BACKFILL_TIMEOUT_S
+            )
+            horizon: dict[int, int] = {}
+            for item in items:
+                ts = to_ms(item.Value.SourceTimestamp)
+                horizon[item.ClientHandle] = max(ts, horizon.get(item.ClientHandle, ts))
+            self.on_items(items)
+            self._horizon = horizon
+            self._horizon_until = asyncio.get_running_loop().time() + HORIZON_S
+            self.status.backfilled += len(items)
+            log.info("%s: new subscription; %d values written since the last one read from "
+                     "the server's history", dev.device_id, len(items))  # fmt: skip
+        except NoHistory as exc:
+            log.warning("%s: new subscription, and the server keeps no history (%s): values "
+                        "written while none existed are lost", dev.device_id, exc)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - the live values must flow regardless
+            log.warning("%s: reading the server's history failed (%s: %s): values written "
+                        "while no subscription existed are lost", dev.device_id,
+                        type(exc).__name__, exc)  # fmt: skip
+        finally:
+            gate.set()
 
     def _request(self, handle: int) -> Any:
         feed = self.feeds[handle]
@@ -381,6 +441,8 @@ class OpcUaAdapter:
         low, high = self._sanity.bounds(now)
         active = self._active
         first = self._first
+        last = self._last
+        horizon = self._horizon
         for item in items:
             handle = item.ClientHandle
             feed = active[handle] if handle < len(active) else None
@@ -409,6 +471,11 @@ class OpcUaAdapter:
                 ts = now
             else:
                 ts = (stamp - _EPOCH) // _MS if stamp.tzinfo is not None else to_ms(stamp)
+            if horizon and handle in horizon:  # live values the history read reported already
+                if ts <= horizon[handle]:
+                    continue
+                del horizon[handle]
+            last[handle] = ts
             variant = dv.Value
             feed.put(variant.Value if variant is not None else None, ts, now, low, high)
 

@@ -14,6 +14,7 @@ beside the buffer): its subscription then simply continues.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -77,9 +78,14 @@ class Notifications(Subscription):
         self._store = store
         self._seq_key = seq_key
         self.liveness_s = LIVENESS_MIN_S
+        # closed while older values are read from the server's history: newer ones wait
+        # (unacknowledged) so that each variable's values reach the node in order
+        self.gate: asyncio.Event | None = None
 
     async def publish_callback(self, publish_result: Any) -> None:
         self.last_publish_at = time.monotonic()
+        if self.gate is not None and not self.gate.is_set():
+            await self.gate.wait()
         message = publish_result.NotificationMessage
         if message.NotificationData is None:
             return

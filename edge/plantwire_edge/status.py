@@ -19,6 +19,7 @@ class AdapterStatus:
     clock_flagged: int = 0  # device timestamps outside the sane range
     reconnects: int = 0
     recovered: int = 0  # OPC UA subscriptions continued (queue kept) after a lost session
+    backfilled: int = 0  # OPC UA values read from the server's history after a new subscription
     connects: int = 0
     last_error: str = ""
     bad_points: dict[str, str] = field(default_factory=dict)  # tag/register/field -> reason

@@ -143,8 +143,10 @@ async def ua_server(
     uri: str = "urn:plantwire:test",
     setup: Callable[[Server], Any] | None = None,
     user_manager: Any = None,
+    historize: bool = False,
 ) -> AsyncIterator[UaServer]:
-    """Serve ``variables`` (name -> (type, initial value)) as ``ns=<uri>;s=<name>``."""
+    """Serve ``variables`` (name -> (type, initial value)) as ``ns=<uri>;s=<name>``;
+    ``historize``: the server keeps every value in its history (HistoryRead)."""
     port = port or free_port()
     endpoint = f"opc.tcp://127.0.0.1:{port}/test"
     server = Server(user_manager=user_manager)
@@ -169,6 +171,9 @@ async def ua_server(
         )
         types[name] = vtype
     await server.start()
+    if historize:
+        for node in nodes.values():
+            await server.historize_node_data_change(node, timedelta(days=1))
     try:
         yield UaServer(server, endpoint, port, uri, nodes, types)
     finally:

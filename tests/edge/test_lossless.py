@@ -297,3 +297,63 @@ async def test_gateway_killed_and_restarted_recovers_the_servers_queue(
     assert 'plantwire_edge_adapter_recovered_subscriptions_total{device="M1",kind="opcua"} 1.0' in (
         metrics
     )
+
+
+@pytest.mark.parametrize("backfill", [True, False], ids=["history", "no-history-read"])
+async def test_values_written_before_a_new_subscription_come_from_the_servers_history(
+    tmp_path: Path, mqtt_url: str, database_url: str, group: str, unique: str, backfill: bool
+) -> None:
+    """The server restarts (its subscriptions die with it) and writes twenty values before the
+    gateway can have a new subscription: with the server's history read, every value written
+    is stored once, in PostgreSQL; without it (the control), those written before the
+    subscription existed are lost, but the newest: all a subscription alone can see."""
+    host = f"h{unique}"
+    port = free_port()
+    variables = {"V": (ua.VariantType.Double, -1.0)}
+    written: list[tuple[str, int, float]] = []
+
+    async def write(srv: UaServer, value: float, ts_ms: int | None = None) -> None:
+        ts = await srv.write("V", value, ts_ms)
+        written.append(("V", ts * 1000, value))
+
+    first = contextlib.AsyncExitStack()
+    srv = await first.enter_async_context(ua_server(variables, port=port, historize=True))
+    text = gateway_config_text(srv, tmp_path, mqtt_url, group, host)
+    text = text.replace(
+        "publishing_interval_ms = 50",
+        f"publishing_interval_ms = 50\nhistory_backfill = {str(backfill).lower()}",
+    )
+    async with ingest(database_url, mqtt_url, host), running(parse_config(text)) as gateway:
+        adapter = gateway.adapters[0]
+        await asyncio.wait_for(adapter.connected.wait(), 20)
+        for i in range(10):
+            await write(srv, float(i))
+            await asyncio.sleep(0.03)
+        assert await wait_stored(database_url, group, 11) >= 11  # with the initial -1.0
+        await first.aclose()
+        for _ in range(100):  # the gateway noticed: the device is offline
+            if not adapter.connected.is_set():
+                break
+            await asyncio.sleep(0.05)
+        async with ua_server(variables, port=port, historize=True) as again:
+            gap = [float(i) for i in range(10, 30)]
+            for value in gap:  # right away: the gateway needs a session and a subscription
+                await write(again, value)  # first; asyncua's history keeps the last value of
+                await asyncio.sleep(0.012)  # each of its 10 ms publishing intervals
+            await asyncio.wait_for(adapter.connected.wait(), 20)
+            for i in range(30, 40):
+                await write(again, float(i))
+                await asyncio.sleep(0.03)
+            expected = len(written) + 1 if backfill else len(written) - len(gap) + 2
+            await wait_stored(database_url, group, expected, timeout=20)
+            await asyncio.sleep(0.5)  # anything doubled would have arrived by now
+            stored = await stored_values(database_url, group)
+    stored_written = [s for s in stored if s[2] != -1.0]
+    missing = sorted(set(written) - set(stored_written))
+    assert len(stored_written) == len(set(stored_written)), "a value was stored twice"
+    assert not set(stored_written) - set(written)
+    if backfill:
+        assert missing == []
+        assert adapter.status.backfilled >= 1
+    else:  # what was written before the subscription existed, but the newest, is lost
+        assert missing and {v for _, _, v in missing} <= set(gap[:-1])
