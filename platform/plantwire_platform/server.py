@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from plantwire_platform import errors
 from plantwire_platform.accounts import signin
 from plantwire_platform.accounts.roles import API_ROLES
+from plantwire_platform.api import editing
 from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
 from plantwire_platform.cancellation import CancelOnDisconnect
@@ -32,6 +33,8 @@ from plantwire_platform.settings import PlatformSettings
 from plantwire_platform.workers import WorkerPool
 from plantwire_platform.workload import Workload
 
+REGISTRY_MAX_BODY = 4 * 1024 * 1024
+"""Largest request body of ``/api/v1`` (a registry document or an equipment sheet)."""
 POOL_WAIT_S = 5.0
 """Longest wait for a pooled connection: then 503, not a hung request (the database is away
 or every connection is busy)."""
@@ -80,7 +83,9 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     app.include_router(partner.router())
     app.include_router(signin.router(partner.ctx, partner.route_class()))
     who = Depends(authenticated(partner.ctx, API_ROLES))
-    app.include_router(api_routes.router(partner.route_class(), [who]))
+    api = api_routes.router(partner.route_class(REGISTRY_MAX_BODY), [who])
+    editing.routes(api)
+    app.include_router(api)
     errors.install(app)
     app.add_middleware(CancelOnDisconnect)
 

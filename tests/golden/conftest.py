@@ -18,7 +18,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -159,14 +159,18 @@ async def run_plant(
     seconds: float,
     start_ms: int,
     host_id: str,
+    onboard: Callable[[str], Awaitable[None]] | None = None,
 ) -> tuple[Scenario, Report]:
     """Run a built-in scenario for ``seconds`` simulated seconds from ``start_ms`` at ``speed``
     through the whole data path; ask the API about the window from a whole simulated minute
-    after every device was born to ``start_ms + seconds``."""
+    after every device was born to ``start_ms + seconds``. The registry is the scenario's,
+    unless ``onboard`` registers the plant: it is given the API's URL once the API serves,
+    before any machine or gateway starts."""
     began = time.monotonic()
     scenario = load_scenario(scenario_name)
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        await import_registry(conn, registry_from(scenario.registry()))
+    if onboard is None:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            await import_registry(conn, registry_from(scenario.registry()))
     settings = secured(
         database_url,
         mqtt_url=mqtt_url,
@@ -184,6 +188,10 @@ async def run_plant(
         tg.create_task(ingest.run(stop_ingest))
         tg.create_task(server.serve())
         await asyncio.wait_for(ingest.ready.wait(), 20)
+        if onboard is not None:
+            await _until(lambda: server.started, "the API serves", 20)
+            await onboard(f"http://127.0.0.1:{settings.api_port}")
+            wall["onboarded"] = time.monotonic() - began
         try:
             async with simulation(
                 scenario_name, mqtt_url, workdir, speed=speed, start_ms=start_ms,

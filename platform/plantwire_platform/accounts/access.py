@@ -18,8 +18,8 @@ from plantwire_platform.accounts.people import binding_of
 from plantwire_platform.accounts.policy import EnterpriseFacts, GroupFacts, GroupKind, Verdict
 from plantwire_platform.accounts.roles import Binding
 from plantwire_platform.errors import ApiError
-from plantwire_platform.partner.context import Note
-from plantwire_platform.partner.tokens import Caller
+from plantwire_platform.partner.context import Note, record
+from plantwire_platform.partner.tokens import Caller, Role
 
 _REGION = "coalesce(nullif(e.region, ''), p.region, '')"
 
@@ -141,3 +141,36 @@ async def _visible_enterprises(
         },
     )
     return {int(r[0]) for r in await cur.fetchall()}
+
+
+async def require_people(
+    request: Request, conn: AsyncConnection[Any], person_role: Role, enterprise_id: int | None
+) -> None:
+    """Allow the request to register such a person, or refuse it."""
+    caller, note = _caller(request)
+    if enterprise_id is not None:
+        note.supplier_id = enterprise_id
+    binding = await _binding(conn, caller)
+    _apply(note, policy.on_people(caller.role, binding, person_role, enterprise_id))
+
+
+def require_registrar(request: Request) -> None:
+    """Refuse the request of a caller who registers nobody, before its body is read."""
+    caller, note = _caller(request)
+    refusal = policy.may_register_people(caller.role)
+    if refusal is not None:
+        _apply(note, refusal)
+
+
+def require_platform_admin(request: Request) -> None:
+    """Allow a platform admin's request (registering an enterprise), refuse anyone else's."""
+    caller, note = _caller(request)
+    _apply(note, policy.on_create_enterprise(caller.role))
+
+
+async def commit(request: Request, conn: AsyncConnection[Any], status: int) -> None:
+    """Commit what the request changed on ``conn`` together with its audit entry (nothing is
+    changed that is not audited)."""
+    _, note = _caller(request)
+    route: Any = request.scope["route"]
+    await record(conn, route.ctx, note, status)

@@ -16,7 +16,9 @@ from typing import Literal
 from plantwire_platform.accounts.roles import Binding
 from plantwire_platform.partner.tokens import Role
 
-Scope = Literal["detail", "aggregate"]
+Scope = Literal["detail", "aggregate", "manage"]
+"""What of an enterprise a request reads or changes: its ``detail`` (sites, lines, machines,
+explanations), its ``aggregate`` (indicators), or, to ``manage`` it, its registry."""
 GroupKind = Literal["chains", "parks", "regions"]
 OWN_DETAIL: frozenset[Role] = frozenset({"enterprise_admin", "enterprise_viewer"})
 OWN_AGGREGATE: frozenset[Role] = frozenset(
@@ -80,6 +82,10 @@ def on_enterprise(
             _allow("platform_admin") if facts else Verdict(404, "not_found", "no such enterprise")
         )
     own = facts is not None and binding.enterprise_id == facts.id
+    if scope == "manage":
+        if role != "enterprise_admin":
+            return Verdict(403, "role_forbidden", f"a {role} does not manage enterprises")
+        return _allow("own_enterprise") if own else _not_bound("enterprise")
     if scope == "detail":
         if role not in OWN_DETAIL:
             return Verdict(403, "role_forbidden", f"a {role} sees no per-machine detail")
@@ -120,3 +126,34 @@ def on_group(role: Role, binding: Binding, kind: GroupKind, facts: GroupFacts | 
 
 def _not_bound(what: str) -> Verdict:
     return Verdict(403, "not_bound", f"this {what} is not yours to read")
+
+
+def on_people(
+    role: Role, binding: Binding, person_role: Role, enterprise_id: int | None
+) -> Verdict:
+    """May the caller register a person of ``person_role`` bound to ``enterprise_id``? Platform
+    admins register anyone; enterprise admins the admins, viewers and analysts of their own
+    enterprise."""
+    if role == "platform_admin":
+        return _allow("platform_admin")
+    if role != "enterprise_admin":
+        return Verdict(403, "role_forbidden", f"a {role} registers nobody")
+    if person_role not in OWN_AGGREGATE:
+        return Verdict(403, "role_forbidden", f"enterprise admins register no {person_role}")
+    if enterprise_id != binding.enterprise_id:
+        return _not_bound("enterprise")
+    return _allow("own_enterprise")
+
+
+def may_register_people(role: Role) -> Verdict | None:
+    """The refusal of a caller who registers nobody, before its request is read."""
+    if role in ("platform_admin", "enterprise_admin"):
+        return None
+    return Verdict(403, "role_forbidden", f"a {role} registers nobody")
+
+
+def on_create_enterprise(role: Role) -> Verdict:
+    """Enterprises are registered by platform admins."""
+    if role == "platform_admin":
+        return _allow("platform_admin")
+    return Verdict(403, "role_forbidden", "enterprises are registered by platform admins")

@@ -54,6 +54,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
         "(the enterprise or group is not the caller's)"
     },
     404: {"description": "no such enterprise or group (platform admins)"},
+    429: {"description": "rate limited (see Retry-After)"},
+    503: {"description": "the database or the audit log is unavailable: nothing was answered"},
 }
 
 

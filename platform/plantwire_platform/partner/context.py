@@ -178,7 +178,7 @@ async def record(
     if ctx.audit_key is None:
         raise ApiError(503, "unavailable", "no audit key is configured")
     try:
-        await append(conn, ctx.audit_key, note.entry("allowed", "", status))
+        await append(conn, ctx.audit_key, note.entry("allowed", note.reason, status))
     except ChainBroken as exc:
         raise ApiError(503, "unavailable", str(exc)) from None
     note.recorded = True

@@ -26,14 +26,12 @@ class PartnerInterface:
     def __init__(self, settings: PlatformSettings) -> None:
         self.ctx = context(settings)
 
-    def route_class(self) -> type[PartnerRoute]:
+    def route_class(self, max_body: int | None = None) -> type[PartnerRoute]:
         """The audited route class bound to this interface's context: other APIs put their
-        routes behind the same token verification and audit with it."""
-        return type(
-            "PartnerRoute",
-            (PartnerRoute,),
-            {"max_body": self.ctx.settings.partner_max_body_bytes, "ctx": self.ctx},
-        )
+        routes behind the same token verification and audit with it (bodies of at most
+        ``max_body`` bytes, by default the partner interface's limit)."""
+        limit = max_body or self.ctx.settings.partner_max_body_bytes
+        return type("PartnerRoute", (PartnerRoute,), {"max_body": limit, "ctx": self.ctx})
 
     def router(self) -> APIRouter:
         """All partner routes (token, clients, catalog, grants, audit, data)."""

@@ -55,6 +55,21 @@ async def import_registry(
     return ids
 
 
+async def import_enterprise(
+    conn: psycopg.AsyncConnection[Any], ent: Enterprise, effective: datetime | None = None
+) -> int:
+    """Create or update one enterprise as :func:`import_registry` does, keeping the park it is
+    in (``ent.park`` is not read: park membership is the park's and the enterprise's to
+    agree); returns its id. In the connection's open transaction, uncommitted."""
+    cur = await conn.execute("SELECT park_id FROM enterprise WHERE code = %s", (ent.code,))
+    row = await cur.fetchone()
+    return await _import_enterprise(conn, ent, row[0] if row else None, effective or _now())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 async def _import_enterprise(
     conn: psycopg.AsyncConnection[Any], ent: Enterprise, park_id: int | None, at: datetime
 ) -> int:

@@ -10,6 +10,7 @@ the chain GEAR led by LEAD with the supplier SUP, and the chain TOY led by OUT a
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,11 @@ ROUTES = {
     "park.indicators": ("group", "parks"),
     "region.list": ("list", "regions"),
     "region.indicators": ("group", "regions"),
+    "enterprise.registry.read": ("enterprise", "detail"),
+    "enterprise.registry.write": ("enterprise", "manage"),
+    "enterprise.equipment.write": ("enterprise", "manage"),
+    "enterprise.create": ("create", "enterprises"),
+    "person.create": ("people", "people"),
 }
 """Every /api/v1 route by name: what it reads."""
 
@@ -63,10 +69,13 @@ PEOPLE: dict[str, tuple[str, str | None, str | None, str | None]] = {
 }
 EVERYTHING = "*"
 MAY: dict[str, dict[str, set[str] | str]] = {
-    "root": {k: EVERYTHING for k in ("detail", "aggregate", "chains", "parks", "regions")},
-    "sup-admin": {"detail": {"SUP"}, "aggregate": {"SUP"}},
+    "root": {
+        k: EVERYTHING
+        for k in ("detail", "aggregate", "manage", "people", "chains", "parks", "regions")
+    },
+    "sup-admin": {"detail": {"SUP"}, "aggregate": {"SUP"}, "manage": {"SUP"}, "people": {"SUP"}},
     "sup-viewer": {"detail": {"SUP"}, "aggregate": {"SUP"}},
-    "out-admin": {"detail": {"OUT"}, "aggregate": {"OUT"}},
+    "out-admin": {"detail": {"OUT"}, "aggregate": {"OUT"}, "manage": {"OUT"}, "people": {"OUT"}},
     "out-viewer": {"detail": {"OUT"}, "aggregate": {"OUT"}},
     "lead-analyst": {"aggregate": {"LEAD", "SUP"}, "chains": {"GEAR"}},
     "sup-analyst": {"aggregate": {"SUP"}},  # a supplier leads no chain
@@ -86,6 +95,8 @@ READS = {
         "park_authority",
         "region_authority",
     },
+    "manage": {"enterprise_admin"},
+    "people": {"enterprise_admin"},
     "chains": {"chain_analyst"},
     "parks": {"park_authority"},
     "regions": {"region_authority"},
@@ -95,7 +106,9 @@ RESOURCES = {
     "chains": ["GEAR", "TOY", "MISSING"],
     "parks": ["NORTH", "SOUTH", "MISSING"],
     "regions": ["CN-JS", "CN-ZJ", "XX-NONE"],
+    "people": ["SUP", "OUT", "MISSING"],
 }
+"""The resources each route is tried on; a person is registered for an enterprise."""
 OUTSIDERS = ("anonymous", "forged", "sup-partner")
 
 
@@ -208,7 +221,7 @@ def expected(caller: str, what: str, resource: str | None) -> tuple[int, str]:
     if resource is not None and resource in may:
         if what == "aggregate" and resource == PEOPLE[caller][1]:
             return 200, "own_enterprise"
-        if what == "detail":
+        if what in ("detail", "manage", "people"):
             return 200, "own_enterprise"
         return 200, {"chain_analyst": "chain_leader"}.get(role, role)
     return 403, "not_bound"
@@ -243,16 +256,20 @@ async def test_every_route_every_role_every_resource(world: World) -> None:
     w = world
     api = {name: pr for name, pr in w.routes.items() if pr[0].startswith("/api/v1")}
     assert set(api) == set(ROUTES), "a /api/v1 route without an expectation (or a stale one)"
-    assert all(r.methods == {"GET"} for _, r in api.values()), "a method the matrix does not try"
+    tried = {"GET", "PUT", "POST"}
+    assert all(len(r.methods or ()) == 1 and (r.methods or set()) <= tried for _, r in api.values())
     callers = [*OUTSIDERS, *PEOPLE]
     unexpected: list[str] = []
-    decisions = 0
+    decisions = made = 0
     audit = await psycopg.AsyncConnection.connect(w.url, autocommit=True)
-    for name, (full_path, _) in sorted(api.items()):
+    for name, (full_path, route) in sorted(api.items()):
         shape, what = ROUTES[name]
+        [method] = sorted(route.methods or ())
         cases: list[tuple[str | None, str]] = []
-        if shape == "list":
+        if shape in ("list", "create"):
             cases = [(None, full_path)]
+        elif shape == "people":
+            cases = [(res, full_path) for res in RESOURCES["people"]]
         else:
             kind = "enterprises" if shape == "enterprise" else what
             for res in RESOURCES[kind]:
@@ -262,13 +279,34 @@ async def test_every_route_every_role_every_resource(world: World) -> None:
             for resource, path in cases:
                 before = (await last_audit(audit))[0]
                 params = WINDOW if "indicators" in path else {}
-                got = await w.client.get(path, headers=w.headers[caller], params=params)
-                body = got.json()
+                content = b""  # an empty document: refused as invalid once the caller may
+                if shape == "people":
+                    made += 1
+                    content = json.dumps(
+                        {"username": f"new{made}", "role": "enterprise_viewer",
+                         "enterprise_id": int(w.ids[resource or ""])}
+                    ).encode()  # fmt: skip
+                got = await w.client.request(
+                    method, path, headers=w.headers[caller], params=params, content=content
+                )
+                json_body = got.headers["content-type"].startswith("application/json")
+                body = got.json() if json_body else {}  # a registry export is TOML
+                names = None
                 if shape == "list":
                     status, reason, names = listed(caller, what)
+                elif shape == "create":
+                    status, reason = expected(caller, "people", None)
+                    if caller == "root":
+                        status, reason = 422, "invalid_request"
+                    elif status != 401:
+                        status, reason = 403, "role_forbidden"
                 else:
                     status, reason = expected(caller, what, resource)
-                    names = None
+                    if status == 200 and what == "manage":
+                        status, reason = 422, "invalid_request"
+                    if what == "people":
+                        status = {200: 201, 404: 422}.get(status, status)
+                        reason = "invalid_request" if status == 422 else reason
                 seen = (got.status_code, body["error"] if got.status_code >= 400 else None)
                 want = (status, reason if status >= 400 else None)
                 if seen != want:
@@ -285,7 +323,8 @@ async def test_every_route_every_role_every_resource(world: World) -> None:
                 decisions += 1
     await audit.close()
     assert unexpected == [], "\n".join(unexpected[:40])
-    assert decisions == len(callers) * (4 + 3 * 4 + 3 * 3)  # lists; enterprises; groups
+    # lists; enterprise routes; group routes; registering an enterprise; people
+    assert decisions == len(callers) * (4 + 6 * 4 + 3 * 3 + 1 + 3)
 
 
 async def test_public_routes_stay_public(world: World) -> None:

@@ -1,0 +1,201 @@
+"""The equipment sheet: an enterprise's equipment as CSV, one machine a row, for spreadsheet
+users (``docs/registry.md``). Reading a sheet applies it to the enterprise's document: every
+row is checked, and the whole result validated, before anything can be written; each problem
+names its row (the header is row 1) and field."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from plantwire_bus.state import ControlType
+from plantwire_bus.tomlfile import problems
+from plantwire_platform.registry.document import (
+    CODE,
+    Enterprise,
+    Equipment,
+    Line,
+    Process,
+    RegistryError,
+    Site,
+)
+
+COLUMNS = (
+    "site",
+    "line",
+    "code",
+    "name",
+    "control_type",
+    "declared_nc",
+    "processes",
+    "ideal_cycle_s",
+)
+"""The sheet's columns; ``processes`` lists the codes of the line's process steps the machine
+performs, separated by spaces or ``;``; ``ideal_cycle_s`` may stay empty."""
+_TRUE = {"true", "yes", "1", "y"}
+_FALSE = {"false", "no", "0", "n"}
+_CODE = re.compile(CODE)
+MAX_ROWS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    row: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}, {self.field}: {self.message}"
+
+
+class SheetError(RegistryError):
+    """A sheet that cannot be applied: every problem found, by row and field."""
+
+    def __init__(self, found: list[Problem]) -> None:
+        super().__init__("; ".join(str(p) for p in found))
+        self.problems = found
+
+
+def equipment_sheet(ent: Enterprise) -> str:
+    """The enterprise's equipment as a sheet."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for site in ent.sites:
+        performs: dict[str, list[str]] = {}
+        for line in site.lines:
+            for p in line.processes:
+                for code in p.equipment:
+                    performs.setdefault(code, []).append(p.code)
+        for q in site.equipment:
+            writer.writerow(
+                [
+                    site.code,
+                    q.line,
+                    q.code,
+                    q.name,
+                    q.control_type.value,
+                    "true" if q.declared_nc else "false",
+                    " ".join(performs.get(q.code, [])),
+                    "" if q.ideal_cycle_s is None else f"{q.ideal_cycle_s:g}",
+                ]
+            )
+    return out.getvalue()
+
+
+def apply_sheet(ent: Enterprise, text: str) -> Enterprise:
+    """``ent`` with the sheet's machines added or changed (others stay as they are), and each
+    sheet machine performing exactly the processes its row lists. Raises :class:`SheetError`
+    with every problem; nothing is half applied."""
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or [h.strip() for h in rows[0]] != list(COLUMNS):
+        raise SheetError([Problem(1, "header", f"the columns are {','.join(COLUMNS)}")])
+    if len(rows) - 1 > MAX_ROWS:
+        raise SheetError([Problem(MAX_ROWS + 2, "row", f"at most {MAX_ROWS} machines a sheet")])
+    sites = {s.code: s for s in ent.sites}
+    found: list[Problem] = []
+    machines: dict[str, dict[str, tuple[Equipment, list[str]]]] = {}
+    for number, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        got = _row(number, row, sites, found)
+        if got is None:
+            continue
+        site, machine, performs = got
+        mine = machines.setdefault(site, {})
+        if machine.code in mine:
+            found.append(Problem(number, "code", f"{machine.code!r} is on an earlier row too"))
+            continue
+        mine[machine.code] = (machine, performs)
+    if found:
+        raise SheetError(found)
+    try:
+        return Enterprise.model_validate(
+            ent.model_copy(
+                update={"sites": tuple(_site(s, machines.get(s.code, {})) for s in ent.sites)}
+            ).model_dump()
+        )
+    except ValidationError as exc:
+        raise SheetError([Problem(0, "sheet", problems(exc))]) from None
+
+
+def _row(
+    number: int, row: list[str], sites: dict[str, Site], found: list[Problem]
+) -> tuple[str, Equipment, list[str]] | None:
+    if len(row) != len(COLUMNS):
+        found.append(Problem(number, "row", f"{len(row)} cells, {len(COLUMNS)} expected"))
+        return None
+    cell = dict(zip(COLUMNS, (c.strip() for c in row), strict=True))
+    before = len(found)
+
+    def bad(field: str, message: str) -> None:
+        found.append(Problem(number, field, message))
+
+    site = sites.get(cell["site"])
+    if site is None:
+        bad("site", f"no site {cell['site']!r} (known: {', '.join(sites) or 'none'})")
+    lines = {line.code: line for line in site.lines} if site else {}
+    line = lines.get(cell["line"])
+    if site is not None and line is None:
+        bad("line", f"no line {cell['line']!r} at site {site.code}")
+    if not _CODE.match(cell["code"]):
+        bad("code", f"{cell['code']!r}: 1-64 of A-Z a-z 0-9 _ . - (not starting with _ . -)")
+    if not cell["name"]:
+        bad("name", "empty")
+    try:
+        control = ControlType(cell["control_type"].upper())
+    except ValueError:
+        control = None
+        bad("control_type", f"{cell['control_type']!r} is not one of CNC, PLC, DCS, ROBOT, MANUAL")
+    flag = cell["declared_nc"].lower()
+    declared = flag in _TRUE
+    if flag not in _TRUE | _FALSE:
+        bad("declared_nc", f"{cell['declared_nc']!r} is not true or false")
+    elif declared and control is ControlType.MANUAL:
+        bad("declared_nc", "MANUAL equipment cannot be declared NC")
+    performs = cell["processes"].replace(";", " ").split()
+    known = {p.code for p in line.processes} if line else set()
+    unknown = [p for p in performs if line is not None and p not in known]
+    if unknown:
+        bad("processes", f"no process {', '.join(unknown)} on line {cell['line']}")
+    cycle: float | None = None
+    if cell["ideal_cycle_s"]:
+        try:
+            cycle = float(cell["ideal_cycle_s"])
+        except ValueError:
+            cycle = None
+        if cycle is None or not cycle > 0 or cycle == float("inf"):
+            bad("ideal_cycle_s", f"{cell['ideal_cycle_s']!r} is not a positive number")
+    if len(found) > before or site is None or control is None:
+        return None
+    machine = Equipment(
+        code=cell["code"],
+        name=cell["name"],
+        line=cell["line"],
+        control_type=control,
+        declared_nc=declared,
+        ideal_cycle_s=cycle,
+    )
+    return site.code, machine, performs
+
+
+def _site(site: Site, machines: dict[str, tuple[Equipment, list[str]]]) -> Site:
+    if not machines:
+        return site
+    kept = [q for q in site.equipment if q.code not in machines]
+    equipment = (*kept, *(m for m, _ in machines.values()))
+
+    def process(line: Line, p: Process) -> Process:
+        others = [code for code in p.equipment if code not in machines]
+        mine = [c for c, (m, does) in machines.items() if m.line == line.code and p.code in does]
+        return p.model_copy(update={"equipment": tuple(sorted({*others, *mine}))})
+
+    lines = tuple(
+        line.model_copy(update={"processes": tuple(process(line, p) for p in line.processes)})
+        for line in site.lines
+    )
+    return site.model_copy(update={"equipment": equipment, "lines": lines})
