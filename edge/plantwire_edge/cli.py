@@ -43,10 +43,11 @@ def add_parser(subparsers: Any) -> None:
         help="json: one JSON object per log line (default: text)",
     )
     run.add_argument(
-        "--clock-from",
-        metavar="HOST:PORT",
-        help="stamp on the clock of an accelerated simulation, read from the control port of "
-        "'plantwire sim run --control' (default: this machine's clock)",
+        "--clock-file",
+        type=Path,
+        metavar="FILE",
+        help="stamp on the clock of an accelerated simulation on this machine, published by "
+        "'plantwire sim run --clock-file FILE' (default: this machine's clock)",
     )
     run.set_defaults(func=_run)
     discover = sub.add_parser(
@@ -136,14 +137,13 @@ def _run(args: argparse.Namespace) -> int:
     from plantwire_edge.gateway import Gateway
 
     clock = None
-    if args.clock_from:
-        from plantwire_edge.remote_clock import ClockUnavailable, RemoteClock
+    if args.clock_file is not None:
+        from plantwire_bus.timeline import FollowedClock, TimeLineUnavailable
 
-        host, _, port = args.clock_from.rpartition(":")
         try:
-            clock = RemoteClock(host or "127.0.0.1", int(port))
-        except (ValueError, ClockUnavailable) as exc:
-            print(f"plantwire edge: --clock-from {args.clock_from}: {exc}", file=sys.stderr)
+            clock = FollowedClock(args.clock_file)
+        except TimeLineUnavailable as exc:
+            print(f"plantwire edge: --clock-file: {exc}", file=sys.stderr)
             return 2
     try:
         gateway = Gateway(config, clock=clock)

@@ -519,6 +519,7 @@ async def _components(
     scenario_source: str,
 ) -> None:
     from plantwire_bus.mosquitto import free_port
+    from plantwire_sim import cli as sim_cli
 
     with progress("ingest"):
         online = asyncio.Event()
@@ -526,6 +527,8 @@ async def _components(
         def watch(component: Component, line: str) -> None:
             if component.name == "ingest" and " online at " in line:
                 online.set()
+            elif component.name == "sim" and line.startswith(sim_cli.REPLAY_DONE):
+                print(f"\n{line}", flush=True)  # the replay is over: the demo runs live
 
         supervisor.on_output = watch
         ingest = await supervisor.start(Component("ingest", plantwire("platform", "ingest"), env))
@@ -568,15 +571,21 @@ async def _components(
         if replay:
             start = datetime.fromtimestamp(time.time() - hours * 3600, UTC)
             argv += ["--speed", f"{speed:g}", "--start", start.isoformat(), "--catch-up"]
+            argv += ["--clock-file", str(data_dir / "clock")]
         (configs / "ready").unlink(missing_ok=True)
         sim = await supervisor.start(Component("sim", plantwire(*argv), env))
         await _until((configs / "ready").exists, "the simulators did not start", sim)
         progress.note(
             f"pid {sim.pid}"
-            + (f"; replaying the last {hours:g} h at {speed:g}x, then live" if replay else "")
+            + (
+                f"; replaying the last {hours:g} h at {speed:g}x (slower when this machine "
+                "is too busy), then live"
+                if replay
+                else ""
+            )
         )
     with progress("edge gateway"):
-        clock = ["--clock-from", f"127.0.0.1:{control}"] if replay else []
+        clock = ["--clock-file", str(data_dir / "clock")] if replay else []
         gateways = sorted(configs.glob("*.toml"))
         for path in gateways:
             await supervisor.start(

@@ -85,6 +85,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "time reaches now, then keep pace with the wall clock",
     )
     run.add_argument(
+        "--clock-file",
+        type=Path,
+        metavar="FILE",
+        help="publish the simulated clock in FILE for edge gateways on this machine "
+        "('plantwire edge run --clock-file FILE'): with --speed they stamp births, deaths "
+        "and polled values on the machines' time line, slowing down when the simulator does",
+    )
+    run.add_argument(
         "--gateway-configs",
         type=Path,
         metavar="DIR",
@@ -352,6 +360,7 @@ async def _serve(
             until_s=args.duration,
             layout=args.layout,
             catch_up=args.catch_up,
+            clock_file=args.clock_file,
         ) as factory:
             # the servers' address spaces are large and live as long as the process: keep them
             # out of the cyclic garbage collector, whose full passes would stop every simulator
@@ -378,8 +387,9 @@ async def _serve(
             print("press Ctrl-C to stop", flush=True)
             finished = asyncio.ensure_future(factory.finished.wait())
             stopped = asyncio.ensure_future(stop.wait())
+            live = asyncio.ensure_future(_announce_live(factory))
             await asyncio.wait({finished, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            for fut in (finished, stopped):
+            for fut in (finished, stopped, live):
                 fut.cancel()
             if factory.finished.is_set():
                 print(
@@ -392,6 +402,28 @@ async def _serve(
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
+
+
+REPLAY_DONE = "replay done"
+"""How ``sim run`` starts the line saying that a replay has reached the wall clock."""
+
+
+async def _announce_live(factory: Factory) -> None:
+    """Say when a replay (``--catch-up``) reaches the wall clock and running live begins, and
+    how much the simulator had to slow down to keep its values and its clock together."""
+    from .mqtt_device import iso_ms
+
+    clock = factory.clock
+    if not clock.catch_up:
+        return
+    while not clock.live():  # noqa: ASYNC110 - time passing is no event to wait for
+        await asyncio.sleep(0.2)
+    print(
+        f"{REPLAY_DONE}: simulated time reached the wall clock at {iso_ms(clock.now_ms())}; "
+        f"running live from now on (the replay was slowed down by {clock.slowed_s:.1f} wall "
+        "seconds to keep up with the machines)",
+        flush=True,
+    )
 
 
 def _write_gateway_configs(factory: Factory, scenario: Scenario, args: argparse.Namespace) -> None:

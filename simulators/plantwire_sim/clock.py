@@ -5,16 +5,29 @@ simulated time, so at ``speed`` 600 an eight-hour shift passes in 48 s of wall t
 ``catch_up`` a run that starts in the past replays it at ``speed`` until simulated time reaches
 the wall clock, and then keeps pace with it (so it never runs into the future).
 
-The clock also serves an edge gateway reading the simulated machines (its ``now_ms`` is the
-gateway's :class:`plantwire_edge.clock.Clock`), so that births, deaths and gateway-stamped
-values are on the machines' time line.
+The clock and the machines' values never part (the rule of :mod:`plantwire_bus.timeline`):
+the scheduler :meth:`~SimClock.hold`\\ s the clock at the next change it has not played, and a
+change played late :meth:`~SimClock.rebase`\\ s it, so that simulated time slows down when the
+simulator falls behind (a busy machine) instead of jumping past states nobody saw.
+
+The clock also serves an edge gateway reading the simulated machines: in this process as its
+:class:`plantwire_edge.clock.Clock` directly, in another through the file given to
+:meth:`~SimClock.publish` (``plantwire sim run --clock-file``), so that births, deaths and
+gateway-stamped values are on the machines' time line.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from plantwire_bus.timeline import NO_HOLD, TimeLine, TimeLineFile
+
+LATE_S = 0.002
+"""A change played more than this many wall seconds late slows simulated time down."""
 
 
 class SimClock:
@@ -29,41 +42,99 @@ class SimClock:
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be > 0, not {speed}")
-        self.start_ms = start_ms
-        self.speed = speed
-        self.wall0 = time.time() if wall0 is None else wall0
+        wall0 = time.time() if wall0 is None else wall0
         """Wall time (epoch seconds) at which simulated time was ``start_ms``."""
-        self.catch_up = catch_up and speed > 1 and start_ms < self.wall0 * 1000
+        self.line = TimeLine(
+            start_ms, speed, wall0, catch_up and speed > 1 and start_ms < wall0 * 1000
+        )
+        self.slowed_s = 0.0
+        """Wall seconds by which simulated time was slowed down to keep to the values."""
+        self._file: TimeLineFile | None = None
+
+    @property
+    def start_ms(self) -> int:
+        return self.line.start_ms
+
+    @property
+    def speed(self) -> float:
+        return self.line.speed
+
+    @property
+    def wall0(self) -> float:
+        return self.line.wall0
+
+    @property
+    def catch_up(self) -> bool:
         """Simulated time stops running ahead once it has reached the wall clock."""
+        return self.line.catch_up
 
     def state(self) -> dict[str, Any]:
-        """What another process needs to run a clock in step with this one (JSON-ready)."""
+        """The clock's parameters now (JSON-ready; a gateway follows them through
+        :meth:`publish`, since the simulator changes them while it runs)."""
+        line = self.line
         return {
-            "start_ms": self.start_ms,
-            "speed": self.speed,
-            "wall0": self.wall0,
-            "catch_up": self.catch_up,
+            "start_ms": line.start_ms,
+            "speed": line.speed,
+            "wall0": line.wall0,
+            "catch_up": line.catch_up,
+            "hold_ms": None if line.hold_ms == NO_HOLD else line.hold_ms,
+            "slowed_s": round(self.slowed_s, 3),
         }
 
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> SimClock:
-        """A clock in step with the one whose :meth:`state` this is (same wall clock)."""
-        return cls(state["start_ms"], state["speed"], state["wall0"], state["catch_up"])
+    def publish(self, path: Path) -> None:
+        """Keep the clock's time line in ``path`` for gateways in other processes
+        (:class:`plantwire_bus.timeline.FollowedClock`)."""
+        self._file = TimeLineFile(path, self.line)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def now_ms(self) -> int:
         """Simulated time now."""
-        wall = time.time()
-        sim = self.start_ms + round((wall - self.wall0) * 1000 * self.speed)
-        return min(sim, round(wall * 1000)) if self.catch_up else sim
+        return self.line.at(time.time())
+
+    def live(self) -> bool:
+        """Whether a replay has caught up with the wall clock."""
+        return self.line.live_at(time.time())
 
     def wall_at(self, sim_ms: int) -> float:
-        """Wall time (epoch seconds) at which simulated time reaches ``sim_ms``."""
-        wall = self.wall0 + (sim_ms - self.start_ms) / 1000 / self.speed
-        return max(wall, sim_ms / 1000) if self.catch_up else wall
+        """Wall time (epoch seconds) at which simulated time reaches ``sim_ms`` (unless held)."""
+        return self.line.wall_at(sim_ms)
 
     def delay_s(self, sim_ms: int) -> float:
         """Wall seconds until simulated time reaches ``sim_ms`` (negative when past)."""
         return self.wall_at(sim_ms) - time.time()
+
+    def hold(self, sim_ms: int | None) -> None:
+        """Simulated time goes no further than ``sim_ms`` (None: no limit) until told again."""
+        hold = NO_HOLD if sim_ms is None else sim_ms
+        if hold != self.line.hold_ms:
+            self._set(replace(self.line, hold_ms=hold))
+
+    def rebase(self, sim_ms: int) -> None:
+        """A change due at ``sim_ms`` is played now, late: from now on simulated time runs on
+        from ``sim_ms`` (it slows down by the delay instead of jumping over it)."""
+        wall = time.time()
+        line = self.line
+        if line.free_at(wall) <= sim_ms:
+            return
+        wall0 = wall - (sim_ms - line.start_ms) / 1000 / line.speed
+        if wall0 > line.wall0:
+            self.slowed_s += wall0 - line.wall0
+            self._set(replace(line, wall0=wall0))
+
+    def _set(self, line: TimeLine) -> None:
+        self.line = line
+        if self._file is not None:
+            self._file.write(line)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> SimClock:
+        """A clock with the parameters of :meth:`state` (a snapshot: it does not follow the
+        simulator's later slowing down; use its published file for that)."""
+        return cls(state["start_ms"], state["speed"], state["wall0"], state["catch_up"])
 
 
 def parse_start(text: str) -> int:

@@ -77,6 +77,7 @@ def status(factory: Factory) -> dict[str, Any]:
         # enough to run a clock in step with this one elsewhere (e.g. an edge gateway's)
         "clock": factory.clock.state(),
         "lag_s": round(factory.lag_s, 3),
+        "live": factory.clock.live(),
         "finished": factory.finished.is_set(),
         "truth_records": factory.truth.count,
         "machines": {

@@ -4,8 +4,10 @@ One scheduler merges the steps of all machines, scheduled faults and run-time fa
 simulated-time order (ties by kind, then scenario order) and paces them with a
 :class:`~plantwire_sim.clock.SimClock`. The ground truth is recorded in that same order, so a
 run with the same scenario, seed, start and ``until_s`` writes the same truth file whatever
-the wall-clock timing was. When the scheduler falls behind (too many changes for the speed) it
-catches up without skipping anything; the timestamps stay simulated time.
+the wall-clock timing was. When the scheduler falls behind (too many changes for the speed, or a
+busy machine) simulated time slows down: the clock is held at the next change not yet played
+and set back to it when it is played late, so that no one stamps a time the machines have not
+reached (see :mod:`plantwire_sim.clock`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from plantwire_bus.mqtt import parse_mqtt_url
 
 from .activity import calendar_of
 from .behaviour import MachineBehaviour, Step
-from .clock import SimClock
+from .clock import LATE_S, SimClock
 from .endpoint import Endpoint
 from .faults import FaultSpec, check_applicable
 from .modbus_server import ModbusMachine
@@ -190,11 +193,13 @@ class Factory:
         loop = asyncio.get_running_loop()
         heap = self._heap
         yielded = time.perf_counter()
+        clock = self.clock
         while heap:
             ts = heap[0][0]
+            clock.hold(ts)  # nobody sees simulated time pass a change not yet played
             if self.until_ms is not None and ts > self.until_ms:
                 break
-            delay = self.clock.delay_s(ts)
+            delay = clock.delay_s(ts)
             if delay > 0:
                 self.truth.flush()
                 self._waiter = loop.create_future()
@@ -203,12 +208,16 @@ class Factory:
                 handle.cancel()
                 continue
             self.lag_s = max(self.lag_s, -delay)
+            if -delay > LATE_S and clock.speed > 1:
+                clock.rebase(ts)  # slow down rather than rush through what is overdue
             ts, _, _, _, kind, payload = heapq.heappop(heap)
             self._last_ms = ts
             await self._dispatch(ts, kind, payload)
             if time.perf_counter() - yielded > YIELD_S:  # catching up: let the rest run too
                 await asyncio.sleep(0)
                 yielded = time.perf_counter()
+        if not heap:
+            clock.hold(None)
         self.truth.flush()
         self.finished.set()
 
@@ -282,6 +291,7 @@ async def run_factory(
     until_s: float | None = None,
     layout: str | None = None,
     catch_up: bool = False,
+    clock_file: Path | None = None,
 ) -> AsyncIterator[Factory]:
     """Serve every simulated machine of ``scenario`` speaking one of ``protocols``.
 
@@ -290,7 +300,9 @@ async def run_factory(
     (``factory.finished`` is set; the servers keep serving until the block exits). MQTT
     devices publish to ``mqtt_url`` (required when the scenario has any). With ``catch_up``
     a ``start_ms`` in the past is replayed at ``speed`` until simulated time reaches the wall
-    clock, which it then follows (see :class:`~plantwire_sim.clock.SimClock`). ``layout``
+    clock, which it then follows (see :class:`~plantwire_sim.clock.SimClock`). With
+    ``clock_file`` the clock's time line is published there for gateways in other processes
+    (``plantwire edge run --clock-file``). ``layout``
     overrides the scenario's OPC UA layout. A machine whose endpoint failed is re-raised as
     RuntimeError on exit.
     """
@@ -333,6 +345,8 @@ async def run_factory(
         await asyncio.gather(*(e.start() for e in others))
         wall0 = t0 / 1000 if start_ms is None else time.time()
         factory.clock = SimClock(t0, speed, wall0, catch_up)
+        if clock_file is not None:
+            factory.clock.publish(clock_file)
         for spec in scenario.faults:
             if spec.machine in factory.players:
                 factory._schedule(factory.players[spec.machine], spec, t0)
@@ -350,6 +364,7 @@ async def run_factory(
             if isinstance(result, Exception):
                 log.warning("stopping a simulator failed: %r", result)
         truth.flush()
+        factory.clock.close()
     failures = factory.failures()
     if failures:
         code, exc = next(iter(failures.items()))

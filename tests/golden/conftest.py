@@ -1,8 +1,9 @@
 """The golden-test plant, everything real: ``plantwire sim run`` serving a scenario's machines
 (OPC UA, Modbus TCP, MQTT) at an accelerated clock in a process of its own, an edge gateway
-per site in this process on a copy of the simulator's clock, Mosquitto, the ingest, PostgreSQL
-and the HTTP API; then every indicator the API reports over the run's window, side by side
-with the value :mod:`plantwire_sim.expected` computes from the ground truth file alone.
+per site in this process following the simulator's clock (``--clock-file``), Mosquitto, the
+ingest, PostgreSQL and the HTTP API; then every indicator the API reports over the run's
+window, side by side with the value :mod:`plantwire_sim.expected` computes from the ground
+truth file alone.
 
 The simulator runs apart because a shop floor and a gateway are different machines: sharing
 one Python process (one core) with 155 OPC UA sessions, the ingest and the API, its scheduler
@@ -30,13 +31,13 @@ import httpx
 import psycopg
 
 from plantwire_bus.mosquitto import free_port
+from plantwire_bus.timeline import FollowedClock
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.gateway import Gateway
 from plantwire_platform.ingest.worker import IngestWorker
 from plantwire_platform.registry.document import registry_from
 from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import api_server
-from plantwire_sim.clock import SimClock
 from plantwire_sim.control import request
 from plantwire_sim.expected import INDICATORS, EnterpriseTruth, Oee, expected, roll_up
 from plantwire_sim.gateway_config import gateway_config
@@ -88,10 +89,13 @@ class Simulation:
     log: Path
     status: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def clock(self) -> SimClock:
-        """A clock in step with the simulator's (same formula, same wall clock)."""
-        return SimClock.from_state(self.status["clock"])
+    clock_file: Path | None = None
+
+    def follow_clock(self) -> FollowedClock:
+        """The simulator's clock, followed through the file it publishes (it slows down when
+        the simulator falls behind, so that its clock never runs past its machines)."""
+        assert self.clock_file is not None
+        return FollowedClock(self.clock_file)
 
     def where(self, protocol: str) -> dict[str, dict[str, Any]]:
         return {code: m for code, m in self.status["machines"].items() if m["protocol"] == protocol}
@@ -131,7 +135,7 @@ async def simulation(
             "sys.exit(main())", "sim", "run", "--scenario", name, "--base-port", "0",
             "--mqtt-url", mqtt_url, "--speed", str(speed), "--start", start,
             "--duration", str(seconds), "--truth", str(workdir / "truth.jsonl"),
-            "--truth-states-only", "--control", "0",
+            "--truth-states-only", "--control", "0", "--clock-file", str(workdir / "clock"),
             stdout=out, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -140,7 +144,7 @@ async def simulation(
             assert process.returncode is None, f"the simulator exited: {log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"no simulator: {log.read_text()[-3000:]}"
             await asyncio.sleep(0.1)
-        sim = Simulation(process, int(found.group(1)), log)
+        sim = Simulation(process, int(found.group(1)), log, clock_file=workdir / "clock")
         sim.status = await request("127.0.0.1", sim.control, {"op": "status"})
         yield sim
     finally:
@@ -198,7 +202,7 @@ async def run_plant(
                 seconds=seconds + TAIL_S * speed,
             ) as sim:  # fmt: skip
                 wall["simulator up"] = time.monotonic() - began
-                clock = sim.clock
+                clock = sim.follow_clock()
                 gateways = [
                     Gateway(
                         EdgeConfig.model_validate(

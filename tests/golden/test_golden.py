@@ -66,6 +66,19 @@ async def test_demo_hour_at_150x(
     database_url: str, mqtt_url: str, tmp_path: Path, unique: str
 ) -> None:
     """One simulated hour of the demo plant, ending now, in 24 s of wall time."""
+    await demo_hour_at_150x(database_url, mqtt_url, tmp_path, unique)
+
+
+@pytest.mark.backends("postgres")  # 108 s of wall time: its storage paths are the demo hour's
+async def test_chain_shift_change_at_5x(
+    database_url: str, mqtt_url: str, tmp_path: Path, unique: str
+) -> None:
+    """Nine simulated minutes of the 157-machine chain from 19:56 in Suzhou, in 108 s of wall
+    time."""
+    await chain_shift_change_at_5x(database_url, mqtt_url, tmp_path, unique)
+
+
+async def demo_hour_at_150x(database_url: str, mqtt_url: str, tmp_path: Path, unique: str) -> None:
     seconds = 3600
     start_ms = round(time.time() * 1000) - seconds * 1000
     scenario, report = await run_plant(
@@ -82,12 +95,9 @@ async def test_demo_hour_at_150x(
     assert not report.dead_letters
 
 
-@pytest.mark.backends("postgres")  # 108 s of wall time: its storage paths are the demo hour's
-async def test_chain_shift_change_at_5x(
+async def chain_shift_change_at_5x(
     database_url: str, mqtt_url: str, tmp_path: Path, unique: str
 ) -> None:
-    """Nine simulated minutes of the 157-machine chain from 19:56 in Suzhou, in 108 s of wall
-    time."""
     start_ms = fixed_start("19:56", "Asia/Shanghai", MONDAY_TO_SATURDAY, datetime.now(UTC))
     scenario, report = await run_plant(
         "chain", database_url, mqtt_url, tmp_path, speed=5, seconds=540,

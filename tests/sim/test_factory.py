@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from plantwire_bus.mosquitto import MosquittoProcess
+from plantwire_bus.timeline import FollowedClock
 from plantwire_sim.clock import SimClock, parse_start
 from plantwire_sim.control import request, serve_control
 from plantwire_sim.factory import run_factory
@@ -92,8 +93,13 @@ async def test_time_runs_faster_and_timestamps_are_simulated() -> None:
         wall0 = time.time()
         await asyncio.sleep(1.0)
         now, wall = factory.clock.now_ms(), time.time()
-        # 30 simulated s per wall second (100 simulated ms of slack for rounding to whole ms)
-        assert now - START >= 30 * 1000 * (wall - wall0) - 100
+        # 30 simulated s per wall second (100 simulated ms of slack for rounding to whole ms),
+        # less what the simulator slowed down to keep up (a busy machine), and never past the
+        # change it is about to play
+        ran = 30 * 1000 * (wall - wall0)
+        free = factory.clock.line.free_at(wall) - START
+        assert ran - 30_000 * factory.clock.slowed_s - 100 <= free <= ran + 30_000
+        assert now - START <= free
         latest = max(r.ts_ms for r in factory.truth.values())
         assert START + 10_000 < latest <= now  # truth carries simulated time
     clock = SimClock(START, 60, wall0=100.0)
@@ -194,3 +200,31 @@ async def test_the_chain_scenario_starts_every_simulator(
         await asyncio.sleep(1.0)
         assert {s.machine for s in factory.truth.states()} == served
         assert not factory.failures()
+
+
+async def test_a_simulator_that_falls_behind_slows_its_clock_down(tmp_path: Path) -> None:
+    """Blocked for half a wall second (50 simulated seconds at 100x), the simulator neither
+    lets its clock run past the changes it has not played nor jumps over them afterwards:
+    simulated time slows down, and a gateway following the published clock sees the same."""
+    scenario = load_scenario("demo")
+    async with run_factory(
+        scenario, protocols=frozenset({"opcua"}), speed=100, start_ms=START, layout="fleet",
+        clock_file=tmp_path / "clock",
+    ) as factory:  # fmt: skip
+        follower = FollowedClock(tmp_path / "clock")
+        await asyncio.sleep(0.3)
+        clock = factory.clock
+        before, played = clock.now_ms(), factory._last_ms
+        time.sleep(0.5)  # noqa: ASYNC251 - the point: a scheduler that cannot run
+        held = clock.now_ms()
+        # the demo's CNCs change a value every simulated second while executing
+        assert held - played <= 1_000 < 50_000
+        assert follower.now_ms() == held
+        await asyncio.sleep(0.3)  # the scheduler plays what was due, late, and slows down
+        assert clock.slowed_s >= 0.4
+        after = clock.now_ms()
+        assert after - held <= 100 * 1000 * 0.35 + 1_000  # no jump over the 50 s it missed
+        assert max(r.ts_ms for r in factory.truth.values()) <= after + 1_000
+        assert after <= follower.now_ms() <= clock.now_ms()
+        assert before <= held
+        follower.close()

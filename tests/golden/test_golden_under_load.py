@@ -1,0 +1,68 @@
+"""The golden tests on a busy machine (issue 14): both cores kept busy by two CPU-bound
+processes this module starts itself, each golden run five times in a row, tolerances as in
+:mod:`tests.golden.test_golden`.
+
+A simulator that falls behind slows its clock down instead of stamping values on another time
+line (:mod:`plantwire_sim.clock`), and the gateways follow that clock, so the figures hold;
+only the wall time grows. The group takes about 20 minutes: it is marked ``load`` and left out
+of the main suite (``.ci/run`` runs it after the suite; by hand:
+``.venv/bin/pytest -n 0 -m load tests/golden``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.golden.test_golden import chain_shift_change_at_5x, demo_hour_at_150x
+
+pytestmark = [pytest.mark.e2e, pytest.mark.load, pytest.mark.backends("postgres")]
+
+ROUNDS = range(1, 6)
+BUSY = "while True: pass"
+
+
+@pytest.fixture(scope="module")
+def busy_cores() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """One CPU-bound process per core (at least two), for the whole module."""
+    processes = [
+        subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(max(2, os.cpu_count() or 2))
+    ]
+    try:
+        yield processes
+    finally:
+        for p in processes:
+            p.kill()
+        for p in processes:
+            p.wait(10)
+
+
+@pytest.mark.parametrize("round_", ROUNDS)
+async def test_demo_hour_at_150x_on_busy_cores(
+    busy_cores: list[subprocess.Popen[bytes]],
+    round_: int,
+    database_url: str,
+    mqtt_url: str,
+    tmp_path: Path,
+    unique: str,
+) -> None:
+    assert all(p.poll() is None for p in busy_cores)  # still busy
+    await demo_hour_at_150x(database_url, mqtt_url, tmp_path, unique)
+
+
+@pytest.mark.parametrize("round_", ROUNDS)
+async def test_chain_shift_change_at_5x_on_busy_cores(
+    busy_cores: list[subprocess.Popen[bytes]],
+    round_: int,
+    database_url: str,
+    mqtt_url: str,
+    tmp_path: Path,
+    unique: str,
+) -> None:
+    assert all(p.poll() is None for p in busy_cores)  # still busy
+    await chain_shift_change_at_5x(database_url, mqtt_url, tmp_path, unique)
