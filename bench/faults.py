@@ -210,7 +210,8 @@ class Rig:
 
     async def start_ingest(self) -> None:
         env = dict(os.environ, DATABASE_URL=self.db_url, MQTT_URL=self.broker.url,
-                   PLANTWIRE_HOST_ID=self.host, PLANTWIRE_PACK_AFTER_DAYS="none")  # fmt: skip
+                   PLANTWIRE_HOST_ID=self.host, PLANTWIRE_PACK_AFTER_DAYS="none",
+                   PLANTWIRE_UNREGISTERED_NODES="admit")  # no registry here  # fmt: skip
         log = (self.tmp / "ingest.log").open("ab")
         self.ingest = await asyncio.create_subprocess_exec(
             PLANTWIRE, "platform", "ingest", env=env, stdout=log, stderr=log
