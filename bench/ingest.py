@@ -320,6 +320,7 @@ def start_worker(database_url: str, mqtt_url: str, metrics_port: int) -> subproc
         MQTT_URL=mqtt_url,
         PLANTWIRE_HOST_ID=HOST_ID,
         PLANTWIRE_METRICS_PORT=str(metrics_port),
+        PLANTWIRE_UNREGISTERED_NODES="admit",  # the bench's edge nodes are in no registry
     )
     command = [str(Path(sys.executable).parent / "plantwire")]
     profile = os.environ.get("PLANTWIRE_BENCH_PROFILE")  # cProfile output file for the worker
