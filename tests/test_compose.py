@@ -115,3 +115,17 @@ def test_scale_profile(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch)
     assert len({s.ingest_client_id for s in settings}) == 3
     assert {s.mqtt_url.split("//")[1].split(":")[0] for s in settings} == {"emqx1", "emqx2"}
     assert all(s.metrics_port == 9100 for s in settings)
+
+
+def test_broker_refuses_anonymous_clients_and_publishes_tls_only(compose: dict[str, Any]) -> None:
+    """Every shipped broker config: logins only (issue 12)."""
+    conf = (ROOT / "broker" / "mosquitto.conf").read_text().splitlines()
+    assert "allow_anonymous false" in conf and "allow_anonymous true" not in conf
+    services = compose["services"]
+    assert services["broker"]["ports"] == ["8883:8883"]
+    assert services["broker"]["depends_on"]["broker-init"]["condition"] == (
+        "service_completed_successfully"
+    )
+    for name in ("ingest", "api"):
+        assert services[name]["environment"]["PLANTWIRE_MQTT_URL_FILE"] == "/broker/host.url"
+    assert "/broker/gateways/SZ1-GW1.toml" in services["edge"]["command"][2]

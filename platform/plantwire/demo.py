@@ -279,8 +279,11 @@ async def run_demo(
             accounts = await demo_accounts(database.url, data_dir, {c: int(i) for c, i in found})
             progress.note(f"{database.description}; registry of scenario {scenario.name!r}")
         with progress("MQTT broker"):
-            broker_url, what = await _broker(supervisor, data_dir, mqtt_url)
+            broker_url, plant_url, logins, what = await _broker(
+                supervisor, data_dir, mqtt_url, database.url, scenario
+            )
             env["MQTT_URL"] = broker_url
+            env[PLANT_MQTT_URL] = plant_url
             progress.note(what)
         async with _stopping(supervisor, stop):
             await _components(
@@ -294,6 +297,7 @@ async def run_demo(
                 hours,
                 data_dir,
                 scenario_source or scenario.name,
+                logins,
             )
             base = f"http://{host}:{port}"
             first = ids[0] if ids else 1
@@ -311,8 +315,9 @@ async def run_demo(
                 f"  OpenAPI docs   {base}/docs\n"
                 f"  health         {base}/healthz\n"
                 f"  database       {database.url}\n"
-                f"  broker         {broker_url}\n"
-                f"  logs           {supervisor.logs}\n"
+                f"  broker         {_redacted_url(broker_url)}"
+                + (" (TLS; a login per gateway)\n" if logins else "\n")
+                + f"  logs           {supervisor.logs}\n"
                 "Verified NC rates settle after about a minute of telemetry. "
                 "Press Ctrl-C to stop.",
                 flush=True,
@@ -387,43 +392,126 @@ async def demo_accounts(
     return wanted
 
 
+def _give_logins(gateways: list[Path], logins: dict[tuple[str, str], str]) -> None:
+    """Each gateway config's Sparkplug connection: the gateway's own login, over TLS."""
+    import tomllib
+
+    from plantwire_platform.gateways.provisioning import write_edge_config
+
+    for path in gateways:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+        node = (config["group_id"], config["edge_node_id"])
+        write_edge_config(path, *node, logins[node], config.get("primary_host_id") or HOST_ID)
+
+
 def _write_registry(scenario: Any, path: Path) -> None:
     import tomli_w
 
     path.write_text(tomli_w.dumps(scenario.registry()), encoding="utf-8")
 
 
-async def _broker(supervisor: Supervisor, data_dir: Path, mqtt_url: str | None) -> tuple[str, str]:
-    """The broker's URL and a description: ``mqtt_url``, else a mosquitto or a Python broker
-    started as a component."""
-    from plantwire_bus.mosquitto import PROJECT_CONF, find_mosquitto, free_port, render_config
+PLANT_MQTT_URL = "PLANTWIRE_DEMO_PLANT_MQTT_URL"
+"""The broker the simulated machines' vendor MQTT talks to (their plant's own network)."""
+
+
+async def _broker(
+    supervisor: Supervisor, data_dir: Path, mqtt_url: str | None, database_url: str, scenario: Any
+) -> tuple[str, str, dict[tuple[str, str], str], str]:
+    """(the platform's broker URL for the ingest, the machines' broker URL, each gateway's
+    broker URL, a description): ``mqtt_url`` for all, else two mosquittos started as
+    components: the platform's, over TLS with a login per gateway made here (``docs/security.md``),
+    and the plant's for the machines' vendor MQTT; else one Python broker without logins."""
+    from plantwire_bus.mosquitto import (
+        PROJECT_CONF,
+        dev_login,
+        find_mosquitto,
+        free_port,
+        render_config,
+    )
 
     if mqtt_url:
         await asyncio.to_thread(_reachable_broker, mqtt_url)
-        return mqtt_url, f"MQTT broker at {mqtt_url}"
-    port = free_port()
+        return mqtt_url, mqtt_url, {}, f"MQTT broker at {mqtt_url}"
     folder = data_dir / "mosquitto"
     folder.mkdir(parents=True, exist_ok=True)
     binary = find_mosquitto()
     if binary is not None:
+        secrets_dir = data_dir / "broker"
+        port, tls_port = free_port(), free_port()
+        url, logins = await _broker_logins(database_url, secrets_dir, scenario, tls_port)
         conf = folder / "mosquitto.conf"
-        conf.write_text(render_config(PROJECT_CONF.read_text(), port, folder))
+        template = PROJECT_CONF.read_text()
+        conf.write_text(render_config(template, port, folder, secrets_dir, tls_port))
         broker = await supervisor.start(Component("broker", [binary, "-c", str(conf)]))
-        url, what = f"mqtt://127.0.0.1:{port}", f"mosquitto (pid {broker.pid})"
-    else:
-        conf = folder / "amqtt.yaml"
-        conf.write_text(
-            "listeners:\n  default:\n    type: tcp\n"
-            f"    bind: 127.0.0.1:{port}\n"
-            "sys_interval: 0\nauth:\n  allow-anonymous: true\n  plugins: [auth_anonymous]\n"
-            "topic-check:\n  enabled: false\n"
-        )
-        argv = [str(Path(sys.executable).with_name("amqtt")), "-c", str(conf)]
-        broker = await supervisor.start(Component("broker", argv))
-        url = f"mqtt://127.0.0.1:{port}?protocol=3.1.1"
-        what = f"Python broker amqtt, MQTT 3.1.1 (pid {broker.pid})"
+        await _until(lambda: _listening(tls_port), "the broker did not listen", broker)
+        plant_folder = data_dir / "plant-mosquitto"
+        user, password = dev_login(plant_folder)
+        plant_port = free_port()
+        plant_conf = plant_folder / "mosquitto.conf"
+        plant_conf.write_text(render_config(template, plant_port, plant_folder))
+        plant = await supervisor.start(Component("plant-broker", [binary, "-c", str(plant_conf)]))
+        await _until(lambda: _listening(plant_port), "the plant's broker did not listen", plant)
+        plant_url = f"mqtt://{user}:{password}@127.0.0.1:{plant_port}"
+        what = f"mosquitto over TLS, a login per gateway (pid {broker.pid}); machines' own broker"
+        return url, plant_url, logins, what
+    port = free_port()
+    conf = folder / "amqtt.yaml"
+    conf.write_text(
+        "listeners:\n  default:\n    type: tcp\n"
+        f"    bind: 127.0.0.1:{port}\n"
+        "sys_interval: 0\nauth:\n  allow-anonymous: true\n  plugins: [auth_anonymous]\n"
+        "topic-check:\n  enabled: false\n"
+    )
+    argv = [str(Path(sys.executable).with_name("amqtt")), "-c", str(conf)]
+    broker = await supervisor.start(Component("broker", argv))
+    url = f"mqtt://127.0.0.1:{port}?protocol=3.1.1"
+    what = (
+        f"Python broker amqtt, MQTT 3.1.1 (pid {broker.pid}); without logins: install "
+        "mosquitto for TLS and a login per gateway"
+    )
     await _until(lambda: _listening(port), "the broker did not listen", broker)
-    return url, what
+    return url, url, {}, what
+
+
+async def _broker_logins(
+    database_url: str, secrets_dir: Path, scenario: Any, tls_port: int
+) -> tuple[str, dict[tuple[str, str], str]]:
+    """The demo's broker logins, new at every start: the platform's (its URL) and one per
+    gateway of the scenario (their URLs), over TLS on ``tls_port``."""
+    import psycopg
+
+    from plantwire_platform.gateways.provisioning import (
+        BrokerDir,
+        ProvisioningError,
+        client_url,
+        init_broker,
+        provision_gateway,
+        revoke_gateway,
+    )
+
+    broker = BrokerDir(secrets_dir)
+    tls = f"mqtts://127.0.0.1:{tls_port}"
+    logins = {}
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        password = await init_broker(conn, broker, "plantwire-host", ("127.0.0.1", "localhost"))
+        host_url = client_url(tls, "plantwire-host", password, broker.ca.cert)
+        for enterprise in scenario.registry()["enterprises"]:
+            for site in enterprise.get("sites", ()):
+                group, node = enterprise["code"], site["edge_node"]
+                with contextlib.suppress(ProvisioningError):  # issued at an earlier start
+                    await revoke_gateway(conn, broker, group, node)
+                user, secret, _ = await provision_gateway(conn, broker, group, node)
+                logins[(group, node)] = client_url(tls, user, secret, broker.ca.cert)
+    return host_url, logins
+
+
+def _redacted_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
 
 
 async def _watch_pid(supervisor: Supervisor, name: str, pid: int | None) -> None:
@@ -503,7 +591,7 @@ async def _stopping(supervisor: Supervisor, stop: asyncio.Event) -> AsyncIterato
         yield
     finally:
         edges = [c.name for c in supervisor.components if c.name.startswith("edge-")]
-        await supervisor.stop([edges, ["sim"], ["api", "ingest"], ["broker"]])
+        await supervisor.stop([edges, ["sim"], ["api", "ingest"], ["broker", "plant-broker"]])
 
 
 async def _components(
@@ -517,6 +605,7 @@ async def _components(
     hours: float,
     data_dir: Path,
     scenario_source: str,
+    logins: dict[tuple[str, str], str],
 ) -> None:
     from plantwire_bus.mosquitto import free_port
     from plantwire_sim import cli as sim_cli
@@ -559,7 +648,7 @@ async def _components(
             "--base-port",
             "0",
             "--mqtt-url",
-            env["MQTT_URL"],
+            env[PLANT_MQTT_URL],
             "--control",
             str(control),
             "--gateway-configs",
@@ -587,6 +676,8 @@ async def _components(
     with progress("edge gateway"):
         clock = ["--clock-file", str(data_dir / "clock")] if replay else []
         gateways = sorted(configs.glob("*.toml"))
+        if logins:
+            await asyncio.to_thread(_give_logins, gateways, logins)
         for path in gateways:
             await supervisor.start(
                 Component(f"edge-{path.stem}", plantwire("edge", "run", str(path), *clock), env)

@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _PLACEHOLDERS = ("change", "secret", "placeholder", "example", "password", "default", "xxxx")
 
 
+_MQTT_URL_KEYS = ("mqtt_url", "plantwire_mqtt_url")
+
+
 class PlatformSettings(BaseSettings):
     """Settings of ``plantwire platform`` (ingest and API); environment names in brackets."""
 
@@ -33,6 +36,11 @@ class PlatformSettings(BaseSettings):
         default="mqtt://127.0.0.1:1883",
         validation_alias=AliasChoices("MQTT_URL", "PLANTWIRE_MQTT_URL"),
         description="MQTT broker URL [MQTT_URL]",
+    )
+    mqtt_url_file: str | None = Field(
+        default=None,
+        description="read the MQTT URL (with its login) from this file instead, as "
+        "'plantwire platform broker init --url-file' writes it",
     )
     host_id: str = Field(
         default="plantwire", pattern=r"^[A-Za-z0-9_.-]+$", description="Sparkplug host id"
@@ -279,6 +287,21 @@ class PlatformSettings(BaseSettings):
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mqtt_url_from_file(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("mqtt_url_file"):
+            from pathlib import Path
+
+            try:
+                url = Path(data["mqtt_url_file"]).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"mqtt_url_file: {exc.strerror}: {exc.filename}") from None
+            url = url.removeprefix("MQTT_URL=")
+            data = {k: v for k, v in data.items() if k.lower() not in _MQTT_URL_KEYS}
+            data["MQTT_URL"] = url
+        return data
 
     @field_validator("mqtt_url")
     @classmethod

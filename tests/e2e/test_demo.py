@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from plantwire.demo import run_demo
 from plantwire_bus.mosquitto import free_port
+from plantwire_bus.mqtt import parse_mqtt_url
 from plantwire_sim.scenario import SCENARIOS_DIR, Scenario, load_scenario
 
 
@@ -260,6 +262,16 @@ def test_demo_processes_are_watched_restarted_and_stopped(
                 assert part in kinds, children
             [ingest] = [p for p, args in children.items() if "platform ingest" in args]
             wait_for(lambda: stored() > 0, "no samples stored")
+            # the whole path over TLS, each gateway with a login of its own
+            for config in (data / "gateways").glob("*.toml"):
+                gateway = tomllib.loads(config.read_text())
+                address = parse_mqtt_url(gateway["mqtt_url"])
+                assert address.tls and address.ca_file == str(data / "broker" / "ca.crt")
+                assert address.username == f"{gateway['group_id']}/{gateway['edge_node_id']}"
+            uplinks = (data / "logs").glob("edge-*.log")
+            assert all("uplink: connected to mqtts://" in p.read_text() for p in uplinks)
+            assert " online at mqtts://" in (data / "logs" / "ingest.log").read_text()
+            assert "allow_anonymous false" in (data / "mosquitto" / "mosquitto.conf").read_text()
 
             os.kill(ingest, signal.SIGKILL)
             wait_for(lambda: "restarting" in log_path.read_text(), "the death was not reported")

@@ -1,7 +1,7 @@
 """Mosquitto's password file and ACL, made from the broker users and the registry.
 
-Passwords are hashed as Mosquitto 2 reads them (``$7$``: PBKDF2-HMAC-SHA512, base64 salt and
-hash). The ACL lets a gateway publish only its own Sparkplug messages
+Passwords are hashed as Mosquitto 2 reads them (:func:`plantwire_bus.mosquitto.password_hash`).
+The ACL lets a gateway publish only its own Sparkplug messages
 (``spBv1.0/{group}/{NBIRTH|NDATA|NDEATH}/{edge_node}`` and the device messages under it) and
 read only its own commands, every host's STATE and its commit confirmations; only the
 platform's host identity publishes STATE and commands. A client without a line in the ACL may
@@ -11,8 +11,6 @@ username (``docs/security.md``).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,7 +18,6 @@ from dataclasses import dataclass
 from plantwire_bus.extension import committed_topic
 from plantwire_bus.topics import NAMESPACE
 
-ITERATIONS = 101  # what mosquitto_passwd uses
 NODE_MESSAGES = ("NBIRTH", "NDATA", "NDEATH")
 DEVICE_MESSAGES = ("DBIRTH", "DDATA", "DDEATH")
 
@@ -32,14 +29,6 @@ def gateway_username(group_id: str, edge_node_id: str) -> str:
 
 def new_password() -> str:
     return secrets.token_urlsafe(24)
-
-
-def password_hash(password: str, salt: bytes | None = None) -> str:
-    """``password`` hashed for Mosquitto's password file."""
-    salt = salt if salt is not None else secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, ITERATIONS, 64)
-    b64 = base64.b64encode
-    return f"$7${ITERATIONS}${b64(salt).decode()}${b64(digest).decode()}"
 
 
 @dataclass(frozen=True, slots=True)

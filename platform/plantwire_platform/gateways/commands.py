@@ -5,6 +5,7 @@ stored hashed), with the broker's password file and ACL rewritten and Mosquitto 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -38,6 +39,11 @@ def add_parsers(sub: Any, env_help: str, settings: Settings, with_database: With
         "for its certificate (repeat; default: localhost and 127.0.0.1)",
     )  # fmt: skip
     init.add_argument("--user", default="plantwire-host", help="the platform's broker login")
+    init.add_argument(
+        "--url-file", type=Path, help="write the platform's MQTT_URL there (readable by its "
+        "owner alone; PLANTWIRE_MQTT_URL_FILE reads it) instead of printing it",
+    )  # fmt: skip
+    init.add_argument("--keep", action="store_true", help="do nothing if DIR has its files already")
     init.set_defaults(func=lambda a: _run(a, settings, with_database, "broker init", _init))
 
     gateway = sub.add_parser(
@@ -67,6 +73,13 @@ def add_parsers(sub: Any, env_help: str, settings: Settings, with_database: With
     provision.add_argument("--config", type=Path, required=True, help="gateway config to write")
     provision.add_argument("--url", default="mqtts://127.0.0.1:8883", help="the broker's URL")
     provision.add_argument("--client-cert", action="store_true", help="also a certificate")
+    provision.add_argument(
+        "--keep", action="store_true", help="do nothing if CONFIG exists already"
+    )
+    provision.add_argument(
+        "--devices-from", type=Path, help="a new CONFIG starts as a copy of this gateway "
+        "config (e.g. from 'plantwire sim gateway-config')",
+    )  # fmt: skip
     provision.add_argument(
         "--primary-host", default="plantwire", help="the platform's Sparkplug host id"
     )
@@ -110,9 +123,16 @@ async def _init(conn: Any, args: argparse.Namespace) -> str:
     from plantwire_platform.gateways.provisioning import BrokerDir, client_url, init_broker
 
     broker = BrokerDir(args.dir.resolve())
+    if args.keep and broker.passwd.exists():
+        return f"{broker.path} has its broker files already"
     hosts = tuple(args.hostname) or ("localhost", "127.0.0.1")
     password = await init_broker(conn, broker, args.user, hosts)
     url = client_url(args.url, args.user, password, broker.ca.cert)
+    if args.url_file is not None:
+        fd = os.open(args.url_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(url + "\n")
+        return f"the platform's broker login is in {args.url_file}"
     return f"MQTT_URL={url}\n(shown once: the platform's broker login)"
 
 
@@ -124,11 +144,16 @@ async def _provision(conn: Any, args: argparse.Namespace) -> str:
         write_edge_config,
     )
 
+    if args.keep and args.config.exists():
+        return f"{args.config} exists already"
     broker = BrokerDir(args.broker_dir.resolve())
     user, password, cert = await provision_gateway(
         conn, broker, args.group, args.edge_node, client_cert=args.client_cert
     )
     url = client_url(args.url, user, password, broker.ca.cert, cert)
+    if args.devices_from is not None and not args.config.exists():
+        args.config.parent.mkdir(parents=True, exist_ok=True)
+        args.config.write_text(args.devices_from.read_text(encoding="utf-8"), encoding="utf-8")
     write_edge_config(args.config, args.group, args.edge_node, url, args.primary_host)
     return f"issued the broker login {user}; written into {args.config}"
 

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import psycopg
 import tomli_w
 
+from plantwire_bus.mosquitto import password_hash
 from plantwire_platform.gateways import authority
 from plantwire_platform.gateways.broker_files import (
     BrokerUser,
@@ -30,7 +31,6 @@ from plantwire_platform.gateways.broker_files import (
     gateway_username,
     new_password,
     password_file,
-    password_hash,
 )
 
 

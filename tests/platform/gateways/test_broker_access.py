@@ -20,10 +20,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from plantwire_bus.mosquitto import MosquittoProcess, find_mosquitto, free_port
+from plantwire_bus.mosquitto import MosquittoProcess, find_mosquitto, free_port, password_hash
 from plantwire_bus.mqtt import Message, MqttClient, MqttError, parse_mqtt_url
 from plantwire_platform.gateways import authority
-from plantwire_platform.gateways.broker_files import acl_file, gateway_username, password_hash
+from plantwire_platform.gateways.broker_files import acl_file, gateway_username
 from plantwire_platform.gateways.provisioning import (
     BrokerDir,
     ProvisioningError,
@@ -321,3 +321,24 @@ def test_cli_provisions_a_gateway_into_its_config(database_url: str, tmp_path: P
     assert (address.username, address.host, address.port, address.tls) == (
         "G/GW-A", "broker.example", 8883, True)  # fmt: skip
     assert address.ca_file == str((broker / "ca.crt").resolve())
+
+
+async def test_the_projects_broker_refuses_anonymous_clients(mqtt_url: str) -> None:
+    address = parse_mqtt_url(mqtt_url)
+    assert address.username  # the test broker's own login
+    anonymous = f"mqtt://127.0.0.1:{address.port}"
+    with pytest.raises(MqttError, match="refused the connection: Not authorized"):
+        await MqttClient(parse_mqtt_url(anonymous), "anonymous").connect(5)
+
+
+def test_the_platform_reads_its_mqtt_url_from_a_file(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from plantwire_platform.settings import PlatformSettings
+
+    path = tmp_path / "host.url"
+    path.write_text("mqtts://plantwire-host:pw@broker:8883?cafile=%2Fbroker%2Fca.crt\n")
+    settings = PlatformSettings(mqtt_url_file=str(path))
+    assert settings.mqtt_url == "mqtts://plantwire-host:pw@broker:8883?cafile=%2Fbroker%2Fca.crt"
+    with pytest.raises(ValidationError, match="No such file"):
+        PlatformSettings(mqtt_url_file=str(tmp_path / "missing"))
