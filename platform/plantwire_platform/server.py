@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from plantwire_platform import errors
 from plantwire_platform.accounts import signin
 from plantwire_platform.accounts.roles import API_ROLES
-from plantwire_platform.api import editing
+from plantwire_platform.api import chains, editing
 from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
 from plantwire_platform.cancellation import CancelOnDisconnect
@@ -85,6 +85,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     who = Depends(authenticated(partner.ctx, API_ROLES))
     api = api_routes.router(partner.route_class(REGISTRY_MAX_BODY), [who])
     editing.routes(api)
+    chains.routes(api)
     app.include_router(api)
     errors.install(app)
     app.add_middleware(CancelOnDisconnect)

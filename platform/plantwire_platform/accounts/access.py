@@ -174,3 +174,48 @@ async def commit(request: Request, conn: AsyncConnection[Any], status: int) -> N
     _, note = _caller(request)
     route: Any = request.scope["route"]
     await record(conn, route.ctx, note, status)
+
+
+def caller(request: Request) -> Caller:
+    """Who the request speaks for."""
+    return _caller(request)[0]
+
+
+def require_leader(request: Request, leader_id: int | None) -> None:
+    """Allow the request to act for the chain leader ``leader_id``, or refuse it."""
+    who, note = _caller(request)
+    binding = Binding(who.enterprise_id)
+    if leader_id is not None:
+        note.partner_id = leader_id
+    _apply(note, policy.on_chain_lead(who.role, binding, leader_id))
+
+
+def require_leading_role(request: Request) -> None:
+    """Refuse, before its body is read, a caller who can lead no chain."""
+    who, note = _caller(request)
+    if who.role != "platform_admin":
+        verdict = policy.on_chain_lead(who.role, Binding(who.enterprise_id), who.enterprise_id)
+        if not verdict.allowed:
+            _apply(note, verdict)
+
+
+def require_member(request: Request, enterprise_id: int | None) -> None:
+    """Allow the request to answer for, or leave a chain as, ``enterprise_id``."""
+    who, note = _caller(request)
+    if enterprise_id is not None:
+        note.supplier_id = enterprise_id
+    _apply(note, policy.on_membership(who.role, Binding(who.enterprise_id), enterprise_id))
+
+
+def require_invitations(request: Request) -> None:
+    who, note = _caller(request)
+    _apply(note, policy.on_invitations(who.role))
+
+
+def require_leaver(request: Request, chain_exists: bool) -> None:
+    """Allow the request to leave the chain for its own enterprise (its admins), or refuse it;
+    platform admins leave no chain for an enterprise."""
+    who, note = _caller(request)
+    if who.role == "platform_admin":
+        _apply(note, policy.Verdict(403, "role_forbidden", "leaving is the supplier's to do"))
+    require_member(request, who.enterprise_id if chain_exists else None)

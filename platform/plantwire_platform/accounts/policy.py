@@ -157,3 +157,44 @@ def on_create_enterprise(role: Role) -> Verdict:
     if role == "platform_admin":
         return _allow("platform_admin")
     return Verdict(403, "role_forbidden", "enterprises are registered by platform admins")
+
+
+LEADS: frozenset[Role] = frozenset({"enterprise_admin", "chain_analyst"})
+"""Roles that act for a chain leader: create its chains, invite suppliers."""
+
+
+def on_chain_lead(role: Role, binding: Binding, leader_id: int | None) -> Verdict:
+    """May the caller act for the leader ``leader_id`` of a chain (None: no such chain)?"""
+    if role == "partner":
+        return PARTNER
+    if role == "platform_admin":
+        return _allow("platform_admin") if leader_id else Verdict(404, "not_found", "no chain")
+    if role not in LEADS:
+        return Verdict(403, "role_forbidden", f"a {role} does not lead chains")
+    if leader_id is not None and leader_id == binding.enterprise_id:
+        return _allow("chain_leader")
+    return _not_bound("chain")
+
+
+def on_membership(role: Role, binding: Binding, enterprise_id: int | None) -> Verdict:
+    """May the caller answer an invitation to, or leave, a chain for ``enterprise_id`` (None:
+    no such invitation or chain)? Only the supplier's admins: its consent is its own, not a
+    platform admin's to give."""
+    if role == "partner":
+        return PARTNER
+    if role != "enterprise_admin":
+        return Verdict(403, "role_forbidden", "the supplier's admins decide its memberships")
+    if enterprise_id is not None and enterprise_id == binding.enterprise_id:
+        return _allow("own_enterprise")
+    return _not_bound("invitation or membership")
+
+
+def on_invitations(role: Role) -> Verdict:
+    """Who lists invitations: platform admins (all) and an enterprise's people (its own)."""
+    if role == "partner":
+        return PARTNER
+    if role == "platform_admin":
+        return _allow("platform_admin")
+    if role in OWN_AGGREGATE:
+        return _allow("own_enterprise")
+    return Verdict(403, "role_forbidden", f"a {role} has no invitations")

@@ -76,7 +76,7 @@ class PersonCreated(BaseModel):
     password: str = Field(description="shown once; stored hashed (Argon2id)")
 
 
-def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
     schema = {"application/json": {"schema": model.model_json_schema()}}
     return {"requestBody": {"required": True, "content": schema}}
 
@@ -84,7 +84,7 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
 M = TypeVar("M", bound=BaseModel)
 
 
-def _parsed(model: type[M], body: bytes) -> M:
+def parsed(model: type[M], body: bytes) -> M:
     """The request's JSON body as ``model`` (read after the caller was authorized)."""
     try:
         return model.model_validate_json(body)
@@ -223,12 +223,12 @@ def routes(router: APIRouter) -> None:
         status_code=201,
         responses={409: {"description": "code, uscc or username taken"}},
         response_model=Imported,
-        openapi_extra=_json_body(EnterpriseIn),
+        openapi_extra=json_body(EnterpriseIn),
     )
     async def create(request: Request, conn: Conn) -> Imported:
         """Register an enterprise (platform admins); its admins then describe it."""
         access.require_platform_admin(request)
-        body = _parsed(EnterpriseIn, await request.body())
+        body = parsed(EnterpriseIn, await request.body())
         cur = await conn.execute(
             "SELECT (SELECT count(*) FROM enterprise WHERE code = %s),"
             " (SELECT count(*) FROM enterprise WHERE uscc = %s)",
@@ -250,14 +250,14 @@ def routes(router: APIRouter) -> None:
         status_code=201,
         responses={409: {"description": "code, uscc or username taken"}},
         response_model=PersonCreated,
-        openapi_extra=_json_body(PersonIn),
+        openapi_extra=json_body(PersonIn),
     )
     async def person(request: Request, conn: Conn) -> PersonCreated:
         """Register a person who signs in at ``/auth/token``: platform admins anyone, enterprise
         admins the admins, viewers and analysts of their own enterprise. The password is
         answered once."""
         access.require_registrar(request)
-        body = _parsed(PersonIn, await request.body())
+        body = parsed(PersonIn, await request.body())
         await access.require_people(request, conn, body.role, body.enterprise_id)
         try:
             binding = Binding(body.enterprise_id, body.park_id, body.region)

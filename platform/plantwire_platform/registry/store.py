@@ -52,6 +52,7 @@ async def import_registry(
                     "INSERT INTO chain_member (chain_id, enterprise_id, tier) VALUES (%s, %s, %s)",
                     (chain_id, ids[member.enterprise], member.tier),
                 )
+            await _membership_history(conn, chain_id, at)
     return ids
 
 
@@ -169,6 +170,31 @@ async def _import_enterprise(
         (ent_id, ent.code),
     )
     return ent_id
+
+
+async def _membership_history(
+    conn: psycopg.AsyncConnection[Any], chain_id: int, at: datetime
+) -> None:
+    """Keep the chain's membership history in step with its members now: a member that left
+    ends at ``at``; one that joined starts at ``at``, or "always" if it never was a member."""
+    await conn.execute(
+        "UPDATE chain_member_history h SET valid_to = greatest(%(at)s, h.valid_from)"
+        " WHERE h.chain_id = %(chain)s AND h.valid_to IS NULL AND NOT EXISTS"
+        " (SELECT 1 FROM chain_member m WHERE m.chain_id = h.chain_id"
+        "  AND m.enterprise_id = h.enterprise_id)",
+        {"at": at, "chain": chain_id},
+    )
+    await conn.execute(
+        "INSERT INTO chain_member_history (chain_id, enterprise_id, tier, valid_from)"
+        " SELECT m.chain_id, m.enterprise_id, m.tier, CASE WHEN EXISTS (SELECT 1"
+        "  FROM chain_member_history o WHERE o.chain_id = m.chain_id"
+        "  AND o.enterprise_id = m.enterprise_id) THEN %(at)s ELSE %(always)s END"
+        " FROM chain_member m WHERE m.chain_id = %(chain)s AND NOT EXISTS"
+        " (SELECT 1 FROM chain_member_history h WHERE h.chain_id = m.chain_id"
+        "  AND h.enterprise_id = m.enterprise_id AND h.valid_to IS NULL)"
+        " ON CONFLICT DO NOTHING",
+        {"at": at, "always": ALWAYS, "chain": chain_id},
+    )
 
 
 async def _version(

@@ -48,6 +48,12 @@ ROUTES = {
     "enterprise.equipment.write": ("enterprise", "manage"),
     "enterprise.create": ("create", "enterprises"),
     "person.create": ("people", "people"),
+    "chain.create": ("chainop", "chain.create"),
+    "chain.invite": ("chainop", "chain.invite"),
+    "chain.leave": ("chainop", "chain.leave"),
+    "invitation.list": ("chainop", "invitation.list"),
+    "invitation.accept": ("chainop", "invitation.accept"),
+    "invitation.decline": ("chainop", "invitation.decline"),
 }
 """Every /api/v1 route by name: what it reads."""
 
@@ -206,6 +212,47 @@ async def world(database_url: str) -> AsyncIterator[World]:
         yield World(client, database_url, ids, headers, dict(every_route(app.routes)))
 
 
+LEADERS = {"GEAR": "LEAD", "TOY": "OUT"}
+CHAIN_RESOURCES: dict[str, list[str | None]] = {
+    "chain.create": [None],
+    "invitation.list": [None],
+    "chain.invite": ["GEAR", "TOY", "MISSING"],
+    "chain.leave": ["GEAR", "TOY", "MISSING"],
+    "invitation.accept": ["MISSING"],
+    "invitation.decline": ["MISSING"],
+}
+
+
+def chain_expected(caller: str, action: str, resource: str | None) -> tuple[int, str]:
+    """Building chains, by hand: bodies are empty (refused as invalid once the caller may), the
+    only membership is SUP's in GEAR, there is no invitation, and leaving is tried last."""
+    if caller in ("anonymous", "forged"):
+        return 401, "invalid_token"
+    if caller == "sup-partner":
+        return 403, "role_forbidden"
+    role, ent = PEOPLE[caller][:2]
+    if action == "invitation.list":
+        if role == "platform_admin":
+            return 200, "platform_admin"
+        ok = role in ("enterprise_admin", "enterprise_viewer", "chain_analyst")
+        return (200, "own_enterprise") if ok else (403, "role_forbidden")
+    if action in ("chain.create", "chain.invite"):
+        if role == "platform_admin":
+            return (404, "not_found") if resource == "MISSING" else (422, "invalid_request")
+        if role not in ("enterprise_admin", "chain_analyst"):
+            return 403, "role_forbidden"
+        if action == "chain.create" or LEADERS.get(resource or "") == ent:
+            return 422, "invalid_request"
+        return 403, "not_bound"
+    if role != "enterprise_admin":
+        return 403, "role_forbidden"  # platform admins too: answers and leaving are the supplier's
+    if resource == "MISSING":
+        return 403, "not_bound"
+    if (caller, resource) == ("sup-admin", "GEAR"):
+        return 204, "own_enterprise"
+    return 409, "conflict"
+
+
 def expected(caller: str, what: str, resource: str | None) -> tuple[int, str]:
     """(status, reason code) the table above says the caller gets."""
     if caller in ("anonymous", "forged"):
@@ -262,12 +309,17 @@ async def test_every_route_every_role_every_resource(world: World) -> None:
     unexpected: list[str] = []
     decisions = made = 0
     audit = await psycopg.AsyncConnection.connect(w.url, autocommit=True)
-    for name, (full_path, route) in sorted(api.items()):
+    last = "chain.leave"  # the one that changes what the others see
+    for name, (full_path, route) in sorted(api.items(), key=lambda i: (i[0] == last, i[0])):
         shape, what = ROUTES[name]
         [method] = sorted(route.methods or ())
         cases: list[tuple[str | None, str]] = []
         if shape in ("list", "create"):
             cases = [(None, full_path)]
+        elif shape == "chainop":
+            for res in CHAIN_RESOURCES[name]:
+                key = "{chain_id}" if "{chain_id}" in full_path else "{invitation_id}"
+                cases.append((res, full_path.replace(key, w.ids[res]) if res else full_path))
         elif shape == "people":
             cases = [(res, full_path) for res in RESOURCES["people"]]
         else:
@@ -289,10 +341,12 @@ async def test_every_route_every_role_every_resource(world: World) -> None:
                 got = await w.client.request(
                     method, path, headers=w.headers[caller], params=params, content=content
                 )
-                json_body = got.headers["content-type"].startswith("application/json")
+                json_body = got.headers.get("content-type", "").startswith("application/json")
                 body = got.json() if json_body else {}  # a registry export is TOML
                 names = None
-                if shape == "list":
+                if shape == "chainop":
+                    status, reason = chain_expected(caller, name, resource)
+                elif shape == "list":
                     status, reason, names = listed(caller, what)
                 elif shape == "create":
                     status, reason = expected(caller, "people", None)
@@ -324,7 +378,8 @@ async def test_every_route_every_role_every_resource(world: World) -> None:
     await audit.close()
     assert unexpected == [], "\n".join(unexpected[:40])
     # lists; enterprise routes; group routes; registering an enterprise; people
-    assert decisions == len(callers) * (4 + 6 * 4 + 3 * 3 + 1 + 3)
+    chain_cases = sum(len(r) for r in CHAIN_RESOURCES.values())
+    assert decisions == len(callers) * (4 + 6 * 4 + 3 * 3 + 1 + 3 + chain_cases)
 
 
 async def test_public_routes_stay_public(world: World) -> None:
