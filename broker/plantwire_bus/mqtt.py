@@ -162,6 +162,7 @@ class MqttClient:
         self.connected = asyncio.Event()
         self._answered = asyncio.Event()  # CONNACK received, success or refusal
         self.refusal: str | None = None  # the reason of the last refused connect
+        self.connect_sent = False  # whether connect() got as far as sending CONNECT
         self.on_connect: list[Callable[[], None]] = []
         self.on_disconnect: list[Callable[[], None]] = []
         self.reconnects = 0
@@ -214,6 +215,7 @@ class MqttClient:
             )
         except OSError as exc:
             raise MqttError(f"cannot reach MQTT broker {self.address}: {exc}") from exc
+        self.connect_sent = True  # paho has sent the CONNECT packet
         self.refusal = None
         self._answered.clear()
         self._client.loop_start()

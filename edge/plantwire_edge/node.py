@@ -395,7 +395,7 @@ class EdgeNode:
         self._seq = 0
         self.birth_ts = max(self.clock.now_ms(), self.birth_ts + 1)  # names a new seq stream
         metrics = (
-            Metric(name="bdSeq", datatype=DataType.UInt64, value=self.uplink.bd_seq),
+            Metric(name="bdSeq", datatype=DataType.Int64, value=self.uplink.bd_seq),
             Metric(name=REBIRTH_METRIC, datatype=DataType.Boolean, value=False),
         )
         payload = encode_birth(Payload(timestamp=self.birth_ts, seq=0, metrics=metrics))

@@ -63,7 +63,7 @@ class Uplink:
         self.bd_seq = 0
 
     def death_payload(self) -> bytes:
-        bd = Metric(name="bdSeq", datatype=DataType.UInt64, value=self.bd_seq)
+        bd = Metric(name="bdSeq", datatype=DataType.Int64, value=self.bd_seq)
         return encode_payload(Payload(timestamp=self.clock.now_ms(), metrics=(bd,)))
 
     def _topic(self, kind: MessageType) -> str:
@@ -75,9 +75,11 @@ class Uplink:
         address = parse_mqtt_url(cfg.mqtt_url)
         self.bd_seq = int(self.buffer.meta("bd_seq", "255") or 255)
         delay = 1.0
+        advance = True  # bdSeq goes up once per MQTT CONNECT packet sent, not per attempt
         while not halt.is_set():
-            self.bd_seq = (self.bd_seq + 1) % 256
-            self.buffer.set_meta("bd_seq", str(self.bd_seq))
+            if advance:
+                self.bd_seq = (self.bd_seq + 1) % 256
+                self.buffer.set_meta("bd_seq", str(self.bd_seq))
             will = Will(self._topic(MessageType.NDEATH), self.death_payload(), qos=1)
             client = MqttClient(address, f"{cfg.group_id}-{cfg.edge_node_id}", will=will)
             lost = asyncio.Event()
@@ -85,13 +87,14 @@ class Uplink:
             try:
                 await client.connect()
             except MqttError as exc:
+                advance = client.connect_sent  # refused or unanswered: its CONNECT counted
                 self.stats.connect_failures += 1
                 if self.stats.connect_failures == 1 or delay >= MAX_BACKOFF_S:
                     log.warning("%s; retrying", exc)
                 await stopped_within(halt, delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, MAX_BACKOFF_S)
                 continue
-            delay = 1.0
+            delay, advance = 1.0, True
             self.stats.connects += 1
             await self._session(client, lost, halt)
 

@@ -188,10 +188,13 @@ class IngestWorker:
         return state_topic(self.settings.host_id)
 
     def _announce(self, client: MqttClient) -> None:
-        """Publish STATE online (retained), e.g. again after a reconnect."""
+        """Publish STATE online (retained), e.g. again after a reconnect: with the timestamp
+        of the Will the connection was made with (Sparkplug 3.0,
+        tck-id-host-topic-phid-birth-payload-timestamp), so that an edge node comparing the
+        two takes both."""
         task = asyncio.get_running_loop().create_task(
             client.publish(
-                self._state_topic, encode_state(True, now_ms(), self._commits), retain=True
+                self._state_topic, encode_state(True, self._born, self._commits), retain=True
             )
         )
         self._tasks.add(task)

@@ -1,0 +1,63 @@
+"""Sparkplug 3.0 requirements of a host application (issue 12), each test named after its id,
+against the real ``plantwire platform ingest`` process and a real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from plantwire_bus.mosquitto import MosquittoProcess, start_mosquitto
+from plantwire_bus.mqtt import Message, MqttClient, parse_mqtt_url
+from plantwire_bus.topics import decode_state, state_topic
+
+PLANTWIRE = Path(sys.executable).parent / "plantwire"
+
+
+async def next_state(probe: MqttClient, timeout: float = 30) -> tuple[bool, int, Message]:
+    message = await asyncio.wait_for(probe.next_message(), timeout)
+    online, ts = decode_state(message.payload)
+    return online, ts, message
+
+
+async def test_tck_id_host_topic_phid_birth_payload_timestamp(
+    private_mosquitto: MosquittoProcess, database_url: str, unique: str
+) -> None:
+    """The STATE 'online' timestamp is the one of the Will the connection was made with: after
+    the broker restarted (a reconnect of the same process) as at first, and the Will the broker
+    publishes when the host dies (SIGKILL) carries it too."""
+    broker = private_mosquitto
+    host = f"conf-{unique}"
+    env = dict(os.environ, DATABASE_URL=database_url, MQTT_URL=broker.url, PLANTWIRE_HOST_ID=host)
+    ingest = await asyncio.create_subprocess_exec(
+        str(PLANTWIRE), "--log-level", "WARNING", "platform", "ingest", env=env
+    )
+    restarted: MosquittoProcess | None = None
+    try:
+        async with MqttClient(parse_mqtt_url(broker.url), f"probe-{unique}") as probe:
+            await probe.subscribe(state_topic(host))
+            online, first, _ = await next_state(probe)
+            while not online:  # a retained 'offline' of an earlier life would come first
+                online, first, _ = await next_state(probe)
+            broker.kill()  # the ingest reconnects by itself, the same process
+            restarted = start_mosquitto(broker.log_path.parent, port=broker.port)
+            # killed within its first autosave, the broker kept no retained message: the
+            # next STATE is the host's announcement on its new connection (live or retained,
+            # as the probe's own reconnect falls before or after it)
+            online, ts, _ = await next_state(probe, 40)
+            assert online, "the host is alive: its STATE says online"
+            assert ts == first
+            ingest.send_signal(signal.SIGKILL)
+            await asyncio.wait_for(ingest.wait(), 10)
+            while online:  # (the probe's own resubscription may bring the retained one again)
+                online, will_ts, _ = await next_state(probe, 30)  # keep-alive 4 s: within 6 s
+                assert will_ts == first
+            # the Will the broker published carries the connection's timestamp
+    finally:
+        if ingest.returncode is None:
+            ingest.kill()
+            await ingest.wait()
+        if restarted is not None:
+            restarted.stop()
