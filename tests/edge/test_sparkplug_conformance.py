@@ -63,7 +63,7 @@ async def test_tck_id_topics_nbirth_bdseq_increment_and_datatype_int64(
     try:
         async with MqttClient(parse_mqtt_url(restarted.url), f"probe-{unique}") as probe:
             await probe.subscribe(f"spBv1.0/{group}/+/N")
-            births = []
+            births: list[tuple[int, int]] = []
             deadline = time.monotonic() + 30
             while len(births) < 1:
                 message = await asyncio.wait_for(probe.next_message(), deadline - time.monotonic())
