@@ -4,9 +4,10 @@ an authority speaks for."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from plantwire_platform.partner.tokens import Role
+if TYPE_CHECKING:  # the parser reads this module: it must load without the platform extra
+    from plantwire_platform.partner.tokens import Role
 
 PersonRole = Literal[
     "platform_admin",
