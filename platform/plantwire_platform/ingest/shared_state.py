@@ -286,7 +286,9 @@ class SharedState:
     # -- rebirths and sequence numbers -----------------------------------------------------
     @serialized
     async def claim_rebirth(self, g: str, n: str, holdoff_s: float, reason: str) -> bool:
-        """True if this worker should ask (g, n) for a rebirth now (one asker per holdoff)."""
+        """True if this worker should ask (g, n) for a rebirth now: one asker per holdoff, unless
+        the node was reborn since the last request (then its new gap is asked about at once,
+        tck-id-operational-behavior-host-reordering-rebirth)."""
         cur = await self.conn.execute(
             "INSERT INTO sparkplug_node AS x (group_id, edge_node_id, rebirth_requested_at,"
             " rebirth_requests) VALUES (%s, %s, now(), 1)"
@@ -294,6 +296,7 @@ class SharedState:
             " rebirth_requests = x.rebirth_requests + 1"
             " WHERE x.rebirth_requested_at IS NULL"
             "  OR x.rebirth_requested_at < now() - make_interval(secs => %s)"
+            "  OR x.born_at > x.rebirth_requested_at"  # reborn since: a new gap is news
             " RETURNING 1",
             (g, n, holdoff_s),
         )

@@ -7,11 +7,19 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from plantwire_bus.mosquitto import MosquittoProcess, start_mosquitto
 from plantwire_bus.mqtt import Message, MqttClient, parse_mqtt_url
-from plantwire_bus.topics import decode_state, state_topic
+from plantwire_bus.payload import decode_payload
+from plantwire_bus.topics import MessageType, Topic, decode_state, state_topic
+
+from .test_worker import WorkerFactory, buffered_hour, start_worker
+
+__all__ = ["start_worker"]  # the fixture
 
 PLANTWIRE = Path(sys.executable).parent / "plantwire"
 
@@ -61,3 +69,26 @@ async def test_tck_id_host_topic_phid_birth_payload_timestamp(
             await ingest.wait()
         if restarted is not None:
             restarted.stop()
+
+
+async def test_tck_id_operational_behavior_host_reordering_rebirth(
+    start_worker: WorkerFactory, mqtt_url: str, unique: str
+) -> None:
+    """A seq gap after the node answered a rebirth request with a new birth is asked about
+    again at once, whatever the hold-off (which keeps one gap to one request)."""
+    group = f"R{unique}"
+    t0 = time.time_ns() // 1_000_000 - 3_600_000
+    async with (
+        start_worker(rebirth_holdoff_s=300),
+        MqttClient(parse_mqtt_url(mqtt_url), f"edge-{unique}") as edge,
+    ):
+        await edge.subscribe(str(Topic(group, MessageType.NCMD, "GW1")))
+        for life, born in enumerate((t0, t0 + 1_800_000)):
+            messages, _ = buffered_hour(group, born)
+            for topic, payload in messages[:10] + messages[11:20]:  # seq 10 is lost
+                await edge.publish(topic, payload)
+            command = await asyncio.wait_for(edge.next_message(), 15)
+            rebirth = decode_payload(command.payload).metrics
+            assert [(m.name, m.value) for m in rebirth] == [("Node Control/Rebirth", True)], life
+        with pytest.raises(TimeoutError):  # and nothing more
+            await asyncio.wait_for(edge.next_message(), 1.5)
