@@ -25,6 +25,9 @@ from plantwire_platform import services
 from plantwire_platform.database import migrate
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Tests start many APIs: their worker processes start when a computation first needs one
+# (tests/platform/test_workers_start.py covers starting them with the API).
+os.environ.setdefault("PLANTWIRE_API_START_WORKERS", "false")
 LOCAL_ADMIN_URLS = (
     "postgresql://postgres@127.0.0.1:5432/postgres",
     "postgresql:///postgres",
@@ -216,6 +219,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     versions = sorted(set(TIMESCALEDB_SEEN))
     if versions:
         terminalreporter.write_line(
-            f"database backends: postgres and timescaledb (TimescaleDB {', '.join(versions)},"
-            f" private PostgreSQL 15 cluster); both runs cover {', '.join(BOTH_BACKENDS)}"
+            f"database backends: postgres and timescaledb (TimescaleDB {', '.join(versions)} in"
+            " a private PostgreSQL 15 cluster) for the tests under BOTH_BACKENDS"
         )

@@ -10,6 +10,7 @@ the workload's slots and deadline (:mod:`plantwire_platform.workload`), its life
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -62,6 +63,8 @@ def create_app(settings: PlatformSettings) -> FastAPI:
         ):
             app.state.pool = pool
             app.state.workers = workers
+            if settings.api_start_workers:  # so that the first request does not wait for them
+                await asyncio.to_thread(workers.start, "plantwire_platform.indicators.jobs")
             try:
                 yield
             finally:

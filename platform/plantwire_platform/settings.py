@@ -65,6 +65,11 @@ class PlatformSettings(BaseSettings):
         default=7305, ge=1, description="longest indicator window (default 20 years)"
     )
     api_max_buckets: int = Field(default=400, ge=1, le=10_000, description="buckets per request")
+    api_start_workers: bool = Field(
+        default=True,
+        description="start the indicator worker processes with the API (else at the first "
+        "computation that needs one, which then waits a few seconds for them)",
+    )
     api_pool_size: int = Field(
         default=8, ge=2, le=100, description="database connections of API requests"
     )

@@ -76,14 +76,22 @@ def _server_user() -> pwd.struct_passwd | None:
         raise TimescaleUnavailable("running as root and there is no 'postgres' user") from exc
 
 
-def start_cluster(*, durable: bool = False, settings: dict[str, str] | None = None) -> Service:
+def start_cluster(
+    *,
+    durable: bool = False,
+    preload: bool = True,
+    settings: dict[str, str] | None = None,
+) -> Service:
     """Start a private PostgreSQL 15 cluster with TimescaleDB preloaded in a new temporary
     directory on a free port; ``stop()`` stops it and removes the directory.
 
-    ``durable=False`` (tests) turns fsync off. TimescaleDB's background scheduler is off:
-    on PostgreSQL 15.20 its jobs are recorded as failed although they did their work, so
-    policies are run with ``CALL run_job`` (plantwire's maintenance does that)."""
-    ensure_installed()
+    ``durable=False`` (tests) turns fsync off; ``preload=False`` gives the same cluster as
+    plain PostgreSQL (a benchmark's baseline with identical settings). TimescaleDB's
+    background scheduler is off: on PostgreSQL 15.20 its jobs are recorded as failed although
+    they did their work, so policies are run with ``CALL run_job`` (plantwire's maintenance
+    does that)."""
+    if preload:
+        ensure_installed()
     for tool in ("initdb", "pg_ctl", "postgres"):
         if not (PG_BINDIR / tool).is_file():
             raise TimescaleUnavailable(f"{PG_BINDIR / tool} missing: install postgresql-15")
@@ -97,10 +105,16 @@ def start_cluster(*, durable: bool = False, settings: dict[str, str] | None = No
     port = free_port()
     options = {
         "listen_addresses": "127.0.0.1",
-        "shared_preload_libraries": "timescaledb",
-        "timescaledb.telemetry_level": "off",
-        "timescaledb.max_background_workers": "0",
-        "shared_buffers": "64MB",
+        **(
+            {
+                "shared_preload_libraries": "timescaledb",
+                "timescaledb.telemetry_level": "off",
+                "timescaledb.max_background_workers": "0",
+            }
+            if preload
+            else {}
+        ),
+        "shared_buffers": "128MB" if durable else "64MB",
         "max_connections": "200",
         **({} if durable else {"fsync": "off", "full_page_writes": "off"}),
         **(settings or {}),
@@ -135,16 +149,18 @@ def start_cluster(*, durable: bool = False, settings: dict[str, str] | None = No
         run(str(PG_BINDIR / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w",
             "-o", f"-p {port} -k {root} {flags}", "start")  # fmt: skip
         url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-            row = conn.execute(
-                "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
-            ).fetchone()
+        row = None
+        if preload:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                row = conn.execute(
+                    "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+                ).fetchone()
     except BaseException:
         stop()
         raise
-    version = str(row[0]) if row else "?"
-    return Service(url, f"TimescaleDB {version} on port {port} ({root})", stop)
+    what = f"TimescaleDB {row[0] if row else '?'}" if preload else "PostgreSQL 15"
+    return Service(url, f"{what} on port {port} ({root})", stop)
 
 
 def extension_version(url: str) -> str | None:

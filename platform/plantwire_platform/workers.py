@@ -4,8 +4,9 @@ A job is a module-level coroutine function ``job(connect, *args)``; ``connect()`
 database connection for it (autocommit off, the API's ``statement_timeout``, and an
 ``application_name`` that names the job). The API awaits the job's result; when the request is
 cancelled (its client went away, its deadline passed) the job's connections are terminated in
-the server, which ends the job at its next statement. Workers are started when first needed
-and live as long as the API.
+the server, which ends the job at its next statement. Workers are started with the API
+(:meth:`WorkerPool.start`, importing the jobs' modules, so that the first request does not wait
+for new processes) or else when first needed, and live as long as the API.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import importlib
 import multiprocessing
 import multiprocessing.pool
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
@@ -71,10 +74,15 @@ def _run(job: Job[T], args: tuple[Any, ...], connector: Connector) -> T:
     return asyncio.run(main())
 
 
-def _die_with_parent() -> None:
-    """Linux: a worker gets SIGTERM when its API process dies, however it dies."""
+def _prepare(modules: tuple[str, ...], ready: Any) -> None:
+    """In a new worker: get SIGTERM when the API process dies, however it dies (Linux), import
+    the modules its jobs live in, then say so on ``ready`` (a queue, or None)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    for name in modules:
+        importlib.import_module(name)
+    if ready is not None:
+        ready.put(True)
 
 
 class WorkerPool:
@@ -87,10 +95,27 @@ class WorkerPool:
         self.statement_timeout_ms = statement_timeout_ms
         self._pool: multiprocessing.pool.Pool | None = None
 
+    def start(self, *modules: str, timeout_s: float = 60.0) -> None:
+        """Start the workers now and return once each has imported ``modules`` (the jobs'
+        modules), or after ``timeout_s``; blocking."""
+        if self._pool is not None:
+            return
+        context = multiprocessing.get_context("spawn")
+        ready = context.SimpleQueue()
+        self._pool = context.Pool(self.workers, initializer=_prepare, initargs=(modules, ready))
+        deadline = time.monotonic() + timeout_s
+        waiting = self.workers
+        while waiting and time.monotonic() < deadline:
+            if ready.empty():
+                time.sleep(0.02)
+            else:
+                ready.get()
+                waiting -= 1
+
     def _workers(self) -> multiprocessing.pool.Pool:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
-            self._pool = context.Pool(self.workers, initializer=_die_with_parent)
+            self._pool = context.Pool(self.workers, initializer=_prepare, initargs=((), None))
         return self._pool
 
     async def run(self, job: Job[T], *args: Any) -> T:
