@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -146,8 +147,30 @@ async def ua_server(
     historize: bool = False,
 ) -> AsyncIterator[UaServer]:
     """Serve ``variables`` (name -> (type, initial value)) as ``ns=<uri>;s=<name>``;
-    ``historize``: the server keeps every value in its history (HistoryRead)."""
-    port = port or free_port()
+    ``historize``: the server keeps every value in its history (HistoryRead). Without a
+    ``port``, a free one; taken meanwhile by another test's process, the next one."""
+    for attempt in range(5):
+        chosen = port or free_port()
+        try:
+            started = await _start_ua_server(variables, chosen, uri, setup, user_manager, historize)
+            break
+        except OSError as exc:
+            if port is not None or exc.errno != errno.EADDRINUSE or attempt == 4:
+                raise
+    try:
+        yield started
+    finally:
+        await started.server.stop()
+
+
+async def _start_ua_server(
+    variables: dict[str, tuple[ua.VariantType, Any]],
+    port: int,
+    uri: str,
+    setup: Callable[[Server], Any] | None,
+    user_manager: Any,
+    historize: bool,
+) -> UaServer:
     endpoint = f"opc.tcp://127.0.0.1:{port}/test"
     server = Server(user_manager=user_manager)
     await server.init()
@@ -174,10 +197,7 @@ async def ua_server(
     if historize:
         for node in nodes.values():
             await server.historize_node_data_change(node, timedelta(days=1))
-    try:
-        yield UaServer(server, endpoint, port, uri, nodes, types)
-    finally:
-        await server.stop()
+    return UaServer(server, endpoint, port, uri, nodes, types)
 
 
 @pytest.fixture
