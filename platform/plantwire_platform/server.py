@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from plantwire_platform import errors
 from plantwire_platform.accounts import signin
 from plantwire_platform.accounts.roles import API_ROLES
-from plantwire_platform.api import chains, editing
+from plantwire_platform.api import chains, editing, parks
 from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
 from plantwire_platform.cancellation import CancelOnDisconnect
@@ -89,6 +89,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     api = api_routes.router(partner.route_class(REGISTRY_MAX_BODY), [who])
     editing.routes(api)
     chains.routes(api)
+    parks.routes(api)
     app.include_router(api)
     errors.install(app)
     app.add_middleware(CancelOnDisconnect)

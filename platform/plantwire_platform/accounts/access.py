@@ -219,3 +219,23 @@ def require_leaver(request: Request, chain_exists: bool) -> None:
     if who.role == "platform_admin":
         _apply(note, policy.Verdict(403, "role_forbidden", "leaving is the supplier's to do"))
     require_member(request, who.enterprise_id if chain_exists else None)
+
+
+async def require_park(request: Request, conn: AsyncConnection[Any], park_id: int | None) -> None:
+    """Allow the request to ask enterprises into the park (None: no such park), or refuse it."""
+    who, note = _caller(request)
+    _apply(note, policy.on_park(who.role, await _binding(conn, who), park_id))
+
+
+async def require_registrations(
+    request: Request, conn: AsyncConnection[Any]
+) -> tuple[int | None, int | None]:
+    """Allow the request to list park registrations; returns whose: (enterprise, park), both
+    None for all."""
+    who, note = _caller(request)
+    _apply(note, policy.on_registrations(who.role))
+    if who.role == "platform_admin":
+        return None, None
+    if who.role == "park_authority":
+        return None, (await _binding(conn, who)).park_id
+    return who.enterprise_id, None

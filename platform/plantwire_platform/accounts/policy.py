@@ -198,3 +198,28 @@ def on_invitations(role: Role) -> Verdict:
     if role in OWN_AGGREGATE:
         return _allow("own_enterprise")
     return Verdict(403, "role_forbidden", f"a {role} has no invitations")
+
+
+def on_park(role: Role, binding: Binding, park_id: int | None) -> Verdict:
+    """May the caller ask enterprises into the park ``park_id`` (None: no such park)?"""
+    if role == "partner":
+        return PARTNER
+    if role == "platform_admin":
+        return _allow("platform_admin") if park_id else Verdict(404, "not_found", "no park")
+    if role != "park_authority":
+        return Verdict(403, "role_forbidden", f"a {role} registers no enterprise into a park")
+    if park_id is not None and park_id == binding.park_id:
+        return _allow("park_authority")
+    return _not_bound("park")
+
+
+def on_registrations(role: Role) -> Verdict:
+    """Who lists park registrations: platform admins (all), park authorities (their park's),
+    an enterprise's people (their own)."""
+    if role == "partner":
+        return PARTNER
+    if role in ("platform_admin", "park_authority"):
+        return _allow(role)
+    if role in OWN_AGGREGATE:
+        return _allow("own_enterprise")
+    return Verdict(403, "role_forbidden", f"a {role} has no park registrations")

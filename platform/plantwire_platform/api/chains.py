@@ -16,7 +16,7 @@ from plantwire_platform.api.editing import json_body, parsed
 from plantwire_platform.api.routes import Conn
 from plantwire_platform.errors import ApiError
 from plantwire_platform.registry import chains
-from plantwire_platform.registry.chains import ChainRefused, Invitation
+from plantwire_platform.registry.chains import Invitation, MembershipRefused
 from plantwire_platform.registry.document import CODE
 
 Id = Annotated[int, Path(ge=1, le=2**62)]
@@ -41,7 +41,7 @@ class InvitationIn(BaseModel):
     tier: int = Field(default=1, ge=1, le=9)
 
 
-def _refused(exc: ChainRefused) -> ApiError:
+def _refused(exc: MembershipRefused) -> ApiError:
     return ApiError(409, "conflict", str(exc))
 
 
@@ -73,7 +73,7 @@ def routes(router: APIRouter) -> None:
         assert leader is not None
         try:
             chain_id = await chains.create_chain(conn, body.code, body.name, leader)
-        except ChainRefused as exc:
+        except MembershipRefused as exc:
             raise _refused(exc) from None
         await access.commit(request, conn, 201)
         return ChainCreated(id=chain_id, code=body.code, leader_id=leader)
@@ -97,7 +97,7 @@ def routes(router: APIRouter) -> None:
             made = await chains.invite(
                 conn, chain_id, body.enterprise_id, body.tier, access.caller(request).client_id
             )
-        except ChainRefused as exc:
+        except MembershipRefused as exc:
             raise _refused(exc) from None
         await access.commit(request, conn, 201)
         return made
@@ -124,7 +124,7 @@ def routes(router: APIRouter) -> None:
                 done = await chains.answer(
                     conn, invitation_id, action == "accept", access.caller(request).client_id
                 )
-            except ChainRefused as exc:
+            except MembershipRefused as exc:
                 raise _refused(exc) from None
             await access.commit(request, conn, 200)
             return done
@@ -158,6 +158,6 @@ def routes(router: APIRouter) -> None:
         access.require_leaver(request, await chains.leader_of(conn, chain_id) is not None)
         try:
             await chains.leave(conn, chain_id, who.enterprise_id or 0)
-        except ChainRefused as exc:
+        except MembershipRefused as exc:
             raise _refused(exc) from None
         await access.commit(request, conn, 204)

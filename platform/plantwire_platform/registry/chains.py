@@ -32,8 +32,9 @@ class Invitation(BaseModel):
     decided_at: datetime | None
 
 
-class ChainRefused(ValueError):
-    """A chain change that cannot be made now (one line saying why)."""
+class MembershipRefused(ValueError):
+    """A change of a chain's or a park's membership that cannot be made now (one line saying
+    why)."""
 
 
 async def create_chain(
@@ -46,7 +47,7 @@ async def create_chain(
     )
     row = await cur.fetchone()
     if row is None:
-        raise ChainRefused(f"chain code {code!r} is taken")
+        raise MembershipRefused(f"chain code {code!r} is taken")
     return int(row[0])
 
 
@@ -69,11 +70,11 @@ async def invite(
     )
     leader, exists, member, invited = await cur.fetchone() or (None, False, False, False)
     if not exists:
-        raise ChainRefused(f"no enterprise {enterprise_id}")
+        raise MembershipRefused(f"no enterprise {enterprise_id}")
     if leader == enterprise_id or member:
-        raise ChainRefused("the enterprise is in the chain already")
+        raise MembershipRefused("the enterprise is in the chain already")
     if invited:
-        raise ChainRefused("the enterprise is invited already")
+        raise MembershipRefused("the enterprise is invited already")
     cur = await conn.execute(
         "INSERT INTO chain_invitation (chain_id, enterprise_id, tier, invited_by)"
         " VALUES (%s, %s, %s, %s) RETURNING id",
@@ -129,7 +130,7 @@ async def answer(
     )
     row = await cur.fetchone()
     if row is None:
-        raise ChainRefused("the invitation is not open")
+        raise MembershipRefused("the invitation is not open")
     if accept:
         await conn.execute(
             "INSERT INTO chain_member (chain_id, enterprise_id, tier) VALUES (%s, %s, %s)"
@@ -159,7 +160,7 @@ async def leave(
         (chain_id, enterprise_id),
     )
     if await cur.fetchone() is None:
-        raise ChainRefused("the enterprise is not a member of the chain")
+        raise MembershipRefused("the enterprise is not a member of the chain")
     await conn.execute(
         "UPDATE chain_member_history SET valid_to = greatest(%s, valid_from)"
         " WHERE chain_id = %s AND enterprise_id = %s AND valid_to IS NULL",

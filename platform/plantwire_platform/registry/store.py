@@ -38,6 +38,7 @@ async def import_registry(
             )
         for ent in registry.enterprises:
             ids[ent.code] = await _import_enterprise(conn, ent, park_ids.get(ent.park or ""), at)
+            await _park_history(conn, ids[ent.code], at)
         for chain in registry.chains:
             chain_id = await _upsert(
                 conn,
@@ -170,6 +171,29 @@ async def _import_enterprise(
         (ent_id, ent.code),
     )
     return ent_id
+
+
+async def _park_history(
+    conn: psycopg.AsyncConnection[Any], enterprise_id: int, at: datetime
+) -> None:
+    """Keep the enterprise's park history in step with its park now: a park it left ends at
+    ``at``; one it joined starts at ``at``, or "always" if it never was in a park before."""
+    await conn.execute(
+        "UPDATE park_member_history h SET valid_to = greatest(%(at)s, h.valid_from)"
+        " FROM enterprise e WHERE e.id = %(e)s AND h.enterprise_id = e.id"
+        " AND h.valid_to IS NULL AND h.park_id IS DISTINCT FROM e.park_id",
+        {"at": at, "e": enterprise_id},
+    )
+    await conn.execute(
+        "INSERT INTO park_member_history (park_id, enterprise_id, valid_from)"
+        " SELECT e.park_id, e.id, CASE WHEN EXISTS (SELECT 1 FROM park_member_history o"
+        "  WHERE o.enterprise_id = e.id) THEN %(at)s ELSE %(always)s END"
+        " FROM enterprise e WHERE e.id = %(e)s AND e.park_id IS NOT NULL AND NOT EXISTS"
+        " (SELECT 1 FROM park_member_history h WHERE h.enterprise_id = e.id"
+        "  AND h.park_id = e.park_id AND h.valid_to IS NULL)"
+        " ON CONFLICT DO NOTHING",
+        {"at": at, "always": ALWAYS, "e": enterprise_id},
+    )
 
 
 async def _membership_history(

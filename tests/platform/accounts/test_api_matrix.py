@@ -11,6 +11,7 @@ the chain GEAR led by LEAD with the supplier SUP, and the chain TOY led by OUT a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,10 @@ ROUTES = {
     "invitation.list": ("chainop", "invitation.list"),
     "invitation.accept": ("chainop", "invitation.accept"),
     "invitation.decline": ("chainop", "invitation.decline"),
+    "park.register": ("chainop", "park.register"),
+    "registration.list": ("chainop", "registration.list"),
+    "registration.accept": ("chainop", "registration.accept"),
+    "registration.decline": ("chainop", "registration.decline"),
 }
 """Every /api/v1 route by name: what it reads."""
 
@@ -220,6 +225,10 @@ CHAIN_RESOURCES: dict[str, list[str | None]] = {
     "chain.leave": ["GEAR", "TOY", "MISSING"],
     "invitation.accept": ["MISSING"],
     "invitation.decline": ["MISSING"],
+    "park.register": ["NORTH", "SOUTH", "MISSING"],
+    "registration.list": [None],
+    "registration.accept": ["MISSING"],
+    "registration.decline": ["MISSING"],
 }
 
 
@@ -230,7 +239,18 @@ def chain_expected(caller: str, action: str, resource: str | None) -> tuple[int,
         return 401, "invalid_token"
     if caller == "sup-partner":
         return 403, "role_forbidden"
-    role, ent = PEOPLE[caller][:2]
+    role, ent, park = PEOPLE[caller][:3]
+    if action == "park.register":
+        if role == "platform_admin":
+            return (404, "not_found") if resource == "MISSING" else (422, "invalid_request")
+        if role != "park_authority":
+            return 403, "role_forbidden"
+        return (422, "invalid_request") if resource == park else (403, "not_bound")
+    if action == "registration.list":
+        if role in ("platform_admin", "park_authority"):
+            return 200, role
+        ok = role in ("enterprise_admin", "enterprise_viewer", "chain_analyst")
+        return (200, "own_enterprise") if ok else (403, "role_forbidden")
     if action == "invitation.list":
         if role == "platform_admin":
             return 200, "platform_admin"
@@ -318,15 +338,16 @@ async def test_every_route_every_role_every_resource(world: World) -> None:
             cases = [(None, full_path)]
         elif shape == "chainop":
             for res in CHAIN_RESOURCES[name]:
-                key = "{chain_id}" if "{chain_id}" in full_path else "{invitation_id}"
-                cases.append((res, full_path.replace(key, w.ids[res]) if res else full_path))
+                param = re.search(r"\{\w+\}", full_path)
+                at = full_path.replace(param.group(), w.ids[res]) if param and res else full_path
+                cases.append((res, at))
         elif shape == "people":
             cases = [(res, full_path) for res in RESOURCES["people"]]
         else:
             kind = "enterprises" if shape == "enterprise" else what
             for res in RESOURCES[kind]:
-                key = "enterprise_id" if shape == "enterprise" else "group_id"
-                cases.append((res, full_path.replace("{" + key + "}", w.ids[res])))
+                name_of = "enterprise_id" if shape == "enterprise" else "group_id"
+                cases.append((res, full_path.replace("{" + name_of + "}", w.ids[res])))
         for caller in callers:
             for resource, path in cases:
                 before = (await last_audit(audit))[0]
