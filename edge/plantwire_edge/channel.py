@@ -69,9 +69,10 @@ class DeviceChannel:
         self.online = True
         self.offline_at = None
 
-    def set_offline(self) -> None:
-        """The device was lost: a DDEATH follows the values already reported."""
+    def set_offline(self, at_ms: int | None = None) -> None:
+        """The device was lost (at ``at_ms``, default now): a DDEATH follows the values
+        already reported."""
         if self.online:
             self.online = False
             self.death_due = self.born
-            self.offline_at = self._node.clock.now_ms()
+            self.offline_at = self._node.clock.now_ms() if at_ms is None else at_ms

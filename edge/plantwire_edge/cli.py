@@ -92,7 +92,7 @@ def _files_ok(config: Any, path: Path) -> bool:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from plantwire_edge.devices import points
+    from plantwire_edge.devices import MqttDevice, points
 
     config = _load(args.config)
     if config is None or not _files_ok(config, args.config):
@@ -105,6 +105,10 @@ def _check(args: argparse.Namespace) -> int:
         f"{len(config.devices)} devices ({', '.join(f'{n} {k}' for k, n in kinds.items())}), "
         f"{count} tags; buffer {buffer}"
     )
+    for device in config.devices:
+        warning = device.liveness_warning() if isinstance(device, MqttDevice) else None
+        if warning is not None:
+            print(f"{args.config}: warning: {device.device_id}: {warning}", file=sys.stderr)
     return 0
 
 

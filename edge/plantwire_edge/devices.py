@@ -23,6 +23,8 @@ PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "change_me", "password", "secret", "xxx", "todo", "<password>"}
 )
 Timestamp = Literal["source", "server", "gateway"]
+SILENT_INTERVALS = 3
+"""An MQTT device silent for this many of its publishing intervals is offline."""
 
 
 class Model(BaseModel):
@@ -283,7 +285,20 @@ class MqttDevice(Model):
     topic: str = Field(min_length=1)
     timestamp_path: str | None = None
     timestamp_format: Literal["epoch_ms", "epoch_s", "iso8601"] = "epoch_ms"
-    offline_after_s: float | None = Field(default=None, gt=0, description="DDEATH if silent")
+    interval_s: float | None = Field(
+        default=None, gt=0, description="the device publishes at least this often"
+    )
+    offline_after_s: float | None = Field(
+        default=None, gt=0, description="offline when silent this long (default 3 x interval_s)"
+    )
+    heartbeat_topic: str | None = Field(
+        default=None, min_length=1, description="messages here prove the device alive"
+    )
+    status_topic: str | None = Field(
+        default=None, min_length=1, description="the device's status or Will (LWT) topic"
+    )
+    online_payload: str = "online"
+    offline_payload: str = "offline"
     max_clock_skew_s: float = Field(default=300.0, gt=0)
     max_age_days: float = Field(default=365.0, gt=0)
     fields: tuple[FieldSelector, ...] = Field(min_length=1)
@@ -291,7 +306,38 @@ class MqttDevice(Model):
     @model_validator(mode="after")
     def _metrics(self) -> MqttDevice:
         _unique_metrics(self.fields)
+        if (
+            self.offline_after_s is not None
+            and self.interval_s is not None
+            and self.offline_after_s <= self.interval_s
+        ):
+            raise ValueError(
+                f"offline_after_s ({self.offline_after_s:g}) must be longer than interval_s "
+                f"({self.interval_s:g}): the device would go offline between two messages"
+            )
+        topics = [t for t in (self.topic, self.heartbeat_topic, self.status_topic) if t]
+        if len(set(topics)) < len(topics):
+            raise ValueError("topic, heartbeat_topic and status_topic must differ")
+        if self.online_payload == self.offline_payload:
+            raise ValueError("online_payload and offline_payload must differ")
         return self
+
+    @property
+    def silence_s(self) -> float | None:
+        """How long a silence makes the device offline (None: never)."""
+        if self.offline_after_s is not None:
+            return self.offline_after_s
+        return None if self.interval_s is None else SILENT_INTERVALS * self.interval_s
+
+    def liveness_warning(self) -> str | None:
+        """Why the gateway cannot know when this device is gone, if it cannot."""
+        if self.silence_s is not None or self.status_topic is not None:
+            return None
+        return (
+            "liveness cannot be known: it stays online while the plant broker is reachable, "
+            "even if the device went silent; set interval_s (its publishing cadence), "
+            "offline_after_s or status_topic (its Will)"
+        )
 
     @field_validator("broker_url")
     @classmethod
@@ -299,9 +345,11 @@ class MqttDevice(Model):
         parse_mqtt_url(value)  # raises ValueError naming the problem
         return value
 
-    @field_validator("topic")
+    @field_validator("topic", "heartbeat_topic", "status_topic")
     @classmethod
-    def _topic(cls, value: str) -> str:
+    def _topic(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         levels = value.split("/")
         if any(("+" in lv and lv != "+") or ("#" in lv) for lv in levels):
             raise ValueError("topic may use '+' as a whole level; '#' is not allowed")

@@ -2,9 +2,17 @@
 field to metrics with declarative selectors.
 
 A payload that is not JSON, or carries none of the configured fields, is counted and logged
-(throttled) and otherwise ignored; nothing a device publishes can stop the adapter. The
-device is online from its first usable message until the plant broker connection is lost or,
-with ``offline_after_s``, until it has been silent that long.
+(throttled) and otherwise ignored; nothing a device publishes can stop the adapter.
+
+Liveness. The device is online from its first usable message until the plant broker
+connection is lost, its status topic says ``offline_payload`` (a vendor Will/LWT: the broker
+publishes it when the device's connection dies), or it has been silent for its silence
+timeout (``offline_after_s``, by default three of its publishing intervals ``interval_s``;
+messages on ``heartbeat_topic`` or ``online_payload`` on the status topic count as signs of
+life). Silence is measured on the gateway's clock, so it scales with an accelerated
+simulation, and a silent device is stamped offline one interval after it last spoke (by its
+own timestamp when it gives a sane one: when it should have spoken next), not when the
+timeout noticed it.
 """
 
 from __future__ import annotations
@@ -75,7 +83,10 @@ class MqttDeviceAdapter:
         self.timestamp = (
             parse_selector(device.timestamp_path) if device.timestamp_path is not None else None
         )
-        self._last_message = 0.0
+        self._last_seen_ms = 0  # gateway clock at the last sign of life
+        self._spoke_ms = 0  # when the device last spoke: its own timestamp, if it gives one
+        self._had_data = False
+        self.topics = [t for t in (device.topic, device.heartbeat_topic, device.status_topic) if t]
 
     async def run(self, stop: asyncio.Event) -> None:
         dev = self.device
@@ -85,7 +96,8 @@ class MqttDeviceAdapter:
             client = MqttClient(parse_mqtt_url(dev.broker_url), client_id)
             try:
                 await client.connect()
-                await client.subscribe(dev.topic, qos=1)
+                for topic in self.topics:
+                    await client.subscribe(topic, qos=1)
             except (MqttError, TimeoutError) as exc:
                 self.status.set_state("disconnected", str(exc))
                 self._throttle(log, "connect", "%s: %s", dev.device_id, exc)
@@ -108,7 +120,7 @@ class MqttDeviceAdapter:
     async def _listen(self, client: MqttClient, stop: asyncio.Event) -> None:
         """Handle messages until ``stop``; presence follows the broker connection (paho
         reconnects and resubscribes by itself) and the device's silence."""
-        loop = asyncio.get_running_loop()
+        period = self._check_period()
         stopper = asyncio.ensure_future(stop.wait())
         getter: asyncio.Future[Message] | None = None
         try:
@@ -124,34 +136,73 @@ class MqttDeviceAdapter:
                     getter = asyncio.ensure_future(client.next_message())
                 waiting: set[asyncio.Future[Any]] = {getter, stopper}
                 done, _ = await asyncio.wait(
-                    waiting, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                    waiting, timeout=period, return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter in done:
                     self.handle(getter.result())
                     getter = None
-                silent = self.device.offline_after_s
-                if silent and self.channel.online and loop.time() - self._last_message > silent:
-                    log.info("%s: silent for %.0f s: offline", self.device.device_id, silent)
-                    self.channel.set_offline()
+                self.check_silence()
         finally:
             stopper.cancel()
             if getter is not None:
                 getter.cancel()
 
+    def _check_period(self) -> float:
+        """Wall seconds between checks of the silence timeout: a quarter of it (on an
+        accelerated clock, of its wall duration), at most a second."""
+        silence = self.device.silence_s
+        if silence is None:
+            return 1.0
+        speed = float(getattr(self.clock, "speed", 1.0))
+        return max(0.005, min(1.0, silence / speed / 4))
+
+    def check_silence(self) -> None:
+        """Take the device offline when it has been silent for its silence timeout."""
+        dev = self.device
+        silence = dev.silence_s
+        if silence is None or not self.channel.online:
+            return
+        now = self.clock.now_ms()
+        if now - self._last_seen_ms <= silence * 1000:
+            return
+        log.info("%s: silent for %g s: offline", dev.device_id, silence)
+        due = self._spoke_ms + round((dev.interval_s or 0) * 1000)
+        self.channel.set_offline(min(now, due))
+
+    def _alive(self, spoke_ms: int | None = None) -> None:
+        self._last_seen_ms = self.clock.now_ms()
+        self._spoke_ms = self._last_seen_ms if spoke_ms is None else spoke_ms
+        if self._had_data and not self.channel.online:
+            self.channel.set_online([])
+
     def handle(self, message: Message) -> None:
-        """Map one payload to values; anything malformed is counted, logged and skipped."""
+        """Map one payload to values (or to presence, on the heartbeat and status topics);
+        anything malformed is counted, logged and skipped."""
+        dev = self.device
         try:
-            self._handle(message)
+            if dev.status_topic is not None and topic_matches(dev.status_topic, message.topic):
+                self._status(message)
+            elif dev.heartbeat_topic is not None and topic_matches(
+                dev.heartbeat_topic, message.topic
+            ):
+                self._alive()
+            else:
+                spoke: int | None = None
+                try:
+                    spoke = self._handle(message)
+                finally:  # even a malformed message shows the device is there
+                    self._alive(spoke)
         except Exception as exc:  # noqa: BLE001 - nothing a device sends may stop the adapter
             self._malformed(message.topic, f"{type(exc).__name__}: {exc}")
 
-    def _handle(self, message: Message) -> None:
+    def _handle(self, message: Message) -> int | None:
+        """Map the values; the device's timestamp of the message when it gave a sane one."""
         dev = self.device
         try:
             document = json.loads(message.payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             self._malformed(message.topic, f"not JSON: {exc}")
-            return
+            return None
         now = self.clock.now_ms()
         ts = now
         problem = ""
@@ -182,12 +233,27 @@ class MqttDeviceAdapter:
             feed.put(native, ts, now, low, high)
         if not found:
             self._malformed(message.topic, "none of the configured fields is present")
-            return
+            return None
         if problem:
             self._malformed(message.topic, problem)
-        self._last_message = asyncio.get_running_loop().time()
-        if not self.channel.online:
-            self.channel.set_online([])
+        self._had_data = True
+        return ts if not problem and low <= ts <= high else None
+
+    def _status(self, message: Message) -> None:
+        dev = self.device
+        text = message.payload.decode("utf-8", errors="replace").strip()
+        if text == dev.offline_payload:
+            if self.channel.online:
+                log.info("%s: %s says %r: offline", dev.device_id, message.topic, text)
+            self.channel.set_offline()
+        elif text == dev.online_payload:
+            self._alive()
+        else:
+            self._malformed(
+                message.topic,
+                f"status {text[:40]!r} is neither {dev.online_payload!r} nor "
+                f"{dev.offline_payload!r}",
+            )
 
     def _malformed(self, topic: str, why: str) -> None:
         self.status.malformed += 1
@@ -199,3 +265,12 @@ class MqttDeviceAdapter:
             topic,
             why,
         )
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """Whether ``topic`` matches a subscription ``pattern`` whose wildcards are whole ``+``
+    levels (the gateway config allows no ``#``)."""
+    levels, wanted = topic.split("/"), pattern.split("/")
+    return len(levels) == len(wanted) and all(
+        w == "+" or w == level for w, level in zip(wanted, levels, strict=True)
+    )

@@ -150,8 +150,26 @@ class MachineBehaviour:
 
         The first step, at ``t0_ms``, sets the current state and every tag. Later steps carry
         only the tags whose value changed; a change of state is a step even when no tag
-        changes (e.g. two program segments with the same state).
+        changes (e.g. two program segments with the same state). An MQTT device also has an
+        empty step (a heartbeat: it republishes its document) wherever it would otherwise be
+        silent for longer than ``behaviour.publish_every_s``.
         """
+        steps = self._changes_from(t0_ms)
+        if self.machine.protocol != "mqtt":
+            yield from steps
+            return
+        every = max(1, round(self.machine.behaviour.publish_every_s * 1000))
+        last: int | None = None
+        for step in steps:
+            if last is not None:
+                t = last + every
+                while t < step.ts_ms:
+                    yield Step(t, None, ())
+                    t += every
+            yield step
+            last = step.ts_ms
+
+    def _changes_from(self, t0_ms: int) -> Iterator[Step]:
         renderer = self.profile.renderer(random.Random(self.activity.stream("noise")))
         rank = {t.name: i for i, t in enumerate(self.profile.tags)}
         last: dict[str, TagValue] = {}

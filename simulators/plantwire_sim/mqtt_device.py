@@ -101,6 +101,13 @@ class MqttMachine(Endpoint):
 
     async def apply(self, step: Step) -> None:
         self.last_ts = step.ts_ms
+        if not step.writes and step.segment is None and step.part is None:
+            # a heartbeat: the whole document again (a frozen device repeats its frozen one)
+            frozen = self._frozen if "freeze" in self.faults else None
+            shown = frozen if frozen is not None else self.distorted(self.current)
+            if "freeze" not in self.faults or frozen is not None:
+                self._publish(self.document(shown, step.ts_ms))
+            return
         if "freeze" in self.faults and self._frozen is not None and self.periodic:
             self.current.update(step.values())
             if step.writes:

@@ -44,6 +44,12 @@ class Behaviour(_Model):
     """
 
     sample_s: float = Field(default=1.0, gt=0, description="analog re-sampling interval")
+    publish_every_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="an MQTT device republishes its document at least this often (its "
+        "heartbeat: a gateway takes three missed ones as a silent device)",
+    )
     micro_stop_every_s: float | None = Field(default=None, gt=0)
     micro_stop_s: float = Field(default=15.0, gt=0)
     feed_hold_every_s: float | None = Field(default=None, gt=0)

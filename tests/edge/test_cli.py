@@ -84,6 +84,37 @@ def test_check_reports_the_bad_field(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert f"{path}: devices[1].registers[0].table: Input should be" in capsys.readouterr().err
 
 
+MQTT_CONFIG = """
+group_id = "ACME"
+edge_node_id = "GW1"
+mqtt_url = "mqtt://127.0.0.1:1883"
+
+[[devices]]
+kind = "mqtt"
+device_id = "WS-01"
+topic = "plant/ws-01"
+fields = [{ metric = "Production/GoodCount", path = "good" }]
+
+[[devices]]
+kind = "mqtt"
+device_id = "WS-02"
+topic = "plant/ws-02"
+interval_s = 10
+fields = [{ metric = "Production/GoodCount", path = "good" }]
+"""
+
+
+def test_check_warns_where_liveness_cannot_be_known(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text(MQTT_CONFIG)
+    assert edge("check", str(path)) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1, err  # WS-02 publishes every 10 s: silent for 30 s, it is offline
+    assert err[0].startswith(f"{path}: warning: WS-01: liveness cannot be known")
+
+
 def test_discover_writes_a_config_that_checks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,9 +8,11 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
-from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
+from plantwire_bus.mqtt import MqttClient, Will, parse_mqtt_url
 from plantwire_edge.config import EdgeConfig
+from plantwire_edge.devices import MqttDevice
 from plantwire_edge.mqtt_device import TimestampError, parse_timestamp
 
 from .conftest import probe_on, running
@@ -128,3 +130,105 @@ async def test_vendor_json_mapped_and_malformed_payloads_counted(
     assert seen == sorted(expected)
     status = adapter.status
     assert (status.malformed, status.rejected) == (3, 2)
+
+
+def _liveness_config(mqtt_url: str, group: str, unique: str, **liveness: object) -> EdgeConfig:
+    return EdgeConfig.model_validate(
+        {
+            "group_id": group,
+            "edge_node_id": "GW1",
+            "mqtt_url": mqtt_url,
+            "primary_host_id": "",
+            "batch_ms": 50,
+            "devices": [
+                {
+                    "kind": "mqtt",
+                    "device_id": "WS-01",
+                    "broker_url": mqtt_url,
+                    "topic": f"plant/{unique}/ws",
+                    "fields": [{"metric": "Production/GoodCount", "path": "good"}],
+                    **liveness,
+                }
+            ],
+        }
+    )
+
+
+async def test_a_silent_device_goes_offline_when_its_next_message_was_due(
+    mqtt_url: str, group: str, unique: str
+) -> None:
+    """interval_s 0.4: heartbeats keep the device online; silent for three intervals, it is
+    taken offline, stamped one interval after its last sign of life; data brings it back."""
+    cfg = _liveness_config(
+        mqtt_url, group, unique, interval_s=0.4, heartbeat_topic=f"plant/{unique}/ws/alive"
+    )
+    device = MqttClient(parse_mqtt_url(mqtt_url), f"device-{unique}")
+    await device.connect()
+    try:
+        async with probe_on(mqtt_url, group) as probe, running(cfg) as gateway:
+            adapter = gateway.adapters[0]
+            await asyncio.wait_for(adapter.connected.wait(), 10)
+            await device.publish(f"plant/{unique}/ws", json.dumps({"good": 1}).encode())
+            await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "birth")
+            for _ in range(6):  # 1.2 s of heartbeats only: three intervals, still online
+                await asyncio.sleep(0.2)
+                await device.publish(f"plant/{unique}/ws/alive", b"")
+            last = adapter.clock.now_ms()
+            assert probe.count("DDEATH") == 0 and adapter.channel.online
+            await probe.wait_for(lambda: probe.count("DDEATH") == 1, "death after silence", 5)
+            death = probe.payloads("DDEATH", "WS-01")[0]
+            assert last <= death.timestamp <= last + 400 + 50  # when the next one was due
+            await device.publish(f"plant/{unique}/ws", json.dumps({"good": 2}).encode())
+            await probe.wait_for(lambda: probe.count("DBIRTH") == 2, "birth again")
+    finally:
+        await device.disconnect()
+
+
+async def test_a_will_on_the_status_topic_takes_the_device_offline(
+    mqtt_url: str, group: str, unique: str
+) -> None:
+    """The device's Will (published by the broker when its connection dies) says offline;
+    without a silence timeout the death comes from the Will alone, at once."""
+    status = f"plant/{unique}/ws/status"
+    cfg = _liveness_config(mqtt_url, group, unique, status_topic=status)
+    assert cfg.devices[0].liveness_warning() is None  # type: ignore[union-attr]
+    device = MqttClient(
+        parse_mqtt_url(mqtt_url), f"device-{unique}", will=Will(status, b"offline", 1, True)
+    )
+    await device.connect()
+    try:
+        async with probe_on(mqtt_url, group) as probe, running(cfg) as gateway:
+            adapter = gateway.adapters[0]
+            await asyncio.wait_for(adapter.connected.wait(), 10)
+            await device.publish(status, b"online", retain=True)
+            await device.publish(f"plant/{unique}/ws", json.dumps({"good": 1}).encode())
+            await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "birth")
+            await asyncio.sleep(1.5)
+            assert probe.count("DDEATH") == 0  # silent, but no timeout: liveness by the Will
+            device.drop_connection()  # no DISCONNECT: the broker publishes the Will
+            await probe.wait_for(lambda: probe.count("DDEATH") == 1, "death by the Will", 10)
+            await device.publish(status, b"garbled")
+            await probe.wait_for(lambda: adapter.status.malformed == 1, "odd status counted")
+    finally:
+        await device.disconnect()
+
+
+def test_liveness_settings_are_checked() -> None:
+    base = {
+        "kind": "mqtt",
+        "device_id": "WS-01",
+        "topic": "plant/ws",
+        "fields": [{"metric": "Production/GoodCount", "path": "good"}],
+    }
+    adapter = TypeAdapter(MqttDevice)
+    assert adapter.validate_python(base).liveness_warning() is not None
+    assert adapter.validate_python(base | {"interval_s": 10}).silence_s == 30
+    assert adapter.validate_python(base | {"interval_s": 10, "offline_after_s": 60}).silence_s == 60
+    for bad, why in (
+        ({"interval_s": 10, "offline_after_s": 5}, "must be longer than interval_s"),
+        ({"status_topic": "plant/ws"}, "must differ"),
+        ({"heartbeat_topic": "plant/#"}, "'#' is not allowed"),
+        ({"status_topic": "s", "online_payload": "x", "offline_payload": "x"}, "must differ"),
+    ):
+        with pytest.raises(ValidationError, match=why):
+            adapter.validate_python(base | bad)

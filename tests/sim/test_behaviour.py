@@ -214,8 +214,15 @@ def test_part_count_increments_exactly_at_ends_of_executing_segments(m: Machine)
 @pytest.mark.parametrize("m", CASES, ids=IDS)
 def test_values_are_written_only_when_they_change(m: Machine) -> None:
     last: dict[str, object] = {}
+    every = round(m.behaviour.publish_every_s * 1000)
+    previous: int | None = None
     for step in MachineBehaviour(m, seed=9).timeline(T0, 90):
-        assert step.writes or step.segment is not None
+        if not step.writes and step.segment is None:  # an MQTT device's heartbeat, on time
+            assert m.protocol == "mqtt" and previous is not None, step
+            assert step.ts_ms == previous + every, step
+        if previous is not None and m.protocol == "mqtt":
+            assert step.ts_ms - previous <= every, step  # never silent for longer
+        previous = step.ts_ms
         for tag, value in step.writes:
             assert last.get(tag) != value, (step, tag)
             last[tag] = value

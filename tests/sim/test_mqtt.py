@@ -236,3 +236,51 @@ async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float 
             return
         assert time.monotonic() < deadline, "condition not reached"
         await asyncio.sleep(0.05)
+
+
+async def test_a_silently_dropped_station_is_offline_from_when_it_fell_silent(
+    mosquitto: MosquittoProcess, unique: str
+) -> None:
+    """A station that heartbeats every simulated second drops off the broker without a word
+    (the ``drop`` fault, 30 simulated seconds at 10x): the gateway reading it with the
+    generated config takes it offline, stamped on the simulator's clock within an interval of
+    the drop, and back online when it speaks again."""
+    from plantwire_edge.config import EdgeConfig
+    from plantwire_edge.gateway import Gateway
+    from tests.edge.conftest import probe_on
+
+    text = SCENARIO.format(token=unique).replace(
+        "behaviour = { scrap_rate = 0.3 }", "behaviour = { publish_every_s = 1 }"
+    )
+    scenario = parse_scenario(text)
+    e, s = scenario.enterprises[0], scenario.enterprises[0].sites[0]
+    async with (
+        probe_on(mosquitto.url, e.code) as probe,
+        run_factory(
+            scenario, protocols=PROTOCOLS, mqtt_url=mosquitto.url, topic_prefix=f"t{unique}",
+            speed=10,
+        ) as factory,
+    ):  # fmt: skip
+        config = factory.gateway_config(e, s, mosquitto.url, None, protocols=PROTOCOLS)
+        station = next(d for d in config["devices"] if d["device_id"] == "STN-1")
+        assert (station["interval_s"], station["offline_after_s"]) == (1.0, 10.0)
+        gateway = Gateway(EdgeConfig.model_validate(config), clock=factory.clock)
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        try:
+            await probe.wait_for(lambda: len(probe.payloads("DBIRTH", "STN-1")) == 1, "birth")
+            await asyncio.sleep(0.5)
+            record = await factory.fault("STN-1", "drop", 30)
+            await probe.wait_for(lambda: len(probe.payloads("DDEATH", "STN-1")) == 1, "death")
+            death = probe.payloads("DDEATH", "STN-1")[0].timestamp
+            assert death is not None
+            # stamped when the heartbeat after the last one it heard was due, by the station's
+            # own timestamps: within a simulated second after the drop (a second before, if the
+            # message the station sent as it dropped was lost), whatever the wall-clock delays
+            assert record.start_ms - 1_000 < death <= record.start_ms + 1_000
+            await probe.wait_for(lambda: len(probe.payloads("DBIRTH", "STN-1")) == 2, "back")
+            back = probe.payloads("DBIRTH", "STN-1")[1].timestamp
+            assert back is not None and back >= record.end_ms
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
