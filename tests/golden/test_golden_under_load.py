@@ -3,9 +3,9 @@ processes this module starts itself, each golden run five times in a row, tolera
 :mod:`tests.golden.test_golden`.
 
 A simulator that falls behind slows its clock down instead of stamping values on another time
-line (:mod:`plantwire_sim.clock`), and the gateways follow that clock, so the figures hold;
-only the wall time grows. The group takes about 20 minutes: it is marked ``load`` and left out
-of the main suite (``.ci/run`` runs it after the suite; by hand:
+line (:mod:`plantwire_sim.clock`), and the gateways follow that clock. The group does not pass
+every time yet (docs/indicators.md), so it is marked ``load`` and left out of the main suite
+and of ``.ci/run`` until it does (by hand, 20-40 minutes:
 ``.venv/bin/pytest -n 0 -m load tests/golden``).
 """
 
