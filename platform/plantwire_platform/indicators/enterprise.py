@@ -197,7 +197,7 @@ async def enterprise_indicators(
         segments.append(Segment(a, b, nc_rates(refs, usage, (b - a).total_seconds(), thresholds)))
 
     results = []
-    counters = await _counters(conn, ids, start, end) if with_oee else {}
+    counters = await _counters(conn, ids, start, end, sessions) if with_oee else {}
     for e in equipment.values():
         u = reader.usage(e.id, start, end, planned[e.id])
         scrap = counter_increase(counters.get((e.id, SCRAP_COUNT_METRIC), []))
@@ -334,18 +334,25 @@ async def _sessions(
 
 
 async def _counters(
-    conn: psycopg.AsyncConnection[Any], equipment_ids: list[int], start: datetime, end: datetime
+    conn: psycopg.AsyncConnection[Any],
+    equipment_ids: list[int],
+    start: datetime,
+    end: datetime,
+    sessions: dict[int, list[tuple[datetime, datetime | None]]],
 ) -> dict[tuple[int, str], list[float]]:
-    """Counter readings in the window, preceded by the last reading before it."""
+    """Counter readings in the window, preceded by the last reading before it when that is
+    the baseline: read in an online session that lasted into the window. A machine offline
+    at the window's start has its baseline in the window (its first reading after it came
+    back), so the parts it made before the window are not counted in it."""
     cur = await conn.execute(
         "WITH s AS (SELECT id, equipment_id, metric FROM series"
         "  WHERE equipment_id = ANY(%(eq)s) AND metric IN (%(parts)s, %(scrap)s, %(good)s))"
-        " SELECT s.equipment_id, s.metric, t.ts, t.value FROM s"
+        " SELECT s.equipment_id, s.metric, t.ts, t.value, false FROM s"
         " JOIN plantwire_samples(%(start)s, %(end)s,"
         "  coalesce((SELECT array_agg(id) FROM s), ARRAY[]::bigint[])) t"
         "  ON t.series_id = s.id"
         " UNION ALL"
-        " SELECT s.equipment_id, s.metric, b.ts, b.value FROM s"
+        " SELECT s.equipment_id, s.metric, b.ts, b.value, true FROM s"
         " CROSS JOIN LATERAL plantwire_sample_before(s.id, %(start)s) b"
         " ORDER BY 3",
         {
@@ -358,7 +365,12 @@ async def _counters(
         },
     )
     out: dict[tuple[int, str], list[float]] = defaultdict(list)
-    for eid, metric, _ts, value in await cur.fetchall():
-        if value is not None:
-            out[(eid, metric)].append(float(value))
+    for eid, metric, ts, value, before in await cur.fetchall():
+        if value is None:
+            continue
+        if before and not any(
+            on <= ts and (off is None or off > start) for on, off in sessions.get(eid, [])
+        ):
+            continue  # read before the machine was lost: no baseline for this window
+        out[(eid, metric)].append(float(value))
     return dict(out)

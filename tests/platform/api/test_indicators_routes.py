@@ -330,3 +330,44 @@ async def test_mdi_share_and_quality_of_equipment_counting_good_parts(
     b1 = {e["equipment"]: e for e in explain["equipment"]}["B1"]["oee"]
     assert (b1["total_count"], b1["scrap_count"]) == (55, 5)
     assert b1["quality"] == pytest.approx(50 / 55, abs=1e-4)
+
+
+async def test_parts_made_while_offline_before_the_window_are_not_counted_in_it(
+    api: tuple[httpx.AsyncClient, dict[str, int]], database_url: str
+) -> None:
+    """B1 is lost at 09:50 and back at 10:10 with its part counter 50 higher: those parts may
+    have been made before 10:00, so the window's baseline is the reading at 10:10 (its birth),
+    not the one of 09:30 from before it was lost. Its state samples say nothing else."""
+    client, ids = api
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await conn.execute(
+            "UPDATE connectivity_session SET offline_at = %s WHERE device_id = 'B1'",
+            (T0 - timedelta(minutes=10),),
+        )
+        await conn.execute(
+            "INSERT INTO connectivity_session (group_id, edge_node_id, device_id, equipment_id,"
+            " online_at) SELECT 'SUP1', 'GW', 'B1', e.id, %s FROM equipment e"
+            " WHERE e.code = 'B1'",
+            (T0 + timedelta(minutes=10),),
+        )
+        await conn.execute(
+            "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
+            " equipment_id) SELECT 'SUP1', 'GW', 'B1', 'Production/PartCount', 7, e.id"
+            " FROM equipment e WHERE e.code = 'B1'"
+        )
+        for minutes, value in ((-30, 100), (10, 150), (90, 162)):
+            await conn.execute(
+                "INSERT INTO sample_num (series_id, ts, value) SELECT id, %s, %s FROM series"
+                " WHERE device_id = 'B1' AND metric = 'Production/PartCount'",
+                (T0 + timedelta(minutes=minutes), value),
+            )
+        await conn.commit()
+    url = f"/api/v1/enterprises/{ids['SUP1']}/indicators/explain"
+    explain = (await client.get(url, params=WINDOW)).json()
+    b1 = {e["equipment"]: e for e in explain["equipment"]}["B1"]["oee"]
+    assert b1["total_count"] == 12  # 162 - 150, not 162 - 100
+    # online at the window's start, the 09:30 reading is the baseline
+    later = {"from": (T0 - timedelta(minutes=20)).isoformat(), "to": WINDOW["to"]}
+    explain = (await client.get(url, params=later)).json()
+    b1 = {e["equipment"]: e for e in explain["equipment"]}["B1"]["oee"]
+    assert b1["total_count"] == 62
