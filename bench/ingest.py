@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--rates 150000,200000,250000] [--seconds 8]
                                      [--samples 1000000] [--nodes 10] [--devices 5]
+                                     [--database postgres|timescaledb] [--chain-days 30]
 
 Starts a private Mosquitto (the project's config) and an ingest worker as its own process
 (``plantwire platform ingest``) on a fresh database; this process plays the edge nodes.
@@ -13,14 +14,20 @@ Prints, in one run:
    last row is committed within 1 s of the last publish. The stored row count is checked
    against what was sent. The publisher shares the two cores (QoS 1 costs it ~120 us of CPU
    a message), as the bare-pipeline baseline of issue #5 did;
-2. the raw binary COPY rate of the very same rows into the same (emptied) table, in batches
-   of the worker's size - the ceiling - and the ratio of the sustained rate to it;
+2. two raw binary COPY ceilings of the very same rows, in batches of the worker's size: into
+   the same (emptied) table - indexed, partitioned or a hypertable - and into an unindexed,
+   unpartitioned table (what the disk and the server take at best), with the ratio of the
+   sustained rate to each;
 3. p50/p99 freshness at 20,000 samples/s: from publish to the row being found by a query;
-4. bytes on disk per sample (heap, indexes and TOAST of every sample_num partition), and
-   the same rows once packed (PLANTWIRE_PACK_AFTER_DAYS: one row per series and day).
+4. bytes on disk per sample while hot (heap, indexes and TOAST of the sample_num partitions or
+   chunks) and cold: packed (plain PostgreSQL, PLANTWIRE_PACK_AFTER_DAYS: one row per series
+   and day) or compressed (TimescaleDB, segmented by series, ordered by time);
+5. with --chain-days, the chain indicator request over that many days on the same backend
+   (bench/indicators.py, run as a child: cold request after ingest, warm p50/p95).
 
-Database: PLANTWIRE_BENCH_DATABASE_URL (a server URL; a database is created on it), else the
-local PostgreSQL.
+Database (--database): ``postgres`` is PLANTWIRE_BENCH_DATABASE_URL (a server URL; a database
+is created on it), else the local PostgreSQL; ``timescaledb`` is a private PostgreSQL 15
+cluster with TimescaleDB preloaded (fsync on), started for the run.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from plantwire_bus.mosquitto import free_port, start_mosquitto
 from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
 from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.topics import MessageType, Topic, state_topic
-from plantwire_platform import services
+from plantwire_platform import services, timescaledb
 from plantwire_platform.database import migrate
 from plantwire_platform.storage.partitions import pack
 
@@ -254,8 +261,9 @@ async def freshness(
     return found
 
 
-async def ceiling(database_url: str, batch_rows: int) -> tuple[float, int]:
-    """Raw binary COPY of the stored sample_num rows back into the emptied table."""
+async def ceiling(database_url: str, batch_rows: int) -> tuple[float, float, int]:
+    """Raw binary COPY of the stored sample_num rows back into the emptied table, and into an
+    unindexed, unpartitioned table; rows/s of each."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         chunks: list[bytes] = []
         dump_sql = "COPY (SELECT series_id, ts, value FROM sample_num) TO STDOUT (FORMAT BINARY)"
@@ -267,19 +275,25 @@ async def ceiling(database_url: str, batch_rows: int) -> tuple[float, int]:
         rows = dump[header:-trailer]
         row_len = 2 + 4 + 8 + 4 + 8 + 4 + 8  # fixed for non-null doubles
         total = len(rows) // row_len
-        await conn.execute("TRUNCATE sample_num")
-        await conn.execute("CHECKPOINT")
         step = batch_rows * row_len
-        started = time.perf_counter()
-        for offset in range(0, len(rows), step):
-            async with (
-                conn.transaction(),
-                conn.cursor() as cur,
-                cur.copy("COPY sample_num FROM STDIN (FORMAT BINARY)") as copy,
-            ):
-                await copy.write(dump[:header] + rows[offset : offset + step] + dump[-2:])
-        elapsed = time.perf_counter() - started
-    return total / elapsed, total
+        await conn.execute(
+            "CREATE TABLE sample_bare (series_id bigint, ts timestamptz, value double precision)"
+        )
+        rates = []
+        for table in ("sample_num", "sample_bare"):
+            await conn.execute(f"TRUNCATE {table}")
+            await conn.execute("CHECKPOINT")
+            started = time.perf_counter()
+            for offset in range(0, len(rows), step):
+                async with (
+                    conn.transaction(),
+                    conn.cursor() as cur,
+                    cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy,
+                ):
+                    await copy.write(dump[:header] + rows[offset : offset + step] + dump[-2:])
+            rates.append(total / (time.perf_counter() - started))
+        await conn.execute("DROP TABLE sample_bare")
+    return rates[0], rates[1], total
 
 
 async def packed_bytes_per_sample(database_url: str) -> tuple[float, int]:
@@ -297,13 +311,35 @@ async def packed_bytes_per_sample(database_url: str) -> tuple[float, int]:
     return size / max(n, 1), n
 
 
-async def bytes_per_sample(database_url: str) -> tuple[float, float, float, int]:
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+async def compressed_bytes_per_sample(database_url: str) -> tuple[float, int]:
+    """Compress every chunk of sample_num (as the compression policy does for old ones) and
+    measure it."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            "SELECT compress_chunk(c, if_not_compressed => true)"
+            " FROM show_chunks('sample_num') AS c"
+        )
         cur = await conn.execute(
-            "SELECT sum(pg_relation_size(relid)), sum(pg_indexes_size(relid)),"
+            "SELECT (SELECT total_bytes FROM hypertable_detailed_size('sample_num')),"
+            " (SELECT count(*) FROM sample_num)"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    size, n = int(row[0]), int(row[1] or 0)
+    return size / max(n, 1), n
+
+
+async def bytes_per_sample(database_url: str, backend: str) -> tuple[float, float, float, int]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        sizes = (
+            "SELECT table_bytes, index_bytes, total_bytes"
+            " FROM hypertable_detailed_size('sample_num')"
+            if backend == "timescaledb"
+            else "SELECT sum(pg_relation_size(relid)), sum(pg_indexes_size(relid)),"
             " sum(pg_total_relation_size(relid)) FROM pg_partition_tree('sample_num')"
             " WHERE isleaf"
         )
+        cur = await conn.execute(sizes.encode())
         row = await cur.fetchone()
         assert row is not None
         cur = await conn.execute("SELECT count(*) FROM sample_num")
@@ -330,9 +366,20 @@ def start_worker(database_url: str, mqtt_url: str, metrics_port: int) -> subproc
 
 
 async def run(args: argparse.Namespace) -> None:
-    admin = os.environ.get(
-        "PLANTWIRE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1/postgres"
-    )
+    if args.database == "timescaledb":
+        cluster = await asyncio.to_thread(timescaledb.start_cluster, durable=True)
+        try:
+            await run_on(args, cluster.url)
+        finally:
+            cluster.stop()
+    else:
+        admin = os.environ.get(
+            "PLANTWIRE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1/postgres"
+        )
+        await run_on(args, admin)
+
+
+async def run_on(args: argparse.Namespace, admin: str) -> None:
     database_url = services.ensure_database(admin, "plantwire_bench", fresh=True)
     await migrate(database_url)
     tmp = Path(tempfile.mkdtemp(prefix="plantwire-bench-"))
@@ -350,8 +397,9 @@ async def run(args: argparse.Namespace) -> None:
                 await edge.publish(topic, payload)
             births_done = fleet.nodes.__len__() * fleet.devices * METRICS
             await wait_samples(metrics_port, births_done, 60)
-            print(f"ingest bench: {args.nodes} nodes x {args.devices} devices x {METRICS}"
-                  f" metrics, {args.samples} samples, 2-core machine", flush=True)  # fmt: skip
+            print(f"ingest bench on {args.database}: {args.nodes} nodes x {args.devices} devices"
+                  f" x {METRICS} metrics, {args.samples} samples, 2-core machine",
+                  flush=True)  # fmt: skip
             pids = {
                 "worker": [worker.pid],
                 "postgres": postgres_pids(),
@@ -385,7 +433,7 @@ async def run(args: argparse.Namespace) -> None:
                       f" {achieved / 1000:.1f} k/s committed, last row {drain:.2f} s after the"
                       f" last publish{behind}", flush=True)  # fmt: skip
             stored = await asyncio.to_thread(worker_samples, metrics_port)
-            heap, index, total, rows = await bytes_per_sample(database_url)
+            heap, index, total, rows = await bytes_per_sample(database_url, args.database)
             loss = "zero loss" if rows == sent else f"LOSS/DOUBLE: {rows} rows, {sent} sent"
             print(
                 f"sustained end-to-end (publish -> committed) {sustained / 1000:6.0f} k samples/s"
@@ -395,18 +443,26 @@ async def run(args: argparse.Namespace) -> None:
             fresh = await freshness(edge, fleet, database_url, args.fresh_rate, args.fresh_seconds)
         worker.terminate()
         worker.wait(30)
-        copy_rate, copied = await ceiling(database_url, args.batch_rows)
-        packed, packed_rows = await packed_bytes_per_sample(database_url)
+        copy_rate, bare_rate, copied = await ceiling(database_url, args.batch_rows)
+        if args.database == "timescaledb":
+            cold, cold_rows = await compressed_bytes_per_sample(database_url)
+        else:
+            cold, cold_rows = await packed_bytes_per_sample(database_url)
         q = statistics.quantiles(fresh, n=100) if len(fresh) > 2 else [float("nan")] * 99
+        table = "hypertable" if args.database == "timescaledb" else "partitioned table"
         print(f"raw binary COPY ceiling (baseline)  {copy_rate / 1000:8.1f} k rows/s"
-              f" ({copied} rows, {args.batch_rows}-row batches)")  # fmt: skip
+              f" (indexed {table}; {copied} rows, {args.batch_rows}-row batches)")  # fmt: skip
+        print(f"  unindexed, unpartitioned table    {bare_rate / 1000:8.1f} k rows/s")
         print(f"ratio sustained / ceiling           {sustained / copy_rate:8.2f}"
               f" (burst / ceiling {rate / copy_rate:.2f})")  # fmt: skip
+        print(f"ratio sustained / unindexed ceiling {sustained / bare_rate:8.2f}"
+              f" (burst {rate / bare_rate:.2f})")  # fmt: skip
         print(f"freshness at {args.fresh_rate} samples/s      p50 {q[49] * 1000:6.0f} ms,"
               f" p99 {q[98] * 1000:6.0f} ms ({len(fresh)} messages)")  # fmt: skip
-        print(f"bytes on disk per sample            {total:8.1f} (heap {heap:.1f},"
+        print(f"bytes on disk per sample, hot       {total:8.1f} (heap {heap:.1f},"
               f" indexes {index:.1f}; {rows} rows)")  # fmt: skip
-        print(f"  once packed (old days)            {packed:8.1f} ({packed_rows} samples)")
+        how = "compressed" if args.database == "timescaledb" else "packed"
+        print(f"  cold: once {how} (old days)    {cold:8.1f} ({cold_rows} samples)")
     finally:
         if worker.poll() is None:
             worker.kill()
@@ -428,7 +484,16 @@ def main() -> None:
     parser.add_argument("--fresh-rate", type=int, default=20_000, help="samples/s")
     parser.add_argument("--fresh-seconds", type=float, default=10.0)
     parser.add_argument("--batch-rows", type=int, default=10_000, help="ceiling COPY batch")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--database", choices=("postgres", "timescaledb"), default="postgres")
+    parser.add_argument(
+        "--chain-days", type=int, default=0, help="then the chain indicator bench (0: skip)"
+    )
+    args = parser.parse_args()
+    asyncio.run(run(args))
+    if args.chain_days:
+        command = [sys.executable, str(ROOT / "bench" / "indicators.py"), "--database"]
+        command += [args.database, "--days", str(args.chain_days)]
+        subprocess.run(command, check=True)
 
 
 if __name__ == "__main__":
