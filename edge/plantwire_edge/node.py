@@ -75,6 +75,7 @@ class EdgeNode:
         self.fields: dict[int, Field] = {}
         self.connected = asyncio.Event()
         self.host_online = config.primary_host_id is None
+        self._state_ts: int | None = None  # of the last STATE taken from the primary host
         self.uplink = Uplink(config, self.buffer, self.stats, self, self.clock)
         self._seq = 0
         self.birth_ts = 0  # timestamp of this connection's NBIRTH (names its seq stream)
@@ -264,10 +265,17 @@ class EdgeNode:
             return
         if message.topic.startswith("spBv1.0/STATE/"):
             try:
-                online, _ = decode_state(message.payload)
+                online, ts = decode_state(message.payload)
             except PayloadError:
                 log.warning("ignoring malformed STATE message on %s", message.topic)
                 return
+            if self._state_ts is not None and ts < self._state_ts:
+                log.info("ignoring a STATE older than the last one (%d < %d)", ts, self._state_ts)
+                return
+            self._state_ts = ts
+            if not online and self.host_online and self._client is not None:
+                # Sparkplug 3.0: a valid offline STATE ends the session (NDEATH, disconnect)
+                self.uplink.host_gone.set()
             commits = confirms_commits(message.payload)
             if online and commits != self._said_commits:
                 self.host_commits = self._said_commits = commits

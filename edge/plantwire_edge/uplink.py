@@ -61,6 +61,7 @@ class Uplink:
         self.stats = stats
         self.node = node
         self.bd_seq = 0
+        self.host_gone = asyncio.Event()  # a valid offline STATE: NDEATH, disconnect, again
 
     def death_payload(self) -> bytes:
         bd = Metric(name="bdSeq", datatype=DataType.Int64, value=self.bd_seq)
@@ -113,7 +114,7 @@ class Uplink:
             # only now: the host's retained STATE, which may have arrived right after the
             # SUBACK, must not be taken before attached() marks the host offline
             commands = asyncio.get_running_loop().create_task(self._commands(client))
-            waiters = [asyncio.ensure_future(e.wait()) for e in (lost, halt)]
+            waiters = [asyncio.ensure_future(e.wait()) for e in (lost, halt, self.host_gone)]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
@@ -125,12 +126,16 @@ class Uplink:
             birthed = attached and self.node.birthed
             if attached:
                 self.node.detached()
-            if halt.is_set() and client.connected.is_set() and birthed:
+            ending = halt.is_set() or self.host_gone.is_set()
+            if ending and client.connected.is_set() and birthed:
                 try:
                     ndeath = client.publish(self._topic(MessageType.NDEATH), self.death_payload())
                     await asyncio.wait_for(ndeath, 5)
                 except (MqttError, TimeoutError):
-                    log.warning("could not publish NDEATH on shutdown; the Will covers it")
+                    log.warning("could not publish NDEATH; the Will covers it")
+            if self.host_gone.is_set() and not halt.is_set():
+                log.info("primary host went offline: NDEATH sent, connecting again")
+            self.host_gone.clear()
             await client.disconnect()
 
     async def _commands(self, client: MqttClient) -> None:

@@ -9,6 +9,7 @@ import time
 from plantwire_bus.mosquitto import MosquittoProcess, start_mosquitto
 from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
 from plantwire_bus.sparkplug_b_pb2 import Payload as PbPayload
+from plantwire_bus.topics import encode_state, state_topic
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.node import EdgeNode
 
@@ -72,17 +73,64 @@ async def test_tck_id_topics_nbirth_bdseq_increment_and_datatype_int64(
             assert births == [(0, INT64)]  # the first CONNECT packet: 0, not the attempts
             will = node.uplink.death_payload()  # what the CONNECT carried as its Will
             assert bd_seq(will) == (0, INT64)
-            # a new connection: one up, in the Will (NDEATH) and the NBIRTH alike
-            restarted.kill()
-            restarted = start_mosquitto(broker.log_path.parent, port=broker.port)
-            deadline = time.monotonic() + 40
-            while True:
+            # the session ended (NDEATH) and a new connection made: one up, in its Will and
+            # NBIRTH alike
+            node.uplink.host_gone.set()
+            seen: list[tuple[str, tuple[int, int]]] = []
+            deadline = time.monotonic() + 30
+            while len(seen) < 2:
                 message = await asyncio.wait_for(probe.next_message(), deadline - time.monotonic())
-                if "/NBIRTH/" in message.topic:
-                    assert bd_seq(message.payload) == (1, INT64)
-                    break
+                seen.append((message.topic.split("/")[2], bd_seq(message.payload)))
+            assert seen == [("NDEATH", (0, INT64)), ("NBIRTH", (1, INT64))]
             assert bd_seq(node.uplink.death_payload()) == (1, INT64)
     finally:
         halt.set()
         await asyncio.wait_for(uplink, 15)
         restarted.stop()
+
+
+async def test_tck_id_operational_behavior_edge_node_termination_host_offline(
+    mqtt_url: str, unique: str
+) -> None:
+    """With a primary host: an offline STATE at least as new as the last online one ends the
+    session (NDEATH, disconnect, connect again and wait)
+    (tck-id-operational-behavior-edge-node-termination-host-offline); an older one is ignored
+    (...-termination-host-offline-timestamp); and an online STATE older than the last STATE
+    does not bring the host back
+    (tck-id-message-flow-edge-node-birth-publish-phid-wait-timestamp)."""
+    group, host = f"S{unique}", f"H{unique}"
+    config = node_config(mqtt_url, group).model_copy(update={"primary_host_id": host})
+    node = EdgeNode(config)
+    state = state_topic(host)
+    halt = asyncio.Event()
+    async with MqttClient(parse_mqtt_url(mqtt_url), f"host-{unique}") as probe:
+        await probe.subscribe(f"spBv1.0/{group}/+/N")
+
+        async def kinds(seconds: float) -> list[tuple[str, int]]:
+            out = []
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    message = await asyncio.wait_for(probe.next_message(), left)
+                except TimeoutError:
+                    break
+                out.append((message.topic.split("/")[2], bd_seq(message.payload)[0]))
+            return out
+
+        await probe.publish(state, encode_state(True, 1_000), retain=True)
+        uplink = asyncio.create_task(node.uplink.run(halt))
+        try:
+            assert await kinds(3) == [("NBIRTH", 0)]
+            await probe.publish(state, encode_state(False, 999), retain=True)  # older: ignored
+            assert await kinds(1.5) == []
+            assert node.host_online
+            await probe.publish(state, encode_state(False, 1_000), retain=True)  # valid
+            assert await kinds(3) == [("NDEATH", 0)]  # and a new connection (bdSeq 1) waits
+            await probe.publish(state, encode_state(True, 900), retain=True)  # stale online
+            assert await kinds(1.5) == []
+            await probe.publish(state, encode_state(True, 2_000), retain=True)
+            assert await kinds(3) == [("NBIRTH", 1)]
+        finally:
+            halt.set()
+            await asyncio.wait_for(uplink, 15)
+            await probe.publish(state, b"", retain=True)  # no retained STATE left behind

@@ -187,15 +187,14 @@ class IngestWorker:
     def _state_topic(self) -> str:
         return state_topic(self.settings.host_id)
 
-    def _announce(self, client: MqttClient) -> None:
+    def _announce(self, client: MqttClient, ts: int | None = None) -> None:
         """Publish STATE online (retained), e.g. again after a reconnect: with the timestamp
         of the Will the connection was made with (Sparkplug 3.0,
         tck-id-host-topic-phid-birth-payload-timestamp), so that an edge node comparing the
-        two takes both."""
+        two takes both. ``ts``: another timestamp (see :meth:`_own_state`)."""
+        state = encode_state(True, self._born if ts is None else ts, self._commits)
         task = asyncio.get_running_loop().create_task(
-            client.publish(
-                self._state_topic, encode_state(True, self._born, self._commits), retain=True
-            )
+            client.publish(self._state_topic, state, retain=True)
         )
         self._tasks.add(task)
         task.add_done_callback(self._announced)
@@ -319,7 +318,9 @@ class IngestWorker:
             if not online:
                 log.info("STATE of %s said offline while this worker runs: online again",
                          self.settings.host_id)  # fmt: skip
-                self._announce(client)
+                # another worker's Will, newer than this worker's connection: edge nodes take
+                # only a STATE at least as new as the last one they saw
+                self._announce(client, max(now_ms(), self._born))
         return True
 
     # -- writing ---------------------------------------------------------------------------
