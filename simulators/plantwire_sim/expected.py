@@ -6,8 +6,8 @@ platform code is used. The definitions are those of DESIGN.md ("Indicators") and
 - planned time: the site's shifts on its workdays, in its time zone (breaks and setup are
   planned time; between shifts nothing is planned);
 - observed time: the window for a machine with telemetry, minus the intervals in which its
-  interface was down (``restart`` and ``drop`` faults; an OPC UA server restart takes every
-  machine it serves down); a machine without telemetry is never observed;
+  interface was down (``restart``, ``drop`` and ``silent`` faults; an OPC UA server restart
+  takes every machine it serves down); a machine without telemetry is never observed;
 - a key process is *covered* when each of its machines was observed for at least
   ``coverage_min`` of its planned time, *declared NC* when all its machines are declared NC
   and *verified NC* when covered and its machines, pooled, ran in AUTO for at least
@@ -40,7 +40,7 @@ from .scorecard import Interval, intervals, parts
 from .truth import FaultRecord, Record
 
 Span = tuple[int, int]
-BLINDING = frozenset({"restart", "drop"})
+BLINDING = frozenset({"restart", "drop", "silent"})
 """Faults during which a machine's interface cannot be read at all."""
 
 

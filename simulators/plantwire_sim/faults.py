@@ -50,6 +50,7 @@ FaultKind = Literal[
     "bad_status",
     "alarm_storm",
     "malformed",
+    "silent",
 ]
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
 
@@ -63,6 +64,7 @@ FAULT_PROTOCOLS: dict[str, frozenset[str]] = {
     "bad_status": frozenset({"opcua", "modbus"}),
     "alarm_storm": frozenset({"opcua", "modbus", "mqtt"}),
     "malformed": frozenset({"mqtt"}),
+    "silent": frozenset({"mqtt"}),  # stops publishing, stays connected: no Will, no word
 }
 
 CLOCK_RESET_MS = 946_684_800_000

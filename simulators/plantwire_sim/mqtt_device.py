@@ -162,13 +162,15 @@ class MqttMachine(Endpoint):
             self._silent = True
             if self.client is not None:
                 self.client.drop_connection()
+        elif kind == "silent":  # still connected, saying nothing
+            self._silent = True
         elif kind == "freeze":
             self._frozen = self.distorted(self.current)
         else:
             await super().fault_on(kind, ts_ms)
 
     async def fault_off(self, kind: str, ts_ms: int) -> None:
-        if kind in ("restart", "drop"):
+        if kind in ("restart", "drop", "silent"):
             self._silent = False
             if self.client is not None:  # back after the drop: announce the current state
                 self._publish(self.document(self.distorted(self.current), ts_ms))

@@ -152,3 +152,15 @@ def test_thresholds_move_the_verdicts() -> None:
 def test_roll_up_is_the_mean_beside_the_pooled_ratio() -> None:
     assert roll_up([(1, 2), (3, 4), (0, 0)]) == (0.625, 4 / 6, 2)
     assert roll_up([(0, 0)]) == (None, None, 0)
+
+
+def test_a_silent_mqtt_device_is_unseen_while_silent() -> None:
+    """The station says nothing 09:30-10:00 (the ``silent`` fault): it was not observed then,
+    so its coverage is 2.5 of its 3 planned hours, below the 90 % a key process needs."""
+    scenario = parse_scenario(SCENARIO)
+    silent = FaultRecord("STN", "silent", DAY + round(9.5 * H), DAY + 10 * H)
+    (e,) = expected(scenario, [*RECORDS, silent], DAY + 9 * H, DAY + 13 * H).values()
+    stn = e.machines["STN"]
+    assert (stn.observed_ms, stn.online_ms) == (2.5 * H, 3.5 * H)
+    assert stn.coverage == pytest.approx(2.5 / 3)
+    assert e.rate("coverage") == (0, 3)  # P2 (the station) is no longer covered

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import pytest
 from amqtt.client import QOS_1, MQTTClient
 
 from plantwire_bus.mosquitto import MosquittoProcess
@@ -238,13 +239,14 @@ async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float 
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.parametrize("kind", ["drop", "silent"])
 async def test_a_silently_dropped_station_is_offline_from_when_it_fell_silent(
-    mosquitto: MosquittoProcess, unique: str
+    mosquitto: MosquittoProcess, unique: str, kind: str
 ) -> None:
     """A station that heartbeats every simulated second drops off the broker without a word
-    (the ``drop`` fault, 30 simulated seconds at 10x): the gateway reading it with the
-    generated config takes it offline, stamped on the simulator's clock within an interval of
-    the drop, and back online when it speaks again."""
+    (``drop``) or stays connected but stops publishing (``silent``), for 30 simulated seconds
+    at 10x: the gateway reading it with the generated config takes it offline, stamped on the
+    simulator's clock within an interval of the drop, and back online when it speaks again."""
     from plantwire_edge.config import EdgeConfig
     from plantwire_edge.gateway import Gateway
     from tests.edge.conftest import probe_on
@@ -270,7 +272,7 @@ async def test_a_silently_dropped_station_is_offline_from_when_it_fell_silent(
         try:
             await probe.wait_for(lambda: len(probe.payloads("DBIRTH", "STN-1")) == 1, "birth")
             await asyncio.sleep(0.5)
-            record = await factory.fault("STN-1", "drop", 30)
+            record = await factory.fault("STN-1", kind, 30)
             await probe.wait_for(lambda: len(probe.payloads("DDEATH", "STN-1")) == 1, "death")
             death = probe.payloads("DDEATH", "STN-1")[0].timestamp
             assert death is not None
