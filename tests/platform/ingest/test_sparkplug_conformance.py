@@ -92,3 +92,58 @@ async def test_tck_id_operational_behavior_host_reordering_rebirth(
             assert [(m.name, m.value) for m in rebirth] == [("Node Control/Rebirth", True)], life
         with pytest.raises(TimeoutError):  # and nothing more
             await asyncio.wait_for(edge.next_message(), 1.5)
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+async def test_a_pysparkplug_edge_node_sees_the_host_die(
+    strict: bool, mqtt_url: str, database_url: str, unique: str
+) -> None:
+    """A third-party edge node whose Sparkplug messages are pysparkplug's (its payloads, its
+    reading of STATE; pysparkplug's own MQTT client does not run on paho 2) publishes while
+    the host is online and stops on a valid offline STATE: after the ingest is SIGKILLed it
+    stops within 1.5 keep-alives of the ingest (4 s) and a margin, in default and strict mode;
+    the Will it acts on carries the online message's timestamp."""
+    import pysparkplug as ps
+
+    host = f"die-{unique}"
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        MQTT_URL=mqtt_url,
+        PLANTWIRE_HOST_ID=host,
+        PLANTWIRE_SPEC_STRICT=str(strict).lower(),
+    )
+    ingest = await asyncio.create_subprocess_exec(
+        str(PLANTWIRE), "--log-level", "WARNING", "platform", "ingest", env=env
+    )
+    group = f"P{unique}"
+    seen: list[ps.State] = []
+    try:
+        async with MqttClient(parse_mqtt_url(mqtt_url), f"py-{unique}") as edge:
+            await edge.subscribe(str(ps.Topic(message_type=ps.MessageType.STATE,
+                                               sparkplug_host_id=host)))  # fmt: skip
+
+            async def state(timeout: float) -> ps.State:
+                while True:  # an older STATE than the last one is ignored, as Sparkplug asks
+                    message = await asyncio.wait_for(edge.next_message(), timeout)
+                    decoded = ps.State.decode(message.payload)
+                    if not seen or decoded.timestamp >= seen[-1].timestamp:
+                        seen.append(decoded)
+                        return decoded
+
+            while not (await state(30)).online:
+                pass
+            bd_seq = ps.Metric(timestamp=None, name="bdSeq", datatype=ps.DataType.INT64, value=0)
+            birth = ps.NBirth(timestamp=ps.get_current_timestamp(), seq=0, metrics=(bd_seq,))
+            await edge.publish(f"spBv1.0/{group}/NBIRTH/PY-GW", birth.encode())
+            ingest.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            await asyncio.wait_for(ingest.wait(), 10)
+            offline = await state(1.5 * 4 + 4)  # TimeoutError: it would still be publishing
+            elapsed = time.monotonic() - killed
+        assert not offline.online and elapsed <= 1.5 * 4 + 4
+        assert offline.timestamp == seen[0].timestamp  # the Will of the online connection
+    finally:
+        if ingest.returncode is None:
+            ingest.kill()
+            await ingest.wait()
