@@ -342,3 +342,44 @@ def test_the_platform_reads_its_mqtt_url_from_a_file(tmp_path: Path) -> None:
     assert settings.mqtt_url == "mqtts://plantwire-host:pw@broker:8883?cafile=%2Fbroker%2Fca.crt"
     with pytest.raises(ValidationError, match="No such file"):
         PlatformSettings(mqtt_url_file=str(tmp_path / "missing"))
+
+
+async def test_a_refused_gateway_says_so_once_and_backs_off(
+    plant: Plant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway whose login is refused (a wrong password here; a revoked one is the same
+    answer) logs one clear line and retries with a backoff, not in a storm."""
+    from plantwire_edge.config import EdgeConfig
+    from plantwire_edge.node import EdgeNode
+
+    user = gateway_username("G", "GW-A")
+    config = EdgeConfig.model_validate(
+        {
+            "group_id": "G",
+            "edge_node_id": "GW-A",
+            "mqtt_url": plant.url(user, "wrong"),
+            "primary_host_id": "",
+            "devices": [
+                {
+                    "kind": "opcua",
+                    "device_id": "M1",
+                    "endpoint": "opc.tcp://127.0.0.1:1",
+                    "tags": [{"node": "nsu=urn:x;s=a", "metric": "Count"}],
+                }
+            ],
+        }
+    )
+    node = EdgeNode(config)
+    halt = asyncio.Event()
+    uplink = asyncio.create_task(node.uplink.run(halt))
+    await asyncio.sleep(6)
+    halt.set()
+    await asyncio.wait_for(uplink, 15)
+    lines = [r.getMessage() for r in caplog.records if "refused the connection" in r.getMessage()]
+    assert lines == [
+        f"MQTT broker mqtts://127.0.0.1:{plant.tls_port} refused the connection: "
+        "Not authorized; retrying"
+    ]
+    # backoff 1 s, 2 s, 4 s (each 50-100 %): at most 4 attempts in 6 s, not hundreds
+    assert 2 <= node.uplink.stats.connect_failures <= 4
+    assert node.uplink.stats.connects == 0
