@@ -106,6 +106,8 @@ class Feed:
         if not low <= ts_ms <= high:
             self._flag(ts_ms, now)
             ts_ms = now
+        elif ts_ms != now:  # stamped by the device: its clock's offset from ours
+            self.status.observe_clock(ts_ms, now)
         if self._merge is None:
             self.channel.staged.append((self.key, value, ts_ms))
         else:

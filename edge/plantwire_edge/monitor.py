@@ -180,9 +180,23 @@ class GatewayCollector(Collector):
             "1 for each point that cannot be read, with the reason",
             labels=["device", "point", "reason"],
         )
+        offset = GaugeMetricFamily(
+            f"{PREFIX}_adapter_clock_offset_seconds",
+            "how far the device's clock is ahead of the gateway's (from the timestamps it "
+            "sends; devices that stamp nothing have none)",
+            labels=["device", "kind"],
+        )
+        jumps = CounterMetricFamily(
+            f"{PREFIX}_adapter_clock_jumps",
+            "times the device's clock offset changed by more than 5 s at once",
+            labels=["device", "kind"],
+        )
         for adapter in self.adapters:
             st = adapter.status
             labels = [st.device_id, st.kind]
+            if st.clock is not None and st.clock.offset_ms is not None:
+                offset.add_metric(labels, st.clock.offset_ms / 1000)
+                jumps.add_metric(labels, st.clock.jumps)
             for attr, family in built.items():
                 family.add_metric(labels, getattr(st, attr))
             up.add_metric([*labels, st.state], st.state == "connected")
@@ -191,7 +205,7 @@ class GatewayCollector(Collector):
             for point, reason in st.bad_points.items():
                 bad_point.add_metric([st.device_id, point, reason], 1)
         yield from built.values()
-        yield from (up, rate, bad, bad_point)
+        yield from (up, rate, bad, bad_point, offset, jumps)
 
 
 def health(node: EdgeNode, adapters: Sequence[Adapter], rates: Rates) -> tuple[int, dict[str, Any]]:

@@ -6,6 +6,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from plantwire_edge.source_clock import SourceClock
+
 
 @dataclass
 class AdapterStatus:
@@ -24,6 +26,14 @@ class AdapterStatus:
     last_error: str = ""
     bad_points: dict[str, str] = field(default_factory=dict)  # tag/register/field -> reason
     since: float = field(default_factory=time.time)
+    clock: SourceClock | None = None  # the device's clock, once it stamped a value itself
+
+    def observe_clock(self, device_ts: int, arrival: int) -> None:
+        """A value the device stamped itself (``device_ts``) arrived at gateway time
+        ``arrival``."""
+        if self.clock is None:
+            self.clock = SourceClock(self.device_id)
+        self.clock.observe(device_ts, arrival)
 
     def set_state(self, state: str, error: str = "") -> None:
         if state != self.state:

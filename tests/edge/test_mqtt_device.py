@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from plantwire_bus.mosquitto import free_port
 from plantwire_bus.mqtt import MqttClient, Will, parse_mqtt_url
-from plantwire_edge.config import EdgeConfig
+from plantwire_edge.config import EdgeConfig, HttpConfig
 from plantwire_edge.devices import MqttDevice
 from plantwire_edge.mqtt_device import TimestampError, parse_timestamp
 
-from .conftest import probe_on, running
+from .conftest import http_get, probe_on, running
 
 T0 = 1_767_225_600_000
 
@@ -232,3 +235,39 @@ def test_liveness_settings_are_checked() -> None:
     ):
         with pytest.raises(ValidationError, match=why):
             adapter.validate_python(base | bad)
+
+
+async def test_a_device_clock_90_s_ahead_is_shown_in_metrics(
+    mqtt_url: str, group: str, unique: str
+) -> None:
+    """A device whose clock runs 90 s ahead: its values keep their timestamps (within the
+    skew the config allows) and /metrics shows the offset."""
+    port = free_port()
+    cfg = _liveness_config(mqtt_url, group, unique, interval_s=10, timestamp_path="ts")
+    cfg = cfg.model_copy(update={"http": HttpConfig(listen=f"127.0.0.1:{port}")})
+    device = MqttClient(parse_mqtt_url(mqtt_url), f"device-{unique}")
+    await device.connect()
+    try:
+        async with running(cfg) as gateway:
+            adapter = gateway.adapters[0]
+            await asyncio.wait_for(adapter.connected.wait(), 10)
+            ahead = round(time.time() * 1000) + 90_000
+            await device.publish(
+                f"plant/{unique}/ws", json.dumps({"good": 1, "ts": ahead}).encode()
+            )
+            await _until(lambda: adapter.status.clock is not None, "offset measured")
+            _, metrics = await http_get(port, "/metrics")
+    finally:
+        await device.disconnect()
+    line = next(
+        x for x in metrics.splitlines() if x.startswith("plantwire_edge_adapter_clock_offset")
+    )
+    assert 'device="WS-01"' in line
+    assert 89.0 <= float(line.rsplit(" ", 1)[1]) <= 90.0  # less the delivery delay
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.02)
