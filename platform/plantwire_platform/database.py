@@ -119,11 +119,14 @@ async def convert_to_timescaledb(database_url: str, compress_after_days: int | N
             )
         await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
-            cur = await conn.execute(
-                "SELECT plantwire_convert_to_timescaledb(make_interval(days => %s))",
-                (compress_after_days,),
-            )
-            row = await cur.fetchone()
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "SELECT plantwire_convert_to_timescaledb(make_interval(days => %s))",
+                    (compress_after_days,),
+                )
+                row = await cur.fetchone()
+                # as migration 0061 does for hypertables made by the first migration
+                await conn.execute("DROP INDEX IF EXISTS sample_num_ts_idx, sample_bool_ts_idx")
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     moved = int(row[0]) if row else 0

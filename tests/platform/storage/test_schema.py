@@ -54,6 +54,17 @@ def test_storage_path_follows_the_server(database_url: str, backend: str) -> Non
     )
     assert sorted(str(k[0]) for k in keys) == ["sample_bool", "sample_num", "sample_text"]
     assert all("(series_id, ts)" in str(k[1]) for k in keys)  # idempotency survives
+    # the key and the BRIN index on ts, nothing else (no default time index on hypertables)
+    indexes = rows(
+        database_url,
+        "SELECT tablename, indexname FROM pg_indexes"
+        " WHERE tablename IN ('sample_num', 'sample_bool') ORDER BY 1, 2",
+    )
+    assert indexes == [
+        ("sample_bool", "sample_bool_pkey"),
+        ("sample_num", "sample_num_pkey"),
+        ("sample_num", "sample_num_ts_brin"),
+    ]
 
 
 def test_migrations_are_idempotent(database_url: str) -> None:
