@@ -118,11 +118,12 @@ class SimClock:
         from ``sim_ms`` (it slows down by the delay instead of jumping over it)."""
         wall = time.time()
         line = self.line
-        if line.free_at(wall) <= sim_ms:
+        free = line.free_at(wall)
+        if free <= sim_ms:
             return
         wall0 = wall - (sim_ms - line.start_ms) / 1000 / line.speed
         if wall0 > line.wall0:
-            self.slowed_s += wall0 - line.wall0
+            self.slowed_s += (free - sim_ms) / 1000 / line.speed
             self._set(replace(line, wall0=wall0))
 
     def _set(self, line: TimeLine) -> None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+from plantwire_bus.timeline import FollowedClock
+from plantwire_sim.cli import REPLAY_DONE
 from plantwire_sim.clock import parse_start
 from plantwire_sim.scenario import load_scenario
 from plantwire_sim.scorecard import simulate
@@ -73,3 +77,33 @@ def test_bad_input_is_refused_with_exit_code_2(tmp_path: Path) -> None:
     assert "opcua_layout" in result.stderr
     result = sim("run", "--scenario", "demo", "--start", "yesterday")
     assert result.returncode == 2 and "--start" in result.stderr
+
+
+def test_a_replay_says_when_it_runs_live_and_publishes_its_clock(tmp_path: Path) -> None:
+    """Twenty simulated seconds before now replayed at 100x reach the wall clock within a
+    fraction of a second: ``sim run`` says so (the demo shows that line), and the clock file
+    it published gives the time a gateway stamps with: now, not in the future."""
+    start = datetime.fromtimestamp(time.time() - 20, UTC).isoformat()
+    clock = tmp_path / "clock"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "plantwire_sim.cli", "sim", "run", "--scenario", "demo",
+         "--protocols", "opcua", "--base-port", "0", "--layout", "fleet", "--speed", "100",
+         "--start", start, "--catch-up", "--clock-file", str(clock)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = ""
+        deadline = time.monotonic() + 60
+        while not line.startswith(REPLAY_DONE):
+            assert time.monotonic() < deadline and process.poll() is None, "no replay done"
+            line = process.stdout.readline()
+        assert "simulated time reached the wall clock" in line and "running live" in line
+        followed = FollowedClock(clock)
+        assert followed.line.catch_up and followed.speed == 100
+        now = followed.now_ms()
+        assert time.time() * 1000 - 1_000 <= now <= time.time() * 1000 + 1  # live: now
+        followed.close()
+    finally:
+        process.terminate()
+        process.wait(30)
