@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from plantwire_platform import errors
 from plantwire_platform.accounts import signin
 from plantwire_platform.accounts.roles import API_ROLES
-from plantwire_platform.api import chains, editing, parks
+from plantwire_platform.api import chains, editing, items, parks
 from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
 from plantwire_platform.cancellation import CancelOnDisconnect
@@ -88,6 +88,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     who = Depends(authenticated(partner.ctx, API_ROLES))
     api = api_routes.router(partner.route_class(REGISTRY_MAX_BODY), [who])
     editing.routes(api)
+    items.routes(api)
     chains.routes(api)
     parks.routes(api)
     app.include_router(api)

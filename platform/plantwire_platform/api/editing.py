@@ -92,7 +92,7 @@ def parsed(model: type[M], body: bytes) -> M:
         raise ApiError(422, "invalid_request", problems(exc)) from None
 
 
-def _when(effective: datetime | None) -> datetime:
+def when(effective: datetime | None) -> datetime:
     if effective is None:
         return datetime.now(UTC)
     at = effective if effective.tzinfo else effective.replace(tzinfo=UTC)
@@ -101,18 +101,23 @@ def _when(effective: datetime | None) -> datetime:
     return at
 
 
-async def _current(conn: AsyncConnection[Any], enterprise_id: int) -> Enterprise:
+async def current_document(conn: AsyncConnection[Any], enterprise_id: int) -> Enterprise:
     doc = await enterprise_document(conn, enterprise_id)
     if doc is None:
         raise ApiError(404, "not_found", f"enterprise {enterprise_id} not found")
     return doc
 
 
-async def _write(
-    request: Request, conn: AsyncConnection[Any], enterprise_id: int, doc: Enterprise, at: datetime
+async def write(
+    request: Request,
+    conn: AsyncConnection[Any],
+    enterprise_id: int,
+    doc: Enterprise,
+    at: datetime,
+    status: int = 200,
 ) -> Imported:
     await import_enterprise(conn, doc, at)
-    await access.commit(request, conn, 200)
+    await access.commit(request, conn, status)
     lines = [line for site in doc.sites for line in site.lines]
     processes = [p for line in lines for p in line.processes]
     return Imported(
@@ -149,7 +154,7 @@ def routes(router: APIRouter) -> None:
         (``docs/registry.md``) as TOML or JSON, or its equipment sheet as CSV (its own
         people)."""
         await access.require_enterprise(request, conn, enterprise_id, "detail")
-        doc = await _current(conn, enterprise_id)
+        doc = await current_document(conn, enterprise_id)
         if format == "csv":
             return Response(equipment_sheet(doc), media_type="text/csv")
         data = doc.model_dump(mode="json", exclude_none=True, exclude={"park"})
@@ -174,7 +179,7 @@ def routes(router: APIRouter) -> None:
         as exported; what it leaves out stays. Validated whole before anything is written;
         changed facts apply from ``effective`` (its admins)."""
         await access.require_enterprise(request, conn, enterprise_id, "manage")
-        current = await _current(conn, enterprise_id)
+        current = await current_document(conn, enterprise_id)
         text = (await request.body()).decode("utf-8", "replace")
         try:
             if "json" in request.headers.get("content-type", ""):
@@ -189,7 +194,7 @@ def routes(router: APIRouter) -> None:
             raise ApiError(422, "invalid_request", str(exc)) from None
         if doc.code != current.code:
             raise ApiError(422, "invalid_request", f"code: this enterprise is {current.code}")
-        return await _write(request, conn, enterprise_id, doc, _when(effective))
+        return await write(request, conn, enterprise_id, doc, when(effective))
 
     @router.put(
         "/api/v1/enterprises/{enterprise_id}/registry/equipment",
@@ -207,14 +212,14 @@ def routes(router: APIRouter) -> None:
         with any problem nothing is written, and the answer lists each one by row (the header
         is row 1) and field (its admins)."""
         await access.require_enterprise(request, conn, enterprise_id, "manage")
-        current = await _current(conn, enterprise_id)
+        current = await current_document(conn, enterprise_id)
         text = (await request.body()).decode("utf-8", "replace")
         try:
             doc = apply_sheet(current, text)
         except SheetError as exc:
             found = [{"row": p.row, "field": p.field, "message": p.message} for p in exc.problems]
             raise ApiError(422, "invalid_request", found) from None
-        return await _write(request, conn, enterprise_id, doc, _when(effective))
+        return await write(request, conn, enterprise_id, doc, when(effective))
 
     @router.post(
         "/api/v1/enterprises",
@@ -240,7 +245,7 @@ def routes(router: APIRouter) -> None:
         doc = Enterprise(code=body.code, uscc=body.uscc, name=body.name, region=body.region)
         ent_id = await import_enterprise(conn, doc)
         request.state.note.supplier_id = ent_id
-        result = await _write(request, conn, ent_id, doc, datetime.now(UTC))
+        result = await write(request, conn, ent_id, doc, datetime.now(UTC))
         return result
 
     @router.post(
