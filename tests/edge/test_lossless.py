@@ -22,7 +22,9 @@ from asyncua import ua
 from plantwire_bus.mosquitto import free_port
 from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
 from plantwire_bus.topics import encode_state, state_topic
+from plantwire_edge import opcua
 from plantwire_edge.config import EdgeConfig, parse_config
+from plantwire_edge.opcua_session import connect
 from plantwire_platform.ingest.worker import IngestWorker
 from plantwire_platform.settings import PlatformSettings
 
@@ -306,13 +308,27 @@ async def test_gateway_killed_and_restarted_recovers_the_servers_queue(
 
 @pytest.mark.parametrize("backfill", [True, False], ids=["history", "no-history-read"])
 async def test_values_written_before_a_new_subscription_come_from_the_servers_history(
-    tmp_path: Path, mqtt_url: str, database_url: str, group: str, unique: str, backfill: bool
+    tmp_path: Path,
+    mqtt_url: str,
+    database_url: str,
+    group: str,
+    unique: str,
+    backfill: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The server restarts (its subscriptions die with it) and writes twenty values before the
-    gateway can have a new subscription: with the server's history read, every value written
-    is stored once, in PostgreSQL; without it (the control), those written before the
-    subscription existed are lost, but the newest: all a subscription alone can see."""
+    gateway may connect again: with the server's history read, every value written is stored
+    once, in PostgreSQL; without it (the control), the twenty are lost but the newest: all a
+    new subscription alone can see."""
     host = f"h{unique}"
+    reconnect = asyncio.Event()  # the gateway's next connection waits for this
+    reconnect.set()
+
+    async def connect_when_allowed(*args: Any) -> Any:
+        await reconnect.wait()
+        return await connect(*args)
+
+    monkeypatch.setattr(opcua, "connect", connect_when_allowed)
     port = free_port()
     variables = {"V": (ua.VariantType.Double, -1.0)}
     written: list[tuple[str, int, float]] = []
@@ -335,6 +351,7 @@ async def test_values_written_before_a_new_subscription_come_from_the_servers_hi
             await write(srv, float(i))
             await asyncio.sleep(0.03)
         assert await wait_stored(database_url, group, 11) >= 11  # with the initial -1.0
+        reconnect.clear()
         await first.aclose()
         for _ in range(100):  # the gateway noticed: the device is offline
             if not adapter.connected.is_set():
@@ -342,9 +359,10 @@ async def test_values_written_before_a_new_subscription_come_from_the_servers_hi
             await asyncio.sleep(0.05)
         async with ua_server(variables, port=port, historize=True) as again:
             gap = [float(i) for i in range(10, 30)]
-            for value in gap:  # right away: the gateway needs a session and a subscription
-                await write(again, value)  # first; asyncua's history keeps the last value of
-                await asyncio.sleep(0.012)  # each of its 10 ms publishing intervals
+            for value in gap:  # before the gateway may connect; asyncua's history keeps the
+                await write(again, value)  # last value of each of its 10 ms publishing
+                await asyncio.sleep(0.012)  # intervals
+            reconnect.set()
             await asyncio.wait_for(adapter.connected.wait(), 20)
             for i in range(30, 40):
                 await write(again, float(i))
@@ -361,4 +379,4 @@ async def test_values_written_before_a_new_subscription_come_from_the_servers_hi
         assert missing == []
         assert adapter.status.backfilled >= 1
     else:  # what was written before the subscription existed, but the newest, is lost
-        assert missing and {v for _, _, v in missing} <= set(gap[:-1])
+        assert [v for _, _, v in missing] == gap[:-1]
