@@ -239,3 +239,23 @@ async def require_registrations(
     if who.role == "park_authority":
         return None, (await _binding(conn, who)).park_id
     return who.enterprise_id, None
+
+
+async def require_region(request: Request, conn: AsyncConnection[Any], region: str) -> None:
+    """Allow the request to ask enterprises into the region, or refuse it."""
+    who, note = _caller(request)
+    _apply(note, policy.on_region(who.role, await _binding(conn, who), region))
+
+
+async def require_region_registrations(
+    request: Request, conn: AsyncConnection[Any]
+) -> tuple[int | None, str | None]:
+    """Allow the request to list region registrations; returns whose: (enterprise, region),
+    both None for all."""
+    who, note = _caller(request)
+    _apply(note, policy.on_region_registrations(who.role))
+    if who.role == "platform_admin":
+        return None, None
+    if who.role == "region_authority":
+        return None, (await _binding(conn, who)).region
+    return who.enterprise_id, None

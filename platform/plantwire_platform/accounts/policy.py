@@ -223,3 +223,28 @@ def on_registrations(role: Role) -> Verdict:
     if role in OWN_AGGREGATE:
         return _allow("own_enterprise")
     return Verdict(403, "role_forbidden", f"a {role} has no park registrations")
+
+
+def on_region(role: Role, binding: Binding, region: str) -> Verdict:
+    """May the caller ask enterprises into the region ``region``?"""
+    if role == "partner":
+        return PARTNER
+    if role == "platform_admin":
+        return _allow("platform_admin")
+    if role != "region_authority":
+        return Verdict(403, "role_forbidden", f"a {role} registers no enterprise into a region")
+    if region == binding.region:
+        return _allow("region_authority")
+    return _not_bound("region")
+
+
+def on_region_registrations(role: Role) -> Verdict:
+    """Who lists region registrations: platform admins (all), region authorities (their
+    region's), an enterprise's people (their own)."""
+    if role == "partner":
+        return PARTNER
+    if role in ("platform_admin", "region_authority"):
+        return _allow(role)
+    if role in OWN_AGGREGATE:
+        return _allow("own_enterprise")
+    return Verdict(403, "role_forbidden", f"a {role} has no region registrations")

@@ -12,6 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import BaseModel
 
+from plantwire_platform.registry import regions
 from plantwire_platform.registry.chains import MembershipRefused
 
 _REGISTRATION = (
@@ -125,6 +126,8 @@ async def answer(
         await conn.execute(
             "UPDATE enterprise SET park_id = %s WHERE id = %s", (park_id, enterprise_id)
         )
+        # without a region of its own, it is in its park's region from now on
+        await regions.keep_history(conn, enterprise_id, at, at)
     found = await get_registration(conn, registration_id)
     assert found is not None
     return found

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from plantwire_platform.registry import regions
 from plantwire_platform.registry.document import Enterprise, Registry
 
 ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
@@ -82,6 +83,7 @@ async def _import_enterprise(
         " region = excluded.region, park_id = excluded.park_id RETURNING id",
         (ent.code, ent.uscc, ent.name, ent.region, park_id),
     )
+    await regions.keep_history(conn, ent_id, at)
     for site in ent.sites:
         site_id = await _upsert(
             conn,

@@ -64,6 +64,10 @@ ROUTES = {
     "registration.list": ("chainop", "registration.list"),
     "registration.accept": ("chainop", "registration.accept"),
     "registration.decline": ("chainop", "registration.decline"),
+    "region.register": ("chainop", "region.register"),
+    "region_registration.list": ("chainop", "region_registration.list"),
+    "region_registration.accept": ("chainop", "region_registration.accept"),
+    "region_registration.decline": ("chainop", "region_registration.decline"),
 }
 """Every /api/v1 route by name: what it reads."""
 
@@ -187,7 +191,9 @@ async def seed(url: str) -> dict[str, str]:
 @pytest.fixture
 async def world(database_url: str) -> AsyncIterator[World]:
     ids = await seed(database_url)
-    app = create_app(secured(database_url, partner_rate_per_s=10_000, partner_burst=10_000))
+    # every person signs in from the one test address: more than its default sign-in burst
+    limits = {"partner_rate_per_s": 10_000, "partner_burst": 10_000}
+    app = create_app(secured(database_url, token_ip_attempts_burst=len(PEOPLE) + 1, **limits))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with (
         app.router.lifespan_context(app),
@@ -234,6 +240,10 @@ CHAIN_RESOURCES: dict[str, list[str | None]] = {
     "registration.list": [None],
     "registration.accept": ["MISSING"],
     "registration.decline": ["MISSING"],
+    "region.register": ["CN-JS", "CN-ZJ", "XX-NONE"],
+    "region_registration.list": [None],
+    "region_registration.accept": ["MISSING"],
+    "region_registration.decline": ["MISSING"],
 }
 
 
@@ -251,6 +261,17 @@ def chain_expected(caller: str, action: str, resource: str | None) -> tuple[int,
         if role != "park_authority":
             return 403, "role_forbidden"
         return (422, "invalid_request") if resource == park else (403, "not_bound")
+    if action == "region.register":
+        if role == "platform_admin":
+            return 422, "invalid_request"  # any region: one may be empty before its first
+        if role != "region_authority":
+            return 403, "role_forbidden"
+        return (422, "invalid_request") if resource == PEOPLE[caller][3] else (403, "not_bound")
+    if action == "region_registration.list":
+        if role in ("platform_admin", "region_authority"):
+            return 200, role
+        ok = role in ("enterprise_admin", "enterprise_viewer", "chain_analyst")
+        return (200, "own_enterprise") if ok else (403, "role_forbidden")
     if action == "registration.list":
         if role in ("platform_admin", "park_authority"):
             return 200, role
