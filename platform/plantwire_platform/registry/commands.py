@@ -46,6 +46,28 @@ def add_parsers(
         "--effective", type=timestamp, help="when changed facts take effect (default: now)"
     )
     sheet.set_defaults(func=lambda args: _sheet(args, settings, with_database))
+    for verb, does in (("add", "add one"), ("change", "change the fields BODY names of one")):
+        item = registry_sub.add_parser(
+            verb,
+            help=f"{does} site, line, process step or piece of equipment",
+            description=f"{does.capitalize()} entry of an enterprise's registry, as "
+            "POST/PATCH /api/v1/enterprises/{id}/sites/... do (docs/registry.md): checked "
+            f"against the whole enterprise before anything is written. {env_help}",
+        )
+        item.add_argument("enterprise", help="the enterprise's code or id")
+        item.add_argument("kind", choices=["site", "line", "process", "equipment"])
+        item.add_argument(
+            "where",
+            help="the entry's place, codes joined by '/': "
+            + ("'-' for a site, SITE for a line or equipment, SITE/LINE for a process step"
+               if verb == "add" else
+               "SITE, SITE/LINE, SITE/LINE/PROCESS or SITE/EQUIPMENT"),
+        )  # fmt: skip
+        item.add_argument("body", help="the entry as JSON, e.g. '{\"declared_nc\": true}'")
+        item.add_argument(
+            "--effective", type=timestamp, help="when changed facts take effect (default: now)"
+        )
+        item.set_defaults(func=lambda args, v=verb: _item(args, v, settings, with_database))
 
 
 async def _enterprise_id(conn: Any, key: str) -> int:
@@ -130,4 +152,57 @@ def _sheet(args: argparse.Namespace, settings_of: Settings, with_database: WithD
     if count is None:
         return 1
     print(f"{args.enterprise}: {count} machines registered")
+    return 0
+
+
+_DEPTH = {"site": 0, "line": 1, "process": 2, "equipment": 1}
+"""How many codes place a new entry of each kind (one more names an existing one)."""
+
+
+def _item(
+    args: argparse.Namespace, verb: str, settings_of: Settings, with_database: WithDatabase
+) -> int:
+    import json
+
+    import psycopg
+
+    from plantwire_platform.registry import items
+    from plantwire_platform.registry.export import enterprise_document
+    from plantwire_platform.registry.store import import_enterprise
+
+    name = f"plantwire platform registry {verb}"
+    settings = settings_of(args)
+    if settings is None:
+        return 2
+    path = tuple(p for p in args.where.split("/") if p and p != "-")
+    depth = _DEPTH[args.kind] + (verb == "change")
+    if len(path) != depth:
+        print(f"{name}: where: a {args.kind} is placed by {depth} codes", file=sys.stderr)
+        return 2
+    try:
+        body = json.loads(args.body)
+    except ValueError as exc:
+        print(f"{name}: body: not JSON: {exc}", file=sys.stderr)
+        return 2
+
+    async def work() -> int:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            doc = await enterprise_document(conn, await _enterprise_id(conn, args.enterprise))
+            assert doc is not None
+            edit = items.add if verb == "add" else items.change
+            changed = edit(doc, args.kind, path, body)
+            async with conn.transaction():
+                await import_enterprise(conn, changed, args.effective)
+            return 0
+
+    try:
+        done = with_database(f"registry {verb}", settings, work)
+    except (LookupError, items.ItemInvalid, items.ItemTaken) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        print("nothing written", file=sys.stderr)
+        return 2
+    if done is None:
+        return 1
+    entry = "/".join(path) if verb == "change" else "/".join((*path, str(body.get("code"))))
+    print(f"{args.enterprise}: {args.kind} {entry} {verb.removesuffix('e')}ed")
     return 0

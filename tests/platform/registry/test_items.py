@@ -3,17 +3,24 @@ enterprise's admin builds a plant (site with its gateway, a line, two key proces
 machines) entry by entry, then re-declares one machine as NC from a given time. The declared
 NC rate (by hand: 1 of 2 key steps before, 2 of 2 after) changes from that time on; the
 earlier window keeps its figure. Bad edits are refused with the field named, and nothing is
-written."""
+written. The command line does the same."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from plantwire_platform.registry.document import Enterprise, Registry
+from plantwire_platform.registry.store import ALWAYS, import_registry
 from plantwire_platform.server import create_app
 from tests.platform.identities import person, secured
 
@@ -140,3 +147,60 @@ async def test_a_machine_redeclared_nc_changes_the_rate_from_then_on(
     assert audit[6] == ("enterprise.equipment.change", "denied", "role_forbidden", 403)
     assert audit[-1] == ("enterprise.equipment.change", "allowed", "own_enterprise", 200)
     assert len(audit) == 6 + 7 + 1
+
+
+async def cli(url: str, *args: str) -> tuple[int, str]:
+    """``plantwire platform registry <args>`` against the database at ``url``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from plantwire.cli import main; raise SystemExit(main())",
+        "platform",
+        "registry",
+        *args,
+        env={**os.environ, "DATABASE_URL": url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, (out + err).decode()
+
+
+async def test_the_command_line_edits_one_entry_the_same_way(database_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await import_registry(
+            conn,
+            Registry(enterprises=(Enterprise(code="HXP", uscc="91320500000000001X", name="H"),)),
+        )
+    steps = [
+        ("add", "site", "-", {"code": "SZ", "name": "Suzhou", "edge_node": "gw-sz"}),
+        ("add", "line", "SZ", {"code": "L1", "name": "Line 1"}),
+        ("add", "process", "SZ/L1",
+         {"code": "OP10", "name": "Turning", "is_key": True, "key_reason": "tolerance"}),
+        ("add", "equipment", "SZ",
+         {"code": "M1", "name": "Lathe", "line": "L1", "control_type": "CNC",
+          "declared_nc": False, "processes": ["OP10"]}),
+    ]  # fmt: skip
+    for verb, kind, where, body in steps:
+        code, out = await cli(database_url, verb, "HXP", kind, where, json.dumps(body))
+        assert code == 0, out
+    code, out = await cli(
+        database_url, "change", "HXP", "equipment", "SZ/M1", '{"control_type": "MANUAL",'
+        ' "declared_nc": true}',
+    )  # fmt: skip
+    assert code == 2 and "cannot be declared NC" in out and "nothing written" in out
+    code, out = await cli(
+        database_url, "change", "HXP", "equipment", "SZ/M1", '{"declared_nc": true}',
+        "--effective", CHANGED,
+    )  # fmt: skip
+    assert code == 0 and "equipment SZ/M1 changed" in out, out
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT valid_from, valid_to, declared_nc, control_type FROM equipment_history"
+            " ORDER BY valid_from"
+        )
+        history = await cur.fetchall()
+    changed = datetime.fromisoformat(CHANGED)
+    assert [row[:3] for row in history] == [(ALWAYS, changed, False), (changed, None, True)]
+    assert {row[3] for row in history} == {"CNC"}
