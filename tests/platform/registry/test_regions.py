@@ -2,18 +2,22 @@
 PostgreSQL, as parks do: the region's authority asks two enterprises, one consents; the
 region's roll-up counts it from its consent on (not over a window that began before), the
 other, declining, never; an enterprise registered in the region from the start counts all
-along."""
+along; a registry file that moves an enterprise moves it from its effective time."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
+from plantwire_platform.registry import regions
+from plantwire_platform.registry.document import Enterprise, Registry
+from plantwire_platform.registry.store import ALWAYS, import_registry
 from plantwire_platform.server import create_app
 from tests.platform.identities import person, secured
 
@@ -134,3 +138,36 @@ async def test_the_region_counts_the_enterprise_that_consented_from_its_consent(
     assert sorted(e["id"] for e in visible.json()) == sorted([ids["OLD"], ids["NEW"]])
     zj = await client.get("/api/v1/enterprises", headers=ids["CN-ZJ"])
     assert zj.json() == []
+
+
+async def test_a_registry_file_keeps_the_region_history_in_step(database_url: str) -> None:
+    moved = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def registry(region: str) -> Registry:
+        ent = Enterprise(code="HXP", uscc="91320500000000001X", name="H", region=region)
+        return Registry(enterprises=(ent,))
+
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await import_registry(conn, registry("CN-JS"))
+        await import_registry(conn, registry("CN-JS"), moved - timedelta(days=1))  # no change
+        await import_registry(conn, registry("CN-ZJ"), moved)
+        cur = await conn.execute(
+            "SELECT region, valid_from, valid_to FROM region_member_history ORDER BY valid_from"
+        )
+        history = await cur.fetchall()
+        [ent] = [
+            row[0] for row in await (await conn.execute("SELECT id FROM enterprise")).fetchall()
+        ]
+        assert await regions.members_during(conn, "CN-JS", moved - timedelta(days=2), moved) == [
+            ent
+        ]
+        assert await regions.members_during(conn, "CN-ZJ", moved, moved + timedelta(days=1)) == [
+            ent
+        ]
+        assert (
+            await regions.members_during(
+                conn, "CN-ZJ", moved - timedelta(days=1), moved + timedelta(days=1)
+            )
+            == []
+        )
+    assert history == [("CN-JS", ALWAYS, moved), ("CN-ZJ", moved, None)]
