@@ -341,9 +341,11 @@ async def _counters(
     sessions: dict[int, list[tuple[datetime, datetime | None]]],
 ) -> dict[tuple[int, str], list[float]]:
     """Counter readings in the window, preceded by the last reading before it when that is
-    the baseline: read in an online session that lasted into the window. A machine offline
-    at the window's start has its baseline in the window (its first reading after it came
-    back), so the parts it made before the window are not counted in it."""
+    the baseline: the machine was online at the window's start, so that reading is the value
+    it had then (read in that session, or the value it came back with, which may carry an
+    older device timestamp than the session's start). A machine offline at the window's
+    start has its baseline in the window (its first reading after it came back), so the
+    parts it made before the window are not counted in it."""
     cur = await conn.execute(
         "WITH s AS (SELECT id, equipment_id, metric FROM series"
         "  WHERE equipment_id = ANY(%(eq)s) AND metric IN (%(parts)s, %(scrap)s, %(good)s))"
@@ -365,12 +367,12 @@ async def _counters(
         },
     )
     out: dict[tuple[int, str], list[float]] = defaultdict(list)
-    for eid, metric, ts, value, before in await cur.fetchall():
+    for eid, metric, _ts, value, before in await cur.fetchall():
         if value is None:
             continue
         if before and not any(
-            on <= ts and (off is None or off > start) for on, off in sessions.get(eid, [])
+            on <= start and (off is None or off > start) for on, off in sessions.get(eid, [])
         ):
-            continue  # read before the machine was lost: no baseline for this window
+            continue  # offline at the window's start: no baseline before the window
         out[(eid, metric)].append(float(value))
     return dict(out)
