@@ -4,17 +4,13 @@ credentials, throttled and audited like them."""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import parse_qs
-
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 
 from plantwire_platform.accounts import people
 from plantwire_platform.errors import ApiError
-from plantwire_platform.partner import tokens
-from plantwire_platform.partner.context import ERRORS, Conn, Context, Noted, too_many
-from plantwire_platform.partner.identity import TokenResponse
+from plantwire_platform.partner.context import ERRORS, Conn, Context, Noted
+from plantwire_platform.partner.identity import TokenResponse, form_fields, grant_token
 
 _TOKEN_BODY = {
     "requestBody": {
@@ -52,26 +48,20 @@ def router(ctx: Context, route: type[APIRoute]) -> APIRouter:
 
         Throttled before any password is checked, per address and per username (token buckets,
         then exponential backoff after failed attempts), like the client credentials flow."""
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        field: dict[str, Any] = {k: v[0] for k, v in form.items() if v}
+        field = await form_fields(request)
         username, password = field.get("username"), field.get("password")
         note.claimed = (username or "")[:200]
         if field.get("grant_type") != "password":
             raise ApiError(400, "unsupported_grant_type", "use grant_type=password")
         if not username or not password:
             raise ApiError(400, "invalid_request", "username and password required")
-        wait = ctx.throttle.admit(note.source, username)
-        if wait > 0:
-            too_many(wait, "too many sign-in attempts; retry later")
-        caller = await people.authenticate(conn, username, password)
-        if caller is None:
-            ctx.throttle.failed(note.source, username)
-            raise ApiError(401, "invalid_grant", "unknown person or wrong password")
-        ctx.throttle.succeeded(username)
-        note.caller = caller
-        ttl_s = ctx.settings.token_ttl_s
-        return TokenResponse(
-            access_token=tokens.issue_token(caller, ctx.key, ttl_s), expires_in=ttl_s
+        return await grant_token(
+            ctx,
+            note,
+            username,
+            lambda: people.authenticate(conn, username, password),
+            ApiError(401, "invalid_grant", "unknown person or wrong password"),
+            "too many sign-in attempts; retry later",
         )
 
     return r

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qs
 
@@ -163,6 +164,36 @@ class TokenResponse(BaseModel):
     expires_in: int
 
 
+async def form_fields(request: Request) -> dict[str, str]:
+    """The fields of a form-encoded token request, the first value of each."""
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    return {k: v[0] for k, v in form.items() if v}
+
+
+async def grant_token(
+    ctx: Context,
+    note: Note,
+    name: str,
+    check: Callable[[], Awaitable[Caller | None]],
+    refused: ApiError,
+    busy: str,
+) -> TokenResponse:
+    """A token for whom ``check`` accepts, throttled per address and per claimed ``name``
+    before anything is checked (token buckets, then backoff after failed attempts); a
+    refusal raises ``refused``, a throttled request 429 with ``busy``."""
+    wait = ctx.throttle.admit(note.source, name)
+    if wait > 0:
+        too_many(wait, busy)
+    caller = await check()
+    if caller is None:
+        ctx.throttle.failed(note.source, name)
+        raise refused
+    ctx.throttle.succeeded(name)
+    note.caller = caller
+    ttl_s = ctx.settings.token_ttl_s
+    return TokenResponse(access_token=tokens.issue_token(caller, ctx.key, ttl_s), expires_in=ttl_s)
+
+
 _TOKEN_BODY = {
     "requestBody": {
         "required": True,
@@ -197,8 +228,7 @@ def token_routes(ctx: Context, route: type[APIRoute]) -> APIRouter:
 
         Throttled before any secret is checked: per address and per client id (token buckets,
         then exponential backoff after failed attempts) and for all requests together."""
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        field = {k: v[0] for k, v in form.items() if v}
+        field = await form_fields(request)
         client_id, secret = field.get("client_id"), field.get("client_secret")
         basic = request.headers.get("authorization", "")
         if basic.lower().startswith("basic "):
@@ -211,18 +241,13 @@ def token_routes(ctx: Context, route: type[APIRoute]) -> APIRouter:
             raise ApiError(400, "unsupported_grant_type", "use client_credentials")
         if not client_id or not secret:
             raise ApiError(400, "invalid_request", "client_id and client_secret required")
-        wait = ctx.throttle.admit(note.source, client_id)
-        if wait > 0:
-            too_many(wait, "too many token requests; retry later")
-        caller = await tokens.authenticate(conn, client_id, secret)
-        if caller is None:
-            ctx.throttle.failed(note.source, client_id)
-            raise ApiError(401, "invalid_client", "unknown client or wrong secret")
-        ctx.throttle.succeeded(client_id)
-        note.caller = caller
-        ttl_s = ctx.settings.token_ttl_s
-        return TokenResponse(
-            access_token=tokens.issue_token(caller, ctx.key, ttl_s), expires_in=ttl_s
+        return await grant_token(
+            ctx,
+            note,
+            client_id,
+            lambda: tokens.authenticate(conn, client_id, secret),
+            ApiError(401, "invalid_client", "unknown client or wrong secret"),
+            "too many token requests; retry later",
         )
 
     return r
