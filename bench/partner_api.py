@@ -68,7 +68,8 @@ members = [{ enterprise = "SUP", tier = 1 }]
     for n, (code, count) in enumerate((("LEAD", 1), ("SUP", machines))):
         codes = [f"{code}{i}" for i in range(count)]
         procs = ", ".join(
-            f'{{ code = "OP{i}", name = "OP{i}", is_key = true, equipment = ["{c}"] }}'
+            f'{{ code = "OP{i}", name = "OP{i}", is_key = true, key_reason = "fit",'
+            f' equipment = ["{c}"] }}'
             for i, c in enumerate(codes)
         )
         out.append(f"""

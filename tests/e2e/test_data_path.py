@@ -48,8 +48,8 @@ edge_node = "GW-{token}"
 code = "L1"
 name = "Line 1"
 processes = [
-  {{ code = "OP10", name = "Turning", is_key = true, equipment = ["AUTO-1"] }},
-  {{ code = "OP20", name = "Drilling", is_key = true, equipment = ["HAND-2"] }},
+  {{ code = "OP10", name = "Turning", is_key = true, key_reason = "fit", equipment = ["AUTO-1"] }},
+  {{ code = "OP20", name = "Drilling", is_key = true, key_reason = "fit", equipment = ["HAND-2"] }},
 ]
 
 [[enterprises.sites.equipment]]

@@ -30,9 +30,9 @@ breaks = "10:00-10:30"
 code = "L"
 name = "Line"
 processes = [
-  { code = "P1", name = "Turning", is_key = true, equipment = ["CNC"] },
-  { code = "P2", name = "Assembly", is_key = true, equipment = ["STN"] },
-  { code = "P3", name = "Inspection", is_key = true, equipment = ["BENCH"] },
+  { code = "P1", name = "Turning", is_key = true, key_reason = "fit", equipment = ["CNC"] },
+  { code = "P2", name = "Assembly", is_key = true, key_reason = "fit", equipment = ["STN"] },
+  { code = "P3", name = "Inspection", is_key = true, key_reason = "fit", equipment = ["BENCH"] },
   { code = "P4", name = "Washing", is_key = false, equipment = ["METER"] },
 ]
 [[enterprises.sites.equipment]]

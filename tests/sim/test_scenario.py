@@ -38,7 +38,9 @@ edge_node = "GW1"
 [[enterprises.sites.lines]]
 code = "L1"
 name = "Line"
-processes = [{{ code = "OP10", name = "Turning", is_key = true, equipment = ["M1"] }}]
+processes = [
+  {{ code = "OP10", name = "Turning", is_key = true, key_reason = "fit", equipment = ["M1"] }},
+]
 
 [[enterprises.sites.equipment]]
 code = "M1"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from plantwire_bus.state import ControlType
 from plantwire_bus.tomlfile import parse_toml, validate
@@ -52,8 +52,15 @@ class Process(_Model):
     code: str = Field(pattern=CODE)
     name: str
     is_key: bool = False
-    key_reason: str = ""
+    key_reason: str = Field(default="", validate_default=True, description="why it is key")
     equipment: tuple[str, ...] = ()
+
+    @field_validator("key_reason")
+    @classmethod
+    def _reasoned(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("is_key") and not value.strip():
+            raise ValueError(f"key process {info.data.get('code')} names why it is key")
+        return value
 
 
 class Line(_Model):

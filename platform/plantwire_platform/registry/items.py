@@ -44,12 +44,6 @@ def _checked(data: dict[str, Any]) -> Enterprise:
     return doc
 
 
-def _reasoned(entry: dict[str, Any]) -> None:
-    """A key process step, added or changed here, names why it is key."""
-    if entry.get("is_key") is True and not str(entry.get("key_reason", "")).strip():
-        raise ItemInvalid(f"key_reason: key process {entry.get('code')} names why it is key")
-
-
 def _find(items: list[dict[str, Any]], code: str, kind: str) -> dict[str, Any]:
     for item in items:
         if item["code"] == code:
@@ -111,8 +105,6 @@ def add(doc: Enterprise, kind: str, path: tuple[str, ...], body: object) -> Ente
     if isinstance(code, str) and any(s["code"] == code for s in siblings):
         raise ItemTaken(f"code: {kind} {code} exists already")
     siblings.append(entry)
-    if kind == "process":
-        _reasoned(entry)
     if performs is not None and isinstance(code, str):
         _performs(_site(data, path[0]), code, str(entry.get("line", "")), performs)
     return _checked(data)
@@ -132,8 +124,6 @@ def change(doc: Enterprise, kind: str, path: tuple[str, ...], body: object) -> E
         entry = _find(_site(data, path[0])["equipment"], path[1], "equipment")
     performs = changes.pop("processes", None)
     entry.update(changes)
-    if kind == "process":
-        _reasoned(entry)
     if kind == "equipment" and (performs is not None or "line" in changes):
         if performs is None:  # moved to another line: it performs none of the old line's steps
             performs = []

@@ -74,7 +74,8 @@ protocol = "none"
 def registry(op20_key: bool) -> str:
     def ent(code: str, uscc: str, park: str, processes: list[tuple[str, str, bool]]) -> str:
         procs = ", ".join(
-            f'{{ code = "{p}", name = "{p}", is_key = {str(k).lower()}, equipment = ["{m}"] }}'
+            f'{{ code = "{p}", name = "{p}", is_key = {str(k).lower()}, key_reason = "fit",'
+            f' equipment = ["{m}"] }}'
             for p, m, k in processes
         )
         machines = "".join(MACHINE.format(code=m) for _, m, _ in processes)

@@ -52,7 +52,9 @@ edge_node = "GW1"
 [[enterprises.sites.lines]]
 code = "L1"
 name = "Line 1"
-processes = [{{ code = "OP10", name = "Turning", is_key = true, equipment = ["CNC-01"] }}]
+processes = [
+  {{ code = "OP10", name = "Turning", is_key = true, key_reason = "fit", equipment = ["CNC-01"] }},
+]
 
 [[enterprises.sites.equipment]]
 code = "CNC-01"

@@ -43,7 +43,9 @@ edge_node = "N"
 [[enterprises.sites.lines]]
 code = "L1"
 name = "Line 1"
-processes = [{{ code = "OP10", name = "Turning", is_key = true, equipment = ["D"] }}]
+processes = [
+  {{ code = "OP10", name = "Turning", is_key = true, key_reason = "tolerance", equipment = ["D"] }},
+]
 
 [[enterprises.sites.equipment]]
 code = "D"

@@ -55,7 +55,9 @@ timezone = "UTC"
 [[enterprises.sites.lines]]
 code = "L"
 name = "Line"
-processes = [{{ code = "OP10", name = "OP10", is_key = true, equipment = ["{m}"] }}]
+processes = [
+  {{ code = "OP10", name = "OP10", is_key = true, key_reason = "tolerance", equipment = ["{m}"] }},
+]
 [[enterprises.sites.equipment]]
 code = "{m}"
 name = "{m}"

@@ -38,7 +38,9 @@ shifts = "08:00-16:00"
 [[enterprises.sites.lines]]
 code = "L1"
 name = "Line 1"
-processes = [{ code = "OP10", name = "Turning", is_key = true, equipment = ["CNC-1"] }]
+processes = [
+  { code = "OP10", name = "Turning", is_key = true, key_reason = "fit", equipment = ["CNC-1"] },
+]
 
 [[enterprises.sites.equipment]]
 code = "CNC-1"
@@ -65,6 +67,11 @@ def test_a_minimal_registry_parses() -> None:
         (('line = "L1"\ncontrol', 'line = "L7"\ncontrol'), "equipment CNC-1: unknown line 'L7'"),
         (("declared_nc = true", 'declared_nc = true\nprogram = "x"'), "equipment[0].program"),
         (('uscc = "91320594MA1MXY3B2K"', 'uscc = "123"'), "enterprises[0].uscc"),
+        (
+            ('key_reason = "fit"', 'key_reason = " "'),
+            "processes[0].key_reason: key process OP10 names why it is key",
+        ),
+        (('key_reason = "fit", ', ""), "key process OP10 names why it is key"),
     ],
 )
 def test_errors_name_the_entry_or_field(change: tuple[str, str], message: str) -> None:

@@ -99,7 +99,9 @@ async def test_a_machine_redeclared_nc_changes_the_rate_from_then_on(
     status, error, detail = await refused(
         "PATCH", "/sites/SZ/lines/L1/processes/OP20", {"key_reason": ""}
     )
-    assert (status, error) == (422, "invalid_request") and detail.startswith("key_reason:")
+    assert (status, error) == (422, "invalid_request")
+    where = "sites[0].lines[0].processes[1].key_reason"
+    assert detail == f"{where}: key process OP20 names why it is key"
     status, error, detail = await refused("PATCH", "/sites/SZ/equipment/M2", {"nc": True})
     assert status == 422 and detail.startswith("nc: not a field")
     status, error, detail = await refused(

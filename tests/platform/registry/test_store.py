@@ -40,7 +40,9 @@ workdays = [0, 1, 2, 3, 4]
 [[enterprises.sites.lines]]
 code = "L1"
 name = "Line"
-processes = [{ code = "OP10", name = "Turning", is_key = true, equipment = ["M1"] }]
+processes = [
+  { code = "OP10", name = "Turning", is_key = true, key_reason = "tolerance", equipment = ["M1"] },
+]
 [[enterprises.sites.equipment]]
 code = "M1"
 name = "Lathe"
