@@ -36,7 +36,16 @@ PLATFORM_ROOMS = {
     "ingest": {"storage", "settings"},
     "storage": set(),
     "partner": {"indicators", "registry", "errors", "batching", "settings", "workers", "workload"},
-    "api": {"accounts", "indicators", "registry", "errors", "workload", "workers"},
+    "api": {
+        "accounts",
+        "indicators",
+        "registry",
+        "gateways",
+        "settings",
+        "errors",
+        "workload",
+        "workers",
+    },
     "accounts": {"partner", "errors", "settings"},
     "gateways": {"settings"},
 }

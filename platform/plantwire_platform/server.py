@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from plantwire_platform import errors
 from plantwire_platform.accounts import signin
 from plantwire_platform.accounts.roles import API_ROLES
-from plantwire_platform.api import chains, editing, items, parks, regions
+from plantwire_platform.api import chains, editing, gateways, items, parks, regions
 from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
 from plantwire_platform.cancellation import CancelOnDisconnect
@@ -92,6 +92,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     chains.routes(api)
     parks.routes(api)
     regions.routes(api)
+    gateways.routes(api)
     app.include_router(api)
     errors.install(app)
     app.add_middleware(CancelOnDisconnect)

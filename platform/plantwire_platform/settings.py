@@ -45,6 +45,15 @@ class PlatformSettings(BaseSettings):
     host_id: str = Field(
         default="plantwire", pattern=r"^[A-Za-z0-9_.-]+$", description="Sparkplug host id"
     )
+    broker_dir: str | None = Field(
+        default=None,
+        description="the broker directory ('plantwire platform broker init DIR') from which "
+        "the API issues and revokes gateways' broker logins; unset: only the command line does",
+    )
+    gateway_mqtt_url: str = Field(
+        default="mqtts://127.0.0.1:8883",
+        description="the broker URL the gateways reach, written into the configs the API makes",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
 
@@ -308,7 +317,7 @@ class PlatformSettings(BaseSettings):
             data["MQTT_URL"] = url
         return data
 
-    @field_validator("mqtt_url")
+    @field_validator("mqtt_url", "gateway_mqtt_url")
     @classmethod
     def _mqtt_url_parses(cls, value: str) -> str:
         from plantwire_bus.mqtt import parse_mqtt_url

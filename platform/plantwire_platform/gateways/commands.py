@@ -66,6 +66,15 @@ def add_parsers(sub: Any, env_help: str, settings: Settings, with_database: With
         description="Revoke the credential of GROUP/EDGE_NODE, rewrite the broker's password "
         "file and ACL and reload the broker (SIGHUP). " + env_help,
     )
+    listing = gw_sub.add_parser(
+        "list",
+        help="an enterprise's gateways and whether each holds a credential",
+        description="The gateways of enterprise GROUP (one a site: its edge_node) and whether "
+        "each holds a broker credential (issued), held one (revoked) or never did (none). "
+        + env_help,
+    )
+    listing.add_argument("group", help="the enterprise code (Sparkplug group id)")
+    listing.set_defaults(func=lambda a: _run(a, settings, with_database, "gateway list", _list))
     for p in (provision, revoke):
         p.add_argument("group", help="the enterprise code (Sparkplug group id)")
         p.add_argument("edge_node", help="the site's edge node id")
@@ -156,6 +165,25 @@ async def _provision(conn: Any, args: argparse.Namespace) -> str:
         args.config.write_text(args.devices_from.read_text(encoding="utf-8"), encoding="utf-8")
     write_edge_config(args.config, args.group, args.edge_node, url, args.primary_host)
     return f"issued the broker login {user}; written into {args.config}"
+
+
+async def _list(conn: Any, args: argparse.Namespace) -> str:
+    from plantwire_platform.gateways.provisioning import ProvisioningError, gateways_of
+
+    cur = await conn.execute("SELECT id FROM enterprise WHERE code = %s", (args.group,))
+    found = await cur.fetchone()
+    if found is None:
+        raise ProvisioningError(f"no enterprise {args.group!r}")
+    rows = [
+        f"{g['site']:<12} {g['edge_node']:<20} {g['credential']:<8} "
+        + (
+            f"since {g['revoked_at'] or g['issued_at']:%Y-%m-%d %H:%M:%S%z}"
+            if g["issued_at"]
+            else ""
+        )
+        for g in await gateways_of(conn, found[0])
+    ]
+    return "\n".join([f"{'site':<12} {'edge node':<20} credential", *rows]).rstrip()
 
 
 async def _revoke(conn: Any, args: argparse.Namespace) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,18 @@ from plantwire_platform.gateways.broker_files import (
 
 class ProvisioningError(RuntimeError):
     """A credential cannot be issued or revoked (the message says why)."""
+
+
+class GatewayUnknown(ProvisioningError):
+    """No site of the enterprise has this edge node."""
+
+
+class CredentialHeld(ProvisioningError):
+    """The gateway holds a credential already (revoke it first)."""
+
+
+class NoCredential(ProvisioningError):
+    """The gateway holds no credential to revoke."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +123,7 @@ async def provision_gateway(
         (group_id, edge_node_id),
     )
     if await cur.fetchone() is None:
-        raise ProvisioningError(
+        raise GatewayUnknown(
             f"no site of enterprise {group_id!r} has the edge node {edge_node_id!r}: register it"
             " first (plantwire platform registry import)"
         )
@@ -124,7 +137,7 @@ async def provision_gateway(
         (username, group_id, edge_node_id, password_hash(password)),
     )
     if await cur.fetchone() is None:
-        raise ProvisioningError(
+        raise CredentialHeld(
             f"gateway {username} holds a credential already; revoke it first"
             " (plantwire platform gateway revoke)"
         )
@@ -146,10 +159,36 @@ async def revoke_gateway(
         (gateway_username(group_id, edge_node_id),),
     )
     if await cur.fetchone() is None:
-        raise ProvisioningError(
+        raise NoCredential(
             f"gateway {gateway_username(group_id, edge_node_id)} holds no credential"
         )
     await write_broker_files(conn, broker)
+
+
+async def gateways_of(
+    conn: psycopg.AsyncConnection[Any], enterprise_id: int, edge_node_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The enterprise's gateways (one a site), or the one of ``edge_node_id``, each with its
+    broker username and whether it holds a credential (``issued``), held one (``revoked``)
+    or never held one (``none``)."""
+    cur = await conn.execute(
+        "SELECT s.code, s.edge_node_id, x.code || '/' || s.edge_node_id, u.issued_at,"
+        " u.revoked_at FROM site s JOIN enterprise x ON x.id = s.enterprise_id"
+        " LEFT JOIN broker_user u ON u.group_id = x.code AND u.edge_node_id = s.edge_node_id"
+        " WHERE x.id = %s AND (%s::text IS NULL OR s.edge_node_id = %s) ORDER BY s.code",
+        (enterprise_id, edge_node_id, edge_node_id),
+    )
+    return [
+        {
+            "site": site,
+            "edge_node": node,
+            "username": username,
+            "credential": "none" if issued is None else "revoked" if revoked else "issued",
+            "issued_at": issued,
+            "revoked_at": revoked,
+        }
+        for site, node, username, issued, revoked in await cur.fetchall()
+    ]
 
 
 async def broker_users(conn: psycopg.AsyncConnection[Any]) -> list[BrokerUser]:
@@ -193,6 +232,31 @@ def reload_broker(pid_file: Path) -> bool:
     return True
 
 
+def edge_config(
+    data: dict[str, Any], group_id: str, edge_node_id: str, mqtt_url: str, primary_host_id: str,
+    equipment: Sequence[str] = (),
+) -> str:  # fmt: skip
+    """The gateway config ``data`` (its devices, say) given its identity and broker login, as
+    TOML; without devices, it says how to add them, one for each code of ``equipment``."""
+    data = {
+        **data,
+        "group_id": group_id,
+        "edge_node_id": edge_node_id,
+        "mqtt_url": mqtt_url,
+        "primary_host_id": primary_host_id,
+    }
+    text = tomli_w.dumps(data)
+    if not data.get("devices"):
+        first = equipment[0] if equipment else "CNC-01"
+        codes = f" (this site's: {', '.join(equipment)})" if equipment else ""
+        text += (
+            "\n# Add the machines this gateway reads, for example:\n# [[devices]]\n"
+            f'# kind = "opcua"\n# device_id = "{first}"   # its equipment code in the registry'
+            f"{codes}\n"
+        )
+    return text
+
+
 def write_edge_config(
     path: Path, group_id: str, edge_node_id: str, mqtt_url: str, primary_host_id: str
 ) -> None:
@@ -201,16 +265,4 @@ def write_edge_config(
     data: dict[str, Any] = {}
     if path.exists():
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    data.update(
-        group_id=group_id,
-        edge_node_id=edge_node_id,
-        mqtt_url=mqtt_url,
-        primary_host_id=primary_host_id,
-    )
-    text = tomli_w.dumps(data)
-    if "devices" not in data:
-        text += (
-            "\n# Add the machines this gateway reads, for example:\n# [[devices]]\n"
-            '# kind = "opcua"\n# device_id = "CNC-01"   # its equipment code in the registry\n'
-        )
-    _replace(path, text)
+    _replace(path, edge_config(data, group_id, edge_node_id, mqtt_url, primary_host_id))

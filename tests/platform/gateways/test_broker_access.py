@@ -313,6 +313,11 @@ def test_cli_provisions_a_gateway_into_its_config(database_url: str, tmp_path: P
     again = subprocess.run([*run, *args], env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2
     assert again.stderr.strip().endswith("revoke it first (plantwire platform gateway revoke)")
+    listed = subprocess.run([*run, "gateway", "list", "G"], env=env, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split()[:3] for line in listed.stdout.splitlines()[1:]]
+    assert rows == [["A", "GW-A", "issued"], ["B", "GW-B", "none"]]
     assert oct(config.stat().st_mode & 0o777) == "0o600"
     written = tomllib.loads(config.read_text())
     assert (written["group_id"], written["edge_node_id"]) == ("G", "GW-A")
