@@ -129,6 +129,9 @@ class MqttClient:
 
     ``session_expiry`` > 0 with ``clean_start=False`` keeps the broker-side session (and its
     queued QoS 1 messages) across disconnects.
+
+    ``will_factory``, if given, makes the Will of every CONNECT packet just before it is sent,
+    the automatic reconnects' included (it runs in the network thread).
     """
 
     def __init__(
@@ -137,6 +140,7 @@ class MqttClient:
         client_id: str,
         *,
         will: Will | None = None,
+        will_factory: Callable[[], Will] | None = None,
         clean_start: bool = True,
         session_expiry: int = 0,
         manual_ack: bool = False,
@@ -193,6 +197,13 @@ class MqttClient:
             )
         if will is not None:
             client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        if will_factory is not None:
+
+            def fresh_will(client: paho.Client, userdata: Any) -> None:
+                made = will_factory()
+                client.will_set(made.topic, made.payload, qos=made.qos, retain=made.retain)
+
+            client.on_pre_connect = fresh_will
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
@@ -228,10 +239,14 @@ class MqttClient:
             await asyncio.to_thread(self._client.loop_stop)
             raise MqttError(f"MQTT broker {self.address} refused the connection: {self.refusal}")
 
-    async def disconnect(self) -> None:
-        """Disconnect cleanly (no Will is published) and stop the network thread."""
+    async def disconnect(self, with_will: bool = False) -> None:
+        """Disconnect cleanly and stop the network thread. No Will is published, unless
+        ``with_will`` (MQTT 5.0: reason code 'Disconnect with Will Message')."""
         self._closing = True
-        self._client.disconnect()
+        if with_will and self.address.mqtt5:
+            self._client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
+        else:
+            self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
         self.connected.clear()
         with self._lock:

@@ -166,17 +166,24 @@ class IngestWorker:
                     " is imported (plantwire platform registry import)"
                 )
             writer = BatchWriter(data, self.client_id, settings.pack_after_days)
-            will = encode_state(False, self._born, self._commits)
             client = MqttClient(
                 parse_mqtt_url(settings.mqtt_url),
                 self.client_id,
-                will=Will(self._state_topic, will, qos=1, retain=True),
+                will_factory=self._will,
                 clean_start=strict,
                 session_expiry=0 if strict else 24 * 3600,
                 manual_ack=not strict,
                 queue_size=settings.queue_size,
             )
             await self._online(client, stop, intake, writer)
+
+    def _will(self) -> Will:
+        """The Will of the next CONNECT packet: STATE offline stamped now (Sparkplug 3.0,
+        tck-id-host-topic-phid-death-payload-connect), the time the online message repeats.
+        Runs in the MQTT network thread before every CONNECT, reconnects included."""
+        self._born = max(now_ms(), self._born)
+        payload = encode_state(False, self._born, self._commits)
+        return Will(self._state_topic, payload, qos=1, retain=True)
 
     @property
     def _commits(self) -> bool:
@@ -314,13 +321,15 @@ class IngestWorker:
         if message.topic != self._state_topic:
             return False
         with contextlib.suppress(PayloadError):
-            online, _ = decode_state(message.payload)
+            online, ts = decode_state(message.payload)
             if not online:
                 log.info("STATE of %s said offline while this worker runs: online again",
                          self.settings.host_id)  # fmt: skip
-                # another worker's Will, newer than this worker's connection: edge nodes take
-                # only a STATE at least as new as the last one they saw
-                self._announce(client, max(now_ms(), self._born))
+                # Sparkplug 3.0 (tck-id-message-flow-hid-sparkplug-state-message-delivered):
+                # online again with the timestamp of this connection's Will. An offline newer
+                # than that (another worker's Will) gets the current time instead: edge nodes
+                # take only a STATE at least as new as the last one they saw
+                self._announce(client, None if ts <= self._born else max(now_ms(), self._born))
         return True
 
     # -- writing ---------------------------------------------------------------------------
