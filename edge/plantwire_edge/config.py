@@ -96,6 +96,12 @@ class EdgeConfig(Model):
         description="with a primary host that confirms commits: data it has not confirmed "
         "this long after sending is sent again (flagged historical)",
     )
+    spec_strict: bool = Field(
+        default=False,
+        description="Sparkplug to the letter: births, data and device deaths at QoS 0 and a "
+        "DISCONNECT that asks the broker for the Will; default QoS 1 so that the buffer can "
+        "wait for the broker's PUBACK (docs/sparkplug.md)",
+    )
     application_uri: str | None = Field(
         default=None, description="OPC UA client application URI (in the gateway certificate)"
     )

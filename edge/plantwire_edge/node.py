@@ -1,15 +1,16 @@
 """The Sparkplug B edge node: births with aliases, batched DDATA, seq/bdSeq, deaths, rebirths,
 all fed from the durable buffer.
 
-Adapters get a :class:`DeviceChannel` per device and report values into it. Every
-``batch_ms`` the node writes what arrived to the :class:`~plantwire_edge.buffer.Buffer`
-(one batch per device, committed before anything is sent), then publishes queued batches as
-DDATA at QoS 1; a batch leaves the buffer only once the primary host confirmed it committed
-the message (plantwire's commit confirmations; with a host that does not confirm, after the
-broker's PUBACK). What stays unconfirmed past ``commit_timeout_s`` is sent again. While the
-broker is unreachable or the primary host's STATE is offline, batches stay queued; afterwards
-the node births again (NBIRTH, then a DBIRTH per online device) and sends the backlog in
-order, flagged ``is_historical``. The broker connection itself is the :class:`Uplink`'s business.
+Adapters get a :class:`DeviceChannel` per device and report values into it. Every ``batch_ms``
+the node writes what arrived to the :class:`~plantwire_edge.buffer.Buffer` (one batch per
+device, committed before anything is sent), then publishes queued batches as DDATA at QoS 1
+(QoS 0 with ``spec_strict``); a batch leaves the buffer only once the primary host confirmed it
+committed the message (plantwire's commit confirmations; with a host that does not confirm,
+after the broker's PUBACK, or once sent at QoS 0). What stays unconfirmed past
+``commit_timeout_s`` is sent again. While the broker is unreachable or the primary host's STATE
+is offline, batches stay queued; afterwards the node births again (NBIRTH, then a DBIRTH per
+online device) and sends the backlog in order, flagged ``is_historical``. The broker connection
+itself is the :class:`Uplink`'s business.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class EdgeNode:
         self._state_ts: int | None = None  # of the last STATE taken from the primary host
         self.uplink = Uplink(config, self.buffer, self.stats, self, self.clock)
         self._seq = 0
+        self._qos = 0 if config.spec_strict else 1  # Sparkplug's QoS 0, or wait for PUBACK
         self.birth_ts = 0  # timestamp of this connection's NBIRTH (names its seq stream)
         self.host_commits = False  # the primary host confirms commits: delete only then
         self._said_commits: bool | None = None  # what the log last said about it
@@ -362,7 +364,7 @@ class EdgeNode:
 
     def _publish(self, client: MqttClient, topic: str, payload: bytes) -> asyncio.Future[None]:
         self.stats.published += 1
-        future = client.publish_nowait(topic, payload)
+        future = client.publish_nowait(topic, payload, qos=self._qos)
         future.add_done_callback(_observed)  # a lost connection is handled by detached()
         return future
 
@@ -374,9 +376,10 @@ class EdgeNode:
             return
         if self._need_birth:
             self._node_birth(client)
-        for dev in self.channels.values():
+        for dev in self.channels.values():  # every DBIRTH before any data (Sparkplug 3.0)
             if dev.online and (not dev.born or dev.rebirth) and not dev.death_due:
                 self._device_birth(client, dev)
+        for dev in self.channels.values():
             # a device that is gone is born for its backlog alone, then dies again
             while (
                 (dev.born or not dev.online)
@@ -402,9 +405,10 @@ class EdgeNode:
     def _node_birth(self, client: MqttClient) -> None:
         self._seq = 0
         self.birth_ts = max(self.clock.now_ms(), self.birth_ts + 1)  # names a new seq stream
+        at = self.birth_ts  # every metric of a birth carries a timestamp (Sparkplug 3.0)
         metrics = (
-            Metric(name="bdSeq", datatype=DataType.Int64, value=self.uplink.bd_seq),
-            Metric(name=REBIRTH_METRIC, datatype=DataType.Boolean, value=False),
+            Metric(name="bdSeq", timestamp=at, datatype=DataType.Int64, value=self.uplink.bd_seq),
+            Metric(name=REBIRTH_METRIC, timestamp=at, datatype=DataType.Boolean, value=False),
         )
         payload = encode_birth(Payload(timestamp=self.birth_ts, seq=0, metrics=metrics))
         self._publish(client, self._topic(MessageType.NBIRTH), payload)
@@ -449,6 +453,7 @@ class EdgeNode:
                     is_null=value is None,
                 )
             )
+        metrics.sort(key=lambda m: m.timestamp or 0)  # values in chronological order
         payload = Payload(timestamp=at or now, seq=self._next_seq(), metrics=tuple(metrics))
         self._publish(client, self._topic(MessageType.DBIRTH, dev.device_id), encode_birth(payload))
         dev.born, dev.rebirth, dev.birth_keys, dev.checked = True, False, keys, len(dev.current)
@@ -462,7 +467,9 @@ class EdgeNode:
         group = [dev.unsent[0]]
         live = group[0].live
         samples = self.buffer.load(group[0])
-        if not live:
+        if live:  # live values in chronological order, as Sparkplug asks of a data message
+            samples = sorted(samples, key=_sample_time)
+        else:
             samples = list(samples)
             for batch in itertools.islice(dev.unsent, 1, None):
                 if batch.live or batch.state != QUEUED or len(samples) + batch.count > MAX_MESSAGE:
@@ -531,6 +538,10 @@ class EdgeNode:
                 self._acked.extend(group)
         if any(d.unsent for d in self.channels.values()):
             self._schedule_pump()
+
+
+def _sample_time(sample: Sample) -> int:
+    return sample[2]
 
 
 def _observed(future: asyncio.Future[None]) -> None:

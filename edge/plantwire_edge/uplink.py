@@ -136,7 +136,9 @@ class Uplink:
             if self.host_gone.is_set() and not halt.is_set():
                 log.info("primary host went offline: NDEATH sent, connecting again")
             self.host_gone.clear()
-            await client.disconnect()
+            # strict: MQTT 5.0's 'Disconnect with Will Message', as Sparkplug asks (the broker
+            # then publishes the Will too: a second NDEATH with the same bdSeq)
+            await client.disconnect(with_will=cfg.spec_strict and birthed)
 
     async def _commands(self, client: MqttClient) -> None:
         async for message in client.messages():

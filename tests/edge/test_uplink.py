@@ -44,7 +44,7 @@ class EagerBroker:
     async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         await self.publish_nowait(topic, payload, qos, retain)
 
-    async def disconnect(self) -> None:
+    async def disconnect(self, with_will: bool = False) -> None:
         self.connected.clear()
 
 
