@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from plantwire_bus.mosquitto import MosquittoProcess, start_mosquitto
 from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
 from plantwire_bus.sparkplug_b_pb2 import Payload as PbPayload
@@ -42,6 +44,11 @@ def bd_seq(payload: bytes) -> tuple[int, int]:
     return metric.long_value, metric.datatype
 
 
+@pytest.mark.sparkplug(
+    "tck-id-topics-nbirth-bdseq-increment",
+    "tck-id-message-flow-edge-node-birth-publish-nbirth-payload-bdSeq",
+    "tck-id-message-flow-edge-node-birth-publish-will-message-payload-bdSeq",
+)
 async def test_tck_id_topics_nbirth_bdseq_increment_and_datatype_int64(
     private_mosquitto: MosquittoProcess, unique: str
 ) -> None:
@@ -89,6 +96,12 @@ async def test_tck_id_topics_nbirth_bdseq_increment_and_datatype_int64(
         restarted.stop()
 
 
+@pytest.mark.sparkplug(
+    "tck-id-operational-behavior-edge-node-termination-host-offline-timestamp",
+    "tck-id-operational-behavior-edge-node-termination-host-offline-reconnect",
+    "tck-id-message-flow-edge-node-birth-publish-phid-wait-timestamp",
+    "tck-id-message-flow-edge-node-birth-publish-phid-offline",
+)
 async def test_tck_id_operational_behavior_edge_node_termination_host_offline(
     mqtt_url: str, unique: str
 ) -> None:
