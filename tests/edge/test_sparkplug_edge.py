@@ -177,8 +177,15 @@ async def record(broker_url: str) -> EdgeRecord:
                     i += 1
                     await asyncio.sleep(0.012)
                 await until(lambda: len(tap.published("DBIRTH")) == 4, "the rebirth's DBIRTHs")
+                m1_data = len([p for p in tap.published() if p.topic.endswith("DDATA/N1/M1")])
                 m1.put(speed, 99.0, now_ms())
-                await until(lambda: tap.published()[-1].topic.endswith("DDATA/N1/M1"), "data again")
+                await until(
+                    lambda: (
+                        len([p for p in tap.published() if p.topic.endswith("DDATA/N1/M1")])
+                        > m1_data
+                    ),
+                    "data again",
+                )
                 m2.set_offline()
                 await until(lambda: len(tap.published("DDEATH")) == 1, "DDEATH")
                 stop.set()
