@@ -21,6 +21,7 @@ from plantwire_platform.accounts import access
 from plantwire_platform.accounts.people import USERNAME, PersonError, create_person
 from plantwire_platform.accounts.roles import Binding, PersonRole
 from plantwire_platform.api.routes import Conn
+from plantwire_platform.api.schemas import request_schema
 from plantwire_platform.errors import ApiError
 from plantwire_platform.registry.document import CODE, Enterprise, RegistryError
 from plantwire_platform.registry.export import enterprise_document
@@ -77,7 +78,7 @@ class PersonCreated(BaseModel):
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    schema = {"application/json": {"schema": model.model_json_schema()}}
+    schema = {"application/json": {"schema": request_schema(model)}}
     return {"requestBody": {"required": True, "content": schema}}
 
 

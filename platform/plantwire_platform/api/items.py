@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from plantwire_platform.accounts import access
 from plantwire_platform.api.editing import Effective, Imported, current_document, when, write
 from plantwire_platform.api.routes import Conn
+from plantwire_platform.api.schemas import request_schema
 from plantwire_platform.errors import ApiError
 from plantwire_platform.registry import items
 from plantwire_platform.registry.document import Equipment, Line, Process, Site
@@ -34,7 +35,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _body(model: Any, partial: bool, kind: str) -> dict[str, Any]:
-    schema = model.model_json_schema()
+    schema = request_schema(model)
     if kind == "equipment":
         schema["properties"]["processes"] = {
             "type": "array",
