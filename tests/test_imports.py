@@ -48,6 +48,7 @@ PLATFORM_ROOMS = {
     },
     "accounts": {"partner", "errors", "settings"},
     "gateways": {"settings"},
+    "console": set(),
 }
 """The platform's sub-packages and the other parts of the platform each may import (as their
 docstrings say); the shared infrastructure beside them imports no sub-package but ``storage``,

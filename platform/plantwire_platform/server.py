@@ -1,7 +1,8 @@
 """The platform's HTTP server: one ASGI application made of the capabilities' routers
 (``/api/v1`` from :mod:`plantwire_platform.api`, ``/partner/v1`` and ``/oauth/token`` from
 :mod:`plantwire_platform.partner`, people's sign-in ``/auth/token`` from
-:mod:`plantwire_platform.accounts`), uniform error bodies, and ``/healthz``.
+:mod:`plantwire_platform.accounts`, the web console ``/console``, ``/docs`` and ``/redoc`` from
+:mod:`plantwire_platform.console`), uniform error bodies, and ``/healthz``.
 
 Every request is bounded: its database statements by ``statement_timeout``, its computation by
 the workload's slots and deadline (:mod:`plantwire_platform.workload`), its life by its client
@@ -27,6 +28,7 @@ from plantwire_platform.api import chains, editing, gateways, items, parks, regi
 from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
 from plantwire_platform.cancellation import CancelOnDisconnect
+from plantwire_platform.console import routes as console
 from plantwire_platform.health import HealthProbe
 from plantwire_platform.partner.context import authenticated
 from plantwire_platform.partner.interface import PartnerInterface
@@ -76,6 +78,8 @@ def create_app(settings: PlatformSettings) -> FastAPI:
         version="0.1.0",
         summary="Verified NC rates and equipment telemetry of manufacturing enterprises.",
         lifespan=lifespan,
+        docs_url=None,  # served by the console with the assets shipped in the package
+        redoc_url=None,
     )
 
     app.state.settings = settings
@@ -94,6 +98,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     regions.routes(api)
     gateways.routes(api)
     app.include_router(api)
+    console.install(app)
     errors.install(app)
     app.add_middleware(CancelOnDisconnect)
 

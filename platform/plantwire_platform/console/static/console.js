@@ -1,0 +1,212 @@
+// plantwire console: what every page shares. The page's words come in #boot (the server chose
+// the language); data comes from /api/v1 with the signed-in person's token, and a refusal of
+// the API shows the refusal view instead of data.
+"use strict";
+
+const PW = (() => {
+  const boot = JSON.parse(document.getElementById("boot").textContent);
+  const language = boot.language;
+  const KEY = "plantwire.session";
+
+  function t(key, values) {
+    const text = boot.messages[key];
+    if (text === undefined) {
+      console.warn(`plantwire: no message ${key}`);
+      return key;
+    }
+    return text.replace(/\{(\w+)\}/g, (m, name) =>
+      values && values[name] !== undefined ? String(values[name]) : m);
+  }
+
+  // -- the session: a token from POST /auth/token, kept for this tab only ------------------
+  function session() {
+    try {
+      const s = JSON.parse(sessionStorage.getItem(KEY) || "null");
+      return s && s.expires > Date.now() ? s : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function claims(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(decodeURIComponent(escape(atob(part))));
+    } catch (e) {
+      return {};
+    }
+  }
+
+  async function signIn(username, password) {
+    const body = new URLSearchParams({ grant_type: "password", username, password });
+    const r = await fetch("/auth/token", { method: "POST", body });
+    const answer = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      const error = new Error(answer.detail || r.statusText);
+      error.code = answer.error || String(r.status);
+      throw error;
+    }
+    const c = claims(answer.access_token);
+    sessionStorage.setItem(KEY, JSON.stringify({
+      token: answer.access_token,
+      expires: Date.now() + (answer.expires_in - 5) * 1000,
+      username, role: c.role || "",
+    }));
+  }
+
+  function signOut() {
+    sessionStorage.removeItem(KEY);
+    goSignIn();
+  }
+
+  function goSignIn() {
+    const next = location.pathname + location.search;
+    location.assign(`/console/signin?next=${encodeURIComponent(next)}`);
+  }
+
+  // -- the API ----------------------------------------------------------------------------
+  class Refused extends Error {
+    constructor(status, code, detail) {
+      super(detail || code);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  function headers(extra) {
+    const s = session();
+    if (!s) {
+      goSignIn();
+      throw new Refused(401, "invalid_token", "");
+    }
+    return { Authorization: `Bearer ${s.token}`, "Accept-Language": language, ...extra };
+  }
+
+  async function api(path, params) {
+    const query = params ? `?${new URLSearchParams(params)}` : "";
+    const r = await fetch(path + query, { headers: headers({ Accept: "application/json" }) });
+    if (r.status === 401) {
+      sessionStorage.removeItem(KEY);
+      goSignIn();
+      throw new Refused(401, "invalid_token", "");
+    }
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Refused(r.status, body.error || String(r.status), body.detail);
+    return body;
+  }
+
+  // Server-sent events over fetch (EventSource cannot send the Authorization header):
+  // calls onEvent(name, data) for each event until the stream ends or signal aborts.
+  async function stream(path, onEvent, signal) {
+    const r = await fetch(path, { headers: headers({ Accept: "text/event-stream" }), signal });
+    if (r.status === 401) {
+      sessionStorage.removeItem(KEY);
+      goSignIn();
+      return;
+    }
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      throw new Refused(r.status, body.error || String(r.status), body.detail);
+    }
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+        }
+        if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+      }
+    }
+  }
+
+  // -- the page ---------------------------------------------------------------------------
+  function refuse(error) {
+    const known = ["not_bound", "role_forbidden", "not_found"];
+    const code = error.code || "error";
+    document.getElementById("content").hidden = true;
+    document.getElementById("refusal").hidden = false;
+    document.getElementById("refusal-text").textContent =
+      t(known.includes(code) ? `refusal.${code}` : "refusal.other");
+    document.getElementById("refusal-code").textContent = code;
+    document.title = `${t("refusal.title")} · plantwire`;
+    status("");
+  }
+
+  function fail(error) {
+    if (error instanceof Refused && error.status === 401) return;
+    if (error instanceof Refused && [403, 404].includes(error.status)) {
+      refuse(error);
+      return;
+    }
+    status(t("status.failed", { detail: error.message || String(error) }), true);
+  }
+
+  function status(text, bad) {
+    const el = document.getElementById("status");
+    el.textContent = text;
+    el.classList.toggle("bad", Boolean(bad));
+  }
+
+  function param(name) {
+    return new URLSearchParams(location.search).get(name);
+  }
+
+  // -- the reader's locale ----------------------------------------------------------------
+  function number(value, digits) {
+    if (value === null || value === undefined) return "—";
+    return new Intl.NumberFormat(language, { maximumFractionDigits: digits ?? 0 }).format(value);
+  }
+
+  function percent(value, digits) {
+    if (value === null || value === undefined) return "—";
+    return new Intl.NumberFormat(language, {
+      style: "percent", maximumFractionDigits: digits ?? 1,
+    }).format(value);
+  }
+
+  function time(iso, zone, withDate) {
+    if (!iso) return "—";
+    const options = { timeZone: zone || undefined, hour: "2-digit", minute: "2-digit",
+      second: "2-digit", hour12: false };
+    if (withDate !== false) Object.assign(options, { year: "numeric", month: "2-digit",
+      day: "2-digit" });
+    return new Intl.DateTimeFormat(language, options).format(new Date(iso));
+  }
+
+  function element(tag, attributes, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attributes || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "text") el.textContent = v;
+      else el.setAttribute(k, v === true ? "" : v);
+    }
+    for (const child of children) el.append(child);
+    return el;
+  }
+
+  function start(run) {
+    const s = session();
+    const who = document.getElementById("who");
+    if (s && who) who.textContent = t("nav.signed_in_as", { user: s.username });
+    const out = document.getElementById("sign-out");
+    if (out) out.addEventListener("click", signOut);
+    if (boot.signedIn && !s) {
+      goSignIn();
+      return;
+    }
+    Promise.resolve().then(run).catch(fail);
+  }
+
+  return { boot, language, t, session, signIn, api, stream, refuse, fail, status, param,
+    number, percent, time, element, start, Refused };
+})();

@@ -1,0 +1,122 @@
+"""The console's browser-test harness: the Debian ``chromium`` driven by Playwright (no browser
+download), a served platform API, a person signed in through the sign-in page, screenshots
+under ``test-artefacts/console/`` and every browser console error collected (a test fails on
+any, :func:`no_console_errors`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Route
+
+from plantwire_platform.server import api_server
+from plantwire_platform.settings import PlatformSettings
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTEFACTS = Path(__file__).resolve().parents[3] / "test-artefacts" / "console"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: PlatformSettings) -> AsyncIterator[str]:
+    """The platform's HTTP server on ``settings.api_port``; yields its base URL."""
+    server = api_server(settings)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{settings.api_port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@dataclass
+class Watched:
+    """A browser context whose pages report console errors and failed page scripts."""
+
+    context: BrowserContext
+    errors: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
+    """Fragments of the errors a test provokes on purpose (Chromium logs every refused fetch,
+    such as a wrong password's 401)."""
+
+    def unexpected(self) -> list[str]:
+        """The errors no test asked for."""
+        return [e for e in self.errors if not any(x in e for x in self.expected)]
+
+    async def page(self) -> Page:
+        page = await self.context.new_page()
+
+        def console(message: ConsoleMessage) -> None:
+            if message.type == "error":
+                self.errors.append(f"{page.url}: {message.text}")
+
+        page.on("console", console)
+        page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
+        return page
+
+
+@contextlib.asynccontextmanager
+async def watched(browser: Browser, language: str = "zh-CN") -> AsyncIterator[Watched]:
+    """A fresh browser context (its own cookies and storage) whose browser asks for
+    ``language`` first."""
+    context = await browser.new_context(
+        locale=language, viewport={"width": 1280, "height": 860}, timezone_id="Asia/Shanghai"
+    )
+    try:
+        yield Watched(context)
+    finally:
+        await context.close()
+
+
+async def offline(context: BrowserContext) -> list[str]:
+    """Cut the context off every host but this machine; returns the URLs it tried to reach."""
+    tried: list[str] = []
+
+    async def only_local(route: Route) -> None:
+        host = urlsplit(route.request.url).hostname or ""
+        if host in LOCAL_HOSTS or route.request.url.startswith(("data:", "blob:")):
+            await route.continue_()
+        else:
+            tried.append(route.request.url)
+            await route.abort("internetdisconnected")
+
+    await context.route("**/*", only_local)
+    return tried
+
+
+async def sign_in(page: Page, base: str, username: str, password: str, next: str = "") -> None:
+    """Sign in through the sign-in page, as a person would; lands on ``next`` (or the
+    overview)."""
+    target = f"{base}/console/signin" + (f"?next={next}" if next else "")
+    await page.goto(target)
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(
+        re.compile(re.escape(base) + (re.escape(next) if next else "/console/"))
+    )
+
+
+async def screenshot(page: Page, name: str, language: str) -> Path:
+    """Save the page under ``test-artefacts/console/<name>-<language>.png``."""
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTEFACTS / f"{name}-{language}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,0 +1,27 @@
+"""Fixtures of the console's browser tests: one Chromium per test module (the Debian package,
+see ``.ci/run``), and the errors its pages logged, which fail the test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, async_playwright
+
+from tests.platform.console.browser import CHROMIUM, FLAGS
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        reason = f"no {CHROMIUM} (apt-get install chromium; .ci/run installs it)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"required service missing in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
