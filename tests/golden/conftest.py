@@ -19,7 +19,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -100,8 +100,10 @@ class Simulation:
     def where(self, protocol: str) -> dict[str, dict[str, Any]]:
         return {code: m for code, m in self.status["machines"].items() if m["protocol"] == protocol}
 
-    def gateway_config(self, scenario: Scenario, enterprise: str, site: str, mqtt_url: str,
-                       host_id: str) -> dict[str, Any]:  # fmt: skip
+    def gateway_config(
+        self, scenario: Scenario, enterprise: str, site: str, mqtt_url: str, host_id: str,
+        plant_mqtt_url: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         e = next(x for x in scenario.enterprises if x.code == enterprise)
         s = next(x for x in e.sites if x.code == site)
         return gateway_config(
@@ -116,7 +118,7 @@ class Simulation:
                 for code, m in self.where("modbus").items()
             },
             mqtt_topics={code: m["topic"] for code, m in self.where("mqtt").items()},
-            device_broker_url=mqtt_url,
+            device_broker_url=plant_mqtt_url or mqtt_url,
             speed=self.status["clock"]["speed"],
         )
 
@@ -164,13 +166,21 @@ async def run_plant(
     start_ms: int,
     host_id: str,
     onboard: Callable[[str], Awaitable[None]] | None = None,
+    gateways: Callable[[Simulation, Scenario], Awaitable[list[EdgeConfig]]] | None = None,
+    plant_mqtt_url: str | None = None,
+    api_settings: Mapping[str, Any] | None = None,
 ) -> tuple[Scenario, Report]:
     """Run a built-in scenario for ``seconds`` simulated seconds from ``start_ms`` at ``speed``
     through the whole data path; ask the API about the window from a whole simulated minute
     after every device was born to ``start_ms + seconds``. The registry is the scenario's,
     unless ``onboard`` registers the plant: it is given the API's URL once the API serves,
-    before any machine or gateway starts."""
+    before any machine or gateway starts. The gateways' configs are the simulator's
+    (``plantwire sim gateway-config``), unless ``gateways`` makes them once the simulated
+    machines serve. The ingest and the gateways speak Sparkplug over ``mqtt_url``; the
+    machines' vendor MQTT goes to ``plant_mqtt_url`` (default: the same broker).
+    ``api_settings`` are further settings of the platform (ingest and API)."""
     began = time.monotonic()
+    plant_url = plant_mqtt_url or mqtt_url
     scenario = load_scenario(scenario_name)
     if onboard is None:
         async with await psycopg.AsyncConnection.connect(database_url) as conn:
@@ -181,6 +191,7 @@ async def run_plant(
         host_id=host_id,
         api_port=free_port(),
         batch_age_ms=100,
+        **(api_settings or {}),
     )
     end_ms = start_ms + round(seconds * 1000)
     stop_ingest, stop_edge = asyncio.Event(), asyncio.Event()
@@ -198,25 +209,29 @@ async def run_plant(
             wall["onboarded"] = time.monotonic() - began
         try:
             async with simulation(
-                scenario_name, mqtt_url, workdir, speed=speed, start_ms=start_ms,
+                scenario_name, plant_url, workdir, speed=speed, start_ms=start_ms,
                 seconds=seconds + TAIL_S * speed,
             ) as sim:  # fmt: skip
                 wall["simulator up"] = time.monotonic() - began
                 clock = sim.follow_clock()
-                gateways = [
-                    Gateway(
+                if gateways is not None:
+                    configs = await gateways(sim, scenario)
+                    wall["gateways provisioned"] = time.monotonic() - began
+                else:
+                    configs = [
                         EdgeConfig.model_validate(
-                            sim.gateway_config(scenario, e.code, s.code, mqtt_url, host_id)
-                        ),
-                        clock=clock,
-                    )
-                    for e in scenario.enterprises
-                    for s in e.sites
-                    if any(m.protocol != "none" for m in s.machines)
-                ]
-                edges += [tg.create_task(g.run(stop_edge)) for g in gateways]
-                devices = sum(len(g.config.devices) for g in gateways)
-                await _until(lambda: _born(gateways) == devices, "every device born", 60)
+                            sim.gateway_config(
+                                scenario, e.code, s.code, mqtt_url, host_id, plant_url
+                            )
+                        )
+                        for e in scenario.enterprises
+                        for s in e.sites
+                        if any(m.protocol != "none" for m in s.machines)
+                    ]
+                edge_nodes = [Gateway(c, clock=clock) for c in configs]
+                edges += [tg.create_task(g.run(stop_edge)) for g in edge_nodes]
+                devices = sum(len(g.config.devices) for g in edge_nodes)
+                await _until(lambda: _born(edge_nodes) == devices, "every device born", 60)
                 born_ms = clock.now_ms()
                 wall["devices born"] = time.monotonic() - began
                 # this process's heap (pytest, the platform, 155 OPC UA sessions) is large: a
@@ -228,7 +243,7 @@ async def run_plant(
                 await _played(sim, clock)
                 wall["simulator done"] = time.monotonic() - began
                 assert sim.process.returncode == 0, sim.log.read_text()[-3000:]
-            await _settle(gateways, ingest)
+            await _settle(edge_nodes, ingest)
             wall["stored"] = time.monotonic() - began
             report = await _ask(settings.api_port, database_url, window_start, end_ms)
             wall["asked"] = time.monotonic() - began

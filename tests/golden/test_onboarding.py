@@ -1,23 +1,34 @@
 """A real plant's onboarding through the API only (issue 15): no scenario file reaches the
-registry. A platform admin (made as ``plantwire platform admin create`` makes one) registers
-the enterprise and its first admin; the enterprise admin describes its site with its gateway,
-two lines and their process steps (eight of them key, each with its reason) as a TOML document,
-and its twelve machines as an equipment sheet, typed here as a plant engineer would from the
-plant's own lists. Then the demo's simulated machines run, read by the gateway config
-generated for that site, and every enterprise-level indicator the API reports -- above all
-the verified NC rate -- agrees with what :mod:`plantwire_sim.expected` computes for the same
+registry, and no gateway config comes from the simulator. A platform admin (made as
+``plantwire platform admin create`` makes one) registers the enterprise and its first admin; the
+enterprise admin describes its site with its gateway, two lines and their process steps (eight
+of them key, each with its reason) as a TOML document, and its twelve machines as an equipment
+sheet, typed here as a plant engineer would from the plant's own lists. Once the demo's
+simulated machines serve, the admin provisions the site's gateway through the API, giving the
+addresses of its machines (the plant's own list of how each is read); the gateway runs with the
+config the platform answered, written to a file with the broker's CA certificate, over TLS with
+its own login on a Mosquitto made by ``broker init`` (the machines' vendor MQTT stays on the
+plant's own broker). Every enterprise-level indicator the API then reports -- above all the
+verified NC rate -- agrees with what :mod:`plantwire_sim.expected` computes for the same
 machines from the built-in scenario and its ground truth.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
-from tests.golden.conftest import compare, run_plant
+from plantwire_bus.mosquitto import find_mosquitto, free_port, start_mosquitto
+from plantwire_bus.mqtt import MqttClient, MqttError, parse_mqtt_url
+from plantwire_edge.config import EdgeConfig, load_config
+from plantwire_platform.gateways.provisioning import BrokerDir, client_url, init_broker
+from plantwire_sim.scenario import Scenario
+from tests.golden.conftest import Simulation, compare, run_plant
 from tests.platform.identities import register, sign_in
 
 pytestmark = pytest.mark.e2e
@@ -95,6 +106,10 @@ SINCE = "2020-01-01T00:00:00+08:00"
 """When the machines were installed: the registry says so for the past the window lies in."""
 
 
+ADMIN: dict[str, str] = {}
+"""The enterprise admin's username and password, and its enterprise's id, once onboarded."""
+
+
 async def onboard(base_url: str, database_url: str) -> None:
     password = await register(database_url, "ops", "platform_admin")  # admin create's work
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
@@ -117,6 +132,7 @@ async def onboard(base_url: str, database_url: str) -> None:
             headers=root,
         )
         assert admin.status_code == 201, admin.text
+        ADMIN.update(password=admin.json()["password"], enterprise=str(ent))
         http.headers.update(await sign_in(http, "li.wei", admin.json()["password"]))
         plant = await http.put(
             f"/api/v1/enterprises/{ent}/registry",
@@ -135,19 +151,84 @@ async def onboard(base_url: str, database_url: str) -> None:
         assert machines.json()["equipment"] == 12
 
 
+async def provision(
+    base_url: str, sim: Simulation, scenario: Scenario, plant_mqtt_url: str, workdir: Path
+) -> EdgeConfig:
+    """The enterprise admin provisions site SZ1's gateway through the API with the addresses of
+    its machines; the platform's answer is written where the gateway reads it."""
+    machines = sim.gateway_config(scenario, "HXP", "SZ1", plant_mqtt_url, "", plant_mqtt_url)
+    ca_file = workdir / "gateway" / "ca.crt"
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        headers = await sign_in(http, "li.wei", ADMIN["password"])
+        got = await http.post(
+            f"/api/v1/enterprises/{ADMIN['enterprise']}/gateways/SZ1-GW1/credential",
+            json={"devices": machines["devices"], "ca_file": str(ca_file)},
+            headers=headers,
+        )
+        assert got.status_code == 201, got.text
+        listed = await http.get(f"/api/v1/enterprises/{ADMIN['enterprise']}/gateways",
+                                headers=headers)  # fmt: skip
+        assert [(g["edge_node"], g["credential"]) for g in listed.json()] == [("SZ1-GW1", "issued")]
+    ca_file.parent.mkdir()
+    ca_file.write_text(got.json()["ca_certificate"])
+    path = workdir / "gateway" / "SZ1-GW1.toml"
+    path.write_text(got.json()["config"])
+    config = load_config(path)
+    assert (config.group_id, config.edge_node_id) == ("HXP", "SZ1-GW1")
+    assert parse_mqtt_url(config.mqtt_url).username == "HXP/SZ1-GW1"
+    deadline = time.monotonic() + 10  # the broker was told to reread its logins (SIGHUP)
+    while True:
+        try:
+            async with MqttClient(parse_mqtt_url(config.mqtt_url), "SZ1-GW1-probe"):
+                return config
+        except MqttError:
+            assert time.monotonic() < deadline, "the broker does not admit the new gateway"
+            await asyncio.sleep(0.1)
+
+
 async def test_a_plant_onboarded_through_the_api_reports_the_scenario_figures(
     database_url: str, mqtt_url: str, tmp_path: Path, unique: str
 ) -> None:
+    if find_mosquitto() is None:
+        pytest.skip("no mosquitto")
     seconds = 3600
     start_ms = round(time.time() * 1000) - seconds * 1000
+    # the platform's broker, as 'plantwire platform broker init' makes it; the session's broker
+    # (mqtt_url) is the plant's own network, where the machines' vendor MQTT publishes
+    broker = BrokerDir(tmp_path / "broker")
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        host = await init_broker(conn, broker, "plantwire-host", ("127.0.0.1",))
+    tls = free_port()
+    mosquitto = start_mosquitto(
+        tmp_path / "mosquitto",
+        secrets_dir=broker.path,
+        tls_port=tls,
+        login=("plantwire-host", host),
+    )
+    deadline = time.monotonic() + 10
+    while not broker.pid_file.exists():  # the API reloads the broker by its pid
+        assert time.monotonic() < deadline, mosquitto.log_path.read_text()
+        await asyncio.sleep(0.05)
+    platform_url = client_url(f"mqtts://127.0.0.1:{tls}", "plantwire-host", host, broker.ca.cert)
+    api: list[str] = []
 
     async def through_the_api(base_url: str) -> None:
+        api.append(base_url)
         await onboard(base_url, database_url)
 
-    scenario, report = await run_plant(
-        "demo", database_url, mqtt_url, tmp_path, speed=150, seconds=seconds,
-        start_ms=start_ms, host_id=f"o{unique}", onboard=through_the_api,
-    )  # fmt: skip
+    async def gateways(sim: Simulation, scenario: Scenario) -> list[EdgeConfig]:
+        return [await provision(api[0], sim, scenario, mqtt_url, tmp_path)]
+
+    try:
+        scenario, report = await run_plant(
+            "demo", database_url, platform_url, tmp_path, speed=150, seconds=seconds,
+            start_ms=start_ms, host_id=f"o{unique}", onboard=through_the_api, gateways=gateways,
+            plant_mqtt_url=mqtt_url,
+            api_settings={"broker_dir": str(broker.path),
+                          "gateway_mqtt_url": f"mqtts://127.0.0.1:{tls}"},
+        )  # fmt: skip
+    finally:
+        mosquitto.stop()
     result, truth = compare(scenario, report)
     timing = ", ".join(f"{k} {v} s" for k, v in report.wall_s.items())
     # the enterprise's indicators and its region's roll-up; per-machine OEE of the polled
@@ -158,3 +239,5 @@ async def test_a_plant_onboarded_through_the_api_reports_the_scenario_figures(
     rates = {i["name"]: i["value"] for i in verified}
     assert rates["nc_rate_verified"] == truth["HXP"].value("nc_rate_verified") == 0.5
     assert rates["nc_rate_declared"] == 0.625
+    refused = ("unregistered_node", "unowned_device")
+    assert not [d for d in report.dead_letters if d[0] in refused], report.dead_letters
