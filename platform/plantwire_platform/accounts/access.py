@@ -53,8 +53,8 @@ async def enterprise_facts(
 async def group_facts(conn: AsyncConnection[Any], kind: GroupKind, key: str) -> GroupFacts | None:
     if kind == "regions":
         cur = await conn.execute(
-            "SELECT %s::text, NULL::bigint WHERE EXISTS (SELECT 1 FROM enterprise e"
-            f" LEFT JOIN park p ON p.id = e.park_id WHERE {_REGION} = %s)",
+            "SELECT %s::text, NULL::bigint WHERE EXISTS"
+            " (SELECT 1 FROM known_region WHERE region = %s)",
             (key, key),
         )
     elif not (key.isascii() and key.isdigit() and len(key) < 19):

@@ -45,7 +45,8 @@ async def members(conn: psycopg.AsyncConnection[Any], kind: GroupKind, key: str)
 async def describe(
     conn: psycopg.AsyncConnection[Any], kind: GroupKind, key: str
 ) -> dict[str, Any] | None:
-    """The group's own record, or None if it does not exist."""
+    """The group's own record, or None if it does not exist (a region exists once an
+    enterprise is or was in it, was asked into it, or an authority is bound to it)."""
     if kind != "regions" and _number(key) is None:
         return None
     async with conn.cursor(row_factory=dict_row) as cur:
@@ -60,8 +61,7 @@ async def describe(
         else:
             await cur.execute(
                 "SELECT %s::text AS id, %s::text AS code, %s::text AS name WHERE EXISTS"
-                " (SELECT 1 FROM enterprise e LEFT JOIN park p ON p.id = e.park_id"
-                "  WHERE coalesce(nullif(e.region, ''), p.region) = %s)",
+                " (SELECT 1 FROM known_region WHERE region = %s)",
                 (key, key, key, key),
             )
         return await cur.fetchone()
@@ -83,8 +83,9 @@ async def listing(conn: psycopg.AsyncConnection[Any], kind: GroupKind) -> list[d
             )
         else:
             await cur.execute(
-                "SELECT coalesce(nullif(e.region, ''), p.region) AS id, count(*) AS enterprises"
-                " FROM enterprise e LEFT JOIN park p ON p.id = e.park_id"
-                " WHERE coalesce(nullif(e.region, ''), p.region, '') <> '' GROUP BY 1 ORDER BY 1"
+                "SELECT r.region AS id, (SELECT count(*) FROM enterprise e"
+                "  LEFT JOIN park p ON p.id = e.park_id"
+                "  WHERE coalesce(nullif(e.region, ''), p.region) = r.region) AS enterprises"
+                " FROM known_region r WHERE r.region <> '' ORDER BY 1"
             )
         return await cur.fetchall()

@@ -31,7 +31,7 @@ async def world(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, dic
         httpx.AsyncClient(transport=transport, base_url="http://test") as client,
     ):
         root = await person(client, database_url, "root", "platform_admin")
-        ids: dict[str, Any] = {}
+        ids: dict[str, Any] = {"root": root}
         for n, (code, region) in enumerate((("OLD", "CN-JS"), ("NEW", ""), ("SHY", ""))):
             made = await client.post(
                 "/api/v1/enterprises",
@@ -171,3 +171,45 @@ async def test_a_registry_file_keeps_the_region_history_in_step(database_url: st
             == []
         )
     assert history == [("CN-JS", ALWAYS, moved), ("CN-ZJ", moved, None)]
+
+
+async def test_a_region_is_readable_before_its_first_member_and_after_its_last(
+    world: tuple[httpx.AsyncClient, dict[str, Any]],
+) -> None:
+    client, ids = world
+    root = ids["root"]
+    hour = {
+        "from": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+        "to": datetime.now(UTC).isoformat(),
+    }
+    # CN-ZJ has its authority and no enterprise yet: an empty roll-up, not "not found"
+    for headers in (ids["CN-ZJ"], root):
+        got = await client.get("/api/v1/regions/CN-ZJ/indicators", params=hour, headers=headers)
+        assert got.status_code == 200, got.text
+        body = got.json()  # no member, no figure (as for an empty park or chain)
+        assert (body["subject"]["id"], body["indicators"], body.get("members")) == (
+            "CN-ZJ",
+            [],
+            None,
+        )
+    listed = await client.get("/api/v1/regions", headers=ids["CN-ZJ"])
+    assert listed.json() == [{"id": "CN-ZJ", "enterprises": 0}]
+    others = await client.get("/api/v1/regions/CN-ZJ/indicators", params=hour, headers=ids["CN-JS"])
+    assert (others.status_code, others.json()["error"]) == (403, "not_bound")
+    nowhere = await client.get("/api/v1/regions/XX-NONE/indicators", params=hour, headers=root)
+    assert (nowhere.status_code, nowhere.json()["error"]) == (404, "not_found")
+    # OLD, CN-JS's only member, moves to CN-ZJ: the hour before stays CN-JS's
+    asked = await client.post(
+        "/api/v1/regions/CN-ZJ/registrations", json={"enterprise_id": ids["OLD"]},
+        headers=ids["CN-ZJ"],
+    )  # fmt: skip
+    assert asked.status_code == 201, asked.text
+    moved = await client.post(
+        f"/api/v1/region-registrations/{asked.json()['id']}/accept", headers=ids["OLD-admin"]
+    )
+    assert moved.status_code == 200, moved.text
+    at = datetime.fromisoformat(moved.json()["decided_at"])
+    for headers in (ids["CN-JS"], root):
+        assert await members(client, headers, at - timedelta(hours=1), at) == [ids["OLD"]]
+    assert [r["id"] for r in (await client.get("/api/v1/regions", headers=root)).json()] == [
+        "CN-JS", "CN-ZJ"]  # fmt: skip
