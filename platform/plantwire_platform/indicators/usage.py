@@ -156,15 +156,18 @@ class UsageReader:
                 " sum(auto_s), sum(mdi_s) FROM usage_hour u"
                 " JOIN unnest(%s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS s(a, b, i)"
                 "  ON u.hour >= s.a AND u.hour + interval '1 hour' <= s.b"
-                " JOIN unnest(%s::timestamptz[], %s::timestamptz[]) AS w(a, b)"
-                "  ON u.hour >= w.a AND u.hour + interval '1 hour' <= w.b"
-                " WHERE u.equipment_id = ANY(%s) GROUP BY 1, 2",
+                # the hour lies in a run: it starts in [a, b - 1 hour]; one search in the runs
+                # a row, not a comparison with every run (25 runs took 3.5x as long)
+                " WHERE u.equipment_id = ANY(%s) AND (SELECT"
+                "  range_agg(tstzrange(a, b - interval '1 hour', '[]'))"
+                "  FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS w(a, b)) @> u.hour"
+                " GROUP BY 1, 2",
                 (
                     [a for a, _ in self._segments],
                     [b for _, b in self._segments],
+                    group,
                     [a for a, _ in runs],
                     [b for _, b in runs],
-                    group,
                 ),
             )
             for eid, i, n, observed, executing, auto, mdi in await cur.fetchall():
