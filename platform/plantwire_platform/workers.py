@@ -1,12 +1,17 @@
 """Computations in worker processes, so that CPU-heavy work never runs on the API's event loop.
 
-A job is a module-level coroutine function ``job(connect, *args)``; ``connect()`` opens a
-database connection for it (autocommit off, the API's ``statement_timeout``, and an
-``application_name`` that names the job). The API awaits the job's result; when the request is
-cancelled (its client went away, its deadline passed) the job's connections are terminated in
-the server, which ends the job at its next statement. Workers are started with the API
-(:meth:`WorkerPool.start`, importing the jobs' modules, so that the first request does not wait
-for new processes) or else when first needed, and live as long as the API.
+A job is a module-level coroutine function ``job(connect, *args)``; ``connect()`` lends it a
+database connection (autocommit off, the API's ``statement_timeout``, and an
+``application_name`` that names the job). A worker keeps the connections its jobs gave back
+(:data:`IDLE_MAX` at most, for :data:`IDLE_S`) and lends them to its next jobs: a new
+connection costs a server process and that process's cold catalog caches, which on a busy
+machine was a third of a chain's indicator request.
+
+The API awaits the job's result; when the request is cancelled (its client went away, its
+deadline passed) the job's connections are terminated in the server, which ends the job at its
+next statement. Workers are started with the API (:meth:`WorkerPool.start`, importing the
+jobs' modules, so that the first request does not wait for new processes) or else when first
+needed, and live as long as the API.
 """
 
 from __future__ import annotations
@@ -38,8 +43,22 @@ class JobFailed(Exception):
         self.reason = reason
 
 
+IDLE_MAX = 4
+"""Connections a worker keeps between jobs (a job of a group uses up to four side by side)."""
+
+IDLE_S = 300.0
+"""A kept connection not lent again within this long is closed."""
+
+_idle: dict[tuple[str, int], list[tuple[float, psycopg.AsyncConnection[Any]]]] = {}
+"""In a worker: the connections its jobs gave back, by (database URL, statement timeout)."""
+
+_loop: asyncio.AbstractEventLoop | None = None
+"""In a worker: the event loop its jobs run on (kept connections belong to it)."""
+
+
 class Connector:
-    """Opens the connections of one job (in the worker)."""
+    """Lends the connections of one job (in the worker): a kept one when there is one, renamed
+    after the job, else a new one."""
 
     def __init__(self, database_url: str, ticket: str, statement_timeout_ms: int) -> None:
         self.database_url = database_url
@@ -48,13 +67,53 @@ class Connector:
 
     @contextlib.asynccontextmanager
     async def __call__(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        conn = await psycopg.AsyncConnection.connect(
+        key = (self.database_url, self.statement_timeout_ms)
+        conn = await self._kept(key) or await psycopg.AsyncConnection.connect(
             self.database_url,
             application_name=APPLICATION + self.ticket,
             options=f"-c statement_timeout={self.statement_timeout_ms}",
         )
-        async with conn:
+        try:
             yield conn
+        except BaseException:
+            await conn.close()
+            raise
+        await self._give_back(key, conn)
+
+    async def _kept(self, key: tuple[str, int]) -> psycopg.AsyncConnection[Any] | None:
+        """A kept connection, named after this job (its cancellation finds it by that name);
+        one that went bad meanwhile (terminated, server restarted) is closed and skipped."""
+        kept = _idle.get(key, [])
+        now = time.monotonic()
+        while kept:
+            since, conn = kept.pop()
+            if now - since > IDLE_S:
+                await conn.close()
+                continue
+            try:
+                await conn.execute(
+                    "SELECT set_config('application_name', %s, false)",
+                    (APPLICATION + self.ticket,),
+                )
+                await conn.commit()
+            except psycopg.Error:
+                await conn.close()
+                continue
+            return conn
+        return None
+
+    @staticmethod
+    async def _give_back(key: tuple[str, int], conn: psycopg.AsyncConnection[Any]) -> None:
+        kept = _idle.setdefault(key, [])
+        if conn.closed or conn.broken or len(kept) >= IDLE_MAX:
+            await conn.close()
+            return
+        try:
+            await conn.rollback()
+        except psycopg.Error:
+            await conn.close()
+            return
+        kept.append((time.monotonic(), conn))
 
 
 Job = Callable[..., Coroutine[Any, Any, T]]
@@ -62,6 +121,8 @@ Job = Callable[..., Coroutine[Any, Any, T]]
 
 def _run(job: Job[T], args: tuple[Any, ...], connector: Connector) -> T:
     """In the worker: run one job to its end."""
+
+    global _loop
 
     async def main() -> T:
         try:
@@ -71,7 +132,9 @@ def _run(job: Job[T], args: tuple[Any, ...], connector: Connector) -> T:
         except psycopg.OperationalError:
             raise JobFailed("unavailable") from None
 
-    return asyncio.run(main())
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+    return _loop.run_until_complete(main())
 
 
 def _prepare(modules: tuple[str, ...], ready: Any) -> None:
