@@ -47,3 +47,6 @@ EXECUTION_METRIC = "State/Execution"
 PART_COUNT_METRIC = "Production/PartCount"  # every part made, good or scrap
 SCRAP_COUNT_METRIC = "Production/ScrapCount"
 GOOD_COUNT_METRIC = "Production/GoodCount"  # equipment that counts good parts instead
+# The gateway's estimate of the device's clock offset (device clock minus gateway clock, in
+# milliseconds), in the device's birth and again when it changes; the console shows the latest.
+CLOCK_OFFSET_METRIC = "Clock/Offset"

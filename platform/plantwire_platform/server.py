@@ -24,7 +24,16 @@ from psycopg_pool import AsyncConnectionPool
 from plantwire_platform import errors
 from plantwire_platform.accounts import signin
 from plantwire_platform.accounts.roles import API_ROLES
-from plantwire_platform.api import chains, editing, gateways, items, parks, regions
+from plantwire_platform.api import (
+    chains,
+    editing,
+    floor,
+    gateways,
+    items,
+    machine,
+    parks,
+    regions,
+)
 from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
 from plantwire_platform.cancellation import CancelOnDisconnect
@@ -96,6 +105,8 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     chains.routes(api)
     parks.routes(api)
     regions.routes(api)
+    floor.routes(api)
+    machine.routes(api)
     gateways.routes(api)
     app.include_router(api)
     console.install(app)

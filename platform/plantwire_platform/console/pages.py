@@ -36,6 +36,8 @@ class Page:
 
 PAGES: Final = (
     Page("", "page.home.title"),
+    Page("floor", "page.floor.title"),
+    Page("machine", "page.machine.title", nav=False),
     Page("signin", "page.signin.title", nav=False, signed_in=False),
 )
 """The pages, in navigation order."""

@@ -10,6 +10,7 @@ import pytest
 from playwright.async_api import Browser, async_playwright
 
 from tests.platform.console.browser import CHROMIUM, FLAGS
+from tests.platform.console.plant import Plant, running_plant
 
 
 @pytest.fixture
@@ -25,3 +26,10 @@ async def browser() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+@pytest.fixture
+async def plant(database_url: str, mqtt_url: str, unique: str) -> AsyncIterator[Plant]:
+    """Simulated machines, gateway, broker, ingest and the platform's server, running."""
+    async with running_plant(database_url, mqtt_url, unique) as running:
+        yield running

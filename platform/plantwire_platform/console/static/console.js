@@ -194,10 +194,30 @@ const PW = (() => {
     return el;
   }
 
+  // The enterprise a page is about: ?enterprise=, else the only one the reader may see, else
+  // a choice of them (then null).
+  async function enterprise() {
+    const asked = param("enterprise");
+    if (asked) return asked;
+    const visible = await api("/api/v1/enterprises");
+    if (visible.length === 1) return String(visible[0].id);
+    const list = element("ul", { class: "choices" }, ...visible.map((e) => element("li", {},
+      element("a", { href: `${location.pathname}?enterprise=${e.id}` }, `${e.name} (${e.code})`))));
+    document.getElementById("content").replaceChildren(
+      element("p", { text: t(visible.length ? "choose.enterprise" : "home.none") }), list);
+    return null;
+  }
+
   function start(run) {
     const s = session();
     const who = document.getElementById("who");
     if (s && who) who.textContent = t("nav.signed_in_as", { user: s.username });
+    for (const link of document.querySelectorAll("a[data-language]")) {
+      link.addEventListener("click", () => {  // come back to where the page is now
+        const here = location.pathname + location.search;
+        link.href = `/console/language/${link.dataset.language}?next=${encodeURIComponent(here)}`;
+      });
+    }
     const out = document.getElementById("sign-out");
     if (out) out.addEventListener("click", signOut);
     if (boot.signedIn && !s) {
@@ -208,5 +228,5 @@ const PW = (() => {
   }
 
   return { boot, language, t, session, signIn, api, stream, refuse, fail, status, param,
-    number, percent, time, element, start, Refused };
+    number, percent, time, element, enterprise, start, Refused };
 })();
