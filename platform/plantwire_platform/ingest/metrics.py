@@ -122,9 +122,10 @@ class IngestMetrics:
             self.up.labels(worker, dependency).set(0)
             self.outages.labels(worker, dependency)
         self.worker = worker
+        self._children: dict[tuple[int, str], Counter] = {}
 
     def message(self, kind: str) -> None:
-        self.messages.labels(self.worker, kind).inc()
+        self._child(self.messages, kind).inc()
 
     def dependency(self, name: str, up: bool) -> None:
         gauge = self.up.labels(self.worker, name)
@@ -133,10 +134,19 @@ class IngestMetrics:
         gauge.set(1 if up else 0)
 
     def dead_letter(self, reason: str) -> None:
-        self.dead_letters.labels(self.worker, reason).inc()
+        self._child(self.dead_letters, reason).inc()
 
     def refused(self, reason: str) -> None:
-        self.refusals.labels(self.worker, reason).inc()
+        self._child(self.refusals, reason).inc()
+
+    def _child(self, counter: Counter, label: str) -> Counter:
+        """``counter``'s child for this worker and ``label``, looked up once (``labels()``
+        costs more than the increment, once per message)."""
+        key = (id(counter), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(self.worker, label)
+        return child
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import random
@@ -190,8 +191,8 @@ class IngestWorker:
         """Whether this host confirms commits to edge nodes (plantwire extension)."""
         return self.settings.commit_confirmations
 
-    @property
-    def _state_topic(self) -> str:
+    @functools.cached_property
+    def _state_topic(self) -> str:  # (compared with every message's topic)
         return state_topic(self.settings.host_id)
 
     def _announce(self, client: MqttClient, ts: int | None = None) -> None:
