@@ -92,12 +92,20 @@ class UsageReader:
                 hours = covered_hours(plan, closed)
                 by_plan[key] = (hours, subtract(plan, [(h, h + HOUR) for h in hours]))
             wanted[eid], self._exact[eid] = by_plan[key]
-        self._wanted = {e: set(h) for e, h in wanted.items()}
+        self._wanted = wanted  # equipment sharing a plan share the very list
+        self._usage: dict[tuple[int, datetime, datetime, int], Usage] = {}
         self._sums = await self._sum_rollup(wanted)
         self._points = await self._load_points(self._exact)
 
     def usage(self, eid: int, a: datetime, b: datetime, planned: list[Interval]) -> Usage:
-        """Usage of ``eid`` over its planned time inside [a, b): a segment or the whole window."""
+        """Usage of ``eid`` over its planned time inside [a, b): a segment or the whole window
+        (worked out once: a window without cuts is its own only segment)."""
+        key = (eid, a, b, id(planned))
+        if key not in self._usage:
+            self._usage[key] = self._compute_usage(eid, a, b, planned)
+        return self._usage[key]
+
+    def _compute_usage(self, eid: int, a: datetime, b: datetime, planned: list[Interval]) -> Usage:
         plan = intersect(planned, [(a, b)])
         rolled = [
             u
@@ -146,10 +154,10 @@ class UsageReader:
     ) -> tuple[dict[tuple[int, int], Usage], dict[tuple[int, int], int]]:
         sums: dict[tuple[int, int], Usage] = {}
         counts: dict[tuple[int, int], int] = {}
-        by_hours: dict[frozenset[datetime], list[int]] = defaultdict(list)
+        by_hours: dict[int, tuple[list[datetime], list[int]]] = {}
         for e in ids:  # equipment with the same planned hours share one query
-            by_hours[frozenset(self._wanted[e])].append(e)
-        for hours, group in by_hours.items():
+            by_hours.setdefault(id(self._wanted[e]), (self._wanted[e], []))[1].append(e)
+        for hours, group in by_hours.values():
             runs = merge((h, h + HOUR) for h in hours)
             cur = await self.conn.execute(
                 "SELECT u.equipment_id, s.i, count(*), sum(observed_s), sum(executing_s),"
