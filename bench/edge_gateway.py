@@ -8,11 +8,15 @@ One asyncua server process changes every variable every interval (1,000 x 100 ms
 value changes/s) and records what it wrote. Then, one after the other:
 
 1. baseline: a bare asyncua client process subscribes to every variable with a handler that
-   only counts notifications; its CPU time per notification is measured;
+   only counts notifications; its CPU time per notification is measured. Then the same client
+   subscribed to one variable only: its CPU per publish response is what asyncua itself costs
+   per message before decoding any value, the floor of the gateway's fixed per-second cost
+   (one publish response per publishing interval, whatever the number of variables);
 2. gateway: ``plantwire edge run`` (durable SQLite buffer, fsync per flush) carries the
    changes to a Mosquitto; a subscriber counts what the broker delivered. Reported: changes
    per second carried, delivered / produced (lost and doubled values), gateway CPU time per
-   value delivered (all its threads, from /proc);
+   value delivered (all its threads, from /proc; the event loop's thread apart from the
+   others: the MQTT network thread and the buffer's writer);
 3. replay: the primary host's STATE goes offline for ``--hold-seconds`` while the machines
    keep producing, so the backlog piles up in the buffer; then it comes back online and the
    time until the backlog is drained (while live values keep arriving) gives the replay rate.
@@ -43,10 +47,17 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU time of a process (all threads), or of one of its threads, from
+    /proc."""
+    where = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    fields = Path(where).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def load() -> str:
+    """The machine's load average over 1 minute (other work sharing the cores)."""
+    return f"load average {os.getloadavg()[0]:.1f}"
 
 
 # -- the OPC UA server process ----------------------------------------------------------------
@@ -96,6 +107,7 @@ async def serve(port: int, variables: int, interval_ms: int, truth: Path) -> Non
 async def bare(
     endpoint: str, variables: int, interval_ms: int, warmup: float, seconds: float
 ) -> None:
+    """Subscribe to the first ``variables`` variables and count their notifications."""
     from asyncua import ua
     from asyncua.client.client import Client
 
@@ -225,7 +237,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
         f"{args.variables} variables every {args.interval_ms} ms "
         f"= {args.variables * 1000 // args.interval_ms} value changes/s from one asyncua "
         f"server process; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; "
-        f"{args.cpu_load} CPU-bound load processes"
+        f"{args.cpu_load} CPU-bound load processes; {load()} before starting"
     )
     try:
         server = await asyncio.create_subprocess_exec(
@@ -243,19 +255,23 @@ async def orchestrate(args: argparse.Namespace) -> None:
         await server.stdout.readline()
 
         # 1. baseline
-        bare_proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            me,
-            "bare",
-            endpoint,
-            str(args.variables),
-            str(args.interval_ms),
-            "3",
-            str(args.seconds),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await bare_proc.communicate()
-        baseline = json.loads(out.decode().strip().splitlines()[-1])
+        async def run_bare(subscribed: int) -> dict[str, Any]:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                me,
+                "bare",
+                endpoint,
+                str(subscribed),
+                str(args.interval_ms),
+                "3",
+                str(args.seconds),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await proc.communicate()
+            result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+            return result
+
+        baseline = await run_bare(args.variables)
         bare_us = baseline["cpu_s"] / max(1, baseline["notifications"]) * 1e6
         if not baseline["notifications"]:
             print("bare asyncua client: lost its session (asyncua's 1 s watchdog), no figure")
@@ -264,7 +280,16 @@ async def orchestrate(args: argparse.Namespace) -> None:
             f"\nbare asyncua client (baseline): "
             f"{baseline['notifications'] / baseline['wall_s']:,.0f} notifications/s "
             f"(server produced {bare_made / baseline['wall_s']:,.0f}/s), "
-            f"{bare_us:.1f} us CPU per notification"
+            f"{bare_us:.1f} us CPU per notification; {load()}"
+        )
+        # one variable: a publish response per interval, each carrying one value
+        alone = await run_bare(1)
+        per_response_us = alone["cpu_s"] / max(1, alone["notifications"]) * 1e6
+        print(
+            f"bare asyncua client, one variable: {per_response_us:,.0f} us CPU per publish "
+            f"response ({alone['cpu_s'] / alone['wall_s'] * 1000:.1f} ms CPU/s); the floor's "
+            f"fixed part at {args.variables:,} variables: {per_response_us / args.variables:.1f} "
+            f"us per value, before any value is decoded; {load()}"
         )
 
         # 2. gateway
@@ -304,8 +329,11 @@ async def orchestrate(args: argparse.Namespace) -> None:
         await wait_health(http, lambda d: d["status"] == "ok", 60)
         await asyncio.sleep(3)
         t1, cpu1 = now_ms(), cpu_seconds(gateway.pid)
+        loop1 = cpu_seconds(gateway.pid, gateway.pid)
         await asyncio.sleep(args.seconds)
         t2, cpu2 = now_ms(), cpu_seconds(gateway.pid)
+        loop2 = cpu_seconds(gateway.pid, gateway.pid)
+        gw_load = load()
         await asyncio.sleep(1)
         await wait_health(http, lambda d: d["buffer"]["depth_values"] <= args.variables, 30)
         await settle(sub, t1, t2)
@@ -314,7 +342,13 @@ async def orchestrate(args: argparse.Namespace) -> None:
         gw_us = (cpu2 - cpu1) / max(1, distinct) * 1e6  # per value delivered, not produced
         print(
             f"gateway, durable buffer:       {total / ((t2 - t1) / 1000):,.0f} value changes/s "
-            f"to broker acknowledgement, {gw_us:.1f} us CPU per value change"
+            f"to broker acknowledgement, {gw_us:.1f} us CPU per value change; {gw_load}"
+        )
+        window_s = (t2 - t1) / 1000
+        print(
+            f"  gateway CPU {(cpu2 - cpu1) / window_s * 1000:.1f} ms/s: event loop thread "
+            f"{(loop2 - loop1) / window_s * 1000:.1f}, other threads (MQTT network, buffer "
+            f"writer) {(cpu2 - cpu1 - loop2 + loop1) / window_s * 1000:.1f}"
         )
         print(
             f"  delivered / produced = {total:,} / {made:,} = {total / max(1, made):.6f} "
