@@ -3,14 +3,16 @@ all fed from the durable buffer.
 
 Adapters get a :class:`DeviceChannel` per device and report values into it. Every ``batch_ms``
 the node writes what arrived to the :class:`~plantwire_edge.buffer.Buffer` (one batch per
-device, committed before anything is sent), then publishes queued batches as DDATA at QoS 1
-(QoS 0 with ``spec_strict``); a batch leaves the buffer only once the primary host confirmed it
-committed the message (plantwire's commit confirmations; with a host that does not confirm,
-after the broker's PUBACK, or once sent at QoS 0). What stays unconfirmed past
-``commit_timeout_s`` is sent again. While the broker is unreachable or the primary host's STATE
-is offline, batches stay queued; afterwards the node births again (NBIRTH, then a DBIRTH per
-online device) and sends the backlog in order, flagged ``is_historical``. The broker connection
-itself is the :class:`Uplink`'s business.
+device, committed before anything is sent; on the event loop's own thread, which costs far less
+CPU than handing each commit to a thread, unless a commit took longer than ``SLOW_WRITE_S``:
+then the writer thread takes them for ``WRITER_S`` so that a slow disk does not hold up the
+loop), then publishes queued batches as DDATA at QoS 1 (QoS 0 with ``spec_strict``); a batch
+leaves the buffer only once the primary host confirmed it committed the message (plantwire's
+commit confirmations; with a host that does not confirm, after the broker's PUBACK, or once sent
+at QoS 0). What stays unconfirmed past ``commit_timeout_s`` is sent again. While the broker is
+unreachable or the primary host's STATE is offline, batches stay queued; afterwards the node
+births again (NBIRTH, then a DBIRTH per online device) and sends the backlog in order, flagged
+``is_historical``. The broker connection itself is the :class:`Uplink`'s business.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import concurrent.futures
 import functools
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +47,8 @@ AWAITING = 128  # DDATA messages awaiting the host's commit at once (seq has 256
 MAX_BATCH = 5_000  # samples per stored batch
 MAX_MESSAGE = 10_000  # samples per replayed DDATA (consecutive historical batches merged)
 DRAIN_S = 5.0  # on shutdown: how long to wait for the backlog to be acknowledged
+SLOW_WRITE_S = 0.05  # a buffer commit slower than this on the event loop (a slow disk) ...
+WRITER_S = 30.0  # ... sends the following ones to the writer thread for this long
 
 
 @dataclass
@@ -95,6 +100,7 @@ class EdgeNode:
         self._store_waiters: list[asyncio.Future[None]] = []
         self._meta: dict[str, str] = {}  # buffer metadata stored with the next flush
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._threaded_until = 0.0  # loop time until which commits go to the writer thread
 
     # -- adapters' side --------------------------------------------------------------------
     def open(self) -> None:
@@ -193,13 +199,21 @@ class EdgeNode:
         meta, self._meta = self._meta, {}
         if not groups and not acked and not meta:
             return
-        if self._executor is not None and not final:
-            loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        if self._executor is not None and not final and loop.time() < self._threaded_until:
             stored, dropped = await loop.run_in_executor(
                 self._executor, self.buffer.write, groups, acked, meta
             )
         else:
+            # on the loop's thread: a hand-over to a thread and back (and the GIL passed
+            # back and forth around each SQLite statement) cost more CPU than the commit
+            started = time.monotonic()
             stored, dropped = self.buffer.write(groups, acked, meta)
+            took = time.monotonic() - started
+            if self._executor is not None and took > SLOW_WRITE_S:
+                self._threaded_until = loop.time() + WRITER_S
+                log.info("a buffer commit took %.0f ms: commits go to the writer thread for "
+                         "%.0f s", took * 1000, WRITER_S)  # fmt: skip
         for batch in stored:
             self.channels[batch.device].unsent.append(batch)
         if dropped:

@@ -5,13 +5,18 @@ first, flagged historical, each value exactly once."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from plantwire_bus.mosquitto import MosquittoProcess, start_mosquitto
 from plantwire_bus.payload import DataType
 from plantwire_bus.topics import encode_state, state_topic
 from plantwire_edge.config import EdgeConfig
-from plantwire_edge.node import EdgeNode
+from plantwire_edge.node import SLOW_WRITE_S, EdgeNode
 
 from .conftest import probe_on
 
@@ -215,3 +220,43 @@ async def test_births_deaths_and_payloads_carry_the_injected_clock(
     assert [p.timestamp for p in probe.payloads("NDEATH")] == [T0 + 120_000]
     # the values keep their own (device) timestamps
     assert {(s.value, s.ts) for s in probe.values()} == {(0, T0 - 5_000), (1, T0 + 59_000)}
+
+
+async def test_commits_leave_the_event_loop_once_one_is_slow(
+    mqtt_url: str, group: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Buffer commits run on the event loop's thread (cheaper than a hand-over to a thread);
+    after one that took longer than SLOW_WRITE_S (a stalling disk) the writer thread takes
+    them, and every value is stored and sent all the same."""
+    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", None))
+    write = node.buffer.write
+    writes: list[tuple[int, float]] = []  # (thread, seconds) of each commit
+
+    def stalling(*args: Any) -> Any:
+        started = time.monotonic()
+        if len(writes) == 2:
+            time.sleep(SLOW_WRITE_S * 2)  # the disk stalls once
+        result = write(*args)
+        writes.append((threading.get_ident(), time.monotonic() - started))
+        return result
+
+    monkeypatch.setattr(node.buffer, "write", stalling)
+    loop_thread = threading.get_ident()
+    dev = node.channel("M1")
+    count = dev.metric("Count", DataType.UInt32)
+    stop = asyncio.Event()
+    async with probe_on(mqtt_url, group) as probe:
+        task = asyncio.create_task(node.run(stop))
+        dev.set_online([(count, 0, T0)])
+        for i in range(1, 31):
+            dev.put(count, i, T0 + i)
+            await asyncio.sleep(0.05)
+        await probe.wait_for(lambda: node.stats.values_acked == 31, "every value acknowledged")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert writes[0][0] == loop_thread
+    slow = next(i for i, (_, took) in enumerate(writes) if took > SLOW_WRITE_S)
+    after = writes[slow + 1 :]
+    assert after and all(thread != loop_thread for thread, _ in after[:-1])  # last: shutdown
+    values = sorted((s.value, s.ts) for s in probe.values() if s.kind == "DDATA")
+    assert values == [(i, T0 + i) for i in range(31)]
