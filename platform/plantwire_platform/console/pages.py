@@ -38,6 +38,7 @@ PAGES: Final = (
     Page("", "page.home.title"),
     Page("floor", "page.floor.title"),
     Page("machine", "page.machine.title", nav=False),
+    Page("indicators", "page.indicators.title"),
     Page("signin", "page.signin.title", nav=False, signed_in=False),
 )
 """The pages, in navigation order."""

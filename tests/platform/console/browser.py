@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,9 +108,8 @@ async def sign_in(page: Page, base: str, username: str, password: str, next: str
     await page.fill("#username", username)
     await page.fill("#password", password)
     await page.click("button[type=submit]")
-    await page.wait_for_url(
-        re.compile(re.escape(base) + (re.escape(next) if next else "/console/"))
-    )
+    landing = base + (next or "/console/")
+    await page.wait_for_url(lambda url: url == landing)
 
 
 async def screenshot(page: Page, name: str, language: str) -> Path:

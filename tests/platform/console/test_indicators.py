@@ -1,0 +1,101 @@
+"""The Indicators page on a running plant, in a real Chromium: declared vs verified NC rate with
+the machine that lowers the verified rate (hand-computed from the scenario: both key processes
+run on equipment declared NC, only LATHE-1 runs in AUTO), the trend by day, both languages; and
+a person of another enterprise gets the refusal page on every page about this one."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.platform.console.browser import screenshot, sign_in, watched
+from tests.platform.console.plant import Plant
+from tests.platform.identities import register
+
+pytestmark = pytest.mark.e2e
+
+CATEGORIES = """() => echarts.getInstanceByDom(document.getElementById('trend'))
+  .getOption().xAxis[0].data.length"""
+
+
+async def figure(page: Page, name: str) -> tuple[str, str]:
+    tile = page.locator(f"[data-indicator={name}]")
+    return await tile.locator(".value").inner_text(), await tile.locator(".ratio").inner_text()
+
+
+async def test_verified_rate_and_the_machine_that_lowers_it(browser: Browser, plant: Plant) -> None:
+    password = await register(
+        plant.database_url, "ind.viewer", "enterprise_viewer", plant.enterprise_id
+    )
+    await asyncio.sleep(6)  # some executing time of both machines since they connected
+    async with watched(browser, "zh-CN") as w:
+        page = await w.page()
+        await sign_in(page, plant.base, "ind.viewer", password, "/console/indicators")
+        # the viewer sees one enterprise: the page takes it without asking
+        await expect(page.locator("#processes tbody tr")).to_have_count(2, timeout=20_000)
+        assert await figure(page, "nc_rate_declared") == ("100%", "2 中的 2")
+        assert await figure(page, "nc_rate_verified") == ("50%", "2 中的 1")
+        assert await figure(page, "networking_rate") == ("100%", "2 中的 2")
+        await expect(page.locator("#lowering")).to_have_text(
+            "拉低核验数控化率的设备：DRILL-2 (OP20 Drilling)"
+        )
+        op20 = page.locator("#processes tr[data-process=OP20]")
+        await expect(op20).to_have_class("lowers")
+        await expect(op20.locator(".verdict")).to_have_text("否")
+        await expect(page.locator("#processes tr[data-process=OP10] .verdict")).to_have_text("是")
+        await expect(op20.locator("td").last).to_have_text("自动模式仅占运行时间的 0%，低于 80%")
+        await screenshot(page, "indicators", "zh-CN")
+
+        await page.select_option("select[name=span]", "day")
+        await page.wait_for_url("**span=day**")
+        await expect(page.locator("#window-text")).not_to_be_empty()
+        for _ in range(100):  # a bucket per local day (the page's CSP forbids wait_for_function)
+            if await page.evaluate(CATEGORIES) >= 7:
+                break
+            await asyncio.sleep(0.2)
+        assert await page.evaluate(CATEGORIES) >= 7
+
+        await page.click("[data-language=en]")
+        await expect(page.locator("select[name=span]")).to_have_value("day")
+        await page.select_option("select[name=span]", "")
+        await expect(page.locator("#lowering")).to_have_text(
+            "Lowering the verified NC rate: DRILL-2 (OP20 Drilling)"
+        )
+        assert await figure(page, "nc_rate_verified") == ("50%", "1 of 2")
+        await screenshot(page, "indicators", "en")
+    assert w.unexpected() == []
+
+
+async def test_another_enterprise_gets_the_refusal_page(browser: Browser, plant: Plant) -> None:
+    async with await psycopg.AsyncConnection.connect(plant.database_url) as conn:
+        cur = await conn.execute(
+            "INSERT INTO enterprise (code, uscc, name) VALUES ('RIVAL', '91320000MA1R1VA11X',"
+            " 'Rival Works') RETURNING id"
+        )
+        (rival,) = await cur.fetchone() or (0,)
+        await conn.commit()
+    password = await register(plant.database_url, "rival.admin", "enterprise_admin", int(rival))
+    own = plant.enterprise_id
+    pages = {
+        "floor": f"/console/floor?enterprise={own}",
+        "machine": f"/console/machine?enterprise={own}&site=S1&equipment=LATHE-1",
+        "indicators": f"/console/indicators?enterprise={own}",
+    }
+    for language, title in (("zh-CN", "无权查看"), ("en", "Not for you")):
+        async with watched(browser, language) as w:
+            w.expected.append("the server responded with a status of 403")
+            page = await w.page()
+            await sign_in(page, plant.base, "rival.admin", password)
+            for name, path in pages.items():
+                await page.goto(plant.base + path)
+                await expect(page.locator("#refusal")).to_be_visible()
+                await expect(page.locator("#refusal h2")).to_have_text(title)
+                await expect(page.locator("#refusal-code")).to_have_text("not_bound")
+                await expect(page.locator("#content")).to_be_hidden()
+                assert "LATHE" not in await page.locator("body").inner_text()
+                await screenshot(page, f"refused-{name}", language)
+            assert [e for e in w.errors if "403" not in e] == []
+            assert len(w.errors) >= len(pages)  # each page asked, and was refused
