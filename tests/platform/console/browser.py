@@ -114,7 +114,7 @@ async def sign_in(page: Page, base: str, username: str, password: str, next: str
 
 async def screenshot(page: Page, name: str, language: str) -> Path:
     """Save the page under ``test-artefacts/console/<name>-<language>.png``."""
-    ARTEFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTEFACTS / f"{name}-{language}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(path), full_page=True)
     return path
