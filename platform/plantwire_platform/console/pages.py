@@ -39,6 +39,7 @@ PAGES: Final = (
     Page("floor", "page.floor.title"),
     Page("machine", "page.machine.title", nav=False),
     Page("indicators", "page.indicators.title"),
+    Page("sharing", "page.sharing.title"),
     Page("signin", "page.signin.title", nav=False, signed_in=False),
 )
 """The pages, in navigation order."""

@@ -109,11 +109,19 @@ def audit_routes(r: APIRouter, ctx: Context) -> None:
 
     @r.get("/audit", tags=tags, name="audit.read")
     async def read_audit(
-        conn: Conn, caller: Who, note: Noted, cursor: Cursor = None, limit: Limit = 100
+        conn: Conn,
+        caller: Who,
+        note: Noted,
+        cursor: Cursor = None,
+        limit: Limit = 100,
+        newest_first: bool = False,
     ) -> dict[str, Any]:
         """Audit entries where the caller's enterprise is the accessing or the supplying party
-        (platform admins: all), by id."""
-        found = await audit.entries(conn, caller.enterprise_id, page_cursor(cursor), limit)
+        (platform admins: all), by id; with ``newest_first`` the newest first (the console's
+        audit view), each page's ``next_cursor`` going further back."""
+        found = await audit.entries(
+            conn, caller.enterprise_id, page_cursor(cursor), limit, newest_first
+        )
         note.rows = len(found)
         nxt = str(found[-1]["id"]) if len(found) == limit else None
         return {"items": jsonable_encoder(found), "next_cursor": nxt}

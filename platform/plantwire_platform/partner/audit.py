@@ -158,15 +158,23 @@ _READ = ", ".join(COLUMNS)
 
 
 async def entries(
-    conn: AsyncConnection[Any], enterprise_id: int | None, after: int, limit: int
+    conn: AsyncConnection[Any],
+    enterprise_id: int | None,
+    after: int,
+    limit: int,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
     """Entries where the enterprise is the caller, the supplier or the partner (all for
-    ``None``), by id."""
+    ``None``), by id: after ``after``, or with ``newest_first`` before it (0: from the
+    newest)."""
+    if newest_first:
+        bound, order = "(%(after)s = 0 OR id < %(after)s)", "id DESC"
+    else:
+        bound, order = "id > %(after)s", "id"
     cur = await conn.execute(
-        f"SELECT {_READ}, hash FROM partner_audit WHERE id > %(after)s"
+        f"SELECT {_READ}, hash FROM partner_audit WHERE {bound}"
         " AND (%(ent)s::bigint IS NULL OR actor_id = %(ent)s OR supplier_id = %(ent)s"
-        " OR partner_id = %(ent)s)"
-        " ORDER BY id LIMIT %(limit)s",
+        f" OR partner_id = %(ent)s) ORDER BY {order} LIMIT %(limit)s",
         {"after": after, "ent": enterprise_id, "limit": limit},
     )
     names = [d.name for d in cur.description or ()]

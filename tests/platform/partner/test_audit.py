@@ -362,6 +362,24 @@ async def test_both_parties_read_their_entries(world: World) -> None:
     )
     assert [e["id"] for e in page.json()["items"]] == [3, 4, 5]
     assert page.json()["next_cursor"] == "5"
+    # newest first (the console's view): pages going further back, until the first entry
+    backwards: list[int] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "3", "newest_first": "true", **({"cursor": cursor} if cursor else {})}
+        got = await world.client.get(
+            "/partner/v1/audit", params=params, headers=world.auth("lead-app")
+        )
+        backwards += [e["id"] for e in got.json()["items"]]
+        cursor = got.json()["next_cursor"]
+        if cursor is None:
+            break
+    everything = await world.client.get(
+        "/partner/v1/audit", params={"limit": 500}, headers=world.auth("lead-app")
+    )
+    ids = [e["id"] for e in everything.json()["items"]]
+    assert backwards[0] > seen["lead-app"][-1][0]  # the reads since are there too
+    assert backwards == sorted((i for i in ids if i <= backwards[0]), reverse=True)
 
 
 async def test_cli_registers_the_first_admin(world: World) -> None:

@@ -95,6 +95,35 @@ const PW = (() => {
     return body;
   }
 
+  // A change through the API (POST / PATCH / PUT with a JSON or text body): the answer's
+  // body, or a Refused with the API's reason code and detail.
+  async function send(method, path, body, params, contentType) {
+    const query = params ? `?${new URLSearchParams(params)}` : "";
+    const type = contentType || "application/json";
+    const payload = body === undefined ? undefined
+      : (type === "application/json" ? JSON.stringify(body) : body);
+    const r = await fetch(path + query, { method, body: payload,
+      headers: headers({ Accept: "application/json", "Content-Type": type }) });
+    if (r.status === 401) {
+      sessionStorage.removeItem(KEY);
+      goSignIn();
+      throw new Refused(401, "invalid_token", "");
+    }
+    const answer = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      const detail = typeof answer.detail === "string" ? answer.detail
+        : JSON.stringify(answer.detail ?? "");
+      throw new Refused(r.status, answer.error || String(r.status), detail);
+    }
+    return answer;
+  }
+
+  // What the signed-in person's token says: role, enterprise (ent), park, region.
+  function me() {
+    const s = session();
+    return s ? claims(s.token) : {};
+  }
+
   // Server-sent events over fetch (EventSource cannot send the Authorization header):
   // calls onEvent(name, data) for each event until the stream ends or signal aborts.
   async function stream(path, onEvent, signal) {
@@ -227,6 +256,6 @@ const PW = (() => {
     Promise.resolve().then(run).catch(fail);
   }
 
-  return { boot, language, t, session, signIn, api, stream, refuse, fail, status, param,
-    number, percent, time, element, enterprise, start, Refused };
+  return { boot, language, t, session, signIn, api, send, me, stream, refuse, fail, status,
+    param, number, percent, time, element, enterprise, start, Refused };
 })();
