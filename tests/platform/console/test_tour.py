@@ -28,6 +28,7 @@ def tour(plant: Plant) -> dict[str, tuple[str, str]]:
             "#sessions tbody tr",
         ),
         "indicators": (f"/console/indicators?enterprise={own}", "#processes tbody tr"),
+        "sharing": ("/console/sharing", "#verification[data-ok=true]"),
         "signin": ("/console/signin", "#signin"),
     }
 
