@@ -82,6 +82,7 @@ BACKENDS = ("postgres", "timescaledb")
 BOTH_BACKENDS = (
     "tests/golden/",
     "tests/platform/api/test_indicators_routes.py",
+    "tests/platform/api/test_machines.py",
     "tests/platform/indicators/",
     "tests/platform/ingest/",
     "tests/platform/partner/test_data.py",

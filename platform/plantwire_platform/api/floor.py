@@ -49,15 +49,21 @@ FROM equipment q JOIN site s ON s.id = q.site_id LEFT JOIN line l ON l.id = q.li
 {_STATE.format(metric=EXECUTION_METRIC, alias="x")}
 LEFT JOIN LATERAL (SELECT online_at, offline_at FROM connectivity_session
   WHERE equipment_id = q.id ORDER BY online_at DESC LIMIT 1) c ON true
-LEFT JOIN LATERAL (SELECT e.name, e.value, e.ts FROM series r JOIN event e ON e.series_id = r.id
-  WHERE r.equipment_id = q.id AND e.kind = 'alarm' ORDER BY e.ts DESC LIMIT 1) a ON true
+LEFT JOIN LATERAL (SELECT e.name, e.value, e.ts FROM series r CROSS JOIN LATERAL
+  (SELECT v.name, v.value, v.ts FROM event v WHERE v.group_id = r.group_id
+    AND v.edge_node_id = r.edge_node_id AND v.device_id = r.device_id AND v.kind = 'alarm'
+    AND v.name = r.metric ORDER BY v.ts DESC LIMIT 1) e
+  WHERE r.equipment_id = q.id AND lower(split_part(r.metric, '/', 1)) IN ('alarm', 'alarms')
+    AND lower(coalesce(e.value, '')) <> ALL (%(cleared)s)
+  ORDER BY e.ts DESC LIMIT 1) a ON true
 LEFT JOIN LATERAL (SELECT n.value, n.ts FROM series r JOIN sample_num n ON n.series_id = r.id
   WHERE r.equipment_id = q.id AND r.metric = '{PART_COUNT_METRIC}'
   ORDER BY n.ts DESC LIMIT 1) p ON true
 WHERE s.enterprise_id = %(enterprise)s AND (%(site)s::text IS NULL OR s.code = %(site)s)
 ORDER BY s.code, l.code NULLS LAST, q.code
 """
-_CLEARED = {"", "0", "false", "none", "ok", "cleared"}
+CLEARED = ["", "0", "false", "none", "ok", "cleared"]
+"""Values of an alarm metric that say no alarm is raised (compared in lower case)."""
 
 
 class Machine(BaseModel):
@@ -76,7 +82,10 @@ class Machine(BaseModel):
     online: bool = Field(description="an online session (birth without death) is open")
     online_since: datetime | None
     offline_since: datetime | None
-    alarm: str | None = Field(description="the alarm metric raised now (its last value set)")
+    alarm: str | None = Field(
+        description="the alarm metric most recently raised of those whose last value is not a"
+        " clearing one (0, false, ok, ...)"
+    )
     alarm_value: str | None
     alarm_at: datetime | None
     parts: float | None = Field(description="the last part count (Production/PartCount)")
@@ -93,14 +102,11 @@ async def read_floor(
     conn: AsyncConnection[Any], enterprise_id: int, site: str | None
 ) -> list[Machine]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_FLOOR, {"enterprise": enterprise_id, "site": site})
+        await cur.execute(_FLOOR, {"enterprise": enterprise_id, "site": site, "cleared": CLEARED})
         rows = await cur.fetchall()
     out = []
     for row in rows:
         online = row["online_since"] is not None and row["offline_since"] is None
-        raised = row["alarm"] is not None and str(row["alarm_value"]).lower() not in _CLEARED
-        if not raised:
-            row["alarm"] = row["alarm_value"] = row["alarm_at"] = None
         out.append(Machine(**row, online=online))
     return out
 
