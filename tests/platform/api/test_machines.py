@@ -104,10 +104,10 @@ async def seed(url: str) -> int:
             ("Clock/Offset", at(21), 250.0),
             *[("Spindle/Speed", at(25) + timedelta(seconds=s), 1000.0 + s) for s in range(4)],
         ]
-        for metric, ts, value in samples:
+        for metric, ts, number in samples:
             await conn.execute(
                 "INSERT INTO sample_num (series_id, ts, value) VALUES (%s, %s, %s)",
-                (ids[metric], ts, value),
+                (ids[metric], ts, number),
             )
         await conn.commit()
         return int(ent)
