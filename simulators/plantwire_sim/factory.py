@@ -7,7 +7,9 @@ run with the same scenario, seed, start and ``until_s`` writes the same truth fi
 the wall-clock timing was. When the scheduler falls behind (too many changes for the speed, or a
 busy machine) simulated time slows down: the clock is held at the next change not yet played
 and set back to it when it is played late, so that no one stamps a time the machines have not
-reached (see :mod:`plantwire_sim.clock`).
+reached (see :mod:`plantwire_sim.clock`). Likewise, in an accelerated run, the clock runs
+only so far past the last read of a machine a gateway is polling (see
+:mod:`plantwire_sim.polls`).
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from .behaviour import MachineBehaviour, Step
 from .clock import LATE_S, SimClock
 from .endpoint import Endpoint
 from .faults import FaultSpec, check_applicable
+from .gateway_config import poll_interval_ms
 from .modbus_server import ModbusMachine
 from .mqtt_device import MqttMachine
 from .opcua_host import OpcUaHost
 from .placement import PROTOCOLS, ModbusAddress, plan
+from .polls import POLL_BUDGET, Polls
 from .scenario import Enterprise, Machine, Scenario, Site
 from .truth import FaultRecord, TruthRecorder
 
@@ -90,6 +94,7 @@ class Factory:
         self._last_ms = 0
         self._waiter: asyncio.Future[None] | None = None
         self._failures: dict[str, BaseException] = {}
+        self.polls = Polls(lambda: self.clock.now_ms(), self._polled)
 
     # -- where things are ----------------------------------------------------------------
     @property
@@ -185,6 +190,13 @@ class Factory:
     def _push(self, ts_ms: int, kind: int, order: int, payload: Any) -> None:
         heapq.heappush(self._heap, (ts_ms, kind, order, next(self._count), kind, payload))
 
+    def _polled(self, sim_ms: int) -> None:
+        """A gateway read a polled machine's state at ``sim_ms``: a clock held for it runs on
+        from there (slowed down, not jumping), and the scheduler looks again."""
+        if self.clock.speed > 1:
+            self.clock.rebase(sim_ms)
+        self._wake()
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -196,6 +208,17 @@ class Factory:
         clock = self.clock
         while heap:
             ts = heap[0][0]
+            polled = self.polls.limit(time.time()) if clock.speed > 1 else None
+            if polled is not None and polled[0] < ts:
+                # a gateway polling a machine is behind: simulated time is held where its next
+                # read is due until that read comes (or the gateway is gone)
+                clock.hold(polled[0])
+                self.truth.flush()
+                self._waiter = loop.create_future()
+                handle = loop.call_later(max(0.0, polled[1] - time.time()), self._wake)
+                await self._waiter
+                handle.cancel()
+                continue
             clock.hold(ts)  # nobody sees simulated time pass a change not yet played
             if self.until_ms is not None and ts > self.until_ms:
                 break
@@ -323,7 +346,11 @@ async def run_factory(
         if m.protocol == "opcua":
             endpoint = hosts[path_of[m.code]].add(m, behaviour.profile)
         elif m.protocol == "modbus":
-            endpoint = ModbusMachine(m, behaviour.profile, host, placement.modbus_ports[m.code])
+            endpoint = modbus = ModbusMachine(
+                m, behaviour.profile, host, placement.modbus_ports[m.code]
+            )
+            budget_ms = POLL_BUDGET * poll_interval_ms(m, speed) * speed
+            modbus.on_state_read = factory.polls.watch(m.code, round(budget_ms))
         else:
             assert address is not None
             endpoint = MqttMachine(m, behaviour.profile, address, placement.topics[m.code])

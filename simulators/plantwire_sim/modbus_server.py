@@ -3,7 +3,8 @@
 Each machine answers on its own port with its ``unit_id`` and the register map of
 :mod:`plantwire_sim.legacy`. The served register image is what the interface shows; a read
 copies it into pymodbus' device memory, so every read sees the latest values (or exception 04,
-slave device failure, under the ``bad_status`` fault).
+slave device failure, under the ``bad_status`` fault). Each read of the machine's execution
+register is reported to ``on_state_read`` (the factory's :mod:`plantwire_sim.polls`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any, cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+
+from plantwire_bus.state import EXECUTION_METRIC
 
 from .endpoint import Endpoint
 from .legacy import TABLE_SIZES, RegisterImage
@@ -55,6 +59,9 @@ class ModbusMachine(Endpoint):
         self.served = RegisterImage(params.word_order, params.byte_order)
         self.server: ModbusTcpServer | None = None
         self._down = False
+        self.on_state_read: Callable[[], None] | None = None
+        state = next(t for t in profile.tags if t.metric == EXECUTION_METRIC)
+        self._state_at = (state.table, state.address)
         self.device = SimDevice(
             id=self.unit_id,
             simdata=(
@@ -81,6 +88,9 @@ class ModbusMachine(Endpoint):
         if table is not None:
             words = self.served.tables[table]
             registers[start : start + len(words)] = words
+            at_table, at = self._state_at
+            if table == at_table and address <= at < address + count and self.on_state_read:
+                self.on_state_read()
         return None
 
     async def show(self, ts_ms: int, values: dict[str, TagValue]) -> None:

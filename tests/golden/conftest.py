@@ -51,6 +51,7 @@ OEE_TOLERANCE = 0.02  # OEE and its factors: 2 percentage points
 GROUPS = ("chains", "parks", "regions")
 _CONTROL = re.compile(r"control port 127\.0\.0\.1:(\d+)")
 TAIL_S = 1.5  # wall seconds the simulator runs past the window, so its end is delivered
+STARTUP_S = 240.0  # wall seconds the simulator may take to serve every machine
 
 
 def fixed_start(at: str, timezone: str, weekdays: Collection[int], before: datetime) -> int:
@@ -141,7 +142,9 @@ async def simulation(
             stdout=out, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
+        # serving 157 machines takes ~20 s on a quiet machine and minutes on a busy one: wait
+        # as long as the simulator lives, up to a bound that still names a hung one
+        deadline = time.monotonic() + STARTUP_S
         while (found := _CONTROL.search(log.read_text())) is None:
             assert process.returncode is None, f"the simulator exited: {log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"no simulator: {log.read_text()[-3000:]}"

@@ -4,6 +4,7 @@ map of the generated gateway config, compared with the simulator's ground truth.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import struct
 import time
@@ -13,7 +14,9 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 
 from plantwire_sim.factory import Factory, run_factory
+from plantwire_sim.gateway_config import poll_interval_ms
 from plantwire_sim.legacy import TAGS
+from plantwire_sim.polls import GONE_S
 from plantwire_sim.scenario import Scenario, parse_scenario
 from plantwire_sim.truth import TruthRecord
 
@@ -224,3 +227,35 @@ async def test_faults_exception_nan_absurd_values_restart_and_drop() -> None:
             ("LEG-3", "restart", "control"),
             ("LEG-BIG", "drop", "control"),
         ]
+
+
+async def test_simulated_time_waits_for_a_gateway_polling_late() -> None:
+    """At 100x a poll of LEG-3 is due every 10 ms of wall time (1 simulated second); a reader
+    that polls its execution register every 0.2 s of wall time (20 simulated seconds) holds
+    the clock: it runs at most two poll intervals (2 simulated seconds) past each read, so
+    that no state of a polled machine passes unseen. Gone for two seconds, it no longer does."""
+    async with run_factory(load(), protocols=PROTOCOLS, speed=100) as factory:
+        poller = factory.polls.pollers["LEG-3"]
+        assert poller.budget_ms == 2 * poll_interval_ms(factory.players["LEG-3"].machine, 100) * 100
+        client = AsyncModbusTcpClient("127.0.0.1", port=factory.modbus["LEG-3"].port)
+        await client.connect()
+        try:
+            seen: list[int] = []
+            for _ in range(8):
+                r = await client.read_holding_registers(0, count=2, device_id=1)
+                assert not r.isError(), r
+                seen.append(poller.last_sim_ms)
+                await asyncio.sleep(0.2)
+            steps = [b - a for a, b in itertools.pairwise(seen)]
+            assert all(0 <= s <= poller.budget_ms for s in steps), steps
+            assert factory.clock.state()["slowed_s"] > 0
+            # reads of other registers are not polls of the state
+            before = poller.reads
+            assert not (await client.read_input_registers(0, count=2, device_id=1)).isError()
+            assert poller.reads == before
+        finally:
+            client.close()
+        last = poller.last_sim_ms
+        await asyncio.sleep(GONE_S + 0.5)
+        assert factory.polls.limit(time.time()) is None
+        assert factory.clock.now_ms() > last + poller.budget_ms  # runs on without the reader
