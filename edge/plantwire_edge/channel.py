@@ -50,6 +50,11 @@ class DeviceChannel:
         self.keys.add(key)
         return key
 
+    @property
+    def speed(self) -> float:
+        """How fast the node's clock runs (1 but for a gateway on a simulation's clock)."""
+        return float(getattr(self._node.clock, "speed", 1.0))
+
     def put(self, key: int, value: Any, ts_ms: int) -> None:
         self.staged.append((key, value, ts_ms))
 

@@ -4,6 +4,9 @@ timestamp sanity, and the hand-over of each value to the node.
 A device timestamp outside the sane range (see :class:`~plantwire_edge.values.ClockCheck`)
 is flagged: the value is published with the gateway's time and the device's own timestamp
 is kept beside it as the DateTime metric ``<metric>/DeviceTimestamp``, so both are stored.
+A sane timestamp from a clock whose offset from the gateway's is beyond tolerance is corrected
+by that offset, published as the device's ``Clock/Offset`` metric, so both times are known
+(see :mod:`plantwire_edge.source_clock`).
 
 Two mapped points may feed one canonical state metric when one of them ``override``s some
 values: see :mod:`plantwire_edge.state_merge`.
@@ -18,6 +21,7 @@ from plantwire_bus.payload import DataType
 from plantwire_edge.channel import DeviceChannel
 from plantwire_edge.devices import Point
 from plantwire_edge.mapping import TABLES
+from plantwire_edge.source_clock import OFFSET_METRIC, tolerance_for
 from plantwire_edge.state_merge import StateMerge
 from plantwire_edge.status import AdapterStatus, Throttle
 from plantwire_edge.values import Rejected, converter
@@ -61,6 +65,7 @@ class Feed:
         self._companion: int | None = None
         self._throttle = throttle
         self._merge: tuple[StateMerge, int] | None = None
+        status.clock_tolerance_ms = tolerance_for(channel.speed)
         if self.table is not None:
             peers = channel.state_feeds.setdefault(self.key, [])
             peers.append((self, point.override))
@@ -107,7 +112,12 @@ class Feed:
             self._flag(ts_ms, now)
             ts_ms = now
         elif ts_ms != now:  # stamped by the device: its clock's offset from ours
-            self.status.observe_clock(ts_ms, now)
+            clock = self.status.observe_clock(ts_ms, now)
+            correction = clock.to_publish()
+            if correction is not None:
+                offset = self.channel.metric(OFFSET_METRIC, DataType.Int64)
+                self.channel.staged.append((offset, correction, now))
+            ts_ms = clock.corrected(ts_ms, now)
         if self._merge is None:
             self.channel.staged.append((self.key, value, ts_ms))
         else:

@@ -237,7 +237,10 @@ class MqttDeviceAdapter:
         if problem:
             self._malformed(message.topic, problem)
         self._had_data = True
-        return ts if not problem and low <= ts <= high else None
+        if problem or not low <= ts <= high:
+            return None
+        clock = self.status.clock  # on the gateway's time line, as the values are
+        return ts if clock is None or ts == now else clock.corrected(ts, now)
 
     def _status(self, message: Message) -> None:
         dev = self.device

@@ -6,6 +6,17 @@ largest difference seen over a period of ``PERIOD_S`` wall seconds is the offset
 (the least delayed value). When two periods' estimates differ by more than ``JUMP_MS`` the
 device's clock jumped (set by hand, a battery-backed clock reset, a time server correcting a
 drift of minutes): the jump is counted and logged.
+
+One time line per device: when the offset is larger than :attr:`SourceClock.tolerance_ms`
+(a clock minutes off, or drifting), the gateway corrects the device's timestamps by it
+(:attr:`SourceClock.correction_ms`), so that its values line up with the sessions the gateway
+stamps; the correction is published as the device's metric ``Clock/Offset`` (milliseconds,
+device time = published time + offset; in its birth and at every new estimate, and a last 0
+when the clock is back within tolerance), so the device's own time stays known. A smaller offset
+is the delivery delay or an honest clock's error: timestamps are left as they are. A clock
+ahead is certain from its first value (nothing arrives before it was stamped); a clock behind
+only from a whole period's least delayed value, since a device's first values may be old ones
+it kept (a backlog, an OPC UA history read).
 """
 
 from __future__ import annotations
@@ -18,6 +29,18 @@ log = logging.getLogger(__name__)
 
 PERIOD_S = 10.0
 JUMP_MS = 5_000
+TOLERANCE_MS = 2_000
+"""Offsets up to this (gateway milliseconds) are left uncorrected."""
+TOLERANCE_WALL_S = 0.05
+"""...and up to this many wall seconds of delay at the gateway clock's speed (an accelerated
+simulation, where a wall millisecond of delivery delay is ``speed`` clock milliseconds)."""
+OFFSET_METRIC = "Clock/Offset"
+"""The correction taken off a device's timestamps, in milliseconds (Int64)."""
+
+
+def tolerance_for(speed: float) -> int:
+    """The largest offset left uncorrected on a gateway clock running at ``speed``."""
+    return max(TOLERANCE_MS, round(TOLERANCE_WALL_S * 1000 * speed))
 
 
 @dataclass
@@ -28,21 +51,46 @@ class SourceClock:
     offset_ms: int | None = None
     """The estimate of the last complete period (None until one has passed)."""
     jumps: int = 0
+    tolerance_ms: int = TOLERANCE_MS
+    correction_ms: int = 0
+    """What is subtracted from the device's timestamps: the offset when beyond tolerance."""
+    fresh: bool = False
+    """Whether the last observation made a new estimate."""
+    published_ms: int = 0
+    """The correction last published."""
     _period_max: int | None = None
     _period_end: float = field(default_factory=lambda: time.monotonic() + PERIOD_S)
 
-    def observe(self, device_ts: int, arrival: int) -> None:
-        """A value stamped ``device_ts`` by the device arrived at gateway time ``arrival``."""
+    def observe(self, device_ts: int, arrival: int) -> bool:
+        """A value stamped ``device_ts`` by the device arrived at gateway time ``arrival``;
+        True when this made a new estimate of the offset."""
         difference = device_ts - arrival
         if self._period_max is None or difference > self._period_max:
             self._period_max = difference
-        if self.offset_ms is None or time.monotonic() >= self._period_end:
-            self._close()
+        if time.monotonic() >= self._period_end:
+            self.fresh = self._close(whole=True)
+        else:
+            self.fresh = self.offset_ms is None and self._close(whole=False)
+        return self.fresh
 
-    def _close(self) -> None:
+    def to_publish(self) -> int | None:
+        """The correction to publish now: at a new estimate while there is one, and 0 once
+        when there is none any more (None: nothing to publish)."""
+        if not self.fresh or not (self.correction_ms or self.published_ms):
+            return None
+        self.published_ms = self.correction_ms
+        return self.correction_ms
+
+    def corrected(self, device_ts: int, now: int) -> int:
+        """``device_ts`` on the gateway's time line (never later than ``now``)."""
+        if not self.correction_ms:
+            return device_ts
+        return min(device_ts - self.correction_ms, now)
+
+    def _close(self, whole: bool) -> bool:
         estimate = self._period_max
         if estimate is None:
-            return
+            return False
         previous = self.offset_ms
         if previous is not None and abs(estimate - previous) > JUMP_MS:
             self.jumps += 1
@@ -54,5 +102,8 @@ class SourceClock:
                 estimate / 1000,
             )
         self.offset_ms = estimate
+        beyond = estimate > self.tolerance_ms or (whole and estimate < -self.tolerance_ms)
+        self.correction_ms = estimate if beyond else 0
         self._period_max = None
         self._period_end = time.monotonic() + PERIOD_S
+        return True

@@ -17,6 +17,7 @@ from plantwire_bus.mqtt import MqttClient, Will, parse_mqtt_url
 from plantwire_edge.config import EdgeConfig, HttpConfig
 from plantwire_edge.devices import MqttDevice
 from plantwire_edge.mqtt_device import TimestampError, parse_timestamp
+from plantwire_edge.source_clock import OFFSET_METRIC
 
 from .conftest import http_get, probe_on, running
 
@@ -237,26 +238,36 @@ def test_liveness_settings_are_checked() -> None:
             adapter.validate_python(base | bad)
 
 
-async def test_a_device_clock_90_s_ahead_is_shown_in_metrics(
+async def test_a_device_clock_90_s_ahead_is_corrected_published_and_shown_in_metrics(
     mqtt_url: str, group: str, unique: str
 ) -> None:
-    """A device whose clock runs 90 s ahead: its values keep their timestamps (within the
-    skew the config allows) and /metrics shows the offset."""
+    """A device whose clock runs 90 s ahead: its offset is measured, published as its
+    ``Clock/Offset`` metric and shown in /metrics, and its values are put on the gateway's
+    time line (the offset beyond tolerance is taken off their timestamps), so that they do not
+    lie 90 s after the session the gateway stamps."""
     port = free_port()
     cfg = _liveness_config(mqtt_url, group, unique, interval_s=10, timestamp_path="ts")
     cfg = cfg.model_copy(update={"http": HttpConfig(listen=f"127.0.0.1:{port}")})
     device = MqttClient(parse_mqtt_url(mqtt_url), f"device-{unique}")
     await device.connect()
+    sent: list[int] = []
     try:
-        async with running(cfg) as gateway:
+        async with probe_on(mqtt_url, group) as probe, running(cfg) as gateway:
             adapter = gateway.adapters[0]
             await asyncio.wait_for(adapter.connected.wait(), 10)
-            ahead = round(time.time() * 1000) + 90_000
-            await device.publish(
-                f"plant/{unique}/ws", json.dumps({"good": 1, "ts": ahead}).encode()
-            )
-            await _until(lambda: adapter.status.clock is not None, "offset measured")
+            for good in (1, 2):
+                sent.append(round(time.time() * 1000))
+                ahead = sent[-1] + 90_000
+                await device.publish(
+                    f"plant/{unique}/ws", json.dumps({"good": good, "ts": ahead}).encode()
+                )
+                await asyncio.sleep(0.2)
+            await _until(lambda: adapter.status.values == 2, "both values")
             _, metrics = await http_get(port, "/metrics")
+            await probe.wait_for(
+                lambda: any(v.metric == "Production/GoodCount" and v.value == 2
+                            for v in probe.values()), "the second value published",
+            )  # fmt: skip
     finally:
         await device.disconnect()
     line = next(
@@ -264,6 +275,12 @@ async def test_a_device_clock_90_s_ahead_is_shown_in_metrics(
     )
     assert 'device="WS-01"' in line
     assert 89.0 <= float(line.rsplit(" ", 1)[1]) <= 90.0  # less the delivery delay
+    seen = probe.values()
+    offsets = [v for v in seen if v.metric == OFFSET_METRIC]
+    assert offsets and all(89_000 <= int(v.value or 0) <= 90_000 for v in offsets), offsets
+    goods = {v.value: v.ts for v in seen if v.metric == "Production/GoodCount"}
+    for good, at in zip((1, 2), sent, strict=True):  # when it was sent, not 90 s later
+        assert at <= goods[good] <= at + 1_000, (good, goods[good] - at)
 
 
 async def _until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
