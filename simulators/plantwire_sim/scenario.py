@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from plantwire_bus.state import ControlType, Execution, Mode
 from plantwire_bus.tomlfile import parse_toml
@@ -186,6 +186,9 @@ class Enterprise(_Model):
     name: str
     region: str = ""
     park: str | None = Field(default=None, description="code of the industrial park it is in")
+    since: AwareDatetime | None = Field(
+        default=None, description="when the registry starts describing it (default: always)"
+    )
     sites: tuple[Site, ...] = ()
 
 

@@ -4,7 +4,9 @@ then applies the pure formulas of :mod:`plantwire_platform.indicators.formulas`.
 A window that spans a registry change is cut into segments at each change; every segment is
 computed with the registry valid in it, and the window's rates are the segments' rates
 weighted by their duration. Coverage and availability are measured against each site's
-planned production time (its shift calendar).
+planned production time (its shift calendar). Before an entry of the registry existed it counts
+nowhere; a window that ends before the enterprise's registry begins has no indicators at all
+(:attr:`EnterpriseIndicators.before_registry`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import psycopg
 
 from plantwire_bus.state import GOOD_COUNT_METRIC, PART_COUNT_METRIC, SCRAP_COUNT_METRIC
+from plantwire_platform.indicators.clocks import DeviceClock, device_clocks
 from plantwire_platform.indicators.formulas import (
     EquipmentRef,
     NcRates,
@@ -52,6 +55,7 @@ class EquipmentResult:
     line: str
     usage: Usage
     oee: Oee
+    clock: DeviceClock | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,13 @@ class EnterpriseIndicators:
     equipment_online: int
     thresholds: Thresholds
     lines: dict[str, Oee] = field(default_factory=dict)
+    registered_from: datetime | None = None
+    """When the enterprise's registry begins (its first process or equipment entry)."""
+
+    @property
+    def before_registry(self) -> bool:
+        """The whole window lies before the enterprise's registry began."""
+        return self.registered_from is None or self.end <= self.registered_from
 
     def weighted(self, attribute: str) -> tuple[float, float]:
         """(numerator, denominator) of a count, averaged over segments by duration."""
@@ -198,6 +209,7 @@ async def enterprise_indicators(
 
     results = []
     counters = await _counters(conn, ids, start, end, sessions) if with_oee else {}
+    clocks = await device_clocks(conn, ids, start, end) if with_oee else {}
     for e in equipment.values():
         u = reader.usage(e.id, start, end, planned[e.id])
         scrap = counter_increase(counters.get((e.id, SCRAP_COUNT_METRIC), []))
@@ -209,6 +221,7 @@ async def enterprise_indicators(
                 e.line,
                 u,
                 oee(u.planned_s or 0.0, u.executing_s, parts, scrap, e.ideal_cycle_s),
+                clocks.get(e.id),
             )
         )
     online = sum(1 for e in ids if sessions.get(e))
@@ -221,7 +234,24 @@ async def enterprise_indicators(
         online,
         thresholds,
         _line_oee(results) if with_oee else {},
+        await _registered_from(conn, enterprise_id),
     )
+
+
+async def _registered_from(
+    conn: psycopg.AsyncConnection[Any], enterprise_id: int
+) -> datetime | None:
+    cur = await conn.execute(
+        "SELECT least((SELECT min(h.valid_from) FROM equipment_history h"
+        "  JOIN equipment e ON e.id = h.equipment_id JOIN site s ON s.id = e.site_id"
+        "  WHERE s.enterprise_id = %(e)s),"
+        " (SELECT min(h.valid_from) FROM process_history h"
+        "  JOIN process_step p ON p.id = h.process_step_id JOIN line l ON l.id = p.line_id"
+        "  JOIN site s ON s.id = l.site_id WHERE s.enterprise_id = %(e)s))",
+        {"e": enterprise_id},
+    )
+    row = await cur.fetchone()
+    return None if row is None else row[0]
 
 
 def _parts_made(counters: dict[tuple[int, str], list[float]], eid: int, scrap: float) -> float:

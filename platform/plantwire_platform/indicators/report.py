@@ -44,6 +44,9 @@ class Indicator(BaseModel):
         default=None, exclude_if=_absent, description="groups: enterprises counted"
     )
     parameters: dict[str, float] = {}
+    reason: str | None = Field(
+        default=None, exclude_if=_absent, description="why the value is undefined, where known"
+    )
 
 
 class Bucket(BaseModel):
@@ -102,6 +105,15 @@ class EquipmentExplanation(BaseModel):
     auto_executing_s: float
     mdi_executing_s: float
     oee: OeeBody
+    clock_offset_s: float | None = Field(
+        default=None,
+        description="how far the device's clock was off the gateway's, taken off its "
+        "timestamps (in force at the window's end; null: within tolerance all along)",
+    )
+    clock_largest_offset_s: float | None = Field(
+        default=None, description="the largest such correction in the window"
+    )
+    clock_jumps: int = Field(default=0, description="jumps of the device's clock (> 5 s)")
 
 
 class Explanation(BaseModel):
@@ -158,6 +170,18 @@ def enterprise_indicators(result: ind.EnterpriseIndicators) -> list[Indicator]:
             denominator=result.equipment_registered,
         )
     )
+    if result.before_registry:
+        since = result.registered_from
+        reason = (
+            f"before_registry: the enterprise's registry begins at {since.isoformat()}"
+            if since is not None
+            else "before_registry: the enterprise has no registry entries"
+        )
+        return [
+            i.model_copy(update={"value": None, "numerator": None, "denominator": None,
+                                 "reason": reason})
+            for i in out
+        ]  # fmt: skip
     return out
 
 
@@ -234,6 +258,9 @@ def explanation(
                 auto_executing_s=round(e.usage.auto_executing_s, 1),
                 mdi_executing_s=round(e.usage.mdi_executing_s, 1),
                 oee=oee_body(e.oee),
+                clock_offset_s=None if e.clock is None else e.clock.offset_ms / 1000,
+                clock_largest_offset_s=None if e.clock is None else e.clock.largest_ms / 1000,
+                clock_jumps=0 if e.clock is None else e.clock.jumps,
             )
             for e in result.equipment
         ],

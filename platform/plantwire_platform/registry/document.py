@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from plantwire_bus.state import ControlType
 from plantwire_bus.tomlfile import parse_toml, validate
@@ -118,6 +126,12 @@ class Enterprise(_Model):
     name: str
     region: str = ""
     park: str | None = Field(default=None, description="code of the industrial park it is in")
+    since: AwareDatetime | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,  # TOML has no null
+        description="when the registry starts describing the enterprise (default: as it always"
+        " was); windows before it have no indicators",
+    )
     sites: tuple[Site, ...] = ()
 
 

@@ -13,7 +13,11 @@ from plantwire_platform.registry import regions
 from plantwire_platform.registry.document import Enterprise, Registry
 
 ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
-"""valid_from of a first version: the registry describes the plant as it always was."""
+"""valid_from of the first entries of an enterprise (its first description: equipment, process
+steps): the registry describes the plant as it always was, unless the document says since when
+(``since``). An entry added to an enterprise already described starts when it is added (the
+change's effective time): windows before a registry entry existed do not count it
+(``docs/indicators.md``)."""
 
 
 async def import_registry(
@@ -76,6 +80,16 @@ def _now() -> datetime:
 async def _import_enterprise(
     conn: psycopg.AsyncConnection[Any], ent: Enterprise, park_id: int | None, at: datetime
 ) -> int:
+    cur = await conn.execute(
+        "SELECT 1 FROM enterprise x JOIN site s ON s.enterprise_id = x.id"
+        " JOIN equipment e ON e.site_id = s.id WHERE x.code = %(c)s UNION ALL"
+        " SELECT 1 FROM enterprise x JOIN site s ON s.enterprise_id = x.id"
+        " JOIN line l ON l.site_id = s.id JOIN process_step p ON p.line_id = l.id"
+        " WHERE x.code = %(c)s LIMIT 1",
+        {"c": ent.code},
+    )
+    described = await cur.fetchone() is not None  # it has entries: a new one starts at ``at``
+    first = at if described else (ent.since or ALWAYS)
     ent_id = await _upsert(
         conn,
         "INSERT INTO enterprise (code, uscc, name, region, park_id) VALUES (%s, %s, %s, %s, %s)"
@@ -138,6 +152,7 @@ async def _import_enterprise(
                 eid,
                 at,
                 {"control_type": m.control_type.value, "declared_nc": m.declared_nc},
+                first,
             )
         for line in site.lines:
             for p in line.processes:
@@ -164,6 +179,7 @@ async def _import_enterprise(
                     step_id,
                     at,
                     {"is_key": p.is_key, "key_reason": p.key_reason, "equipment_ids": performers},
+                    first,
                 )
     await conn.execute(
         "UPDATE series s SET equipment_id = e.id FROM equipment e"
@@ -230,8 +246,10 @@ async def _version(
     key_id: int,
     at: datetime,
     facts: dict[str, Any],
+    first: datetime,
 ) -> None:
-    """Keep ``table`` a history of ``facts``: a new version starts at ``at`` when they change."""
+    """Keep ``table`` a history of ``facts``: a new version starts at ``at`` when they change;
+    the first one at ``first``."""
     columns = list(facts)
     cur = await conn.execute(
         sql.SQL("SELECT {}, valid_from FROM {} WHERE {} = %s AND valid_to IS NULL").format(
@@ -244,9 +262,21 @@ async def _version(
     current = await cur.fetchone()
     if current is not None and list(current[:-1]) == list(facts.values()):
         return
-    start = ALWAYS
+    start = first
     if current is not None:
         start = max(at, current[-1])
+        if start == current[-1]:  # changed again at the instant it began: one version
+            await conn.execute(
+                sql.SQL("UPDATE {} SET {} WHERE {} = %s AND valid_to IS NULL").format(
+                    sql.Identifier(table),
+                    sql.SQL(", ").join(
+                        sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns
+                    ),
+                    sql.Identifier(key),
+                ),
+                (*facts.values(), key_id),
+            )
+            return
         await conn.execute(
             sql.SQL("UPDATE {} SET valid_to = %s WHERE {} = %s AND valid_to IS NULL").format(
                 sql.Identifier(table), sql.Identifier(key)

@@ -372,3 +372,144 @@ async def test_parts_made_while_offline_before_the_window_are_not_counted_in_it(
     explain = (await client.get(url, params=later)).json()
     b1 = {e["equipment"]: e for e in explain["equipment"]}["B1"]["oee"]
     assert b1["total_count"] == 62
+
+
+def _newcomer(processes: list[tuple[str, str]], since: datetime | None) -> dict[str, Any]:
+    """An enterprise outside every group, key processes (process, machine) all declared NC."""
+    enterprise: dict[str, Any] = {
+        "code": "NEW",
+        "uscc": "91110000MA0000009X",
+        "name": "Newcomer",
+        "sites": [
+            {
+                "code": "S",
+                "name": "Site",
+                "edge_node": "GW",
+                "timezone": "UTC",
+                "lines": [
+                    {
+                        "code": "L1",
+                        "name": "Line",
+                        "processes": [
+                            {"code": p, "name": p, "is_key": True, "equipment": [m]}
+                            for p, m in processes
+                        ],
+                    }
+                ],
+                "equipment": [
+                    {"code": m, "name": m, "line": "L1", "control_type": "CNC", "declared_nc": True}
+                    for _, m in processes
+                ],
+            }
+        ],
+    }
+    if since is not None:
+        enterprise["since"] = since.isoformat()
+    return {"enterprises": [enterprise]}
+
+
+async def _seed_newcomer(database_url: str) -> int:
+    """NEW (see the test below), N1 online and in AUTO from 09:00; NEW's id."""
+    since, added = T0 + timedelta(hours=1), T0 + timedelta(minutes=90)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        ids = await import_registry(conn, registry_from(_newcomer([("OP10", "N1")], since)))
+        await import_registry(
+            conn, registry_from(_newcomer([("OP10", "N1"), ("OP20", "N2")], since)), added
+        )
+        start = T0 - timedelta(hours=1)
+        await conn.execute(
+            "INSERT INTO connectivity_session (group_id, edge_node_id, device_id, equipment_id,"
+            " online_at) SELECT 'NEW', 'GW', 'N1', id, %s FROM equipment WHERE code = 'N1'",
+            (start,),
+        )
+        for metric, value in (("State/Mode", "AUTO"), ("State/Execution", "EXECUTING")):
+            await conn.execute(
+                "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
+                " equipment_id) SELECT 'NEW', 'GW', 'N1', %s, 12, id FROM equipment"
+                " WHERE code = 'N1'",
+                (metric,),
+            )
+            await conn.execute(
+                "INSERT INTO sample_text (series_id, ts, value) SELECT id, %s, %s FROM series"
+                " WHERE device_id = 'N1' AND metric = %s",
+                (start, value, metric),
+            )
+        await conn.commit()
+    return ids["NEW"]
+
+
+async def test_windows_before_the_registry_or_an_entry_existed(database_url: str) -> None:
+    """NEW's registry begins at 11:00 (``since``) with OP10 on N1, which has run in AUTO since
+    09:00; at 11:30 it adds the key process OP20 on N2 (no telemetry). A window before 11:00 has
+    no indicators, with the reason; over 10:00-12:00 only what was registered counts, when it
+    was: 10-11 nothing, 11:00-11:30 {OP10} (verified), 11:30-12:00 {OP10, OP20} (OP20
+    uncovered). Counts averaged by duration over the two hours: declared 0.25 * 1 + 0.25 * 2
+    = 0.75 of 0.75, verified 0.25 * 1 + 0.25 * 1 = 0.5 of 0.75. Before this rule the first
+    versions were valid since 1970 and OP20 counted all along: verified 1 of 2."""
+    since = T0 + timedelta(hours=1)
+    start = T0 - timedelta(hours=1)
+    new = await _seed_newcomer(database_url)
+    app = create_app(secured(database_url))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        client.headers.update(await person(client, database_url, "root", "platform_admin"))
+        url = f"/api/v1/enterprises/{new}/indicators"
+        before = {"from": start.isoformat(), "to": since.isoformat()}
+        r = await client.get(url, params=before)
+        assert r.status_code == 200, r.text
+        for indicator in r.json()["indicators"]:
+            assert indicator["value"] is None, indicator
+            assert indicator["reason"] == (
+                "before_registry: the enterprise's registry begins at 2026-10-05T11:00:00+00:00"
+            )
+        r = await client.get(url, params=WINDOW)
+        assert r.status_code == 200, r.text
+        v = values(r.json())
+        declared, verified = v["nc_rate_declared"], v["nc_rate_verified"]
+        assert (declared["numerator"], declared["denominator"]) == (0.75, 0.75)
+        assert (verified["numerator"], verified["denominator"]) == (0.5, 0.75)
+        assert verified["value"] == pytest.approx(0.6667, abs=1e-4)
+        assert "reason" not in verified
+
+
+async def test_a_corrected_device_clock_is_shown_with_its_jumps(database_url: str) -> None:
+    """N1's gateway published the corrections of its clock (``Clock/Offset``): 90 s at 09:30
+    (before the window), 91 s at 11:40, then 0 at 11:50 (set right by hand: a jump of 91 s;
+    90 -> 91 s is a drift). Over 10:00-12:00 its explanation shows 0 s in force at the end, 91 s
+    at the largest, one jump; N2 (no corrections) shows none."""
+    new = await _seed_newcomer(database_url)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await conn.execute(
+            "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
+            " equipment_id) SELECT 'NEW', 'GW', 'N1', 'Clock/Offset', 4, id FROM equipment"
+            " WHERE code = 'N1'"
+        )
+        for minutes, offset in ((-30, 90_000), (100, 91_000), (110, 0)):
+            await conn.execute(
+                "INSERT INTO sample_num (series_id, ts, value) SELECT id, %s, %s FROM series"
+                " WHERE device_id = 'N1' AND metric = 'Clock/Offset'",
+                (T0 + timedelta(minutes=minutes), offset),
+            )
+        await conn.commit()
+    app = create_app(secured(database_url))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        client.headers.update(await person(client, database_url, "root", "platform_admin"))
+        r = await client.get(f"/api/v1/enterprises/{new}/indicators/explain", params=WINDOW)
+        assert r.status_code == 200, r.text
+        machines = {e["equipment"]: e for e in r.json()["equipment"]}
+        n1, n2 = machines["N1"], machines["N2"]
+        assert (n1["clock_offset_s"], n1["clock_largest_offset_s"], n1["clock_jumps"]) == (
+            0.0,
+            91.0,
+            1,
+        )
+        assert (n2["clock_offset_s"], n2["clock_largest_offset_s"], n2["clock_jumps"]) == (
+            None,
+            None,
+            0,
+        )

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from plantwire_platform.registry.document import Enterprise, Registry
-from plantwire_platform.registry.store import ALWAYS, import_registry
+from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import create_app
 from tests.platform.identities import person, secured
 
@@ -184,8 +184,10 @@ async def test_the_command_line_edits_one_entry_the_same_way(database_url: str) 
          {"code": "M1", "name": "Lathe", "line": "L1", "control_type": "CNC",
           "declared_nc": False, "processes": ["OP10"]}),
     ]  # fmt: skip
-    for verb, kind, where, body in steps:
-        code, out = await cli(database_url, verb, "HXP", kind, where, json.dumps(body))
+    for verb, kind, where, body in steps:  # the machine is there since it was built
+        code, out = await cli(
+            database_url, verb, "HXP", kind, where, json.dumps(body), "--effective", BUILT
+        )
         assert code == 0, out
     code, out = await cli(
         database_url, "change", "HXP", "equipment", "SZ/M1", '{"control_type": "MANUAL",'
@@ -203,6 +205,6 @@ async def test_the_command_line_edits_one_entry_the_same_way(database_url: str) 
             " ORDER BY valid_from"
         )
         history = await cur.fetchall()
-    changed = datetime.fromisoformat(CHANGED)
-    assert [row[:3] for row in history] == [(ALWAYS, changed, False), (changed, None, True)]
+    built, changed = datetime.fromisoformat(BUILT), datetime.fromisoformat(CHANGED)
+    assert [row[:3] for row in history] == [(built, changed, False), (changed, None, True)]
     assert {row[3] for row in history} == {"CNC"}
