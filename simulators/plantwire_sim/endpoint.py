@@ -40,7 +40,11 @@ class Endpoint:
         self.specs: dict[str, TagSpec] = {t.name: t for t in profile.tags}
         self.current: dict[str, TagValue] = {}
         """The machine's real values (what the interface shows without faults)."""
-        self.faults = ActiveFaults()
+        behaviour = machine.behaviour
+        self.faults = ActiveFaults(
+            clock_offset_ms=behaviour.clock_offset_s * 1000,
+            clock_drift=behaviour.clock_drift_s_per_min / 60,
+        )
 
     async def apply(self, step: Step) -> None:
         """Take the machine's new values and show them unless the interface is frozen."""

@@ -113,6 +113,11 @@ class ActiveFaults:
 
     started: dict[str, int] = field(default_factory=dict)
     depth: dict[str, int] = field(default_factory=dict)
+    clock_offset_ms: float = 0.0
+    """The machine's own clock: this far ahead of true time at the run's start..."""
+    clock_drift: float = 0.0
+    """...running this many milliseconds further ahead per true millisecond."""
+    _origin_ms: int | None = None
 
     def __contains__(self, kind: object) -> bool:
         return kind in self.started
@@ -136,9 +141,16 @@ class ActiveFaults:
         return True
 
     def timestamp(self, ts_ms: int) -> int:
-        """The source timestamp the interface shows for the true time ``ts_ms``."""
+        """The source timestamp the interface shows for the true time ``ts_ms``: the machine's
+        clock (skewed and drifting, from its first timestamp on), unless a clock jump reset
+        it."""
         start = self.started.get("clock_jump")
-        return ts_ms if start is None else CLOCK_RESET_MS + (ts_ms - start)
+        if start is not None:
+            return CLOCK_RESET_MS + (ts_ms - start)
+        if self._origin_ms is None:
+            self._origin_ms = ts_ms
+        skew = self.clock_offset_ms + self.clock_drift * (ts_ms - self._origin_ms)
+        return ts_ms + round(skew)
 
     def distort(self, spec: TagSpec, value: TagValue) -> TagValue:
         """The value the interface shows (NaN or absurd values on analog tags)."""

@@ -61,6 +61,17 @@ class Behaviour(_Model):
     manual_every_s: float | None = Field(default=None, gt=0)
     manual_s: float = Field(default=120.0, gt=0)
     scrap_rate: float = Field(default=0.0, ge=0, le=1, description="share of parts scrapped")
+    clock_offset_s: float = Field(
+        default=0.0,
+        description="how far the machine's clock is ahead of true time (negative: behind) in "
+        "the timestamps it sends (OPC UA source timestamps, an MQTT device's own)",
+    )
+    clock_drift_s_per_min: float = Field(
+        default=0.0,
+        ge=-30,
+        le=30,
+        description="...and how much further it runs ahead per minute of the run",
+    )
 
 
 class CncParams(_Model):

@@ -20,6 +20,7 @@ from plantwire_bus.mosquitto import MosquittoProcess
 from plantwire_sim.factory import Factory, run_factory
 from plantwire_sim.faults import CLOCK_RESET_MS
 from plantwire_sim.scenario import Scenario, parse_scenario
+from plantwire_sim.truth import StateRecord
 
 SCENARIO = """
 name = "mqtt"
@@ -286,3 +287,59 @@ async def test_a_silently_dropped_station_is_offline_from_when_it_fell_silent(
         finally:
             stop.set()
             await asyncio.wait_for(task, 20)
+
+
+async def test_a_station_clock_90_s_ahead_is_put_back_on_the_gateways_time_line(
+    mosquitto: MosquittoProcess, unique: str
+) -> None:
+    """STN-1's clock runs 90 s ahead (``behaviour.clock_offset_s``): the timestamps it sends
+    are 90 s after the true times of the ground truth. The gateway reading it at 10x on the
+    simulator's clock measures the offset, publishes it (``Clock/Offset``) and takes it off:
+    the execution states it publishes change when the truth says (within a simulated second),
+    not 90 s later, so they line up with the station's session."""
+    from plantwire_edge.config import EdgeConfig
+    from plantwire_edge.gateway import Gateway
+    from plantwire_edge.source_clock import OFFSET_METRIC
+    from tests.edge.conftest import probe_on
+
+    text = SCENARIO.format(token=unique).replace(
+        "behaviour = { scrap_rate = 0.3 }", "behaviour = { clock_offset_s = 90 }"
+    )
+    scenario = parse_scenario(text)
+    e, s = scenario.enterprises[0], scenario.enterprises[0].sites[0]
+    async with (
+        probe_on(mosquitto.url, e.code) as probe,
+        run_factory(
+            scenario, protocols=PROTOCOLS, mqtt_url=mosquitto.url, topic_prefix=f"t{unique}",
+            speed=10,
+        ) as factory,
+    ):  # fmt: skip
+        config = factory.gateway_config(e, s, mosquitto.url, None, protocols=PROTOCOLS)
+        gateway = Gateway(EdgeConfig.model_validate(config), clock=factory.clock)
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        try:
+
+            def executions() -> list[tuple[int, Any]]:
+                return [
+                    (v.ts, v.value)
+                    for v in probe.values()
+                    if v.device == "STN-1" and v.metric == "State/Execution"
+                ]
+
+            await probe.wait_for(lambda: len(executions()) >= 8, "eight execution states")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+    offsets = [v.value for v in probe.values() if v.device == "STN-1" and v.metric == OFFSET_METRIC]
+    assert offsets and all(89_000 <= int(o) <= 90_000 for o in offsets), offsets
+    assert not any(v.metric == OFFSET_METRIC for v in probe.values() if v.device == "EM-1")
+    truth = [
+        (r.ts_ms, r.execution)
+        for r in factory.truth.records()
+        if isinstance(r, StateRecord) and r.machine == "STN-1"
+    ]
+    changes = [(ts, value) for ts, value in executions()[1:]]  # the birth's: the current one
+    for ts, value in changes:
+        nearest = min(truth, key=lambda t: abs(t[0] - ts))
+        assert nearest[1] == value and abs(nearest[0] - ts) <= 1_000, (ts, value, nearest)
