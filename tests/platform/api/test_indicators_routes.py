@@ -391,7 +391,13 @@ def _newcomer(processes: list[tuple[str, str]], since: datetime | None) -> dict[
                         "code": "L1",
                         "name": "Line",
                         "processes": [
-                            {"code": p, "name": p, "is_key": True, "equipment": [m]}
+                            {
+                                "code": p,
+                                "name": p,
+                                "is_key": True,
+                                "key_reason": "tolerance",
+                                "equipment": [m],
+                            }
                             for p, m in processes
                         ],
                     }
