@@ -72,11 +72,14 @@ class Watched:
 
 
 @contextlib.asynccontextmanager
-async def watched(browser: Browser, language: str = "zh-CN") -> AsyncIterator[Watched]:
+async def watched(
+    browser: Browser, language: str = "zh-CN", width: int = 1280, height: int = 860
+) -> AsyncIterator[Watched]:
     """A fresh browser context (its own cookies and storage) whose browser asks for
-    ``language`` first."""
+    ``language`` first, on a screen of ``width`` x ``height`` CSS pixels (a laptop's by
+    default; 768 x 1024 is a tablet's)."""
     context = await browser.new_context(
-        locale=language, viewport={"width": 1280, "height": 860}, timezone_id="Asia/Shanghai"
+        locale=language, viewport={"width": width, "height": height}, timezone_id="Asia/Shanghai"
     )
     try:
         yield Watched(context)

@@ -36,9 +36,9 @@ async def test_verified_rate_and_the_machine_that_lowers_it(browser: Browser, pl
         await sign_in(page, plant.base, "ind.viewer", password, "/console/indicators")
         # the viewer sees one enterprise: the page takes it without asking
         await expect(page.locator("#processes tbody tr")).to_have_count(2, timeout=20_000)
-        assert await figure(page, "nc_rate_declared") == ("100%", "2 中的 2")
-        assert await figure(page, "nc_rate_verified") == ("50%", "2 中的 1")
-        assert await figure(page, "networking_rate") == ("100%", "2 中的 2")
+        assert await figure(page, "nc_rate_declared") == ("100%", "2 / 2")
+        assert await figure(page, "nc_rate_verified") == ("50%", "1 / 2")
+        assert await figure(page, "networking_rate") == ("100%", "2 / 2")
         await expect(page.locator("#lowering")).to_have_text(
             "拉低核验数控化率的设备：DRILL-2 (OP20 Drilling)"
         )

@@ -17,6 +17,12 @@ from tests.platform.identities import register
 pytestmark = pytest.mark.e2e
 
 
+WIDER = """() => document.documentElement.scrollWidth > innerWidth
+  ? [...document.querySelectorAll('main *')].filter((e) => e.getBoundingClientRect().right
+      > innerWidth + 1).slice(0, 5).map((e) => e.tagName + '#' + e.id + '.' + e.className)
+  : []"""
+
+
 def tour(plant: Plant) -> dict[str, tuple[str, str]]:
     """Each page: its address on this plant, and an element that holds its data once shown."""
     own = plant.enterprise_id
@@ -53,6 +59,18 @@ async def test_every_page_in_both_languages(browser: Browser, plant: Plant) -> N
                 await expect(page.locator("#refusal")).to_be_hidden()
                 await screenshot(page, f"tour/{item.name or 'home'}", language)
             assert w.unexpected() == [], language
+    # on a tablet held upright: every page fits its width (tables scroll within themselves)
+    async with watched(browser, "zh-CN", 768, 1024) as w:
+        page = await w.page()
+        await sign_in(page, plant.base, "tour.admin", password)
+        for item in PAGES:
+            path, data = stops[item.name]
+            await page.goto(plant.base + path)
+            await expect(page.locator(data).first).to_be_visible(timeout=20_000)
+            overflow = await page.evaluate(WIDER)
+            assert overflow == [], f"{item.name or 'home'} is wider than a tablet: {overflow}"
+            await screenshot(page, f"tablet/{item.name or 'home'}", "zh-CN")
+        assert w.unexpected() == []
     shots = {p.name for p in (ARTEFACTS / "tour").glob("*.png")}
     assert shots >= {
         f"{page.name or 'home'}-{lang}.png" for page in PAGES for lang in catalog.LANGUAGES
