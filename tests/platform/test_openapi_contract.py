@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from plantwire_bus.mosquitto import free_port
+from plantwire_platform.gateways.provisioning import BrokerDir, init_broker
 from plantwire_platform.partner.tokens import Caller, issue_token
 from plantwire_platform.server import api_server
 from tests.platform.partner.conftest import CALLERS, KEY, T0, seed, settings
@@ -94,14 +96,24 @@ async def _grants(url: str, ent: dict[str, int], dataset: dict[str, int]) -> Non
         await conn.commit()
 
 
+async def _broker(url: str, broker: BrokerDir) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await init_broker(conn, broker, "plantwire-host", ("127.0.0.1",))
+
+
 @pytest.fixture
-def served(database_url: str) -> Iterator[tuple[str, dict[str, str], dict[str, int]]]:
+def served(
+    database_url: str, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, str], dict[str, int]]]:
     ent, _, _, dataset = asyncio.run(seed(database_url))
     asyncio.run(_grants(database_url, ent, dataset))
+    broker = BrokerDir(tmp_path / "broker")  # so that the API issues gateways' logins
+    asyncio.run(_broker(database_url, broker))
     port = free_port()
     server = api_server(
-        settings(database_url, api_port=port, partner_rate_per_s=10_000, partner_burst=10_000)
-    )
+        settings(database_url, api_port=port, partner_rate_per_s=10_000, partner_burst=10_000,
+                 broker_dir=str(broker.path))
+    )  # fmt: skip
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
