@@ -31,8 +31,7 @@ from plantwire_platform.api import (
     gateways,
     items,
     machine,
-    parks,
-    regions,
+    registrations,
 )
 from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
@@ -103,8 +102,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     editing.routes(api)
     items.routes(api)
     chains.routes(api)
-    parks.routes(api)
-    regions.routes(api)
+    registrations.routes(api)
     floor.routes(api)
     machine.routes(api)
     gateways.routes(api)

@@ -8,7 +8,7 @@ its ``error``."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Request
 from psycopg import AsyncConnection
@@ -228,16 +228,17 @@ async def require_park(request: Request, conn: AsyncConnection[Any], park_id: in
 
 
 async def require_registrations(
-    request: Request, conn: AsyncConnection[Any]
-) -> tuple[int | None, int | None]:
-    """Allow the request to list park registrations; returns whose: (enterprise, park), both
-    None for all."""
+    request: Request, conn: AsyncConnection[Any], kind: Literal["parks", "regions"]
+) -> tuple[int | None, int | str | None]:
+    """Allow the request to list the registrations into parks (or regions); returns whose:
+    (enterprise, park id or region), both None for all."""
     who, note = _caller(request)
-    _apply(note, policy.on_registrations(who.role))
+    _apply(note, policy.on_registrations(who.role, kind))
     if who.role == "platform_admin":
         return None, None
-    if who.role == "park_authority":
-        return None, (await _binding(conn, who)).park_id
+    if who.role == policy.GROUP_ROLE[kind]:
+        binding = await _binding(conn, who)
+        return None, binding.park_id if kind == "parks" else binding.region
     return who.enterprise_id, None
 
 
@@ -245,17 +246,3 @@ async def require_region(request: Request, conn: AsyncConnection[Any], region: s
     """Allow the request to ask enterprises into the region, or refuse it."""
     who, note = _caller(request)
     _apply(note, policy.on_region(who.role, await _binding(conn, who), region))
-
-
-async def require_region_registrations(
-    request: Request, conn: AsyncConnection[Any]
-) -> tuple[int | None, str | None]:
-    """Allow the request to list region registrations; returns whose: (enterprise, region),
-    both None for all."""
-    who, note = _caller(request)
-    _apply(note, policy.on_region_registrations(who.role))
-    if who.role == "platform_admin":
-        return None, None
-    if who.role == "region_authority":
-        return None, (await _binding(conn, who)).region
-    return who.enterprise_id, None

@@ -213,16 +213,16 @@ def on_park(role: Role, binding: Binding, park_id: int | None) -> Verdict:
     return _not_bound("park")
 
 
-def on_registrations(role: Role) -> Verdict:
-    """Who lists park registrations: platform admins (all), park authorities (their park's),
-    an enterprise's people (their own)."""
+def on_registrations(role: Role, kind: Literal["parks", "regions"]) -> Verdict:
+    """Who lists the registrations into parks (or regions): platform admins (all), park
+    (region) authorities (their group's), an enterprise's people (their own)."""
     if role == "partner":
         return PARTNER
-    if role in ("platform_admin", "park_authority"):
+    if role in ("platform_admin", GROUP_ROLE[kind]):
         return _allow(role)
     if role in OWN_AGGREGATE:
         return _allow("own_enterprise")
-    return Verdict(403, "role_forbidden", f"a {role} has no park registrations")
+    return Verdict(403, "role_forbidden", f"a {role} has no {kind.removesuffix('s')} registrations")
 
 
 def on_region(role: Role, binding: Binding, region: str) -> Verdict:
@@ -236,15 +236,3 @@ def on_region(role: Role, binding: Binding, region: str) -> Verdict:
     if region == binding.region:
         return _allow("region_authority")
     return _not_bound("region")
-
-
-def on_region_registrations(role: Role) -> Verdict:
-    """Who lists region registrations: platform admins (all), region authorities (their
-    region's), an enterprise's people (their own)."""
-    if role == "partner":
-        return PARTNER
-    if role in ("platform_admin", "region_authority"):
-        return _allow(role)
-    if role in OWN_AGGREGATE:
-        return _allow("own_enterprise")
-    return Verdict(403, "role_forbidden", f"a {role} has no region registrations")

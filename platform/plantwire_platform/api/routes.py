@@ -31,8 +31,9 @@ from plantwire_platform.api.window import WindowQuery, resolve_window
 from plantwire_platform.errors import ApiError
 from plantwire_platform.indicators.jobs import explain_job, lend, light, report_job
 from plantwire_platform.indicators.report import Explanation, IndicatorReport
-from plantwire_platform.registry import chains, groups, parks, queries, regions
+from plantwire_platform.registry import chains, groups, queries
 from plantwire_platform.registry.groups import GroupKind
+from plantwire_platform.registry.registrations import PARKS, REGIONS, members_during
 from plantwire_platform.workers import Job, WorkerPool
 from plantwire_platform.workload import Workload
 
@@ -178,9 +179,9 @@ def _group_routes(router: APIRouter, kind: GroupKind) -> None:
             if kind == "chains":  # the suppliers that were members throughout the window
                 ids = await chains.members_during(conn, int(group_id), window.start, window.end)
             elif kind == "parks":  # the enterprises that were in it throughout the window
-                ids = await parks.members_during(conn, int(group_id), window.start, window.end)
+                ids = await members_during(conn, PARKS, int(group_id), window.start, window.end)
             else:  # the same for a region
-                ids = await regions.members_during(conn, group_id, window.start, window.end)
+                ids = await members_during(conn, REGIONS, group_id, window.start, window.end)
             subject = {"kind": singular, **group}
             args = (subject, ids, window, q.thresholds, q.bucket, tz)
             if light(window.start, window.end, len(ids), q.bucket):

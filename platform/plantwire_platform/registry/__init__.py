@@ -3,8 +3,9 @@
 Owns the registry tables and the registry file format (:mod:`.document`, ``docs/registry.md``);
 :mod:`.store` writes a document with the history of the facts indicators depend on,
 :mod:`.queries` and :mod:`.groups` read it, :mod:`.export` reads an enterprise back as a
-document, :mod:`.sheet` is its equipment as CSV, :mod:`.chains` and :mod:`.parks` the chains
-leaders build by invitation and the parks enterprises join by consent, with their history,
+document, :mod:`.sheet` is its equipment as CSV, :mod:`.chains` and :mod:`.registrations` the
+chains leaders build by invitation and the parks and regions enterprises join by consent, with
+their history,
 :mod:`.commands` the command line's export and sheet import. Imports the bus and
 :mod:`plantwire_platform.indicators.shift_calendar` (to validate shift specs) only.
 """

@@ -9,8 +9,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from plantwire_platform.registry import regions
 from plantwire_platform.registry.document import Enterprise, Registry
+from plantwire_platform.registry.registrations import keep_region_history
 
 ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
 """valid_from of the first entries of an enterprise (its first description: equipment, process
@@ -97,7 +97,7 @@ async def _import_enterprise(
         " region = excluded.region, park_id = excluded.park_id RETURNING id",
         (ent.code, ent.uscc, ent.name, ent.region, park_id),
     )
-    await regions.keep_history(conn, ent_id, at)
+    await keep_region_history(conn, ent_id, at)
     for site in ent.sites:
         site_id = await _upsert(
             conn,

@@ -15,9 +15,9 @@ import httpx
 import psycopg
 import pytest
 
-from plantwire_platform.registry import regions
 from plantwire_platform.registry.document import Enterprise, Registry
-from plantwire_platform.registry.store import ALWAYS, import_registry
+from plantwire_platform.registry.registrations import ALWAYS, REGIONS, members_during
+from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import create_app
 from tests.platform.identities import person, secured
 
@@ -158,15 +158,15 @@ async def test_a_registry_file_keeps_the_region_history_in_step(database_url: st
         [ent] = [
             row[0] for row in await (await conn.execute("SELECT id FROM enterprise")).fetchall()
         ]
-        assert await regions.members_during(conn, "CN-JS", moved - timedelta(days=2), moved) == [
+        assert await members_during(conn, REGIONS, "CN-JS", moved - timedelta(days=2), moved) == [
             ent
         ]
-        assert await regions.members_during(conn, "CN-ZJ", moved, moved + timedelta(days=1)) == [
+        assert await members_during(conn, REGIONS, "CN-ZJ", moved, moved + timedelta(days=1)) == [
             ent
         ]
         assert (
-            await regions.members_during(
-                conn, "CN-ZJ", moved - timedelta(days=1), moved + timedelta(days=1)
+            await members_during(
+                conn, REGIONS, "CN-ZJ", moved - timedelta(days=1), moved + timedelta(days=1)
             )
             == []
         )
