@@ -40,6 +40,7 @@ PAGES: Final = (
     Page("machine", "page.machine.title", nav=False),
     Page("indicators", "page.indicators.title"),
     Page("sharing", "page.sharing.title"),
+    Page("registry", "page.registry.title"),
     Page("signin", "page.signin.title", nav=False, signed_in=False),
 )
 """The pages, in navigation order."""

@@ -35,6 +35,7 @@ def tour(plant: Plant) -> dict[str, tuple[str, str]]:
         ),
         "indicators": (f"/console/indicators?enterprise={own}", "#processes tbody tr"),
         "sharing": ("/console/sharing", "#verification[data-ok=true]"),
+        "registry": (f"/console/registry?enterprise={own}", "#equipment-table tbody tr[data-code]"),
         "signin": ("/console/signin", "#signin"),
     }
 

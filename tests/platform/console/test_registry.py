@@ -1,0 +1,192 @@
+"""The registry page in a real Chromium: an enterprise's admin reads its sites, lines, process
+steps, equipment and gateways; adds a key process step (refused without its reason, as the API
+says), changes a machine, imports an equipment sheet (a bad one refused row by row, nothing
+written); each change is checked in the registry as the API exports it. A viewer reads without
+forms; an admin of another enterprise gets the refusal page and none of the data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, FilePayload, Page, expect
+
+from plantwire_bus.mosquitto import free_port
+from tests.platform.console.browser import screenshot, serving, sign_in, watched
+from tests.platform.console.test_skeleton import enterprise
+from tests.platform.identities import register, secured
+from tests.platform.identities import sign_in as token_of
+
+pytestmark = pytest.mark.e2e
+
+SITE: dict[str, Any] = {
+    "code": "S1",
+    "name": "Plant 1",
+    "edge_node": "S1-GW",
+    "lines": [
+        {
+            "code": "L1",
+            "name": "Shaft line",
+            "processes": [
+                {
+                    "code": "OP10",
+                    "name": "Rough turning",
+                    "is_key": True,
+                    "key_reason": "diameter tolerance",
+                    "equipment": ["M1"],
+                }
+            ],
+        }
+    ],
+    "equipment": [
+        {"code": "M1", "name": "Lathe 1", "line": "L1", "control_type": "CNC", "declared_nc": False}
+    ],
+}
+
+
+async def exported(base: str, headers: dict[str, str], ent: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base) as client:
+        got = await client.get(
+            f"/api/v1/enterprises/{ent}/registry", params={"format": "json"}, headers=headers
+        )
+        assert got.status_code == 200, got.text
+        found: dict[str, Any] = got.json()
+        return found
+
+
+async def described(base: str, ent: int, username: str, password: str) -> dict[str, str]:
+    """The enterprise gets site S1 through the API; returns the admin's Authorization header."""
+    async with httpx.AsyncClient(base_url=base) as client:
+        headers = await token_of(client, username, password)
+        doc = await exported(base, headers, ent)
+        put = await client.put(
+            f"/api/v1/enterprises/{ent}/registry", json={**doc, "sites": [SITE]}, headers=headers
+        )
+        assert put.status_code == 200, put.text
+        return headers
+
+
+def sheet_file(text: str) -> FilePayload:
+    return {"name": "machines.csv", "mimeType": "text/csv", "buffer": text.encode()}
+
+
+def row(page: Page, kind: str, code: str) -> Any:
+    return page.locator(f"#{kind}-table tbody tr[data-code='{code}']")
+
+
+async def test_an_admin_edits_the_registry(browser: Browser, database_url: str) -> None:
+    ent = await enterprise(database_url, "HXP", "Huaxia Precision")
+    password = await register(database_url, "hxp.admin", "enterprise_admin", ent)
+    async with serving(secured(database_url, api_port=free_port())) as base:
+        headers = await described(base, ent, "hxp.admin", password)
+        async with watched(browser, "zh-CN") as w:
+            w.expected.append("status of 422")  # the refusals provoked below
+            page = await w.page()
+            await sign_in(page, base, "hxp.admin", password, next="/console/registry")
+            await expect(page.locator("h1")).to_have_text("登记")
+            await expect(row(page, "site", "S1").locator("[data-field=edge_node]")).to_have_text(
+                "S1-GW"
+            )
+            op10 = row(page, "process", "OP10")
+            await expect(op10.locator("[data-field=is_key]")).to_have_text("是")
+            await expect(op10.locator("[data-field=equipment]")).to_have_text("M1")
+            gateway = page.locator("#gateways tbody tr[data-edge-node='S1-GW']")
+            await expect(gateway).to_have_attribute("data-credential", "none")
+
+            # a key process step without its reason: the API's refusal, nothing added
+            form = page.locator("#form-process")
+            await form.locator("[name=code]").fill("OP20")
+            await form.locator("[name=name]").fill("Finish grinding")
+            await form.locator("[name=is_key]").check()
+            await form.locator("button[type=submit]").click()
+            await expect(form.locator(".error")).to_contain_text("key_reason")
+            await expect(row(page, "process", "OP20")).to_have_count(0)
+            await form.locator("[name=key_reason]").fill("roundness 2 µm")
+            await form.locator("button[type=submit]").click()
+            await expect(row(page, "process", "OP20")).to_have_count(1)
+            await expect(page.locator("#status")).to_have_text("已添加 OP20。")
+
+            # M1 becomes declared NC and performs OP20 too
+            await row(page, "equipment", "M1").locator("button.edit").click()
+            form = page.locator("#form-equipment")
+            await expect(form.locator("[name=code]")).to_be_disabled()
+            await form.locator("[name=declared_nc]").check()
+            await form.locator("[name=processes]").fill("OP10 OP20")
+            await form.locator("button[type=submit]").click()
+            m1 = row(page, "equipment", "M1")
+            await expect(m1.locator("[data-field=declared_nc]")).to_have_text("是")
+            await expect(m1.locator("[data-field=processes]")).to_have_text("OP10 OP20")
+
+            # an equipment sheet with a bad row: named by row and field, nothing written
+            sheet = "site,line,code,name,control_type,declared_nc,processes,ideal_cycle_s\n"
+            bad = sheet + "S1,L1,M2,Lathe 2,CNCX,false,OP10,\nS1,L1,M3,Lathe 3,CNC,maybe,,\n"
+            await page.set_input_files("#sheet", files=sheet_file(bad))
+            await page.click("#import button[type=submit]")
+            problems = page.locator("#problems tbody tr")
+            await expect(problems).to_have_count(2)
+            await expect(problems.nth(0)).to_have_attribute("data-row", "2")
+            await expect(problems.nth(0)).to_have_attribute("data-field", "control_type")
+            await expect(problems.nth(1)).to_have_attribute("data-row", "3")
+            await expect(problems.nth(1)).to_have_attribute("data-field", "declared_nc")
+            await expect(row(page, "equipment", "M2")).to_have_count(0)
+            good = sheet + "S1,L1,M2,Lathe 2,CNC,true,OP20,12\n"
+            await page.set_input_files("#sheet", files=sheet_file(good))
+            await page.click("#import button[type=submit]")
+            await expect(row(page, "equipment", "M2")).to_have_count(1)
+            await expect(page.locator("#problems")).to_be_hidden()
+            await screenshot(page, "registry", "zh-CN")
+
+            await page.click("[data-language=en]")
+            await expect(page.locator("h1")).to_have_text("Registry")
+            await expect(
+                row(page, "equipment", "M2").locator("[data-field=declared_nc]")
+            ).to_have_text("Yes")
+            await screenshot(page, "registry", "en")
+        assert w.unexpected() == []
+
+        # what the page did is what the registry holds now
+        doc = await exported(base, headers, ent)
+        [site] = doc["sites"]
+        [line] = site["lines"]
+        processes = {p["code"]: p for p in line["processes"]}
+        assert processes["OP20"]["is_key"] is True
+        assert processes["OP20"]["key_reason"] == "roundness 2 µm"
+        assert sorted(processes["OP20"]["equipment"]) == ["M1", "M2"]
+        assert processes["OP10"]["equipment"] == ["M1"]
+        machines = {m["code"]: m for m in site["equipment"]}
+        assert machines["M1"]["declared_nc"] is True
+        assert machines["M2"]["declared_nc"] is True
+        assert machines["M2"]["ideal_cycle_s"] == 12
+        assert set(machines) == {"M1", "M2"}
+
+
+async def test_viewers_read_and_others_are_refused(browser: Browser, database_url: str) -> None:
+    ent = await enterprise(database_url, "HXP", "Huaxia Precision")
+    other = await enterprise(database_url, "OTHER", "Other Works")
+    admin = await register(database_url, "hxp.admin", "enterprise_admin", ent)
+    viewer = await register(database_url, "hxp.viewer", "enterprise_viewer", ent)
+    stranger = await register(database_url, "other.admin", "enterprise_admin", other)
+    async with serving(secured(database_url, api_port=free_port())) as base:
+        await described(base, ent, "hxp.admin", admin)
+        async with watched(browser, "en") as w:
+            page = await w.page()
+            await sign_in(page, base, "hxp.viewer", viewer, next="/console/registry")
+            await expect(row(page, "equipment", "M1")).to_have_count(1)
+            await expect(page.locator("#read-only")).to_be_visible()
+            await expect(page.locator("form.editor:visible")).to_have_count(0)
+            await expect(page.locator("button.edit")).to_have_count(0)
+        assert w.unexpected() == []
+        async with watched(browser, "zh-CN") as w:
+            w.expected.append("status of 403")
+            page = await w.page()
+            await sign_in(
+                page, base, "other.admin", stranger, next=f"/console/registry?enterprise={ent}"
+            )
+            await expect(page.locator("#refusal")).to_be_visible()
+            await expect(page.locator("#refusal-code")).to_have_text("not_bound")
+            await expect(page.locator("#content")).to_be_hidden()
+            await expect(page.locator("#equipment-table tbody tr")).to_have_count(0)
+            await expect(page.locator("#subject")).to_have_text("")
+            await screenshot(page, "registry-refused", "zh-CN")
+        assert w.unexpected() == []
