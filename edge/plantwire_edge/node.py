@@ -47,7 +47,7 @@ AWAITING = 128  # DDATA messages awaiting the host's commit at once (seq has 256
 MAX_BATCH = 5_000  # samples per stored batch
 MAX_MESSAGE = 10_000  # samples per replayed DDATA (consecutive historical batches merged)
 DRAIN_S = 5.0  # on shutdown: how long to wait for the backlog to be acknowledged
-SLOW_WRITE_S = 0.05  # a buffer commit slower than this on the event loop (a slow disk) ...
+SLOW_WRITE_S = 0.5  # a buffer commit slower than this on the event loop (a disk stall) ...
 WRITER_S = 30.0  # ... sends the following ones to the writer thread for this long
 
 
