@@ -46,8 +46,8 @@ PLATFORM_ROOMS = {
         "workload",
         "workers",
     },
-    "accounts": {"partner", "errors", "settings"},
-    "gateways": {"settings"},
+    "accounts": {"partner", "errors", "settings", "command"},
+    "gateways": {"command"},
     "console": set(),
 }
 """The platform's sub-packages and the other parts of the platform each may import (as their

@@ -126,15 +126,15 @@ def add_parser(subparsers: Any) -> None:
     )
     client.add_argument("--enterprise", type=int, help="enterprise id (not for platform_admin)")
     client.set_defaults(func=_partner_client)
-    from plantwire_platform.accounts.commands import add_parsers
+    from plantwire_platform.accounts import commands as accounts_commands
+    from plantwire_platform.command import Command
+    from plantwire_platform.gateways import commands as gateway_commands
     from plantwire_platform.registry import commands as registry_commands
 
     registry_commands.add_parsers(registry_sub, _ENV_HELP, _settings, _with_database, _timestamp)
-
-    add_parsers(sub, _ENV_HELP, _settings, _with_database)
-    from plantwire_platform.gateways.commands import add_parsers as add_gateway_parsers
-
-    add_gateway_parsers(sub, _ENV_HELP, _settings, _with_database)
+    command = Command(_ENV_HELP, _settings, _with_database, _timestamp)
+    accounts_commands.add_parsers(sub, command)
+    gateway_commands.add_parsers(sub, command)
 
 
 def _timestamp(text: str) -> Any:

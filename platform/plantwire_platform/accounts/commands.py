@@ -5,23 +5,21 @@ stored hashed)."""
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from plantwire_platform.accounts.roles import PERSON_ROLES, Binding, PersonRole
-from plantwire_platform.settings import PlatformSettings
-
-Settings = Callable[[argparse.Namespace], PlatformSettings | None]
-WithDatabase = Callable[[str, PlatformSettings, Callable[[], Awaitable[Any]]], Any]
+from plantwire_platform.command import Command, id_of
 
 
-def add_parsers(sub: Any, env_help: str, settings: Settings, with_database: WithDatabase) -> None:
-    """The ``admin`` and ``person`` actions; ``settings`` and ``with_database`` are the
-    command's (one line on stderr for invalid settings or an unreachable database)."""
+def add_parsers(sub: Any, command: Command) -> None:
+    """The ``admin`` and ``person`` actions."""
+    env_help = command.env_help
 
     def run(args: argparse.Namespace) -> int:
-        return _create(args, settings, with_database)
+        from plantwire_platform.accounts.people import PersonError
+
+        name = "admin create" if args.role == "platform_admin" else "person create"
+        return command.run(args, name, _create, (PersonError,))
 
     admin = sub.add_parser(
         "admin",
@@ -62,48 +60,17 @@ def add_parsers(sub: Any, env_help: str, settings: Settings, with_database: With
     create.set_defaults(func=run)
 
 
-async def _id_of(conn: Any, table: str, key: str | None) -> int | None:
-    if key is None:
-        return None
-    cur = await conn.execute(
-        f"SELECT id FROM {table} WHERE code = %s OR id::text = %s ORDER BY code = %s DESC",
-        (key, key, key),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        raise LookupError(f"no {table} {key!r}")
-    return int(row[0])
+async def _create(conn: Any, args: argparse.Namespace) -> str:
+    from plantwire_platform.accounts.people import create_person
 
-
-def _create(args: argparse.Namespace, settings_of: Settings, with_database: WithDatabase) -> int:
-    import psycopg
-
-    from plantwire_platform.accounts.people import PersonError, create_person
-
-    settings = settings_of(args)
-    if settings is None:
-        return 2
     role: PersonRole = args.role
-    command = "admin create" if role == "platform_admin" else "person create"
-
-    async def work() -> str:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-            binding = Binding(
-                await _id_of(conn, "enterprise", args.enterprise),
-                await _id_of(conn, "park", args.park),
-                args.region,
-            )
-            return await create_person(conn, args.username, role, binding, args.name)
-
-    try:
-        password = with_database(command, settings, work)
-    except (PersonError, LookupError) as exc:
-        print(f"plantwire platform {command}: {exc.args[0]}", file=sys.stderr)
-        return 2
-    if password is None:
-        return 1
-    print(
+    binding = Binding(
+        await id_of(conn, "enterprise", args.enterprise),
+        await id_of(conn, "park", args.park),
+        args.region,
+    )
+    password = await create_person(conn, args.username, role, binding, args.name)
+    return (
         f"username={args.username}\npassword={password}\n"
         "(shown once; sign in with POST /auth/token grant_type=password)"
     )
-    return 0

@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from plantwire_platform.settings import PlatformSettings
-
-Settings = Callable[[argparse.Namespace], PlatformSettings | None]
-WithDatabase = Callable[[str, PlatformSettings, Callable[[], Awaitable[Any]]], Any]
+from plantwire_platform.command import Action, Command, id_of
 
 
-def add_parsers(sub: Any, env_help: str, settings: Settings, with_database: WithDatabase) -> None:
+def add_parsers(sub: Any, command: Command) -> None:
     """The ``broker`` and ``gateway`` actions."""
+    env_help = command.env_help
+
+    def action(name: str, does: Action) -> Any:
+        def run(args: argparse.Namespace) -> int:
+            from plantwire_platform.gateways.provisioning import ProvisioningError
+
+            return command.run(args, name, does, (ProvisioningError,))
+
+        return run
+
     broker = sub.add_parser(
         "broker",
         help="the broker's TLS certificates and logins (docs/security.md)",
@@ -44,7 +49,7 @@ def add_parsers(sub: Any, env_help: str, settings: Settings, with_database: With
         "owner alone; PLANTWIRE_MQTT_URL_FILE reads it) instead of printing it",
     )  # fmt: skip
     init.add_argument("--keep", action="store_true", help="do nothing if DIR has its files already")
-    init.set_defaults(func=lambda a: _run(a, settings, with_database, "broker init", _init))
+    init.set_defaults(func=action("broker init", _init))
 
     gateway = sub.add_parser(
         "gateway",
@@ -74,7 +79,7 @@ def add_parsers(sub: Any, env_help: str, settings: Settings, with_database: With
         + env_help,
     )
     listing.add_argument("group", help="the enterprise code (Sparkplug group id)")
-    listing.set_defaults(func=lambda a: _run(a, settings, with_database, "gateway list", _list))
+    listing.set_defaults(func=action("gateway list", _list))
     for p in (provision, revoke):
         p.add_argument("group", help="the enterprise code (Sparkplug group id)")
         p.add_argument("edge_node", help="the site's edge node id")
@@ -92,40 +97,8 @@ def add_parsers(sub: Any, env_help: str, settings: Settings, with_database: With
     provision.add_argument(
         "--primary-host", default="plantwire", help="the platform's Sparkplug host id"
     )
-    provision.set_defaults(
-        func=lambda a: _run(a, settings, with_database, "gateway provision", _provision)
-    )
-    revoke.set_defaults(func=lambda a: _run(a, settings, with_database, "gateway revoke", _revoke))
-
-
-Action = Callable[[Any, argparse.Namespace], Awaitable[str]]
-
-
-def _run(
-    args: argparse.Namespace, settings_of: Settings, with_database: WithDatabase, name: str,
-    action: Action,
-) -> int:  # fmt: skip
-    import psycopg
-
-    from plantwire_platform.gateways.provisioning import ProvisioningError
-
-    settings = settings_of(args)
-    if settings is None:
-        return 2
-
-    async def work() -> str:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-            return await action(conn, args)
-
-    try:
-        said = with_database(name, settings, work)
-    except ProvisioningError as exc:
-        print(f"plantwire platform {name}: {exc}", file=sys.stderr)
-        return 2
-    if said is None:
-        return 1
-    print(said)
-    return 0
+    provision.set_defaults(func=action("gateway provision", _provision))
+    revoke.set_defaults(func=action("gateway revoke", _revoke))
 
 
 async def _init(conn: Any, args: argparse.Namespace) -> str:
@@ -168,12 +141,8 @@ async def _provision(conn: Any, args: argparse.Namespace) -> str:
 
 
 async def _list(conn: Any, args: argparse.Namespace) -> str:
-    from plantwire_platform.gateways.provisioning import ProvisioningError, gateways_of
+    from plantwire_platform.gateways.provisioning import gateways_of
 
-    cur = await conn.execute("SELECT id FROM enterprise WHERE code = %s", (args.group,))
-    found = await cur.fetchone()
-    if found is None:
-        raise ProvisioningError(f"no enterprise {args.group!r}")
     rows = [
         f"{g['site']:<12} {g['edge_node']:<20} {g['credential']:<8} "
         + (
@@ -181,7 +150,7 @@ async def _list(conn: Any, args: argparse.Namespace) -> str:
             if g["issued_at"]
             else ""
         )
-        for g in await gateways_of(conn, found[0])
+        for g in await gateways_of(conn, await id_of(conn, "enterprise", args.group) or 0)
     ]
     return "\n".join([f"{'site':<12} {'edge node':<20} credential", *rows]).rstrip()
 
