@@ -259,7 +259,10 @@ async def mqtt_tap(broker_url: str) -> AsyncIterator[Tap]:
         number, connections = connections, connections + 1
         try:
             broker_reader, broker_writer = await asyncio.open_connection(host, port)
-        except OSError:
+        except OSError:  # the broker is away: what the client sent is still recorded
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+                _, first, body = await asyncio.wait_for(_read_packet(client_reader), 5)
+                tap.packets.append(parse_packet(first, body, 5, number))
             client_writer.close()
             return
         both = [

@@ -131,7 +131,9 @@ class MqttClient:
     queued QoS 1 messages) across disconnects.
 
     ``will_factory``, if given, makes the Will of every CONNECT packet just before it is sent,
-    the automatic reconnects' included (it runs in the network thread).
+    the automatic reconnects' included (it runs in the network thread). With
+    ``reconnect=False`` a lost connection stays lost: the caller makes a new client (the edge
+    node, whose every CONNECT packet carries the next bdSeq).
     """
 
     def __init__(
@@ -147,6 +149,7 @@ class MqttClient:
         queue_size: int = 10_000,
         max_inflight: int = 200,
         keepalive: int = 4,
+        reconnect: bool = True,
     ) -> None:
         self.address = address
         self.client_id = client_id
@@ -177,6 +180,7 @@ class MqttClient:
                 client_id=client_id,
                 protocol=paho.MQTTv5,
                 manual_ack=manual_ack,
+                reconnect_on_failure=reconnect,
             )
         else:
             client = paho.Client(
@@ -185,6 +189,7 @@ class MqttClient:
                 protocol=paho.MQTTv311,
                 manual_ack=manual_ack,
                 clean_session=clean_start,
+                reconnect_on_failure=reconnect,
             )
         client.max_inflight_messages_set(max_inflight)
         client.max_queued_messages_set(0)

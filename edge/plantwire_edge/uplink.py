@@ -82,7 +82,10 @@ class Uplink:
                 self.bd_seq = (self.bd_seq + 1) % 256
                 self.buffer.set_meta("bd_seq", str(self.bd_seq))
             will = Will(self._topic(MessageType.NDEATH), self.death_payload(), qos=1)
-            client = MqttClient(address, f"{cfg.group_id}-{cfg.edge_node_id}", will=will)
+            # no automatic reconnect: it would send the same Will (bdSeq) in a new CONNECT
+            client = MqttClient(
+                address, f"{cfg.group_id}-{cfg.edge_node_id}", will=will, reconnect=False
+            )
             lost = asyncio.Event()
             client.on_disconnect.append(lost.set)
             try:

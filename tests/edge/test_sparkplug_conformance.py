@@ -15,6 +15,8 @@ from plantwire_bus.topics import encode_state, state_topic
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.node import EdgeNode
 
+from ..mqtt_tap import CONNECT, mqtt_tap
+
 INT64 = 4  # Sparkplug B DataType Int64
 
 
@@ -147,3 +149,48 @@ async def test_tck_id_operational_behavior_edge_node_termination_host_offline(
             halt.set()
             await asyncio.wait_for(uplink, 15)
             await probe.publish(state, b"", retain=True)  # no retained STATE left behind
+
+
+@pytest.mark.sparkplug(
+    "tck-id-message-flow-edge-node-birth-publish-will-message-payload-bdSeq",
+    "tck-id-topics-nbirth-bdseq-increment",
+    "tck-id-topics-nbirth-bdseq-matching",
+)
+async def test_every_connect_packet_carries_the_next_bdseq(
+    private_mosquitto: MosquittoProcess, unique: str
+) -> None:
+    """The broker dies under a connected node and comes back: every CONNECT packet the node
+    sends meanwhile (read off the wire) carries a Will with the next bdSeq, none repeats one
+    (an automatic reconnect of the MQTT client would), and the NBIRTH after the outage has the
+    bdSeq of the CONNECT of its connection."""
+    broker = private_mosquitto
+    group = f"W{unique}"
+    async with mqtt_tap(broker.url) as tap:
+        node = EdgeNode(node_config(tap.url, group))
+        halt = asyncio.Event()
+        uplink = asyncio.create_task(node.uplink.run(halt))
+        restarted: MosquittoProcess | None = None
+        try:
+            deadline = time.monotonic() + 30
+            while not tap.published("NBIRTH"):
+                assert time.monotonic() < deadline, "no first NBIRTH"
+                await asyncio.sleep(0.05)
+            broker.kill()
+            await asyncio.sleep(3)  # the node notices and tries again (and again)
+            restarted = start_mosquitto(broker.log_path.parent, port=broker.port)
+            deadline = time.monotonic() + 30
+            while len(tap.published("NBIRTH")) < 2:
+                assert time.monotonic() < deadline, "no NBIRTH after the outage"
+                await asyncio.sleep(0.05)
+        finally:
+            halt.set()
+            await asyncio.wait_for(uplink, 15)
+            if restarted is not None:
+                restarted.stop()
+    wills = [bd_seq(p.will.payload)[0] for p in tap.of(CONNECT) if p.will is not None]
+    assert len(wills) >= 2 and wills == list(range(wills[0], wills[0] + len(wills)))
+    births = tap.published("NBIRTH")
+    connects = {p.connection: p for p in tap.of(CONNECT)}
+    for birth in births:
+        will = connects[birth.connection].will
+        assert will is not None and bd_seq(birth.payload) == bd_seq(will.payload)
