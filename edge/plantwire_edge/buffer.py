@@ -216,8 +216,8 @@ class Buffer:
         """Store new samples ``(device, samples, live)``, forget acknowledged batches and set
         metadata (e.g. how far a subscription is stored), in one transaction.
 
-        Thread-safe (the node runs it in a worker thread). Returns the batches stored and
-        the batches dropped by the overflow policy.
+        Thread-safe (the node runs it on its event loop, or in a writer thread while the disk
+        stalls). Returns the batches stored and the batches dropped by the overflow policy.
         """
         stats = self.stats
         with self._lock:

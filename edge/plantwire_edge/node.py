@@ -3,9 +3,9 @@ all fed from the durable buffer.
 
 Adapters get a :class:`DeviceChannel` per device and report values into it. Every ``batch_ms``
 the node writes what arrived to the :class:`~plantwire_edge.buffer.Buffer` (one batch per
-device, committed before anything is sent; on the event loop's own thread, which costs far less
-CPU than handing each commit to a thread, unless a commit took longer than ``SLOW_WRITE_S``:
-then the writer thread takes them for ``WRITER_S`` so that a slow disk does not hold up the
+device, committed before anything is sent; on the event loop's own thread, which spares each
+commit a hand-over to a thread and back, unless a commit took longer than ``SLOW_WRITE_S``:
+then the writer thread takes them for ``WRITER_S`` so that a stalling disk does not hold up the
 loop), then publishes queued batches as DDATA at QoS 1 (QoS 0 with ``spec_strict``); a batch
 leaves the buffer only once the primary host confirmed it committed the message (plantwire's
 commit confirmations; with a host that does not confirm, after the broker's PUBACK, or once sent
@@ -206,7 +206,8 @@ class EdgeNode:
             )
         else:
             # on the loop's thread: a hand-over to a thread and back (and the GIL passed
-            # back and forth around each SQLite statement) cost more CPU than the commit
+            # back and forth around each SQLite statement) cost about as much CPU as the
+            # commit itself (docs/benchmarks.md)
             started = time.monotonic()
             stored, dropped = self.buffer.write(groups, acked, meta)
             took = time.monotonic() - started
