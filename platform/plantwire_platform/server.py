@@ -31,6 +31,7 @@ from plantwire_platform.api import (
     gateways,
     items,
     machine,
+    people,
     registrations,
 )
 from plantwire_platform.api import routes as api_routes
@@ -103,6 +104,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     items.routes(api)
     chains.routes(api)
     registrations.routes(api)
+    people.routes(api)
     floor.routes(api)
     machine.routes(api)
     gateways.routes(api)

@@ -162,6 +162,20 @@ def require_registrar(request: Request) -> None:
         _apply(note, refusal)
 
 
+def require_people_listing(request: Request) -> int | None:
+    """Allow the request to list people; returns whose: the enterprise (None: everyone's)."""
+    caller, note = _caller(request)
+    _apply(note, policy.on_people_listing(caller.role))
+    return None if caller.role == "platform_admin" else caller.enterprise_id
+
+
+def require_own_account(request: Request) -> str:
+    """Allow the request to change its own account; returns whose (the username)."""
+    caller, note = _caller(request)
+    _apply(note, policy.on_own_account(caller.role))
+    return caller.client_id
+
+
 def require_platform_admin(request: Request) -> None:
     """Allow a platform admin's request (registering an enterprise), refuse anyone else's."""
     caller, note = _caller(request)

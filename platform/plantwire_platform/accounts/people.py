@@ -116,12 +116,25 @@ async def binding_of(conn: AsyncConnection[Any], client_id: str) -> Binding:
     return Binding(*row) if row else Binding()
 
 
+_PEOPLE = (
+    "SELECT c.id, c.role, c.enterprise_id, c.park_id, c.region, c.name,"
+    " c.disabled_at IS NOT NULL FROM partner_client c"
+    " JOIN account_password p ON p.client_id = c.id"
+)
+
+
 async def get_person(conn: AsyncConnection[Any], username: str) -> Person | None:
-    cur = await conn.execute(
-        "SELECT c.id, c.role, c.enterprise_id, c.park_id, c.region, c.name,"
-        " c.disabled_at IS NOT NULL FROM partner_client c"
-        " JOIN account_password p ON p.client_id = c.id WHERE c.id = %s",
-        (username,),
-    )
+    cur = await conn.execute(_PEOPLE + " WHERE c.id = %s", (username,))
     row = await cur.fetchone()
     return Person(**dict(zip(Person.model_fields, row, strict=True))) if row else None
+
+
+async def people_of(conn: AsyncConnection[Any], enterprise_id: int | None) -> list[Person]:
+    """The people of the enterprise (everyone's when None), by username."""
+    cur = await conn.execute(
+        _PEOPLE + " WHERE %(e)s::bigint IS NULL OR c.enterprise_id = %(e)s ORDER BY c.id",
+        {"e": enterprise_id},
+    )
+    return [
+        Person(**dict(zip(Person.model_fields, row, strict=True))) for row in await cur.fetchall()
+    ]

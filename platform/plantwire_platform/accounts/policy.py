@@ -145,6 +145,24 @@ def on_people(
     return _allow("own_enterprise")
 
 
+def on_people_listing(role: Role) -> Verdict:
+    """Who lists people: platform admins (all), enterprise admins (their enterprise's)."""
+    if role == "partner":
+        return PARTNER
+    if role == "platform_admin":
+        return _allow("platform_admin")
+    if role == "enterprise_admin":
+        return _allow("own_enterprise")
+    return Verdict(403, "role_forbidden", f"a {role} lists no people")
+
+
+def on_own_account(role: Role) -> Verdict:
+    """Every person changes their own password (partner clients have secrets, not passwords)."""
+    if role == "partner":
+        return PARTNER
+    return _allow("own_account")
+
+
 def may_register_people(role: Role) -> Verdict | None:
     """The refusal of a caller who registers nobody, before its request is read."""
     if role in ("platform_admin", "enterprise_admin"):

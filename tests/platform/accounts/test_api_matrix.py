@@ -59,6 +59,8 @@ ROUTES = {
     "enterprise.gateway.revoke": ("enterprise", "manage"),
     "enterprise.create": ("create", "enterprises"),
     "person.create": ("people", "people"),
+    "person.list": ("chainop", "person.list"),
+    "person.password": ("chainop", "person.password"),
     "chain.create": ("chainop", "chain.create"),
     "chain.invite": ("chainop", "chain.invite"),
     "chain.leave": ("chainop", "chain.leave"),
@@ -235,6 +237,8 @@ async def world(database_url: str) -> AsyncIterator[World]:
 
 LEADERS = {"GEAR": "LEAD", "TOY": "OUT"}
 CHAIN_RESOURCES: dict[str, list[str | None]] = {
+    "person.list": [None],
+    "person.password": [None],
     "chain.create": [None],
     "invitation.list": [None],
     "chain.invite": ["GEAR", "TOY", "MISSING"],
@@ -260,6 +264,12 @@ def chain_expected(caller: str, action: str, resource: str | None) -> tuple[int,
     if caller == "sup-partner":
         return 403, "role_forbidden"
     role, ent, park = PEOPLE[caller][:3]
+    if action == "person.list":
+        if role in ("platform_admin", "enterprise_admin"):
+            return 200, "platform_admin" if role == "platform_admin" else "own_enterprise"
+        return 403, "role_forbidden"
+    if action == "person.password":
+        return 422, "invalid_request"  # anyone's own: an empty body
     if action == "park.register":
         if role == "platform_admin":
             return (404, "not_found") if resource == "MISSING" else (422, "invalid_request")
