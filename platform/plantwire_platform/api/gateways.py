@@ -38,7 +38,8 @@ class GatewayIn(BaseModel):
         min_length=1,
         max_length=1024,
         description="where the gateway keeps the broker's CA certificate (answered as "
-        "ca_certificate); written into the config's mqtt_url",
+        "ca_certificate); written into the config's mqtt_url; a relative path is read beside "
+        "the config",
     )
     devices: list[dict[str, Any]] = Field(
         default_factory=list,
