@@ -33,10 +33,19 @@ from plantwire_platform.errors import ApiError
 POLL_S = 1.0
 KEEP_ALIVE_S = 15.0
 STREAM_MAX_S = 300
-_STATE = """LEFT JOIN LATERAL (SELECT si.value, si.start_at, si.end_at FROM series r
-  JOIN state_interval si ON si.series_id = r.id
-  WHERE r.equipment_id = q.id AND r.metric = '{metric}'
-  ORDER BY si.start_at DESC LIMIT 1) {alias} ON true"""
+_LATEST = """LEFT JOIN LATERAL (SELECT latest.* FROM series r CROSS JOIN LATERAL
+  (SELECT {columns} FROM {table} t WHERE t.series_id = r.id ORDER BY t.{time} DESC LIMIT 1)
+  latest WHERE r.equipment_id = q.id AND r.metric = '{metric}'
+  ORDER BY latest.{time} DESC LIMIT 1) {alias} ON true"""
+"""The latest row of each of the machine's series of one metric (through the table's key,
+series then time), the latest of those."""
+_STATE = _LATEST.format(
+    columns="t.value, t.start_at, t.end_at",
+    table="state_interval",
+    time="start_at",
+    metric="{metric}",
+    alias="{alias}",
+)
 _FLOOR = f"""
 SELECT q.id, q.code, q.name, s.code AS site, s.timezone, l.code AS line, q.control_type,
   q.declared_nc, m.value AS mode, m.start_at AS mode_since,
@@ -56,9 +65,11 @@ LEFT JOIN LATERAL (SELECT e.name, e.value, e.ts FROM series r CROSS JOIN LATERAL
   WHERE r.equipment_id = q.id AND lower(split_part(r.metric, '/', 1)) IN ('alarm', 'alarms')
     AND lower(coalesce(e.value, '')) <> ALL (%(cleared)s)
   ORDER BY e.ts DESC LIMIT 1) a ON true
-LEFT JOIN LATERAL (SELECT n.value, n.ts FROM series r JOIN sample_num n ON n.series_id = r.id
-  WHERE r.equipment_id = q.id AND r.metric = '{PART_COUNT_METRIC}'
-  ORDER BY n.ts DESC LIMIT 1) p ON true
+{
+    _LATEST.format(
+        columns="t.value, t.ts", table="sample_num", time="ts", metric=PART_COUNT_METRIC, alias="p"
+    )
+}
 WHERE s.enterprise_id = %(enterprise)s AND (%(site)s::text IS NULL OR s.code = %(site)s)
 ORDER BY s.code, l.code NULLS LAST, q.code
 """
