@@ -41,6 +41,7 @@ PAGES: Final = (
     Page("indicators", "page.indicators.title"),
     Page("sharing", "page.sharing.title"),
     Page("registry", "page.registry.title"),
+    Page("groups", "page.groups.title"),
     Page("signin", "page.signin.title", nav=False, signed_in=False),
 )
 """The pages, in navigation order."""

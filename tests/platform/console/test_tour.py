@@ -36,6 +36,8 @@ def tour(plant: Plant) -> dict[str, tuple[str, str]]:
         "indicators": (f"/console/indicators?enterprise={own}", "#processes tbody tr"),
         "sharing": ("/console/sharing", "#verification[data-ok=true]"),
         "registry": (f"/console/registry?enterprise={own}", "#equipment-table tbody tr[data-code]"),
+        # the plant's enterprise is in no chain, park or region: the page says so
+        "groups": ("/console/groups", "#content > p.status"),
         "signin": ("/console/signin", "#signin"),
     }
 
