@@ -176,10 +176,11 @@ def require_own_account(request: Request) -> str:
     return caller.client_id
 
 
-def require_platform_admin(request: Request) -> None:
-    """Allow a platform admin's request (registering an enterprise), refuse anyone else's."""
+def require_platform_admin(request: Request, what: str = "enterprises") -> None:
+    """Allow a platform admin's request (registering an enterprise or a park), refuse anyone
+    else's."""
     caller, note = _caller(request)
-    _apply(note, policy.on_create_enterprise(caller.role))
+    _apply(note, policy.on_create_enterprise(caller.role, what))
 
 
 async def commit(request: Request, conn: AsyncConnection[Any], status: int) -> None:

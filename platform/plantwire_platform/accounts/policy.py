@@ -170,11 +170,11 @@ def may_register_people(role: Role) -> Verdict | None:
     return Verdict(403, "role_forbidden", f"a {role} registers nobody")
 
 
-def on_create_enterprise(role: Role) -> Verdict:
-    """Enterprises are registered by platform admins."""
+def on_create_enterprise(role: Role, what: str = "enterprises") -> Verdict:
+    """Enterprises (and parks) are registered by platform admins."""
     if role == "platform_admin":
         return _allow("platform_admin")
-    return Verdict(403, "role_forbidden", "enterprises are registered by platform admins")
+    return Verdict(403, "role_forbidden", f"{what} are registered by platform admins")
 
 
 LEADS: frozenset[Role] = frozenset({"enterprise_admin", "chain_analyst"})

@@ -63,6 +63,16 @@ class EnterpriseIn(BaseModel):
     region: str = Field(default="", max_length=100)
 
 
+class ParkIn(BaseModel):
+    code: str = Field(pattern=CODE)
+    name: str = Field(min_length=1, max_length=200)
+    region: str = Field(default="", max_length=100, description="its enterprises' region")
+
+
+class Park(ParkIn):
+    id: int
+
+
 class PersonIn(BaseModel):
     username: str = Field(pattern=USERNAME)
     role: PersonRole
@@ -248,6 +258,31 @@ def routes(router: APIRouter) -> None:
         request.state.note.supplier_id = ent_id
         result = await write(request, conn, ent_id, doc, datetime.now(UTC))
         return result
+
+    @router.post(
+        "/api/v1/parks",
+        tags=["parks"],
+        name="park.create",
+        status_code=201,
+        responses={409: {"description": "code taken"}},
+        response_model=Park,
+        openapi_extra=json_body(ParkIn),
+    )
+    async def park(request: Request, conn: Conn) -> Park:
+        """Register an industrial park (platform admins); its authority (``POST /people`` with
+        role ``park_authority``) then asks enterprises in, with their consent."""
+        access.require_platform_admin(request, "parks")
+        body = parsed(ParkIn, await request.body())
+        cur = await conn.execute(
+            "INSERT INTO park (code, name, region) VALUES (%s, %s, %s)"
+            " ON CONFLICT (code) DO NOTHING RETURNING id",
+            (body.code, body.name, body.region),
+        )
+        made = await cur.fetchone()
+        if made is None:
+            raise ApiError(409, "conflict", f"code: park {body.code} exists already")
+        await access.commit(request, conn, 201)
+        return Park(id=int(made[0]), **body.model_dump())
 
     @router.post(
         "/api/v1/people",

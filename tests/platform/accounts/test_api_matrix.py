@@ -60,6 +60,7 @@ ROUTES = {
     "enterprise.create": ("create", "enterprises"),
     "person.create": ("people", "people"),
     "person.list": ("chainop", "person.list"),
+    "park.create": ("chainop", "park.create"),
     "person.password": ("chainop", "person.password"),
     "chain.create": ("chainop", "chain.create"),
     "chain.invite": ("chainop", "chain.invite"),
@@ -238,6 +239,7 @@ async def world(database_url: str) -> AsyncIterator[World]:
 LEADERS = {"GEAR": "LEAD", "TOY": "OUT"}
 CHAIN_RESOURCES: dict[str, list[str | None]] = {
     "person.list": [None],
+    "park.create": [None],
     "person.password": [None],
     "chain.create": [None],
     "invitation.list": [None],
@@ -268,6 +270,8 @@ def chain_expected(caller: str, action: str, resource: str | None) -> tuple[int,
         if role in ("platform_admin", "enterprise_admin"):
             return 200, "platform_admin" if role == "platform_admin" else "own_enterprise"
         return 403, "role_forbidden"
+    if action == "park.create":  # an empty body
+        return (422, "invalid_request") if role == "platform_admin" else (403, "role_forbidden")
     if action == "person.password":
         return 422, "invalid_request"  # anyone's own: an empty body
     if action == "park.register":

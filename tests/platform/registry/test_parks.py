@@ -17,7 +17,7 @@ import pytest
 from plantwire_platform.registry.document import Park, Registry
 from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import create_app
-from tests.platform.identities import person, secured
+from tests.platform.identities import person, secured, sign_in
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ async def world(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, dic
         httpx.AsyncClient(transport=transport, base_url="http://test") as client,
     ):
         root = await person(client, database_url, "root", "platform_admin")
-        ids: dict[str, Any] = {"parks": parks}
+        ids: dict[str, Any] = {"parks": parks, "root": root}
         for n, code in enumerate(("OLD", "NEW", "SHY")):
             made = await client.post(
                 "/api/v1/enterprises",
@@ -140,3 +140,31 @@ async def test_the_park_counts_the_enterprise_that_consented_from_its_consent(
     assert across == [ids["OLD"]]
     listed_parks = await client.get("/api/v1/enterprises", headers=office)
     assert sorted(e["id"] for e in listed_parks.json()) == sorted([ids["OLD"], ids["NEW"]])
+
+
+async def test_a_platform_admin_registers_a_park_its_authority_then_fills(
+    world: tuple[httpx.AsyncClient, dict[str, Any]],
+) -> None:
+    client, ids = world
+    park = {"code": "EAST", "name": "East Park", "region": "CN-SH"}
+    made = await client.post("/api/v1/parks", json=park, headers=ids["root"])
+    assert made.status_code == 201, made.text
+    assert made.json() == {"id": made.json()["id"], **park}
+    again = await client.post("/api/v1/parks", json=park, headers=ids["root"])
+    assert (again.status_code, again.json()["error"]) == (409, "conflict")
+    for caller in ("OLD-admin", "NORTH"):
+        refused = await client.post("/api/v1/parks", json=park, headers=ids[caller])
+        assert (refused.status_code, refused.json()["error"]) == (403, "role_forbidden")
+    office = await client.post(
+        "/api/v1/people", json={"username": "east-office", "role": "park_authority",
+                                "park_id": made.json()["id"]}, headers=ids["root"],
+    )  # fmt: skip
+    assert office.status_code == 201, office.text
+    east = await sign_in(client, "east-office", office.json()["password"])
+    asked = await client.post(
+        f"/api/v1/parks/{made.json()['id']}/registrations", json={"enterprise_id": ids["SHY"]},
+        headers=east,
+    )  # fmt: skip
+    assert asked.status_code == 201, asked.text
+    listed = await client.get("/api/v1/parks", headers=east)
+    assert [(p["code"], p["enterprises"]) for p in listed.json()] == [("EAST", 0)]
