@@ -341,5 +341,7 @@ async def test_a_station_clock_90_s_ahead_is_put_back_on_the_gateways_time_line(
     ]
     changes = [(ts, value) for ts, value in executions()[1:]]  # the birth's: the current one
     for ts, value in changes:
-        nearest = min(truth, key=lambda t: abs(t[0] - ts))
-        assert nearest[1] == value and abs(nearest[0] - ts) <= 1_000, (ts, value, nearest)
+        # the truth changed to this state within a simulated second of the published time (the
+        # nearest truth record may be another state: the station's states can be shorter)
+        near = [(t - ts, v) for t, v in truth if abs(t - ts) <= 1_000]
+        assert value in {v for _, v in near}, (ts, value, near)
