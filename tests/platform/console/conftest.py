@@ -3,12 +3,12 @@ see ``.ci/run``), and the errors its pages logged, which fail the test."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+from tests.conftest import missing
 from tests.platform.console.browser import CHROMIUM, FLAGS
 from tests.platform.console.plant import Plant, running_plant
 
@@ -16,10 +16,7 @@ from tests.platform.console.plant import Plant, running_plant
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     if not CHROMIUM.exists():
-        reason = f"no {CHROMIUM} (apt-get install chromium; .ci/run installs it)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"required service missing in CI: {reason}", pytrace=False)
-        pytest.skip(reason)
+        missing(f"no {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         try:
