@@ -280,11 +280,12 @@ async def run_demo(
             accounts = await demo_accounts(database.url, data_dir, {c: int(i) for c, i in found})
             progress.note(f"{database.description}; registry of scenario {scenario.name!r}")
         with progress("MQTT broker"):
-            broker_url, plant_url, logins, what = await _broker(
+            broker_url, plant_url, logins, what, broker_env = await _broker(
                 supervisor, data_dir, mqtt_url, database.url, scenario
             )
             env["MQTT_URL"] = broker_url
             env[PLANT_MQTT_URL] = plant_url
+            env.update(broker_env)
             progress.note(what)
         async with _stopping(supervisor, stop):
             await _components(
@@ -417,11 +418,13 @@ PLANT_MQTT_URL = "PLANTWIRE_DEMO_PLANT_MQTT_URL"
 
 async def _broker(
     supervisor: Supervisor, data_dir: Path, mqtt_url: str | None, database_url: str, scenario: Any
-) -> tuple[str, str, dict[tuple[str, str], str], str]:
+) -> tuple[str, str, dict[tuple[str, str], str], str, dict[str, str]]:
     """(the platform's broker URL for the ingest, the machines' broker URL, each gateway's
-    broker URL, a description): ``mqtt_url`` for all, else two mosquittos started as
-    components: the platform's, over TLS with a login per gateway made here (``docs/security.md``),
-    and the plant's for the machines' vendor MQTT; else one Python broker without logins."""
+    broker URL, a description, the platform's settings for the broker): ``mqtt_url`` for all,
+    else two mosquittos started as components: the platform's, over TLS with a login per
+    gateway made here (``docs/security.md``), whose directory the API then issues and revokes
+    logins in, and the plant's for the machines' vendor MQTT; else one Python broker without
+    logins."""
     from plantwire_bus.mosquitto import (
         PROJECT_CONF,
         dev_login,
@@ -432,7 +435,7 @@ async def _broker(
 
     if mqtt_url:
         await asyncio.to_thread(_reachable_broker, mqtt_url)
-        return mqtt_url, mqtt_url, {}, f"MQTT broker at {mqtt_url}"
+        return mqtt_url, mqtt_url, {}, f"MQTT broker at {mqtt_url}", {}
     folder = data_dir / "mosquitto"
     folder.mkdir(parents=True, exist_ok=True)
     binary = find_mosquitto()
@@ -454,7 +457,11 @@ async def _broker(
         await _until(lambda: _listening(plant_port), "the plant's broker did not listen", plant)
         plant_url = f"mqtt://{user}:{password}@127.0.0.1:{plant_port}"
         what = f"mosquitto over TLS, a login per gateway (pid {broker.pid}); machines' own broker"
-        return url, plant_url, logins, what
+        settings = {
+            "PLANTWIRE_BROKER_DIR": str(secrets_dir),
+            "PLANTWIRE_GATEWAY_MQTT_URL": f"mqtts://127.0.0.1:{tls_port}",
+        }
+        return url, plant_url, logins, what, settings
     port = free_port()
     conf = folder / "amqtt.yaml"
     conf.write_text(
@@ -471,7 +478,7 @@ async def _broker(
         "mosquitto for TLS and a login per gateway"
     )
     await _until(lambda: _listening(port), "the broker did not listen", broker)
-    return url, url, {}, what
+    return url, url, {}, what, {}
 
 
 async def _broker_logins(

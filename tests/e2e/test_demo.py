@@ -272,6 +272,7 @@ def test_demo_processes_are_watched_restarted_and_stopped(
             assert all("uplink: connected to mqtts://" in p.read_text() for p in uplinks)
             assert " online at mqtts://" in (data / "logs" / "ingest.log").read_text()
             assert "allow_anonymous false" in (data / "mosquitto" / "mosquitto.conf").read_text()
+            _gateway_logins_through_the_api(port, data)
 
             os.kill(ingest, signal.SIGKILL)
             wait_for(lambda: "restarting" in log_path.read_text(), "the death was not reported")
@@ -318,6 +319,51 @@ def test_demo_processes_are_watched_restarted_and_stopped(
     assert "components failed while running: ingest" in after
     assert "lost" not in after and "Traceback" not in after, after
     assert [p for p in every if _alive(p)] == []
+
+
+def _gateway_logins_through_the_api(port: int, data: Path) -> None:
+    """The demo's API issues and revokes broker logins in the broker directory the demo made:
+    a revoked gateway leaves the broker's password file (and the broker is told to reread it),
+    a new login for it is answered with a ready config that reaches the demo's TLS listener."""
+    accounts = json.loads((data / "accounts.json").read_text())
+    passwd = data / "broker" / "passwd"
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        signed = http.post(
+            "/auth/token",
+            data={
+                "grant_type": "password",
+                "username": "admin",
+                "password": accounts["admin"]["password"],
+            },
+        )
+        signed.raise_for_status()
+        http.headers["Authorization"] = f"Bearer {signed.json()['access_token']}"
+        enterprise = http.get("/api/v1/enterprises").json()[0]["id"]
+        listed = http.get(f"/api/v1/enterprises/{enterprise}/gateways")
+        assert listed.status_code == 200, listed.text
+        gateway = listed.json()[0]
+        node, user = gateway["edge_node"], gateway["username"]
+        assert gateway["credential"] == "issued"
+        assert f"{user}:" in passwd.read_text()
+        base = f"/api/v1/enterprises/{enterprise}/gateways/{node}"
+        revoked = http.post(f"{base}/revoke")
+        assert revoked.status_code == 200, revoked.text
+        assert f"{user}:" not in passwd.read_text()
+        issued = http.post(f"{base}/credential")
+        assert issued.status_code == 201, issued.text
+    config = tomllib.loads(issued.json()["config"])
+    tls = next(
+        parse_mqtt_url(tomllib.loads(p.read_text())["mqtt_url"])
+        for p in (data / "gateways").glob("*.toml")
+    )
+    address = parse_mqtt_url(config["mqtt_url"])
+    assert (address.tls, address.host, address.port, address.username) == (
+        True,
+        tls.host,
+        tls.port,
+        user,
+    )
+    assert f"{user}:" in passwd.read_text()
 
 
 def test_two_demos_cannot_share_a_data_directory(tmp_path: Path) -> None:
