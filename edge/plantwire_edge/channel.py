@@ -37,6 +37,7 @@ class DeviceChannel:
         self.rebirth = False
         self.death_due = False
         self.offline_at: int | None = None  # when the adapter lost the device
+        self.kept_since: int | None = None  # read all along since the uplink was lost then
         self.last_ts = 0  # newest timestamp sent from the backlog
         self.checked = 0  # size of ``current`` when last compared with the birth
         self.unsent: collections.deque[Batch] = collections.deque()
@@ -80,4 +81,5 @@ class DeviceChannel:
         if self.online:
             self.online = False
             self.death_due = self.born
+            self.kept_since = None
             self.offline_at = self._node.clock.now_ms() if at_ms is None else at_ms

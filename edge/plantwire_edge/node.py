@@ -93,6 +93,7 @@ class EdgeNode:
         self._client: MqttClient | None = None
         self._generation = 0
         self._inflight_messages = 0
+        self._sent_ms = 0  # gateway time of the last publish on the current connection
         self._acked: list[Batch] = []
         self._pump_due = False
         self._opened = False
@@ -260,7 +261,16 @@ class EdgeNode:
         self._pump()
 
     def detached(self) -> None:
-        """The broker session is gone: unacknowledged batches go back to the front."""
+        """The broker session is gone: unacknowledged batches go back to the front. A device
+        still read is born again, on the next connection, as of the last publish of this one
+        (store and forward: the gateway kept reading it, so the host's session of it goes on
+        across the outage; the host stamps the Will it receives with its own arrival time,
+        never earlier than that)."""
+        lost_ms = self._sent_ms or self.clock.now_ms()
+        for dev in self.channels.values():
+            if dev.online and dev.born and dev.kept_since is None:
+                dev.kept_since = lost_ms
+        self._sent_ms = 0
         self._client = None
         self.connected.clear()
         self._generation += 1
@@ -379,6 +389,7 @@ class EdgeNode:
 
     def _publish(self, client: MqttClient, topic: str, payload: bytes) -> asyncio.Future[None]:
         self.stats.published += 1
+        self._sent_ms = self.clock.now_ms()
         future = client.publish_nowait(topic, payload, qos=self._qos)
         future.add_done_callback(_observed)  # a lost connection is handled by detached()
         return future
@@ -469,6 +480,8 @@ class EdgeNode:
                 )
             )
         metrics.sort(key=lambda m: m.timestamp or 0)  # values in chronological order
+        at = at or dev.kept_since
+        dev.kept_since = None
         payload = Payload(timestamp=at or now, seq=self._next_seq(), metrics=tuple(metrics))
         self._publish(client, self._topic(MessageType.DBIRTH, dev.device_id), encode_birth(payload))
         dev.born, dev.rebirth, dev.birth_keys, dev.checked = True, False, keys, len(dev.current)

@@ -222,6 +222,53 @@ async def test_births_deaths_and_payloads_carry_the_injected_clock(
     assert {(s.value, s.ts) for s in probe.values()} == {(0, T0 - 5_000), (1, T0 + 59_000)}
 
 
+async def test_a_device_read_through_a_broker_outage_is_born_again_as_of_the_loss(
+    private_mosquitto: MosquittoProcess, group: str, tmp_path: Path
+) -> None:
+    """Store and forward: the gateway kept reading the device while its uplink was down, so
+    its DBIRTH on the new connection is dated at the last publish of the lost one (the host's
+    session of it goes on); a device lost meanwhile is born at the time of the birth."""
+    broker = private_mosquitto
+    clock = SteppedClock(T0)
+    cfg = config(group, broker.url, tmp_path / "buf.db", None)
+    cfg = cfg.model_copy(update={"devices": [*cfg.devices, cfg.devices[0].model_copy(
+        update={"device_id": "M2"})]})  # fmt: skip
+    node = EdgeNode(cfg, clock=clock)
+    kept, lost = node.channel("M1"), node.channel("M2")
+    k1, k2 = kept.metric("Count", DataType.UInt32), lost.metric("Count", DataType.UInt32)
+    stop = asyncio.Event()
+    task = asyncio.create_task(node.run(stop))
+    kept.set_online([(k1, 0, T0)])
+    lost.set_online([(k2, 0, T0)])
+    async with probe_on(broker.url, group) as probe:
+        await probe.wait_for(lambda: node.stats.values_acked >= 2, "births and first values")
+        clock.now = T0 + 10_000
+        kept.put(k1, 1, T0 + 10_000)
+        await probe.wait_for(lambda: node.stats.values_acked >= 3, "the last value before")
+    broker.stop()
+    await asyncio.sleep(0.5)
+    assert not node.connected.is_set()
+    clock.now = T0 + 30_000
+    kept.put(k1, 2, T0 + 30_000)  # read while the uplink is down
+    lost.set_offline()
+    clock.now = T0 + 60_000
+    lost.set_online([(k2, 0, T0 + 60_000)])
+    restarted = start_mosquitto(broker.log_path.parent, port=broker.port)
+    try:
+        async with probe_on(broker.url, group) as after:
+            await after.wait_for(lambda: after.count("DBIRTH") >= 2, "births", timeout=30)
+            await after.wait_for(lambda: node.buffer.stats.depth_values == 0, "backlog", 30)
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    finally:
+        restarted.stop()
+    births = {d: after.payloads("DBIRTH", d) for d in ("M1", "M2")}
+    assert [p.timestamp for p in after.payloads("NBIRTH")] == [T0 + 60_000]
+    assert [p.timestamp for p in births["M1"]] == [T0 + 10_000]  # read all along: goes on
+    assert [p.timestamp for p in births["M2"]] == [T0 + 60_000]  # lost meanwhile: new session
+    assert (2, T0 + 30_000) in {(s.value, s.ts) for s in after.values() if s.kind == "DDATA"}
+
+
 async def test_commits_leave_the_event_loop_once_one_is_slow(
     mqtt_url: str, group: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
