@@ -135,14 +135,16 @@ def router(route: type[APIRoute], dependencies: list[Dependency]) -> APIRouter:
     )
     async def explain(request: Request, enterprise_id: int, q: Window) -> Explanation:
         """Why each key process counted or not (coverage, AUTO share of EXECUTING time), every
-        piece of equipment's time and OEE, and each line's OEE (its own people)."""
+        piece of equipment's time and OEE, each line's OEE and the enterprise's (its own
+        people). With ``bucket`` also the OEE of each local day, week or month of the window."""
         async with reading(request) as conn:
             await require_enterprise(request, conn, enterprise_id, "detail")
             ent = await _enterprise(conn, enterprise_id)
-            window = await resolve_window(conn, [enterprise_id], q, ent["timezone"])
+            zone = ent["timezone"]
+            window = await resolve_window(conn, [enterprise_id], q, zone)
             subject = {"kind": "enterprise", **ent}
-            args = (enterprise_id, subject, window, q.thresholds)
-            if light(window.start, window.end):
+            args = (enterprise_id, subject, window, q.thresholds, q.bucket, zone)
+            if light(window.start, window.end, 1, q.bucket):
                 return await explain_job(lend(conn), *args)
         return await in_worker(request, explain_job, *args)
 

@@ -88,6 +88,11 @@ class EnterpriseIndicators:
         return num, den
 
     @property
+    def oee(self) -> Oee:
+        """All its equipment pooled as a line's is (computed ``with_oee``)."""
+        return pooled_oee(self.equipment)
+
+    @property
     def last(self) -> NcRates:
         return self.segments[-1].rates
 
@@ -265,34 +270,37 @@ def _parts_made(counters: dict[tuple[int, str], list[float]], eid: int, scrap: f
 
 
 def _line_oee(results: list[EquipmentResult]) -> dict[str, Oee]:
-    """A line's OEE pools its equipment: summed times and counts, count-weighted cycles."""
+    """Each line's OEE: its equipment pooled (:func:`pooled_oee`)."""
     by_line: dict[str, list[EquipmentResult]] = defaultdict(list)
     for r in results:
         by_line[r.line].append(r)
-    out = {}
-    for line, items in by_line.items():
-        timed = [r for r in items if r.oee.ideal_cycle_s]
-        ideal_work = sum((r.oee.ideal_cycle_s or 0.0) * r.oee.total_count for r in timed)
-        run_timed = sum(r.oee.run_s for r in timed)
-        base = oee(
-            sum(r.oee.planned_s for r in items),
-            sum(r.oee.run_s for r in items),
-            sum(r.oee.total_count for r in items),
-            sum(r.oee.scrap_count for r in items),
-            None,
-        )
-        performance = min(ideal_work / run_timed, 1.0) if run_timed > 0 and timed else None
-        out[line] = Oee(
-            base.availability,
-            performance,
-            base.quality,
-            base.planned_s,
-            base.run_s,
-            base.total_count,
-            base.scrap_count,
-            None,
-        )
-    return out
+    return {line: pooled_oee(items) for line, items in by_line.items()}
+
+
+def pooled_oee(items: Sequence[EquipmentResult]) -> Oee:
+    """The OEE of several machines (a line's, an enterprise's): summed times and counts,
+    count-weighted ideal cycles over the machines that have one."""
+    timed = [r for r in items if r.oee.ideal_cycle_s]
+    ideal_work = sum((r.oee.ideal_cycle_s or 0.0) * r.oee.total_count for r in timed)
+    run_timed = sum(r.oee.run_s for r in timed)
+    base = oee(
+        sum(r.oee.planned_s for r in items),
+        sum(r.oee.run_s for r in items),
+        sum(r.oee.total_count for r in items),
+        sum(r.oee.scrap_count for r in items),
+        None,
+    )
+    performance = min(ideal_work / run_timed, 1.0) if run_timed > 0 and timed else None
+    return Oee(
+        base.availability,
+        performance,
+        base.quality,
+        base.planned_s,
+        base.run_s,
+        base.total_count,
+        base.scrap_count,
+        None,
+    )
 
 
 async def _equipment(

@@ -98,13 +98,27 @@ async def explain_job(
     subject: dict[str, Any],
     window: report.Window,
     thresholds: Thresholds,
+    bucket: str | None = None,
+    timezone: str = "UTC",
 ) -> report.Explanation:
-    """why each key process of an enterprise counted or not."""
+    """why each key process of an enterprise counted or not, and the OEE of the window and
+    of each of its buckets."""
     async with connect() as conn:
         result = await ind.enterprise_indicators(
             conn, enterprise_id, window.start, window.end, thresholds, with_oee=True
         )
-    return report.explanation(subject, window, result)
+        body = report.explanation(subject, window, result)
+        if bucket:
+            cuts = buckets(window.start, window.end, bucket, timezone)  # type: ignore[arg-type]
+            body.buckets = [
+                report.oee_bucket(
+                    await ind.enterprise_indicators(
+                        conn, enterprise_id, a, b, thresholds, with_oee=True
+                    )
+                )
+                for a, b in cuts
+            ]
+    return body
 
 
 async def indicators_job(

@@ -116,6 +116,13 @@ class EquipmentExplanation(BaseModel):
     clock_jumps: int = Field(default=0, description="jumps of the device's clock (> 5 s)")
 
 
+class OeeBucket(BaseModel):
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    oee: OeeBody = Field(description="the enterprise's equipment pooled")
+    lines: dict[str, OeeBody]
+
+
 class Explanation(BaseModel):
     subject: dict[str, Any]
     window: Window
@@ -125,6 +132,15 @@ class Explanation(BaseModel):
     )
     equipment: list[EquipmentExplanation]
     lines: dict[str, OeeBody]
+    oee: OeeBody = Field(
+        description="the enterprise's equipment pooled as a line's is: summed planned and "
+        "EXECUTING time and counts, ideal cycles weighted by count"
+    )
+    buckets: list[OeeBucket] | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="with ?bucket=: the OEE of each local day, week or month of the window",
+    )
 
 
 def _r(x: float | None) -> float | None:
@@ -264,5 +280,16 @@ def explanation(
             )
             for e in result.equipment
         ],
+        lines={line: oee_body(o) for line, o in result.lines.items()},
+        oee=oee_body(result.oee),
+    )
+
+
+def oee_bucket(result: ind.EnterpriseIndicators) -> OeeBucket:
+    """The OEE part of one bucket's computation (``with_oee``)."""
+    return OeeBucket(
+        start=result.start,
+        end=result.end,
+        oee=oee_body(result.oee),
         lines={line: oee_body(o) for line, o in result.lines.items()},
     )

@@ -149,6 +149,45 @@ async def seed(database_url: str) -> dict[str, int]:
         return ids
 
 
+DAYS = {
+    "from": (T0 - timedelta(hours=1)).isoformat(),
+    "to": (T0 + timedelta(days=1, hours=2)).isoformat(),
+}  # 2026-10-05 09:00 to 2026-10-06 12:00 UTC: a day bucket of 15 h, then one of 12 h
+
+
+async def seed_production(database_url: str) -> None:
+    """LEAD's A1 over :data:`DAYS`: ideal cycle 30 s, AUTO EXECUTING from 09:00 on the first
+    day but IDLE 06:00-09:00 on the second, 1,200 parts (30 scrapped) the first day and 900
+    (18 scrapped) the second, read as counters (minutes after 09:00 on the first day)."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await conn.execute("UPDATE equipment SET ideal_cycle_s = 30 WHERE code = 'A1'")
+        start = T0 - timedelta(hours=1)
+        for minutes, execution in ((21 * 60, "IDLE"), (24 * 60, "EXECUTING")):
+            await conn.execute(
+                "INSERT INTO sample_text (series_id, ts, value) SELECT id, %s, %s FROM series"
+                " WHERE device_id = 'A1' AND metric = 'State/Execution'",
+                (start + timedelta(minutes=minutes), execution),
+            )
+        counts = {
+            "Production/PartCount": ((0, 0), (12 * 60, 1200), (21 * 60, 1800), (26 * 60, 2100)),
+            "Production/ScrapCount": ((0, 0), (12 * 60, 30), (26 * 60, 48)),
+        }
+        for metric, readings in counts.items():
+            await conn.execute(
+                "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
+                " equipment_id) SELECT 'LEAD', 'GW', 'A1', %s, 7, e.id FROM equipment e"
+                " WHERE e.code = 'A1'",
+                (metric,),
+            )
+            for minutes, value in readings:
+                await conn.execute(
+                    "INSERT INTO sample_num (series_id, ts, value) SELECT id, %s, %s FROM series"
+                    " WHERE device_id = 'A1' AND metric = %s",
+                    (start + timedelta(minutes=minutes), value, metric),
+                )
+        await conn.commit()
+
+
 @pytest.fixture
 async def api(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, int]]]:
     ids = await seed(database_url)
@@ -519,3 +558,44 @@ async def test_a_corrected_device_clock_is_shown_with_its_jumps(database_url: st
             None,
             0,
         )
+
+
+async def test_oee_of_the_enterprise_by_day(
+    api: tuple[httpx.AsyncClient, dict[str, int]], database_url: str
+) -> None:
+    """The explanation's OEE of the whole enterprise and, with ``bucket``, of each local day
+    (:func:`seed_production`: planned time is the whole day, the site's calendar being all
+    day)."""
+    client, ids = api
+    await seed_production(database_url)
+    url = f"/api/v1/enterprises/{ids['LEAD']}/indicators/explain"
+    r = await client.get(url, params={**DAYS, "bucket": "day"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    # the window: 27 h planned, 24 h EXECUTING, 2,100 parts of 30 s, 48 scrapped
+    whole = body["oee"]
+    assert (whole["planned_s"], whole["run_s"]) == (27 * 3600, 24 * 3600)
+    assert (whole["total_count"], whole["scrap_count"]) == (2100, 48)
+    assert whole["availability"] == pytest.approx(24 / 27, abs=1e-4)
+    assert whole["performance"] == pytest.approx(30 * 2100 / (24 * 3600), abs=1e-4)
+    assert whole["quality"] == pytest.approx(2052 / 2100, abs=1e-4)
+    assert whole["oee"] == pytest.approx(30 * 2052 / (27 * 3600), abs=1e-4)
+    first, second = body["buckets"]
+    assert (first["from"], first["to"]) == ("2026-10-05T09:00:00Z", "2026-10-06T00:00:00Z")
+    assert (second["from"], second["to"]) == ("2026-10-06T00:00:00Z", "2026-10-06T12:00:00Z")
+    # day one: 15 h executing of 15 planned, 1,200 parts (36,000 s of ideal work), 30 scrapped
+    assert (first["oee"]["total_count"], first["oee"]["scrap_count"]) == (1200, 30)
+    assert first["oee"]["availability"] == 1.0
+    assert first["oee"]["performance"] == pytest.approx(36000 / 54000, abs=1e-4)
+    assert first["oee"]["quality"] == pytest.approx(0.975, abs=1e-4)
+    assert first["oee"]["oee"] == pytest.approx(0.65, abs=1e-4)
+    # day two: idle 06:00-09:00, so 9 h executing of 12; 900 parts from the 1,200 read at
+    # 21:00 the day before (the machine was online at midnight), 18 scrapped
+    assert (second["oee"]["total_count"], second["oee"]["scrap_count"]) == (900, 18)
+    assert second["oee"]["availability"] == 0.75
+    assert second["oee"]["performance"] == pytest.approx(27000 / 32400, abs=1e-4)
+    assert second["oee"]["quality"] == pytest.approx(0.98, abs=1e-4)
+    assert second["oee"]["oee"] == pytest.approx(0.6125, abs=1e-4)
+    assert second["lines"]["L1"] == second["oee"]  # one line, one machine
+    without = (await client.get(url, params=DAYS)).json()
+    assert "buckets" not in without and without["oee"] == whole

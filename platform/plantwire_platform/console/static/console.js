@@ -212,6 +212,27 @@ const PW = (() => {
     return new Intl.DateTimeFormat(language, options).format(new Date(iso));
   }
 
+  // days of the window a trend by day, week or month shows by default
+  const TREND_DAYS = { day: 7, week: 8 * 7, month: 182 };
+
+  // a bucket's name: its first local day (a month's: the year and month)
+  function period(iso, zone, bucket) {
+    const month = bucket === "month";
+    return new Intl.DateTimeFormat(language, { timeZone: zone || undefined,
+      year: month ? "numeric" : undefined, month: "2-digit", day: month ? undefined : "2-digit" })
+      .format(new Date(iso));
+  }
+
+  // The window a page asks for: ?from= and ?to= when the address names both, else the last
+  // ``days`` up to now, else none (the API's default)
+  function windowParams(days) {
+    if (param("from") && param("to")) return { from: param("from"), to: param("to") };
+    if (!days) return {};
+    const end = new Date();
+    return { from: new Date(end.getTime() - days * 86400e3).toISOString(),
+      to: end.toISOString() };
+  }
+
   function element(tag, attributes, ...children) {
     const el = document.createElement(tag);
     for (const [k, v] of Object.entries(attributes || {})) {
@@ -257,5 +278,6 @@ const PW = (() => {
   }
 
   return { boot, language, t, session, signIn, api, send, me, stream, refuse, fail, status,
-    param, number, percent, time, element, enterprise, start, Refused };
+    param, number, percent, time, period, windowParams, TREND_DAYS, element, enterprise, start,
+    Refused };
 })();

@@ -1,33 +1,37 @@
 "use strict";
 // Indicators of an enterprise: declared vs verified NC rate, coverage, networking rate (and
 // their trend by day, week or month), and why each key process counted or not, naming the
-// machines that lower the verified rate (GET .../indicators and .../indicators/explain).
-const SPANS = { day: 7, week: 8 * 7, month: 182 };  // days shown per bucket choice
+// machines that lower the verified rate, with the OEE of the enterprise, its lines and machines
+// and its trend (GET .../indicators and .../indicators/explain, both with ?bucket=).
 const FIGURES = ["nc_rate_declared", "nc_rate_verified", "nc_rate_time_weighted", "coverage",
   "mdi_share", "networking_rate"];
 const TREND = ["nc_rate_declared", "nc_rate_verified", "coverage", "networking_rate"];
+const OEE = ["oee", "availability", "performance", "quality"];
 
 PW.start(async () => {
   const enterprise = await PW.enterprise();
   if (enterprise === null) return;
   const form = document.getElementById("window");
   form.span.value = PW.param("span") || "";
-  const trend = echarts.init(document.getElementById("trend"), null,
-    { locale: PW.language === "en" ? "EN" : "ZH" });
-  addEventListener("resize", () => trend.resize());
+  const [trend, oeeTrend] = ["trend", "oee-trend"].map((id) => echarts.init(
+    document.getElementById(id), null, { locale: PW.language === "en" ? "EN" : "ZH" }));
+  addEventListener("resize", () => [trend, oeeTrend].forEach((c) => c.resize()));
   const base = `/api/v1/enterprises/${encodeURIComponent(enterprise)}/indicators`;
 
+  let asked = 0;  // loads asked for: only the latest one's answers are shown
+
   async function load() {
+    const mine = ++asked;
     PW.status(PW.t("status.loading"));
-    const params = {};
     const span = form.span.value;
-    if (span) {
-      const end = new Date();
-      params.from = new Date(end.getTime() - SPANS[span] * 86400e3).toISOString();
-      params.to = end.toISOString();
-      params.bucket = span;
-    }
-    const report = await PW.api(base, params);
+    const params = PW.windowParams(PW.TREND_DAYS[span]);
+    if (span) params.bucket = span;
+    const [report, x] = await Promise.all([PW.api(base, params),
+      PW.api(`${base}/explain`, params).catch((error) => {
+        if (!(error instanceof PW.Refused) || error.status !== 403) throw error;
+        return null;  // the explanation is for the enterprise's own people
+      })]);
+    if (mine !== asked) return;
     const zone = report.subject.timezone;
     document.getElementById("subject").textContent =
       `${report.subject.name} (${report.subject.code})`;
@@ -36,11 +40,10 @@ PW.start(async () => {
     });
     figures(report);
     drawTrend(report, zone, span);
-    const { bucket, ...window } = params;
-    try {
-      explain(await PW.api(`${base}/explain`, window));
-    } catch (error) {
-      if (!(error instanceof PW.Refused) || error.status !== 403) throw error;
+    if (x) {
+      explain(x);
+      drawOee(x, zone, span);
+    } else {
       document.getElementById("explanation").replaceChildren(
         PW.element("p", { class: "status", text: PW.t("indicators.no_explanation") }));
     }
@@ -61,19 +64,18 @@ PW.start(async () => {
     }));
   }
 
+  function percentOf(value) {
+    return value === null || value === undefined ? null : Math.round(value * 1000) / 10;
+  }
+
   function drawTrend(report, zone, span) {
     const buckets = report.buckets || [];
-    const labels = buckets.length
-      ? buckets.map((b) => new Intl.DateTimeFormat(PW.language, { timeZone: zone, month: "2-digit",
-        day: "2-digit", year: span === "month" ? "numeric" : undefined }).format(new Date(b.from)))
+    const labels = buckets.length ? buckets.map((b) => PW.period(b.from, zone, span))
       : [PW.t("indicators.this_window")];
     const rows = buckets.length ? buckets.map((b) => b.indicators) : [report.indicators];
     const series = TREND.map((name) => ({
       name: PW.t(`indicator.${name}`), type: buckets.length ? "line" : "bar",
-      data: rows.map((list) => {
-        const found = list.find((i) => i.name === name);
-        return found && found.value !== null ? Math.round(found.value * 1000) / 10 : null;
-      }),
+      data: rows.map((list) => percentOf((list.find((i) => i.name === name) || {}).value)),
     }));
     trend.setOption({
       aria: { enabled: true },
@@ -84,6 +86,27 @@ PW.start(async () => {
       yAxis: { type: "value", min: 0, max: 100, axisLabel: { formatter: "{value}%" } },
       series,
     }, true);
+  }
+
+  // the enterprise's OEE and its factors for each bucket (or the whole window), chart and table
+  function drawOee(x, zone, span) {
+    const rows = x.buckets ? x.buckets.map((b) => [PW.period(b.from, zone, span), b])
+      : [[PW.t("indicators.this_window"), { from: x.window.from, oee: x.oee }]];
+    oeeTrend.setOption({
+      aria: { enabled: true },
+      tooltip: { trigger: "axis", valueFormatter: (v) => (v === null ? "—" : `${v}%`) },
+      legend: { top: 0 },
+      grid: { left: 50, right: 20, top: 40, bottom: 30 },
+      xAxis: { type: "category", data: rows.map(([label]) => label) },
+      yAxis: { type: "value", min: 0, max: 100, axisLabel: { formatter: "{value}%" } },
+      series: OEE.map((k) => ({ name: PW.t(`oee.${k}`), type: x.buckets ? "line" : "bar",
+        data: rows.map(([, b]) => percentOf(b.oee[k])) })),
+    }, true);
+    document.querySelector("#oee-buckets tbody").replaceChildren(...rows.map(([label, b]) =>
+      PW.element("tr", { "data-from": b.from },
+        PW.element("th", { scope: "row", text: label }),
+        ...OEE.map((k) => PW.element("td", { class: "number", "data-factor": k,
+          text: PW.percent(b.oee[k]) })))));
   }
 
   function reason(p, thresholds) {
@@ -120,6 +143,7 @@ PW.start(async () => {
         PW.element("td", { class: "verdict", text: yes(p.verified_nc) }),
         PW.element("td", { text: reason(p, x.thresholds) }))));
     const oee = [
+      [PW.t("oee.enterprise"), x.oee],
       ...Object.entries(x.lines).map(([line, o]) => [PW.t("oee.line", { line }), o]),
       ...x.equipment.map((e) => [e.equipment, e.oee]),
     ];
