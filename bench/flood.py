@@ -12,9 +12,12 @@ random bytes) while this one publishes the registered gateway's data every 25 ms
 registered value's freshness is the time from its publish to its row being found by a query,
 set beside the time a bystander subscriber of that topic alone got it from the broker.
 Prints p50/p99/max per run, how long the flood took to publish, the worker's CPU (cores and
-microseconds a message) and the load average; first, what a bare subscriber spends to take
-and acknowledge each flood message as the worker's MQTT client does (the floor under the
-worker's cost). ``--protocol 3.1.1`` connects the worker (and the bare subscriber) with MQTT
+microseconds a message published), how many flood messages reached the worker (its refusals
+on ``/metrics``: it subscribes to the registered node's topics only, so only the births of
+devices GW1 does not own get to it) and the load average; first, what a bare subscriber of
+the whole namespace (``spBv1.0/#``, the worker's subscription before issue 12) spends to take
+and acknowledge each flood message as the worker's MQTT client does: the cost the worker no
+longer has. ``--protocol 3.1.1`` connects the worker (and the bare subscriber) with MQTT
 3.1.1; ``--profile`` runs the worker under cProfile and prints its top functions.
 """
 
@@ -27,11 +30,13 @@ import pickle
 import pstats
 import random
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -146,6 +151,23 @@ async def receive_cost(mqtt_url: str, flood: Path, count: int, protocol: str) ->
     return used / count * 1e6
 
 
+def refused(metrics_port: int) -> int:
+    """The worker's refusals so far, by its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("plantwire_ingest_refused_total{")
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -232,9 +254,11 @@ async def run(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="plantwire-flood-"))
     broker = start_mosquitto(tmp / "mosquitto")
     worker_url = broker.url + ("?protocol=3.1.1" if args.protocol == "3.1.1" else "")
+    metrics_port = free_port()
     env = dict(
-        os.environ, DATABASE_URL=database_url, MQTT_URL=worker_url, PLANTWIRE_HOST_ID=HOST_ID
-    )
+        os.environ, DATABASE_URL=database_url, MQTT_URL=worker_url, PLANTWIRE_HOST_ID=HOST_ID,
+        PLANTWIRE_METRICS_PORT=str(metrics_port),
+    )  # fmt: skip
     command = [str(Path(sys.executable).parent / "plantwire")]
     if args.profile:
         command = [sys.executable, "-m", "cProfile", "-o", args.profile, "-m", "plantwire.cli"]
@@ -244,7 +268,9 @@ async def run(args: argparse.Namespace) -> None:
     rng = random.Random(12)
     now = time.time_ns() // 1_000_000
     flood = tmp / "flood.pickle"
-    flood.write_bytes(pickle.dumps([hostile(rng, i, now) for i in range(args.hostile)]))
+    messages = [hostile(rng, i, now) for i in range(args.hostile)]
+    flood.write_bytes(pickle.dumps(messages))
+    unowned = sum(1 for topic, _ in messages if topic.startswith(f"spBv1.0/{GROUP}/DBIRTH/GW1/"))
     megabytes = sum(len(t) + len(p) for t, p in pickle.loads(flood.read_bytes())) / 1e6
     try:
         async with MqttClient(parse_mqtt_url(broker.url), "bench-gw1") as edge:
@@ -259,17 +285,20 @@ async def run(args: argparse.Namespace) -> None:
                   f" {args.protocol}",
                   flush=True)  # fmt: skip
             floor = await receive_cost(broker.url, flood, args.hostile, args.protocol)
-            print(f"  MQTT receive alone (a subscriber taking and acknowledging the flood):"
+            print(f"  MQTT receive alone (a subscriber of spBv1.0/# taking and acknowledging"
+                  f" the flood):"
                   f" {floor:.0f} us CPU a message; load average {os.getloadavg()[0]:.1f}",
                   flush=True)  # fmt: skip
             for n in range(args.runs):
                 load = os.getloadavg()[0]
                 cpu = cpu_seconds(worker.pid)
+                refusals = refused(metrics_port)
                 wall = time.monotonic()
                 lags, broker_lags, flood_s = await one_run(
                     edge, database_url, broker.url, flood, args.registered, n
                 )
                 used = cpu_seconds(worker.pid) - cpu
+                reached = refused(metrics_port) - refusals
                 busy = used / (time.monotonic() - wall)
                 per_message = used / (args.hostile + args.registered) * 1e6
                 q = statistics.quantiles(lags, n=100)
@@ -277,7 +306,9 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"  run {n + 1}: freshness p50 {q[49]:.3f} s, p99 {q[98]:.3f} s,"
                       f" max {lags[-1]:.3f} s (a bystander subscriber: p50 {b[49]:.3f} s,"
                       f" p99 {b[98]:.3f} s); flood published in {flood_s:.1f} s;"
-                      f" worker {busy:.2f} cores, {per_message:.0f} us CPU a message;"
+                      f" worker {busy:.2f} cores, {per_message:.0f} us CPU a message"
+                      f" published; {reached} flood messages reached the worker"
+                      f" ({unowned} about devices GW1 does not own);"
                       f" load average {load:.1f} before,"
                       f" {os.getloadavg()[0]:.1f} after", flush=True)  # fmt: skip
     finally:

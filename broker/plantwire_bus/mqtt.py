@@ -14,7 +14,7 @@ import collections
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -26,6 +26,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
+
+
+FILTERS_PER_PACKET = 500
+"""Topic filters in one SUBSCRIBE or UNSUBSCRIBE packet (well within any broker's maximum
+packet size: a Sparkplug filter is a few dozen bytes)."""
 
 
 class MqttError(RuntimeError):
@@ -164,6 +169,7 @@ class MqttClient:
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._early_acks: collections.deque[int] = collections.deque(maxlen=4096)
         self._subscriptions: dict[str, int] = {}
+        self._unsubscribing: set[str] = set()  # not yet confirmed by an UNSUBACK
         self._sub_waiters: dict[int, asyncio.Future[None]] = {}
         self._closing = False
         self.connected = asyncio.Event()
@@ -214,6 +220,7 @@ class MqttClient:
         client.on_message = self._handle_message
         client.on_publish = self._handle_publish
         client.on_subscribe = self._handle_subscribe
+        client.on_unsubscribe = self._handle_subscribe
         self._client = client
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -324,18 +331,48 @@ class MqttClient:
     # -- subscribing -----------------------------------------------------------------------
     async def subscribe(self, topic: str, qos: int = 1) -> None:
         """Subscribe (again after every reconnect) and wait for the SUBACK."""
-        self._subscriptions[topic] = qos
-        await self._subscribe(topic, qos)
+        await self.subscribe_all((topic,), qos)
 
-    async def _subscribe(self, topic: str, qos: int) -> None:
+    async def subscribe_all(self, topics: Iterable[str], qos: int = 1) -> None:
+        """Subscribe to every filter of ``topics`` (again after every reconnect), at most
+        :data:`FILTERS_PER_PACKET` in one SUBSCRIBE packet, and wait for the SUBACKs."""
+        topics = list(topics)
+        for topic in topics:
+            self._subscriptions[topic] = qos
+            self._unsubscribing.discard(topic)
+        await self._request(topics, qos)
+
+    async def unsubscribe(self, topics: Iterable[str]) -> None:
+        """Unsubscribe from ``topics`` and wait for the UNSUBACKs. Not connected, it is sent
+        at the next connect (a persistent session keeps its subscriptions meanwhile)."""
+        topics = list(topics)
+        for topic in topics:
+            self._subscriptions.pop(topic, None)
+            self._unsubscribing.add(topic)
+        await self._unsubscribe(topics)
+
+    async def _unsubscribe(self, topics: list[str]) -> None:
+        await self._request(topics, None)
+        self._unsubscribing.difference_update(topics)
+
+    async def _request(self, topics: list[str], qos: int | None) -> None:
+        """SUBSCRIBE (``qos`` given) or UNSUBSCRIBE packets for ``topics``, in chunks."""
         loop = self._require_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            rc, mid = self._client.subscribe(topic, qos)
-            if rc != paho.MQTT_ERR_SUCCESS or mid is None:
-                raise MqttError(f"subscribe to {topic} failed: rc={rc}")
-            self._sub_waiters[mid] = fut
-        await asyncio.wait_for(fut, 10)
+        waiters = []
+        for i in range(0, len(topics), FILTERS_PER_PACKET):
+            chunk = topics[i : i + FILTERS_PER_PACKET]
+            fut: asyncio.Future[None] = loop.create_future()
+            with self._lock:
+                if qos is None:
+                    rc, mid = self._client.unsubscribe(chunk)
+                else:
+                    rc, mid = self._client.subscribe([(t, qos) for t in chunk])
+                if rc != paho.MQTT_ERR_SUCCESS or mid is None:
+                    what = "subscribe to" if qos is not None else "unsubscribe from"
+                    raise MqttError(f"{what} {chunk[0]} failed: rc={rc}")
+                self._sub_waiters[mid] = fut
+            waiters.append(fut)
+        await asyncio.wait_for(asyncio.gather(*waiters), 10)
 
     def _handle_subscribe(
         self,
@@ -343,8 +380,9 @@ class MqttClient:
         userdata: Any,
         mid: int,
         codes: list[ReasonCode],
-        props: Properties,
+        props: Properties | None,
     ) -> None:
+        """SUBACK and UNSUBACK (MQTT 3.1.1: no reason codes in an UNSUBACK)."""
         with self._lock:
             fut = self._sub_waiters.pop(mid, None)
         if fut is None:
@@ -401,9 +439,15 @@ class MqttClient:
             return
         self.connected.set()
         loop = self._require_loop()
-        if self._subscriptions:  # a reconnect: the broker may have lost our session
+        if self._subscriptions or self._unsubscribing:  # a reconnect: the session may be lost
+            by_qos: dict[int, list[str]] = {}
             for topic, qos in self._subscriptions.items():
-                loop.create_task(self._subscribe(topic, qos))
+                by_qos.setdefault(qos, []).append(topic)
+            requests = [self._request(topics, qos) for qos, topics in by_qos.items()]
+            if self._unsubscribing:
+                requests.append(self._unsubscribe(sorted(self._unsubscribing)))
+            for request in requests:
+                loop.create_task(request).add_done_callback(_observed)
         for hook in self.on_connect:
             hook()
 
@@ -434,6 +478,13 @@ class MqttClient:
             return
         with contextlib.suppress(RuntimeError):  # the loop is shutting down
             loop.call_soon_threadsafe(fn, *args)
+
+
+def _observed(future: asyncio.Future[None]) -> None:
+    """A resubscription after a reconnect that failed: the connection is gone again, and the
+    next reconnect subscribes once more."""
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.info("resubscription not confirmed: %s", exc)
 
 
 def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:

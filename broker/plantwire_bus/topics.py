@@ -112,6 +112,15 @@ def subscription(group_id: str | None = None) -> str:
     return f"{NAMESPACE}/{group_id}/#"
 
 
+def edge_node_subscriptions(group_id: str, edge_node_id: str) -> tuple[str, str]:
+    """Topic filters of one edge node's messages (``spBv1.0/{group}/+/{edge_node}``) and of its
+    devices' (``…/{edge_node}/+``); they also match its commands."""
+    _check_element("group_id", group_id)
+    _check_element("edge_node_id", edge_node_id)
+    node = f"{NAMESPACE}/{group_id}/+/{edge_node_id}"
+    return node, f"{node}/+"
+
+
 def encode_state(online: bool, timestamp_ms: int, commits: bool = False) -> bytes:
     """STATE payload: ``{"online": ..., "timestamp": ...}`` as UTF-8 JSON; ``commits`` adds
     ``"commits": 1``, plantwire's announcement that this host confirms commits to its edge

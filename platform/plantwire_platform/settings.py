@@ -94,7 +94,7 @@ class PlatformSettings(BaseSettings):
         default=None,
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="MQTT v5 shared-subscription group: workers with the same group split "
-        "the traffic ($share/<group>/spBv1.0/#)",
+        "the traffic (each subscribes to $share/<group>/ + the registered nodes' topics)",
     )
     spec_strict: bool = Field(
         default=False,

@@ -11,6 +11,7 @@ from plantwire_bus.topics import (
     Topic,
     TopicError,
     decode_state,
+    edge_node_subscriptions,
     encode_state,
     parse_topic,
     state_topic,
@@ -154,6 +155,35 @@ def test_subscription(group_id: str | None, expected: str) -> None:
 def test_subscription_rejects_invalid_group(group_id: str) -> None:
     with pytest.raises(TopicError):
         subscription(group_id)
+
+
+def topic_matches_sub(pattern: str, topic: str) -> bool:
+    """MQTT topic filter matching: '+' one level, a last '#' this level and all below."""
+    levels, names = pattern.split("/"), topic.split("/")
+    for i, level in enumerate(levels):
+        if level == "#":
+            return True
+        if i >= len(names) or level not in ("+", names[i]):
+            return False
+    return len(levels) == len(names)
+
+
+def test_edge_node_subscriptions_match_exactly_that_node() -> None:
+    """Every message of the node and its devices, no one else's (another node, another group,
+    a deeper topic, STATE); matched as MQTT 5.0 section 4.7 says (the broker's own matching:
+    tests/bus/test_mqtt_subscriptions.py)."""
+    filters = edge_node_subscriptions("G", "GW1")
+    ours = [str(Topic("G", k, "GW1", "D1" if k.is_device else None)) for k in MessageType]
+    others = [
+        "spBv1.0/G/NDATA/GW2", "spBv1.0/G/DDATA/GW2/D1", "spBv1.0/H/NDATA/GW1",
+        "spBv1.0/G/DDATA/GW1/D1/x", "spBv1.0/STATE/GW1", "spBv1.0/G/NDATA/GW10",
+    ]  # fmt: skip
+    for topic in ours:
+        assert any(topic_matches_sub(f, topic) for f in filters), topic
+    for topic in others:
+        assert not any(topic_matches_sub(f, topic) for f in filters), topic
+    with pytest.raises(TopicError):
+        edge_node_subscriptions("G", "a+b")
 
 
 def test_state_topic() -> None:

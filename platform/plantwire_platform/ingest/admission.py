@@ -112,11 +112,15 @@ class Admission:
         self._next_load = self.clock() + self.refresh_s
         return self.roster
 
-    async def refusal(self, route: Route) -> str | None:
-        """Why ``route``'s message is refused, None if it is taken."""
+    async def current(self) -> Roster:
+        """The roster, read again if it is ``refresh_s`` old."""
         if self.clock() >= self._next_load:
             await self.refresh()
-        reason = self.roster.refusal(route)
+        return self.roster
+
+    async def refusal(self, route: Route) -> str | None:
+        """Why ``route``'s message is refused, None if it is taken."""
+        reason = (await self.current()).refusal(route)
         if reason is None or self.admit_unregistered:
             return None
         return reason

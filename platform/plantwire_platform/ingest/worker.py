@@ -40,7 +40,6 @@ from plantwire_bus.topics import (
     decode_state,
     encode_state,
     state_topic,
-    subscription,
 )
 from plantwire_platform.ingest.batch import Batch
 from plantwire_platform.ingest.host import now_ms
@@ -48,6 +47,7 @@ from plantwire_platform.ingest.intake import CONNECTION_ERRORS, IngestStats, Int
 from plantwire_platform.ingest.metrics import IngestMetrics, MetricsServer
 from plantwire_platform.ingest.sequence import SeqEntry
 from plantwire_platform.ingest.shared_state import SharedState
+from plantwire_platform.ingest.subscriptions import Subscriptions
 from plantwire_platform.ingest.writer import BatchWriter, expire_dead_letters
 from plantwire_platform.settings import PlatformSettings
 from plantwire_platform.storage.partitions import maintain
@@ -222,13 +222,15 @@ class IngestWorker:
         client.on_connect.append(lambda: self._announce(client))
         client.on_connect.append(lambda: self.metrics.dependency("broker", True))
         client.on_disconnect.append(lambda: self.metrics.dependency("broker", False))
-        qos = 0 if settings.spec_strict else 1
+        subscriptions = Subscriptions(
+            client,
+            self._state_topic,
+            qos=0 if settings.spec_strict else 1,
+            shared_group=settings.shared_group,
+            everything=settings.unregistered_nodes == "admit",
+        )
         try:
-            if settings.shared_group is not None:
-                await client.subscribe(f"$share/{settings.shared_group}/{subscription()}", qos)
-                await client.subscribe(self._state_topic, 1)  # every worker guards STATE
-            else:
-                await client.subscribe(subscription(), qos)
+            await subscriptions.start(intake.admission.roster, persistent=not settings.spec_strict)
             # the same timestamp as the Will's, as Sparkplug 3.0 asks
             await client.publish(
                 self._state_topic, encode_state(True, self._born, self._commits), retain=True
@@ -241,6 +243,7 @@ class IngestWorker:
                 tg.create_task(self._write(client, writer, intake, queue, written))
                 tg.create_task(self._control(client, intake, written))
                 tg.create_task(self._upkeep(stop))
+                tg.create_task(self._follow_registry(subscriptions, intake, stop))
                 await self._consume(client, intake, queue, stop)
         finally:
             with contextlib.suppress(Exception):
@@ -251,6 +254,21 @@ class IngestWorker:
                     5,
                 )
             await client.disconnect()
+
+    async def _follow_registry(
+        self, subscriptions: Subscriptions, intake: Intake, stop: asyncio.Event
+    ) -> None:
+        """Keep the subscriptions equal to the registry's edge nodes (read every
+        ``registry_refresh_s``): gateways registered or removed while the worker runs."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.registry_refresh_s)
+            if stop.is_set():
+                return
+            try:
+                await subscriptions.follow(await intake.admission.current())
+            except (MqttError, TimeoutError) as exc:  # the broker away: sent at reconnect
+                log.info("subscriptions to follow the registry not confirmed: %s", exc)
 
     # -- taking messages -------------------------------------------------------------------
     async def _consume(

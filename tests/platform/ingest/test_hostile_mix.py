@@ -119,7 +119,7 @@ def hostile(rng: random.Random, group: str, now: int) -> tuple[str, bytes, str |
         seq=0,
         metrics=(Metric(name="bdSeq", datatype=DataType.UInt64, value=0),),
     )
-    # an edge node the registry does not know: refused, its dead letters within the quota
+    # an edge node the registry does not know: the broker does not deliver it to the worker
     return f"spBv1.0/{group}/NBIRTH/{unknown}", encode_payload(birth), None
 
 
@@ -177,11 +177,10 @@ async def test_valid_data_survives_mixed_hostile_traffic(
             if n % 100 == 99:  # about 1,000 messages a second
                 await asyncio.sleep(max(0.0, started + (n + 1) / 1000 - time.monotonic()))
         refused = Counter(reason for _, _, reason in bad if reason is not None)
-        unregistered = sum(1 for topic, _, _ in bad if "/NBIRTH/X" in topic)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             rows = await query(database_url, "SELECT count(*) FROM dead_letter")
-            if rows[0][0] >= sum(refused.values()) + 1:
+            if rows[0][0] >= sum(refused.values()):
                 break
             await asyncio.sleep(0.2)
         await asyncio.sleep(1)
@@ -203,9 +202,10 @@ async def test_valid_data_survives_mixed_hostile_traffic(
     assert got == expected, f"{len(expected - got)} valid samples missing"
     rows = await query(database_url, "SELECT reason, detail FROM dead_letter")
     letters = Counter(reason for reason, _ in rows if reason != "conflicting_value")
-    quota = letters.pop("unregistered_node", 0)
     assert letters == refused, f"dead letters {letters}, hostile {refused}"
-    assert 0 < quota <= min(unregistered, 200 + 5 * (time.monotonic() - started))
+    # the births of unregistered nodes never reach the worker: it subscribes to registered
+    # nodes' topics only (docs/security.md)
+    assert "unregistered_node" not in letters
     assert await query(database_url, f"SELECT 1 FROM series WHERE edge_node_id <> 'N'"
                        f" OR group_id <> '{group}'") == []  # fmt: skip
     conflicts = [int(detail.split(" ", 1)[0]) for r, detail in rows if r == "conflicting_value"]

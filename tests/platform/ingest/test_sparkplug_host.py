@@ -1,11 +1,12 @@
 """Sparkplug 3.0 requirements of a host application, one test per requirement id (issue 12).
 
-One recorded life of plantwire's ingest worker in strict mode (``spec_strict``) against a real
-Mosquitto and PostgreSQL, its packets read off the wire by a tap (flags as sent). The edge node
-it serves is pysparkplug's: its payloads, its STATE reading. The life: connect and announce,
-births of a node with a node metric and two devices, data, a seq gap (a rebirth request), a
-DDEATH stamped in the past, an NDEATH, its own STATE said offline by someone else, a clean
-stop. A second, short life speaks MQTT 3.1.1."""
+One recorded life of plantwire's ingest worker in strict mode (``spec_strict``), refusing
+unregistered nodes as by default, against a real Mosquitto and PostgreSQL (a registry naming
+the node), its packets read off the wire by a tap (flags as sent). The edge node it serves is
+pysparkplug's: its payloads, its STATE reading. The life: connect and announce, births of a
+node with a node metric and two devices, data, a seq gap (a rebirth request), a DDEATH
+stamped in the past, an NDEATH, its own STATE said offline by someone else, a clean stop. A
+second, short life speaks MQTT 3.1.1."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from plantwire_bus.sparkplug_b_pb2 import Payload as PbPayload
 from plantwire_platform import services
 from plantwire_platform.database import migrate
 from plantwire_platform.ingest.worker import IngestWorker
+from plantwire_platform.registry.document import parse_registry
+from plantwire_platform.registry.store import import_registry
 from plantwire_platform.settings import PlatformSettings
 
 from ...mqtt_tap import CONNECT, DISCONNECT, PUBLISH, SUBSCRIBE, Packet, mqtt_tap
@@ -112,9 +115,42 @@ async def next_of(client: MqttClient, prefix: str, into: list[Message], timeout:
             return message
 
 
+REGISTRY = """
+[[enterprises]]
+code = "{group}"
+uscc = "91110000MA0000000X"
+name = "Host Record Works"
+
+[[enterprises.sites]]
+code = "S1"
+name = "Site 1"
+edge_node = "PY"
+
+[[enterprises.sites.lines]]
+code = "L1"
+name = "Line 1"
+
+[[enterprises.sites.equipment]]
+code = "M1"
+name = "Machine 1"
+line = "L1"
+control_type = "CNC"
+declared_nc = true
+
+[[enterprises.sites.equipment]]
+code = "M2"
+name = "Machine 2"
+line = "L1"
+control_type = "CNC"
+declared_nc = true
+"""
+
+
 async def record(broker_url: str, database_url: str) -> HostRecord:
     u = uuid.uuid4().hex[:8]
     host, group = f"ph-{u}", f"P{u}"
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await import_registry(conn, parse_registry(REGISTRY.format(group=group)))
     state, node_topic = f"spBv1.0/STATE/{host}", f"spBv1.0/{group}/{{}}/PY"
     commands: list[Message] = []
     states: list[Message] = []
@@ -135,7 +171,6 @@ async def record(broker_url: str, database_url: str) -> HostRecord:
             host_id=host,
             batch_age_ms=50,
             spec_strict=True,
-            unregistered_nodes="admit",
             rebirth_holdoff_s=1,
         )
         worker = IngestWorker(settings)
@@ -294,13 +329,15 @@ def test_tck_id_payloads_state_will_message(host: HostRecord) -> None:
     "tck-id-payloads-state-subscribe",
 )
 def test_tck_id_host_topic_phid_birth_required(host: HostRecord) -> None:
-    """After connecting: subscriptions to spBv1.0/# (which holds its own STATE topic) first,
-    then the STATE birth."""
-    kinds = [(p.kind, p.filters or p.topic) for p in host.packets if p.kind in (SUBSCRIBE, PUBLISH)]
-    first_publish = next(i for i, k in enumerate(kinds) if k[0] == PUBLISH)
-    filters = {f for kind, fs in kinds[:first_publish] if kind == SUBSCRIBE for f in fs}
-    assert "spBv1.0/#" in filters  # covers spBv1.0/STATE/<host> and every group's topics
-    assert kinds[first_publish][1] == f"spBv1.0/STATE/{host.host}"
+    """After connecting: subscriptions to its own STATE topic and to the topics of the edge
+    nodes the registry names (its node's and devices') first, then the STATE birth."""
+    for packets in (host.packets, host.v311):
+        kinds = [(p.kind, p.filters or p.topic) for p in packets if p.kind in (SUBSCRIBE, PUBLISH)]
+        first_publish = next(i for i, k in enumerate(kinds) if k[0] == PUBLISH)
+        filters = {f for kind, fs in kinds[:first_publish] if kind == SUBSCRIBE for f in fs}
+        node = f"spBv1.0/{host.group}/+/PY"
+        assert {f"spBv1.0/STATE/{host.host}", node, f"{node}/+"} <= filters
+        assert kinds[first_publish][1] == f"spBv1.0/STATE/{host.host}"
 
 
 @pytest.mark.sparkplug(
