@@ -184,7 +184,7 @@ def _group_routes(router: APIRouter, kind: GroupKind) -> None:
                 ids = await members_during(conn, PARKS, int(group_id), window.start, window.end)
             else:  # the same for a region
                 ids = await members_during(conn, REGIONS, group_id, window.start, window.end)
-            subject = {"kind": singular, **group}
+            subject = {"kind": singular, **group, "timezone": tz}  # the zone of its buckets
             args = (subject, ids, window, q.thresholds, q.bucket, tz)
             if light(window.start, window.end, len(ids), q.bucket):
                 return await report_job(lend(conn), *args)

@@ -251,6 +251,29 @@ async def test_chain_rolls_up_mean_beside_pooled(
     assert values(body)["nc_rate_declared"]["value"] == 1.0
 
 
+async def test_a_chain_by_day(api: tuple[httpx.AsyncClient, dict[str, int]]) -> None:
+    """A group's buckets roll up its members' values of each bucket."""
+    client, _ = api
+    [chain] = (await client.get("/api/v1/chains")).json()
+    r = await client.get(
+        f"/api/v1/chains/{chain['id']}/indicators", params={**DAYS, "bucket": "day"}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["subject"]["timezone"] == "UTC"  # its enterprises' sites', where days are cut
+    first, second = body["buckets"]
+    assert (first["from"], second["from"]) == ("2026-10-05T09:00:00Z", "2026-10-06T00:00:00Z")
+    # day one (15 h): SUP1 has OP20 key 09:00-11:00, run by hand (verified 1 of 2), then OP10
+    # alone (1 of 1): 2/15 + 13/15 = 1 verified of 2 x 2/15 + 13/15 = 17/15; LEAD 1 of 1,
+    # SUP2 0 of 1 (no telemetry). Day two: 1 of 1, 1 of 1, 0 of 1.
+    day1, day2 = values(first)["nc_rate_verified"], values(second)["nc_rate_verified"]
+    assert day1["value"] == pytest.approx((1 + 15 / 17 + 0) / 3, abs=1e-4)
+    assert day1["pooled"] == pytest.approx(2 / (1 + 17 / 15 + 1), abs=1e-4)
+    assert day2["value"] == pytest.approx(2 / 3, abs=1e-4)
+    assert day2["pooled"] == pytest.approx(2 / 3, abs=1e-4)
+    assert values(first)["networking_rate"]["value"] == pytest.approx(2 / 3, abs=1e-4)
+
+
 async def test_parks_and_regions(api: tuple[httpx.AsyncClient, dict[str, int]]) -> None:
     client, _ = api
     parks = {p["code"]: p for p in (await client.get("/api/v1/parks")).json()}

@@ -1,7 +1,8 @@
 // Chain, park or region: its enterprises side by side (their own indicators), how the verified
-// NC rate is spread over them, and which of them are connected (equipment networked), from
-// GET /api/v1/{chains|parks|regions}/{id}/indicators; the groups offered are those the
-// listings answer the reader (GET /api/v1/chains, /parks, /regions).
+// NC rate is spread over them, which of them are connected (equipment networked), and the
+// group's indicators by day, week or month, from GET /api/v1/{chains|parks|regions}/{id}/
+// indicators (with ?bucket= for the trend); the groups offered are those the listings answer
+// the reader (GET /api/v1/chains, /parks, /regions).
 "use strict";
 (() => {
   const KINDS = [["chain", "chains"], ["park", "parks"], ["region", "regions"]];
@@ -60,25 +61,22 @@
       return;
     }
     const names = Object.fromEntries(enterprises.map((e) => [e.id, e]));
-    const charts = ["side", "histogram"].map((id) => echarts.init(document.getElementById(id),
+    const charts = ["side", "histogram", "trend"].map((id) => echarts.init(document.getElementById(id),
       null, { locale: PW.language === "en" ? "EN" : "ZH" }));
     addEventListener("resize", () => charts.forEach((c) => c.resize()));
     const form = document.getElementById("window");
     form.span.value = PW.param("span") || "";
+    form.trend.value = PW.param("trend") ?? "day";
     const path = `/api/v1/${current.kind}s/${encodeURIComponent(current.id)}/indicators`;
 
+    // loads asked for (the window's, the trend's): only the latest one's answer is shown
+    const asked = { window: 0, trend: 0 };
+
     async function load() {
+      const mine = ++asked.window;
       PW.status(PW.t("status.loading"));
-      const params = {};
-      if (PW.param("from")) params.from = PW.param("from");
-      if (PW.param("to")) params.to = PW.param("to");
-      const days = SPAN_DAYS[form.span.value];
-      if (days) {
-        const end = new Date();
-        params.from = new Date(end.getTime() - days * 86400e3).toISOString();
-        params.to = end.toISOString();
-      }
-      const report = await PW.api(path, params);
+      const report = await PW.api(path, PW.windowParams(SPAN_DAYS[form.span.value]));
+      if (mine !== asked.window) return;
       const zone = report.subject.timezone || undefined;
       document.getElementById("subject").textContent = label(current.kind, report.subject);
       document.getElementById("window-text").textContent = PW.t("groups.window_text", {
@@ -158,7 +156,45 @@
           names: on.map((m) => m.name).join(PW.t("groups.list_separator")) || "—" });
     }
 
-    form.addEventListener("change", () => load().catch(PW.fail));
-    await load();
+    // the group's indicators (mean of its enterprises) by day, week or month: chart and table
+    async function loadTrend() {
+      const mine = ++asked.trend;
+      const bucket = form.trend.value;
+      document.getElementById("trend-section").hidden = !bucket;
+      if (!bucket) return;
+      const params = { ...PW.windowParams(PW.TREND_DAYS[bucket]), bucket };
+      const report = await PW.api(path, params);
+      if (mine !== asked.trend) return;
+      const zone = report.subject.timezone || undefined;
+      const rows = (report.buckets || []).map((b) => [PW.period(b.from, zone, bucket), b]);
+      charts[2].setOption({
+        aria: { enabled: true },
+        tooltip: { trigger: "axis", valueFormatter: (v) => (v === null ? "—" : `${v}%`) },
+        legend: { top: 0 },
+        grid: { left: 48, right: 16, top: 40, bottom: 30 },
+        xAxis: { type: "category", data: rows.map(([label]) => label) },
+        yAxis: { type: "value", min: 0, max: 100, axisLabel: { formatter: "{value}%" } },
+        series: SIDE.map((n) => ({ name: PW.t(`indicator.${n}`), type: "line",
+          data: rows.map(([, b]) => {
+            const v = byName(b.indicators)[n];
+            return v && v.value !== null ? Math.round(v.value * 1000) / 10 : null;
+          }) })),
+      }, true);
+      charts[2].resize();  // its section may just have been shown
+      document.querySelector("#trend-table tbody").replaceChildren(...rows.map(([label, b]) =>
+        PW.element("tr", { "data-from": b.from },
+          PW.element("th", { scope: "row", text: label }),
+          ...SIDE.map((n) => PW.element("td", { class: "number", "data-indicator": n,
+            text: PW.percent((byName(b.indicators)[n] || {}).value) })))));
+    }
+
+    form.addEventListener("change", () => {
+      const url = new URL(location.href);
+      url.searchParams.set("span", form.span.value);
+      url.searchParams.set("trend", form.trend.value);
+      history.replaceState(null, "", url);
+      Promise.all([load(), loadTrend()]).catch(PW.fail);
+    });
+    await Promise.all([load(), loadTrend()]);
   });
 })();
