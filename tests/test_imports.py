@@ -35,7 +35,16 @@ PLATFORM_ROOMS = {
     "indicators": set(),
     "ingest": {"storage", "settings"},
     "storage": set(),
-    "partner": {"indicators", "registry", "errors", "batching", "settings", "workers", "workload"},
+    "partner": {
+        "indicators",
+        "registry",
+        "errors",
+        "batching",
+        "settings",
+        "workers",
+        "workload",
+        "translation",
+    },
     "api": {
         "accounts",
         "indicators",
@@ -45,10 +54,11 @@ PLATFORM_ROOMS = {
         "errors",
         "workload",
         "workers",
+        "translation",
     },
-    "accounts": {"partner", "errors", "settings", "command"},
+    "accounts": {"partner", "errors", "settings", "command", "translation"},
     "gateways": {"command"},
-    "console": set(),
+    "console": {"translation"},
 }
 """The platform's sub-packages and the other parts of the platform each may import (as their
 docstrings say); the shared infrastructure beside them imports no sub-package but ``storage``,

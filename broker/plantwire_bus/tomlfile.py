@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -38,9 +39,10 @@ def validate(data: object, model: type[M], source: str, error: type[ValueError])
         raise error(f"{source}: {problems(exc)}") from exc
 
 
-def problems(exc: ValidationError) -> str:
+def problems(exc: ValidationError, message: Callable[[Any], str] | None = None) -> str:
     """Every bad field, ``; ``-separated; a table's "at least one item" is left out when its
-    items are what failed (they were dropped, so the table looks empty)."""
+    items are what failed (they were dropped, so the table looks empty). ``message`` words
+    an error (pydantic's ``msg`` by default: the API words them in the request's language)."""
     errors = exc.errors()
     failed = [tuple(err["loc"]) for err in errors]
 
@@ -51,7 +53,11 @@ def problems(exc: ValidationError) -> str:
         )
 
     return "; ".join(
-        f"{where(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+        f"{where(err['loc'])}: {(message or _msg)(err).removeprefix('Value error, ')}"
         for err in errors
         if not consequence(err)
     )
+
+
+def _msg(err: Any) -> str:
+    return str(err["msg"])

@@ -5,11 +5,16 @@ validation errors, the framework's own HTTP errors (malformed body, unknown rout
 ``HTTPException``), NUL characters in a path or query (which PostgreSQL text cannot hold),
 values PostgreSQL refuses, a statement cancelled by its timeout and any unexpected failure are
 given the same body.
+
+The ``detail`` is worded in the request's language (:func:`language_of`): a
+:class:`~plantwire_platform.translation.Text` from the API's catalogue, and the messages of
+request validation by their type; the ``error`` codes never change with the language.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 import psycopg
@@ -20,14 +25,24 @@ from fastapi.responses import JSONResponse
 from psycopg import OperationalError
 from psycopg.errors import QueryCanceled
 from psycopg_pool import PoolTimeout
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from plantwire_bus.tomlfile import problems
+from plantwire_platform import translation
+from plantwire_platform.translation import Text
 from plantwire_platform.workers import JobFailed
 
-_TOO_LONG = "a database statement took longer than allowed: ask for less"
-_UNAVAILABLE = "the database cannot be reached now; try again later"
+_TOO_LONG = Text("database.too_long")
+_UNAVAILABLE = Text("database.unavailable")
+_FRAMEWORK = {
+    400: Text("request.malformed"),
+    404: Text("request.no_route"),
+    405: Text("request.method"),
+}
+"""The framework's own errors, worded by their status when they carry its stock phrase."""
 _CODES = {
     400: "invalid_request",
     404: "not_found",
@@ -49,14 +64,77 @@ class ErrorBody(BaseModel):
     detail: Any = None
 
 
+def language_of(request: HTTPConnection) -> str:
+    """The language of a request's error details: the reader's choice of the console (its
+    ``plantwire_lang`` cookie), else the first of ours in ``Accept-Language``, else English
+    (:data:`~plantwire_platform.translation.API_DEFAULT`)."""
+    return translation.negotiate(
+        request.headers.get("accept-language"),
+        request.cookies.get(translation.COOKIE),
+        translation.API_DEFAULT,
+    )
+
+
+def validation_message(language: str, error: Any) -> str:
+    """A request validation error's message in ``language``: pydantic's own in English (what
+    clients always got; the English catalogue holds its wording for translators), else by its
+    type from the API's catalogue (``validation.<type>``, its context filling the
+    placeholders), else pydantic's English."""
+    text = None
+    if language != translation.API_DEFAULT:
+        text = translation.API.messages(language).get(f"validation.{error.get('type')}")
+    if text is None:
+        return str(error.get("msg", ""))
+    ctx = {  # a bound of 1.0 reads 1, as pydantic writes it
+        k: int(v) if isinstance(v, float) and v.is_integer() else v
+        for k, v in (error.get("ctx") or {}).items()
+    }
+    return translation.fill(text, ctx)
+
+
+class Invalid:
+    """The errors of a request that failed validation: pydantic's list (type, loc, msg,
+    input, ctx), each ``msg`` worded in the request's language."""
+
+    def __init__(self, errors: list[Any]) -> None:
+        self.errors = errors
+
+    def worded(self, language: str) -> object:
+        found = [{**e, "msg": validation_message(language, e)} for e in self.errors]
+        return jsonable_encoder(found, custom_encoder={Exception: str})
+
+
+class Problems:
+    """The bad fields of a body that failed validation, as one line (``field: message; ...``,
+    :func:`plantwire_bus.tomlfile.problems`), each message worded in the request's
+    language."""
+
+    def __init__(self, exc: ValidationError) -> None:
+        self.exc = exc
+
+    def worded(self, language: str) -> object:
+        return problems(self.exc, lambda error: validation_message(language, error))
+
+
 class ApiError(Exception):
-    """An error answered with the uniform body."""
+    """An error answered with the uniform body; a ``detail`` that is a
+    :class:`~plantwire_platform.translation.Text` (or anything with ``worded(language)``) is
+    worded in the request's language."""
 
     def __init__(
         self, status: int, code: str, detail: Any = "", headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(code)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+    def body(self, language: str) -> dict[str, Any]:
+        """The uniform body of this error in ``language``."""
+        return body(self.code, self.detail, language)
+
+
+def body(code: str, detail: object, language: str) -> dict[str, Any]:
+    """The uniform body of an error: ``code`` and ``detail`` worded in ``language``."""
+    return {"error": code, "detail": translation.word(language, detail)}
 
 
 class NulGuard:
@@ -72,8 +150,9 @@ class NulGuard:
             or b"%00" in scope.get("raw_path", b"")
             or b"%00" in scope.get("query_string", b"")
         ):
-            body = {"error": "invalid_request", "detail": "NUL characters are not accepted"}
-            await JSONResponse(body, 422)(scope, receive, send)
+            language = language_of(HTTPConnection(scope))
+            refusal = body("invalid_request", Text("request.nul"), language)
+            await JSONResponse(refusal, 422)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -92,6 +171,7 @@ PostgreSQL cannot hold, a number out of range...): the request's values, so a 42
 
 
 async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
+    # PostgreSQL's own words about the value (in the server's language, here English)
     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return JSONResponse({"error": "invalid_request", "detail": detail}, 422)
 
@@ -132,41 +212,44 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(
-            {"error": exc.code, "detail": exc.detail}, exc.status, headers=exc.headers
-        )
+        return JSONResponse(exc.body(language_of(request)), exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail: object = exc.detail
+        if exc.status_code in _FRAMEWORK and detail == HTTPStatus(exc.status_code).phrase:
+            detail = _FRAMEWORK[exc.status_code]
         return JSONResponse(
-            {"error": code_of(exc.status_code), "detail": exc.detail},
+            body(code_of(exc.status_code), detail, language_of(request)),
             exc.status_code,
             headers=getattr(exc, "headers", None),
         )
 
+    def unavailable_body(request: Request, too_long: bool) -> JSONResponse:
+        language = language_of(request)
+        if too_long:
+            return JSONResponse(body("too_long", _TOO_LONG, language), 503)
+        return JSONResponse(
+            body("unavailable", _UNAVAILABLE, language), 503, headers={"Retry-After": "5"}
+        )
+
     @app.exception_handler(QueryCanceled)
     async def too_long(request: Request, exc: QueryCanceled) -> JSONResponse:
-        return JSONResponse({"error": "too_long", "detail": _TOO_LONG}, 503)
+        return unavailable_body(request, True)
 
     @app.exception_handler(JobFailed)
     async def job_failed(request: Request, exc: JobFailed) -> JSONResponse:
-        if exc.reason == "too_long":
-            return JSONResponse({"error": "too_long", "detail": _TOO_LONG}, 503)
-        return JSONResponse(
-            {"error": "unavailable", "detail": _UNAVAILABLE}, 503, headers={"Retry-After": "5"}
-        )
+        return unavailable_body(request, exc.reason == "too_long")
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(
-            {"error": "unavailable", "detail": _UNAVAILABLE}, 503, headers={"Retry-After": "5"}
-        )
+        return unavailable_body(request, False)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
-        return JSONResponse({"error": "invalid_request", "detail": detail}, 422)
+        language = language_of(request)
+        return JSONResponse(body("invalid_request", Invalid(list(exc.errors())), language), 422)
 
     for refused in _BAD_VALUES:
         app.add_exception_handler(refused, _bad_value)
@@ -174,4 +257,5 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         # the server logs the exception itself (it is raised again after this answer)
-        return JSONResponse({"error": "internal_error", "detail": "the platform failed"}, 500)
+        refusal = body("internal_error", Text("platform.failed"), language_of(request))
+        return JSONResponse(refusal, 500)

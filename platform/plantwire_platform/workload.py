@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from plantwire_platform.errors import ApiError
+from plantwire_platform.translation import Text
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Workload:
             raise ApiError(
                 503,
                 "busy",
-                f"{self.slots} computations are running and {self.waiting} waiting; try again",
+                Text("workload.busy", running=self.slots, waiting=self.waiting),
                 {"Retry-After": "5"},
             )
         self.waiting += 1
@@ -58,8 +59,7 @@ class Workload:
             raise ApiError(
                 503,
                 "too_long",
-                f"the computation took longer than {self.deadline_s:g} s: ask for a shorter "
-                "window or fewer buckets",
+                Text("workload.too_long", seconds=f"{self.deadline_s:g}"),
             ) from None
         finally:
             self.running -= 1

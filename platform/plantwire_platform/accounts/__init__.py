@@ -7,5 +7,6 @@ their tokens are issued, verified (signature, expiry, status on every call) and 
 audited by :mod:`plantwire_platform.partner`'s token verification and audit chain, which this
 room reuses; the command line's ``admin create`` and ``person create`` (:mod:`.commands`).
 Imports the bus, :mod:`plantwire_platform.partner`, :mod:`plantwire_platform.errors`, the
-settings and :mod:`plantwire_platform.command` (what the command line's actions share).
+settings, :mod:`plantwire_platform.command` (what the command line's actions share) and
+:mod:`plantwire_platform.translation` (the words of its refusals).
 """

@@ -20,6 +20,7 @@ from plantwire_platform.accounts.roles import Binding
 from plantwire_platform.errors import ApiError
 from plantwire_platform.partner.context import Note, record
 from plantwire_platform.partner.tokens import Caller, Role
+from plantwire_platform.translation import Text
 
 _REGION = "coalesce(nullif(e.region, ''), p.region, '')"
 
@@ -232,7 +233,7 @@ def require_leaver(request: Request, chain_exists: bool) -> None:
     platform admins leave no chain for an enterprise."""
     who, note = _caller(request)
     if who.role == "platform_admin":
-        _apply(note, policy.Verdict(403, "role_forbidden", "leaving is the supplier's to do"))
+        _apply(note, policy.Verdict(403, "role_forbidden", Text("policy.leaving")))
     require_member(request, who.enterprise_id if chain_exists else None)
 
 

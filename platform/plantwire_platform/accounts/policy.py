@@ -15,6 +15,7 @@ from typing import Literal
 
 from plantwire_platform.accounts.roles import Binding
 from plantwire_platform.partner.tokens import Role
+from plantwire_platform.translation import Text
 
 Scope = Literal["detail", "aggregate", "manage"]
 """What of an enterprise a request reads or changes: its ``detail`` (sites, lines, machines,
@@ -37,7 +38,7 @@ class Verdict:
 
     status: int
     reason: str
-    detail: str = ""
+    detail: Text | None = None
 
     @property
     def allowed(self) -> bool:
@@ -63,7 +64,7 @@ class GroupFacts:
     leader_id: int | None = None
 
 
-PARTNER = Verdict(403, "role_forbidden", "partner clients use /partner/v1")
+PARTNER = Verdict(403, "role_forbidden", Text("policy.partner"))
 
 
 def _allow(reason: str) -> Verdict:
@@ -79,16 +80,18 @@ def on_enterprise(
         return PARTNER
     if role == "platform_admin":
         return (
-            _allow("platform_admin") if facts else Verdict(404, "not_found", "no such enterprise")
+            _allow("platform_admin")
+            if facts
+            else Verdict(404, "not_found", Text("policy.no_enterprise"))
         )
     own = facts is not None and binding.enterprise_id == facts.id
     if scope == "manage":
         if role != "enterprise_admin":
-            return Verdict(403, "role_forbidden", f"a {role} does not manage enterprises")
+            return Verdict(403, "role_forbidden", Text("policy.manage", role=role))
         return _allow("own_enterprise") if own else _not_bound("enterprise")
     if scope == "detail":
         if role not in OWN_DETAIL:
-            return Verdict(403, "role_forbidden", f"a {role} sees no per-machine detail")
+            return Verdict(403, "role_forbidden", Text("policy.detail", role=role))
         return _allow("own_enterprise") if own else _not_bound("enterprise")
     if role in OWN_AGGREGATE and own:
         return _allow("own_enterprise")
@@ -112,9 +115,13 @@ def on_group(role: Role, binding: Binding, kind: GroupKind, facts: GroupFacts | 
     if role == "partner":
         return PARTNER
     if role == "platform_admin":
-        return _allow("platform_admin") if facts else Verdict(404, "not_found", "no such group")
+        return (
+            _allow("platform_admin")
+            if facts
+            else Verdict(404, "not_found", Text("policy.no_group"))
+        )
     if role != GROUP_ROLE[kind]:
-        return Verdict(403, "role_forbidden", f"a {role} reads no {kind}")
+        return Verdict(403, "role_forbidden", Text(f"policy.reads_no_{kind}", role=role))
     if facts is not None and (
         (kind == "chains" and facts.leader_id == binding.enterprise_id)
         or (kind == "parks" and facts.key == str(binding.park_id))
@@ -125,7 +132,7 @@ def on_group(role: Role, binding: Binding, kind: GroupKind, facts: GroupFacts | 
 
 
 def _not_bound(what: str) -> Verdict:
-    return Verdict(403, "not_bound", f"this {what} is not yours to read")
+    return Verdict(403, "not_bound", Text(f"policy.not_bound.{what}"))
 
 
 def on_people(
@@ -137,9 +144,9 @@ def on_people(
     if role == "platform_admin":
         return _allow("platform_admin")
     if role != "enterprise_admin":
-        return Verdict(403, "role_forbidden", f"a {role} registers nobody")
+        return Verdict(403, "role_forbidden", Text("policy.registers_nobody", role=role))
     if person_role not in OWN_AGGREGATE:
-        return Verdict(403, "role_forbidden", f"enterprise admins register no {person_role}")
+        return Verdict(403, "role_forbidden", Text("policy.registers_no", role=person_role))
     if enterprise_id != binding.enterprise_id:
         return _not_bound("enterprise")
     return _allow("own_enterprise")
@@ -153,7 +160,7 @@ def on_people_listing(role: Role) -> Verdict:
         return _allow("platform_admin")
     if role == "enterprise_admin":
         return _allow("own_enterprise")
-    return Verdict(403, "role_forbidden", f"a {role} lists no people")
+    return Verdict(403, "role_forbidden", Text("policy.lists_no_people", role=role))
 
 
 def on_own_account(role: Role) -> Verdict:
@@ -167,14 +174,14 @@ def may_register_people(role: Role) -> Verdict | None:
     """The refusal of a caller who registers nobody, before its request is read."""
     if role in ("platform_admin", "enterprise_admin"):
         return None
-    return Verdict(403, "role_forbidden", f"a {role} registers nobody")
+    return Verdict(403, "role_forbidden", Text("policy.registers_nobody", role=role))
 
 
 def on_create_enterprise(role: Role, what: str = "enterprises") -> Verdict:
     """Enterprises (and parks) are registered by platform admins."""
     if role == "platform_admin":
         return _allow("platform_admin")
-    return Verdict(403, "role_forbidden", f"{what} are registered by platform admins")
+    return Verdict(403, "role_forbidden", Text(f"policy.registered_by_admins.{what}"))
 
 
 LEADS: frozenset[Role] = frozenset({"enterprise_admin", "chain_analyst"})
@@ -186,9 +193,13 @@ def on_chain_lead(role: Role, binding: Binding, leader_id: int | None) -> Verdic
     if role == "partner":
         return PARTNER
     if role == "platform_admin":
-        return _allow("platform_admin") if leader_id else Verdict(404, "not_found", "no chain")
+        return (
+            _allow("platform_admin")
+            if leader_id
+            else Verdict(404, "not_found", Text("policy.no_chain"))
+        )
     if role not in LEADS:
-        return Verdict(403, "role_forbidden", f"a {role} does not lead chains")
+        return Verdict(403, "role_forbidden", Text("policy.leads_no_chains", role=role))
     if leader_id is not None and leader_id == binding.enterprise_id:
         return _allow("chain_leader")
     return _not_bound("chain")
@@ -201,10 +212,10 @@ def on_membership(role: Role, binding: Binding, enterprise_id: int | None) -> Ve
     if role == "partner":
         return PARTNER
     if role != "enterprise_admin":
-        return Verdict(403, "role_forbidden", "the supplier's admins decide its memberships")
+        return Verdict(403, "role_forbidden", Text("policy.memberships"))
     if enterprise_id is not None and enterprise_id == binding.enterprise_id:
         return _allow("own_enterprise")
-    return _not_bound("invitation or membership")
+    return _not_bound("membership")
 
 
 def on_invitations(role: Role) -> Verdict:
@@ -215,7 +226,7 @@ def on_invitations(role: Role) -> Verdict:
         return _allow("platform_admin")
     if role in OWN_AGGREGATE:
         return _allow("own_enterprise")
-    return Verdict(403, "role_forbidden", f"a {role} has no invitations")
+    return Verdict(403, "role_forbidden", Text("policy.no_invitations", role=role))
 
 
 def on_park(role: Role, binding: Binding, park_id: int | None) -> Verdict:
@@ -223,9 +234,13 @@ def on_park(role: Role, binding: Binding, park_id: int | None) -> Verdict:
     if role == "partner":
         return PARTNER
     if role == "platform_admin":
-        return _allow("platform_admin") if park_id else Verdict(404, "not_found", "no park")
+        return (
+            _allow("platform_admin")
+            if park_id
+            else Verdict(404, "not_found", Text("policy.no_park"))
+        )
     if role != "park_authority":
-        return Verdict(403, "role_forbidden", f"a {role} registers no enterprise into a park")
+        return Verdict(403, "role_forbidden", Text("policy.into_park", role=role))
     if park_id is not None and park_id == binding.park_id:
         return _allow("park_authority")
     return _not_bound("park")
@@ -240,7 +255,7 @@ def on_registrations(role: Role, kind: Literal["parks", "regions"]) -> Verdict:
         return _allow(role)
     if role in OWN_AGGREGATE:
         return _allow("own_enterprise")
-    return Verdict(403, "role_forbidden", f"a {role} has no {kind.removesuffix('s')} registrations")
+    return Verdict(403, "role_forbidden", Text(f"policy.no_registrations.{kind}", role=role))
 
 
 def on_region(role: Role, binding: Binding, region: str) -> Verdict:
@@ -250,7 +265,7 @@ def on_region(role: Role, binding: Binding, region: str) -> Verdict:
     if role == "platform_admin":
         return _allow("platform_admin")
     if role != "region_authority":
-        return Verdict(403, "role_forbidden", f"a {role} registers no enterprise into a region")
+        return Verdict(403, "role_forbidden", Text("policy.into_region", role=role))
     if region == binding.region:
         return _allow("region_authority")
     return _not_bound("region")

@@ -11,6 +11,7 @@ from plantwire_platform.accounts import people
 from plantwire_platform.errors import ApiError
 from plantwire_platform.partner.context import ERRORS, Conn, Context, Noted
 from plantwire_platform.partner.identity import TokenResponse, form_fields, grant_token
+from plantwire_platform.translation import Text
 
 _TOKEN_BODY = {
     "requestBody": {
@@ -52,16 +53,16 @@ def router(ctx: Context, route: type[APIRoute]) -> APIRouter:
         username, password = field.get("username"), field.get("password")
         note.claimed = (username or "")[:200]
         if field.get("grant_type") != "password":
-            raise ApiError(400, "unsupported_grant_type", "use grant_type=password")
+            raise ApiError(400, "unsupported_grant_type", Text("signin.grant"))
         if not username or not password:
-            raise ApiError(400, "invalid_request", "username and password required")
+            raise ApiError(400, "invalid_request", Text("signin.fields"))
         return await grant_token(
             ctx,
             note,
             username,
             lambda: people.authenticate(conn, username, password),
-            ApiError(401, "invalid_grant", "unknown person or wrong password"),
-            "too many sign-in attempts; retry later",
+            ApiError(401, "invalid_grant", Text("signin.refused")),
+            Text("signin.busy"),
         )
 
     return r

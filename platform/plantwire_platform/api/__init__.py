@@ -6,6 +6,7 @@ Owns the routes (:mod:`.routes`), the checked window of an indicator request
 :mod:`plantwire_platform.registry`, :mod:`plantwire_platform.indicators`,
 :mod:`plantwire_platform.gateways` (gateways' broker logins, :mod:`.gateways`),
 :mod:`plantwire_platform.settings`, :mod:`plantwire_platform.errors`,
-:mod:`plantwire_platform.workload` and :mod:`plantwire_platform.workers`; the server
+:mod:`plantwire_platform.workload`, :mod:`plantwire_platform.workers` and
+:mod:`plantwire_platform.translation` (the words of its error details); the server
 (:mod:`plantwire_platform.server`) mounts it.
 """

@@ -16,17 +16,18 @@ from fastapi.responses import Response
 from psycopg import AsyncConnection
 from pydantic import BaseModel, Field, ValidationError
 
-from plantwire_bus.tomlfile import parse_toml, problems, validate
+from plantwire_bus.tomlfile import parse_toml, validate
 from plantwire_platform.accounts import access
 from plantwire_platform.accounts.people import USERNAME, PersonError, create_person
 from plantwire_platform.accounts.roles import Binding, PersonRole
 from plantwire_platform.api.routes import Conn
 from plantwire_platform.api.schemas import request_schema
-from plantwire_platform.errors import ApiError
+from plantwire_platform.errors import ApiError, Problems
 from plantwire_platform.registry.document import CODE, Enterprise, RegistryError
 from plantwire_platform.registry.export import enterprise_document
 from plantwire_platform.registry.sheet import SheetError, apply_sheet, equipment_sheet
 from plantwire_platform.registry.store import import_enterprise
+from plantwire_platform.translation import Text
 
 Effective = Annotated[
     datetime | None,
@@ -100,7 +101,7 @@ def parsed(model: type[M], body: bytes) -> M:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        raise ApiError(422, "invalid_request", problems(exc)) from None
+        raise ApiError(422, "invalid_request", Problems(exc)) from None
 
 
 def when(effective: datetime | None) -> datetime:
@@ -108,14 +109,14 @@ def when(effective: datetime | None) -> datetime:
         return datetime.now(UTC)
     at = effective if effective.tzinfo else effective.replace(tzinfo=UTC)
     if not datetime(1970, 1, 1, tzinfo=UTC) <= at <= datetime(2200, 1, 1, tzinfo=UTC):
-        raise ApiError(422, "invalid_request", "effective lies between 1970 and 2200")
+        raise ApiError(422, "invalid_request", Text("effective.bounds"))
     return at
 
 
 async def current_document(conn: AsyncConnection[Any], enterprise_id: int) -> Enterprise:
     doc = await enterprise_document(conn, enterprise_id)
     if doc is None:
-        raise ApiError(404, "not_found", f"enterprise {enterprise_id} not found")
+        raise ApiError(404, "not_found", Text("enterprise.missing", id=enterprise_id))
     return doc
 
 
@@ -204,7 +205,7 @@ def routes(router: APIRouter) -> None:
         except RegistryError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
         if doc.code != current.code:
-            raise ApiError(422, "invalid_request", f"code: this enterprise is {current.code}")
+            raise ApiError(422, "invalid_request", Text("enterprise.code", code=current.code))
         return await write(request, conn, enterprise_id, doc, when(effective))
 
     @router.put(
@@ -252,7 +253,8 @@ def routes(router: APIRouter) -> None:
         )
         code_taken, uscc_taken = await cur.fetchone() or (0, 0)
         if code_taken or uscc_taken:
-            raise ApiError(409, "conflict", "code taken" if code_taken else "uscc registered")
+            taken = Text("enterprise.code_taken" if code_taken else "enterprise.uscc_taken")
+            raise ApiError(409, "conflict", taken)
         doc = Enterprise(code=body.code, uscc=body.uscc, name=body.name, region=body.region)
         ent_id = await import_enterprise(conn, doc)
         request.state.note.supplier_id = ent_id
@@ -280,7 +282,7 @@ def routes(router: APIRouter) -> None:
         )
         made = await cur.fetchone()
         if made is None:
-            raise ApiError(409, "conflict", f"code: park {body.code} exists already")
+            raise ApiError(409, "conflict", Text("park.taken", code=body.code))
         await access.commit(request, conn, 201)
         return Park(id=int(made[0]), **body.model_dump())
 

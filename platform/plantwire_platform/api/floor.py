@@ -29,6 +29,7 @@ from plantwire_bus.state import EXECUTION_METRIC, MODE_METRIC, PART_COUNT_METRIC
 from plantwire_platform.accounts.access import require_enterprise
 from plantwire_platform.api.routes import reading
 from plantwire_platform.errors import ApiError
+from plantwire_platform.translation import Text
 
 POLL_S = 1.0
 KEEP_ALIVE_S = 15.0
@@ -157,7 +158,7 @@ def routes(router: APIRouter) -> None:
                 machines=await read_floor(conn, enterprise_id, site),
             )
         if site is not None and not first.machines:
-            raise ApiError(404, "not_found", f"no site {site} with equipment")
+            raise ApiError(404, "not_found", Text("site.missing", site=site))
         if "text/event-stream" not in (accept or ""):
             return first
         pool: AsyncConnectionPool = request.app.state.pool

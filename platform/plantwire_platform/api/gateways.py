@@ -25,6 +25,7 @@ from plantwire_platform.errors import ApiError
 from plantwire_platform.gateways import provisioning
 from plantwire_platform.registry.document import CODE
 from plantwire_platform.settings import PlatformSettings
+from plantwire_platform.translation import Text
 
 EdgeNode = Annotated[str, PathParam(pattern=CODE, description="the site's edge_node")]
 
@@ -79,7 +80,7 @@ async def _gateway(conn: AsyncConnection[Any], enterprise_id: int, node: str) ->
     found = await provisioning.gateways_of(conn, enterprise_id, node)
     if not found:
         raise ApiError(
-            404, "not_found", f"no site of enterprise {enterprise_id} has gateway {node}"
+            404, "not_found", Text("gateway.missing", enterprise=enterprise_id, node=node)
         )
     return found[0]
 
@@ -90,8 +91,7 @@ def _broker(request: Request) -> tuple[provisioning.BrokerDir, PlatformSettings]
         raise ApiError(
             503,
             "not_configured",
-            "this API does not issue broker logins (set PLANTWIRE_BROKER_DIR to the broker "
-            "directory); on the platform's host: plantwire platform gateway provision",
+            Text("gateway.not_configured"),
         )
     return provisioning.BrokerDir(Path(settings.broker_dir)), settings
 
@@ -113,7 +113,7 @@ def _check_devices(devices: list[dict[str, Any]], equipment: list[str], site: st
             raise ApiError(
                 422,
                 "invalid_request",
-                f"devices[{n}].device_id: {code!r} is no equipment of site {site}",
+                Text("gateway.device", n=n, code=code, site=site),
             )
 
 

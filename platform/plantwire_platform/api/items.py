@@ -18,6 +18,7 @@ from plantwire_platform.api.schemas import request_schema
 from plantwire_platform.errors import ApiError
 from plantwire_platform.registry import items
 from plantwire_platform.registry.document import Equipment, Line, Process, Site
+from plantwire_platform.translation import Text
 
 _BASE = "/api/v1/enterprises/{enterprise_id}/sites"
 _PATHS = {
@@ -53,7 +54,7 @@ async def _json(request: Request) -> object:
     try:
         return json.loads(await request.body())
     except ValueError as exc:
-        raise ApiError(422, "invalid_request", f"(top level): not JSON: {exc}") from None
+        raise ApiError(422, "invalid_request", Text("body.not_json", error=exc)) from None
 
 
 async def _edit(

@@ -20,6 +20,7 @@ from plantwire_bus.state import CLOCK_OFFSET_METRIC, EXECUTION_METRIC, MODE_METR
 from plantwire_platform.accounts.access import require_enterprise
 from plantwire_platform.api.routes import reading
 from plantwire_platform.errors import ApiError
+from plantwire_platform.translation import Text
 
 MAX_POINTS = 600
 MAX_METRICS = 8
@@ -71,7 +72,7 @@ class MachineHistory(BaseModel):
 def _utc(ts: datetime) -> datetime:
     at = ts.astimezone(UTC) if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
     if not _EARLIEST <= at <= _LATEST:
-        raise ApiError(422, "invalid_request", "times lie between 1970 and 2200")
+        raise ApiError(422, "invalid_request", Text("time.bounds"))
     return at
 
 
@@ -88,7 +89,7 @@ async def _machine(
         )
         row = await cur.fetchone()
     if row is None:
-        raise ApiError(404, "not_found", f"no equipment {code} at site {site}")
+        raise ApiError(404, "not_found", Text("equipment.missing", code=code, site=site))
     return row
 
 
@@ -157,7 +158,7 @@ def routes(router: APIRouter) -> None:
         begin = _utc(start) if start else stop - timedelta(hours=1)
         limit = timedelta(days=request.app.state.settings.api_max_window_days)
         if begin >= stop or stop - begin > limit:
-            raise ApiError(422, "invalid_request", f"'from' before 'to', at most {limit.days} days")
+            raise ApiError(422, "invalid_request", Text("window.order_within", days=limit.days))
         async with reading(request) as conn:
             await require_enterprise(request, conn, enterprise_id, "detail")
             machine = await _machine(conn, enterprise_id, site, equipment)
@@ -170,7 +171,7 @@ def routes(router: APIRouter) -> None:
             numeric = [m for (m,) in await cur.fetchall()]
             unknown = sorted(set(metric or ()) - set(numeric))
             if unknown:
-                raise ApiError(422, "invalid_request", f"no numeric metric {unknown[0]}")
+                raise ApiError(422, "invalid_request", Text("metric.missing", metric=unknown[0]))
             cur = await conn.execute(
                 "SELECT online_at, offline_at FROM connectivity_session WHERE equipment_id = %s"
                 " AND online_at < %s AND (offline_at IS NULL OR offline_at > %s)"

@@ -21,6 +21,7 @@ from plantwire_platform.accounts.people import (
 from plantwire_platform.api.editing import json_body, parsed
 from plantwire_platform.api.routes import Conn
 from plantwire_platform.errors import ApiError
+from plantwire_platform.translation import Text
 
 
 class PasswordChange(BaseModel):
@@ -57,7 +58,7 @@ def routes(router: APIRouter) -> None:
         username = access.require_own_account(request)
         body = parsed(PasswordChange, await request.body())
         if await authenticate(conn, username, body.current_password) is None:
-            raise ApiError(403, "wrong_password", "current_password is not this account's")
+            raise ApiError(403, "wrong_password", Text("password.wrong"))
         try:
             await set_password(conn, username, body.new_password)
         except PersonError as exc:

@@ -34,6 +34,7 @@ from plantwire_platform.indicators.report import Explanation, IndicatorReport
 from plantwire_platform.registry import chains, groups, queries
 from plantwire_platform.registry.groups import GroupKind
 from plantwire_platform.registry.registrations import PARKS, REGIONS, members_during
+from plantwire_platform.translation import Text
 from plantwire_platform.workers import Job, WorkerPool
 from plantwire_platform.workload import Workload
 
@@ -156,7 +157,7 @@ def router(route: type[APIRoute], dependencies: list[Dependency]) -> APIRouter:
 async def _enterprise(conn: AsyncConnection[Any], enterprise_id: int) -> dict[str, Any]:
     ent = await queries.get_enterprise(conn, enterprise_id)
     if ent is None:
-        raise ApiError(404, "not_found", f"enterprise {enterprise_id} not found")
+        raise ApiError(404, "not_found", Text("enterprise.missing", id=enterprise_id))
     return ent
 
 
@@ -174,7 +175,7 @@ def _group_routes(router: APIRouter, kind: GroupKind) -> None:
             if kind == "regions" or group_id.isdigit():
                 group = await groups.describe(conn, kind, group_id)
             if group is None:
-                raise ApiError(404, "not_found", f"{singular} {group_id} not found")
+                raise ApiError(404, "not_found", Text(f"{singular}.missing", id=group_id))
             ids = await groups.members(conn, kind, group_id)
             tz = await queries.timezone_of(conn, ids)
             window = await resolve_window(conn, ids, q, tz)

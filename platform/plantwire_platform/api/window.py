@@ -20,6 +20,7 @@ from plantwire_platform.indicators import enterprise as ind
 from plantwire_platform.indicators import report
 from plantwire_platform.indicators.formulas import AUTO_SHARE_MIN, COVERAGE_MIN, Thresholds
 from plantwire_platform.indicators.shift_calendar import buckets
+from plantwire_platform.translation import Text
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
@@ -56,7 +57,7 @@ class WindowQuery:
         slack = timedelta(hours=14)
         for name, value in (("from", start), ("to", end)):
             if value is not None and not EARLIEST + slack <= _utc(value) <= LATEST - slack:
-                raise ApiError(422, "invalid_request", f"'{name}' must be within 1970..2200")
+                raise ApiError(422, "invalid_request", Text("window.bounds", name=name))
         self._check(_utc(start) if start else None, _utc(end) if end else None, "UTC", slack)
 
     def resolve(self, zone: str, default_start: datetime | None = None) -> report.Window:
@@ -76,18 +77,16 @@ class WindowQuery:
             return
         end = end or datetime.now(UTC)
         if start >= end + slack:
-            raise ApiError(422, "invalid_request", "'from' must be before 'to'")
+            raise ApiError(422, "invalid_request", Text("window.order"))
         if end - start > timedelta(days=self.max_days) + slack:
-            raise ApiError(
-                422, "invalid_request", f"the window is longer than {self.max_days} days"
-            )
+            raise ApiError(422, "invalid_request", Text("window.too_long", days=self.max_days))
         if self.bucket is not None:
             count = len(buckets(start, end, self.bucket, zone))
             if count > self.max_buckets + (1 if slack else 0):
                 raise ApiError(
                     422,
                     "invalid_request",
-                    f"{count} {self.bucket}s; at most {self.max_buckets} buckets per request",
+                    Text(f"window.buckets.{self.bucket}", count=count, most=self.max_buckets),
                 )
 
 

@@ -9,5 +9,6 @@ the console's scripts and styles under ``static/``, Apache ECharts vendored unde
 ``static/vendor/`` (version and checksums in its ``MANIFEST.json``), and Swagger UI and ReDoc
 for ``/docs`` and ``/redoc`` from the ``fastapi-offline`` package (:mod:`.docs`).
 
-Imports nothing of the platform: the server (:mod:`plantwire_platform.server`) mounts it.
+Imports nothing of the platform but :mod:`plantwire_platform.translation` (the catalogue
+mechanism the API's error details share): the server (:mod:`plantwire_platform.server`) mounts it.
 """

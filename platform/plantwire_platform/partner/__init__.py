@@ -11,5 +11,6 @@ Token verification and audit recording assume nothing of partners but the column
 names, so other APIs can put their routes behind them. Imports the bus,
 :mod:`plantwire_platform.indicators`, :mod:`plantwire_platform.errors`,
 :mod:`plantwire_platform.batching`, the settings, and the workers and workload its heavier
-indicator computations share with ``/api/v1``.
+indicator computations share with ``/api/v1``, and :mod:`plantwire_platform.translation`
+(the words of its error details).
 """

@@ -24,6 +24,7 @@ from plantwire_platform.batching import Batcher, Unavailable
 from plantwire_platform.partner import grants
 from plantwire_platform.partner.catalog import visible_to
 from plantwire_platform.partner.tokens import Caller
+from plantwire_platform.translation import Text
 
 _DECIDE = f"""
 SELECT r.n, d.id, d.enterprise_id, d.kind, d.grade, d.granularity,
@@ -98,7 +99,7 @@ class Denial:
 
     status: int
     reason: str
-    detail: str
+    detail: Text
     supplier_id: int | None = None
     grant_id: int | None = None
 
@@ -173,7 +174,7 @@ async def decide(
     time window to clamp to the grant's (default: the requested start and end); ``grant_id``
     limits the decision to that one grant (a webhook lives and dies with its grant)."""
     if caller.enterprise_id is None:
-        return Denial(403, "role_forbidden", "platform admins read no data")
+        return Denial(403, "role_forbidden", Text("access.platform_admin"))
     start, end = window if window is not None else (scope.get("start"), scope.get("end"))
     question = Question(dataset_id, caller.enterprise_id, grant_id, start, end)
     return verdict(await decider.submit(question), question, kind, purpose, scope)
@@ -188,20 +189,21 @@ def verdict(
 ) -> Access | Denial:
     """The rules applied to the rows read for one call."""
     if not rows or rows[0][2] != kind:
-        return Denial(404, "not_found", f"no {kind} dataset {question.dataset}")
+        return Denial(404, "not_found", Text("access.no_dataset", kind=kind, id=question.dataset))
     first = rows[0]
     d = DatasetRef(*first[:5])
     versions = (int(first[16]), int(first[17]))
     if d.enterprise_id == question.ent:
         return Access(d, None, question.lo, question.hi, versions)
     if d.grade == "core":
-        return Denial(403, "grade_forbidden", "core data is never shared", d.enterprise_id)
+        return Denial(403, "grade_forbidden", Text("access.core"), d.enterprise_id)
     held = [GrantScope(*r[5:16]) for r in rows if r[5] is not None]
     candidates = [grants.Candidate(g.id, g.purpose, g.status, g.status == "expired") for g in held]
     allowed, reason = grants.decide(candidates, purpose)
     if allowed is None:
         why = reason or "no_grant"
-        return Denial(403, why, f"{why} for purpose {purpose!r}", d.enterprise_id, question.pin)
+        text = Text("access.purpose", reason=why, purpose=purpose)
+        return Denial(403, why, text, d.enterprise_id, question.pin)
     g = next(g for g in held if g.id == allowed)
     problem = outside(g, scope)
     if problem:
@@ -209,8 +211,8 @@ def verdict(
     return Access(d, g, g.start, g.end, versions)
 
 
-def outside(g: GrantScope, scope: dict[str, Any]) -> str:
-    """What part of the request lies outside the grant ('' if none)."""
+def outside(g: GrantScope, scope: dict[str, Any]) -> Text | None:
+    """What part of the request lies outside the grant (None if none)."""
     for name, granted in (
         ("sites", g.site_ids),
         ("equipment", g.equipment_ids),
@@ -218,10 +220,10 @@ def outside(g: GrantScope, scope: dict[str, Any]) -> str:
     ):
         asked = scope.get(name)
         if asked is not None and granted is not None and not set(asked) <= set(granted):
-            return f"{name} outside the grant"
+            return Text(f"access.outside.{name}")
     start, end = scope.get("start"), scope.get("end")
     if start is not None and g.window_start is not None and start < g.window_start:
-        return "'from' is before the granted window"
+        return Text("access.before_window")
     if end is not None and g.window_end is not None and end > g.window_end:
-        return "'to' is after the granted window"
-    return ""
+        return Text("access.after_window")
+    return None

@@ -25,6 +25,7 @@ from plantwire_platform.partner.context import (
     record,
     utc,
 )
+from plantwire_platform.translation import Text
 
 if TYPE_CHECKING:
     from plantwire_platform.partner.context import Context
@@ -73,13 +74,13 @@ def routes(r: APIRouter, ctx: Context) -> None:
     ) -> catalog.Dataset:
         """Offer a dataset (enterprise admins, for their own enterprise)."""
         if caller.role != "enterprise_admin" or caller.enterprise_id is None:
-            raise ApiError(403, "role_forbidden", "enterprise admins only")
+            raise ApiError(403, "role_forbidden", Text("role.enterprise_admins"))
         problem = catalog.terms_error(body)
         if problem:
             raise ApiError(422, "invalid_request", problem)
         made = await catalog.create(conn, caller.enterprise_id, body)
         if made is None:
-            raise ApiError(409, "conflict", "dataset code taken")
+            raise ApiError(409, "conflict", Text("dataset.taken"))
         await record(conn, ctx, note, 201, supplier_id=caller.enterprise_id, dataset_id=made.id)
         return made
 
@@ -87,7 +88,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
     async def get_dataset(conn: Conn, caller: Who, note: Noted, dataset_id: Id) -> catalog.Dataset:
         found = await catalog.visible(conn, caller.enterprise_id, dataset_id)
         if found is None:
-            raise ApiError(404, "not_found", "no such dataset")
+            raise ApiError(404, "not_found", Text("dataset.missing"))
         note.supplier_id, note.dataset_id, note.rows = found.enterprise_id, found.id, 1
         return found
 
@@ -153,7 +154,7 @@ def audit_routes(r: APIRouter, ctx: Context) -> None:
         missing."""
         note.required = False  # a broken chain may refuse appends: say so all the same
         if len(anchor_id or []) != len(anchor_hash or []):
-            raise ApiError(422, "invalid_request", "anchor_id and anchor_hash come in pairs")
+            raise ApiError(422, "invalid_request", Text("audit.anchors"))
         anchors = tuple(sorted(zip(anchor_id or [], anchor_hash or [], strict=True)))
         task = running.get(anchors)
         if task is None:
@@ -196,7 +197,7 @@ def grant_routes(r: APIRouter, ctx: Context) -> None:
         requests of a chain leader of the supplier are approved at once; the others wait for
         the supplier. ``expires_at`` must lie ahead, at most ``partner_grant_max_days``."""
         if caller.enterprise_id is None:
-            raise ApiError(403, "role_forbidden", "platform admins hold no grants")
+            raise ApiError(403, "role_forbidden", Text("grant.platform_admin"))
         note.dataset_id = body.dataset_id
         expires = utc(body.expires_at)
         assert expires is not None
@@ -214,10 +215,10 @@ def grant_routes(r: APIRouter, ctx: Context) -> None:
             raise ApiError(422, "invalid_request", problem)
         d = await catalog.visible(conn, caller.enterprise_id, body.dataset_id)
         if d is None:
-            raise ApiError(404, "not_found", "no such dataset")
+            raise ApiError(404, "not_found", Text("dataset.missing"))
         note.supplier_id = d.enterprise_id
         if d.enterprise_id == caller.enterprise_id:
-            raise ApiError(422, "invalid_request", "an enterprise needs no grant of its own")
+            raise ApiError(422, "invalid_request", Text("grant.own"))
         reason, detail = grants.request_refusal(d, body)
         if reason is None:
             detail = await grants.scope_error(conn, d.enterprise_id, body)
@@ -242,7 +243,7 @@ def grant_routes(r: APIRouter, ctx: Context) -> None:
     async def get_grant(conn: Conn, caller: Who, note: Noted, grant_id: Id) -> grants.Grant:
         found = await grants.get(conn, grant_id, caller.enterprise_id)
         if found is None:
-            raise ApiError(404, "not_found", "no such grant")
+            raise ApiError(404, "not_found", Text("grant.missing"))
         _parties(note, found)
         note.rows = 1
         return found
@@ -256,19 +257,19 @@ def grant_routes(r: APIRouter, ctx: Context) -> None:
         note.action, note.grant_id = f"grant.{action}", grant_id
         g = await grants.get(conn, grant_id, caller.enterprise_id)
         if g is None:
-            raise ApiError(404, "not_found", "no such grant")
+            raise ApiError(404, "not_found", Text("grant.missing"))
         _parties(note, g)
         if caller.enterprise_id is None:
-            raise ApiError(403, "role_forbidden", "grants are decided by their parties")
+            raise ApiError(403, "role_forbidden", Text("grant.parties"))
         side = grants.TRANSITIONS[action][0]
         mine = g.supplier_id if side == "supplier" else g.partner_id
         if mine != caller.enterprise_id or (
             side == "supplier" and caller.role != "enterprise_admin"
         ):
-            raise ApiError(403, "role_forbidden", f"{action} is for the {side}")
+            raise ApiError(403, "role_forbidden", Text(f"grant.for_{side}", action=action))
         done = await grants.transition(conn, grant_id, action, caller.client_id)
         if done is None:
-            raise ApiError(409, "conflict", f"cannot {action} a grant that is {g.status}")
+            raise ApiError(409, "conflict", Text("grant.state", action=action, status=g.status))
         if action in ("revoke", "terminate"):
             await webhooks.stop_for_grant(conn, grant_id, grants.inactive_reason(done.status))
         await record(conn, ctx, note, 200)

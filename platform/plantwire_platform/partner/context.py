@@ -47,6 +47,7 @@ from plantwire_platform.partner.data import IndicatorCache
 from plantwire_platform.partner.limits import RateLimiter, TokenThrottle
 from plantwire_platform.partner.tokens import Caller, TokenVerifier
 from plantwire_platform.settings import PlatformSettings
+from plantwire_platform.translation import Text
 from plantwire_platform.workers import WorkerPool
 from plantwire_platform.workload import Workload
 
@@ -93,7 +94,7 @@ class Context:
 
     def pool(self) -> AsyncConnectionPool:
         if self.reads is None:
-            raise ApiError(503, "unavailable", "the partner interface is not running")
+            raise ApiError(503, "unavailable", Text("partner.not_running"))
         return self.reads
 
     async def audited(self, caller: Caller, **fields: Any) -> None:
@@ -109,7 +110,7 @@ class Context:
             raise ApiError(
                 503,
                 "unavailable",
-                "the access could not be audited, so nothing is returned",
+                Text("audit.unavailable"),
                 {"Retry-After": "5"},
             ) from exc
 
@@ -176,7 +177,7 @@ async def record(
     for name, value in known.items():
         setattr(note, name, value)
     if ctx.audit_key is None:
-        raise ApiError(503, "unavailable", "no audit key is configured")
+        raise ApiError(503, "unavailable", Text("audit.no_key"))
     try:
         await append(conn, ctx.audit_key, note.entry("allowed", note.reason, status))
     except ChainBroken as exc:
@@ -219,7 +220,7 @@ async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
 
 Conn = Annotated[AsyncConnection[Any], Depends(connection)]
 
-_NUL = "NUL characters are not accepted (PostgreSQL text cannot hold them)"
+_NUL = Text("body.nul")
 
 
 class PartnerRoute(APIRoute):
@@ -236,9 +237,7 @@ class PartnerRoute(APIRoute):
 
         async def audited(request: Request) -> Response:
             if ctx.audit_key is None:
-                raise ApiError(
-                    503, "unavailable", "the partner interface needs PLANTWIRE_AUDIT_KEY to audit"
-                )
+                raise ApiError(503, "unavailable", Text("audit.needs_key"))
             note = Note(action, request.client.host if request.client else "")
             request.state.note = note
             try:
@@ -268,7 +267,7 @@ class PartnerRoute(APIRoute):
         async def limited(request: Request) -> Response:
             declared = request.headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
-                raise ApiError(413, "too_large", f"at most {limit} bytes")
+                raise ApiError(413, "too_large", Text("body.too_large", limit=limit))
             if declared is None and "transfer-encoding" not in request.headers:
                 return await handler(request)  # no body to watch (most GETs)
             receive, received = request.receive, 0
@@ -281,7 +280,7 @@ class PartnerRoute(APIRoute):
                 if b"\\u0000" in chunk or b"\x00" in chunk:
                     raise ApiError(422, "invalid_request", _NUL)
                 if received > limit:
-                    raise ApiError(413, "too_large", f"at most {limit} bytes")
+                    raise ApiError(413, "too_large", Text("body.too_large", limit=limit))
                 return message
 
             return await handler(Request(request.scope, counting))
@@ -315,7 +314,7 @@ def authenticated(ctx: Context, roles: frozenset[tokens.Role] | None = None) -> 
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(
-                401, "invalid_token", "a Bearer token is required", {"WWW-Authenticate": "Bearer"}
+                401, "invalid_token", Text("token.required"), {"WWW-Authenticate": "Bearer"}
             )
         try:
             caller = ctx.verifier.verify(token.strip())
@@ -323,14 +322,14 @@ def authenticated(ctx: Context, roles: frozenset[tokens.Role] | None = None) -> 
             throttle(ctx.limiter, caller.client_id)
             caller = await ctx.verifier.caller(token.strip())
         except tokens.TokenError as exc:
-            raise ApiError(401, "invalid_token", str(exc), {"WWW-Authenticate": "Bearer"}) from None
+            raise ApiError(401, "invalid_token", exc.text, {"WWW-Authenticate": "Bearer"}) from None
         except Unavailable as exc:
             raise ApiError(
-                503, "unavailable", "the caller cannot be checked now", {"Retry-After": "5"}
+                503, "unavailable", Text("token.unavailable"), {"Retry-After": "5"}
             ) from exc
         note.caller = caller
         if roles is not None and caller.role not in roles:
-            raise ApiError(403, "role_forbidden", f"a {caller.role} may not use these routes")
+            raise ApiError(403, "role_forbidden", Text("role.routes", role=caller.role))
         request.state.caller = caller
         return caller
 
@@ -353,7 +352,10 @@ def throttle(limiter: RateLimiter, key: str) -> None:
         too_many(wait)
 
 
-def too_many(wait_s: float, detail: str = "too many requests") -> None:
+_TOO_MANY = Text("rate.limited")
+
+
+def too_many(wait_s: float, detail: Text = _TOO_MANY) -> None:
     raise ApiError(429, "rate_limited", detail, {"Retry-After": RateLimiter.retry_after(wait_s)})
 
 
@@ -371,7 +373,7 @@ def utc(ts: datetime | None) -> datetime | None:
     except OverflowError:
         at = None
     if at is None or not EARLIEST <= at <= LATEST:
-        raise ApiError(422, "invalid_request", "times lie between 1970 and 2200")
+        raise ApiError(422, "invalid_request", Text("time.bounds"))
     return at
 
 
@@ -382,7 +384,7 @@ def page_cursor(cursor: str | None) -> int:
     if cursor is None:
         return 0
     if not cursor.isdigit() or len(cursor) > 18:
-        raise ApiError(422, "invalid_request", "malformed cursor")
+        raise ApiError(422, "invalid_request", Text("cursor.malformed"))
     return int(cursor)
 
 

@@ -28,6 +28,7 @@ from plantwire_platform.indicators.shift_calendar import buckets
 from plantwire_platform.partner import access, data
 from plantwire_platform.partner.context import Id, Note, Noted, Who, utc
 from plantwire_platform.partner.tokens import Caller
+from plantwire_platform.translation import Text
 
 if TYPE_CHECKING:
     from plantwire_platform.partner.context import Context
@@ -105,7 +106,7 @@ async def read(
             ctx.decider, caller, dataset_id, kind, purpose, scope, window, grant_id
         )
     except access.DecisionUnavailable as exc:
-        raise ApiError(503, "unavailable", "access cannot be decided now") from exc
+        raise ApiError(503, "unavailable", Text("access.unavailable")) from exc
     if note is not None:
         note.dataset_id = dataset_id
     if isinstance(verdict, access.Denial):
@@ -231,7 +232,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
             start, end = utc(start), utc(end)
             until = end or datetime.now(UTC)  # an open window ends now
             if start and start >= until:
-                raise ApiError(422, "invalid_request", "'from' must be before 'to'")
+                raise ApiError(422, "invalid_request", Text("window.order"))
             try:
                 data.decode_cursor(cursor)
             except ValueError as exc:
@@ -313,10 +314,10 @@ def routes(r: APIRouter, ctx: Context) -> None:
         to = scope["end"] or datetime.now(UTC)
         since = scope["start"] or to - timedelta(days=1)
         if since >= to:
-            raise ApiError(422, "invalid_request", "'from' must be before 'to'")
+            raise ApiError(422, "invalid_request", Text("window.order"))
         longest = ctx.settings.partner_max_window_days
         if to - since > timedelta(days=longest):
-            raise ApiError(422, "invalid_request", f"a window spans at most {longest} days")
+            raise ApiError(422, "invalid_request", Text("window.spans", days=longest))
 
         async def work(
             allowed: access.Access,

@@ -17,6 +17,7 @@ from psycopg import AsyncConnection
 from pydantic import BaseModel, Field
 
 from plantwire_platform.partner.catalog import Dataset, Granularity
+from plantwire_platform.translation import Text
 
 DbId = Annotated[int, Field(ge=1, le=2**62)]
 Reason = Literal[
@@ -68,31 +69,31 @@ class Grant(BaseModel):
     expires_at: datetime
 
 
-def request_refusal(d: Dataset, r: GrantRequest) -> tuple[Reason | None, str]:
-    """Why a grant request breaks the rules (reason code, detail), or (None, '')."""
+def request_refusal(d: Dataset, r: GrantRequest) -> tuple[Reason | None, Text | None]:
+    """Why a grant request breaks the rules (reason code, detail), or (None, None)."""
     if d.grade == "core":
-        return "grade_forbidden", "core data is never granted"
+        return "grade_forbidden", Text("grant.core")
     if r.granularity == "raw" and d.grade != "general":
-        return "grade_forbidden", "raw data is granted only for general-grade datasets"
+        return "grade_forbidden", Text("grant.raw_grade")
     if r.granularity == "raw" and d.granularity != "raw":
-        return "out_of_scope", "the dataset is offered aggregated only"
+        return "out_of_scope", Text("grant.aggregated")
     if r.purpose not in d.purposes:
-        return "wrong_purpose", f"allowed purposes: {', '.join(d.purposes)}"
+        return "wrong_purpose", Text("grant.purposes", purposes=", ".join(d.purposes))
     if d.kind == "indicators" and (r.site_ids or r.equipment_ids or r.fields):
-        return "out_of_scope", "indicators are enterprise-wide: no site, equipment or field scope"
+        return "out_of_scope", Text("grant.enterprise_wide")
     if r.window_start and r.window_end and r.window_start >= r.window_end:
-        return "out_of_scope", "window_start must be before window_end"
-    return None, ""
+        return "out_of_scope", Text("grant.window")
+    return None, None
 
 
-def expiry_problem(expires_at: datetime, now: datetime, max_days: int) -> str:
-    """Why a requested expiry cannot be granted ('' if it can): it must lie ahead, at most
+def expiry_problem(expires_at: datetime, now: datetime, max_days: int) -> Text | None:
+    """Why a requested expiry cannot be granted (None if it can): it must lie ahead, at most
     ``max_days`` days."""
     if expires_at <= now:
-        return "expires_at must lie in the future"
+        return Text("grant.expiry_past")
     if expires_at - now > timedelta(days=max_days):
-        return f"expires_at may lie at most {max_days} days ahead"
-    return ""
+        return Text("grant.expiry_far", days=max_days)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +153,8 @@ def _grant(row: tuple[Any, ...]) -> Grant:
     return Grant(**dict(zip(Grant.model_fields, row, strict=True)))
 
 
-async def scope_error(conn: AsyncConnection[Any], supplier_id: int, r: GrantRequest) -> str:
-    """Sites or equipment named in a request that are not the supplier's ('' if none)."""
+async def scope_error(conn: AsyncConnection[Any], supplier_id: int, r: GrantRequest) -> Text | None:
+    """Sites or equipment named in a request that are not the supplier's (None if none)."""
     cur = await conn.execute(
         "SELECT (SELECT count(*) FROM site WHERE id = ANY(%(sites)s) AND enterprise_id = %(s)s),"
         " (SELECT count(*) FROM equipment e JOIN site s ON s.id = e.site_id"
@@ -163,10 +164,10 @@ async def scope_error(conn: AsyncConnection[Any], supplier_id: int, r: GrantRequ
     row = await cur.fetchone()
     assert row is not None
     if row[0] != len(set(r.site_ids or [])):
-        return "a site in the scope is not the supplier's"
+        return Text("grant.foreign_site")
     if row[1] != len(set(r.equipment_ids or [])):
-        return "equipment in the scope is not the supplier's"
-    return ""
+        return Text("grant.foreign_equipment")
+    return None
 
 
 async def create(

@@ -18,6 +18,7 @@ from plantwire_platform.errors import ApiError
 from plantwire_platform.partner import tokens
 from plantwire_platform.partner.context import Conn, Note, Noted, Who, record, too_many
 from plantwire_platform.partner.tokens import Caller
+from plantwire_platform.translation import Text
 
 if TYPE_CHECKING:
     from plantwire_platform.partner.context import Context
@@ -50,7 +51,7 @@ async def _managed(
         or (caller.role == "enterprise_admin" and found.enterprise_id == caller.enterprise_id)
     )
     if found is None or not allowed:
-        raise ApiError(404, "not_found", "no such client")
+        raise ApiError(404, "not_found", Text("client.missing"))
     note.partner_id = found.enterprise_id
     return found
 
@@ -68,9 +69,9 @@ def routes(r: APIRouter, ctx: Context) -> None:
             caller.role == "enterprise_admin"
             and (body.role == "platform_admin" or body.enterprise_id != caller.enterprise_id)
         ):
-            raise ApiError(403, "role_forbidden", "may not register this client")
+            raise ApiError(403, "role_forbidden", Text("client.forbidden"))
         if (body.role == "platform_admin") != (body.enterprise_id is None):
-            raise ApiError(422, "invalid_request", "only platform admins lack an enterprise")
+            raise ApiError(422, "invalid_request", Text("client.enterprise"))
         cur = await conn.execute(
             "SELECT (SELECT count(*) FROM partner_client WHERE id = %s),"
             " (SELECT count(*) FROM enterprise WHERE id = %s)",
@@ -81,7 +82,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
             raise ApiError(
                 409 if taken else 422,
                 "conflict" if taken else "invalid_request",
-                "client id taken" if taken else "no such enterprise",
+                Text("client.taken" if taken else "client.no_enterprise"),
             )
         secret = await tokens.create_client(
             conn, body.client_id, body.role, body.enterprise_id, body.name
@@ -176,7 +177,7 @@ async def grant_token(
     name: str,
     check: Callable[[], Awaitable[Caller | None]],
     refused: ApiError,
-    busy: str,
+    busy: Text,
 ) -> TokenResponse:
     """A token for whom ``check`` accepts, throttled per address and per claimed ``name``
     before anything is checked (token buckets, then backoff after failed attempts); a
@@ -235,19 +236,19 @@ def token_routes(ctx: Context, route: type[APIRoute]) -> APIRouter:
             try:
                 client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
-                raise ApiError(401, "invalid_client", "malformed Basic credentials") from None
+                raise ApiError(401, "invalid_client", Text("token.basic")) from None
         note.claimed = (client_id or "")[:200]
         if field.get("grant_type") != "client_credentials":
-            raise ApiError(400, "unsupported_grant_type", "use client_credentials")
+            raise ApiError(400, "unsupported_grant_type", Text("token.client_grant"))
         if not client_id or not secret:
-            raise ApiError(400, "invalid_request", "client_id and client_secret required")
+            raise ApiError(400, "invalid_request", Text("token.client_fields"))
         return await grant_token(
             ctx,
             note,
             client_id,
             lambda: tokens.authenticate(conn, client_id, secret),
-            ApiError(401, "invalid_client", "unknown client or wrong secret"),
-            "too many token requests; retry later",
+            ApiError(401, "invalid_client", Text("token.client_refused")),
+            Text("token.client_busy"),
         )
 
     return r

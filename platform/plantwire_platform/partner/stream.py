@@ -24,9 +24,10 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from plantwire_platform.batching import Unavailable
-from plantwire_platform.errors import ApiError
+from plantwire_platform.errors import ApiError, body, language_of
 from plantwire_platform.partner.context import Id, Noted, Who, too_many, utc
 from plantwire_platform.partner.feed import From, Purpose, snapshot
+from plantwire_platform.translation import Text
 
 if TYPE_CHECKING:
     from plantwire_platform.partner.context import Context
@@ -85,8 +86,10 @@ def routes(r: APIRouter, ctx: Context) -> None:
         start = utc(start)
         client = caller.client_id
         if ctx.streams.get(client, 0) >= s.partner_streams_per_client:
-            too_many(interval_s, f"at most {s.partner_streams_per_client} open streams")
+            too_many(interval_s, Text("stream.limit", most=s.partner_streams_per_client))
         first = await snapshot(ctx, caller, dataset_id, purpose, start, note)
+
+        language = language_of(request)
 
         async def events() -> AsyncIterator[str]:
             last, sent = first["indicators"], 1
@@ -102,15 +105,15 @@ def routes(r: APIRouter, ctx: Context) -> None:
                 except Unavailable:
                     continue  # check again next time
                 if not standing:  # disabled, deleted, or its tokens revoked since
-                    detail = "the client is disabled or unknown, or its tokens were revoked"
-                    yield _event("denied", {"error": "invalid_token", "detail": detail})
+                    revoked = body("invalid_token", Text("token.revoked"), language)
+                    yield _event("denied", revoked)
                     return
                 try:
                     now = await snapshot(ctx, caller, dataset_id, purpose, start, action=ACTION)
                 except ApiError as exc:
                     if exc.status >= 500:
                         continue  # check again next time
-                    yield _event("denied", {"error": exc.code, "detail": exc.detail})
+                    yield _event("denied", exc.body(language))
                     return
                 if now["indicators"] != last:
                     last, sent = now["indicators"], sent + 1

@@ -26,6 +26,7 @@ from psycopg import AsyncConnection
 from pydantic import BaseModel
 
 from plantwire_platform.batching import Batcher, Unavailable
+from plantwire_platform.translation import Text
 
 Role = Literal[
     "platform_admin",
@@ -70,7 +71,12 @@ class Caller:
 
 
 class TokenError(Exception):
-    """A token or credential that is missing, malformed, expired or wrong."""
+    """A token or credential that is missing, malformed, expired or wrong; ``text`` says which
+    in the caller's language."""
+
+    def __init__(self, text: Text) -> None:
+        super().__init__(str(text))
+        self.text = text
 
 
 def hash_secret(secret: str) -> str:
@@ -131,12 +137,12 @@ def _decode(token: str, key: str) -> tuple[Caller, float]:
             options={"require": ["sub", "role", "exp", "iat", "aud", "gen"]},
         )
     except jwt.ExpiredSignatureError:
-        raise TokenError("token expired") from None
+        raise TokenError(Text("token.expired")) from None
     except jwt.PyJWTError as exc:
-        raise TokenError(f"invalid token: {type(exc).__name__}") from None
+        raise TokenError(Text("token.invalid", why=type(exc).__name__)) from None
     role, ent, gen = claims.get("role"), claims.get("ent"), claims.get("gen")
     if role not in ROLES or not (ent is None or isinstance(ent, int)) or not isinstance(gen, int):
-        raise TokenError("invalid token: claims")
+        raise TokenError(Text("token.invalid", why="claims"))
     return Caller(str(claims["sub"]), ent, role, gen), float(claims["exp"])
 
 
@@ -190,7 +196,7 @@ class TokenVerifier:
         status cannot be read)."""
         caller = self.verify(token)
         if not await self.clients.submit(caller):
-            raise TokenError("the client is disabled or unknown, or its tokens were revoked")
+            raise TokenError(Text("token.revoked"))
         return caller
 
     def verify(self, token: str) -> Caller:
@@ -203,7 +209,7 @@ class TokenVerifier:
             del self._accepted[token]
         caller, expires = _decode(token, self.key)
         if now >= expires:
-            raise TokenError("token expired")
+            raise TokenError(Text("token.expired"))
         if len(self._accepted) >= self.size:
             self._accepted = {t: v for t, v in self._accepted.items() if now < v[1]}
             while len(self._accepted) >= self.size:

@@ -39,6 +39,7 @@ from plantwire_platform.errors import ApiError
 from plantwire_platform.partner import grants
 from plantwire_platform.partner.context import Conn, Id, Note, Noted, Who, record, utc
 from plantwire_platform.partner.tokens import Caller
+from plantwire_platform.translation import Text
 
 if TYPE_CHECKING:
     from plantwire_platform.partner.context import Context
@@ -153,10 +154,10 @@ def routes(r: APIRouter, ctx: Context) -> None:
         enterprise's clients, for an active grant on an indicator dataset)."""
         g = await _party(conn, caller, note, grant_id)
         if g.partner_id != caller.enterprise_id:
-            raise ApiError(403, "role_forbidden", "webhooks are registered by the partner")
+            raise ApiError(403, "role_forbidden", Text("webhook.register"))
         cur = await conn.execute("SELECT kind FROM partner_dataset WHERE id = %s", (g.dataset_id,))
         if (await cur.fetchone() or ("",))[0] != "indicators":
-            raise ApiError(422, "invalid_request", "webhooks carry indicator datasets only")
+            raise ApiError(422, "invalid_request", Text("webhook.indicators"))
         since = utc(body.window_start)
         problem = await target_problem(body.url, ctx.settings.webhook_private_targets)
         if problem:
@@ -167,7 +168,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
         elif since and g.window_start and since < g.window_start:
             reason = "out_of_scope"
         if reason is not None:
-            raise ApiError(403, reason, f"the grant does not allow it ({reason})")
+            raise ApiError(403, reason, Text("webhook.grant", reason=reason))
         secret = f"whsec_{secrets.token_urlsafe(32)}"
         cur = await conn.execute(
             "INSERT INTO partner_webhook (grant_id, client_id, url, secret, window_start)"
@@ -205,7 +206,7 @@ def routes(r: APIRouter, ctx: Context) -> None:
         row = await cur.fetchone()
         g = await _party(conn, caller, note, row[0] if row else 0)
         if g.partner_id != caller.enterprise_id:
-            raise ApiError(403, "role_forbidden", "webhooks are removed by the partner")
+            raise ApiError(403, "role_forbidden", Text("webhook.remove"))
         await stop(conn, webhook_id, "deleted")
         cur = await conn.execute(
             f"SELECT {_COLUMNS} FROM partner_webhook WHERE id = %s", (webhook_id,)
@@ -220,10 +221,10 @@ async def _party(
 ) -> grants.Grant:
     """The grant if the caller's enterprise is a party to it (404 otherwise)."""
     if caller.enterprise_id is None:
-        raise ApiError(403, "role_forbidden", "webhooks belong to the parties of a grant")
+        raise ApiError(403, "role_forbidden", Text("webhook.parties"))
     g = await grants.get(conn, grant_id, caller.enterprise_id) if grant_id else None
     if g is None:
-        raise ApiError(404, "not_found", "no such grant or webhook")
+        raise ApiError(404, "not_found", Text("webhook.missing"))
     note.supplier_id, note.partner_id = g.supplier_id, g.partner_id
     note.dataset_id, note.grant_id = g.dataset_id, g.id
     return g

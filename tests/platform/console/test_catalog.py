@@ -1,6 +1,7 @@
-"""Every word of the console in both languages: the catalogues hold the same keys with the same
-placeholders, every key a template or script names exists, and the language of a request is
-chosen as the browser and the reader's switch say."""
+"""Every word of the console and of the API's error details in both languages: the catalogues
+hold the same keys with the same placeholders, every key a template, script or module names
+exists (and every key of the API's catalogue is named somewhere), and the language of a request
+is chosen as the browser and the reader's switch say."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from plantwire_platform import translation
 from plantwire_platform.console import catalog
 from plantwire_platform.console.pages import PAGES
+from plantwire_platform.errors import validation_message
 
 CONSOLE = Path(catalog.__file__).parent
+PLATFORM = CONSOLE.parent
+# Text("key", ...) in the platform's modules, and keys made by pattern: Text(f"grant.for_{side}")
+TEXT = re.compile(r"""\bText\(\s*"([\w.-]+)"\s*[,)]""")
+MADE = re.compile(r"""\bText\(\s*f"([\w.{}-]+)"\s*[,)]""")
+TEXT_CHOICE = re.compile(r"""\bText\(\s*"([\w.-]+)"\s+if\s+\w+\s+else\s+"([\w.-]+)"\s*\)""")
 # t("key") / t('key') in templates and PW.t("key") / t("key") in scripts
 LITERAL = re.compile(r"""\bt\(\s*["']([\w.-]+)["']\s*[,)]""")
 # keys made in a script from a prefix and a known code: `refusal.${code}`
@@ -28,7 +36,8 @@ def used_keys() -> set[str]:
 
 
 def test_catalogues_have_the_same_keys_and_placeholders() -> None:
-    assert catalog.gaps() == []
+    assert translation.gaps(catalog.WORDS) == []
+    assert translation.gaps(translation.API) == []
 
 
 def test_every_key_used_is_in_the_catalogues() -> None:
@@ -45,21 +54,124 @@ def test_every_prefix_of_made_keys_has_entries() -> None:
 
 
 def test_a_missing_translation_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = catalog.messages
+    real = translation._load
 
-    def lacking(language: str) -> dict[str, str]:
-        words = dict(real(language))
+    def lacking(package: str, folder: str, language: str) -> dict[str, str]:
+        words = dict(real(package, folder, language))
         if language == "en":
-            del words["signin.submit"]
-            words["status.failed"] = "Could not load"  # its placeholder lost
+            words.pop("signin.submit", None)
+            words.pop("grant.missing", None)
+            if "status.failed" in words:
+                words["status.failed"] = "Could not load"  # its placeholder lost
+            if "window.too_long" in words:
+                words["window.too_long"] = "the window is too long"
         return words
 
-    monkeypatch.setattr(catalog, "messages", lacking)
-    assert {(g.language, g.key, g.problem.split()[0]) for g in catalog.gaps()} == {
+    monkeypatch.setattr(translation, "_load", lacking)
+    assert {(g.language, g.key, g.problem.split()[0]) for g in translation.gaps(catalog.WORDS)} == {
         ("en", "signin.submit", "missing"),
         ("en", "status.failed", "placeholders"),
         ("zh-CN", "status.failed", "placeholders"),
     }
+    assert {
+        (g.language, g.key, g.problem.split()[0]) for g in translation.gaps(translation.API)
+    } == {
+        ("en", "grant.missing", "missing"),
+        ("en", "window.too_long", "placeholders"),
+        ("zh-CN", "window.too_long", "placeholders"),
+    }
+
+
+def api_keys_named(root: Path = PLATFORM) -> tuple[set[str], set[str]]:
+    """The API catalogue's keys the platform's modules name, and the patterns of those they
+    make (``grant.for_{side}`` read as ``grant.for_\\w+``)."""
+    named: set[str] = set()
+    patterns: set[str] = set()
+    for path in root.rglob("*.py"):
+        text = path.read_text("utf-8")
+        named |= set(TEXT.findall(text))
+        for pair in TEXT_CHOICE.findall(text):
+            named |= set(pair)
+        patterns |= {
+            r"\w+".join(map(re.escape, re.split(r"\{[^}]*\}", made))) for made in MADE.findall(text)
+        }
+    named |= {f"validation.{kind}" for kind in VALIDATION_TYPES}
+    return named, patterns
+
+
+VALIDATION_TYPES = (
+    "missing",
+    "int_parsing",
+    "greater_than_equal",
+    "less_than_equal",
+    "string_too_long",
+    "string_pattern_mismatch",
+    "literal_error",
+    "enum",
+    "datetime_from_date_parsing",
+    "extra_forbidden",
+    "json_invalid",
+    "float_parsing",
+    "bool_parsing",
+    "model_attributes_type",
+)
+"""Request validation errors the API's routes give (query, path and body parameters)."""
+
+
+def test_every_api_message_named_in_code_is_in_both_catalogues() -> None:
+    named, patterns = api_keys_named()
+    assert len(named) > 80 and len(patterns) > 5, "the patterns find the keys"
+    for lang in translation.LANGUAGES:
+        words = translation.API.messages(lang)
+        assert sorted(named - set(words)) == [], lang
+        for pattern in patterns:
+            assert any(re.fullmatch(pattern, key) for key in words), (lang, pattern)
+
+
+def test_every_api_message_is_named_in_code() -> None:
+    named, patterns = api_keys_named()
+    unused = [
+        key
+        for key in translation.API.messages("en")
+        if key not in named
+        and not key.startswith("validation.")
+        and not any(re.fullmatch(p, key) for p in patterns)
+    ]
+    assert unused == []
+
+
+def test_a_message_named_in_code_without_translation_fails(tmp_path: Path) -> None:
+    (tmp_path / "route.py").write_text(
+        'raise ApiError(404, "not_found", Text("grant.missing"))\n'
+        'raise ApiError(404, "not_found", Text("no.such.message", id=1))\n'
+        'raise ApiError(403, "role_forbidden", Text(f"no.such.{kind}", role=role))\n'
+    )
+    named, patterns = api_keys_named(tmp_path)
+    words = translation.API.messages("zh-CN")
+    assert sorted(named - set(words)) == ["no.such.message"]
+    unmatched = [p for p in patterns if not any(re.fullmatch(p, k) for k in words)]
+    assert unmatched == [r"no\.such\.\w+"]
+
+
+@pytest.mark.parametrize("kind", VALIDATION_TYPES)
+def test_validation_messages_are_worded_in_both_languages(kind: str) -> None:
+    ctx = {
+        "ge": 1,
+        "le": 9,
+        "max_length": 64,
+        "pattern": "^x$",
+        "expected": "'a' or 'b'",
+        "error": "input is too short",
+    }
+    error = {"type": kind, "msg": "pydantic's words", "ctx": ctx}
+    zh, en = (validation_message(lang, error) for lang in ("zh-CN", "en"))
+    assert en == "pydantic's words"  # English is pydantic's own wording
+    assert zh != en and "{" not in zh
+
+
+def test_an_unknown_validation_type_keeps_pydantic_words() -> None:
+    error = {"type": "no_such_type", "msg": "pydantic's words"}
+    assert validation_message("zh-CN", error) == "pydantic's words"
 
 
 def test_translate_fills_placeholders() -> None:
@@ -88,3 +200,10 @@ def test_translate_fills_placeholders() -> None:
 )
 def test_language_of_a_request(accept: str | None, cookie: str | None, chosen: str) -> None:
     assert catalog.negotiate(accept, cookie) == chosen
+
+
+def test_the_api_speaks_english_unless_asked_otherwise() -> None:
+    assert translation.negotiate(None, None, translation.API_DEFAULT) == "en"
+    assert translation.negotiate("fr-FR", None, translation.API_DEFAULT) == "en"
+    assert translation.negotiate("zh-TW,en;q=0.5", None, translation.API_DEFAULT) == "zh-CN"
+    assert translation.negotiate("en", "zh-CN", translation.API_DEFAULT) == "zh-CN"
