@@ -268,6 +268,17 @@ class MqttClient:
             if not fut.done():
                 fut.set_exception(MqttError("client disconnected before PUBACK"))
 
+    async def reconnect(self, timeout: float = 10.0) -> None:
+        """Disconnect cleanly (the broker publishes no Will) and connect again: a new CONNECT
+        packet, with a Will made anew by ``will_factory``. The session, subscriptions and
+        publishes awaiting their PUBACK carry over as on any reconnect."""
+        self._closing = True
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+        self._closing = False
+        self.connected.clear()
+        await self.connect(timeout)
+
     async def __aenter__(self) -> MqttClient:
         await self.connect()
         return self

@@ -116,11 +116,13 @@ class PlatformSettings(BaseSettings):
         description="unacknowledged messages the broker lets through to this worker "
         "(mosquitto max_inflight_messages, EMQX max_inflight): a batch takes at most half",
     )
-    reorder_wait_ms: int = Field(
-        default=2_000,
+    reorder_wait_ms: int | None = Field(
+        default=None,
         ge=0,
-        description="with shared_group: how long data may wait for a birth taken by another "
-        "worker, and a seq hole for a late message, before it counts as missing",
+        description="the reorder timeout: how long a seq hole may wait for a late message "
+        "before the node is asked for a rebirth, and, with shared_group, how long data may "
+        "wait for a birth taken by another worker; default 2000 with shared_group, 0 (a gap "
+        "is asked about at once) for a worker alone",
     )
     rebirth_holdoff_s: float = Field(
         default=10.0, gt=0, description="at most one rebirth request per node in this time"

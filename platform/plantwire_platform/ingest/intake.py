@@ -47,6 +47,7 @@ from plantwire_platform.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
 
+DEFAULT_REORDER_WAIT_MS = 2_000  # workers of a shared subscription
 MISS_TTL_S = 0.2  # do not ask the database again about an unknown node/device this soon
 MAX_BIRTH_METRICS = 50_000
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -88,7 +89,14 @@ class Intake:
         self.metrics = metrics
         self.stats = stats
         self.shared = settings.shared_group is not None
-        self.wait_s = settings.reorder_wait_ms / 1000 if self.shared else 0.0
+        # how long data waits for a birth another worker took, and a seq hole for a message
+        # late on the way (the reorder timeout): by default 0 for a worker alone, which reads
+        # each node's messages in the order the broker passes them on
+        reorder_ms = settings.reorder_wait_ms
+        if reorder_ms is None:
+            reorder_ms = DEFAULT_REORDER_WAIT_MS if self.shared else 0
+        self.wait_s = reorder_ms / 1000 if self.shared else 0.0
+        self.seq_wait_s = reorder_ms / 1000
         self.retention_days = settings.retention_days
         self.parked: collections.deque[Parked] = collections.deque()
         self._misses: dict[Key, float] = {}

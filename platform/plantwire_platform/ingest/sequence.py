@@ -78,7 +78,11 @@ def replay(
 ) -> tuple[Ledger, int]:
     """Apply a node's entries in the order received: NBIRTHs restart the ledger (unless older
     than the one it follows), runs of other seqs are merged. Returns the ledger and the number
-    of gaps found."""
+    of gaps found. No entries: whether a hole has outlived ``wait_s`` by ``now`` (the reorder
+    timer run out while the node sent nothing more)."""
+    if not entries:
+        ledger, gap = merge(ledger, None, [], now, wait_s)
+        return ledger, int(gap)
     gaps = 0
     run: list[int] = []
     run_birth: int | None = None

@@ -91,6 +91,7 @@ class SharedState:
         self.worker = worker
         self.last_change = 0
         self.lock = asyncio.Lock()
+        self.open_holes: set[tuple[str, str]] = set()  # nodes whose seq hole awaits its timeout
 
     async def start(self) -> None:
         cur = await self.conn.execute("SELECT coalesce(max(change_id), 0) FROM sparkplug_birth")
@@ -309,7 +310,10 @@ class SharedState:
     async def merge_seqs(
         self, seqs: Mapping[tuple[str, str], Sequence[SeqEntry]], wait_s: float
     ) -> list[tuple[str, str]]:
-        """Apply each node's seqs and NBIRTHs to its ledger; returns the nodes with a gap."""
+        """Apply each node's seqs and NBIRTHs to its ledger; returns the nodes with a gap.
+        Nodes whose ledger keeps a hole open are in :attr:`open_holes` afterwards: merged
+        again with no entries once ``wait_s`` has passed, their hole becomes a gap if it is
+        still there (the reorder timer)."""
         gaps = []
         for (g, n), entries in sorted(seqs.items()):
             async with self.conn.transaction():
@@ -326,6 +330,10 @@ class SharedState:
                 hole = float(row[3]) if row[3] is not None else None
                 ledger = Ledger(row[0], row[1], ahead, hole)
                 new, found = replay(ledger, entries, float(row[4]), wait_s)
+                if new.hole_since is None:
+                    self.open_holes.discard((g, n))
+                else:
+                    self.open_holes.add((g, n))
                 if new == ledger and not found:
                     continue
                 await self.conn.execute(

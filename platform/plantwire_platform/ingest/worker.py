@@ -25,7 +25,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import psycopg
@@ -110,6 +110,7 @@ class IngestWorker:
         self.ready = asyncio.Event()
         self.metrics_port: int | None = None
         self._born = 0
+        self._renewing = False  # reconnecting for a newer Will (see _renew)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -195,19 +196,33 @@ class IngestWorker:
     def _state_topic(self) -> str:  # (compared with every message's topic)
         return state_topic(self.settings.host_id)
 
-    def _announce(self, client: MqttClient, ts: int | None = None) -> None:
+    def _announce(self, client: MqttClient) -> None:
         """Publish STATE online (retained), e.g. again after a reconnect: with the timestamp
         of the Will the connection was made with (Sparkplug 3.0,
         tck-id-host-topic-phid-birth-payload-timestamp), so that an edge node comparing the
-        two takes both. ``ts``: another timestamp (see :meth:`_own_state`)."""
-        state = encode_state(True, self._born if ts is None else ts, self._commits)
-        task = asyncio.get_running_loop().create_task(
-            client.publish(self._state_topic, state, retain=True)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._announced)
+        two takes both."""
+        state = encode_state(True, self._born, self._commits)
+        self._background(client.publish(self._state_topic, state, retain=True))
 
-    def _announced(self, task: asyncio.Task[None]) -> None:
+    def _renew(self, client: MqttClient, offline_ts: int) -> None:
+        """Another worker's Will, newer than this connection's, said offline: connect again
+        with a Will stamped no earlier than it, then say online with that Will's timestamp
+        (the on_connect hook), which edge nodes take since it is not older than the offline
+        they saw."""
+        if self._renewing:
+            return
+        self._renewing = True
+        self._born = max(self._born, offline_ts)
+        task = self._background(client.reconnect())
+        task.add_done_callback(lambda _: setattr(self, "_renewing", False))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             # the broker went away again; the next reconnect announces once more
@@ -346,9 +361,13 @@ class IngestWorker:
                          self.settings.host_id)  # fmt: skip
                 # Sparkplug 3.0 (tck-id-message-flow-hid-sparkplug-state-message-delivered):
                 # online again with the timestamp of this connection's Will. An offline newer
-                # than that (another worker's Will) gets the current time instead: edge nodes
-                # take only a STATE at least as new as the last one they saw
-                self._announce(client, None if ts <= self._born else max(now_ms(), self._born))
+                # than that (another worker's Will: edge nodes take only a STATE at least as
+                # new as the last one they saw) is answered from a new connection, whose Will
+                # is newer (tck-id-host-topic-phid-birth-payload-timestamp)
+                if ts <= self._born:
+                    self._announce(client)
+                else:
+                    self._renew(client, ts)
         return True
 
     # -- writing ---------------------------------------------------------------------------
@@ -398,15 +417,22 @@ class IngestWorker:
     async def _control(
         self, client: MqttClient, intake: Intake, written: asyncio.Queue[Batch | None]
     ) -> None:
-        """After commits, off the write path: merge seq ledgers, ask for rebirths."""
-        shared, wait_s = intake.state, intake.wait_s
+        """After commits, off the write path: merge seq ledgers, ask for rebirths. A seq hole
+        still open when the reorder timeout has passed is a gap even if its node has sent
+        nothing since (tck-id-operational-behavior-host-reordering-rebirth)."""
+        shared, wait_s = intake.state, intake.seq_wait_s
         done = False
         while not done:
-            batches = [await written.get()]
+            seqs: dict[tuple[str, str], list[SeqEntry]] = {}
+            try:
+                timeout = wait_s if shared.open_holes else None
+                batches = [await asyncio.wait_for(written.get(), timeout)]
+            except TimeoutError:  # the reorder timer: look at the open holes again
+                batches = []
+                seqs = {node: [] for node in shared.open_holes}
             while not written.empty():
                 batches.append(written.get_nowait())
-            done = batches[-1] is None
-            seqs: dict[tuple[str, str], list[SeqEntry]] = {}
+            done = bool(batches) and batches[-1] is None
             rebirths: dict[tuple[str, str], str] = {}
             for batch in batches:
                 if batch is None:
@@ -416,7 +442,7 @@ class IngestWorker:
                 for node, reason in batch.rebirths.items():
                     rebirths.setdefault(node, reason)
             if seqs and self._commits:
-                self._confirm(client, seqs)
+                self._confirm(client, seqs)  # (the timer's empty entries confirm nothing)
             if seqs:
                 for node in await shared.merge_seqs(seqs, wait_s):
                     self.metrics.seq_gaps.inc()

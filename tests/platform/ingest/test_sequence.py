@@ -64,3 +64,16 @@ def test_replay_applies_births_and_seqs_in_order() -> None:
     assert (ledger.birth_ts, ledger.expected, gaps) == (B + 5, 2, 1)  # 2 lost before the rebirth
     ledger, gaps = replay(ledger, [(B, 0, True), (B + 5, 3, False)], 0.0, 0.0)  # old NBIRTH
     assert (ledger.birth_ts, gaps) == (B + 5, 1)
+
+
+def test_replay_without_entries_runs_the_reorder_timer() -> None:
+    """A hole opened at 10.0 with a 1.5 s timeout, and nothing more from the node: looked at
+    again without entries, it is still a hole at 11.0 and a gap at 11.5; a ledger without a
+    hole has nothing to report."""
+    ledger, gap = merge(reset(B, 0), B, [1, 3], 10.0, 1.5)  # 2 missing
+    assert (gap, ledger.hole_since) == (False, 10.0)
+    same, gaps = replay(ledger, [], 11.0, 1.5)
+    assert (same, gaps) == (ledger, 0)
+    after, gaps = replay(ledger, [], 11.5, 1.5)
+    assert (after.expected, after.ahead, after.hole_since, gaps) == (4, 0, None, 1)
+    assert replay(after, [], 100.0, 1.5) == (after, 0)

@@ -17,6 +17,7 @@ from plantwire_bus.mqtt import Message, MqttClient, parse_mqtt_url
 from plantwire_bus.payload import decode_payload
 from plantwire_bus.topics import MessageType, Topic, decode_state, state_topic
 
+from ...mqtt_tap import CONNECT, Tap, mqtt_tap
 from .test_worker import WorkerFactory, buffered_hour, start_worker
 
 __all__ = ["start_worker"]  # the fixture
@@ -101,6 +102,41 @@ async def test_tck_id_operational_behavior_host_reordering_rebirth(
             await asyncio.wait_for(edge.next_message(), 1.5)
 
 
+@pytest.mark.sparkplug(
+    "tck-id-operational-behavior-host-reordering-start",
+    "tck-id-operational-behavior-host-reordering-rebirth",
+    "tck-id-operational-behavior-host-reordering-success",
+)
+async def test_a_worker_alone_with_a_reorder_timeout(
+    start_worker: WorkerFactory, mqtt_url: str, unique: str
+) -> None:
+    """One worker (no shared subscription) given a reorder timeout: seq 3, late but within it,
+    asks for nothing; seq 7 never comes and the node then falls silent: the host asks for a
+    rebirth once the timeout has run out, not before, and once."""
+    group = f"T{unique}"
+    wait_ms = 1_500
+    messages, _ = buffered_hour(group, time.time_ns() // 1_000_000 - 3_600_000)
+    async with (
+        start_worker(reorder_wait_ms=wait_ms),
+        MqttClient(parse_mqtt_url(mqtt_url), f"edge-{unique}") as edge,
+    ):
+        await edge.subscribe(str(Topic(group, MessageType.NCMD, "GW1")))
+        for i in (0, 1, 2, 4):  # births (seq 0, 1), then data seq 2 and 4
+            await edge.publish(*messages[i])
+        await asyncio.sleep(wait_ms / 1000 / 3)
+        await edge.publish(*messages[3])  # late, within the timeout
+        for i in (5, 6, 8):  # 7 never comes
+            await edge.publish(*messages[i])
+        hole = time.monotonic()
+        command = await asyncio.wait_for(edge.next_message(), 15)
+        asked_after = time.monotonic() - hole
+        rebirth = decode_payload(command.payload).metrics
+        assert [(m.name, m.value) for m in rebirth] == [("Node Control/Rebirth", True)]
+        assert asked_after >= wait_ms / 1000 - 0.3  # not before the timeout
+        with pytest.raises(TimeoutError):  # and nothing more: 3 was not asked about
+            await asyncio.wait_for(edge.next_message(), 2 * wait_ms / 1000)
+
+
 @pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
 async def test_a_pysparkplug_edge_node_sees_the_host_die(
     strict: bool, mqtt_url: str, database_url: str, unique: str
@@ -154,3 +190,91 @@ async def test_a_pysparkplug_edge_node_sees_the_host_die(
         if ingest.returncode is None:
             ingest.kill()
             await ingest.wait()
+
+
+@pytest.mark.sparkplug(
+    "tck-id-host-topic-phid-birth-payload-timestamp",
+    "tck-id-message-flow-hid-sparkplug-state-message-delivered",
+)
+async def test_workers_sharing_a_host_id_say_online_with_their_wills_timestamp(
+    mqtt_url: str, database_url: str, unique: str
+) -> None:
+    """Ingest processes A, B, C of one host id (a shared subscription), each through a tap
+    that reads its CONNECT packets' Wills. B, connected after A, is SIGKILLed: its Will says
+    offline with a newer timestamp than A's, so A connects again and says online with the
+    timestamp of that new CONNECT's Will, not older than B's offline. Then A is SIGKILLed
+    under C, connected after A's new connection: C says online with its own Will's timestamp,
+    on the connection it has."""
+    host = f"share-{unique}"
+    processes: list[asyncio.subprocess.Process] = []
+
+    async def start(name: str, tap_url: str) -> asyncio.subprocess.Process:
+        env = dict(
+            os.environ, DATABASE_URL=database_url, MQTT_URL=tap_url, PLANTWIRE_HOST_ID=host,
+            PLANTWIRE_SHARED_GROUP=f"g{unique}", PLANTWIRE_CLIENT_ID=f"{host}-{name}",
+        )  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            str(PLANTWIRE), "--log-level", "WARNING", "platform", "ingest", env=env
+        )
+        processes.append(process)
+        return process
+
+    def wills(tap: Tap) -> list[int]:
+        """The Will timestamps of the CONNECT packets through ``tap``, in order."""
+        return [decode_state(p.will.payload)[1] for p in tap.of(CONNECT) if p.will is not None]
+
+    def onlines(tap: Tap) -> list[int]:
+        states = [decode_state(p.payload) for p in tap.published("STATE")]
+        return [ts for online, ts in states if online]
+
+    async def until(probe: MqttClient, online: bool, newer_than: int = 0) -> int:
+        """The timestamp of the next STATE saying ``online``, newer than ``newer_than`` (a
+        worker may say online twice with one timestamp: again when its resubscription
+        brings back the retained offline it answered)."""
+        deadline = time.monotonic() + 30
+        while True:
+            said, at, _ = await next_state(probe, deadline - time.monotonic())
+            if said == online and at > newer_than:
+                return at
+
+    try:
+        async with (
+            mqtt_tap(mqtt_url) as tap_a,
+            mqtt_tap(mqtt_url) as tap_b,
+            mqtt_tap(mqtt_url) as tap_c,
+            MqttClient(parse_mqtt_url(mqtt_url), f"probe-{unique}") as probe,
+        ):
+            await probe.subscribe(state_topic(host))
+            a = await start("a", tap_a.url)
+            await until(probe, True)
+            (a_will,) = wills(tap_a)
+            await asyncio.sleep(0.05)  # a later millisecond
+            b = await start("b", tap_b.url)
+            b_online = await until(probe, True, a_will)
+            assert wills(tap_b) == [b_online] and b_online > a_will
+            b_will = b_online
+
+            b.send_signal(signal.SIGKILL)
+            await b.wait()
+            assert await until(probe, False) == b_will  # B's Will
+            renewed = await until(probe, True, a_will)
+            assert renewed >= b_will  # edge nodes take it after B's offline
+            assert wills(tap_a) == [a_will, renewed]  # a new CONNECT, its Will the same
+            assert onlines(tap_a)[-1] == renewed
+
+            await asyncio.sleep(0.05)
+            c = await start("c", tap_c.url)
+            c_will = await until(probe, True, renewed)
+            assert wills(tap_c) == [c_will]
+            a.send_signal(signal.SIGKILL)
+            await a.wait()
+            assert await until(probe, False) == renewed  # A's Will, older than C's
+            assert await until(probe, True, renewed) == c_will
+            assert wills(tap_c) == [c_will]  # on the connection it has
+            c.send_signal(signal.SIGINT)
+            await asyncio.wait_for(c.wait(), 20)
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
