@@ -6,6 +6,8 @@ forms; an admin of another enterprise gets the refusal page and none of the data
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ from playwright.async_api import Browser, FilePayload, Page, expect
 from plantwire_bus.mosquitto import free_port
 from tests.platform.console.browser import screenshot, serving, sign_in, watched
 from tests.platform.console.test_skeleton import enterprise
+from tests.platform.gateways.test_gateway_api import running_broker, until
 from tests.platform.identities import register, secured
 from tests.platform.identities import sign_in as token_of
 
@@ -55,13 +58,18 @@ async def exported(base: str, headers: dict[str, str], ent: int) -> dict[str, An
         return found
 
 
-async def described(base: str, ent: int, username: str, password: str) -> dict[str, str]:
-    """The enterprise gets site S1 through the API; returns the admin's Authorization header."""
+async def described(
+    base: str, ent: int, username: str, password: str, sites: list[dict[str, Any]] | None = None
+) -> dict[str, str]:
+    """The enterprise gets site S1 (or ``sites``) through the API; returns the admin's
+    Authorization header."""
     async with httpx.AsyncClient(base_url=base) as client:
         headers = await token_of(client, username, password)
         doc = await exported(base, headers, ent)
         put = await client.put(
-            f"/api/v1/enterprises/{ent}/registry", json={**doc, "sites": [SITE]}, headers=headers
+            f"/api/v1/enterprises/{ent}/registry",
+            json={**doc, "sites": sites or [SITE]},
+            headers=headers,
         )
         assert put.status_code == 200, put.text
         return headers
@@ -190,3 +198,87 @@ async def test_viewers_read_and_others_are_refused(browser: Browser, database_ur
             await expect(page.locator("#subject")).to_have_text("")
             await screenshot(page, "registry-refused", "zh-CN")
         assert w.unexpected() == []
+
+
+SITE2: dict[str, Any] = {
+    "code": "S2",
+    "name": "Plant 2",
+    "edge_node": "S2-GW",
+    "timezone": "Europe/Berlin",
+    "lines": [{"code": "L7", "name": "Gear line"}, {"code": "L8", "name": "Housing line"}],
+    "equipment": [],
+}
+
+
+async def test_an_admin_runs_a_gateway_login(
+    browser: Browser, database_url: str, tmp_path: Path
+) -> None:
+    """An admin issues S1-GW's broker login: the page shows it once, and the config and CA it
+    offers for download get the gateway into the real broker; revoking it (after a
+    confirmation) locks it out. The line field offers the lines of the site chosen."""
+    ent = await enterprise(database_url, "HXP", "Huaxia Precision")
+    password = await register(database_url, "hxp.admin", "enterprise_admin", ent)
+    async with running_broker(database_url, tmp_path) as (broker, _, tls):
+        settings = secured(
+            database_url,
+            api_port=free_port(),
+            broker_dir=str(broker.path),
+            gateway_mqtt_url=f"mqtts://127.0.0.1:{tls}",
+        )
+        async with serving(settings) as base:
+            await described(base, ent, "hxp.admin", password, [SITE, SITE2])
+            async with watched(browser, "zh-CN") as w:
+                page = await w.page()
+                await sign_in(page, base, "hxp.admin", password, next="/console/registry")
+                # the line field: the lines of the site chosen
+                form = page.locator("#form-equipment")
+                await expect(form.locator("[name=line] option")).to_have_text(["L1"])
+                await form.locator("[name=site]").select_option("S2")
+                await expect(form.locator("[name=line] option")).to_have_text(["L7", "L8"])
+
+                gateway = page.locator("#gateways tbody tr[data-edge-node='S1-GW']")
+                await expect(gateway).to_have_attribute("data-credential", "none")
+                await gateway.locator("[data-action=issue]").click()
+                issued = page.locator("#issued")
+                await expect(issued).to_be_visible()
+                await expect(gateway).to_have_attribute("data-credential", "issued")
+                await expect(page.locator("#issued-username")).to_have_text("HXP/S1-GW")
+                shown = await page.locator("#issued-password").inner_text()
+                folder = tmp_path / "gateway"
+                folder.mkdir()
+                for name, area in (("S1-GW.toml", "issued-config"), ("ca.crt", "issued-ca")):
+                    async with page.expect_download() as download:
+                        await page.click(f"[data-download={area}]")
+                    got = await download.value
+                    assert got.suggested_filename == name
+                    await got.save_as(folder / name)
+                await screenshot(page, "registry-gateway-login", "zh-CN")
+                await page.click("#issued [data-action=done]")
+                await expect(issued).to_be_hidden()
+                assert shown not in await page.locator("body").inner_text()  # shown once
+
+                config = tomllib.loads((folder / "S1-GW.toml").read_text())
+                assert (config["group_id"], config["edge_node_id"]) == ("HXP", "S1-GW")
+                assert f":{shown}@" in config["mqtt_url"]
+                assert (folder / "ca.crt").read_text() == broker.ca.cert.read_text()
+                # the config's CA is read beside it: the login gets into the broker
+                url = config["mqtt_url"].split("?")[0] + f"?cafile={folder / 'ca.crt'}"
+                await until(url, admitted=True)
+
+                # revoking asks first; cancelled, nothing happens
+                await gateway.locator("[data-action=revoke]").click()
+                await expect(gateway.locator(".confirm")).to_contain_text("S1-GW")
+                await screenshot(page, "registry-gateway-revoke", "zh-CN")
+                await gateway.locator("[data-action=cancel]").click()
+                await expect(gateway.locator(".confirm")).to_have_count(0)
+                await expect(gateway).to_have_attribute("data-credential", "issued")
+                await page.click("[data-language=en]")
+                await gateway.locator("[data-action=revoke]").click()
+                await expect(gateway.locator(".confirm")).to_contain_text("Revoke the broker login")
+                await gateway.locator("[data-action=confirm-revoke]").click()
+                await expect(gateway).to_have_attribute("data-credential", "revoked")
+                await expect(page.locator("#status")).to_have_text("Login of S1-GW revoked.")
+                await until(url, admitted=False)
+                await expect(gateway.locator("[data-action=issue]")).to_be_visible()
+                await screenshot(page, "registry-gateway-revoked", "en")
+            assert w.unexpected() == []

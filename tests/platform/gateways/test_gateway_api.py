@@ -6,6 +6,7 @@ by the API; the API's answers are checked against what the broker then admits.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import tomllib
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from plantwire_platform.gateways.provisioning import BrokerDir, init_broker
 from plantwire_platform.registry.document import parse_registry
 from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import create_app
+from tests.conftest import missing
 from tests.platform.identities import person, secured
 
 REGISTRY = """
@@ -65,29 +67,47 @@ class World:
     viewer: dict[str, str]
 
 
-@pytest.fixture
-async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
+@contextlib.asynccontextmanager
+async def running_broker(
+    database_url: str, folder: Path
+) -> AsyncIterator[tuple[BrokerDir, MosquittoProcess, int]]:
+    """The broker files ``broker init`` writes (CA, server certificate, the host's login) and a
+    Mosquitto started with them over TLS, whose pid file the API reloads it by; yields the
+    broker directory, the Mosquitto and its TLS port."""
     if find_mosquitto() is None:
-        pytest.skip("no mosquitto")
-    broker = BrokerDir(tmp_path / "broker")
+        missing("no mosquitto")
+    broker = BrokerDir(folder / "broker")
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await import_registry(conn, parse_registry(REGISTRY))
         host = await init_broker(conn, broker, "plantwire-host", ("127.0.0.1",))
-        cur = await conn.execute("SELECT code, id FROM enterprise")
-        ids = {str(code): int(i) for code, i in await cur.fetchall()}
     tls = free_port()
     mosquitto = start_mosquitto(
-        tmp_path / "mosquitto",
+        folder / "mosquitto",
         secrets_dir=broker.path,
         tls_port=tls,
         login=("plantwire-host", host),
     )
-    settings = secured(
-        database_url, broker_dir=str(broker.path), gateway_mqtt_url=f"mqtts://127.0.0.1:{tls}"
-    )
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     try:
+        deadline = time.monotonic() + 10
+        while not broker.pid_file.exists():
+            assert time.monotonic() < deadline, mosquitto.log_path.read_text()
+            await asyncio.sleep(0.05)
+        yield broker, mosquitto, tls
+    finally:
+        mosquitto.stop()
+
+
+@pytest.fixture
+async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await import_registry(conn, parse_registry(REGISTRY))
+        cur = await conn.execute("SELECT code, id FROM enterprise")
+        ids = {str(code): int(i) for code, i in await cur.fetchall()}
+    async with running_broker(database_url, tmp_path) as (broker, mosquitto, tls):
+        settings = secured(
+            database_url, broker_dir=str(broker.path), gateway_mqtt_url=f"mqtts://127.0.0.1:{tls}"
+        )
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=transport, base_url="http://test") as http,
@@ -98,13 +118,7 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
                 for code in ("G", "H")
             }  # fmt: skip
             viewer = await person(http, database_url, "g-viewer", "enterprise_viewer", ids["G"])
-            deadline = time.monotonic() + 10
-            while not broker.pid_file.exists():  # the API reloads the broker by its pid
-                assert time.monotonic() < deadline, mosquitto.log_path.read_text()
-                await asyncio.sleep(0.05)
             yield World(http, broker, mosquitto, ids, admins, viewer)
-    finally:
-        mosquitto.stop()
 
 
 async def connects(url: str, client_id: str) -> bool:

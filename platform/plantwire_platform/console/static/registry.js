@@ -2,6 +2,8 @@
 // with why) and equipment, from GET .../registry?format=json; its admins add (POST) and change
 // (PATCH) one entry at a time and import an equipment sheet (PUT .../registry/equipment, CSV).
 // The API checks every edit against the whole enterprise; its refusals are shown as it says them.
+// Its admins also issue a gateway's broker login (shown once: the config and the broker's CA to
+// copy or download) and revoke it, through .../gateways/{edge_node}/credential and /revoke.
 "use strict";
 (() => {
   const CONTROL_TYPES = ["CNC", "PLC", "DCS", "ROBOT", "MANUAL"];
@@ -83,6 +85,16 @@
     }
   }
 
+  // the line codes of a site (the line field offers those of the site chosen)
+  function linesOf(site) {
+    const found = (registry.sites || []).find((s) => s.code === site);
+    return found ? (found.lines || []).map((l) => l.code) : [];
+  }
+
+  function choices(select, options) {
+    select.replaceChildren(...options.map((o) => PW.element("option", { value: o, text: o })));
+  }
+
   function input(kind, name, type, entry) {
     const id = `${kind}-${name}`;
     const value = entry ? entry[name] : undefined;
@@ -90,9 +102,9 @@
     if (type === "select" || KINDS[kind].place.includes(name)) {
       const options = name === "control_type" ? CONTROL_TYPES
         : name === "site" ? (registry.sites || []).map((s) => s.code)
-          : [...new Set((registry.sites || []).flatMap((s) => (s.lines || []).map((l) => l.code)))];
-      field = PW.element("select", { id, name },
-        ...options.map((o) => PW.element("option", { value: o, text: o })));
+          : linesOf(entry ? entry.site : ((registry.sites || [])[0] || {}).code);
+      field = PW.element("select", { id, name });
+      choices(field, options);
       if (value !== undefined) field.value = value;
     } else {
       field = PW.element("input", { id, name, type: type === "list" ? "text" : type,
@@ -125,6 +137,11 @@
     form.querySelector(".fields").replaceChildren(
       ...spec.place.map((n) => input(kind, n, "select", entry)),
       ...spec.fields.map(([n, type]) => input(kind, n, type, entry)));
+    const site = form.elements.site;
+    const line = form.elements.line;
+    if (site && line && !entry) {
+      site.addEventListener("change", () => choices(line, linesOf(site.value)));
+    }
     form.original = entry || null;
     if (entry) form.querySelector("input:not([disabled]), select:not([disabled])").focus();
   }
@@ -220,12 +237,137 @@
     registry = doc;
     document.getElementById("subject").textContent = `${doc.name} (${doc.code})`;
     for (const kind of Object.keys(KINDS)) table(kind);
+    const zones = Object.fromEntries((doc.sites || []).map((site) => [site.code, site.timezone]));
     document.querySelector("#gateways tbody").replaceChildren(...gateways.map((g) =>
       PW.element("tr", { "data-edge-node": g.edge_node, "data-credential": g.credential },
         PW.element("td", { text: g.site }), PW.element("td", { text: g.edge_node }),
         PW.element("td", { text: g.username }),
         PW.element("td", { text: PW.t(`registry.credential.${g.credential}`) }),
-        PW.element("td", { text: PW.time(g.revoked_at || g.issued_at) }))));
+        PW.element("td", { text: PW.time(g.revoked_at || g.issued_at, zones[g.site]) }),
+        ...(editable ? [gatewayActions(g)] : []))));
+  }
+
+  // -- a gateway's broker login (its admins) ----------------------------------------------
+  function gatewayPath(g, action) {
+    return `/api/v1/enterprises/${encodeURIComponent(enterprise)}/gateways/`
+      + `${encodeURIComponent(g.edge_node)}/${action}`;
+  }
+
+  function gatewayActions(g) {
+    const cell = PW.element("td", { class: "actions" });
+    const offer = () => {
+      if (g.credential === "issued") {
+        const revoke = PW.element("button", { type: "button", class: "edit",
+          "data-action": "revoke", text: PW.t("registry.gateway.revoke") });
+        revoke.addEventListener("click", () => confirmRevoke());
+        cell.replaceChildren(revoke);
+      } else {
+        const issue = PW.element("button", { type: "button", class: "edit",
+          "data-action": "issue", text: PW.t("registry.gateway.issue") });
+        issue.addEventListener("click", () => issueLogin(g, issue).catch(PW.fail));
+        cell.replaceChildren(issue);
+      }
+    };
+    const confirmRevoke = () => {
+      const yes = PW.element("button", { type: "button", class: "button danger",
+        "data-action": "confirm-revoke", text: PW.t("registry.gateway.revoke") });
+      const no = PW.element("button", { type: "button", class: "link-dark",
+        "data-action": "cancel", text: PW.t("registry.cancel") });
+      yes.addEventListener("click", () => revokeLogin(g, yes).catch(PW.fail));
+      no.addEventListener("click", offer);
+      cell.replaceChildren(PW.element("p", { class: "confirm", role: "alert",
+        text: PW.t("registry.gateway.revoke_confirm", { gateway: g.edge_node }) }), yes, " ", no);
+      no.focus();
+    };
+    offer();
+    return cell;
+  }
+
+  function gatewayRefused(error) {
+    if (!(error instanceof PW.Refused) || error.status === 401) throw error;
+    document.getElementById("gateway-error").textContent =
+      PW.t("registry.refused", { code: error.code, detail: error.message });
+  }
+
+  async function issueLogin(g, button) {
+    button.disabled = true;
+    document.getElementById("gateway-error").textContent = "";
+    let issued;
+    try {
+      issued = await PW.send("POST", gatewayPath(g, "credential"));
+    } catch (error) {
+      button.disabled = false;
+      gatewayRefused(error);
+      return;
+    }
+    showIssued(issued);
+    PW.status(PW.t("registry.gateway.issued", { gateway: g.edge_node }));
+    await load();
+  }
+
+  async function revokeLogin(g, button) {
+    button.disabled = true;
+    document.getElementById("gateway-error").textContent = "";
+    try {
+      await PW.send("POST", gatewayPath(g, "revoke"));
+    } catch (error) {
+      gatewayRefused(error);
+      await load();
+      return;
+    }
+    PW.status(PW.t("registry.gateway.revoked", { gateway: g.edge_node }));
+    await load();
+  }
+
+  // the login just issued, once: its config and the broker's CA to copy or download; "Done"
+  // takes them off the page
+  function showIssued(issued) {
+    const panel = document.getElementById("issued");
+    const urls = [];
+    const file = (key, id, text, name) => {
+      const area = PW.element("textarea", { id, readonly: true, rows: 8, spellcheck: "false" });
+      area.value = text;
+      const url = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
+      urls.push(url);
+      const copy = PW.element("button", { type: "button", class: "link-dark", "data-copy": id,
+        text: PW.t("registry.gateway.copy") });
+      copy.addEventListener("click", async () => {
+        try {
+          await navigator.clipboard.writeText(text);
+          PW.status(PW.t("registry.gateway.copied"));
+        } catch (e) {  // no clipboard here: select it for the reader to copy
+          area.select();
+          PW.status(PW.t("registry.gateway.select_to_copy"));
+        }
+      });
+      return PW.element("div", { class: "issued-file" },
+        PW.element("label", { for: id, text: PW.t(key) }), area,
+        PW.element("div", {}, copy, " ", PW.element("a", { href: url, download: name,
+          "data-download": id, class: "link-dark", text: PW.t("registry.gateway.download",
+            { file: name }) })));
+    };
+    const done = PW.element("button", { type: "button", "data-action": "done",
+      text: PW.t("registry.gateway.done") });
+    done.addEventListener("click", () => {
+      urls.forEach((u) => URL.revokeObjectURL(u));
+      panel.replaceChildren();
+      panel.hidden = true;
+    });
+    panel.replaceChildren(
+      PW.element("h3", { text: PW.t("registry.gateway.issued_title",
+        { gateway: issued.edge_node_id }) }),
+      PW.element("p", { class: "error", text: PW.t("registry.gateway.once") }),
+      PW.element("dl", {},
+        PW.element("dt", { text: PW.t("registry.gateway.username") }),
+        PW.element("dd", {}, PW.element("code", { id: "issued-username", text: issued.username })),
+        PW.element("dt", { text: PW.t("registry.gateway.password") }),
+        PW.element("dd", {}, PW.element("code", { id: "issued-password", text: issued.password }))),
+      file("registry.gateway.config", "issued-config", issued.config,
+        `${issued.edge_node_id}.toml`),
+      file("registry.gateway.ca", "issued-ca", issued.ca_certificate, "ca.crt"),
+      done);
+    panel.hidden = false;
+    panel.scrollIntoView({ block: "nearest" });
   }
 
   PW.start(async () => {
@@ -235,6 +377,7 @@
     editable = ["enterprise_admin", "platform_admin"].includes(PW.me().role);
     await load();
     document.getElementById("read-only").hidden = editable;
+    document.querySelector("#gateways th.manage").hidden = !editable;
     for (const kind of Object.keys(KINDS)) {
       const form = document.getElementById(`form-${kind}`);
       form.hidden = !editable;
