@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Route
 
@@ -106,7 +106,7 @@ async def offline(context: BrowserContext) -> list[str]:
 async def sign_in(page: Page, base: str, username: str, password: str, next: str = "") -> None:
     """Sign in through the sign-in page, as a person would; lands on ``next`` (or the
     overview)."""
-    target = f"{base}/console/signin" + (f"?next={next}" if next else "")
+    target = f"{base}/console/signin" + (f"?next={quote(next, safe='')}" if next else "")
     await page.goto(target)
     await page.fill("#username", username)
     await page.fill("#password", password)

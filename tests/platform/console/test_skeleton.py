@@ -68,6 +68,30 @@ async def test_sign_in_language_switch_and_sign_out(browser: Browser, database_u
     assert w.unexpected() == []
 
 
+@pytest.mark.parametrize(
+    ("browser_language", "moment", "amount"),
+    [
+        ("en-US", "03/04/2026, 05:06:07", "1,234,567.5"),  # month first
+        ("en-GB", "04/03/2026, 05:06:07", "1,234,567.5"),
+        ("en-IN", "04/03/2026, 05:06:07", "12,34,567.5"),  # lakh grouping
+        ("en", "04/03/2026, 05:06:07", "1,234,567.5"),  # no region said: en-GB
+        ("zh-CN", "2026/03/04 05:06:07", "1,234,567.5"),
+    ],
+)
+async def test_dates_and_numbers_follow_the_readers_locale(
+    browser: Browser, database_url: str, browser_language: str, moment: str, amount: str
+) -> None:
+    settings = secured(database_url, api_port=free_port())
+    async with serving(settings) as base, watched(browser, browser_language) as w:
+        page = await w.page()
+        await page.goto(f"{base}/console/signin")
+        shown = await page.evaluate(
+            "[PW.time('2026-03-04T05:06:07Z', 'UTC'), PW.number(1234567.5, 1)]"
+        )
+        assert shown == [moment, amount]
+    assert w.unexpected() == []
+
+
 async def test_english_browser_gets_english(browser: Browser, database_url: str) -> None:
     settings = secured(database_url, api_port=free_port())
     async with serving(settings) as base, watched(browser, "en-GB") as w:

@@ -191,14 +191,21 @@ const PW = (() => {
   }
 
   // -- the reader's locale ----------------------------------------------------------------
+  // Dates and numbers of an English page follow the reader's own English (the first en-*
+  // of the browser's languages: en-US puts the month first, en-GB and en-IN the day), else
+  // en-GB (day before month, 24-hour clock: a Chinese reader who switches to English does not
+  // get the US order); a Chinese page formats them as zh-CN.
+  const locale = language !== "en" ? language
+    : (navigator.languages || []).find((tag) => /^en-/i.test(tag)) || "en-GB";
+
   function number(value, digits) {
     if (value === null || value === undefined) return "—";
-    return new Intl.NumberFormat(language, { maximumFractionDigits: digits ?? 0 }).format(value);
+    return new Intl.NumberFormat(locale, { maximumFractionDigits: digits ?? 0 }).format(value);
   }
 
   function percent(value, digits) {
     if (value === null || value === undefined) return "—";
-    return new Intl.NumberFormat(language, {
+    return new Intl.NumberFormat(locale, {
       style: "percent", maximumFractionDigits: digits ?? 1,
     }).format(value);
   }
@@ -209,7 +216,7 @@ const PW = (() => {
       second: "2-digit", hour12: false };
     if (withDate !== false) Object.assign(options, { year: "numeric", month: "2-digit",
       day: "2-digit" });
-    return new Intl.DateTimeFormat(language, options).format(new Date(iso));
+    return new Intl.DateTimeFormat(locale, options).format(new Date(iso));
   }
 
   // days of the window a trend by day, week or month shows by default
@@ -218,7 +225,7 @@ const PW = (() => {
   // a bucket's name: its first local day (a month's: the year and month)
   function period(iso, zone, bucket) {
     const month = bucket === "month";
-    return new Intl.DateTimeFormat(language, { timeZone: zone || undefined,
+    return new Intl.DateTimeFormat(locale, { timeZone: zone || undefined,
       year: month ? "numeric" : undefined, month: "2-digit", day: month ? undefined : "2-digit" })
       .format(new Date(iso));
   }
@@ -277,7 +284,7 @@ const PW = (() => {
     Promise.resolve().then(run).catch(fail);
   }
 
-  return { boot, language, t, session, signIn, api, send, me, stream, refuse, fail, status,
-    param, number, percent, time, period, windowParams, TREND_DAYS, element, enterprise, start,
-    Refused };
+  return { boot, language, locale, t, session, signIn, api, send, me, stream, refuse, fail,
+    status, param, number, percent, time, period, windowParams, TREND_DAYS, element, enterprise,
+    start, Refused };
 })();
