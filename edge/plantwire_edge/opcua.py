@@ -22,7 +22,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from plantwire_edge.devices import OpcUaDevice, Tag
 from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
 from plantwire_edge.opcua_history import NoHistory, read_since
+from plantwire_edge.opcua_publish import Reading, reading
 from plantwire_edge.opcua_session import AuthError, OperationLimits, connect
 from plantwire_edge.opcua_subscription import LIVENESS_MIN_S, Memo, Notifications, take_over
 from plantwire_edge.status import AdapterStatus, Throttle
@@ -52,15 +52,6 @@ REFUSED_RETRY_S = 0.1  # a server not listening (restarting) is tried again this
 LIFETIME_S = 120.0  # the server keeps our subscription (and its queues) this long unserved
 BACKFILL_TIMEOUT_S = 60.0  # reading the gap from the server's history takes at most this
 HORIZON_S = 10.0  # live values older than the history read are dropped this long after it
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-
-
-def to_ms(ts: datetime) -> int:
-    """Whole milliseconds since the epoch, computed exactly (no float rounding)."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return (ts - _EPOCH) // _MS
 
 
 class _Feed(Feed):
@@ -361,10 +352,10 @@ class OpcUaAdapter:
                 read_since(client, wanted, until, batch), BACKFILL_TIMEOUT_S
             )
             horizon: dict[int, int] = {}
-            for item in items:
-                ts = to_ms(item.Value.SourceTimestamp)
-                horizon[item.ClientHandle] = max(ts, horizon.get(item.ClientHandle, ts))
-            self.on_items(items)
+            for handle, _, _, ts, _ in items:
+                assert ts is not None  # read_since keeps values with a source time only
+                horizon[handle] = max(ts, horizon.get(handle, ts))
+            self.on_readings(items)
             self._horizon = horizon
             self._horizon_until = asyncio.get_running_loop().time() + HORIZON_S
             self.status.backfilled += len(items)
@@ -419,7 +410,7 @@ class OpcUaAdapter:
                 rv.AttributeId = AttributeIds.Value
                 params.NodesToRead.append(rv)
             results = await client.uaclient.read(params)
-            items = []
+            items: list[Reading] = []
             for handle, dv in zip(chunk, results, strict=True):
                 code = dv.StatusCode.value if dv.StatusCode is not None else 0
                 if code in _REFUSED:
@@ -432,25 +423,22 @@ class OpcUaAdapter:
                 if last == current:
                     continue
                 self._polled[handle] = current
-                items.append(ua.MonitoredItemNotification(ClientHandle=handle, Value=dv))
-            self.on_items(items)
+                items.append(reading(handle, dv))
+            self.on_readings(items)
 
-    def on_items(self, items: list[Any]) -> None:
-        """Report a batch of monitored-item values (the hot path)."""
+    def on_readings(self, readings: list[Reading]) -> None:
+        """Report a batch of values (the hot path)."""
         now = self.clock.now_ms()
         low, high = self._sanity.bounds(now)
         active = self._active
         first = self._first
         last = self._last
         horizon = self._horizon
-        for item in items:
-            handle = item.ClientHandle
+        for handle, value, status, source, server in readings:
             feed = active[handle] if handle < len(active) else None
             if feed is None:
                 continue
-            dv = item.Value
-            status = dv.StatusCode
-            if status is not None and status.value & 0xC0000000:
+            if status & 0xC0000000:
                 self.status.rejected += 1
                 self._throttle(
                     log,
@@ -458,7 +446,7 @@ class OpcUaAdapter:
                     "%s: %s: status %s",
                     self.device.device_id,
                     feed.label,
-                    status.name,
+                    ua.StatusCode(ua.UInt32(status)).name,
                 )
                 continue
             if first:
@@ -466,18 +454,15 @@ class OpcUaAdapter:
                 if not first - self._polled_handles:
                     self._initial.set()
             mode = feed.timestamp
-            stamp = dv.SourceTimestamp if mode == "source" else dv.ServerTimestamp
-            if mode == "gateway" or stamp is None:
+            ts = source if mode == "source" else server
+            if mode == "gateway" or ts is None:
                 ts = now
-            else:
-                ts = (stamp - _EPOCH) // _MS if stamp.tzinfo is not None else to_ms(stamp)
             if horizon and handle in horizon:  # live values the history read reported already
                 if ts <= horizon[handle]:
                     continue
                 del horizon[handle]
             last[handle] = ts
-            variant = dv.Value
-            feed.put(variant.Value if variant is not None else None, ts, now, low, high)
+            feed.put(value, ts, now, low, high)
 
     def on_subscription_status(self, status: Any) -> None:
         log.warning("%s: subscription status %s", self.device.device_id, status)

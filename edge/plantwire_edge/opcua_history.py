@@ -19,6 +19,8 @@ from typing import Any
 from asyncua import ua
 from asyncua.client.client import Client
 
+from plantwire_edge.opcua_publish import Reading, reading, to_ms
+
 MAX_VALUES_PER_READ = 10_000  # per variable and call; more follow by continuation point
 MAX_ROUNDS = 100  # continuation rounds per batch: a million values per variable at most
 
@@ -33,24 +35,18 @@ def from_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
-def _ms(ts: datetime) -> int:
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return (ts - _EPOCH) // timedelta(milliseconds=1)
-
-
 async def read_since(
     client: Client,
     wanted: Sequence[tuple[int, Any, int]],
     until_ms: int,
     batch: int,
-) -> list[Any]:
+) -> list[Reading]:
     """The values of each ``(handle, node id, after_ms)`` of ``wanted`` with a source time
-    after ``after_ms`` and at most ``until_ms``, oldest first per variable, as monitored-item
-    notifications (client handle and data value) for the adapter's usual path.
+    after ``after_ms`` and at most ``until_ms``, oldest first per variable, as readings for
+    the adapter's usual path.
 
     Raises :class:`NoHistory` if the server does not offer HistoryRead."""
-    items: list[Any] = []
+    items: list[Reading] = []
     for start in range(0, len(wanted), max(1, batch)):
         chunk = list(wanted[start : start + batch])
         earliest = min(after for _, _, after in chunk)
@@ -68,8 +64,8 @@ async def read_since(
                 values = getattr(result.HistoryData, "DataValues", None) or []
                 for dv in values:
                     stamp = dv.SourceTimestamp
-                    if stamp is not None and after < _ms(stamp) <= until_ms:
-                        items.append(ua.MonitoredItemNotification(ClientHandle=handle, Value=dv))
+                    if stamp is not None and after < to_ms(stamp) <= until_ms:
+                        items.append(reading(handle, dv))
                 if point:
                     points[handle] = point
                 else:

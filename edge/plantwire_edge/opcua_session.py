@@ -18,6 +18,7 @@ from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 
 from plantwire_edge.devices import OpcUaDevice
+from plantwire_edge.opcua_publish import install
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ async def connect(device: OpcUaDevice, client_uri: str, state: Path | None = Non
     With ``state``, the session is kept there and an earlier one still alive on the server
     is resumed (ActivateSession on a new channel) instead of creating a new one."""
     client = Client(device.endpoint, timeout=device.timeout_s, watchdog_intervall=device.watchdog_s)
+    install(client)  # data changes decoded straight into readings
     client.session_state_path = state
     client.session_timeout = SESSION_TIMEOUT_MS
     # liveness is the adapter's business (keep-alives negotiated per subscription, with

@@ -25,6 +25,8 @@ from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.common.subscription import Subscription
 
+from plantwire_edge.opcua_publish import Reading, Readings, readings_of
+
 log = logging.getLogger(__name__)
 
 LIVENESS_MIN_S = 10.0  # a subscription is never judged dead sooner: a busy server is slow
@@ -40,7 +42,7 @@ class Store(Protocol):
 class Receiver(Protocol):
     """The adapter, as the subscription sees it."""
 
-    def on_items(self, items: list[Any]) -> None: ...
+    def on_readings(self, readings: list[Reading]) -> None: ...
 
     def on_subscription_status(self, status: Any) -> None: ...
 
@@ -91,8 +93,11 @@ class Notifications(Subscription):
             return
         values = False
         for notification in message.NotificationData:
-            if isinstance(notification, ua.DataChangeNotification):
-                self._receiver.on_items(notification.MonitoredItems)
+            if isinstance(notification, Readings):  # decoded by our PublishSession
+                self._receiver.on_readings(notification.items)
+                values = True
+            elif isinstance(notification, ua.DataChangeNotification):  # republished
+                self._receiver.on_readings(readings_of(notification.MonitoredItems))
                 values = True
             elif isinstance(notification, ua.StatusChangeNotification):
                 self._receiver.on_subscription_status(notification.Status)
