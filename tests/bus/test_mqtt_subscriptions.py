@@ -50,3 +50,28 @@ async def test_many_filters_then_some_of_them_unsubscribed(
         await publish_all()
         kept = {t for t in expected if t.split("/")[3] not in gone}
         assert await received(sub) == kept
+
+
+async def test_an_unsubscribe_while_disconnected_is_sent_at_the_reconnect(
+    mqtt_url: str, unique: str
+) -> None:
+    """A persistent session keeps its subscriptions over a lost connection: an unsubscribe
+    asked for meanwhile is sent when the client is connected again."""
+    address = parse_mqtt_url(mqtt_url)
+    sub = MqttClient(address, f"sub-{unique}", clean_start=False, session_expiry=60)
+    keep, drop = f"t/{unique}/keep", f"t/{unique}/drop"
+    async with sub, MqttClient(address, f"pub-{unique}") as pub:
+        await sub.subscribe_all([keep, drop], 1)
+        sub.drop_connection()
+        while sub.connected.is_set():
+            await asyncio.sleep(0.01)
+        with pytest.raises(mqtt.MqttError):  # not connected
+            await sub.unsubscribe([drop])
+        await asyncio.wait_for(sub.connected.wait(), 15)  # paho reconnects by itself
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # the UNSUBSCRIBE follows the CONNACK
+            await pub.publish(drop, b"x")
+            await pub.publish(keep, b"x")
+            if await received(sub) == {keep}:
+                break
+            assert asyncio.get_running_loop().time() < deadline

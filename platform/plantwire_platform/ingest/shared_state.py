@@ -103,6 +103,12 @@ class SharedState:
         """The registered edge nodes and their devices."""
         return await load_roster(self.conn)
 
+    @serialized
+    async def nodes(self) -> set[tuple[str, str]]:
+        """Every edge node whose birth the host has stored, registered now or not."""
+        cur = await self.conn.execute("SELECT group_id, edge_node_id FROM sparkplug_node")
+        return {(g, n) for g, n in await cur.fetchall()}
+
     # -- births ----------------------------------------------------------------------------
     @serialized
     async def store_birth(self, birth: Birth) -> Generation:

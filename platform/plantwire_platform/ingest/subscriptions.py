@@ -55,10 +55,12 @@ class Subscriptions:
                 log.warning("edge node %s/%s not subscribed: %s", group[:80], node[:80], exc)
         return out
 
-    async def start(self, roster: Roster, persistent: bool) -> None:
+    async def start(self, roster: Roster, persistent: bool, seen: Iterable[Node] = ()) -> None:
         """Right after connecting, before STATE online: the STATE topic and the registered
-        nodes' topics (or everything). A ``persistent`` session may still hold the catch-all
-        of a life that admitted everyone: it is dropped when refusing."""
+        nodes' topics (or everything). A ``persistent`` session may still hold what an
+        earlier life subscribed to: the catch-all of a life that admitted everyone and the
+        filters of nodes ``seen`` before (they sent a birth) that the registry no longer
+        names; both are dropped when refusing."""
         catch_all = self.prefix + subscription()
         if self.everything:
             if self.prefix:  # a shared catch-all brings the STATE topic to one worker only
@@ -66,9 +68,10 @@ class Subscriptions:
             await self.client.subscribe(catch_all, self.qos)
             return
         await self.client.subscribe(self.state_topic, 1)
-        if persistent:
-            await self.client.unsubscribe([catch_all])
         self.nodes = frozenset(roster.devices)
+        if persistent:
+            gone = self.filters(frozenset(seen) - self.nodes)
+            await self.client.unsubscribe([catch_all, *gone])
         await self.client.subscribe_all(self.filters(self.nodes), self.qos)
         log.info("subscribed to the topics of %d registered edge nodes", len(self.nodes))
 

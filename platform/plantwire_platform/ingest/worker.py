@@ -245,7 +245,9 @@ class IngestWorker:
             everything=settings.unregistered_nodes == "admit",
         )
         try:
-            await subscriptions.start(intake.admission.roster, persistent=not settings.spec_strict)
+            persistent = not settings.spec_strict
+            seen = await intake.state.nodes() if persistent else set()
+            await subscriptions.start(intake.admission.roster, persistent, seen)
             # the same timestamp as the Will's, as Sparkplug 3.0 asks
             await client.publish(
                 self._state_topic, encode_state(True, self._born, self._commits), retain=True

@@ -117,3 +117,45 @@ async def test_a_gateway_entering_and_leaving_the_registry(
         f" WHERE s.group_id = '{group}' AND s.metric = 'Speed' ORDER BY 1",
     )
     assert bound == [("GW1", "CNC-01"), ("GW9", "CNC-01")]  # S1's machine, read by each
+
+
+async def test_a_gateway_removed_while_the_worker_was_stopped(
+    start_worker: WorkerFactory, database_url: str, mqtt_url: str, unique: str
+) -> None:
+    """The worker's persistent session keeps the filters of its last life: GW2, which sent a
+    birth then and has left the registry since, is unsubscribed from when the worker starts
+    again, so its messages no longer reach it; GW1's still do."""
+    group = f"R{unique}"
+    document = REGISTRY.format(group=group)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await import_registry(conn, parse_registry(document))
+    address = parse_mqtt_url(mqtt_url)
+    topic = f"spBv1.0/{group}/{{}}"
+    now = time.time_ns() // 1_000_000 - 1000
+    async with (
+        MqttClient(address, f"gw1-{unique}") as gw1,
+        MqttClient(address, f"gw2-{unique}") as gw2,
+    ):
+        async with start_worker(unregistered_nodes="refuse"):
+            for kind, payload in births(now):
+                await gw1.publish(topic.format(kind.format("GW1")), payload)
+            await gw2.publish(topic.format("NBIRTH/GW2"), births(now)[0][1])
+            deadline = time.monotonic() + 15
+            gw2_node = (
+                f"SELECT 1 FROM sparkplug_node WHERE group_id = '{group}' AND edge_node_id = 'GW2'"
+            )
+            while await query(database_url, gw2_node) == []:
+                assert time.monotonic() < deadline, "GW2's birth not stored"
+                await asyncio.sleep(0.05)
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            await import_registry(conn, parse_registry(document.replace('"GW2"', '"GW3"', 1)))
+        async with start_worker(unregistered_nodes="refuse") as worker:  # the same session
+            await gw2.publish(topic.format("NDATA/GW2"), data(2.0, 1))
+            await gw1.publish(topic.format("DDATA/GW1/CNC-01"), data(1.0, 2))
+            deadline = time.monotonic() + 15
+            while await stored(database_url, "GW1") != {0.5, 1.0}:
+                assert time.monotonic() < deadline, await stored(database_url, "GW1")
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            assert taken(worker) == 1  # GW1's data; GW2's, sent before it, never came
+            assert refusals(worker) == {}
