@@ -21,10 +21,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from plantwire_bus.payload import PayloadError
+from plantwire_bus.payload import MAX_ORDINAL, ORDINAL, PayloadError
 
-ORDINAL = "plantwire.ordinal"
-MAX_ORDINAL = 999  # values of one metric within one millisecond beyond the first
+__all__ = ["MAX_ORDINAL", "ORDINAL"]  # defined beside the metric that carries it
 COMMIT_NAMESPACE = "plantwire/v1/committed"
 COMMITS_KEY = "commits"  # in the STATE payload of a host that confirms commits
 

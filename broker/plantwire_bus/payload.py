@@ -93,9 +93,16 @@ class PayloadError(ValueError):
     """A payload cannot be encoded or decoded."""
 
 
+ORDINAL = "plantwire.ordinal"
+"""Metric property of plantwire's extension (:mod:`plantwire_bus.extension`): the n-th value
+of the metric within its millisecond."""
+MAX_ORDINAL = 999  # values of one metric within one millisecond beyond the first
+
+
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """One Sparkplug metric; ``timestamp`` is milliseconds since the Unix epoch."""
+    """One Sparkplug metric; ``timestamp`` is milliseconds since the Unix epoch; ``ordinal``
+    the :data:`ORDINAL` property (0: none)."""
 
     name: str | None = None
     alias: int | None = None
@@ -105,6 +112,7 @@ class Metric:
     is_historical: bool = False
     is_transient: bool = False
     is_null: bool = False
+    ordinal: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +335,13 @@ def _encode_metric(out: _PbPayload.Metric, metric: Metric, omit_datatypes: bool)
         out.is_historical = True
     if metric.is_transient:
         out.is_transient = True
+    if metric.ordinal:
+        if not 0 < metric.ordinal <= MAX_ORDINAL:
+            raise PayloadError(f"{ORDINAL} must be 0..{MAX_ORDINAL}")
+        out.properties.keys.append(ORDINAL)
+        prop = out.properties.values.add()
+        prop.type = DataType.UInt32
+        prop.int_value = metric.ordinal
     datatype = metric.datatype
     codec = None
     if datatype is not None:
@@ -391,6 +406,7 @@ _set_value = Metric.__dict__["value"].__set__
 _set_historical = Metric.__dict__["is_historical"].__set__
 _set_transient = Metric.__dict__["is_transient"].__set__
 _set_null = Metric.__dict__["is_null"].__set__
+_set_ordinal = Metric.__dict__["ordinal"].__set__
 _new = object.__new__
 
 
@@ -433,7 +449,21 @@ def _decode_metric(pb: _PbPayload.Metric, index: int) -> Metric:
     _set_historical(metric, pb.is_historical)
     _set_transient(metric, pb.is_transient)
     _set_null(metric, is_null)
+    _set_ordinal(metric, _ordinal(pb, name, alias, index) if pb.HasField("properties") else 0)
     return metric
+
+
+def _ordinal(pb: _PbPayload.Metric, name: str | None, alias: int | None, index: int) -> int:
+    props = pb.properties
+    for key, prop in zip(props.keys, props.values, strict=False):
+        if key == ORDINAL:
+            which = prop.WhichOneof("value")
+            n = prop.int_value if which == "int_value" else prop.long_value
+            if which not in ("int_value", "long_value") or not 0 <= n <= MAX_ORDINAL:
+                label = _label(name, alias, index)
+                raise PayloadError(f"metric {label}: {ORDINAL} must be 0..{MAX_ORDINAL}")
+            return int(n)
+    return 0
 
 
 def decode_payload(data: bytes) -> Payload:

@@ -454,8 +454,15 @@ class EdgeNode:
         current value if known, else their first value there)."""
         if dev.merges:
             dev.merge_staged()
+        stamps, ordinals = dict(dev.stamps), dict(dev.ordinals)  # as _stamp will number them
         for sample in dev.staged:
-            dev.current[sample[0]] = (sample[1], sample[2])
+            key, ts = sample[0], sample[2]
+            dev.current[key] = (sample[1], ts)
+            if stamps.get(key) != ts:
+                stamps[key] = ts
+                ordinals.pop(key, None)
+            else:
+                ordinals[key] = ordinals.get(key, 0) + 1
         keys = set(dev.current) | (dev.birth_keys if dev.born else set())
         first: dict[int, tuple[Any, int]] = {}
         for sample in backlog or ():
@@ -477,6 +484,11 @@ class EdgeNode:
                     datatype=mk.datatype,
                     value=value,
                     is_null=value is None,
+                    # a current value that was not the first of its millisecond says which
+                    # it was, or the platform would take it for the first one's rival
+                    ordinal=ordinals.get(key, 0)
+                    if key in dev.current and stamps.get(key) == ts
+                    else 0,
                 )
             )
         metrics.sort(key=lambda m: m.timestamp or 0)  # values in chronological order

@@ -4,11 +4,14 @@ import contextlib
 import math
 import random
 import struct
+from dataclasses import replace
 
 import pytest
 
 from plantwire_bus import sparkplug_b_pb2 as pb
 from plantwire_bus.payload import (
+    MAX_ORDINAL,
+    ORDINAL,
     DataType,
     Metric,
     MetricValue,
@@ -532,3 +535,21 @@ def test_decoded_metrics_are_ordinary_frozen_metrics() -> None:
     assert repr(decoded) == repr(metric)
     with pytest.raises(AttributeError):
         decoded.value = 2  # type: ignore[misc]
+
+
+def test_ordinal_property_round_trip_and_bad_ordinal_refused() -> None:
+    """A metric's plantwire.ordinal (the n-th value of its millisecond) is a UInt32 property
+    on the wire, read back as ``ordinal``; absent means 0."""
+    metrics = (
+        Metric(name="a", timestamp=5, datatype=DataType.Int32, value=1),
+        Metric(name="a", timestamp=5, datatype=DataType.Int32, value=2, ordinal=1),
+    )
+    wire = encode_payload(Payload(timestamp=5, seq=0, metrics=metrics))
+    raw = pb.Payload()
+    raw.ParseFromString(wire)
+    assert list(raw.metrics[1].properties.keys) == [ORDINAL]
+    assert raw.metrics[1].properties.values[0].int_value == 1
+    assert not raw.metrics[0].HasField("properties")
+    assert [m.ordinal for m in decode_payload(wire).metrics] == [0, 1]
+    with pytest.raises(PayloadError, match=r"plantwire\.ordinal"):
+        encode_payload(Payload(metrics=(replace(metrics[1], ordinal=MAX_ORDINAL + 1),)))

@@ -269,6 +269,34 @@ async def test_a_device_read_through_a_broker_outage_is_born_again_as_of_the_los
     assert (2, T0 + 30_000) in {(s.value, s.ts) for s in after.values() if s.kind == "DDATA"}
 
 
+async def test_a_rebirth_names_the_ordinal_of_a_current_value_not_first_in_its_millisecond(
+    mqtt_url: str, group: str, tmp_path: Path
+) -> None:
+    """Two values of a metric within one millisecond go out as ordinals 0 and 1; a later
+    DBIRTH repeats the current one with its ordinal, so the platform does not take it for a
+    rival of the first (a conflicting value)."""
+    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", None))
+    dev = node.channel("M1")
+    count = dev.metric("Count", DataType.UInt32)
+    stop = asyncio.Event()
+    async with probe_on(mqtt_url, group) as probe:
+        task = asyncio.create_task(node.run(stop))
+        dev.set_online([(count, 0, T0)])
+        await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "DBIRTH")
+        dev.put(count, 1, T0 + 5)
+        dev.put(count, 2, T0 + 5)
+        await probe.wait_for(lambda: node.stats.values_acked >= 3, "the two values")
+        dev.put(dev.metric("Speed", DataType.Double), 1.5, T0 + 6)  # not in the birth
+        await probe.wait_for(lambda: probe.count("DBIRTH") == 2, "DBIRTH again")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    rebirth = {m.name: m for m in probe.payloads("DBIRTH")[1].metrics}
+    assert (rebirth["Count"].value, rebirth["Count"].timestamp) == (2, T0 + 5)
+    assert rebirth["Count"].ordinal == 1
+    data = [(s.value, s.ts) for s in probe.values() if s.kind == "DDATA" and s.metric == "Count"]
+    assert data == [(0, T0), (1, T0 + 5), (2, T0 + 5)]
+
+
 async def test_commits_leave_the_event_loop_once_one_is_slow(
     mqtt_url: str, group: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

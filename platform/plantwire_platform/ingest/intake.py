@@ -209,9 +209,9 @@ class Intake:
             problems.add("bad_birth", reason)
         first, last = window.hi, window.lo  # the span of accepted timestamps
         refused: list[ValueProblem] = []
-        for target, ts, value in birth_samples(birth, gen, refused):
+        for target, ts, value, ordinal in birth_samples(birth, gen, refused):
             if window.lo <= ts <= window.hi:
-                batch.add_other(target, ts, value)
+                batch.add_other(target, ts, value, ordinal)
                 first, last = min(first, ts), max(last, ts)
             else:
                 problems.add("absurd_timestamp", f"timestamp {ts} ms")

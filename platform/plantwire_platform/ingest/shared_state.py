@@ -373,8 +373,9 @@ class SharedState:
 
 def birth_samples(
     birth: Birth, gen: Generation, refused: list[ValueProblem] | None = None
-) -> list[tuple[Target, int, Any]]:
-    """The values a birth carries, as samples (target, ts, value); values that cannot be
+) -> list[tuple[Target, int, Any, int]]:
+    """The values a birth carries, as samples (target, ts, value, ordinal: a current value
+    that was not the first of its millisecond says which it was); values that cannot be
     stored are left out and added to ``refused``."""
     out = []
     for m in birth.metrics:
@@ -387,5 +388,5 @@ def birth_samples(
             if refused is not None:
                 refused.append(exc)
             continue
-        out.append((target, m.timestamp or birth.ts, value))
+        out.append((target, m.timestamp or birth.ts, value, m.ordinal))
     return out

@@ -151,7 +151,7 @@ async def test_deaths_end_sessions_states_and_mark_stale(store: Store) -> None:
         NOW,
     )
     batch = Batch()
-    for target, ts, value in birth_samples(birth, gen):
+    for target, ts, value, _ in birth_samples(birth, gen):
         batch.add_other(target, ts, value)
     await store.writer.write(batch)
     stale_will = read_death(
