@@ -93,8 +93,13 @@ class Activity:
         self.behaviour: Behaviour = machine.behaviour
         self.durations_ms: tuple[int, ...] = tuple(segment_ms(s) for s in machine.program)
         self.cycle_ms: int = sum(self.durations_ms)
-        self.phase_ms: int = random.Random(self.stream("phase")).randrange(self.cycle_ms)
-        """Offset into the program cycle at the start time."""
+        phase = self.behaviour.phase_s
+        self.phase_ms: int = (
+            random.Random(self.stream("phase")).randrange(self.cycle_ms)
+            if phase is None
+            else round(phase * 1000) % self.cycle_ms
+        )
+        """Offset into the program cycle at the start time (seeded, or ``behaviour.phase_s``)."""
 
     def stream(self, purpose: str) -> str:
         """Seed of one random stream (str seeds are hashed with SHA-512: stable everywhere)."""

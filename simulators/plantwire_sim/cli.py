@@ -93,6 +93,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "and polled values on the machines' time line, slowing down when the simulator does",
     )
     run.add_argument(
+        "--hold-start",
+        action="store_true",
+        help="with --control: serve the machines with simulated time held at the start "
+        "until a 'go' request on the control port (gateways connect and are born first)",
+    )
+    run.add_argument(
+        "--linger",
+        action="store_true",
+        help="with --duration: keep serving (machines at their last values, uplink relays "
+        "open) after the run until stopped, so that gateways can forward what they hold",
+    )
+    run.add_argument(
         "--gateway-configs",
         type=Path,
         metavar="DIR",
@@ -287,6 +299,9 @@ def run_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"plantwire sim: --start: {exc}", file=sys.stderr)
         return 2
+    if args.hold_start and args.control is None:
+        print("plantwire sim: --hold-start needs --control (where 'go' is sent)", file=sys.stderr)
+        return 2
     if not any(m.protocol in args.protocols for _, _, m in scenario.machines()):
         print(
             f"plantwire sim: scenario {scenario.name!r} has no machine speaking "
@@ -361,6 +376,7 @@ async def _serve(
             layout=args.layout,
             catch_up=args.catch_up,
             clock_file=args.clock_file,
+            held=args.hold_start,
         ) as factory:
             # the servers' address spaces are large and live as long as the process: keep them
             # out of the cyclic garbage collector, whose full passes would stop every simulator
@@ -389,13 +405,16 @@ async def _serve(
             stopped = asyncio.ensure_future(stop.wait())
             live = asyncio.ensure_future(_announce_live(factory))
             await asyncio.wait({finished, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            for fut in (finished, stopped, live):
-                fut.cancel()
             if factory.finished.is_set():
                 print(
                     f"played {args.duration:g} simulated seconds "
-                    f"({factory.truth.count} truth records)"
+                    f"({factory.truth.count} truth records)",
+                    flush=True,
                 )
+                if args.linger:
+                    await stopped
+            for fut in (finished, stopped, live):
+                fut.cancel()
             if control is not None:
                 control.close()
                 await control.wait_closed()
@@ -438,8 +457,10 @@ def _write_gateway_configs(factory: Factory, scenario: Scenario, args: argparse.
         for site in enterprise.sites:
             if not any(m.code in served for m in site.machines):
                 continue
+            relay = factory.uplinks.get(site.code)
+            uplink = relay.url(args.mqtt_url) if relay is not None else args.mqtt_url
             config = factory.gateway_config(
-                enterprise, site, args.mqtt_url, args.primary_host_id or None, args.protocols
+                enterprise, site, uplink, args.primary_host_id or None, args.protocols
             )
             path = folder / f"{site.edge_node}.toml"
             path.with_suffix(".tmp").write_text(to_toml(config), encoding="utf-8")

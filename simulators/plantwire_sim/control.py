@@ -10,7 +10,7 @@ response object per line. Try it with ``nc 127.0.0.1 4999``::
 
 ``fault`` takes ``machine``, ``fault`` (a kind of :mod:`plantwire_sim.faults`), ``seconds``
 (simulated, default 60) and, for ``alarm_storm``, ``rate_per_s``. ``plantwire sim fault`` is
-the command-line client.
+the command-line client. ``go`` starts simulated time in a run started with ``--hold-start``.
 """
 
 from __future__ import annotations
@@ -63,7 +63,10 @@ async def answer(factory: Factory, line: bytes) -> dict[str, Any]:
             return {"ok": True, "fault": record.to_json()}
         if op == "status":
             return {"ok": True, **status(factory)}
-        raise ValueError(f"unknown op {op!r}: fault or status")
+        if op == "go":  # a run started held (--hold-start): simulated time starts now
+            factory.go.set()
+            return {"ok": True}
+        raise ValueError(f"unknown op {op!r}: fault, status or go")
     except (ValueError, TypeError) as exc:
         return {"ok": False, "error": str(exc)}
 
@@ -80,6 +83,12 @@ def status(factory: Factory) -> dict[str, Any]:
         "live": factory.clock.live(),
         "finished": factory.finished.is_set(),
         "truth_records": factory.truth.count,
+        "held": not factory.go.is_set(),
+        # site -> broker URL its gateway connects to, through the relay its outages cut
+        "uplinks": {
+            site: relay.url(factory.mqtt_url or "mqtt://127.0.0.1")
+            for site, relay in factory.uplinks.items()
+        },
         "machines": {
             code: {
                 "protocol": p.machine.protocol,

@@ -21,11 +21,19 @@ platform code is used. The definitions are those of DESIGN.md ("Indicators") and
   parts are those completed in the window by a machine that counts them; per line the
   machines' times and counts are pooled (performance over the machines with an ideal cycle);
 - a group of enterprises (chain, park, region) reports the mean of its enterprises' rates
-  beside the pooled ratio.
+  beside the pooled ratio;
+- a registry change inside the window (``registry`` records: a machine re-declared NC or not)
+  cuts the window of the machine's enterprise: each part is computed with the registry valid
+  in it (its own coverage, over its own planned time) and the counts of the key-process
+  rates are averaged by duration, so numerators and denominators may be fractional; the MDI
+  share pools the parts' covered processes; networking and OEE are over the whole window;
+- an uplink outage of a site (``outage`` records) blinds nothing: its gateway kept reading the
+  machines and forwards what it read (store and forward), so they stay observed.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,9 +43,9 @@ from plantwire_bus.state import GOOD_COUNT_METRIC, PART_COUNT_METRIC, Execution,
 from .activity import calendar_of
 from .behaviour import profile_of
 from .placement import plan
-from .scenario import Machine, Scenario, Site
+from .scenario import Enterprise, Machine, Scenario, Site
 from .scorecard import Interval, intervals, parts
-from .truth import FaultRecord, Record
+from .truth import FaultRecord, Record, RegistryRecord
 
 Span = tuple[int, int]
 BLINDING = frozenset({"restart", "drop", "silent"})
@@ -102,27 +110,29 @@ class ProcessTruth:
 class EnterpriseTruth:
     code: str
     processes: tuple[ProcessTruth, ...]
+    """The key processes' verdicts with the registry valid at the window's end."""
     machines: dict[str, MachineTime] = field(default_factory=dict)
+    segments: tuple[tuple[float, tuple[ProcessTruth, ...]], ...] = ()
+    """(share of the window, verdicts) of each part with one registry (default: one part,
+    ``processes``)."""
 
     def rate(self, name: str) -> tuple[float, float]:
         """(numerator, denominator) of an indicator, by its API name."""
-        ps = self.processes
-        covered = [p for p in ps if p.covered]
-        if name == "nc_rate_declared":
-            return sum(p.declared_nc for p in ps), len(ps)
-        if name == "nc_rate_verified":
-            return sum(p.verified_nc for p in ps), len(ps)
-        if name == "nc_rate_time_weighted":
-            return sum(p.auto_share or 0.0 for p in covered), len(ps)
-        if name == "coverage":
-            return len(covered), len(ps)
         if name == "mdi_share":
+            covered = [p for _, ps in self._parts() for p in ps if p.covered]
             mdi, executing = (sum(p.mdi_ms for p in covered), sum(p.executing_ms for p in covered))
             return mdi / 1000, executing / 1000
         if name == "networking_rate":
             online = sum(m.online_ms > 0 for m in self.machines.values())
             return online, len(self.machines)
-        raise KeyError(name)
+        num = den = 0.0
+        for weight, ps in self._parts():
+            n, d = _count(name, ps)
+            num, den = num + weight * n, den + weight * d
+        return num, den
+
+    def _parts(self) -> tuple[tuple[float, tuple[ProcessTruth, ...]], ...]:
+        return self.segments or ((1.0, self.processes),)
 
     def value(self, name: str) -> float | None:
         num, den = self.rate(name)
@@ -136,6 +146,20 @@ class EnterpriseTruth:
         for m in self.machines.values():
             by_line[m.line].append(m)
         return {line: pooled_oee(ms) for line, ms in by_line.items()}
+
+
+def _count(name: str, ps: Sequence[ProcessTruth]) -> tuple[float, int]:
+    """(numerator, key processes) of a key-process rate over one registry state."""
+    covered = [p for p in ps if p.covered]
+    if name == "nc_rate_declared":
+        return sum(p.declared_nc for p in ps), len(ps)
+    if name == "nc_rate_verified":
+        return sum(p.verified_nc for p in ps), len(ps)
+    if name == "nc_rate_time_weighted":
+        return sum(p.auto_share or 0.0 for p in covered), len(ps)
+    if name == "coverage":
+        return len(covered), len(ps)
+    raise KeyError(name)
 
 
 INDICATORS = (
@@ -217,35 +241,51 @@ def expected(
     spans = intervals(records, end_ms)
     down = interface_down(scenario, records)
     made = parts(records, start_ms, end_ms)
-    by_code = {m.code: m for _, _, m in scenario.machines()}
-    out = {}
-    for e in scenario.enterprises:
-        machines: dict[str, MachineTime] = {}
+    changes = sorted((r for r in records if isinstance(r, RegistryRecord)), key=lambda r: r.ts_ms)
+    declared = {m.code: m.declared_nc for _, _, m in scenario.machines()}
+
+    def declared_at(code: str, at: int) -> bool:
+        return next(
+            (r.declared_nc for r in reversed(changes) if r.machine == code and r.ts_ms <= at),
+            declared[code],
+        )
+
+    def times(e: Enterprise, a: int, b: int) -> dict[str, MachineTime]:
+        out = {}
         for site in e.sites:
-            planned = planned_spans(site, start_ms, end_ms)
+            planned = planned_spans(site, a, b)
             for m in site.machines:
-                observed = (
-                    []
-                    if m.protocol == "none"
-                    else _minus([(start_ms, end_ms)], down.get(m.code, []))
-                )
-                machines[m.code] = _machine_time(
+                observed = [] if m.protocol == "none" else _minus([(a, b)], down.get(m.code, []))
+                out[m.code] = _machine_time(
                     m, planned, observed, spans.get(m.code, []), made.get(m.code, (0, 0))
                 )
-        verdicts = [
-            _process(
-                p.code,
-                p.equipment,
-                [machines[c] for c in p.equipment],
-                [by_code[c] for c in p.equipment],
-                thresholds,
+        return out
+
+    out = {}
+    for e in scenario.enterprises:
+        machines = times(e, start_ms, end_ms)
+        cuts = sorted(
+            {start_ms, end_ms}
+            | {r.ts_ms for r in changes if r.machine in machines and start_ms < r.ts_ms < end_ms}
+        )
+        segments = []
+        for a, b in itertools.pairwise(cuts):
+            part = machines if (a, b) == (start_ms, end_ms) else times(e, a, b)
+            verdicts = tuple(
+                _process(
+                    p.code,
+                    p.equipment,
+                    [part[c] for c in p.equipment],
+                    bool(p.equipment) and all(declared_at(c, a) for c in p.equipment),
+                    thresholds,
+                )
+                for site in e.sites
+                for line in site.lines
+                for p in line.processes
+                if p.is_key
             )
-            for site in e.sites
-            for line in site.lines
-            for p in line.processes
-            if p.is_key
-        ]
-        out[e.code] = EnterpriseTruth(e.code, tuple(verdicts), machines)
+            segments.append(((b - a) / (end_ms - start_ms), verdicts))
+        out[e.code] = EnterpriseTruth(e.code, segments[-1][1], machines, tuple(segments))
     return out
 
 
@@ -289,10 +329,9 @@ def _process(
     code: str,
     equipment: tuple[str, ...],
     times: list[MachineTime],
-    machines: list[Machine],
+    declared: bool,
     t: Thresholds,
 ) -> ProcessTruth:
-    declared = bool(machines) and all(m.declared_nc for m in machines)
     covered = bool(times) and min(m.coverage for m in times) >= t.coverage_min
     executing = sum(m.executing_ms for m in times)
     auto_share = sum(m.auto_ms for m in times) / executing if executing else None

@@ -41,10 +41,11 @@ from .placement import PROTOCOLS, ModbusAddress, plan
 from .polls import POLL_BUDGET, Polls
 from .scenario import Enterprise, Machine, Scenario, Site
 from .truth import FaultRecord, TruthRecorder
+from .uplink import UplinkRelay
 
 log = logging.getLogger(__name__)
 
-_FAULT_OFF, _STEP, _STORM, _FAULT_ON = range(4)
+_FAULT_OFF, _STEP, _STORM, _FAULT_ON, _OUTAGE, _REGISTRY = range(6)
 YIELD_S = 0.005
 """Longest stretch the scheduler runs without letting other tasks (clients, servers) run."""
 
@@ -78,6 +79,10 @@ class Factory:
         self.mqtt_url = mqtt_url
         self.until_s = until_s
         self.hosts: list[OpcUaHost] = []
+        self.uplinks: dict[str, UplinkRelay] = {}
+        """Site code -> the relay of its gateway's broker connection (sites with outages)."""
+        self.go = asyncio.Event()
+        """Set when simulated time may run (at once, unless the run starts held)."""
         self.players: dict[str, _Player] = {}
         self.t0_ms = 0
         """Simulated start: every machine's initial values carry this timestamp."""
@@ -175,6 +180,20 @@ class Factory:
         self._wake()
         return FaultRecord(machine, kind, start, end, "control")
 
+    def _schedule_run_events(self) -> None:
+        """The scenario's uplink outages and registry changes, at their times."""
+        t0 = self.t0_ms
+        for outage in self.scenario.outages:
+            relay = self.uplinks.get(outage.site)
+            if relay is None:
+                continue
+            start = t0 + round(outage.at_s * 1000)
+            end = start + max(1, round(outage.seconds * 1000))
+            self._push(start, _OUTAGE, -1, (relay, outage, end, True))
+            self._push(end, _OUTAGE, -1, (relay, outage, end, False))
+        for change in self.scenario.registry_changes:
+            self._push(t0 + round(change.at_s * 1000), _REGISTRY, -1, change)
+
     def _schedule(self, player: _Player, spec: FaultSpec, after_ms: int) -> None:
         occurrence = spec.next_occurrence(self.t0_ms, after_ms)
         if occurrence is not None:
@@ -206,6 +225,9 @@ class Factory:
         heap = self._heap
         yielded = time.perf_counter()
         clock = self.clock
+        if not self.go.is_set():  # held at the start until told to go
+            await self.go.wait()
+            clock.rebase(self.t0_ms)
         while heap:
             ts = heap[0][0]
             polled = self.polls.limit(time.time()) if clock.speed > 1 else None
@@ -247,6 +269,17 @@ class Factory:
     async def _dispatch(self, ts: int, kind: int, payload: Any) -> None:
         if kind == _STEP:
             await self._play(payload)
+            return
+        if kind == _OUTAGE:
+            relay, outage, end, on = payload
+            if on:
+                self.truth.record_outage(outage.site, outage.kind, ts, end)
+                relay.cut()
+            else:
+                relay.restore()
+            return
+        if kind == _REGISTRY:
+            self.truth.record_registry(payload.machine, ts, payload.declared_nc)
             return
         player, fault, end, origin, rate, spec = payload
         endpoint = player.endpoint
@@ -315,6 +348,7 @@ async def run_factory(
     layout: str | None = None,
     catch_up: bool = False,
     clock_file: Path | None = None,
+    held: bool = False,
 ) -> AsyncIterator[Factory]:
     """Serve every simulated machine of ``scenario`` speaking one of ``protocols``.
 
@@ -326,8 +360,10 @@ async def run_factory(
     clock, which it then follows (see :class:`~plantwire_sim.clock.SimClock`). With
     ``clock_file`` the clock's time line is published there for gateways in other processes
     (``plantwire edge run --clock-file``). ``layout``
-    overrides the scenario's OPC UA layout. A machine whose endpoint failed is re-raised as
-    RuntimeError on exit.
+    overrides the scenario's OPC UA layout. A site with uplink outages gets a relay of its
+    gateway's broker connection to ``mqtt_url`` (``factory.uplinks``). With ``held`` simulated
+    time stays at ``start_ms`` until ``factory.go`` is set (gateways can connect and be born
+    first). A machine whose endpoint failed is re-raised as RuntimeError on exit.
     """
     started = time.perf_counter()
     seed = scenario.seed if seed is None else seed
@@ -370,13 +406,26 @@ async def run_factory(
         for h in factory.hosts:
             await h.start()
         await asyncio.gather(*(e.start() for e in others))
+        outaged = {o.site for o in scenario.outages}
+        if outaged and address is None:
+            raise ValueError(f"scenario {scenario.name!r} cuts uplinks: give an MQTT broker URL")
+        served = {s.code for _, s, _ in placement.machines}
+        for site in sorted(outaged & served):
+            assert address is not None
+            factory.uplinks[site] = relay = UplinkRelay(site, host, address.host, address.port)
+            await relay.start()
         wall0 = t0 / 1000 if start_ms is None else time.time()
         factory.clock = SimClock(t0, speed, wall0, catch_up)
+        if held:
+            factory.clock.hold(t0)
+        else:
+            factory.go.set()
         if clock_file is not None:
             factory.clock.publish(clock_file)
         for spec in scenario.faults:
             if spec.machine in factory.players:
                 factory._schedule(factory.players[spec.machine], spec, t0)
+        factory._schedule_run_events()
         factory.startup_s = time.perf_counter() - started
         log.info("%d simulated machines up in %.2f s", len(factory.players), factory.startup_s)
         task = asyncio.create_task(factory._run(), name="plantwire-sim scheduler")
@@ -386,7 +435,11 @@ async def run_factory(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        stops = [*(h.stop() for h in factory.hosts), *(e.stop() for e in others)]
+        stops = [
+            *(h.stop() for h in factory.hosts),
+            *(e.stop() for e in others),
+            *(r.stop() for r in factory.uplinks.values()),
+        ]
         for result in await asyncio.gather(*stops, return_exceptions=True):
             if isinstance(result, Exception):
                 log.warning("stopping a simulator failed: %r", result)

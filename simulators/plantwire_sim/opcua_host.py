@@ -167,6 +167,7 @@ class OpcUaHost:
         if self.server is not None and self._listening:
             self._listening = False
             await self.server.stop()
+            await _forget_sessions(self.server)
 
     def drop_connections(self) -> None:
         """Cut every client connection; the server keeps listening."""
@@ -225,3 +226,14 @@ class OpcUaMachine(Endpoint):
 
     def describe(self) -> dict[str, Any]:
         return {"endpoint": self.endpoint}
+
+
+async def _forget_sessions(server: Server) -> None:
+    """A restarted server has forgotten its sessions and subscriptions. asyncua's ``stop``
+    keeps them in the process, and a client that resumed such a session after ``start``
+    found its subscription there but never got another notification from it."""
+    iserver = server.iserver
+    subscriptions = list(iserver.subscription_service.subscriptions)
+    if subscriptions:
+        await iserver.subscription_service.delete_subscriptions(subscriptions)
+    iserver._external_sessions.clear()  # asyncua keeps no public handle on them

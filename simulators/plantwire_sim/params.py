@@ -61,6 +61,12 @@ class Behaviour(_Model):
     manual_every_s: float | None = Field(default=None, gt=0)
     manual_s: float = Field(default=120.0, gt=0)
     scrap_rate: float = Field(default=0.0, ge=0, le=1, description="share of parts scrapped")
+    phase_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="where in its program the machine is at the run's start (simulated "
+        "seconds into the cycle); default: a phase drawn from the seed",
+    )
     clock_offset_s: float = Field(
         default=0.0,
         description="how far the machine's clock is ahead of true time (negative: behind) in "

@@ -2,7 +2,8 @@
 
 A scenario is a registry document (the platform's format, ``docs/registry.md``: parks, chains,
 enterprises, sites, lines, processes, equipment) plus behaviour: top-level ``seed``,
-``programs``, ``faults`` and ``[simulation]``, site ``breaks`` and ``setup_minutes``, and per
+``programs``, ``faults``, ``outages`` (a site's uplink cut), ``registry_changes`` (a machine
+re-declared during the run) and ``[simulation]``, site ``breaks`` and ``setup_minutes``, and per
 piece of equipment its ``protocol``, ``profile``, ``program``, ``params`` and ``behaviour``.
 :meth:`Scenario.registry` gives the registry part, which the platform imports.
 
@@ -223,6 +224,28 @@ class Simulation(_Model):
     )
 
 
+class Outage(_Model):
+    """A site's gateway loses its uplink (its broker connection) over a stretch of the run:
+    the simulator relays the gateway's MQTT connection (see :mod:`plantwire_sim.uplink`) and
+    cuts it, refusing new connections until the outage ends. The gateway keeps reading its
+    machines and forwards what it stored once connected again."""
+
+    site: str
+    kind: Literal["uplink"] = "uplink"
+    at_s: float = Field(ge=0, description="start, simulated seconds after the run's start")
+    seconds: float = Field(gt=0, description="how long it lasts")
+
+
+class RegistryChange(_Model):
+    """The registry changes during the run: ``machine`` is re-declared NC (or not) from
+    ``at_s`` simulated seconds after the run's start (the platform is told at that time,
+    effective then; see :meth:`Scenario.registry`)."""
+
+    at_s: float = Field(ge=0)
+    machine: str
+    declared_nc: bool
+
+
 class Scenario(_Model):
     name: str
     description: str = ""
@@ -232,6 +255,8 @@ class Scenario(_Model):
     programs: dict[str, tuple[Segment, ...]] = Field(default_factory=dict)
     enterprises: tuple[Enterprise, ...]
     faults: tuple[FaultSpec, ...] = ()
+    outages: tuple[Outage, ...] = ()
+    registry_changes: tuple[RegistryChange, ...] = ()
     simulation: Simulation = Simulation()
 
     @model_validator(mode="before")
@@ -272,24 +297,51 @@ class Scenario(_Model):
             if fault.machine not in protocols:
                 raise ValueError(f"fault {fault.kind}: unknown machine {fault.machine!r}")
             check_applicable(fault.kind, protocols[fault.machine], fault.machine)
+        sites = {s.code: s for e in self.enterprises for s in e.sites}
+        for outage in self.outages:
+            site = sites.get(outage.site)
+            if site is None:
+                raise ValueError(f"outage: unknown site {outage.site!r}")
+            if not any(m.protocol != "none" for m in site.machines):
+                raise ValueError(f"outage: site {outage.site} has no gateway (nothing simulated)")
+        machines = {m.code: m for _, _, m in self.machines()}
+        for change in self.registry_changes:
+            machine = machines.get(change.machine)
+            if machine is None:
+                raise ValueError(f"registry change: unknown machine {change.machine!r}")
+            if change.declared_nc and machine.control_type is ControlType.MANUAL:
+                raise ValueError(
+                    f"registry change: a MANUAL machine ({change.machine}) cannot be declared NC"
+                )
         return self
 
     def machines(self) -> list[tuple[Enterprise, Site, Machine]]:
         return [(e, s, m) for e in self.enterprises for s in e.sites for m in s.machines]
 
-    def registry(self) -> dict[str, Any]:
+    def registry(self, after_s: float | None = None) -> dict[str, Any]:
         """The registry part of the scenario: a registry document (``docs/registry.md``) as
         plain data (unset optional keys left out, as TOML has no null), with counts expanded;
-        behaviour and simulation keys left out."""
+        behaviour and simulation keys left out. ``after_s``: as it is that many simulated
+        seconds into the run, with the ``registry_changes`` made by then (default: none)."""
         equipment: Any = {"__all__": set(_SIMULATION_ONLY["equipment"])}
         site = {"__all__": {**dict.fromkeys(_SIMULATION_ONLY["site"], True), "machines": equipment}}
-        return self.model_dump(
+        document = self.model_dump(
             mode="json",
             by_alias=True,
             exclude_none=True,
             include={"parks", "chains", "enterprises"},
             exclude={"enterprises": {"__all__": {"sites": site}}},
         )
+        declared = {
+            c.machine: c.declared_nc
+            for c in sorted(self.registry_changes, key=lambda c: c.at_s)
+            if after_s is not None and c.at_s <= after_s
+        }
+        for e in document["enterprises"]:
+            for s in e.get("sites", ()):
+                for m in s.get("equipment", ()):
+                    m["declared_nc"] = declared.get(m["code"], m["declared_nc"])
+        return document
 
 
 _SIMULATION_ONLY = {

@@ -6,7 +6,10 @@ Record kinds (JSON Lines, one object per line, ``"kind"`` first):
 - ``value``: a native tag took a new value (the machine's real value; faults that distort the
   interface are not applied here);
 - ``part``: a part was completed (``scrap`` true when it was scrapped);
-- ``fault``: a fault distorted the machine's interface from ``start_ms`` to ``end_ms``.
+- ``fault``: a fault distorted the machine's interface from ``start_ms`` to ``end_ms``;
+- ``outage``: a site's gateway had no uplink from ``start_ms`` to ``end_ms`` (it kept reading
+  its machines: their interfaces were not down);
+- ``registry``: the registry changed at ``ts_ms`` (``machine`` re-declared, ``declared_nc``).
 
 Records are kept in memory (unless ``keep=False``) and, optionally, appended to a file; the
 factory writes them in simulated-time order, so the same scenario, seed and start give the
@@ -100,7 +103,43 @@ class FaultRecord:
         }
 
 
-Record = TruthRecord | StateRecord | PartRecord | FaultRecord
+@dataclass(frozen=True, slots=True)
+class OutageRecord:
+    """A site's gateway lost its uplink over [start_ms, end_ms)."""
+
+    site: str
+    outage: str
+    start_ms: int
+    end_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "outage",
+            "site": self.site,
+            "outage": self.outage,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryRecord:
+    """From ``ts_ms`` on, the registry declares ``machine`` NC or not."""
+
+    machine: str
+    ts_ms: int
+    declared_nc: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "registry",
+            "machine": self.machine,
+            "ts_ms": self.ts_ms,
+            "declared_nc": self.declared_nc,
+        }
+
+
+Record = TruthRecord | StateRecord | PartRecord | FaultRecord | OutageRecord | RegistryRecord
 
 
 def record_from_json(obj: dict[str, Any]) -> Record:
@@ -126,6 +165,12 @@ def record_from_json(obj: dict[str, Any]) -> Record:
             int(obj["end_ms"]),
             str(obj.get("origin", "scenario")),
         )
+    if kind == "outage":
+        return OutageRecord(
+            str(obj["site"]), str(obj["outage"]), int(obj["start_ms"]), int(obj["end_ms"])
+        )
+    if kind == "registry":
+        return RegistryRecord(str(obj["machine"]), int(obj["ts_ms"]), bool(obj["declared_nc"]))
     raise ValueError(f"unknown truth record kind {kind!r}")
 
 
@@ -174,6 +219,16 @@ class TruthRecorder:
         self, machine: str, fault: str, start_ms: int, end_ms: int, origin: str = "scenario"
     ) -> FaultRecord:
         rec = FaultRecord(machine, fault, start_ms, end_ms, origin)
+        self._add(rec)
+        return rec
+
+    def record_outage(self, site: str, outage: str, start_ms: int, end_ms: int) -> OutageRecord:
+        rec = OutageRecord(site, outage, start_ms, end_ms)
+        self._add(rec)
+        return rec
+
+    def record_registry(self, machine: str, ts_ms: int, declared_nc: bool) -> RegistryRecord:
+        rec = RegistryRecord(machine, ts_ms, declared_nc)
         self._add(rec)
         return rec
 

@@ -105,13 +105,15 @@ class Simulation:
         self, scenario: Scenario, enterprise: str, site: str, mqtt_url: str, host_id: str,
         plant_mqtt_url: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
+        """The site's gateway config; a site whose uplink the scenario cuts reaches the broker
+        through the simulator's relay."""
         e = next(x for x in scenario.enterprises if x.code == enterprise)
         s = next(x for x in e.sites if x.code == site)
         return gateway_config(
             e,
             s,
             {code: m["endpoint"] for code, m in self.where("opcua").items()},
-            mqtt_url,
+            self.status.get("uplinks", {}).get(site, mqtt_url),
             host_id,
             protocols=PROTOCOLS,
             modbus={
@@ -126,10 +128,13 @@ class Simulation:
 
 @asynccontextmanager
 async def simulation(
-    name: str, mqtt_url: str, workdir: Path, *, speed: float, start_ms: int, seconds: float
-) -> AsyncIterator[Simulation]:
+    name: str, mqtt_url: str, workdir: Path, *, speed: float, start_ms: int, seconds: float,
+    held: bool = False,
+) -> AsyncIterator[Simulation]:  # fmt: skip
     """Serve scenario ``name`` for ``seconds`` simulated seconds from ``start_ms``, writing
-    its ground truth (states, parts, faults) to ``workdir/truth.jsonl``."""
+    its ground truth (states, parts, faults) to ``workdir/truth.jsonl``. ``held``: simulated
+    time waits at ``start_ms`` for a ``go`` on the control port, and the simulator keeps
+    serving after the run until the block exits (``--hold-start --linger``)."""
     log = workdir / "sim.log"
     start = datetime.fromtimestamp(start_ms / 1000, UTC).isoformat()
     with log.open("wb") as out:
@@ -139,6 +144,7 @@ async def simulation(
             "--mqtt-url", mqtt_url, "--speed", str(speed), "--start", start,
             "--duration", str(seconds), "--truth", str(workdir / "truth.jsonl"),
             "--truth-states-only", "--control", "0", "--clock-file", str(workdir / "clock"),
+            *(("--hold-start", "--linger") if held else ()),
             stdout=out, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -172,6 +178,7 @@ async def run_plant(
     gateways: Callable[[Simulation, Scenario], Awaitable[list[EdgeConfig]]] | None = None,
     plant_mqtt_url: str | None = None,
     api_settings: Mapping[str, Any] | None = None,
+    window_s: tuple[float, float] | None = None,
 ) -> tuple[Scenario, Report]:
     """Run a built-in scenario for ``seconds`` simulated seconds from ``start_ms`` at ``speed``
     through the whole data path; ask the API about the window from a whole simulated minute
@@ -181,7 +188,13 @@ async def run_plant(
     (``plantwire sim gateway-config``), unless ``gateways`` makes them once the simulated
     machines serve. The ingest and the gateways speak Sparkplug over ``mqtt_url``; the
     machines' vendor MQTT goes to ``plant_mqtt_url`` (default: the same broker).
-    ``api_settings`` are further settings of the platform (ingest and API)."""
+    ``api_settings`` are further settings of the platform (ingest and API).
+
+    With ``window_s`` = (from, to) the window is fixed, in simulated seconds after
+    ``start_ms``, and the run is held: simulated time starts once every device is born (at
+    ``start_ms``), and the gateways forward what they hold before the simulator stops (its
+    uplink relays stay up). The scenario's registry changes are imported while the run passes
+    them, effective at their time."""
     began = time.monotonic()
     plant_url = plant_mqtt_url or mqtt_url
     scenario = load_scenario(scenario_name)
@@ -196,6 +209,9 @@ async def run_plant(
         batch_age_ms=100,
         **(api_settings or {}),
     )
+    held = window_s is not None
+    if window_s is not None:
+        seconds = window_s[1]
     end_ms = start_ms + round(seconds * 1000)
     stop_ingest, stop_edge = asyncio.Event(), asyncio.Event()
     ingest = IngestWorker(settings)
@@ -213,7 +229,7 @@ async def run_plant(
         try:
             async with simulation(
                 scenario_name, plant_url, workdir, speed=speed, start_ms=start_ms,
-                seconds=seconds + TAIL_S * speed,
+                seconds=seconds + TAIL_S * speed, held=held,
             ) as sim:  # fmt: skip
                 wall["simulator up"] = time.monotonic() - began
                 clock = sim.follow_clock()
@@ -235,18 +251,31 @@ async def run_plant(
                 edges += [tg.create_task(g.run(stop_edge)) for g in edge_nodes]
                 devices = sum(len(g.config.devices) for g in edge_nodes)
                 await _until(lambda: _born(edge_nodes) == devices, "every device born", 60)
+                if held:
+                    assert (await request("127.0.0.1", sim.control, {"op": "go"}))["ok"]
                 born_ms = clock.now_ms()
                 wall["devices born"] = time.monotonic() - began
+                changes = tg.create_task(_registry_changes(scenario, database_url, clock, start_ms))
                 # this process's heap (pytest, the platform, 155 OPC UA sessions) is large: a
                 # full collection stops the event loop for ~0.2 s, 4 simulated seconds at 20x,
                 # in which no Modbus machine is polled; at a real plant's 1x it is harmless
                 gc.freeze()
-                window_start = (born_ms // 60_000 + 1) * 60_000
-                assert window_start < end_ms - 60_000, "the gateways took the whole run to start"
-                await _played(sim, clock)
+                if window_s is not None:
+                    window_start = start_ms + round(window_s[0] * 1000)
+                    assert born_ms <= window_start, "the gateways were born after the window began"
+                else:
+                    window_start = (born_ms // 60_000 + 1) * 60_000
+                    assert window_start < end_ms - 60_000, "the gateways took the whole run"
+                await _played(sim, clock, held)
                 wall["simulator done"] = time.monotonic() - began
-                assert sim.process.returncode == 0, sim.log.read_text()[-3000:]
-            await _settle(edge_nodes, ingest)
+                assert changes.done(), "the run ended before its registry changes"
+                await changes
+                if held:  # the simulator serves (its uplink relays too) until all is stored
+                    await _settle(edge_nodes, ingest)
+                else:
+                    assert sim.process.returncode == 0, sim.log.read_text()[-3000:]
+            if not held:
+                await _settle(edge_nodes, ingest)
             wall["stored"] = time.monotonic() - began
             report = await _ask(settings.api_port, database_url, window_start, end_ms)
             wall["asked"] = time.monotonic() - began
@@ -267,17 +296,39 @@ async def run_plant(
 STALL_S = 60.0
 
 
-async def _played(sim: Simulation, clock: FollowedClock) -> None:
-    """Wait for the simulator to play the run to its end: as long as that takes while its
-    clock moves (it slows down on a busy machine rather than part from its values), failing
-    when it stands still for a minute."""
-    done = asyncio.ensure_future(sim.process.wait())
+async def _played(sim: Simulation, clock: FollowedClock, lingers: bool = False) -> None:
+    """Wait for the simulator to play the run to its end (its exit, or, when it ``lingers``
+    after the run, its status saying so): as long as that takes while its clock moves (it
+    slows down on a busy machine rather than part from its values), failing when it stands
+    still for a minute."""
+    done = asyncio.ensure_future(_finished(sim) if lingers else sim.process.wait())
     last = clock.now_ms()
     while not done.done():
         await asyncio.wait({done}, timeout=STALL_S)
         now = clock.now_ms()
         assert done.done() or now > last, f"the simulator stood still at {now} for {STALL_S} s"
         last = now
+    await done
+
+
+async def _finished(sim: Simulation) -> None:
+    while not (await request("127.0.0.1", sim.control, {"op": "status"}))["finished"]:
+        assert sim.process.returncode is None, f"the simulator exited: {sim.log.read_text()}"
+        await asyncio.sleep(0.2)
+
+
+async def _registry_changes(
+    scenario: Scenario, database_url: str, clock: FollowedClock, start_ms: int
+) -> None:
+    """Tell the platform of each registry change of the scenario once the run reaches it,
+    effective at its time (the registry as a plant's admin would import it then)."""
+    for change in sorted(scenario.registry_changes, key=lambda c: c.at_s):
+        at_ms = start_ms + round(change.at_s * 1000)
+        while clock.now_ms() < at_ms:
+            await asyncio.sleep(0.01)
+        document = registry_from(scenario.registry(after_s=change.at_s))
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            await import_registry(conn, document, datetime.fromtimestamp(at_ms / 1000, UTC))
 
 
 def _born(gateways: list[Gateway]) -> int:

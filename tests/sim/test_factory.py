@@ -19,7 +19,7 @@ from plantwire_sim.control import request, serve_control
 from plantwire_sim.factory import run_factory
 from plantwire_sim.scenario import Scenario, load_scenario
 from plantwire_sim.scorecard import simulate
-from plantwire_sim.truth import FaultRecord, TruthRecorder, read_truth_file
+from plantwire_sim.truth import FaultRecord, OutageRecord, TruthRecorder, read_truth_file
 
 START = parse_start("2025-03-03T08:00:00+08:00")
 
@@ -66,10 +66,10 @@ async def test_same_seed_same_truth_file_live_and_offline(
     assert text == second.read_bytes()
     assert text == offline.read_bytes()  # the live factory wrote exactly the simulated truth
     records = read_truth_file(first)
-    assert {r.machine for r in records} == {
+    assert {r.machine for r in records if not isinstance(r, OutageRecord)} == {
         m.code for _, _, m in scenario.machines() if m.protocol != "none"
     }
-    assert min(r.ts_ms for r in records if not isinstance(r, FaultRecord)) == START
+    assert min(r.ts_ms for r in records if not isinstance(r, FaultRecord | OutageRecord)) == START
     faults = [
         (r.machine, r.fault, r.start_ms - START) for r in records if isinstance(r, FaultRecord)
     ]

@@ -1,0 +1,213 @@
+"""The adversarial scenario (issue 14): ``simulators/plantwire_sim/scenarios/adversarial.toml``
+through the whole data path at 60x (here) and 1x (the ``long`` group, after the main suite:
+``.ci/run``), every figure of the window 60-660 s after the run's start compared with
+the values computed by hand below, with :mod:`plantwire_sim.expected`'s ground truth, and the
+platform's with the ground truth: NC rates within 1 percentage point, OEE within 2.
+
+What happens in the window (every machine starts its program at the run's start):
+
+- AA-TURN's clock is 90 s ahead and AB-GRD's drifts 1 s a minute (their OPC UA source
+  timestamps); the gateway corrects both onto its own time line (``docs/indicators.md``).
+  AA-TURN's window holds a cycle and a quarter (240 s EXECUTING, 240 s IDLE) on purpose: a
+  value line 90 s off would move its EXECUTING time by up to 90 s.
+- AB-BOR's OPC UA server is down 280-400 s (mid-shift, while it idles): its key process B20 is
+  seen 480 of 600 s.
+- AA1's gateway loses its uplink 420-510 s: it keeps reading, then forwards what it read; its
+  machines stay observed (their sessions go on across the outage, see docs/reliability.md),
+  and AA-TURN's start of EXECUTING at 480 s arrives only in the replay.
+- AA-ASM (not key) and AC-PCK-01 fall silent 120-360 s and 150-390 s (connected, saying
+  nothing): each is seen 360 of 600 s.
+- AA-DRL, running in AUTO but registered as not NC, is re-declared NC at 360 s: AA's window
+  is cut there and its counts averaged by duration (300 s each).
+
+Hand computation (window 600 s; EXECUTING / AUTO / MDI seconds inside it, observed):
+
+==========  ===============================================  ========  ==========  ========
+process     equipment and what it did                         covered   AUTO share  declared
+==========  ===============================================  ========  ==========  ========
+A10         AA-TURN EXEC 60-240, 480-660: 180+180 = 360 AUTO  600/600   360/360 =1  yes
+A20         AA-MILL 10 cycles of 40 AUTO + 5 MDI EXEC, 15      600/600   400/450     yes
+            IDLE: EXEC 450, AUTO 400, MDI 50                            = 0.8889
+A30         AA-DRL 10 x (50 AUTO EXEC, 10 IDLE): 500 AUTO      600/600   1           no, then
+                                                                                    yes at 360
+B10         AB-GRD 100 EXEC / 50 IDLE from 0: 40+100+100+100   600/600   1           yes
+            +60 = 400 AUTO
+B20         AB-BOR 200 EXEC / 400 IDLE from 0: 140+60 = 200;    480/600   1           yes
+            down 280-400 (idle)                                 = 0.8 <0.9
+B30         AB-INS MANUAL 10 x 45 EXEC = 450                   600/600   0           no
+C10         AC-IMM 20 x 25 AUTO EXEC = 500                     600/600   1           yes
+C20         AC-PCK-01 silent 150-390: 360/600 = 0.6; -02 600   0.6 <0.9  0           no
+C30         AC-LBL 20 x 20 MANUAL EXEC = 400                   600/600   0           no
+==========  ===============================================  ========  ==========  ========
+
+- AA, cut at 360 s into two halves of 300 s (cycles of 60 s: each half holds the same shares;
+  AA-TURN EXEC 60-240 in the first, 480-660 in the second): declared (0.5 x 2 + 0.5 x 3) / 3
+  = 2.5 / 3 = 0.8333; verified 3/3 = 1; time-weighted (1 + 0.8889 + 1) / 3 = 0.9630;
+  coverage 3/3 = 1; MDI 50 / (360 + 450 + 500) = 50 / 1310 = 0.0382; networking 4/4 = 1.
+- AB: declared 2/3 = 0.6667; verified 1/3 (B10) = 0.3333; time-weighted 1/3 = 0.3333;
+  coverage 2/3 = 0.6667 (B20 not); MDI 0 / (400 + 450) = 0; networking 3/3 = 1.
+- AC: declared 1/3 = 0.3333; verified 1/3 (C10); time-weighted 1/3; coverage 2/3 (C20 not);
+  MDI 0 / (500 + 400) = 0; networking 4/4 = 1.
+- chain ACH (AA, AB, AC): declared mean (0.8333 + 0.6667 + 0.3333) / 3 = 0.6111, pooled
+  5.5 / 9 = 0.6111; verified 5/9 = 0.5556 (both); time-weighted (2.8889 + 1 + 1) / 9 = 0.5432
+  (both); coverage 7/9 = 0.7778 (both); MDI mean 0.0382 / 3 = 0.0127, pooled 50 / (1310 +
+  850 + 900) = 0.0163; networking 1.
+- park AP1 = region "CN-ZJ Ningbo" (AA, AB): declared 4.5 / 6 = 0.75; verified 4/6 = 0.6667;
+  time-weighted 3.8889 / 6 = 0.6481; coverage 5/6 = 0.8333; MDI mean 0.0382 / 2 = 0.0191,
+  pooled 50 / 2160 = 0.0231; networking 1.
+- park AP2 = region "CN-ZJ Taizhou" (AC): AC's figures.
+
+Speeds. The run is held at its start until every device is born, so the window is the same
+stretch of every machine's program at every speed. Values carry their sources' timestamps,
+so what limits the speed is what the gateway stamps: sessions. At 600x a wall millisecond is
+0.6 simulated seconds: the OPC UA server's return and a silent station's first word are seen
+some simulated seconds late, so AB-BOR's outage lies in a 400 s IDLE stretch and the silent
+stations' drops are whole cycles, far from the 90 % threshold; a station is taken for silent
+after 3 intervals or 0.25 wall seconds, whichever is longer (150 simulated seconds at 600x),
+so the drops last 240 s. The Will the broker publishes for the cut gateway is stamped by the
+platform on its own (wall) clock: at 1x that is the cut, where the gateway's sessions must go
+on (``test_adversarial_at_1x``); the accelerated runs start an hour in the past so that it
+falls after their windows instead of in them. AB-GRD's drift stays within the 30 s an
+accelerated gateway tolerates at 600x (50 wall ms of delivery), uncorrected there: its states
+change 1-11 s late, away from the window's edges.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from plantwire_sim.expected import INDICATORS, roll_up
+from plantwire_sim.truth import OutageRecord, RegistryRecord, read_truth_file
+from tests.golden.conftest import Report, compare, run_plant
+
+pytestmark = [pytest.mark.e2e, pytest.mark.backends("postgres")]
+
+WINDOW_S = (60.0, 660.0)
+HOUR_MS = 3_600_000
+
+HAND: dict[str, dict[str, float]] = {
+    "AA": {
+        "nc_rate_declared": 2.5 / 3,
+        "nc_rate_verified": 1.0,
+        "nc_rate_time_weighted": (1 + 400 / 450 + 1) / 3,
+        "coverage": 1.0,
+        "mdi_share": 50 / 1310,
+        "networking_rate": 1.0,
+    },
+    "AB": {
+        "nc_rate_declared": 2 / 3,
+        "nc_rate_verified": 1 / 3,
+        "nc_rate_time_weighted": 1 / 3,
+        "coverage": 2 / 3,
+        "mdi_share": 0.0,
+        "networking_rate": 1.0,
+    },
+    "AC": {
+        "nc_rate_declared": 1 / 3,
+        "nc_rate_verified": 1 / 3,
+        "nc_rate_time_weighted": 1 / 3,
+        "coverage": 2 / 3,
+        "mdi_share": 0.0,
+        "networking_rate": 1.0,
+    },
+}
+"""Each enterprise's figures, from the table in the module docstring."""
+GROUPS = {
+    "chains/ACH": ("AA", "AB", "AC"),
+    "parks/AP1": ("AA", "AB"),
+    "parks/AP2": ("AC",),
+    "regions/CN-ZJ Ningbo": ("AA", "AB"),
+    "regions/CN-ZJ Taizhou": ("AC",),
+}
+HAND_GROUPS: dict[str, dict[str, tuple[float, float]]] = {
+    "chains/ACH": {
+        "nc_rate_declared": (1.8333 / 3, 5.5 / 9),
+        "nc_rate_verified": (5 / 9, 5 / 9),
+        "nc_rate_time_weighted": ((1 + 400 / 450 + 1 + 1 + 1) / 9, (1 + 400 / 450 + 3) / 9),
+        "coverage": (7 / 9, 7 / 9),
+        "mdi_share": (50 / 1310 / 3, 50 / 3060),
+        "networking_rate": (1.0, 1.0),
+    },
+    "parks/AP1": {
+        "nc_rate_declared": (0.75, 4.5 / 6),
+        "nc_rate_verified": (4 / 6, 4 / 6),
+        "nc_rate_time_weighted": ((1 + 400 / 450 + 1 + 1) / 6, (1 + 400 / 450 + 2) / 6),
+        "coverage": (5 / 6, 5 / 6),
+        "mdi_share": (50 / 1310 / 2, 50 / 2160),
+        "networking_rate": (1.0, 1.0),
+    },
+}
+"""(mean of the enterprises, pooled ratio) of the groups with more than one enterprise."""
+HAND_TOLERANCE = 0.0005  # the table's rounding
+
+
+HAND_GROUPS["regions/CN-ZJ Ningbo"] = HAND_GROUPS["parks/AP1"]  # the park's region
+
+
+def hand_group(key: str, name: str) -> tuple[float, float]:
+    if key in HAND_GROUPS:
+        return HAND_GROUPS[key][name]
+    (only,) = GROUPS[key]
+    return HAND[only][name], HAND[only][name]
+
+
+def _explain(report: Report, failures: list[str]) -> str:
+    timing = ", ".join(f"{k} {v} s" for k, v in report.wall_s.items())
+    dead = f"; dead letters: {report.dead_letters[:5]}" if report.dead_letters else ""
+    return f"{len(failures)} figures off ({timing}{dead}):\n" + "\n".join(failures)
+
+
+async def adversarial(
+    speed: float, start_ms: int, database_url: str, mqtt_url: str, tmp_path: Path, unique: str
+) -> None:
+    scenario, report = await run_plant(
+        "adversarial", database_url, mqtt_url, tmp_path, speed=speed, seconds=WINDOW_S[1],
+        start_ms=start_ms, host_id=f"g{unique}", window_s=WINDOW_S,
+    )  # fmt: skip
+    result, truth = compare(scenario, report)
+    # the ground truth is the hand computation (and the run did what the table says)
+    for code, figures in HAND.items():
+        for name, want in figures.items():
+            got = truth[code].value(name)
+            assert got == pytest.approx(want, abs=HAND_TOLERANCE), f"truth {code} {name}"
+    for key, members in GROUPS.items():
+        for name in INDICATORS:
+            mean, pooled, _ = roll_up(truth[m].rate(name) for m in members)
+            want_mean, want_pooled = hand_group(key, name)
+            assert (mean, pooled) == pytest.approx((want_mean, want_pooled), abs=HAND_TOLERANCE)
+    assert truth["AB"].machines["AB-BOR"].observed_ms == 480_000
+    assert truth["AC"].machines["AC-PCK-01"].observed_ms == 360_000
+    assert report.truth_path is not None
+    records = read_truth_file(report.truth_path)
+    t0 = start_ms
+    assert [(r.site, r.start_ms - t0, r.end_ms - t0) for r in records
+            if isinstance(r, OutageRecord)] == [("AA1", 420_000, 510_000)]  # fmt: skip
+    assert [(r.machine, r.ts_ms - t0) for r in records if isinstance(r, RegistryRecord)] == [
+        ("AA-DRL", 360_000)
+    ]
+    # the platform agrees with the truth (and so with the hand computation)
+    assert set(report.groups) == set(GROUPS), sorted(report.groups)
+    assert not result.failures, _explain(report, result.failures)
+    assert not report.dead_letters
+
+
+async def test_adversarial_at_60x(
+    database_url: str, mqtt_url: str, tmp_path: Path, unique: str
+) -> None:
+    """Eleven simulated minutes in 11 s of wall time, starting an hour ago."""
+    start_ms = round(time.time() * 1000) - HOUR_MS
+    await adversarial(60, start_ms, database_url, mqtt_url, tmp_path, unique)
+
+
+@pytest.mark.long
+@pytest.mark.timeout(1500)
+async def test_adversarial_at_1x(
+    database_url: str, mqtt_url: str, tmp_path: Path, unique: str
+) -> None:
+    """Eleven minutes at the speed of a plant, starting now: the broker's Will for the cut
+    gateway is stamped at the cut, and the sessions of the machines it kept reading go on."""
+    start_ms = round(time.time() * 1000)
+    await adversarial(1, start_ms, database_url, mqtt_url, tmp_path, unique)
