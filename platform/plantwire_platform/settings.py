@@ -198,6 +198,13 @@ class PlatformSettings(BaseSettings):
         "key per process, so tokens do not survive a restart or span several API processes",
     )
     token_ttl_s: int = Field(default=300, ge=10, le=300, description="access token lifetime")
+    session_ttl_s: int = Field(
+        default=8 * 3600,
+        ge=60,
+        le=30 * 86400,
+        description="how long a console session lasts unused: its refresh token (an httpOnly "
+        "cookie, rotated at every refresh) expires this long after it was issued",
+    )
     token_attempts_per_s: float = Field(
         default=5.0,
         gt=0,

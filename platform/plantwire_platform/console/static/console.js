@@ -7,6 +7,7 @@ const PW = (() => {
   const boot = JSON.parse(document.getElementById("boot").textContent);
   const language = boot.language;
   const KEY = "plantwire.session";
+  const OPEN = "plantwire.session.open";  // a session cookie was set (the cookie is httpOnly)
 
   function t(key, values) {
     const text = boot.messages[key];
@@ -18,7 +19,8 @@ const PW = (() => {
       values && values[name] !== undefined ? String(values[name]) : m);
   }
 
-  // -- the session: a token from POST /auth/token, kept for this tab only ------------------
+  // -- the session: a token from POST /auth/token, kept for this tab only; while the page
+  // is in use, POST /auth/refresh trades the session's httpOnly cookie for the next one --
   function session() {
     try {
       const s = JSON.parse(sessionStorage.getItem(KEY) || "null");
@@ -37,25 +39,69 @@ const PW = (() => {
     }
   }
 
+  function keep(answer, username) {
+    const c = claims(answer.access_token);
+    sessionStorage.setItem(KEY, JSON.stringify({
+      token: answer.access_token,
+      expires: Date.now() + (answer.expires_in - 5) * 1000,
+      life: answer.expires_in * 1000,
+      username: username || c.sub || "", role: c.role || "",
+    }));
+    localStorage.setItem(OPEN, "1");
+  }
+
   async function signIn(username, password) {
-    const body = new URLSearchParams({ grant_type: "password", username, password });
-    const r = await fetch("/auth/token", { method: "POST", body });
+    const body = new URLSearchParams({ grant_type: "password", username, password,
+      session: "cookie" });
+    const r = await fetch("/auth/token", { method: "POST", body,
+      headers: { "Accept-Language": language } });
     const answer = await r.json().catch(() => ({}));
     if (!r.ok) {
       const error = new Error(answer.detail || r.statusText);
       error.code = answer.error || String(r.status);
       throw error;
     }
-    const c = claims(answer.access_token);
-    sessionStorage.setItem(KEY, JSON.stringify({
-      token: answer.access_token,
-      expires: Date.now() + (answer.expires_in - 5) * 1000,
-      username, role: c.role || "",
-    }));
+    keep(answer, username);
   }
 
-  function signOut() {
+  // One refresh at a time in this tab (each refresh token is good once); a refresh answered
+  // 409 because another tab had just used the token is tried again with the cookie that tab
+  // received. Without a session (never signed in here, or it ended) nothing is asked.
+  let refreshing = null;
+  function refresh() {
+    if (!localStorage.getItem(OPEN)) return Promise.resolve(false);
+    if (!refreshing) {
+      refreshing = (async () => {
+        for (let attempt = 0; attempt < 3; attempt += 1) {
+          const r = await fetch("/auth/refresh", { method: "POST",
+            headers: { "Accept-Language": language } });
+          if (r.ok) {
+            keep(await r.json());
+            return true;
+          }
+          if (r.status !== 409) break;
+          await new Promise((done) => setTimeout(done, 300));
+        }
+        sessionStorage.removeItem(KEY);
+        localStorage.removeItem(OPEN);
+        return false;
+      })().finally(() => { refreshing = null; });
+    }
+    return refreshing;
+  }
+
+  // A token with at least 30 s (a third of its lifetime, if shorter) to live, refreshed when it
+  // has less; null without a session.
+  async function token() {
+    const s = session();
+    if (s && s.expires - Date.now() > Math.min(30000, (s.life || 0) / 3)) return s.token;
+    return (await refresh()) ? session().token : null;
+  }
+
+  async function signOut() {
     sessionStorage.removeItem(KEY);
+    localStorage.removeItem(OPEN);
+    await fetch("/auth/signout", { method: "POST" }).catch(() => null);
     goSignIn();
   }
 
@@ -73,23 +119,32 @@ const PW = (() => {
     }
   }
 
-  function headers(extra) {
-    const s = session();
-    if (!s) {
-      goSignIn();
-      throw new Refused(401, "invalid_token", "");
+  function signedOut() {
+    sessionStorage.removeItem(KEY);
+    goSignIn();
+    return new Refused(401, "invalid_token", "");
+  }
+
+  async function headers(extra) {
+    const bearer = await token();
+    if (!bearer) throw signedOut();
+    return { Authorization: `Bearer ${bearer}`, "Accept-Language": language, ...extra };
+  }
+
+  // fetch with the session's token; a 401 (the token revoked or run out meanwhile) is
+  // answered by one refresh and one more try, then by the sign-in page.
+  async function call(path, init, extra) {
+    let r = await fetch(path, { ...init, headers: await headers(extra) });
+    if (r.status === 401 && await refresh()) {
+      r = await fetch(path, { ...init, headers: await headers(extra) });
     }
-    return { Authorization: `Bearer ${s.token}`, "Accept-Language": language, ...extra };
+    if (r.status === 401) throw signedOut();
+    return r;
   }
 
   async function api(path, params) {
     const query = params ? `?${new URLSearchParams(params)}` : "";
-    const r = await fetch(path + query, { headers: headers({ Accept: "application/json" }) });
-    if (r.status === 401) {
-      sessionStorage.removeItem(KEY);
-      goSignIn();
-      throw new Refused(401, "invalid_token", "");
-    }
+    const r = await call(path + query, {}, { Accept: "application/json" });
     const body = await r.json().catch(() => ({}));
     if (!r.ok) throw new Refused(r.status, body.error || String(r.status), body.detail);
     return body;
@@ -102,13 +157,8 @@ const PW = (() => {
     const type = contentType || "application/json";
     const payload = body === undefined ? undefined
       : (type === "application/json" ? JSON.stringify(body) : body);
-    const r = await fetch(path + query, { method, body: payload,
-      headers: headers({ Accept: "application/json", "Content-Type": type }) });
-    if (r.status === 401) {
-      sessionStorage.removeItem(KEY);
-      goSignIn();
-      throw new Refused(401, "invalid_token", "");
-    }
+    const r = await call(path + query, { method, body: payload },
+      { Accept: "application/json", "Content-Type": type });
     const answer = await r.json().catch(() => ({}));
     if (!r.ok) {
       const detail = typeof answer.detail === "string" ? answer.detail
@@ -127,12 +177,7 @@ const PW = (() => {
   // Server-sent events over fetch (EventSource cannot send the Authorization header):
   // calls onEvent(name, data) for each event until the stream ends or signal aborts.
   async function stream(path, onEvent, signal) {
-    const r = await fetch(path, { headers: headers({ Accept: "text/event-stream" }), signal });
-    if (r.status === 401) {
-      sessionStorage.removeItem(KEY);
-      goSignIn();
-      return;
-    }
+    const r = await call(path, { signal }, { Accept: "text/event-stream" });
     if (!r.ok) {
       const body = await r.json().catch(() => ({}));
       throw new Refused(r.status, body.error || String(r.status), body.detail);
@@ -277,11 +322,16 @@ const PW = (() => {
     }
     const out = document.getElementById("sign-out");
     if (out) out.addEventListener("click", signOut);
-    if (boot.signedIn && !s) {
-      goSignIn();
-      return;
-    }
-    Promise.resolve().then(run).catch(fail);
+    const ready = boot.signedIn && !s ? token() : Promise.resolve(true);
+    ready.then((signedIn) => {
+      if (!signedIn) {
+        goSignIn();
+        return;
+      }
+      const now = session();
+      if (who && now && !s) who.textContent = t("nav.signed_in_as", { user: now.username });
+      Promise.resolve().then(run).catch(fail);
+    });
   }
 
   return { boot, language, locale, t, session, signIn, api, send, me, stream, refuse, fail,
