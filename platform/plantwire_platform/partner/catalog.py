@@ -22,7 +22,8 @@ ChainAudience = Literal["leader", "members"]
 
 _COLUMNS = (
     "d.id, d.enterprise_id, d.code, d.title, d.kind, d.domain, d.grade, d.granularity,"
-    " d.purposes, d.visibility, d.chain_audience"
+    " d.purposes, d.visibility, d.chain_audience,"
+    " (SELECT x.name FROM enterprise x WHERE x.id = d.enterprise_id)"
 )
 
 
@@ -65,6 +66,7 @@ class DatasetIn(BaseModel):
 class Dataset(DatasetIn):
     id: int
     enterprise_id: int
+    enterprise_name: str = Field(description="the offering enterprise's name")
 
 
 class DatasetPage(BaseModel):
@@ -90,7 +92,8 @@ async def create(conn: AsyncConnection[Any], enterprise_id: int, d: DatasetIn) -
         "INSERT INTO partner_dataset (enterprise_id, code, title, kind, domain, grade,"
         " granularity, purposes, visibility, chain_audience)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (enterprise_id, code) DO NOTHING RETURNING id",
+        " ON CONFLICT (enterprise_id, code) DO NOTHING RETURNING id,"
+        " (SELECT x.name FROM enterprise x WHERE x.id = partner_dataset.enterprise_id)",
         (
             enterprise_id,
             d.code,
@@ -107,7 +110,7 @@ async def create(conn: AsyncConnection[Any], enterprise_id: int, d: DatasetIn) -
     row = await cur.fetchone()
     if row is None:
         return None
-    return Dataset(id=row[0], enterprise_id=enterprise_id, **d.model_dump())
+    return Dataset(id=row[0], enterprise_id=enterprise_id, enterprise_name=row[1], **d.model_dump())
 
 
 async def visible(
@@ -164,5 +167,6 @@ def _dataset(row: tuple[Any, ...]) -> Dataset:
         "purposes",
         "visibility",
         "chain_audience",
+        "enterprise_name",
     )
     return Dataset(**dict(zip(keys, row, strict=True)))

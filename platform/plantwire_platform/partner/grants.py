@@ -67,6 +67,8 @@ class Grant(BaseModel):
         description="requested, approved, active, expired, rejected, revoked or terminated"
     )
     expires_at: datetime
+    supplier_name: str = Field(description="the supplier enterprise's name")
+    partner_name: str = Field(description="the partner enterprise's name")
 
 
 def request_refusal(d: Dataset, r: GrantRequest) -> tuple[Reason | None, Text | None]:
@@ -145,7 +147,9 @@ def effective_status(alias: str = "") -> str:
 
 _GRANT_COLUMNS = (
     "id, dataset_id, supplier_id, partner_id, purpose, site_ids, equipment_ids, fields,"
-    f" window_start, window_end, granularity, {effective_status()}, expires_at"
+    f" window_start, window_end, granularity, {effective_status()}, expires_at,"
+    " (SELECT x.name FROM enterprise x WHERE x.id = partner_grant.supplier_id),"
+    " (SELECT x.name FROM enterprise x WHERE x.id = partner_grant.partner_id)"
 )
 
 

@@ -48,6 +48,7 @@ def dataset(kind: str = "counts", grade: str = "general", granularity: str = "ra
         {
             "id": 1,
             "enterprise_id": 2,
+            "enterprise_name": "Two Works",
             "code": "d",
             "title": "D",
             "kind": kind,
