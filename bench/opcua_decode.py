@@ -18,32 +18,16 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
 from asyncua import ua
 from asyncua.client.client import Client
-from asyncua.client.ua_session import UaSession
 from asyncua.common.utils import Buffer
 from asyncua.server.server import Server
 from asyncua.ua.ua_binary import struct_from_binary
 
 from plantwire_bus.mosquitto import free_port
-from plantwire_edge.opcua_publish import Readings, publish_response, readings_of
-
-
-class Recording(UaSession):
-    """Keeps the bytes of every Publish response that carries values."""
-
-    def __init__(self, client: Any) -> None:
-        super().__init__(client)
-        self.raw: list[bytes] = []
-
-    async def _send_request(self, request: Any, timeout: float | None = None, *a: Any) -> Any:
-        data = await super()._send_request(request, timeout, *a)
-        if isinstance(request, ua.PublishRequest):
-            copy = data.copy()
-            self.raw.append(bytes(copy.read(len(copy))))
-        return data
+from plantwire_edge.opcua_publish import Readings, Recording, publish_response, readings_of
 
 
 async def capture(variables: int, responses: int) -> list[bytes]:

@@ -256,6 +256,22 @@ class PublishSession(UaSession):
             raise UaStructParsingError from exc
 
 
+class Recording(UaSession):
+    """asyncua's own session, keeping the bytes of every Publish response (to compare
+    decoders on what a server really sent: tests and ``bench/opcua_decode.py``)."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.raw: list[bytes] = []
+
+    async def _send_request(self, request: Any, timeout: float | None = None, *a: Any) -> Any:
+        data = await super()._send_request(request, timeout, *a)
+        if isinstance(request, ua.PublishRequest):
+            copy = data.copy()
+            self.raw.append(bytes(copy.read(len(copy))))
+        return data
+
+
 def install(client: Client) -> None:
     """Give a client that is not connected yet a :class:`PublishSession`."""
     session = PublishSession(client.uaclient)

@@ -13,7 +13,6 @@ from typing import Any, cast
 import pytest
 from asyncua import ua
 from asyncua.client.client import Client
-from asyncua.client.ua_session import UaSession
 from asyncua.common.utils import Buffer
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
@@ -21,6 +20,7 @@ from asyncua.ua.ua_binary import struct_from_binary
 
 from plantwire_edge.opcua_publish import (
     Readings,
+    Recording,
     data_change_readings,
     publish_response,
     readings_of,
@@ -42,21 +42,6 @@ VARIABLES: dict[str, tuple[ua.VariantType, Any]] = {
     "A": (V.Int32, [0, 0]),
     "Bad": (V.Double, 0.0),
 }
-
-
-class Recording(UaSession):
-    """asyncua's own session, keeping the bytes of every Publish response."""
-
-    def __init__(self, client: Any) -> None:
-        super().__init__(client)
-        self.raw: list[bytes] = []
-
-    async def _send_request(self, request: Any, timeout: float | None = None, *a: Any) -> Any:
-        data = await super()._send_request(request, timeout, *a)
-        if isinstance(request, ua.PublishRequest):
-            copy = data.copy()
-            self.raw.append(bytes(copy.read(len(copy))))
-        return data
 
 
 def request(handle: int, nodeid: Any) -> ua.MonitoredItemCreateRequest:
