@@ -230,6 +230,7 @@ async def run(admin: str, backend: str, scenario: Scenario, days: int, requests:
         print(
             f"[{backend}] warm:   p50 {statistics.median(warm):7.1f} ms"
             f"   p95 {p95(warm):7.1f} ms   ({len(warm)} requests)"
+            f"   load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
         )
     finally:
         services.drop_database(admin, name)

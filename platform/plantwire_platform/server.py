@@ -38,6 +38,7 @@ from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
 from plantwire_platform.cancellation import CancelOnDisconnect
 from plantwire_platform.console import routes as console
+from plantwire_platform.database import request_options
 from plantwire_platform.health import HealthProbe
 from plantwire_platform.partner.context import authenticated
 from plantwire_platform.partner.interface import PartnerInterface
@@ -68,7 +69,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
                 max_size=settings.api_pool_size,
                 open=False,
                 timeout=POOL_WAIT_S,
-                kwargs={"options": f"-c statement_timeout={timeout_ms}"},
+                kwargs={"options": request_options(timeout_ms)},
             ) as pool,
             partner.running(),
         ):

@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.errors import QueryCanceled
 
+from plantwire_platform.database import request_options
+
 T = TypeVar("T")
 APPLICATION = "plantwire-job-"
 
@@ -71,7 +73,7 @@ class Connector:
         conn = await self._kept(key) or await psycopg.AsyncConnection.connect(
             self.database_url,
             application_name=APPLICATION + self.ticket,
-            options=f"-c statement_timeout={self.statement_timeout_ms}",
+            options=request_options(self.statement_timeout_ms),
         )
         try:
             yield conn

@@ -1,6 +1,6 @@
 """A worker lends its jobs the connections earlier jobs gave back: the same server process,
 renamed after each job (its cancellation finds it by that name), with the API's statement
-timeout; a connection that went bad, or whose job failed, is not lent again."""
+timeout and without JIT compilation; a connection that went bad, or whose job failed, is not lent again."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ from plantwire_platform import workers
 from plantwire_platform.workers import Connector, _run
 
 
-async def whoami(connect: Any) -> tuple[int, str, str]:
+async def whoami(connect: Any) -> tuple[int, str, str, str]:
     async with connect() as conn:
         cur = await conn.execute(
             "SELECT pg_backend_pid(), current_setting('application_name'),"
-            " current_setting('statement_timeout')"
+            " current_setting('statement_timeout'), current_setting('jit')"
         )
         row = await cur.fetchone()
     assert row is not None
-    return int(row[0]), str(row[1]), str(row[2])
+    return int(row[0]), str(row[1]), str(row[2]), str(row[3])
 
 
 async def fails(connect: Any) -> None:
@@ -47,12 +47,12 @@ async def _close(_connect: Any, conn: psycopg.AsyncConnection[Any]) -> None:
 def test_a_kept_connection_is_lent_again_renamed(database_url: str, kept: None) -> None:
     first = _run(whoami, (), Connector(database_url, "first", 5_000))
     second = _run(whoami, (), Connector(database_url, "second", 5_000))
-    assert first == (first[0], "plantwire-job-first", "5s")
-    assert second == (first[0], "plantwire-job-second", "5s")  # the same server process
+    assert first == (first[0], "plantwire-job-first", "5s", "off")
+    assert second == (first[0], "plantwire-job-second", "5s", "off")  # the same server process
 
 
 def test_a_terminated_connection_is_not_lent_again(database_url: str, kept: None) -> None:
-    pid, _, _ = _run(whoami, (), Connector(database_url, "first", 5_000))
+    pid, _, _, _ = _run(whoami, (), Connector(database_url, "first", 5_000))
     with psycopg.connect(database_url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     again = _run(whoami, (), Connector(database_url, "again", 5_000))
@@ -60,7 +60,7 @@ def test_a_terminated_connection_is_not_lent_again(database_url: str, kept: None
 
 
 def test_a_failed_jobs_connection_is_closed(database_url: str, kept: None) -> None:
-    pid, _, _ = _run(whoami, (), Connector(database_url, "first", 5_000))
+    pid, _, _, _ = _run(whoami, (), Connector(database_url, "first", 5_000))
     with pytest.raises(psycopg.errors.DivisionByZero):
         _run(fails, (), Connector(database_url, "fails", 5_000))
     after = _run(whoami, (), Connector(database_url, "after", 5_000))

@@ -7,6 +7,11 @@ upkeep, stores every hour that has been closed for :data:`SETTLE` (one pass per 
 :func:`plantwire_platform.indicators.formulas.usage_by_hour`); database triggers drop hours
 again when late state samples or connectivity changes arrive for them, and the next pass
 recomputes them. Hours still missing when a request reads them are computed and stored then.
+
+A UTC day whose 24 hours are all stored also has a row in ``usage_day`` (migration 0093): the
+running sums of its hours, stored in the transaction that stores the day's last hour and
+dropped with any of its hours. A run of wanted hours inside one day is read from it as one
+subtraction; a day without its row is read from its hours.
 """
 
 from __future__ import annotations
@@ -60,6 +65,60 @@ def covered_hours(plan: list[Interval], hours: list[datetime]) -> list[datetime]
     return out
 
 
+def _day(hour: datetime) -> datetime:
+    """The UTC midnight that begins ``hour``'s day."""
+    return hour.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def day_runs(hours: list[datetime]) -> tuple[list[tuple[datetime, int, int]], list[datetime]]:
+    """Whole hours ``hours`` (ascending) as runs of consecutive hours inside one UTC day,
+    (day, i, j) for its hours i..j-1, and any hours not on a UTC hour (in a time zone a
+    half hour off), which are read one by one."""
+    runs: list[tuple[datetime, int, int]] = []
+    rest: list[datetime] = []
+    for h in hours:
+        u = h.astimezone(UTC)
+        if u.minute or u.second or u.microsecond:
+            rest.append(h)
+            continue
+        day = u.replace(hour=0)
+        if runs and runs[-1][0] == day and runs[-1][2] == u.hour:
+            runs[-1] = (day, runs[-1][1], u.hour + 1)
+        else:
+            runs.append((day, u.hour, u.hour + 1))
+    return runs, rest
+
+
+SUMS = (
+    "WITH s AS (SELECT * FROM unnest(%(sa)s::timestamptz[], %(sb)s::timestamptz[])"
+    "  WITH ORDINALITY AS s(a, b, i)),"
+    " q AS (SELECT * FROM unnest(%(qd)s::timestamptz[], %(qi)s::int[], %(qj)s::int[])"
+    "  AS q(day, i, j)),"
+    " d AS MATERIALIZED (SELECT * FROM usage_day"
+    "  WHERE equipment_id = ANY(%(ids)s) AND day = ANY(%(qd)s::timestamptz[])),"
+    # the runs of a day without its row (not over yet, or being recomputed): from its hours
+    " lacking AS MATERIALIZED (SELECT e.id, q.* FROM unnest(%(ids)s::bigint[]) e(id) CROSS JOIN q"
+    "  WHERE NOT EXISTS (SELECT FROM d WHERE d.equipment_id = e.id AND d.day = q.day)),"
+    " x AS (SELECT d.equipment_id, q.day + q.i * interval '1 hour' AS t, q.j - q.i AS n,"
+    "   d.observed_s[q.j + 1] - d.observed_s[q.i + 1] AS observed_s,"
+    "   d.executing_s[q.j + 1] - d.executing_s[q.i + 1] AS executing_s,"
+    "   d.auto_s[q.j + 1] - d.auto_s[q.i + 1] AS auto_s,"
+    "   d.mdi_s[q.j + 1] - d.mdi_s[q.i + 1] AS mdi_s FROM d JOIN q ON q.day = d.day"
+    "  UNION ALL SELECT u.equipment_id, u.hour, 1, u.observed_s::float8, u.executing_s::float8,"
+    "   u.auto_s::float8, u.mdi_s::float8 FROM lacking l CROSS JOIN LATERAL"
+    "   (SELECT * FROM usage_hour WHERE equipment_id = l.id"
+    "    AND hour >= l.day + l.i * interval '1 hour' AND hour < l.day + l.j * interval '1 hour') u"
+    "  UNION ALL SELECT u.equipment_id, u.hour, 1, u.observed_s::float8, u.executing_s::float8,"
+    "   u.auto_s::float8, u.mdi_s::float8"
+    "   FROM unnest(%(ra)s::timestamptz[], %(rb)s::timestamptz[]) r(a, b)"
+    "   JOIN usage_hour u ON u.hour >= r.a AND u.hour < r.b WHERE u.equipment_id = ANY(%(ids)s))"
+    # a run of wanted hours never straddles a cut (an hour holding one is not wanted)
+    " SELECT x.equipment_id, s.i, sum(x.n), sum(x.observed_s), sum(x.executing_s),"
+    "  sum(x.auto_s), sum(x.mdi_s) FROM x JOIN s ON x.t >= s.a AND x.t < s.b GROUP BY 1, 2"
+)
+"""Per equipment and segment of the window: hours summed and the roll-up's sums."""
+
+
 @dataclass
 class UsageReader:
     """Usage of a set of equipment inside one window [start, end)."""
@@ -94,6 +153,7 @@ class UsageReader:
             wanted[eid], self._exact[eid] = by_plan[key]
         self._wanted = wanted  # equipment sharing a plan share the very list
         self._usage: dict[tuple[int, datetime, datetime, int], Usage] = {}
+        self._clips: dict[tuple[int, int, datetime, datetime], tuple[float, list[Interval]]] = {}
         self._sums = await self._sum_rollup(wanted)
         self._points = await self._load_points(self._exact)
 
@@ -106,22 +166,31 @@ class UsageReader:
         return self._usage[key]
 
     def _compute_usage(self, eid: int, a: datetime, b: datetime, planned: list[Interval]) -> Usage:
-        plan = intersect(planned, [(a, b)])
         rolled = [
             u
             for (seg_a, seg_b), u in zip(self._segments, self._sums.get(eid, []), strict=False)
             if a <= seg_a and seg_b <= b
         ]
         # the rest was worked out by prepare() for the planned time this equipment has
-        rest = intersect(self._exact.get(eid, plan), [(a, b)])
+        planned_s, rest = self._clip(planned, self._exact.get(eid, planned), a, b)
         exact = usage_in_window(a, b, self.sessions.get(eid, []), self._points.get(eid, []), rest)
         return Usage(
             observed_s=exact.observed_s + sum(u.observed_s for u in rolled),
             executing_s=exact.executing_s + sum(u.executing_s for u in rolled),
             auto_executing_s=exact.auto_executing_s + sum(u.auto_executing_s for u in rolled),
             mdi_executing_s=exact.mdi_executing_s + sum(u.mdi_executing_s for u in rolled),
-            planned_s=seconds(plan),
+            planned_s=planned_s,
         )
+
+    def _clip(
+        self, planned: list[Interval], exact: list[Interval], a: datetime, b: datetime
+    ) -> tuple[float, list[Interval]]:
+        """Planned seconds and the exact part inside [a, b), worked out once for all the
+        equipment that shares a plan (a site's)."""
+        key = (id(planned), id(exact), a, b)
+        if key not in self._clips:
+            self._clips[key] = (seconds(intersect(planned, [(a, b)])), intersect(exact, [(a, b)]))
+        return self._clips[key]
 
     async def _sum_rollup(self, wanted: dict[int, list[datetime]]) -> dict[int, list[Usage]]:
         """Per equipment and segment, the summed roll-up of its wanted hours (computing the
@@ -152,31 +221,29 @@ class UsageReader:
     async def _query_sums(
         self, ids: list[int]
     ) -> tuple[dict[tuple[int, int], Usage], dict[tuple[int, int], int]]:
+        """Per equipment and segment: the summed roll-up of the wanted hours (each run of them
+        inside a UTC day from that day's row of ``usage_day``, a day without one from its
+        hours) and the number of hours it holds."""
         sums: dict[tuple[int, int], Usage] = {}
         counts: dict[tuple[int, int], int] = {}
         by_hours: dict[int, tuple[list[datetime], list[int]]] = {}
         for e in ids:  # equipment with the same planned hours share one query
             by_hours.setdefault(id(self._wanted[e]), (self._wanted[e], []))[1].append(e)
         for hours, group in by_hours.values():
-            runs = merge((h, h + HOUR) for h in hours)
+            days, rest = day_runs(hours)
+            runs = merge((h, h + HOUR) for h in rest)
             cur = await self.conn.execute(
-                "SELECT u.equipment_id, s.i, count(*), sum(observed_s), sum(executing_s),"
-                " sum(auto_s), sum(mdi_s) FROM usage_hour u"
-                " JOIN unnest(%s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS s(a, b, i)"
-                "  ON u.hour >= s.a AND u.hour + interval '1 hour' <= s.b"
-                # the hour lies in a run: it starts in [a, b - 1 hour]; one search in the runs
-                # a row, not a comparison with every run (25 runs took 3.5x as long)
-                " WHERE u.equipment_id = ANY(%s) AND (SELECT"
-                "  range_agg(tstzrange(a, b - interval '1 hour', '[]'))"
-                "  FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS w(a, b)) @> u.hour"
-                " GROUP BY 1, 2",
-                (
-                    [a for a, _ in self._segments],
-                    [b for _, b in self._segments],
-                    group,
-                    [a for a, _ in runs],
-                    [b for _, b in runs],
-                ),
+                SUMS,
+                {
+                    "sa": [a for a, _ in self._segments],
+                    "sb": [b for _, b in self._segments],
+                    "ids": group,
+                    "qd": [d for d, _, _ in days],
+                    "qi": [i for _, i, _ in days],
+                    "qj": [j for _, _, j in days],
+                    "ra": [a for a, _ in runs],
+                    "rb": [b for _, b in runs],
+                },
             )
             for eid, i, n, observed, executing, auto, mdi in await cur.fetchall():
                 sums[(eid, i - 1)] = Usage(observed, executing, auto, mdi, n * 3600.0)
@@ -201,11 +268,15 @@ class UsageReader:
                     (eid, h, u.observed_s, u.executing_s, u.auto_executing_s, u.mdi_executing_s)
                     for h, u in by_hour.items()
                 ]
+        touched = sorted({(eid, _day(h)) for eid, hours in todo.items() for h in hours})
         async with self.conn.transaction(), self.conn.cursor() as cur:
             await cur.executemany(
                 "INSERT INTO usage_hour (equipment_id, hour, observed_s, executing_s, auto_s,"
                 " mdi_s) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 rows,
+            )
+            await cur.execute(
+                "SELECT usage_day_store(%s, %s)", ([e for e, _ in touched], [d for _, d in touched])
             )
         if not self.conn.autocommit:
             await self.conn.commit()
@@ -229,9 +300,17 @@ class UsageReader:
             "  (SELECT ts, value FROM sample_text WHERE series_id = s.id AND ts >= r.a"
             "   AND ts < r.b OFFSET 0) t"  # OFFSET 0: keep the index scan per series and range
             " UNION ALL"  # a point may come twice (inside one range, before the next): harmless
-            " SELECT s.equipment_id, s.metric, b.ts, b.value FROM s CROSS JOIN r CROSS JOIN LATERAL"
-            "  (SELECT ts, value FROM sample_text WHERE series_id = s.id AND ts < r.a"
-            "   ORDER BY ts DESC LIMIT 1) b"
+            " SELECT s.equipment_id, s.metric, coalesce(b.ts, o.ts),"
+            "  CASE WHEN b.ts IS NULL THEN o.value ELSE b.value END FROM s CROSS JOIN r"
+            # the state in force: looked for in the day before first (that day's partitions,
+            # not every partition's index as ORDER BY ts DESC LIMIT 1 alone does: 16 instead
+            # of 39 ms for an enterprise over 30 days), and before that only where it is not
+            " LEFT JOIN LATERAL (SELECT ts, value FROM sample_text WHERE series_id = s.id"
+            "  AND ts < r.a AND ts >= r.a - interval '24 hours' ORDER BY ts DESC LIMIT 1) b ON true"
+            " LEFT JOIN LATERAL (SELECT ts, value FROM sample_text WHERE b.ts IS NULL"
+            "  AND series_id = s.id AND ts < r.a - interval '24 hours' ORDER BY ts DESC LIMIT 1) o"
+            "  ON true"
+            " WHERE b.ts IS NOT NULL OR o.ts IS NOT NULL"
             " ORDER BY 3",
             {
                 "eq": ids,

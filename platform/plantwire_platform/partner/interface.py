@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends
 from psycopg_pool import AsyncConnectionPool
 
+from plantwire_platform.database import request_options
 from plantwire_platform.partner import admin, delivery, feed, identity, stream, tokens, webhooks
 from plantwire_platform.partner.context import ERRORS, PartnerRoute, authenticated, context
 from plantwire_platform.settings import PlatformSettings
@@ -57,7 +58,7 @@ class PartnerInterface:
         timeout_ms = round(ctx.settings.partner_statement_timeout_s * 1000)
         async with AsyncConnectionPool(
             ctx.settings.database_url,
-            kwargs={"autocommit": True, "options": f"-c statement_timeout={timeout_ms}"},
+            kwargs={"autocommit": True, "options": request_options(timeout_ms)},
             min_size=1,
             max_size=ctx.settings.partner_pool_size,
             open=False,
