@@ -1,6 +1,7 @@
 """A worker lends its jobs the connections earlier jobs gave back: the same server process,
 renamed after each job (its cancellation finds it by that name), with the API's statement
-timeout and without JIT compilation; a connection that went bad, or whose job failed, is not lent again."""
+timeout and without JIT compilation; a connection that went bad, or whose job failed, is not
+lent again."""
 
 from __future__ import annotations
 
