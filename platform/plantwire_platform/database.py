@@ -38,14 +38,6 @@ def migrations() -> list[Migration]:
     return found
 
 
-def request_options(statement_timeout_ms: int) -> str:
-    """Server settings of the connections that answer requests: their statements are cut off
-    after ``statement_timeout_ms``, and never JIT-compiled (the planner's row estimates for the
-    indicator statements' unnest and lateral joins run hundreds of times too high, so their
-    cost passed ``jit_above_cost`` and compiling took 0.8 s of a statement that runs in 20 ms)."""
-    return f"-c statement_timeout={statement_timeout_ms} -c jit=off"
-
-
 async def create_if_missing(database_url: str) -> bool:
     """Create the database ``database_url`` names when it does not exist and its user may
     create databases (on the server's ``postgres`` database); True when it was created."""

@@ -38,12 +38,11 @@ from plantwire_platform.api import routes as api_routes
 from plantwire_platform.api.schemas import Health
 from plantwire_platform.cancellation import CancelOnDisconnect
 from plantwire_platform.console import routes as console
-from plantwire_platform.database import request_options
 from plantwire_platform.health import HealthProbe
 from plantwire_platform.partner.context import authenticated
 from plantwire_platform.partner.interface import PartnerInterface
 from plantwire_platform.settings import PlatformSettings
-from plantwire_platform.workers import WorkerPool
+from plantwire_platform.workers import WorkerPool, request_options
 from plantwire_platform.workload import Workload
 
 REGISTRY_MAX_BODY = 4 * 1024 * 1024

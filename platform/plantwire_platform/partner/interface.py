@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends
 from psycopg_pool import AsyncConnectionPool
 
-from plantwire_platform.database import request_options
 from plantwire_platform.partner import admin, delivery, feed, identity, stream, tokens, webhooks
 from plantwire_platform.partner.context import ERRORS, PartnerRoute, authenticated, context
 from plantwire_platform.settings import PlatformSettings
+from plantwire_platform.workers import request_options
 
 log = logging.getLogger(__name__)
 
