@@ -149,6 +149,29 @@ async def seed(database_url: str) -> dict[str, int]:
         return ids
 
 
+async def insert_counters(
+    conn: psycopg.AsyncConnection[Any],
+    group: str,
+    device: str,
+    counts: dict[str, list[tuple[datetime, float]]],
+) -> None:
+    """Counter series of the machine ``device`` (of enterprise ``group``) and their readings:
+    metric -> (time, value)."""
+    for metric, readings in counts.items():
+        await conn.execute(
+            "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
+            " equipment_id) SELECT %s, 'GW', %s, %s, 7, e.id FROM equipment e"
+            " WHERE e.code = %s",
+            (group, device, metric, device),
+        )
+        for ts, value in readings:
+            await conn.execute(
+                "INSERT INTO sample_num (series_id, ts, value) SELECT id, %s, %s FROM series"
+                " WHERE device_id = %s AND metric = %s",
+                (ts, value, device, metric),
+            )
+
+
 DAYS = {
     "from": (T0 - timedelta(hours=1)).isoformat(),
     "to": (T0 + timedelta(days=1, hours=2)).isoformat(),
@@ -172,19 +195,12 @@ async def seed_production(database_url: str) -> None:
             "Production/PartCount": ((0, 0), (12 * 60, 1200), (21 * 60, 1800), (26 * 60, 2100)),
             "Production/ScrapCount": ((0, 0), (12 * 60, 30), (26 * 60, 48)),
         }
-        for metric, readings in counts.items():
-            await conn.execute(
-                "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
-                " equipment_id) SELECT 'LEAD', 'GW', 'A1', %s, 7, e.id FROM equipment e"
-                " WHERE e.code = 'A1'",
-                (metric,),
-            )
-            for minutes, value in readings:
-                await conn.execute(
-                    "INSERT INTO sample_num (series_id, ts, value) SELECT id, %s, %s FROM series"
-                    " WHERE device_id = 'A1' AND metric = %s",
-                    (start + timedelta(minutes=minutes), value, metric),
-                )
+        await insert_counters(
+            conn,
+            "LEAD",
+            "A1",
+            {m: [(start + timedelta(minutes=t), v) for t, v in r] for m, r in counts.items()},
+        )
         await conn.commit()
 
 
@@ -369,19 +385,12 @@ async def test_mdi_share_and_quality_of_equipment_counting_good_parts(
             "Production/GoodCount": ((-1, 100), (30, 130), (90, 150)),  # 50 good in the window
             "Production/ScrapCount": ((-1, 5), (60, 10)),  # 5 scrapped
         }
-        for metric, readings in counts.items():
-            await conn.execute(
-                "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
-                " equipment_id) SELECT 'SUP1', 'GW', 'B1', %s, 7, e.id FROM equipment e"
-                " WHERE e.code = 'B1'",
-                (metric,),
-            )
-            for minutes, value in readings:
-                await conn.execute(
-                    "INSERT INTO sample_num (series_id, ts, value) SELECT id, %s, %s FROM series"
-                    " WHERE device_id = 'B1' AND metric = %s",
-                    (T0 + timedelta(minutes=minutes), value, metric),
-                )
+        await insert_counters(
+            conn,
+            "SUP1",
+            "B1",
+            {m: [(T0 + timedelta(minutes=t), v) for t, v in r] for m, r in counts.items()},
+        )
         await conn.commit()
     url = f"/api/v1/enterprises/{ids['SUP1']}/indicators"
     mdi = values((await client.get(url, params=WINDOW)).json())["mdi_share"]

@@ -58,6 +58,16 @@ async def offered_and_requested(base: str, supplier: str, partner: str) -> tuple
         return dataset, int(asked.json()["id"])
 
 
+async def two_enterprises(database_url: str) -> tuple[int, int, str, str]:
+    """A supplier's and a partner's enterprise and their admins sup.admin and par.admin:
+    (supplier, partner, the admins' passwords)."""
+    sup = await enterprise(database_url, "SUP", "Supplier Works")
+    par = await enterprise(database_url, "PAR", "Partner Assembly")
+    supplier = await register(database_url, "sup.admin", "enterprise_admin", sup)
+    partner = await register(database_url, "par.admin", "enterprise_admin", par)
+    return sup, par, supplier, partner
+
+
 async def recorded(database_url: str, grant: int) -> list[tuple[str, str]]:
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         cur = await conn.execute(
@@ -67,10 +77,7 @@ async def recorded(database_url: str, grant: int) -> list[tuple[str, str]]:
 
 
 async def test_approve_then_revoke_a_grant(browser: Browser, database_url: str) -> None:
-    sup = await enterprise(database_url, "SUP", "Supplier Works")
-    par = await enterprise(database_url, "PAR", "Partner Assembly")
-    supplier = await register(database_url, "sup.admin", "enterprise_admin", sup)
-    partner = await register(database_url, "par.admin", "enterprise_admin", par)
+    _, _, supplier, partner = await two_enterprises(database_url)
     async with serving(secured(database_url, api_port=free_port())) as base:
         _, grant = await offered_and_requested(base, supplier, partner)
         async with watched(browser, "zh-CN") as w:
@@ -132,10 +139,7 @@ async def test_approve_then_revoke_a_grant(browser: Browser, database_url: str) 
 async def test_a_role_the_partner_interface_refuses_sees_no_data(
     browser: Browser, database_url: str
 ) -> None:
-    sup = await enterprise(database_url, "SUP", "Supplier Works")
-    par = await enterprise(database_url, "PAR", "Partner Assembly")
-    supplier = await register(database_url, "sup.admin", "enterprise_admin", sup)
-    partner = await register(database_url, "par.admin", "enterprise_admin", par)
+    sup, _, supplier, partner = await two_enterprises(database_url)
     viewer = await register(database_url, "sup.viewer", "enterprise_viewer", sup)
     async with serving(secured(database_url, api_port=free_port())) as base:
         await offered_and_requested(base, supplier, partner)
@@ -163,10 +167,7 @@ async def visible_entries(database_url: str, ent: int, up_to: int) -> list[tuple
 
 
 async def test_offer_hold_and_page_back(browser: Browser, database_url: str) -> None:
-    sup = await enterprise(database_url, "SUP", "Supplier Works")
-    par = await enterprise(database_url, "PAR", "Partner Assembly")
-    supplier = await register(database_url, "sup.admin", "enterprise_admin", sup)
-    partner = await register(database_url, "par.admin", "enterprise_admin", par)
+    sup, _, supplier, partner = await two_enterprises(database_url)
     async with serving(secured(database_url, api_port=free_port())) as base:
         async with watched(browser, "zh-CN") as w:
             w.expected.append("status of 422")  # the inconsistent offer below
