@@ -74,7 +74,9 @@ async def test_a_chain_side_by_side(browser: Browser, database_url: str) -> None
                 await page.goto(base + "/console/groups?trend=day&" + urlencode(DAYS))
                 days = page.locator("#trend-table tbody tr")
                 await expect(days).to_have_count(2, timeout=30_000)
-                await expect(days.locator("th")).to_have_text(["10/05", "10/06"])
+                # day first in English without a country (en-GB), month first in Chinese
+                labels = {"zh-CN": ["10/05", "10/06"], "en": ["05/10", "06/10"]}[language]
+                await expect(days.locator("th")).to_have_text(labels)
                 verified = page.locator("#trend-table [data-indicator=nc_rate_verified]")
                 await expect(verified).to_have_text(["62.8%", "66.7%"])
                 coverage = page.locator("#trend-table [data-indicator=coverage]")
