@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
-from plantwire_platform import errors
+from plantwire_platform import apidoc, errors
 from plantwire_platform.accounts import signin
 from plantwire_platform.accounts.roles import API_ROLES
 from plantwire_platform.api import (
@@ -111,6 +111,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     app.include_router(api)
     console.install(app)
     errors.install(app)
+    apidoc.install(app)
     app.add_middleware(CancelOnDisconnect)
 
     @app.get("/healthz", response_model=Health, tags=["operations"])

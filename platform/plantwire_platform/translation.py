@@ -2,8 +2,9 @@
 message key -> text with ``{name}`` placeholders), the language a request is answered in, and
 what a catalogue lacks.
 
-Two catalogues use this mechanism: the console's pages (``console/catalog/``) and the API's
-error details (``messages/``).
+Three catalogues use this mechanism: the console's pages (``console/catalog/``), the API's
+error details (``messages/``) and the OpenAPI document's Chinese (``messages/openapi/``, whose
+English is the code's own docstrings: :mod:`plantwire_platform.apidoc`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) with their assets served by the platform, so
-that they work on a plant network without internet. The assets are the dist files the
-``fastapi-offline`` package ships (``fastapi_offline/static``); the pages are FastAPI's own.
+that they work on a plant network without internet. Both ask for the OpenAPI document in the
+console's language (``/openapi.json?lang=…``, :mod:`plantwire_platform.apidoc`). The assets are
+the dist files the ``fastapi-offline`` package ships (``fastapi_offline/static``); the pages are
+FastAPI's own.
 
 ReDoc's sidebar loads its maker's logo from a CDN whatever its options say: the bundle is served
 with that one address pointing at the local icon instead, so an offline browser logs no
@@ -11,10 +13,12 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+
+from plantwire_platform.translation import COOKIE, negotiate
 
 ASSETS = "/docs-assets"
 REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
@@ -39,10 +43,16 @@ def install(app: FastAPI) -> None:
     title = f"{app.title} API"
     openapi_url = app.openapi_url or "/openapi.json"
 
+    def document(request: Request) -> str:
+        """The OpenAPI document in the console's language (the reader's switch, else the
+        browser's, else zh-CN)."""
+        language = negotiate(request.headers.get("accept-language"), request.cookies.get(COOKIE))
+        return f"{openapi_url}?lang={language}"
+
     @app.get("/docs", include_in_schema=False)
-    async def swagger() -> HTMLResponse:
+    async def swagger(request: Request) -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=openapi_url,
+            openapi_url=document(request),
             title=title,
             swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS}/swagger-ui.css",
@@ -51,9 +61,9 @@ def install(app: FastAPI) -> None:
         )
 
     @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
+    async def redoc(request: Request) -> HTMLResponse:
         return get_redoc_html(
-            openapi_url=openapi_url,
+            openapi_url=document(request),
             title=title,
             redoc_js_url=f"{ASSETS}/redoc.standalone.js",
             redoc_favicon_url=f"{ASSETS}/favicon.png",

@@ -110,15 +110,20 @@ async def test_english_browser_gets_english(browser: Browser, database_url: str)
         ("/redoc", "[data-section-id^='operation/enterprise_list_api_v1']"),
     ],
 )
+@pytest.mark.parametrize(
+    ("language", "summary"), [("en", "Enterprise.List"), ("zh-CN", "列出企业")]
+)
 async def test_api_docs_render_offline(
-    browser: Browser, database_url: str, path: str, operation: str
+    browser: Browser, database_url: str, path: str, operation: str, language: str, summary: str
 ) -> None:
     settings = secured(database_url, api_port=free_port())
-    async with serving(settings) as base, watched(browser, "en") as w:
+    async with serving(settings) as base, watched(browser, language) as w:
         tried = await offline(w.context)
         page = await w.page()
         await page.goto(f"{base}{path}")
         await expect(page.locator(operation).first).to_be_visible(timeout=20_000)
-        await screenshot(page, path.strip("/"), "en")
+        # the operations are described in the console's language (here the browser's)
+        await expect(page.get_by_text(summary, exact=True).first).to_be_attached()
+        await screenshot(page, path.strip("/"), language)
     assert tried == [], f"{path} reached for other hosts: {tried}"
     assert w.unexpected() == []
