@@ -38,6 +38,7 @@ class DeviceChannel:
         self.death_due = False
         self.offline_at: int | None = None  # when the adapter lost the device
         self.kept_since: int | None = None  # read all along since the uplink was lost then
+        self.online_at = 0  # when the adapter last found the device (born as of then)
         self.last_ts = 0  # newest timestamp sent from the backlog
         self.checked = 0  # size of ``current`` when last compared with the birth
         self.unsent: collections.deque[Batch] = collections.deque()
@@ -72,6 +73,8 @@ class DeviceChannel:
             self.current[sample[0]] = (sample[1], sample[2])
         if self.online:
             self.rebirth = self.born
+        else:
+            self.online_at = self._node.clock.now_ms()
         self.online = True
         self.offline_at = None
 

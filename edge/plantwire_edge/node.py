@@ -492,7 +492,9 @@ class EdgeNode:
                 )
             )
         metrics.sort(key=lambda m: m.timestamp or 0)  # values in chronological order
-        at = at or dev.kept_since
+        # a device found again while the node was connected is born as of when it was found,
+        # not when the births were next pumped (at 600x a pump's wait is a simulated minute)
+        at = at or dev.kept_since or max(dev.online_at, self.birth_ts) or None
         dev.kept_since = None
         payload = Payload(timestamp=at or now, seq=self._next_seq(), metrics=tuple(metrics))
         self._publish(client, self._topic(MessageType.DBIRTH, dev.device_id), encode_birth(payload))

@@ -297,6 +297,33 @@ async def test_a_rebirth_names_the_ordinal_of_a_current_value_not_first_in_its_m
     assert data == [(0, T0), (1, T0 + 5), (2, T0 + 5)]
 
 
+async def test_a_device_found_again_is_born_as_of_when_it_was_found(
+    mqtt_url: str, group: str, tmp_path: Path
+) -> None:
+    """On an accelerated clock the wait for the next pump is simulated time: a device found
+    again is born as of when its adapter found it, not when the birth went out."""
+    clock = SteppedClock(T0)
+    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", None), clock=clock)
+    dev = node.channel("M1")
+    count = dev.metric("Count", DataType.UInt32)
+    stop = asyncio.Event()
+    async with probe_on(mqtt_url, group) as probe:
+        task = asyncio.create_task(node.run(stop))
+        dev.set_online([(count, 0, T0)])
+        await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "DBIRTH")
+        clock.now = T0 + 10_000
+        dev.set_offline()
+        await probe.wait_for(lambda: probe.count("DDEATH") == 1, "DDEATH")
+        clock.now = T0 + 30_000
+        dev.set_online([(count, 0, T0 + 30_000)])
+        clock.now = T0 + 90_000  # the pump comes a simulated minute later
+        await probe.wait_for(lambda: probe.count("DBIRTH") == 2, "DBIRTH again")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert [p.timestamp for p in probe.payloads("DDEATH")] == [T0 + 10_000]
+    assert [p.timestamp for p in probe.payloads("DBIRTH")] == [T0, T0 + 30_000]
+
+
 async def test_commits_leave_the_event_loop_once_one_is_slow(
     mqtt_url: str, group: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
