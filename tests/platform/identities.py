@@ -1,9 +1,12 @@
-"""People for the tests of the HTTP API: settings with the token and audit keys, a person
-registered in the database, and the headers of their signed-in token (obtained through
-``POST /auth/token``, as a user would)."""
+"""People for the tests of the HTTP API: settings with the token and audit keys, the API served
+in-process, an enterprise and a person registered in the database, the headers of their
+signed-in token (obtained through ``POST /auth/token``, as a user would), and the audit entries
+of an action."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,6 +15,7 @@ from pydantic import SecretStr
 
 from plantwire_platform.accounts.people import create_person
 from plantwire_platform.accounts.roles import Binding, PersonRole
+from plantwire_platform.server import create_app
 from plantwire_platform.settings import PlatformSettings
 
 TOKEN_KEY = "Hq4Lm8Xv2Rc6Tz0Nb5Wk9Pd3Fy7Gs1Ja"
@@ -65,3 +69,39 @@ async def person(
     """Register a person and sign them in: their Authorization header."""
     password = await register(database_url, username, role, enterprise_id, park_id, region)
     return await sign_in(client, username, password)
+
+
+@contextlib.asynccontextmanager
+async def served(database_url: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in-process (lifespan started) with :func:`secured` settings, and a client."""
+    app = create_app(secured(database_url, **settings))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        yield client
+
+
+def enterprise(database_url: str, code: str, uscc: str) -> int:
+    """Register an enterprise (named after its code); its id."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "INSERT INTO enterprise (code, uscc, name) VALUES (%s, %s, %s) RETURNING id",
+            (code, uscc, code.title()),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def audited(database_url: str, action: str) -> list[tuple[str, str, str, int]]:
+    """The audit entries of ``action``, oldest first: client, outcome, reason, status."""
+    with psycopg.connect(database_url) as conn:
+        return [
+            (str(r[0]), str(r[1]), str(r[2]), int(r[3]))
+            for r in conn.execute(
+                "SELECT client_id, outcome, reason, status FROM partner_audit"
+                " WHERE action = %s ORDER BY id",
+                (action,),
+            ).fetchall()
+        ]

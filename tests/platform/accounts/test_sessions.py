@@ -13,8 +13,7 @@ import psycopg
 import pytest
 
 from plantwire_platform.accounts.sessions import COOKIE, REUSE_GRACE_S
-from plantwire_platform.server import create_app
-from tests.platform.identities import person, register, secured
+from tests.platform.identities import audited, enterprise, person, register, served
 
 ZH = {"Accept-Language": "zh-CN"}
 
@@ -22,19 +21,9 @@ ZH = {"Accept-Language": "zh-CN"}
 @pytest.fixture
 async def api(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, int]]:
     """The API in-process, with one enterprise (its id beside the client)."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "INSERT INTO enterprise (code, uscc, name) VALUES ('ACME', '91110000000000001X',"
-            " 'Acme') RETURNING id"
-        ).fetchone()
-    assert row is not None
-    app = create_app(secured(database_url, token_ttl_s=10))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
-        yield client, int(row[0])
+    acme = enterprise(database_url, "ACME", "91110000000000001X")
+    async with served(database_url, token_ttl_s=10) as client:
+        yield client, acme
 
 
 async def open_session(client: httpx.AsyncClient, username: str, password: str) -> str:
@@ -81,17 +70,6 @@ async def reads(client: httpx.AsyncClient, token: str, enterprise: int) -> int:
     return got.status_code
 
 
-def audit(database_url: str) -> list[tuple[str, str, str, int]]:
-    with psycopg.connect(database_url) as conn:
-        return [
-            (str(r[0]), str(r[1]), str(r[2]), int(r[3]))
-            for r in conn.execute(
-                "SELECT client_id, outcome, reason, status FROM partner_audit"
-                " WHERE action = 'person.refresh' ORDER BY id"
-            ).fetchall()
-        ]
-
-
 async def test_a_session_refreshes_and_rotates_its_token(
     api: tuple[httpx.AsyncClient, int], database_url: str
 ) -> None:
@@ -115,7 +93,7 @@ async def test_a_session_refreshes_and_rotates_its_token(
     assert (late.status_code, late.json()["error"]) == (409, "conflict")
     assert (await refreshed(client)).status_code == 200
 
-    assert audit(database_url) == [
+    assert audited(database_url, "person.refresh") == [
         ("ana", "allowed", "", 200),
         ("ana", "denied", "conflict", 409),
         ("ana", "allowed", "", 200),

@@ -15,37 +15,23 @@ import pytest
 
 from plantwire_platform.accounts.roles import Binding, binding_problem
 from plantwire_platform.server import create_app
-from tests.platform.identities import person, register, secured, sign_in
+from tests.platform.identities import (
+    audited,
+    enterprise,
+    person,
+    register,
+    secured,
+    served,
+    sign_in,
+)
 
 
 @pytest.fixture
 async def api(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, int]]:
     """The API in-process, with one enterprise (its id beside the client)."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "INSERT INTO enterprise (code, uscc, name) VALUES ('ACME', '91110000000000001X',"
-            " 'Acme') RETURNING id"
-        ).fetchone()
-    assert row is not None
-    app = create_app(secured(database_url))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
-        yield client, int(row[0])
-
-
-def audit(database_url: str, action: str) -> list[tuple[str, str, str, int]]:
-    with psycopg.connect(database_url) as conn:
-        return [
-            (str(r[0]), str(r[1]), str(r[2]), int(r[3]))
-            for r in conn.execute(
-                "SELECT client_id, outcome, reason, status FROM partner_audit"
-                " WHERE action = %s ORDER BY id",
-                (action,),
-            ).fetchall()
-        ]
+    acme = enterprise(database_url, "ACME", "91110000000000001X")
+    async with served(database_url) as client:
+        yield client, acme
 
 
 async def test_a_person_signs_in_and_their_token_is_checked_like_a_clients(
@@ -89,7 +75,7 @@ async def test_a_person_signs_in_and_their_token_is_checked_like_a_clients(
     )
     assert again.status_code == 401
 
-    assert audit(database_url, "person.sign_in") == [
+    assert audited(database_url, "person.sign_in") == [
         ("ana@acme", "denied", "invalid_grant", 401),
         ("nobody", "denied", "invalid_grant", 401),
         ("ana@acme", "denied", "unsupported_grant_type", 400),

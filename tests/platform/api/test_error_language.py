@@ -8,11 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
-import psycopg
 import pytest
 
-from plantwire_platform.server import create_app
-from tests.platform.identities import person, secured
+from tests.platform.identities import enterprise, person, served
 
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}
 
@@ -20,21 +18,9 @@ ZH = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}
 @pytest.fixture
 async def api(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, int, int]]:
     """The API in-process with two enterprises (their ids beside the client)."""
-    with psycopg.connect(database_url) as conn:
-        ids = [
-            conn.execute(
-                "INSERT INTO enterprise (code, uscc, name) VALUES (%s, %s, %s) RETURNING id",
-                (code, uscc, code.title()),
-            ).fetchone()
-            for code, uscc in (("ACME", "91110000000000001X"), ("BOLT", "91110000000000002X"))
-        ]
-    acme, bolt = (int(row[0]) for row in ids if row is not None)
-    app = create_app(secured(database_url))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
+    acme = enterprise(database_url, "ACME", "91110000000000001X")
+    bolt = enterprise(database_url, "BOLT", "91110000000000002X")
+    async with served(database_url) as client:
         yield client, acme, bolt
 
 

@@ -14,7 +14,7 @@ from playwright.async_api import Browser, expect
 
 from plantwire_bus.mosquitto import free_port
 from tests.platform.console.browser import serving, sign_in, watched
-from tests.platform.identities import register, secured
+from tests.platform.identities import enterprise, register, secured
 
 pytestmark = pytest.mark.e2e
 TTL_S = 10
@@ -22,13 +22,8 @@ TTL_S = 10
 
 
 async def test_a_page_in_use_outlives_its_token(browser: Browser, database_url: str) -> None:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "INSERT INTO enterprise (code, uscc, name) VALUES ('HXP', '913200000000000HXP',"
-            " 'Huaxia Precision') RETURNING id"
-        ).fetchone()
-    assert row is not None
-    password = await register(database_url, "li.wei", "enterprise_viewer", int(row[0]))
+    hxp = enterprise(database_url, "HXP", "913200000000000HXP")
+    password = await register(database_url, "li.wei", "enterprise_viewer", hxp)
     settings = secured(database_url, api_port=free_port(), token_ttl_s=TTL_S)
     async with serving(settings) as base, watched(browser, "en-GB") as w:
         page = await w.page()
