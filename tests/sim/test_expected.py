@@ -9,7 +9,14 @@ import pytest
 from plantwire_bus.state import Execution, Mode
 from plantwire_sim.expected import Thresholds, expected, planned_spans, roll_up
 from plantwire_sim.scenario import parse_scenario
-from plantwire_sim.truth import FaultRecord, PartRecord, Record, StateRecord
+from plantwire_sim.truth import (
+    FaultRecord,
+    OutageRecord,
+    PartRecord,
+    Record,
+    RegistryRecord,
+    StateRecord,
+)
 
 H = 3_600_000
 DAY = 1_767_225_600_000  # 2026-01-01T00:00Z, a Thursday
@@ -164,3 +171,33 @@ def test_a_silent_mqtt_device_is_unseen_while_silent() -> None:
     assert (stn.observed_ms, stn.online_ms) == (2.5 * H, 3.5 * H)
     assert stn.coverage == pytest.approx(2.5 / 3)
     assert e.rate("coverage") == (0, 3)  # P2 (the station) is no longer covered
+
+
+def test_a_redeclaration_cuts_the_window_and_averages_the_counts_by_duration() -> None:
+    """The CNC (P1) is re-declared not NC at 10:00 of the
+    window 09:00-13:00: a quarter of it with P1 declared, three quarters without, so the
+    declared count is 0.25 x 1 + 0.75 x 0 = 0.25 of 3 key processes. Each part has its own
+    coverage: 09:00-10:00 the CNC is seen all its planned hour (covered, AUTO 100 % of
+    EXECUTING: verified), 10:00-13:00 1.5 of its 2 planned hours (not covered). An uplink
+    outage of the site blinds nothing."""
+    scenario = parse_scenario(SCENARIO)
+    records = [
+        *RECORDS,
+        RegistryRecord("CNC", DAY + 10 * H, False),
+        OutageRecord("S", "uplink", DAY + 9 * H, DAY + 12 * H),
+    ]
+    e = expected(scenario, records, DAY + 9 * H, DAY + 13 * H)["E"]
+    assert [w for w, _ in e.segments] == [0.25, 0.75]
+    assert e.rate("nc_rate_declared") == (0.25, 3)
+    assert e.rate("nc_rate_verified") == (0.25, 3)  # P1 verified in the first quarter only
+    assert e.rate("coverage") == (0.25 * 2 + 0.75 * 1, 3)  # P2 covered in both parts
+    assert e.rate("nc_rate_time_weighted") == (0.25 * 1.0, 3)
+    # MDI over the covered parts' EXECUTING time: the first part's P1 (1 h AUTO) and P2
+    # (1 h), the second part's P2 (2 h of its planned 10:00-12:00)
+    assert e.rate("mdi_share") == (0, 4 * 3600)
+    # the whole window's machines are as without the change (and the outage)
+    assert e.machines == expected(scenario, RECORDS, DAY + 9 * H, DAY + 13 * H)["E"].machines
+    # a change outside the window changes nothing but the registry in force
+    later = expected(scenario, [*RECORDS, RegistryRecord("CNC", DAY + 14 * H, False)],
+                     DAY + 9 * H, DAY + 13 * H)["E"]  # fmt: skip
+    assert later.rate("nc_rate_declared") == (1, 3) and len(later.segments) == 1

@@ -252,3 +252,46 @@ def test_chain_has_a_leader_five_suppliers_two_parks_and_150_machines() -> None:
 def test_machines_keep_their_registry_fields() -> None:
     m = scenario(machine="ideal_cycle_s = 4.5").machines()[0][2]
     assert (m.control_type, m.declared_nc, m.ideal_cycle_s) == (ControlType.CNC, True, 4.5)
+
+
+OUTAGE_BASE = """
+name = "x"
+[[enterprises]]
+code = "E"
+uscc = "91110000MA0000000X"
+name = "E"
+[[enterprises.sites]]
+code = "S"
+name = "Site"
+edge_node = "GW"
+[[enterprises.sites.lines]]
+code = "L"
+name = "Line"
+[[enterprises.sites.equipment]]
+code = "M"
+name = "M"
+line = "L"
+control_type = "MANUAL"
+declared_nc = false
+protocol = "mqtt"
+program = [{ mode = "MANUAL", execution = "EXECUTING", seconds = 60 }]
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('[[outages]]\nsite = "T"\nat_s = 1\nseconds = 1\n', "outage: unknown site 'T'"),
+        (
+            '[[registry_changes]]\nat_s = 1\nmachine = "N"\ndeclared_nc = true\n',
+            "registry change: unknown machine 'N'",
+        ),
+        (
+            '[[registry_changes]]\nat_s = 1\nmachine = "M"\ndeclared_nc = true\n',
+            "a MANUAL machine (M) cannot be declared NC",
+        ),
+    ],
+)
+def test_outages_and_registry_changes_are_checked(extra: str, message: str) -> None:
+    with pytest.raises(ScenarioError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_scenario(OUTAGE_BASE + extra)
