@@ -77,6 +77,8 @@ def test_bad_input_is_refused_with_exit_code_2(tmp_path: Path) -> None:
     assert "opcua_layout" in result.stderr
     result = sim("run", "--scenario", "demo", "--start", "yesterday")
     assert result.returncode == 2 and "--start" in result.stderr
+    result = sim("run", "--scenario", "demo", "--hold-start")  # nowhere to say 'go'
+    assert result.returncode == 2 and "--hold-start needs --control" in result.stderr
 
 
 def test_a_replay_says_when_it_runs_live_and_publishes_its_clock(tmp_path: Path) -> None:
