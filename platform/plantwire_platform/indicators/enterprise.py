@@ -179,11 +179,20 @@ async def enterprise_indicators(
     with_oee: bool = False,
 ) -> EnterpriseIndicators:
     """All indicators of one enterprise; ``with_oee`` adds production counts and OEE."""
-    equipment = await _equipment(conn, enterprise_id, start, end)
-    processes = await _process_versions(conn, enterprise_id, start, end)
-    calendars = await _calendars(conn, enterprise_id)
+    async with conn.pipeline():  # its registry and sessions in one round trip, not five
+        reads = [
+            await conn.execute(EQUIPMENT, (enterprise_id, end, start)),
+            await conn.execute(PROCESS_VERSIONS, (enterprise_id, end, start)),
+            await conn.execute(CALENDARS, (enterprise_id,)),
+            await conn.execute(SESSIONS, (enterprise_id, end, start)),
+            await conn.execute(REGISTERED_FROM, {"e": enterprise_id}),
+        ]
+    equipment = _equipment(await reads[0].fetchall())
+    processes = _process_versions(await reads[1].fetchall())
+    calendars = _calendars(await reads[2].fetchall())
+    sessions = _sessions(await reads[3].fetchall())
+    since = await reads[4].fetchone()
     ids = sorted(equipment)
-    sessions = await _sessions(conn, ids, start, end)
 
     changes = {t for p in processes for t in (p.valid_from, p.valid_to)} | {
         t for e in equipment.values() for a, b, _ in e.versions for t in (a, b)
@@ -239,24 +248,19 @@ async def enterprise_indicators(
         online,
         thresholds,
         _line_oee(results) if with_oee else {},
-        await _registered_from(conn, enterprise_id),
+        None if since is None else since[0],
     )
 
 
-async def _registered_from(
-    conn: psycopg.AsyncConnection[Any], enterprise_id: int
-) -> datetime | None:
-    cur = await conn.execute(
-        "SELECT least((SELECT min(h.valid_from) FROM equipment_history h"
-        "  JOIN equipment e ON e.id = h.equipment_id JOIN site s ON s.id = e.site_id"
-        "  WHERE s.enterprise_id = %(e)s),"
-        " (SELECT min(h.valid_from) FROM process_history h"
-        "  JOIN process_step p ON p.id = h.process_step_id JOIN line l ON l.id = p.line_id"
-        "  JOIN site s ON s.id = l.site_id WHERE s.enterprise_id = %(e)s))",
-        {"e": enterprise_id},
-    )
-    row = await cur.fetchone()
-    return None if row is None else row[0]
+REGISTERED_FROM = (
+    "SELECT least((SELECT min(h.valid_from) FROM equipment_history h"
+    "  JOIN equipment e ON e.id = h.equipment_id JOIN site s ON s.id = e.site_id"
+    "  WHERE s.enterprise_id = %(e)s),"
+    " (SELECT min(h.valid_from) FROM process_history h"
+    "  JOIN process_step p ON p.id = h.process_step_id JOIN line l ON l.id = p.line_id"
+    "  JOIN site s ON s.id = l.site_id WHERE s.enterprise_id = %(e)s))"
+)
+"""When the enterprise's registry begins (its first process or equipment entry)."""
 
 
 def _parts_made(counters: dict[tuple[int, str], list[float]], eid: int, scrap: float) -> float:
@@ -303,20 +307,20 @@ def pooled_oee(items: Sequence[EquipmentResult]) -> Oee:
     )
 
 
-async def _equipment(
-    conn: psycopg.AsyncConnection[Any], enterprise_id: int, start: datetime, end: datetime
-) -> dict[int, _Equipment]:
-    cur = await conn.execute(
-        "SELECT e.id, e.code, e.site_id, coalesce(l.code, ''), e.ideal_cycle_s,"
-        " h.valid_from, h.valid_to, h.declared_nc"
-        " FROM equipment e JOIN site s ON s.id = e.site_id LEFT JOIN line l ON l.id = e.line_id"
-        " JOIN equipment_history h ON h.equipment_id = e.id"
-        " WHERE s.enterprise_id = %s AND h.valid_from < %s"
-        " AND (h.valid_to IS NULL OR h.valid_to > %s) ORDER BY e.id, h.valid_from",
-        (enterprise_id, end, start),
-    )
+EQUIPMENT = (
+    "SELECT e.id, e.code, e.site_id, coalesce(l.code, ''), e.ideal_cycle_s,"
+    " h.valid_from, h.valid_to, h.declared_nc"
+    " FROM equipment e JOIN site s ON s.id = e.site_id LEFT JOIN line l ON l.id = e.line_id"
+    " JOIN equipment_history h ON h.equipment_id = e.id"
+    " WHERE s.enterprise_id = %s AND h.valid_from < %s"
+    " AND (h.valid_to IS NULL OR h.valid_to > %s) ORDER BY e.id, h.valid_from"
+)
+"""An enterprise's equipment versions in a window (enterprise, end, start)."""
+
+
+def _equipment(found: list[Any]) -> dict[int, _Equipment]:
     rows: dict[int, list[Any]] = defaultdict(list)
-    for row in await cur.fetchall():
+    for row in found:
         rows[row[0]].append(row)
     return {
         eid: _Equipment(
@@ -326,47 +330,44 @@ async def _equipment(
     }
 
 
-async def _process_versions(
-    conn: psycopg.AsyncConnection[Any], enterprise_id: int, start: datetime, end: datetime
-) -> list[_ProcessVersion]:
-    cur = await conn.execute(
-        "SELECT p.id, p.code, p.name, h.valid_from, h.valid_to, h.is_key, h.equipment_ids"
-        " FROM process_step p JOIN line l ON l.id = p.line_id JOIN site s ON s.id = l.site_id"
-        " JOIN process_history h ON h.process_step_id = p.id"
-        " WHERE s.enterprise_id = %s AND h.valid_from < %s"
-        " AND (h.valid_to IS NULL OR h.valid_to > %s) ORDER BY p.id, h.valid_from",
-        (enterprise_id, end, start),
-    )
-    return [
-        _ProcessVersion(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]))
-        for r in await cur.fetchall()
-    ]
+PROCESS_VERSIONS = (
+    "SELECT p.id, p.code, p.name, h.valid_from, h.valid_to, h.is_key, h.equipment_ids"
+    " FROM process_step p JOIN line l ON l.id = p.line_id JOIN site s ON s.id = l.site_id"
+    " JOIN process_history h ON h.process_step_id = p.id"
+    " WHERE s.enterprise_id = %s AND h.valid_from < %s"
+    " AND (h.valid_to IS NULL OR h.valid_to > %s) ORDER BY p.id, h.valid_from"
+)
+"""An enterprise's process step versions in a window (enterprise, end, start)."""
 
 
-async def _calendars(
-    conn: psycopg.AsyncConnection[Any], enterprise_id: int
-) -> dict[int, ShiftCalendar]:
-    cur = await conn.execute(
-        "SELECT id, timezone, shifts, workdays FROM site WHERE enterprise_id = %s",
-        (enterprise_id,),
-    )
+def _process_versions(found: list[Any]) -> list[_ProcessVersion]:
+    return [_ProcessVersion(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6])) for r in found]
+
+
+CALENDARS = "SELECT id, timezone, shifts, workdays FROM site WHERE enterprise_id = %s"
+"""An enterprise's sites' shift calendars."""
+
+
+def _calendars(found: list[Any]) -> dict[int, ShiftCalendar]:
     return {
         sid: ShiftCalendar(tz, parse_shifts(shifts), frozenset(workdays))
-        for sid, tz, shifts, workdays in await cur.fetchall()
+        for sid, tz, shifts, workdays in found
     }
 
 
-async def _sessions(
-    conn: psycopg.AsyncConnection[Any], equipment_ids: list[int], start: datetime, end: datetime
-) -> dict[int, list[tuple[datetime, datetime | None]]]:
-    cur = await conn.execute(
-        "SELECT equipment_id, online_at, offline_at FROM connectivity_session"
-        " WHERE equipment_id = ANY(%s) AND online_at < %s"
-        " AND (offline_at IS NULL OR offline_at > %s) ORDER BY online_at",
-        (equipment_ids, end, start),
-    )
+SESSIONS = (
+    "SELECT c.equipment_id, c.online_at, c.offline_at FROM connectivity_session c"
+    " WHERE c.equipment_id IN (SELECT e.id FROM equipment e JOIN site s ON s.id = e.site_id"
+    "  WHERE s.enterprise_id = %s) AND c.online_at < %s"
+    " AND (c.offline_at IS NULL OR c.offline_at > %s) ORDER BY c.online_at"
+)
+"""The connectivity sessions of an enterprise's equipment in a window (enterprise, end,
+start)."""
+
+
+def _sessions(found: list[Any]) -> dict[int, list[tuple[datetime, datetime | None]]]:
     out: dict[int, list[tuple[datetime, datetime | None]]] = defaultdict(list)
-    for eid, online, offline in await cur.fetchall():
+    for eid, online, offline in found:
         out[eid].append((online, offline))
     return dict(out)
 

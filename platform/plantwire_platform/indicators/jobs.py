@@ -60,11 +60,19 @@ async def report_job(
     each of its buckets."""
     async with contextlib.AsyncExitStack() as stack:
         free: asyncio.Queue[AsyncConnection[Any]] = asyncio.Queue()
-        for _ in range(min(len(ids), GROUP_FAN_OUT)):
-            free.put_nowait(await stack.enter_async_context(connect()))
+        fan_out = min(len(ids), GROUP_FAN_OUT)
+
+        async def lent() -> AsyncConnection[Any]:
+            """A free connection, or a new one while fewer than ``fan_out`` are open (opened
+            side by side as the members start, not one after the other before they do)."""
+            nonlocal fan_out
+            if free.empty() and fan_out > 0:
+                fan_out -= 1
+                return await stack.enter_async_context(connect())
+            return await free.get()
 
         async def one(eid: int, start: datetime, end: datetime) -> list[Indicator]:
-            conn = await free.get()
+            conn = await lent()
             try:
                 result = await ind.enterprise_indicators(conn, eid, start, end, thresholds)
             finally:

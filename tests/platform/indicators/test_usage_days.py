@@ -136,3 +136,43 @@ async def test_usage_through_day_rows_equals_the_samples(database_url: str) -> N
         await keep_current(conn, now)
         assert [r[0] for r in await rows(conn, "SELECT day FROM usage_day ORDER BY day")] == days
         assert_equal(await usage(), truth())
+
+
+async def test_a_state_set_days_before_the_window_holds_in_it(database_url: str) -> None:
+    """The state in force at the window's start comes from three days before it: further
+    back than the day the state lookup searches first."""
+    t = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 5 * H
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await import_registry(conn, registry_from(load_scenario("demo").registry()))
+        ent, eid = (
+            await rows(
+                conn,
+                "SELECT s.enterprise_id, e.id FROM equipment e"
+                " JOIN site s ON s.id = e.site_id WHERE e.code = 'CNC-01'",
+            )
+        )[0]
+        await conn.execute(
+            "UPDATE site SET shifts = '24h', workdays = '{0,1,2,3,4,5,6}' WHERE enterprise_id = %s",
+            (ent,),
+        )
+        await conn.execute(
+            "INSERT INTO connectivity_session (group_id, edge_node_id, device_id, equipment_id,"
+            " online_at) VALUES ('HXP', 'GW', 'CNC-01', %s, %s)",
+            (eid, t - timedelta(days=4)),
+        )
+        for metric, value in (("State/Mode", "AUTO"), ("State/Execution", "EXECUTING")):
+            await conn.execute(
+                "WITH s AS (INSERT INTO series (group_id, edge_node_id, device_id, metric,"
+                " datatype, equipment_id) VALUES ('HXP', 'GW', 'CNC-01', %s, 12, %s)"
+                " RETURNING id) INSERT INTO sample_text SELECT id, %s, %s FROM s",
+                (metric, eid, t - timedelta(days=3), value),
+            )
+        start, end = t + timedelta(minutes=10), t + timedelta(minutes=50)  # no whole hour
+        result = await enterprise_indicators(conn, ent, start, end, Thresholds())
+    got = next(r.usage for r in result.equipment if r.id == eid)
+    assert (got.observed_s, got.executing_s, got.auto_executing_s, got.mdi_executing_s) == (
+        2400.0,
+        2400.0,
+        2400.0,
+        0.0,
+    )
