@@ -74,10 +74,11 @@ class Text:
     def worded(self, language: str) -> str:
         """The message in ``language``; in English if that catalogue lacks it (the catalogue
         test fails on it first), its key if both do: an error is answered all the same."""
+        values = {k: word(language, v) for k, v in self.values.items()}  # a Text in a Text
         for lang in (language, API_DEFAULT):
             text = API.messages(lang).get(self.key)
             if text is not None:
-                return fill(text, self.values)
+                return fill(text, values)
         return self.key
 
     def __str__(self) -> str:

@@ -8,6 +8,8 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from plantwire_platform.translation import Text
+
 MIN_LENGTH = 12
 _HASHER = PasswordHasher()
 _DUMMY = _HASHER.hash(secrets.token_urlsafe(16))
@@ -19,12 +21,12 @@ def new_password() -> str:
     return secrets.token_urlsafe(18)
 
 
-def password_problem(password: str) -> str | None:
+def password_problem(password: str) -> Text | None:
     """Why ``password`` may not be used, if it may not."""
     if len(password) < MIN_LENGTH:
-        return f"a password has at least {MIN_LENGTH} characters"
+        return Text("password.short", least=MIN_LENGTH)
     if len(password) > 1024:
-        return "a password has at most 1024 characters"
+        return Text("password.long", most=1024)
     return None
 
 

@@ -13,13 +13,19 @@ from pydantic import BaseModel
 from plantwire_platform.accounts import passwords
 from plantwire_platform.accounts.roles import Binding, PersonRole, binding_problem
 from plantwire_platform.partner.tokens import Caller, Role
+from plantwire_platform.translation import Text
 
 USERNAME = r"^[A-Za-z0-9_.@-]{3,64}$"
 _USERNAME = re.compile(USERNAME)
 
 
 class PersonError(ValueError):
-    """A person that cannot be created as asked (one line, naming the problem)."""
+    """A person that cannot be created as asked (one line, naming the problem); ``text`` is it
+    for the API's catalogue, worded in the request's language."""
+
+    def __init__(self, text: Text) -> None:
+        super().__init__(str(text))
+        self.text = text
 
 
 class Person(BaseModel):
@@ -45,7 +51,7 @@ async def create_person(
     """Register a person (uncommitted inside an open transaction, else committed); returns the
     password, generated unless given: shown once, stored hashed. Raises :class:`PersonError`."""
     if not _USERNAME.match(username):
-        raise PersonError(f"username {username!r}: 3-64 of A-Z a-z 0-9 _ . @ -")
+        raise PersonError(Text("person.username", username=username))
     problem = binding_problem(role, binding) or (password and passwords.password_problem(password))
     if problem:
         raise PersonError(problem)
@@ -57,11 +63,11 @@ async def create_person(
     )
     taken, ent, park = await cur.fetchone() or (0, 0, 0)
     if taken:
-        raise PersonError(f"username {username!r} is taken")
+        raise PersonError(Text("person.taken", username=username))
     if binding.enterprise_id is not None and not ent:
-        raise PersonError(f"no enterprise {binding.enterprise_id}")
+        raise PersonError(Text("person.no_enterprise", id=binding.enterprise_id))
     if binding.park_id is not None and not park:
-        raise PersonError(f"no park {binding.park_id}")
+        raise PersonError(Text("person.no_park", id=binding.park_id))
     password = password or passwords.new_password()
     digest = await passwords.hashed(password)
     async with conn.transaction():

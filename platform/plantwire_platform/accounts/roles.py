@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from plantwire_platform.translation import Text
+
 if TYPE_CHECKING:  # the parser reads this module: it must load without the platform extra
     from plantwire_platform.partner.tokens import Role
 
@@ -40,7 +42,7 @@ class Binding:
     region: str | None = None
 
 
-def binding_problem(role: Role, binding: Binding) -> str | None:
+def binding_problem(role: Role, binding: Binding) -> Text | None:
     """Why ``binding`` does not fit ``role``, if it does not."""
     has = {
         "enterprise": binding.enterprise_id is not None,
@@ -58,9 +60,10 @@ def binding_problem(role: Role, binding: Binding) -> str | None:
     )
     extra = [k for k, v in has.items() if v and k != needs]
     if needs is not None and not has[needs]:
-        return f"role {role} needs its {needs}"
+        return Text(f"binding.needs_{needs}", role=role)
     if extra:
-        return f"role {role} has no {' or '.join(extra)}"
+        which = "_or_".join(extra)
+        return Text(f"binding.has_no_{which}", role=role)
     return None
 
 

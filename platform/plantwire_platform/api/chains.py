@@ -18,6 +18,7 @@ from plantwire_platform.errors import ApiError
 from plantwire_platform.registry import chains
 from plantwire_platform.registry.chains import Invitation, MembershipRefused
 from plantwire_platform.registry.document import CODE
+from plantwire_platform.translation import Text
 
 Id = Annotated[int, Path(ge=1, le=2**62)]
 
@@ -42,7 +43,7 @@ class InvitationIn(BaseModel):
 
 
 def _refused(exc: MembershipRefused) -> ApiError:
-    return ApiError(409, "conflict", str(exc))
+    return ApiError(409, "conflict", Text(f"membership.{exc.key}", **exc.values))
 
 
 def routes(router: APIRouter) -> None:

@@ -306,9 +306,9 @@ def routes(router: APIRouter) -> None:
             binding = Binding(body.enterprise_id, body.park_id, body.region)
             password = await create_person(conn, body.username, body.role, binding, body.name)
         except PersonError as exc:
-            taken = "taken" in str(exc)
+            taken = exc.text.key == "person.taken"
             raise ApiError(
-                409 if taken else 422, "conflict" if taken else "invalid_request", str(exc)
+                409 if taken else 422, "conflict" if taken else "invalid_request", exc.text
             ) from None
         await access.commit(request, conn, 201)
         return PersonCreated(username=body.username, password=password)

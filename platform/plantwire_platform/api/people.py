@@ -62,6 +62,10 @@ def routes(router: APIRouter) -> None:
         try:
             await set_password(conn, username, body.new_password)
         except PersonError as exc:
-            raise ApiError(422, "invalid_request", f"new_password: {exc}") from None
+            raise ApiError(
+                422,
+                "invalid_request",
+                Text("field.problem", field="new_password", problem=exc.text),
+            ) from None
         await access.commit(request, conn, 204)
         return Response(status_code=204)

@@ -25,6 +25,7 @@ from plantwire_platform.registry.registrations import (
     RegionRegistration,
     Registration,
 )
+from plantwire_platform.translation import Text
 
 Id = Annotated[int, Path(ge=1, le=2**62)]
 Region = Annotated[str, Path(min_length=1, max_length=100)]
@@ -46,7 +47,7 @@ async def _ask(request: Request, conn: Conn, kind: Kind[R], group: int | str) ->
             conn, kind, group, body.enterprise_id, access.caller(request).client_id
         )
     except MembershipRefused as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+        raise ApiError(409, "conflict", Text(f"membership.{exc.key}", **exc.values)) from None
     await access.commit(request, conn, 201)
     return made
 
@@ -120,7 +121,7 @@ def _answer(
         try:
             done = await registrations.answer(conn, kind, registration_id, action == "accept", by)
         except MembershipRefused as exc:
-            raise ApiError(409, "conflict", str(exc)) from None
+            raise ApiError(409, "conflict", Text(f"membership.{exc.key}", **exc.values)) from None
         await access.commit(request, conn, 200)
         return done
 

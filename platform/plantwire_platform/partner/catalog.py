@@ -14,6 +14,8 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 from pydantic import BaseModel, Field
 
+from plantwire_platform.translation import Text
+
 Kind = Literal["indicators", "states", "counts", "alarms", "telemetry"]
 Grade = Literal["core", "important", "general"]
 Granularity = Literal["raw", "aggregated"]
@@ -74,14 +76,14 @@ class DatasetPage(BaseModel):
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
 
 
-def terms_error(d: DatasetIn) -> str | None:
+def terms_error(d: DatasetIn) -> Text | None:
     """Why a dataset's terms are inconsistent, or None."""
     if d.granularity == "raw" and d.grade != "general":
-        return "raw granularity is offered only for general-grade datasets"
+        return Text("dataset.raw_grade")
     if d.kind == "indicators" and d.granularity == "raw":
-        return "indicator datasets are aggregated by nature"
+        return Text("dataset.indicators_raw")
     if any(not p or len(p) > 64 for p in d.purposes):
-        return "purposes are 1-64 characters"
+        return Text("dataset.purposes")
     return None
 
 

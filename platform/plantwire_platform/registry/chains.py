@@ -34,7 +34,12 @@ class Invitation(BaseModel):
 
 class MembershipRefused(ValueError):
     """A change of a chain's or a park's membership that cannot be made now (one line saying
-    why)."""
+    why); ``key`` and ``values`` name the message for the API's catalogue
+    (``membership.<key>``), which words it in the request's language."""
+
+    def __init__(self, english: str, key: str, **values: object) -> None:
+        super().__init__(english)
+        self.key, self.values = key, values
 
 
 async def create_chain(
@@ -47,7 +52,7 @@ async def create_chain(
     )
     row = await cur.fetchone()
     if row is None:
-        raise MembershipRefused(f"chain code {code!r} is taken")
+        raise MembershipRefused(f"chain code {code!r} is taken", "chain_taken", code=code)
     return int(row[0])
 
 
@@ -70,11 +75,11 @@ async def invite(
     )
     leader, exists, member, invited = await cur.fetchone() or (None, False, False, False)
     if not exists:
-        raise MembershipRefused(f"no enterprise {enterprise_id}")
+        raise MembershipRefused(f"no enterprise {enterprise_id}", "no_enterprise", id=enterprise_id)
     if leader == enterprise_id or member:
-        raise MembershipRefused("the enterprise is in the chain already")
+        raise MembershipRefused("the enterprise is in the chain already", "in_chain")
     if invited:
-        raise MembershipRefused("the enterprise is invited already")
+        raise MembershipRefused("the enterprise is invited already", "invited")
     cur = await conn.execute(
         "INSERT INTO chain_invitation (chain_id, enterprise_id, tier, invited_by)"
         " VALUES (%s, %s, %s, %s) RETURNING id",
@@ -130,7 +135,7 @@ async def answer(
     )
     row = await cur.fetchone()
     if row is None:
-        raise MembershipRefused("the invitation is not open")
+        raise MembershipRefused("the invitation is not open", "invitation_closed")
     if accept:
         await conn.execute(
             "INSERT INTO chain_member (chain_id, enterprise_id, tier) VALUES (%s, %s, %s)"
@@ -160,7 +165,7 @@ async def leave(
         (chain_id, enterprise_id),
     )
     if await cur.fetchone() is None:
-        raise MembershipRefused("the enterprise is not a member of the chain")
+        raise MembershipRefused("the enterprise is not a member of the chain", "not_member")
     await conn.execute(
         "UPDATE chain_member_history SET valid_to = greatest(%s, valid_from)"
         " WHERE chain_id = %s AND enterprise_id = %s AND valid_to IS NULL",

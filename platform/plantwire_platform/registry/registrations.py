@@ -111,11 +111,11 @@ async def ask(
     )
     exists, member, asked = await cur.fetchone() or (False, False, False)
     if not exists:
-        raise MembershipRefused(f"no enterprise {enterprise_id}")
+        raise MembershipRefused(f"no enterprise {enterprise_id}", "no_enterprise", id=enterprise_id)
     if member:
-        raise MembershipRefused(f"the enterprise is in the {kind.noun} already")
+        raise MembershipRefused(f"the enterprise is in the {kind.noun} already", f"in_{kind.noun}")
     if asked:
-        raise MembershipRefused("the enterprise was asked already")
+        raise MembershipRefused("the enterprise was asked already", "asked")
     cur = await conn.execute(
         f"INSERT INTO {kind.requests} ({kind.key}, enterprise_id, asked_by) VALUES (%s, %s, %s)"
         " RETURNING id",
@@ -171,7 +171,7 @@ async def answer(
     )
     row = await cur.fetchone()
     if row is None:
-        raise MembershipRefused("the registration is not open")
+        raise MembershipRefused("the registration is not open", "registration_closed")
     group, enterprise_id = row
     if accept:
         if kind is PARKS:  # (a region's history follows the enterprise's region, below)

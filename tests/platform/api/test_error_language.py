@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.platform.identities import enterprise, person, served
+from tests.platform.identities import enterprise, person, register, served, sign_in
 
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}
 
@@ -80,7 +80,8 @@ async def test_validation_errors_are_worded_in_the_requests_language(
     api: tuple[httpx.AsyncClient, int, int], database_url: str
 ) -> None:
     client, acme, _ = api
-    viewer = await person(client, database_url, "vic", "enterprise_viewer", acme)
+    password = await register(database_url, "vic", "enterprise_viewer", acme)
+    viewer = await sign_in(client, "vic", password)
     path = f"/api/v1/enterprises/{acme}/indicators"
     query = await answers(client, "GET", path, headers=viewer, params={"coverage_min": "2"})
     for language, words in (
@@ -97,6 +98,16 @@ async def test_validation_errors_are_worded_in_the_requests_language(
         )
     not_a_number = await answers(client, "GET", "/api/v1/enterprises/abc", headers=viewer)
     assert not_a_number["zh"][2][0]["msg"] == "应为有效整数，无法把字符串解析为整数"  # type: ignore[index]
+
+    change = {"current_password": password, "new_password": "short"}
+    own = "/api/v1/people/me/password"
+    short = await answers(client, "POST", own, headers=viewer, json=change)
+    assert short["zh"] == (422, "invalid_request", "new_password：密码至少 12 个字符")
+    assert short["en"] == (
+        422,
+        "invalid_request",
+        "new_password: a password has at least 12 characters",
+    )
 
     admin = await person(client, database_url, "root", "platform_admin")
     body = {"code": "NEW", "uscc": "91110000000000003X", "name": ""}
