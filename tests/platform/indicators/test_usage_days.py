@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 import pytest
@@ -17,18 +16,11 @@ from plantwire_platform.indicators.enterprise import enterprise_indicators
 from plantwire_platform.indicators.formulas import StatePoint, Thresholds, Usage, usage_in_window
 from plantwire_platform.indicators.shift_calendar import ShiftCalendar, parse_shifts
 from plantwire_platform.indicators.usage import day_runs, keep_current
-from plantwire_platform.registry.document import registry_from
-from plantwire_platform.registry.store import import_registry
-from plantwire_sim.scenario import load_scenario
+from tests.platform.indicators.demo_machine import demo_machine, rows
 
 SHIFTS = "06:00-10:30,12:00-14:00,22:00-02:00"  # gaps, a half hour, one across midnight
 H = timedelta(hours=1)
 FIELDS = ("observed_s", "executing_s", "auto_executing_s", "mdi_executing_s")
-
-
-async def rows(conn: psycopg.AsyncConnection[Any], sql: str, *params: Any) -> list[Any]:
-    cur = await conn.execute(sql.encode(), params or None)
-    return await cur.fetchall()
 
 
 def test_day_runs_cut_hours_at_utc_midnight() -> None:
@@ -49,29 +41,8 @@ async def test_usage_through_day_rows_equals_the_samples(database_url: str) -> N
     start = now - timedelta(days=5, minutes=23)  # four whole UTC days at least, exact ends
     end = now - 2 * H
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await import_registry(conn, registry_from(load_scenario("demo").registry()))
-        ent, tz, eid = (
-            await rows(
-                conn,
-                "SELECT s.enterprise_id, s.timezone, e.id FROM equipment e"
-                " JOIN site s ON s.id = e.site_id WHERE e.code = 'CNC-01'",
-            )
-        )[0]
-        await conn.execute(
-            "UPDATE site SET shifts = %s, workdays = '{0,1,2,3,4,5,6}' WHERE enterprise_id = %s",
-            (SHIFTS, ent),
-        )
-        mode, execution = (
-            r[0]
-            for r in await rows(
-                conn,
-                "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
-                " equipment_id) VALUES ('HXP', 'GW', 'CNC-01', 'State/Mode', 12, %s),"
-                " ('HXP', 'GW', 'CNC-01', 'State/Execution', 12, %s) RETURNING id",
-                eid,
-                eid,
-            )
-        )
+        m = await demo_machine(conn, SHIFTS)
+        ent, tz, eid, mode, execution = m.enterprise, m.timezone, m.equipment, m.mode, m.execution
         online = start - 3 * H
         await conn.execute(
             "INSERT INTO connectivity_session (group_id, edge_node_id, device_id, equipment_id,"
@@ -143,29 +114,17 @@ async def test_a_state_set_days_before_the_window_holds_in_it(database_url: str)
     back than the day the state lookup searches first."""
     t = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 5 * H
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await import_registry(conn, registry_from(load_scenario("demo").registry()))
-        ent, eid = (
-            await rows(
-                conn,
-                "SELECT s.enterprise_id, e.id FROM equipment e"
-                " JOIN site s ON s.id = e.site_id WHERE e.code = 'CNC-01'",
-            )
-        )[0]
-        await conn.execute(
-            "UPDATE site SET shifts = '24h', workdays = '{0,1,2,3,4,5,6}' WHERE enterprise_id = %s",
-            (ent,),
-        )
+        m = await demo_machine(conn, "24h")
+        ent, eid = m.enterprise, m.equipment
         await conn.execute(
             "INSERT INTO connectivity_session (group_id, edge_node_id, device_id, equipment_id,"
             " online_at) VALUES ('HXP', 'GW', 'CNC-01', %s, %s)",
             (eid, t - timedelta(days=4)),
         )
-        for metric, value in (("State/Mode", "AUTO"), ("State/Execution", "EXECUTING")):
+        for series, value in ((m.mode, "AUTO"), (m.execution, "EXECUTING")):
             await conn.execute(
-                "WITH s AS (INSERT INTO series (group_id, edge_node_id, device_id, metric,"
-                " datatype, equipment_id) VALUES ('HXP', 'GW', 'CNC-01', %s, 12, %s)"
-                " RETURNING id) INSERT INTO sample_text SELECT id, %s, %s FROM s",
-                (metric, eid, t - timedelta(days=3), value),
+                "INSERT INTO sample_text VALUES (%s, %s, %s)",
+                (series, t - timedelta(days=3), value),
             )
         start, end = t + timedelta(minutes=10), t + timedelta(minutes=50)  # no whole hour
         result = await enterprise_indicators(conn, ent, start, end, Thresholds())

@@ -5,39 +5,22 @@ and hours that late state samples touch recomputed."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 
 from plantwire_platform.indicators.usage import SETTLE, keep_current
-from plantwire_platform.registry.document import registry_from
-from plantwire_platform.registry.store import import_registry
-from plantwire_sim.scenario import load_scenario
+from tests.platform.indicators.demo_machine import demo_machine, rows
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
-
-
-async def rows(conn: psycopg.AsyncConnection[Any], sql: str, *params: Any) -> list[Any]:
-    cur = await conn.execute(sql.encode(), params or None)
-    return await cur.fetchall()
 
 
 async def test_closed_hours_are_stored_as_data_arrives(database_url: str) -> None:
     now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
     t0 = now - 6 * H - 30 * M  # an hour boundary, 6.5 hours ago
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await import_registry(conn, registry_from(load_scenario("demo").registry()))
-        eid = (await rows(conn, "SELECT id FROM equipment WHERE code = 'CNC-01'"))[0][0]
-        made = await rows(
-            conn,
-            "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
-            " equipment_id) VALUES ('HXP', 'GW', 'CNC-01', 'State/Mode', 12, %s),"
-            " ('HXP', 'GW', 'CNC-01', 'State/Execution', 12, %s) RETURNING id",
-            eid,
-            eid,
-        )
-        mode, execution = (r[0] for r in made)
+        m = await demo_machine(conn)
+        eid, mode, execution = m.equipment, m.mode, m.execution
         await conn.execute(
             "INSERT INTO connectivity_session (group_id, edge_node_id, device_id, equipment_id,"
             " online_at) VALUES ('HXP', 'GW', 'CNC-01', %s, %s)",

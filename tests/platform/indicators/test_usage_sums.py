@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 import pytest
@@ -16,17 +15,10 @@ from plantwire_platform.indicators.enterprise import enterprise_indicators
 from plantwire_platform.indicators.formulas import StatePoint, Thresholds, usage_in_window
 from plantwire_platform.indicators.shift_calendar import ShiftCalendar, parse_shifts
 from plantwire_platform.indicators.usage import keep_current
-from plantwire_platform.registry.document import registry_from
-from plantwire_platform.registry.store import import_registry
-from plantwire_sim.scenario import load_scenario
+from tests.platform.indicators.demo_machine import demo_machine
 
 SHIFTS = "06:00-10:30,12:00-14:00,22:00-02:00"  # gaps, a half hour, one across midnight
 WORKDAYS = (0, 1, 2, 4, 5)  # Thursday and Sunday off
-
-
-async def rows(conn: psycopg.AsyncConnection[Any], sql: str, *params: Any) -> list[Any]:
-    cur = await conn.execute(sql.encode(), params or None)
-    return await cur.fetchall()
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -37,29 +29,8 @@ async def test_rollup_sums_over_a_shift_plan_equal_the_samples(
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     start = end - timedelta(days=6, minutes=17)  # not on an hour: exact parts at both ends
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await import_registry(conn, registry_from(load_scenario("demo").registry()))
-        ent, tz, eid = (
-            await rows(
-                conn,
-                "SELECT s.enterprise_id, s.timezone, e.id FROM equipment e"
-                " JOIN site s ON s.id = e.site_id WHERE e.code = 'CNC-01'",
-            )
-        )[0]
-        await conn.execute(
-            "UPDATE site SET shifts = %s, workdays = %s WHERE enterprise_id = %s",
-            (SHIFTS, list(WORKDAYS), ent),
-        )
-        mode, execution = (
-            r[0]
-            for r in await rows(
-                conn,
-                "INSERT INTO series (group_id, edge_node_id, device_id, metric, datatype,"
-                " equipment_id) VALUES ('HXP', 'GW', 'CNC-01', 'State/Mode', 12, %s),"
-                " ('HXP', 'GW', 'CNC-01', 'State/Execution', 12, %s) RETURNING id",
-                eid,
-                eid,
-            )
-        )
+        m = await demo_machine(conn, SHIFTS, WORKDAYS)
+        ent, tz, eid, mode, execution = m.enterprise, m.timezone, m.equipment, m.mode, m.execution
         online = start - timedelta(hours=3)
         offline = start + timedelta(days=2, minutes=41)  # an outage of five hours
         back = offline + timedelta(hours=5)
