@@ -15,7 +15,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -170,6 +170,16 @@ class _ProcessVersion:
     equipment_ids: tuple[int, ...]
 
 
+def plain_offset(t: datetime) -> datetime:
+    """``t`` with the standard library's fixed-offset time zone when its own is another fixed
+    offset (an API's parsed times carry pydantic's, whose every offset lookup is a call out of
+    the C datetime code: the window's hour arithmetic took twice as long with it, 3.7 vs 1.9 ms
+    a site plan over 30 days); the same instant, printed the same. Named zones stay."""
+    if t.tzinfo is None or isinstance(t.tzinfo, timezone) or hasattr(t.tzinfo, "key"):
+        return t
+    return t.astimezone(timezone(t.utcoffset() or timedelta(0)))
+
+
 async def enterprise_indicators(
     conn: psycopg.AsyncConnection[Any],
     enterprise_id: int,
@@ -179,6 +189,7 @@ async def enterprise_indicators(
     with_oee: bool = False,
 ) -> EnterpriseIndicators:
     """All indicators of one enterprise; ``with_oee`` adds production counts and OEE."""
+    start, end = plain_offset(start), plain_offset(end)
     async with conn.pipeline():  # its registry and sessions in one round trip, not five
         reads = [
             await conn.execute(EQUIPMENT, (enterprise_id, end, start)),
