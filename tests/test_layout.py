@@ -1,5 +1,5 @@
 """Project invariants: the stdlib's platform module wins, paho lives in one module, every
-subcommand has help, no two migrations share a number."""
+subcommand has help, no two migrations share a number, every package is in the distribution."""
 
 from __future__ import annotations
 
@@ -91,3 +91,22 @@ def test_migration_numbers_are_unique() -> None:
 
     numbers = [p.name[:4] for p in MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql")]
     assert len(numbers) == len(set(numbers)), sorted(numbers)
+
+
+def test_every_package_is_in_the_distribution() -> None:
+    # an editable install finds any package; a wheel holds only those pyproject.toml lists
+    import tomllib
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(tool["packages"])
+    found = set()
+    for name, folder in tool["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((name, *parts)))
+    assert found - listed == set(), "packages missing from [tool.setuptools] packages"
+    dirs = tool["package-dir"]
+    missing = [
+        p for p in listed if not (ROOT / dirs[p.split(".")[0]]).joinpath(*p.split(".")[1:]).is_dir()
+    ]
+    assert missing == [], "packages listed but not in the tree (data folders need no __init__)"
