@@ -97,18 +97,20 @@ def test_hand_computed_demo_values() -> None:
     assert len(dishonest(scenario)) == 1
 
 
-async def demo_admin(http: httpx.AsyncClient, data_dir: Path) -> dict[str, str]:
-    """Sign in as the demo's platform admin, with the password it printed and kept."""
+def admin_sign_in(data_dir: Path) -> dict[str, str]:
+    """The form that signs in as the demo's platform admin, with the password it kept."""
     accounts = json.loads((data_dir / "accounts.json").read_text())
     assert accounts["admin"]["role"] == "platform_admin"
-    got = await http.post(
-        "/auth/token",
-        data={
-            "grant_type": "password",
-            "username": "admin",
-            "password": accounts["admin"]["password"],
-        },
-    )
+    return {
+        "grant_type": "password",
+        "username": "admin",
+        "password": accounts["admin"]["password"],
+    }
+
+
+async def demo_admin(http: httpx.AsyncClient, data_dir: Path) -> dict[str, str]:
+    """Sign in as the demo's platform admin, with the password it printed and kept."""
+    got = await http.post("/auth/token", data=admin_sign_in(data_dir))
     got.raise_for_status()
     return {"Authorization": f"Bearer {got.json()['access_token']}"}
 
@@ -272,7 +274,6 @@ def test_demo_processes_are_watched_restarted_and_stopped(
             assert all("uplink: connected to mqtts://" in p.read_text() for p in uplinks)
             assert " online at mqtts://" in (data / "logs" / "ingest.log").read_text()
             assert "allow_anonymous false" in (data / "mosquitto" / "mosquitto.conf").read_text()
-            _gateway_logins_through_the_api(port, data)
 
             os.kill(ingest, signal.SIGKILL)
             wait_for(lambda: "restarting" in log_path.read_text(), "the death was not reported")
@@ -307,6 +308,8 @@ def test_demo_processes_are_watched_restarted_and_stopped(
             )
             assert demo.poll() is None and all(_alive(p) for p in others)
 
+            _gateway_logins_through_the_api(port, data)  # last: the gateway's login changes
+
             every = set(_children(demo.pid))
             os.killpg(demo.pid, signal.SIGINT)
             assert demo.wait(timeout=30) == 0, log_path.read_text()[-3000:]
@@ -325,17 +328,9 @@ def _gateway_logins_through_the_api(port: int, data: Path) -> None:
     """The demo's API issues and revokes broker logins in the broker directory the demo made:
     a revoked gateway leaves the broker's password file (and the broker is told to reread it),
     a new login for it is answered with a ready config that reaches the demo's TLS listener."""
-    accounts = json.loads((data / "accounts.json").read_text())
     passwd = data / "broker" / "passwd"
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-        signed = http.post(
-            "/auth/token",
-            data={
-                "grant_type": "password",
-                "username": "admin",
-                "password": accounts["admin"]["password"],
-            },
-        )
+        signed = http.post("/auth/token", data=admin_sign_in(data))
         signed.raise_for_status()
         http.headers["Authorization"] = f"Bearer {signed.json()['access_token']}"
         enterprise = http.get("/api/v1/enterprises").json()[0]["id"]
