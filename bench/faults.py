@@ -222,7 +222,7 @@ class Rig:
         config = self.tmp / "gateway.toml"
         lines = [
             f'group_id = "{self.group}"', 'edge_node_id = "GW"',
-            f'mqtt_url = "mqtt://127.0.0.1:{self.broker_port}"',
+            f'mqtt_url = "{self.broker.url}"',
             f'primary_host_id = "{self.host}"', "batch_ms = 100",
             "[buffer]", f'path = "{self.tmp / "buffer.db"}"',
             "[http]", f'listen = "127.0.0.1:{self.http}"',
