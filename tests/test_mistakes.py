@@ -184,7 +184,7 @@ CASES = [
         ["sim", "run", "--scenario", "nope"],
         {},
         2,
-        "plantwire sim: unknown scenario 'nope' (built-in: chain, demo",
+        "plantwire sim: unknown scenario 'nope' (built-in: adversarial, chain, demo)",
     ),
     (
         "sim, port taken",
