@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -287,11 +288,15 @@ class MqttClient:
         await self.disconnect()
 
     def drop_connection(self) -> None:
-        """Close the socket without DISCONNECT so the broker publishes the Will (tests)."""
+        """Cut the connection without DISCONNECT so the broker publishes the Will (tests).
+
+        The socket is shut down, not closed: paho's network thread is blocked in select() on
+        it, and a shutdown wakes it with end-of-file (connection lost, reconnect with backoff)
+        where a close from this thread could leave it waiting on a dead descriptor."""
         sock = self._client.socket()
-        if sock is not None:
+        if isinstance(sock, socket.socket):  # plain TCP or TLS (ssl.SSLSocket is one too)
             with contextlib.suppress(OSError):
-                sock.close()
+                sock.shutdown(socket.SHUT_RDWR)
 
     def set_will(self, will: Will) -> None:
         """Replace the Will used by the next (re)connect."""
