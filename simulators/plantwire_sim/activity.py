@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from plantwire_bus.state import Execution, Mode
 
@@ -43,14 +44,21 @@ class SegmentStart:
     cause: str = "program"
 
 
+class Made(NamedTuple):
+    """Parts completed at one instant (the end of an EXECUTING program segment)."""
+
+    good: int
+    scrap: int
+
+
 @dataclass(frozen=True, slots=True)
 class Moment:
     """Everything that happens to a machine at one instant."""
 
     ts_ms: int
     state: SegmentStart | None
-    part: str | None = None
-    """``good`` or ``scrap`` when an EXECUTING program segment ended here."""
+    made: Made | None = None
+    """The parts completed when an EXECUTING program segment ended here."""
     alarm: Alarm | None = None
     """An alarm raised here."""
     cleared: bool = False
@@ -132,6 +140,15 @@ class Activity:
             k: (every * 1000, dur * 1000) for k, (every, dur) in spec.items() if every is not None
         }
 
+    def _made(self, draws: random.Random) -> Made:
+        """The parts of one cycle: fixed counts, or each part scrapped at ``scrap_rate``."""
+        b = self.behaviour
+        if b.scrap_per_cycle is not None:
+            return Made(b.parts_per_cycle - b.scrap_per_cycle, b.scrap_per_cycle)
+        rate = b.scrap_rate
+        scrap = sum(1 for _ in range(b.parts_per_cycle) if rate and draws.random() < rate)
+        return Made(b.parts_per_cycle - scrap, scrap)
+
     def moments(self, t0_ms: int) -> Iterator[Moment]:
         """Endless moments from ``t0_ms``; the first one, at ``t0_ms``, gives the state."""
         program = self.machine.program
@@ -150,7 +167,7 @@ class Activity:
         situation, until = self._situation(now)
         need_enter = True
         state: SegmentStart | None = None
-        part: str | None = None
+        part: Made | None = None
         raised: Alarm | None = None
         cleared = False
 
@@ -204,8 +221,7 @@ class Activity:
                 need_enter = True
             elif remaining == 0:
                 if executing:
-                    rate = self.behaviour.scrap_rate
-                    part = "scrap" if rate and scrap.random() < rate else "good"
+                    part = self._made(scrap)
                 index = (index + 1) % len(program)
                 remaining = self.durations_ms[index]
                 need_enter = True

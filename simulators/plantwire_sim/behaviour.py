@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from plantwire_bus.state import Execution, Mode
 
-from .activity import Activity, SegmentStart, segment_ms
+from .activity import Activity, Made, SegmentStart, segment_ms
 from .cnc import (
     MACHINE_OPERATION_MODE,
     MACHINE_OPERATION_MODE_OF,
@@ -80,8 +80,8 @@ class Step:
     ts_ms: int
     segment: SegmentStart | None
     writes: tuple[TagWrite, ...]
-    part: str | None = None
-    """``good`` or ``scrap`` when a part was completed at this instant."""
+    made: Made | None = None
+    """The parts completed at this instant (good, scrap)."""
 
     def values(self) -> dict[str, TagValue]:
         """The writes as a tag -> value mapping."""
@@ -195,11 +195,9 @@ class MachineBehaviour:
             if moment.state is not None:
                 s = moment.state
                 snap.mode, snap.execution, snap.cause = s.mode, s.execution, s.cause
-            if moment.part is not None:
-                if moment.part == "scrap":
-                    snap.scrap += 1
-                else:
-                    snap.good += 1
+            if moment.made is not None:
+                snap.good += moment.made.good
+                snap.scrap += moment.made.scrap
                 if cycle_end is not None:
                     snap.cycle_ms = moment.ts_ms - cycle_end
                 cycle_end = moment.ts_ms
@@ -207,7 +205,7 @@ class MachineBehaviour:
                 snap.alarm = None
             if moment.alarm is not None:
                 snap.alarm = moment.alarm
-            yield Step(moment.ts_ms, moment.state, changed(renderer.render(snap)), moment.part)
+            yield Step(moment.ts_ms, moment.state, changed(renderer.render(snap)), moment.made)
             following = next(moments)
             if self.profile.samples(snap.execution):
                 t = moment.ts_ms + self.sample_ms

@@ -18,8 +18,12 @@ platform code is used. The definitions are those of DESIGN.md ("Indicators") and
   or not) ÷ machines;
 - OEE per machine: availability = EXECUTING time (observed, planned) ÷ planned time,
   performance = ideal cycle × parts ÷ that time (at most 1), quality = good ÷ parts, where
-  parts are those completed in the window by a machine that counts them; per line the
-  machines' times and counts are pooled (performance over the machines with an ideal cycle);
+  parts are those completed in the window by a machine that counts them, as its counters
+  show them: all of the window's when its interface could be read at the window's start
+  (the counter's baseline is read then), else those completed after it could first be read
+  in the window (the first reading is the baseline), and none when it never could (a machine
+  that never connected); per line the machines' times and counts are pooled (performance
+  over the machines with an ideal cycle);
 - a group of enterprises (chain, park, region) reports the mean of its enterprises' rates
   beside the pooled ratio;
 - a registry change inside the window (``registry`` records: a machine re-declared NC or not)
@@ -44,8 +48,8 @@ from .activity import calendar_of
 from .behaviour import profile_of
 from .placement import plan
 from .scenario import Enterprise, Machine, Scenario, Site
-from .scorecard import Interval, intervals, parts
-from .truth import FaultRecord, Record, RegistryRecord
+from .scorecard import Interval, intervals
+from .truth import FaultRecord, PartRecord, Record, RegistryRecord
 
 Span = tuple[int, int]
 BLINDING = frozenset({"restart", "drop", "silent"})
@@ -240,7 +244,10 @@ def expected(
     """Every enterprise's indicators over [start_ms, end_ms), from the truth records."""
     spans = intervals(records, end_ms)
     down = interface_down(scenario, records)
-    made = parts(records, start_ms, end_ms)
+    made: dict[str, list[PartRecord]] = defaultdict(list)
+    for r in records:
+        if isinstance(r, PartRecord) and start_ms <= r.ts_ms < end_ms:
+            made[r.machine].append(r)
     changes = sorted((r for r in records if isinstance(r, RegistryRecord)), key=lambda r: r.ts_ms)
     declared = {m.code: m.declared_nc for _, _, m in scenario.machines()}
 
@@ -256,9 +263,8 @@ def expected(
             planned = planned_spans(site, a, b)
             for m in site.machines:
                 observed = [] if m.protocol == "none" else _minus([(a, b)], down.get(m.code, []))
-                out[m.code] = _machine_time(
-                    m, planned, observed, spans.get(m.code, []), made.get(m.code, (0, 0))
-                )
+                counted = _counted(made.get(m.code, []), observed, a)
+                out[m.code] = _machine_time(m, planned, observed, spans.get(m.code, []), counted)
         return out
 
     out = {}
@@ -287,6 +293,17 @@ def expected(
             segments.append(((b - a) / (end_ms - start_ms), verdicts))
         out[e.code] = EnterpriseTruth(e.code, segments[-1][1], machines, tuple(segments))
     return out
+
+
+def _counted(made: Sequence[PartRecord], observed: list[Span], start_ms: int) -> tuple[int, int]:
+    """(good, scrap) of a machine's parts in the window that its counters show: from the
+    window's start when it could be read then, else from when it first could (the parts
+    made at that instant are in the first reading, the baseline), none if it never could."""
+    if not observed:
+        return 0, 0
+    first = observed[0][0]
+    seen = [r for r in made if r.ts_ms > first or first <= start_ms]
+    return (sum(r.count for r in seen if not r.scrap), sum(r.count for r in seen if r.scrap))
 
 
 def _machine_time(

@@ -39,7 +39,7 @@ from .mqtt_device import MqttMachine
 from .opcua_host import OpcUaHost
 from .placement import PROTOCOLS, ModbusAddress, plan
 from .polls import POLL_BUDGET, Polls
-from .scenario import Enterprise, Machine, Scenario, Site
+from .scenario import Enterprise, Machine, Outage, Scenario, Site
 from .truth import FaultRecord, TruthRecorder
 from .uplink import UplinkRelay
 
@@ -185,17 +185,20 @@ class Factory:
         t0 = self.t0_ms
         for outage in self.scenario.outages:
             relay = self.uplinks.get(outage.site)
-            if relay is None:
-                continue
-            start = t0 + round(outage.at_s * 1000)
-            end = start + max(1, round(outage.seconds * 1000))
-            self._push(start, _OUTAGE, -1, (relay, outage, end, True))
-            self._push(end, _OUTAGE, -1, (relay, outage, end, False))
+            if relay is not None:
+                self._schedule_outage(relay, outage, t0)
         for change in self.scenario.registry_changes:
             self._push(t0 + round(change.at_s * 1000), _REGISTRY, -1, change)
 
+    def _schedule_outage(self, relay: UplinkRelay, outage: Outage, after_ms: int) -> None:
+        zone = self.scenario.timezone(site=outage.site)
+        occurrence = outage.next_occurrence(self.t0_ms, after_ms, zone)
+        if occurrence is not None:
+            start, end = occurrence
+            self._push(start, _OUTAGE, -1, (relay, outage, end, True))
+
     def _schedule(self, player: _Player, spec: FaultSpec, after_ms: int) -> None:
-        occurrence = spec.next_occurrence(self.t0_ms, after_ms)
+        occurrence = spec.next_occurrence(self.t0_ms, after_ms, player.site.timezone)
         if occurrence is not None:
             start, end = occurrence
             self._push(
@@ -274,6 +277,8 @@ class Factory:
             relay, outage, end, on = payload
             if on:
                 self.truth.record_outage(outage.site, outage.kind, ts, end)
+                self._push(end, _OUTAGE, -1, (relay, outage, end, False))
+                self._schedule_outage(relay, outage, ts + 1)
                 relay.cut()
             else:
                 relay.restore()
@@ -314,8 +319,8 @@ class Factory:
         step = player.next
         assert step is not None and player.steps is not None
         code = player.machine.code
-        if step.part is not None:
-            self.truth.record_part(code, step.ts_ms, step.part == "scrap")
+        if step.made is not None:
+            self.truth.record_made(code, step.ts_ms, *step.made)
         if step.segment is not None:
             s = step.segment
             self.truth.record_state(code, step.ts_ms, s.mode, s.execution, s.cause)

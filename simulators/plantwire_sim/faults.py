@@ -36,9 +36,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .native import TagSpec, TagValue
+from .schedule import Schedule
 
 FaultKind = Literal[
     "restart",
@@ -71,29 +72,13 @@ CLOCK_RESET_MS = 946_684_800_000
 """2000-01-01T00:00:00Z: where a reset PLC clock starts counting."""
 
 
-class FaultSpec(BaseModel):
-    """A scheduled fault of a scenario (times in simulated seconds after the start)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class FaultSpec(Schedule):
+    """A scheduled fault of a scenario: ``at_s`` simulated seconds after the start, or ``at``
+    a local time in its machine's site's time zone (see :mod:`plantwire_sim.schedule`)."""
 
     machine: str
     kind: FaultKind
-    at_s: float = Field(ge=0, description="start, simulated seconds after the run's start")
-    seconds: float = Field(gt=0, description="how long it lasts")
-    every_s: float | None = Field(default=None, gt=0, description="repeat period")
     rate_per_s: float = Field(default=10.0, gt=0, le=1000, description="alarm_storm only")
-
-    def next_occurrence(self, t0_ms: int, after_ms: int) -> tuple[int, int] | None:
-        """(start, end) epoch ms of the first occurrence starting at or after ``after_ms``."""
-        first = t0_ms + round(self.at_s * 1000)
-        length = max(1, round(self.seconds * 1000))
-        if first >= after_ms:
-            return first, first + length
-        if self.every_s is None:
-            return None
-        period = max(1, round(self.every_s * 1000))
-        start = first + -(-(after_ms - first) // period) * period
-        return start, start + length
 
 
 def check_applicable(kind: str, protocol: str, machine: str) -> None:

@@ -101,7 +101,7 @@ class MqttMachine(Endpoint):
 
     async def apply(self, step: Step) -> None:
         self.last_ts = step.ts_ms
-        if not step.writes and step.segment is None and step.part is None:
+        if not step.writes and step.segment is None and step.made is None:
             # a heartbeat: the whole document again (a frozen device repeats its frozen one)
             frozen = self._frozen if "freeze" in self.faults else None
             shown = frozen if frozen is not None else self.distorted(self.current)

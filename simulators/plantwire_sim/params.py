@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Profile = Literal["cnc", "injection", "legacy", "station", "energy"]
 Protocol = Literal["opcua", "modbus", "mqtt", "none"]
@@ -61,6 +61,19 @@ class Behaviour(_Model):
     manual_every_s: float | None = Field(default=None, gt=0)
     manual_s: float = Field(default=120.0, gt=0)
     scrap_rate: float = Field(default=0.0, ge=0, le=1, description="share of parts scrapped")
+    parts_per_cycle: int = Field(
+        default=1,
+        ge=1,
+        le=100_000,
+        description="parts completed at the end of every EXECUTING program segment (a "
+        "multi-cavity mould, a fixture holding several parts); every counter counts them",
+    )
+    scrap_per_cycle: int | None = Field(
+        default=None,
+        ge=0,
+        description="fixed counts: this many of each cycle's parts are scrap, the rest good "
+        "(instead of the drawn scrap_rate)",
+    )
     phase_s: float | None = Field(
         default=None,
         ge=0,
@@ -78,6 +91,18 @@ class Behaviour(_Model):
         le=30,
         description="...and how much further it runs ahead per minute of the run",
     )
+
+    @model_validator(mode="after")
+    def _check_counts(self) -> Behaviour:
+        if self.scrap_per_cycle is not None:
+            if self.scrap_per_cycle > self.parts_per_cycle:
+                raise ValueError(
+                    f"scrap_per_cycle ({self.scrap_per_cycle}) is more than parts_per_cycle "
+                    f"({self.parts_per_cycle})"
+                )
+            if self.scrap_rate:
+                raise ValueError("give scrap_per_cycle (fixed counts) or scrap_rate, not both")
+        return self
 
 
 class CncParams(_Model):

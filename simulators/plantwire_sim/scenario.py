@@ -5,6 +5,8 @@ enterprises, sites, lines, processes, equipment) plus behaviour: top-level ``see
 ``programs``, ``faults``, ``outages`` (a site's uplink cut), ``registry_changes`` (a machine
 re-declared during the run) and ``[simulation]``, site ``breaks`` and ``setup_minutes``, and per
 piece of equipment its ``protocol``, ``profile``, ``program``, ``params`` and ``behaviour``.
+Faults and outages start at simulated seconds or at local calendar times of their site
+(:mod:`plantwire_sim.schedule`).
 :meth:`Scenario.registry` gives the registry part, which the platform imports.
 
 Conveniences resolved while loading (the models hold the result): a machine table with
@@ -33,6 +35,7 @@ from .params import (
     ProfileParams,
     Protocol,
 )
+from .schedule import Schedule
 from .shifts import parse_spans
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -224,16 +227,16 @@ class Simulation(_Model):
     )
 
 
-class Outage(_Model):
+class Outage(Schedule):
     """A site's gateway loses its uplink (its broker connection) over a stretch of the run:
     the simulator relays the gateway's MQTT connection (see :mod:`plantwire_sim.uplink`) and
     cuts it, refusing new connections until the outage ends. The gateway keeps reading its
-    machines and forwards what it stored once connected again."""
+    machines and forwards what it stored once connected again. When: ``at_s`` simulated
+    seconds after the start or ``at`` a local time of the site (:mod:`plantwire_sim.schedule`).
+    """
 
     site: str
     kind: Literal["uplink"] = "uplink"
-    at_s: float = Field(ge=0, description="start, simulated seconds after the run's start")
-    seconds: float = Field(gt=0, description="how long it lasts")
 
 
 class RegistryChange(_Model):
@@ -317,6 +320,17 @@ class Scenario(_Model):
 
     def machines(self) -> list[tuple[Enterprise, Site, Machine]]:
         return [(e, s, m) for e in self.enterprises for s in e.sites for m in s.machines]
+
+    def timezone(self, *, site: str | None = None, machine: str | None = None) -> str:
+        """The time zone of a site, or of the site of a machine (a schedule's ``at``)."""
+        for _, s, m in self.machines():
+            if s.code == site or m.code == machine:
+                return s.timezone
+        for e in self.enterprises:
+            for s in e.sites:
+                if s.code == site:
+                    return s.timezone
+        raise KeyError(site or machine)
 
     def registry(self, after_s: float | None = None) -> dict[str, Any]:
         """The registry part of the scenario: a registry document (``docs/registry.md``) as

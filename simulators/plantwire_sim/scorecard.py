@@ -58,7 +58,8 @@ def simulate(
         if spec.machine not in order:
             continue
         after = start_ms
-        while (occurrence := spec.next_occurrence(start_ms, after)) is not None:
+        zone = scenario.timezone(machine=spec.machine)
+        while (occurrence := spec.next_occurrence(start_ms, after, zone)) is not None:
             if occurrence[0] > end_ms:
                 break
             heap.append((occurrence[0], 3, order[spec.machine], counter, (spec, occurrence)))
@@ -69,8 +70,8 @@ def simulate(
         ts, _, i, _, item = heapq.heappop(heap)
         code = machines[i][1].code
         if isinstance(item, Step):
-            if item.part is not None:
-                truth.record_part(code, ts, item.part == "scrap")
+            if item.made is not None:
+                truth.record_made(code, ts, *item.made)
             if item.segment is not None:
                 s = item.segment
                 truth.record_state(code, ts, s.mode, s.execution, s.cause)
@@ -131,7 +132,7 @@ def parts(records: Iterable[Record], start_ms: int, end_ms: int) -> dict[str, tu
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in records:
         if isinstance(r, PartRecord) and start_ms <= r.ts_ms < end_ms:
-            out[r.machine][1 if r.scrap else 0] += 1
+            out[r.machine][1 if r.scrap else 0] += r.count
     return {m: (g, s) for m, (g, s) in out.items()}
 
 

@@ -5,7 +5,8 @@ Record kinds (JSON Lines, one object per line, ``"kind"`` first):
 - ``state``: the machine entered a canonical state (mode, execution, ``cause``);
 - ``value``: a native tag took a new value (the machine's real value; faults that distort the
   interface are not applied here);
-- ``part``: a part was completed (``scrap`` true when it was scrapped);
+- ``part``: ``count`` parts (1 when left out) were completed (``scrap`` true when they were
+  scrapped; a cycle of good and scrap parts gives a record of each);
 - ``fault``: a fault distorted the machine's interface from ``start_ms`` to ``end_ms``;
 - ``outage``: a site's gateway had no uplink from ``start_ms`` to ``end_ms`` (it kept reading
   its machines: their interfaces were not down);
@@ -71,14 +72,16 @@ class StateRecord:
 
 @dataclass(frozen=True, slots=True)
 class PartRecord:
-    """A part was completed at ``ts_ms`` (the end of an EXECUTING program segment)."""
+    """``count`` parts were completed at ``ts_ms`` (the end of an EXECUTING program segment)."""
 
     machine: str
     ts_ms: int
     scrap: bool = False
+    count: int = 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": "part", "machine": self.machine, "ts_ms": self.ts_ms, "scrap": self.scrap}
+        out = {"kind": "part", "machine": self.machine, "ts_ms": self.ts_ms, "scrap": self.scrap}
+        return out if self.count == 1 else {**out, "count": self.count}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +159,9 @@ def record_from_json(obj: dict[str, Any]) -> Record:
             str(obj.get("cause", "program")),
         )
     if kind == "part":
-        return PartRecord(str(obj["machine"]), int(obj["ts_ms"]), bool(obj["scrap"]))
+        return PartRecord(
+            str(obj["machine"]), int(obj["ts_ms"]), bool(obj["scrap"]), int(obj.get("count", 1))
+        )
     if kind == "fault":
         return FaultRecord(
             str(obj["machine"]),
@@ -210,10 +215,19 @@ class TruthRecorder:
         self._add(rec)
         return rec
 
-    def record_part(self, machine: str, ts_ms: int, scrap: bool = False) -> PartRecord:
-        rec = PartRecord(machine, ts_ms, scrap)
+    def record_part(
+        self, machine: str, ts_ms: int, scrap: bool = False, count: int = 1
+    ) -> PartRecord:
+        rec = PartRecord(machine, ts_ms, scrap, count)
         self._add(rec)
         return rec
+
+    def record_made(self, machine: str, ts_ms: int, good: int, scrap: int) -> None:
+        """A cycle's parts: a record of its good parts and one of its scrap, if any."""
+        if good:
+            self.record_part(machine, ts_ms, False, good)
+        if scrap:
+            self.record_part(machine, ts_ms, True, scrap)
 
     def record_fault(
         self, machine: str, fault: str, start_ms: int, end_ms: int, origin: str = "scenario"

@@ -73,7 +73,7 @@ def test_without_events_the_moments_are_the_program() -> None:
         assert nxt.state.index == (prev.state.index + 1) % 3
         expected = a.durations_ms[prev.state.index] - (into if prev is moments[0] else 0)
         assert nxt.ts_ms - prev.ts_ms == expected
-        assert (nxt.part is not None) == (prev.state.execution is X)
+        assert (nxt.made is not None) == (prev.state.execution is X)
 
 
 def test_pauses_and_alarms_keep_the_programs_auto_share() -> None:
@@ -115,10 +115,11 @@ def test_pauses_and_alarms_keep_the_programs_auto_share() -> None:
 def test_parts_only_end_program_segments_and_scrap_follows_its_rate() -> None:
     a = Activity(machine({"scrap_rate": 0.2, "mdi_every_s": 600, "mdi_s": 30}), seed=5)
     moments = until(a.moments(T0), T0 + HOURS_8)
-    made = [m for m in moments if m.part is not None]
+    made = [m for m in moments if m.made is not None]
+    assert all(m.made is not None and sum(m.made) == 1 for m in made)  # one part a cycle
     cycles_s = 100
     assert abs(len(made) - 2 * 8 * 3600 / cycles_s) <= 2 * 8 * 3600 * 0.1 / cycles_s
-    scrap = sum(m.part == "scrap" for m in made) / len(made)
+    scrap = sum(m.made is not None and m.made.scrap for m in made) / len(made)
     assert 0.15 < scrap < 0.25
     for m in made:
         previous = moments[moments.index(m) - 1]
@@ -174,3 +175,17 @@ def test_shift_calendar_switches_off_sets_up_and_breaks() -> None:
     assert executing == pytest.approx(working * 0.75, rel=0.02)
     off_starts = [m for m in moments if m.state is not None and m.state.cause == "off_shift"]
     assert [m.ts_ms for m in off_starts] == [start, local_ms("2025-03-03T17:00")]
+
+
+def test_several_parts_a_cycle_with_fixed_good_and_scrap_counts() -> None:
+    """4 parts at the end of each EXECUTING segment, 1 of them scrap, whatever the seed."""
+    a = Activity(machine({"parts_per_cycle": 4, "scrap_per_cycle": 1}), seed=5)
+    moments = until(a.moments(T0), T0 + HOURS_8)
+    made = [m.made for m in moments if m.made is not None]
+    assert made and set(made) == {(3, 1)}
+    # two EXECUTING segments a 100 s cycle: 2 x 288 cycle ends in 8 h (give or take the phase)
+    assert abs(len(made) - 2 * 8 * 36) <= 2
+    drawn = Activity(machine({"parts_per_cycle": 4, "scrap_rate": 0.25}), seed=5)
+    parts = [m.made for m in until(drawn.moments(T0), T0 + HOURS_8) if m.made is not None]
+    assert all(sum(p) == 4 for p in parts)
+    assert 0.2 < sum(p.scrap for p in parts) / (4 * len(parts)) < 0.3

@@ -23,9 +23,12 @@ from plantwire_sim.behaviour import (
     profile_of,
     program_status,
     segment_ms,
+    to_ms,
 )
 from plantwire_sim.params import Behaviour
 from plantwire_sim.scenario import Machine, Segment, load_scenario
+from plantwire_sim.scorecard import parts as parts_made
+from plantwire_sim.truth import TruthRecorder
 
 T0 = 1_700_000_000.0  # epoch seconds, a whole millisecond
 X, P, ID = Execution.EXECUTING, Execution.PAUSED, Execution.IDLE
@@ -194,16 +197,16 @@ def test_part_count_increments_exactly_at_ends_of_executing_segments(m: Machine)
         values = step.values()
         if step is steps[0]:
             assert counter is None or values[counter] == 0
-            assert step.part is None
+            assert step.made is None
         elif step.segment is not None and current is X:
             count += 1
-            assert step.part in ("good", "scrap"), step
-            if counter is not None and step.part == "good":
+            assert step.made is not None and sum(step.made) == 1, step
+            if counter is not None and step.made.good:
                 assert values.get(counter) == sum(
-                    1 for s in steps[: steps.index(step) + 1] if s.part == "good"
+                    s.made.good for s in steps[: steps.index(step) + 1] if s.made is not None
                 ), step
         else:
-            assert step.part is None, step
+            assert step.made is None, step
             assert counter is None or counter not in values, step
         if step.segment is not None:
             current = step.segment.execution
@@ -263,3 +266,21 @@ def test_native_value_types(m: Machine) -> None:
     for step in MachineBehaviour(m, seed=7).timeline(T0, 90):
         for tag, value in step.writes:
             assert type(value) is kinds[tag], (tag, value)
+
+
+def test_counters_count_every_part_of_a_cycle() -> None:
+    """A CNC making 5 parts a cycle, 2 of them scrap: PartCount goes up by 5 and ScrapCount
+    by 2 at every end of its EXECUTING segment; the truth has a record of each kind."""
+    m = machine("M-7", (Mode.AUTO, X, 8), (Mode.AUTO, ID, 2)).model_copy(
+        update={"behaviour": Behaviour(parts_per_cycle=5, scrap_per_cycle=2, phase_s=0)}
+    )
+    steps = MachineBehaviour(m, seed=1).timeline(T0, 35)  # ends at 8, 18, 28 s
+    made = [(s.ts_ms - to_ms(T0), s.made, s.values()) for s in steps if s.made is not None]
+    assert [t for t, _, _ in made] == [8000, 18000, 28000]
+    for i, (_, parts, values) in enumerate(made, 1):
+        assert parts == (3, 2)
+        assert (values[PART_COUNT], values["ScrapCount"]) == (5 * i, 2 * i)
+    truth = TruthRecorder()
+    truth.record_made("M-7", 8000, 3, 2)
+    assert [(r.scrap, r.count) for r in truth.parts()] == [(False, 3), (True, 2)]
+    assert parts_made(truth.records(), 0, 9000) == {"M-7": (3, 2)}

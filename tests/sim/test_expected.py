@@ -201,3 +201,51 @@ def test_a_redeclaration_cuts_the_window_and_averages_the_counts_by_duration() -
     later = expected(scenario, [*RECORDS, RegistryRecord("CNC", DAY + 14 * H, False)],
                      DAY + 9 * H, DAY + 13 * H)["E"]  # fmt: skip
     assert later.rate("nc_rate_declared") == (1, 3) and len(later.segments) == 1
+
+
+def test_parts_are_counted_as_the_counters_show_them() -> None:
+    """The CNC makes a part every minute from 09:00 (2 scrap among the first two).
+
+    - Down 08:30-09:20 (offline at the window's start 09:00): its first reading, at 09:20,
+      is the baseline, so only the parts after it count: 09:21 .. 09:49, 29 good.
+    - Down 08:30-14:00 (it never connects in the window): no parts at all, though the truth
+      says it made 50, and it is not networked.
+    - Down 09:20-09:40 only (online at the start): every part of the window counts, the
+      counter kept counting while unseen: 48 good + 2 scrap."""
+    scenario = parse_scenario(SCENARIO)
+    window = (DAY + 9 * H, DAY + 13 * H)
+
+    def cnc(down: tuple[float, float]) -> tuple[int, int, int]:
+        fault = FaultRecord("CNC", "drop", DAY + round(down[0] * H), DAY + round(down[1] * H))
+        machines = expected(scenario, [*RECORDS, fault], *window)["E"].machines
+        m = machines["CNC"]
+        return m.parts, m.scrap, m.online_ms
+
+    unseen = (20 + 30) * 60_000  # and the restart 11:15-11:45 of RECORDS
+    assert cnc((8.5, 9 + 20 / 60)) == (29, 0, 4 * H - unseen)
+    assert cnc((8.5, 14)) == (0, 0, 0)
+    assert cnc((9 + 20 / 60, 9 + 40 / 60)) == (50, 2, 4 * H - unseen)
+    never = expected(scenario, [*RECORDS, FaultRecord("CNC", "drop", DAY, DAY + 24 * H)], *window)[
+        "E"
+    ]
+    assert never.rate("networking_rate") == (2, 4)  # STN and METER; BENCH has no telemetry
+    assert never.oee("CNC").quality is None and never.machines["CNC"].parts == 0
+
+
+def test_several_parts_a_cycle_with_fixed_scrap() -> None:
+    """Records of 4 parts a cycle (3 good, 1 scrap) every 2 minutes 09:00-09:58 (30 cycles):
+    120 parts, 30 scrap; with the 60 s ideal cycle (a part's) over the CNC's EXECUTING time."""
+    scenario = parse_scenario(SCENARIO)
+    cycles = [DAY + 9 * H + i * 120_000 for i in range(30)]
+    records: list[Record] = [
+        r for r in RECORDS if not (isinstance(r, PartRecord) and r.machine == "CNC")
+    ]
+    records += [PartRecord("CNC", t, False, 3) for t in cycles]
+    records += [PartRecord("CNC", t, True, 1) for t in cycles]
+    e = expected(scenario, records, DAY + 9 * H, DAY + 13 * H)["E"]
+    cnc = e.machines["CNC"]
+    assert (cnc.parts, cnc.scrap) == (120, 30)
+    oee = e.oee("CNC")
+    assert oee.quality == pytest.approx(90 / 120)
+    # EXECUTING observed and planned: 1.75 h (see test_hand_computed_indicators)
+    assert oee.performance == pytest.approx(min(60 * 120 / (1.75 * 3600), 1.0))

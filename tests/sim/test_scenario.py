@@ -89,6 +89,23 @@ def scenario(top: str = "", enterprise: str = "", site: str = "", machine: str =
         ({"top": '[[faults]]\nmachine = "M1"\nkind = "melt"\nat_s = 1\nseconds = 1'}, "kind"),
         ({"top": '[simulation]\nopcua_layout = "rack"'}, "opcua_layout"),
         ({"machine": "count = 0"}, "count must be a whole number 1..999"),
+        (
+            {"top": '[[faults]]\nmachine = "M1"\nkind = "restart"\nat = "25:00"\nseconds = 1'},
+            "faults[0]: at '25:00': expected a local time of day 'HH:MM' (daily)",
+        ),
+        (
+            {"top": '[[outages]]\nsite = "S1"\nat = "2026-02-30T09:00"\nseconds = 1'},
+            "outages[0]: at '2026-02-30T09:00': expected a local date and time",
+        ),
+        (
+            {"machine": "behaviour = { parts_per_cycle = 2, scrap_per_cycle = 3 }"},
+            "behaviour: scrap_per_cycle (3) is more than parts_per_cycle (2)",
+        ),
+        (
+            {"machine": "behaviour = { scrap_per_cycle = 1, scrap_rate = 0.1 }"},
+            "give scrap_per_cycle (fixed counts) or scrap_rate, not both",
+        ),
+        ({"machine": "behaviour = { parts_per_cycle = 0 }"}, "parts_per_cycle"),
     ],
 )
 def test_invalid_scenarios_are_refused_with_the_field_named(
