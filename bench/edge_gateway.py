@@ -221,15 +221,17 @@ async def wait_health(port: int, check: Any, timeout: float) -> dict[str, Any]:
 
 
 async def orchestrate(args: argparse.Namespace) -> None:
-    from plantwire_bus.mosquitto import free_port, start_mosquitto
+    from plantwire_bus.mosquitto import reserve_port, start_mosquitto
     from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
     from plantwire_bus.topics import encode_state, state_topic
 
     me = str(HERE)
     tmp = Path(tempfile.mkdtemp(prefix="plantwire-bench-edge-"))
-    broker = start_mosquitto(tmp / "mosquitto")
+    # ports held from the start: one picked free and bound later can be taken meanwhile
+    ports = [reserve_port() for _ in range(3)]
+    port, http, broker_port = (sock.getsockname()[1] for sock in ports)
+    broker = start_mosquitto(tmp / "mosquitto", port=broker_port)
     truth = tmp / "truth.txt"
-    port = free_port()
     endpoint = f"opc.tcp://127.0.0.1:{port}/bench"
     procs: list[asyncio.subprocess.Process] = []
     for _ in range(args.cpu_load):  # CPU-bound neighbours, for the whole run
@@ -298,7 +300,6 @@ async def orchestrate(args: argparse.Namespace) -> None:
         )
 
         # 2. gateway
-        http = free_port()
         host = "bench-host"
         config = tmp / "gateway.toml"
         tags = "\n".join(
@@ -403,6 +404,8 @@ async def orchestrate(args: argparse.Namespace) -> None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(proc.wait(), 10)
         broker.stop()
+        for sock in ports:
+            sock.close()
 
 
 def main() -> None:

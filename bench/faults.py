@@ -1,6 +1,7 @@
 """Faults from OPC UA server to committed row: every value counted against the server that wrote it.
 
     .venv/bin/python bench/faults.py [--only NAME[,NAME]] [--seconds 30] [--variables 100]
+                                     [--cpu-load 2]
 
 Each fault runs on a rig of its own, all real processes: counting asyncua server(s) that log
 every value they write, ``plantwire edge run`` with a durable buffer, a private Mosquitto,
@@ -10,14 +11,23 @@ are compared with what the servers wrote in the window, per (metric, millisecond
 
     produced  values the servers wrote in the window
     stored    distinct values found in PostgreSQL for them
-    lost      produced but not stored
+    lost      produced, not stored, and published by the server (or kept in its history)
+    unseen    produced, not stored, and never published by the server nor kept in a history
+              it still has: written by a server killed before its next publish, or written
+              by a server without history while no subscription watched the variable. No
+              client can ever have received them (the restart rows' servers log every value
+              they publish to tell them apart)
     doubled   stored more often than produced (or stored but never produced)
 
 Faults (issue 13's table): none (baseline); a CPU-starved server (1,000 variables, both cores
 kept busy by CPU-bound processes this bench starts); several servers at a high total rate;
 bursts of 5 writes within one millisecond; the gateway killed with SIGKILL during a broker
 outage and restarted; the OPC UA server paused 20 s (SIGSTOP/SIGCONT); the OPC UA server
-restarted; the ingest frozen while the broker is killed; PostgreSQL refusing connections.
+restarted (a planned restart: it stops writing, publishes what it queued and exits) and
+killed (SIGKILL), each with and without history; the ingest frozen while the broker is
+killed; PostgreSQL refusing connections. ``--cpu-load`` keeps the cores busy for every fault.
+Every port (servers, broker, the gateway's HTTP) is held by the bench from the start (see
+``plantwire_bus.mosquitto.reserve_port``): a restarted server or broker gets its port back.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -65,11 +76,60 @@ def value_of(ts: int, i: int) -> float:
 
 
 # -- the counting OPC UA server process -----------------------------------------------------
+def log_published(path: Path) -> None:
+    """Log every value this server process publishes, as ``ms value`` lines, when its Publish
+    response is handed to the connection (on loopback, in the gateway's socket from then on):
+    a value that was written but never published died with a killed server, or was written
+    while no subscription watched it; no client can ever have seen it."""
+    from asyncua import ua
+    from asyncua.server.uaprocessor import UaProcessor
+
+    out = path.open("a")
+    forward = UaProcessor.forward_publish_response
+
+    async def logged(self: Any, result: ua.PublishResult, requestdata: Any) -> None:
+        if self._transport is None or self._transport.is_closing():
+            await forward(self, result, requestdata)
+            return  # nothing goes out
+        await forward(self, result, requestdata)
+        lines = []
+        for notification in result.NotificationMessage.NotificationData:
+            for item in getattr(notification, "MonitoredItems", ()):
+                dv = item.Value
+                if dv.SourceTimestamp is not None and dv.Value is not None:
+                    ms = (dv.SourceTimestamp.replace(tzinfo=UTC) - EPOCH) // timedelta(
+                        milliseconds=1
+                    )
+                    lines.append(f"{ms} {dv.Value.Value!r}\n")
+        out.writelines(lines)
+        out.flush()
+
+    UaProcessor.forward_publish_response = logged  # type: ignore[method-assign]
+
+
+def published(path: Path) -> set[tuple[int, float]]:
+    if not path.exists():
+        return set()
+    return {
+        (int(ts), float(value))
+        for ts, value in (line.split() for line in path.read_text().splitlines())
+    }
+
+
 async def serve(
-    port: int, variables: int, interval_ms: int, truth: Path, burst: bool, history: bool
+    port: int,
+    variables: int,
+    interval_ms: int,
+    truth: Path,
+    burst: bool,
+    history: bool,
+    watched: bool,
 ) -> None:
     from asyncua import ua
     from asyncua.server.server import Server
+
+    if watched:
+        log_published(truth.with_suffix(".published"))
 
     server = Server()
     await server.init()
@@ -104,8 +164,40 @@ async def serve(
         for nodeid in ids:
             await server.historize_node_data_change(server.get_node(nodeid), timedelta(days=1))
     idle = asyncio.Event()  # SIGUSR1: stop writing, keep serving what is queued
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, idle.set)
+    ending = asyncio.Event()  # SIGTERM: stop writing, publish what is queued, exit
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, idle.set)
+    loop.add_signal_handler(signal.SIGTERM, stop_writing, idle, ending)
     print("ready", flush=True)
+    await write(server, ids, variables, interval_ms, truth, burst, idle)
+    await ending.wait()
+    # a graceful stop: every subscription publishes what it queued before the server goes
+    subscriptions = server.iserver.subscription_service.subscriptions
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(
+        sub._triggered_datachanges for sub in subscriptions.values()
+    ):
+        await asyncio.sleep(interval_ms / 1000 / 4)
+    await server.stop()
+
+
+def stop_writing(*events: asyncio.Event) -> None:
+    for event in events:
+        event.set()
+
+
+async def write(
+    server: Any,
+    ids: list[Any],
+    variables: int,
+    interval_ms: int,
+    truth: Path,
+    burst: bool,
+    idle: asyncio.Event,
+) -> None:
+    """Write every variable each interval (and a burst once a second) until ``idle``."""
+    from asyncua import ua
+
     with truth.open("a") as out:
         due = time.monotonic()
         last_burst = 0.0
@@ -134,7 +226,6 @@ async def serve(
             out.flush()
             due += interval_ms / 1000
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-    await asyncio.Event().wait()
 
 
 def produced(truth: Path, start: int, end: int) -> Counter[tuple[str, int, float]]:
@@ -153,26 +244,34 @@ def produced(truth: Path, start: int, end: int) -> Counter[tuple[str, int, float
 # -- the rig ---------------------------------------------------------------------------------
 @dataclass
 class Server:
-    port: int
+    held: socket.socket  # its port, held for the whole rig (see reserve_port)
     truth: Path
     variables: int
     burst: bool
     history: bool = False
+    watched: bool = False  # it logs every value it publishes (truth.published)
     proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def port(self) -> int:
+        port: int = self.held.getsockname()[1]
+        return port
 
     @property
     def endpoint(self) -> str:
         return f"opc.tcp://127.0.0.1:{self.port}/faults"
 
     async def start(self, interval_ms: int) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(HERE), "serve", str(self.port), str(self.variables),
-            str(interval_ms), str(self.truth), "1" if self.burst else "0",
-            "1" if self.history else "0",
-            stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        with self.truth.with_suffix(".log").open("ab") as log:  # asyncua's complaints
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, str(HERE), "serve", str(self.port), str(self.variables),
+                str(interval_ms), str(self.truth), "1" if self.burst else "0",
+                "1" if self.history else "0", "1" if self.watched else "0",
+                stdout=asyncio.subprocess.PIPE, stderr=log,
+            )  # fmt: skip
         assert self.proc.stdout is not None
-        await self.proc.stdout.readline()
+        if not await self.proc.stdout.readline():
+            raise RuntimeError(f"the OPC UA server on port {self.port} did not start")
 
 
 @dataclass
@@ -185,7 +284,7 @@ class Rig:
     db_name: str = field(default_factory=lambda: f"plantwire_faults_{uuid.uuid4().hex[:8]}")
     db_url: str = ""
     broker: Any = None
-    broker_port: int = 0
+    held: list[socket.socket] = field(default_factory=list)  # the broker's and HTTP ports
     ingest: asyncio.subprocess.Process | None = None
     gateway: asyncio.subprocess.Process | None = None
     http: int = 0
@@ -194,19 +293,24 @@ class Rig:
     killed_at: list[int] = field(default_factory=list)  # when a server was SIGKILLed (ms)
 
     async def up(self) -> None:
-        from plantwire_bus.mosquitto import free_port, start_mosquitto
+        from plantwire_bus.mosquitto import reserve_port, start_mosquitto
         from plantwire_platform import services
         from plantwire_platform.database import migrate
 
         self.db_url = services.ensure_database(ADMIN_URL, self.db_name, fresh=True)
         await migrate(self.db_url)
-        self.broker = start_mosquitto(self.tmp / "mosquitto")
-        self.broker_port = self.broker.port
+        self.held = [reserve_port(), reserve_port()]
+        self.broker = start_mosquitto(self.tmp / "mosquitto", port=self.broker_port)
         for server in self.servers:
             await server.start(self.interval_ms)
         await self.start_ingest()
-        self.http = free_port()
+        self.http = self.held[1].getsockname()[1]
         await self.start_gateway()
+
+    @property
+    def broker_port(self) -> int:
+        port: int = self.held[0].getsockname()[1]
+        return port
 
     async def start_ingest(self) -> None:
         env = dict(os.environ, DATABASE_URL=self.db_url, MQTT_URL=self.broker.url,
@@ -317,6 +421,8 @@ class Rig:
                 await asyncio.wait_for(proc.wait(), 10)
         if self.broker is not None:
             self.broker.stop()
+        for held in [*self.held, *(s.held for s in self.servers)]:
+            held.close()
         if keep:
             print(f"kept: database {self.db_name}, folder {self.tmp}", flush=True)
             return
@@ -363,6 +469,20 @@ async def server_paused(rig: Rig, seconds: float) -> None:
 
 
 async def server_restarted(rig: Rig, seconds: float) -> None:
+    """A planned restart: the server stops writing, publishes what it queued, exits."""
+    t0 = time.monotonic()
+    await at(t0, 3)
+    server = rig.servers[0]
+    assert server.proc is not None
+    server.proc.terminate()
+    await server.proc.wait()
+    await at(t0, 6)
+    await server.start(rig.interval_ms)
+    await at(t0, seconds)
+
+
+async def server_crashed(rig: Rig, seconds: float) -> None:
+    """The server killed (SIGKILL) and started again 3 s later."""
     t0 = time.monotonic()
     await at(t0, 3)
     server = rig.servers[0]
@@ -414,6 +534,7 @@ class Case:
     burst: bool = False
     cpu_load: bool = False
     history: bool = False  # the server keeps its values' history (HistoryRead)
+    watched: bool = False  # the servers log what they publish: the values no client could see
 
 
 CASES = [
@@ -427,9 +548,13 @@ CASES = [
          gateway_killed_in_broker_outage),
     Case("server-pause", "OPC UA server paused 20 s (SIGSTOP/SIGCONT)", server_paused),
     Case("server-restart", "OPC UA server restarted (server keeps history)", server_restarted,
-         history=True),
+         history=True, watched=True),
     Case("server-restart-bare", "OPC UA server restarted, server without history",
-         server_restarted),
+         server_restarted, watched=True),
+    Case("server-crash", "OPC UA server killed, restarted (server keeps history)",
+         server_crashed, history=True, watched=True),
+    Case("server-crash-bare", "OPC UA server killed, restarted, server without history",
+         server_crashed, watched=True),
     Case("ingest-frozen", "ingest frozen (SIGSTOP) while the broker is killed",
          ingest_frozen_broker_killed),
     Case("database", "PostgreSQL refuses connections for 15 s", database_unreachable),
@@ -439,25 +564,25 @@ CASES = [
 async def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"plantwire-faults-{case.name}-"))
     variables = case.variables or args.variables
+    from plantwire_bus.mosquitto import reserve_port
+
     servers = [
-        Server(free_port_(), tmp / f"truth{k}.txt", variables, case.burst, case.history)
+        Server(reserve_port(), tmp / f"truth{k}.txt", variables, case.burst, case.history,
+               case.watched)
         for k in range(case.servers)
-    ]
+    ]  # fmt: skip
     rig = Rig(tmp, args.interval_ms, servers)
     burners: list[asyncio.subprocess.Process] = []
     try:
         await rig.up()
-        if case.cpu_load:
-            for _ in range(os.cpu_count() or 2):
-                burners.append(
-                    await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass")
-                )
+        if case.cpu_load and not args.cpu_load:  # (with --cpu-load, the cores are busy already)
+            burners = await burn(os.cpu_count() or 2)
         await asyncio.sleep(3)
         gateway = rig.gateway
         assert gateway is not None
         t1, cpu1 = now_ms(), cpu_seconds(gateway.pid)
         await case.fault(rig, args.seconds)
-        t2 = now_ms()
+        t2, load = now_ms(), os.getloadavg()[0]
         same = rig.gateway is gateway and gateway.returncode is None
         cpu2 = cpu_seconds(gateway.pid) if same else cpu1  # per value: one process only
         for burner in burners:
@@ -471,25 +596,35 @@ async def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
         for server in servers:
             made += produced(server.truth, t1, t2)
         stored = await rig.stored(t1, t2)
-        lost = sum((made - stored).values())
+        missing = made - stored
+        unseen: Counter[tuple[str, int, float]] = Counter()
+        killed = max(rig.killed_at, default=0)
+        for server in servers:  # written, never published, in no history: no client saw them
+            if server.watched:
+                out = published(server.truth.with_suffix(".published"))
+                for key, n in missing.items():
+                    if (key[1], key[2]) not in out and (not server.history or key[1] <= killed):
+                        unseen[key] = n
         doubled = sum((stored - made).values())
         delivered = sum((made & stored).values())
-        differences = (("lost", made - stored), ("doubled", stored - made))
+        differences = (("lost", missing - unseen), ("doubled", stored - made))
         found = [f"{what} e.g. {examples(diff)}" for what, diff in differences if diff]
-        died = sum(
-            n for (_, ts, _), n in (made - stored).items() if ts <= max(rig.killed_at, default=0)
-        )
-        if died:
-            found.insert(0, f"{died} of the lost were written by the killed server before SIGKILL "
-                         "and never published")  # fmt: skip
+        died = sum(n for (_, ts, _), n in unseen.items() if ts <= killed)
+        unwatched = sum(unseen.values()) - died
+        why = [f"{died} written by the killed server and never published"] if died else []
+        why += [f"{unwatched} written while no subscription watched them"] if unwatched else []
+        if why:
+            found.insert(0, "unseen: " + ", ".join(why))
         return {
             "fault": case.title,
             "produced": sum(made.values()),
             "stored": delivered,
-            "lost": lost,
+            "lost": sum((missing - unseen).values()),
+            "unseen": sum(unseen.values()),
             "doubled": doubled,
             "rate": sum(made.values()) / max(1e-3, (t2 - t1) / 1000),
             "window_s": (t2 - t1) / 1000,
+            "load": load,
             "us_per_value": (cpu2 - cpu1) / max(1, delivered) * 1e6 if cpu2 > cpu1 else None,
             "notes": "; ".join(rig.notes + ([] if drained else ["buffer not drained"]) + found),
         }
@@ -509,42 +644,54 @@ def examples(diff: Counter[tuple[str, int, float]]) -> str:
     )
 
 
-def free_port_() -> int:
-    from plantwire_bus.mosquitto import free_port
-
-    return free_port()
+async def burn(count: int) -> list[asyncio.subprocess.Process]:
+    """``count`` CPU-bound processes (kill them when done)."""
+    return [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass")
+        for _ in range(count)
+    ]
 
 
 async def main(args: argparse.Namespace) -> None:
     chosen = [c for c in CASES if not args.only or c.name in args.only.split(",")]
     print(
         f"{args.variables} variables every {args.interval_ms} ms per server unless said; "
-        f"{args.seconds:.0f} s per fault; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
+        f"{args.seconds:.0f} s per fault; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; "
+        f"{args.cpu_load} CPU-bound load processes for the whole run; load average "
+        f"{os.getloadavg()[0]:.1f} before starting"
     )
     head = (
-        f"{'fault':<58} {'produced':>9} {'stored':>9} {'lost':>6} {'doubled':>7} "
-        f"{'window':>7} {'/s':>7} {'us/value':>8}"
+        f"{'fault':<58} {'produced':>9} {'stored':>9} {'lost':>6} {'unseen':>6} {'doubled':>7} "
+        f"{'window':>7} {'/s':>7} {'us/value':>8} {'load':>5}"
     )
     print(head)
-    for case in chosen:
-        row = await run_case(case, args)
-        us = f"{row['us_per_value']:.1f}" if row["us_per_value"] else "-"
-        print(
-            f"{row['fault']:<58} {row['produced']:>9,} {row['stored']:>9,} {row['lost']:>6,} "
-            f"{row['doubled']:>7,} {row['window_s']:>6.1f}s {row['rate']:>7,.0f} {us:>8}"
-            + (f"   ({row['notes']})" if row["notes"] else ""),
-            flush=True,
-        )
+    burners = await burn(args.cpu_load)
+    try:
+        for case in chosen:
+            row = await run_case(case, args)
+            us = f"{row['us_per_value']:.1f}" if row["us_per_value"] else "-"
+            print(
+                f"{row['fault']:<58} {row['produced']:>9,} {row['stored']:>9,} "
+                f"{row['lost']:>6,} {row['unseen']:>6,} {row['doubled']:>7,} "
+                f"{row['window_s']:>6.1f}s {row['rate']:>7,.0f} {us:>8} {row['load']:>5.1f}"
+                + (f"   ({row['notes']})" if row["notes"] else ""),
+                flush=True,
+            )
+    finally:
+        for burner in burners:
+            with contextlib.suppress(ProcessLookupError):
+                burner.kill()
 
 
 def cli() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
-        port, variables, interval, truth, burst, history = sys.argv[2:8]
+        port, variables, interval, truth, burst, history, watched = sys.argv[2:9]
         asyncio.run(
             serve(
-                int(port), int(variables), int(interval), Path(truth), burst == "1", history == "1"
+                int(port), int(variables), int(interval), Path(truth), burst == "1",
+                history == "1", watched == "1",
             )
-        )
+        )  # fmt: skip
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated fault names: "
@@ -552,6 +699,12 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="production window")
     parser.add_argument("--variables", type=int, default=100)
     parser.add_argument("--interval-ms", type=int, default=100)
+    parser.add_argument(
+        "--cpu-load",
+        type=int,
+        default=0,
+        help="start this many CPU-bound processes for the whole run (2: both cores busy)",
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep each rig's database and folder (to look into)"
     )

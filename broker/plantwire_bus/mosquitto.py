@@ -38,6 +38,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def reserve_port(host: str = "127.0.0.1") -> socket.socket:
+    """A socket bound to a free port (``getsockname()[1]``) and held, not listening, until it
+    is closed: a port from :func:`free_port` can be taken by anyone (an outgoing connection's
+    local port, too) before its server binds it, and again while a server is restarted. A
+    server that binds with ``SO_REUSEADDR`` (asyncio's servers and Mosquitto do) still gets
+    the held port; nobody else can bind it or pick it for an outgoing connection."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
 def find_mosquitto() -> str | None:
     """The mosquitto binary on PATH (or in /usr/sbin, where Debian puts it), if any."""
     return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
