@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple
 
 from plantwire_bus.state import Execution, Mode
@@ -65,16 +66,27 @@ class Moment:
     """The pending alarm was cleared here."""
 
 
-def calendar_of(site: Site) -> ShiftCalendar | None:
-    """The site's shift calendar, or None when its machines never stop for it."""
+def calendar_of(site: Site, line: str | None = None) -> ShiftCalendar | None:
+    """The shift calendar of a line of the site (its own shifts and workdays, else the
+    site's, and its maintenance windows), or of the site's machines on no line; None when
+    its machines never stop for it."""
+    found = next((x for x in site.lines if x.code == line), None)
+    shifts = site.shifts if found is None or found.shifts is None else found.shifts
+    workdays = site.workdays if found is None or found.workdays is None else found.workdays
+    maintenance = () if found is None else found.maintenance
     calendar = ShiftCalendar(
         timezone=site.timezone,
-        shifts=parse_spans(site.shifts),
-        workdays=frozenset(site.workdays),
+        shifts=parse_spans(shifts),
+        workdays=frozenset(workdays),
         breaks=parse_spans(site.breaks) if site.breaks.strip() else (),
         setup_minutes=site.setup_minutes,
+        maintenance=tuple(sorted((_ms(w.start), _ms(w.end)) for w in maintenance)),
     )
     return None if calendar.always_on else calendar
+
+
+def _ms(t: datetime) -> int:
+    return round(t.timestamp() * 1000)
 
 
 def segment_ms(segment: Segment) -> int:
@@ -180,6 +192,7 @@ class Activity:
                     "off": (Mode.UNKNOWN, Execution.OFF, "off_shift"),
                     "setup": (Mode.SETUP, Execution.IDLE, "setup"),
                     "break": (seg.mode, Execution.IDLE, "break"),
+                    "maintenance": (Mode.SERVICE, Execution.IDLE, "maintenance"),
                 }[situation]
                 yield Moment(
                     now, SegmentStart(index, mode, execution, cause), part, raised, cleared

@@ -3,8 +3,9 @@
 Inputs are a scenario and the truth records of a run (see :mod:`plantwire_sim.truth`); no
 platform code is used. The definitions are those of DESIGN.md ("Indicators") and issue 6:
 
-- planned time: the site's shifts on its workdays, in its time zone (breaks and setup are
-  planned time; between shifts nothing is planned);
+- planned time: a machine's line's shifts on its workdays (else its site's), in its site's
+  time zone, minus the line's planned maintenance windows (breaks and setup are planned time;
+  between shifts and in maintenance nothing is planned);
 - observed time: the window for a machine with telemetry, minus the intervals in which its
   interface was down (``restart``, ``drop`` and ``silent`` faults; an OPC UA server restart
   takes every machine it serves down); a machine without telemetry is never observed;
@@ -200,9 +201,10 @@ def roll_up(shares: Iterable[tuple[float, float]]) -> tuple[float | None, float 
     return mean, (num / den if den > 0 else None), len(values)
 
 
-def planned_spans(site: Site, start_ms: int, end_ms: int) -> list[Span]:
-    """When the site plans production inside [start, end): every moment in a shift."""
-    calendar = calendar_of(site)
+def planned_spans(site: Site, start_ms: int, end_ms: int, line: str | None = None) -> list[Span]:
+    """When a line of the site (default: the site) plans production inside [start, end):
+    every moment in one of its shifts and not in its planned maintenance."""
+    calendar = calendar_of(site, line)
     if calendar is None:
         return [(start_ms, end_ms)]
     out: list[Span] = []
@@ -210,7 +212,7 @@ def planned_spans(site: Site, start_ms: int, end_ms: int) -> list[Span]:
     while t < end_ms:
         situation, until = calendar.situation(t)
         until = min(until, end_ms)
-        if situation != "off":
+        if situation not in ("off", "maintenance"):
             if out and out[-1][1] == t:
                 out[-1] = (out[-1][0], until)
             else:
@@ -260,8 +262,9 @@ def expected(
     def times(e: Enterprise, a: int, b: int) -> dict[str, MachineTime]:
         out = {}
         for site in e.sites:
-            planned = planned_spans(site, a, b)
+            plans = {line.code: planned_spans(site, a, b, line.code) for line in site.lines}
             for m in site.machines:
+                planned = plans[m.line]
                 observed = [] if m.protocol == "none" else _minus([(a, b)], down.get(m.code, []))
                 counted = _counted(made.get(m.code, []), observed, a)
                 out[m.code] = _machine_time(m, planned, observed, spans.get(m.code, []), counted)

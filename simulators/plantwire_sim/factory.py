@@ -382,7 +382,7 @@ async def run_factory(
     path_of = {code: h.path for h in placement.opcua for code in h.machines}
     factory.hosts = list(hosts.values())
     for order, (e, s, m) in enumerate(placement.machines):
-        behaviour = MachineBehaviour(m, seed, calendar_of(s))
+        behaviour = MachineBehaviour(m, seed, calendar_of(s, m.line))
         endpoint: Endpoint
         if m.protocol == "opcua":
             endpoint = hosts[path_of[m.code]].add(m, behaviour.profile)

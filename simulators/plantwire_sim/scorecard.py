@@ -47,7 +47,7 @@ def simulate(
     ]
     order = {m.code: i for i, (_, m) in enumerate(machines)}
     streams: list[Iterator[Step]] = [
-        MachineBehaviour(m, seed, calendar_of(s)).steps_from(start_ms) for s, m in machines
+        MachineBehaviour(m, seed, calendar_of(s, m.line)).steps_from(start_ms) for s, m in machines
     ]
     heap: list[tuple[int, int, int, int, object]] = []
     counter = 0

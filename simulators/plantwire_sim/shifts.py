@@ -1,10 +1,13 @@
-"""Shift calendar of a simulated site: when machines work, set up, break or stand switched off.
+"""Shift calendar of a simulated line: when machines work, set up, break, stand switched off
+or in planned maintenance.
 
-It reads the site's registry fields: ``shifts`` (``"06:00-14:00,14:00-22:00"``, ``"24h"``),
-``workdays`` (Monday = 0, the day a shift starts on) and ``timezone``, plus two simulation
-fields: ``breaks`` (``"12:00-12:30"``, local times, only inside shifts) and ``setup_minutes``
-at the start of every shift. A shift whose end is not after its start runs past midnight;
-``00:00-00:00`` lasts all day. Outside every shift machines are off.
+It reads the registry fields: ``shifts`` (``"06:00-14:00,14:00-22:00"``, ``"24h"``) and
+``workdays`` (Monday = 0, the day a shift starts on) of the line, else of its site, the site's
+``timezone`` and the line's ``maintenance`` windows, plus two simulation fields of the site:
+``breaks`` (``"12:00-12:30"``, local times, only inside shifts) and ``setup_minutes`` at the
+start of every shift. A shift whose end is not after its start runs past midnight;
+``00:00-00:00`` lasts all day. Outside every shift machines are off; in a maintenance window
+they stand still (it wins over shifts, breaks and setup).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-Situation = Literal["work", "setup", "break", "off"]
+Situation = Literal["work", "setup", "break", "off", "maintenance"]
 Span = tuple[time, time]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEARCH_DAYS = 9
@@ -42,19 +45,31 @@ class ShiftCalendar:
     workdays: frozenset[int] = frozenset(range(7))
     breaks: tuple[Span, ...] = ()
     setup_minutes: float = 0.0
+    maintenance: tuple[tuple[int, int], ...] = ()
+    """Planned maintenance windows, [start, end) epoch ms, sorted."""
 
     @property
     def always_on(self) -> bool:
-        """True when machines are never off, never set up and never on a break."""
+        """True when machines are never off, never set up, never on a break, never in
+        maintenance."""
         return (
             self.shifts == ALL_DAY
             and self.workdays == frozenset(range(7))
             and not self.breaks
             and not self.setup_minutes
+            and not self.maintenance
         )
 
     def situation(self, ts_ms: int) -> tuple[Situation, int]:
-        """What the site does at ``ts_ms`` and until when (exclusive, epoch ms)."""
+        """What the line does at ``ts_ms`` and until when (exclusive, epoch ms)."""
+        for start, end in self.maintenance:
+            if start <= ts_ms < end:
+                return "maintenance", end
+        situation, until = self._shifts_situation(ts_ms)
+        later = [start for start, _ in self.maintenance if start > ts_ms]
+        return situation, min([until, *later])
+
+    def _shifts_situation(self, ts_ms: int) -> tuple[Situation, int]:
         tz = ZoneInfo(self.timezone)
         today = datetime.fromtimestamp(ts_ms / 1000, tz).date()
         for start, end in self._spans(self.shifts, today - timedelta(days=1), 2, tz, True):

@@ -189,3 +189,29 @@ def test_several_parts_a_cycle_with_fixed_good_and_scrap_counts() -> None:
     parts = [m.made for m in until(drawn.moments(T0), T0 + HOURS_8) if m.made is not None]
     assert all(sum(p) == 4 for p in parts)
     assert 0.2 < sum(p.scrap for p in parts) / (4 * len(parts)) < 0.3
+
+
+def test_planned_maintenance_stands_the_machine_still_and_wins_over_shifts() -> None:
+    """Shifts 08:00-17:00, maintenance 10:00-11:30 local and 16:30-18:00 across the shift's
+    end: the machine is in SERVICE (idle) 1.5 h each time, off only once the second window
+    ends at 18:00, and its program runs the 7 h of its shift outside maintenance."""
+    windows = (("2025-03-03T10:00", "2025-03-03T11:30"), ("2025-03-03T16:30", "2025-03-03T18:00"))
+    calendar = ShiftCalendar(
+        "Asia/Shanghai",
+        parse_spans("08:00-17:00"),
+        frozenset(range(5)),
+        maintenance=tuple((local_ms(a), local_ms(b)) for a, b in windows),
+    )
+    start, end = local_ms("2025-03-03T06:00"), local_ms("2025-03-04T06:00")
+    moments = until(Activity(machine({}), 2, calendar=calendar).moments(start), end)
+    time = time_in(moments, end)
+    assert time[(Mode.SERVICE, ID, "maintenance")] == 3.0 * 3_600_000
+    assert sum(v for (_, _, c), v in time.items() if c == "program") == 7 * 3_600_000
+    changes = [(m.ts_ms, m.state.cause) for m in moments if m.state is not None]
+    assert (local_ms("2025-03-03T10:00"), "maintenance") in changes
+    assert (local_ms("2025-03-03T11:30"), "program") in changes
+    assert (local_ms("2025-03-03T18:00"), "off_shift") in changes
+    assert calendar.situation(local_ms("2025-03-03T09:00")) == (
+        "work",
+        local_ms("2025-03-03T10:00"),
+    )

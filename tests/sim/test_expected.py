@@ -249,3 +249,29 @@ def test_several_parts_a_cycle_with_fixed_scrap() -> None:
     assert oee.quality == pytest.approx(90 / 120)
     # EXECUTING observed and planned: 1.75 h (see test_hand_computed_indicators)
     assert oee.performance == pytest.approx(min(60 * 120 / (1.75 * 3600), 1.0))
+
+
+def test_a_lines_own_calendar_and_planned_maintenance_are_not_planned_time() -> None:
+    """Line L plans 09:00-12:00 on its own (the site 08:00-12:00) and has planned
+    maintenance 10:00-10:30: the CNC's planned time in the window 09:00-13:00 is 2.5 h
+    (09:00-10:00, 10:30-12:00). It is seen all of it but the restart's 11:15-11:45: 2 h,
+    coverage 0.8; EXECUTING (observed, planned) 09:00-10:00 AUTO and 11:00-11:15 MANUAL
+    = 1.25 h (its MDI 10:00-10:30 falls in the maintenance), availability 0.5."""
+    day = "2026-01-01T"
+    line = (
+        'name = "Line"\nshifts = "09:00-12:00"\nmaintenance = [{ start = '
+        f"{day}10:00:00Z, end = {day}10:30:00Z }}]"
+    )
+    scenario = parse_scenario(SCENARIO.replace('name = "Line"', line, 1))
+    site = scenario.enterprises[0].sites[0]
+    assert planned_spans(site, DAY + 9 * H, DAY + 13 * H, "L") == [
+        (DAY + 9 * H, DAY + 10 * H),
+        (DAY + round(10.5 * H), DAY + 12 * H),
+    ]
+    assert planned_spans(site, DAY + 9 * H, DAY + 13 * H) == [(DAY + 9 * H, DAY + 12 * H)]
+    e = expected(scenario, RECORDS, DAY + 9 * H, DAY + 13 * H)["E"]
+    cnc = e.machines["CNC"]
+    assert (cnc.planned_ms, cnc.observed_ms) == (2.5 * H, 2 * H)
+    assert (cnc.executing_ms, cnc.auto_ms, cnc.mdi_ms) == (1.25 * H, 1 * H, 0)
+    assert cnc.coverage == pytest.approx(0.8)
+    assert e.oee("CNC").availability == pytest.approx(0.5)

@@ -312,3 +312,23 @@ program = [{ mode = "MANUAL", execution = "EXECUTING", seconds = 60 }]
 def test_outages_and_registry_changes_are_checked(extra: str, message: str) -> None:
     with pytest.raises(ScenarioError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_scenario(OUTAGE_BASE + extra)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('shifts = "9-12"', "line L1: shifts: bad time span '9-12'"),
+        ("workdays = [0, 9]", "line L1: workdays are 0 (Monday) .. 6 (Sunday)"),
+        (
+            "maintenance = [{ start = 2026-03-02T10:00:00Z, end = 2026-03-02T10:00:00Z }]",
+            "maintenance from 2026-03-02T10:00:00+00:00: end is not after start",
+        ),
+        ('maintenance = [{ start = "10:00", end = "11:00" }]', "maintenance[0].start"),
+    ],
+)
+def test_a_lines_calendar_is_checked(line: str, message: str) -> None:
+    text = BASE.format(top="", enterprise="", site="", machine="")
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text.replace('name = "Line"', f'name = "Line"\n{line}', 1), "test.toml")
+    assert str(info.value).startswith("test.toml: enterprises[0].sites[0].lines[0]")
+    assert message in str(info.value)

@@ -3,8 +3,9 @@ then applies the pure formulas of :mod:`plantwire_platform.indicators.formulas`.
 
 A window that spans a registry change is cut into segments at each change; every segment is
 computed with the registry valid in it, and the window's rates are the segments' rates
-weighted by their duration. Coverage and availability are measured against each site's
-planned production time (its shift calendar). Before an entry of the registry existed it counts
+weighted by their duration. Coverage and availability are measured against each line's
+planned production time (its shift calendar, else its site's, minus its planned maintenance
+windows). Before an entry of the registry existed it counts
 nowhere; a window that ends before the enterprise's registry begins has no indicators at all
 (:attr:`EnterpriseIndicators.before_registry`).
 """
@@ -33,8 +34,13 @@ from plantwire_platform.indicators.formulas import (
     nc_rates,
     oee,
 )
-from plantwire_platform.indicators.shift_calendar import ShiftCalendar, parse_shifts
-from plantwire_platform.indicators.usage import UsageReader
+from plantwire_platform.indicators.shift_calendar import (
+    Interval,
+    ShiftCalendar,
+    merge,
+    parse_shifts,
+)
+from plantwire_platform.indicators.usage import UsageReader, subtract
 
 DEFAULT_WINDOW = timedelta(hours=1)
 
@@ -197,20 +203,22 @@ async def enterprise_indicators(
             await conn.execute(CALENDARS, (enterprise_id,)),
             await conn.execute(SESSIONS, (enterprise_id, end, start)),
             await conn.execute(REGISTERED_FROM, {"e": enterprise_id}),
+            await conn.execute(LINE_CALENDARS, {"e": enterprise_id, "a": start, "b": end}),
         ]
     equipment = _equipment(await reads[0].fetchall())
     processes = _process_versions(await reads[1].fetchall())
     calendars = _calendars(await reads[2].fetchall())
     sessions = _sessions(await reads[3].fetchall())
     since = await reads[4].fetchone()
+    lines = await reads[5].fetchall()
     ids = sorted(equipment)
 
     changes = {t for p in processes for t in (p.valid_from, p.valid_to)} | {
         t for e in equipment.values() for a, b, _ in e.versions for t in (a, b)
     }
     cuts = sorted({start, end} | {t for t in changes if t is not None and start < t < end})
-    planned_by_site = {site: cal.planned(start, end) for site, cal in calendars.items()}
-    planned = {e.id: planned_by_site[e.site_id] for e in equipment.values()}
+    plans = planned_by_line(calendars, lines, start, end)
+    planned = {e.id: plans[(e.site_id, e.line)] for e in equipment.values()}
     reader = UsageReader(conn, start, end, sessions)
     await reader.prepare(planned, cuts[1:-1])
     segments = []
@@ -364,6 +372,43 @@ def _calendars(found: list[Any]) -> dict[int, ShiftCalendar]:
         sid: ShiftCalendar(tz, parse_shifts(shifts), frozenset(workdays))
         for sid, tz, shifts, workdays in found
     }
+
+
+LINE_CALENDARS = (
+    "SELECT l.site_id, l.code, l.shifts, l.workdays,"
+    " ARRAY(SELECT m.starts_at FROM line_maintenance m WHERE m.line_id = l.id"
+    "  AND m.starts_at < %(b)s AND m.ends_at > %(a)s ORDER BY m.starts_at),"
+    " ARRAY(SELECT m.ends_at FROM line_maintenance m WHERE m.line_id = l.id"
+    "  AND m.starts_at < %(b)s AND m.ends_at > %(a)s ORDER BY m.starts_at)"
+    " FROM line l JOIN site s ON s.id = l.site_id WHERE s.enterprise_id = %(e)s"
+)
+"""An enterprise's lines' own shifts and workdays (NULL: the site's) and their maintenance
+windows overlapping the window [a, b)."""
+
+
+def planned_by_line(
+    sites: dict[int, ShiftCalendar], lines: list[Any], start: datetime, end: datetime
+) -> dict[tuple[int, str], list[Interval]]:
+    """Planned time in [start, end) of each (site, line code), and of a site's equipment on
+    no line (site, ""): the line's shifts on its workdays (default: its site's), in its
+    site's time zone, minus its planned maintenance windows. Lines that plan as their site
+    does and have no maintenance share their site's list."""
+    by_site = {site: cal.planned(start, end) for site, cal in sites.items()}
+    out: dict[tuple[int, str], list[Interval]] = {(site, ""): p for site, p in by_site.items()}
+    for site, code, shifts, workdays, starts, ends in lines:
+        cal = sites[site]
+        if shifts is None and workdays is None:
+            plan = by_site[site]
+        else:
+            plan = ShiftCalendar(
+                cal.timezone,
+                cal.shifts if shifts is None else parse_shifts(shifts),
+                cal.weekdays if workdays is None else frozenset(workdays),
+            ).planned(start, end)
+        if starts:
+            plan = subtract(plan, merge(zip(starts, ends, strict=True)))
+        out[(site, code)] = plan
+    return out
 
 
 SESSIONS = (

@@ -71,10 +71,52 @@ class Process(_Model):
         return value
 
 
+class Maintenance(_Model):
+    """A window of planned maintenance of a line: none of its equipment is planned to produce
+    in it (planned downtime, outside planned time)."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Maintenance:
+        if self.end <= self.start:
+            raise ValueError(f"maintenance from {self.start.isoformat()}: end is not after start")
+        return self
+
+
 class Line(_Model):
+    """A production line; its own ``shifts`` and ``workdays`` when they differ from its
+    site's, and its planned maintenance windows."""
+
     code: str = Field(pattern=CODE)
     name: str
+    shifts: str | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,  # TOML has no null
+        description="planned production of this line (default: its site's shifts)",
+    )
+    workdays: tuple[int, ...] | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Monday = 0 (default: its site's workdays)",
+    )
+    maintenance: tuple[Maintenance, ...] = Field(
+        default=(), description="planned maintenance windows (planned downtime)"
+    )
     processes: tuple[Process, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Line:
+        if self.shifts is not None:
+            try:
+                parse_shifts(self.shifts)
+            except ValueError as exc:
+                raise ValueError(f"line {self.code}: shifts: {exc}") from None
+        if self.workdays is not None and any(not 0 <= d <= 6 for d in self.workdays):
+            raise ValueError(f"line {self.code}: workdays are 0 (Monday) .. 6 (Sunday)")
+        return self
 
 
 class Site(_Model):

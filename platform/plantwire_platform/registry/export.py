@@ -8,7 +8,14 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from plantwire_platform.registry.document import Enterprise, Equipment, Line, Process, Site
+from plantwire_platform.registry.document import (
+    Enterprise,
+    Equipment,
+    Line,
+    Maintenance,
+    Process,
+    Site,
+)
 
 
 async def enterprise_document(
@@ -31,7 +38,11 @@ async def enterprise_document(
         )
         sites = await cur.fetchall()
         await cur.execute(
-            "SELECT l.site_id, l.id, l.code, l.name FROM line l JOIN site s ON s.id = l.site_id"
+            "SELECT l.site_id, l.id, l.code, l.name, l.shifts, l.workdays,"
+            " ARRAY(SELECT json_build_object('start', m.starts_at, 'end', m.ends_at,"
+            "  'reason', m.reason) FROM line_maintenance m WHERE m.line_id = l.id"
+            "  ORDER BY m.starts_at, m.ends_at) AS maintenance"
+            " FROM line l JOIN site s ON s.id = l.site_id"
             " WHERE s.enterprise_id = %s ORDER BY l.id",
             (enterprise_id,),
         )
@@ -66,6 +77,9 @@ async def enterprise_document(
                 Line(
                     code=line["code"],
                     name=line["name"],
+                    shifts=line["shifts"],
+                    workdays=None if line["workdays"] is None else tuple(line["workdays"]),
+                    maintenance=tuple(Maintenance.model_validate(m) for m in line["maintenance"]),
                     processes=tuple(
                         Process(
                             code=p["code"],

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from plantwire_platform.registry.document import Enterprise, Registry
+from plantwire_platform.registry.document import Enterprise, Line, Registry
 from plantwire_platform.registry.registrations import keep_region_history
 
 ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
@@ -120,10 +120,19 @@ async def _import_enterprise(
         for line in site.lines:
             line_ids[line.code] = await _upsert(
                 conn,
-                "INSERT INTO line (site_id, code, name) VALUES (%s, %s, %s)"
-                " ON CONFLICT (site_id, code) DO UPDATE SET name = excluded.name RETURNING id",
-                (site_id, line.code, line.name),
+                "INSERT INTO line (site_id, code, name, shifts, workdays)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (site_id, code) DO UPDATE"
+                " SET name = excluded.name, shifts = excluded.shifts,"
+                " workdays = excluded.workdays RETURNING id",
+                (
+                    site_id,
+                    line.code,
+                    line.name,
+                    line.shifts,
+                    None if line.workdays is None else list(line.workdays),
+                ),
             )
+            await _keep_maintenance(conn, line_ids[line.code], line)
         equipment_ids = {}
         for m in site.equipment:
             eid = await _upsert(
@@ -292,6 +301,26 @@ async def _version(
         ),
         (key_id, start, *facts.values()),
     )
+
+
+async def _keep_maintenance(conn: psycopg.AsyncConnection[Any], line_id: int, line: Line) -> None:
+    """The line's maintenance windows become the document's (unchanged ones stay as they
+    are)."""
+    cur = await conn.execute(
+        "SELECT id, starts_at, ends_at, reason FROM line_maintenance WHERE line_id = %s",
+        (line_id,),
+    )
+    have = {(r[1], r[2], r[3]): r[0] for r in await cur.fetchall()}
+    want = {(w.start, w.end, w.reason) for w in line.maintenance}
+    gone = [i for key, i in have.items() if key not in want]
+    if gone:
+        await conn.execute("DELETE FROM line_maintenance WHERE id = ANY(%s)", (gone,))
+    for start, end, reason in sorted(want - set(have)):
+        await conn.execute(
+            "INSERT INTO line_maintenance (line_id, starts_at, ends_at, reason)"
+            " VALUES (%s, %s, %s, %s)",
+            (line_id, start, end, reason),
+        )
 
 
 async def _upsert(conn: psycopg.AsyncConnection[Any], query: str, params: tuple[Any, ...]) -> int:

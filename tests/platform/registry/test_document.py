@@ -55,6 +55,23 @@ def test_a_minimal_registry_parses() -> None:
     reg = parse_registry(MINIMAL)
     [(ent, site, eq)] = reg.equipment()
     assert (ent.code, site.edge_node, eq.code, eq.declared_nc) == ("ACME", "GW1", "CNC-1", True)
+    (line,) = site.lines
+    assert (line.shifts, line.workdays, line.maintenance) == (None, None, ())
+
+
+def test_a_line_plans_on_its_own_calendar_with_maintenance() -> None:
+    reg = parse_registry(
+        MINIMAL.replace(
+            'name = "Line 1"',
+            'name = "Line 1"\nshifts = "22:00-06:00"\nworkdays = [0, 1]\nmaintenance = ['
+            "{ start = 2026-03-02T23:00:00+08:00, end = 2026-03-03T01:00:00+08:00,"
+            ' reason = "oil" }]',
+        )
+    )
+    (line,) = reg.enterprises[0].sites[0].lines
+    assert (line.shifts, line.workdays) == ("22:00-06:00", (0, 1))
+    (window,) = line.maintenance
+    assert (window.end - window.start).total_seconds() == 7200 and window.reason == "oil"
 
 
 @pytest.mark.parametrize(
@@ -72,6 +89,21 @@ def test_a_minimal_registry_parses() -> None:
             "processes[0].key_reason: key process OP10 names why it is key",
         ),
         (('key_reason = "fit", ', ""), "key process OP10 names why it is key"),
+        (('name = "Line 1"', 'name = "Line 1"\nshifts = "6-14"'), "line L1: shifts: bad shift"),
+        (('name = "Line 1"', 'name = "Line 1"\nworkdays = [8]'), "line L1: workdays are 0"),
+        (
+            (
+                'name = "Line 1"',
+                'name = "Line 1"\nmaintenance = [{ start = 2026-03-02T10:00:00+08:00,'
+                " end = 2026-03-02T09:00:00+08:00 }]",
+            ),
+            "lines[0].maintenance[0]: maintenance from 2026-03-02T10:00:00+08:00: end is not "
+            "after start",
+        ),
+        (
+            ('name = "Line 1"', 'name = "Line 1"\nmaintenance = [{ start = 2026-03-02T10:00:00 }]'),
+            "lines[0].maintenance[0].start",
+        ),
     ],
 )
 def test_errors_name_the_entry_or_field(change: tuple[str, str], message: str) -> None:

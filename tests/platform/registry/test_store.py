@@ -7,7 +7,8 @@ from typing import Any
 
 import psycopg
 
-from plantwire_platform.registry.document import registry_from
+from plantwire_platform.registry.document import Registry, registry_from
+from plantwire_platform.registry.export import enterprise_document
 from plantwire_platform.registry.store import import_registry
 from plantwire_sim.scenario import load_scenario, parse_scenario
 
@@ -120,3 +121,37 @@ async def test_builtin_scenarios_import(database_url: str) -> None:
         for p in line.processes
     )
     assert keys == [(expected,)]
+
+
+async def test_a_lines_calendar_and_maintenance_import_export_and_change(
+    database_url: str,
+) -> None:
+    """A line's own shifts, workdays and maintenance windows are stored, exported as they
+    were given, imported again without change, and replaced by the next document's."""
+    line = 'name = "Line"\nshifts = "08:00-16:00"\nworkdays = [0, 1, 2]\nmaintenance = [{}]'
+    window = "{ start = 2026-03-02T10:00:00+08:00, end = 2026-03-02T12:00:00+08:00 }"
+    other = '{ start = 2026-03-04T10:00:00+08:00, end = 2026-03-04T11:00:00+08:00, reason = "x" }'
+
+    def doc(windows: str) -> Registry:
+        text = CHAIN.replace("{declared}", "true")
+        text = text.replace('name = "Line"', line.format(windows), 1)
+        return registry_from(parse_scenario(text).registry())
+
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        ids = await import_registry(conn, doc(window))
+        await import_registry(conn, doc(window))
+        assert await rows(conn, "SELECT shifts, workdays FROM line") == [("08:00-16:00", [0, 1, 2])]
+        first = await rows(conn, "SELECT id, starts_at, ends_at, reason FROM line_maintenance")
+        assert [(r[1].isoformat(), r[2].isoformat(), r[3]) for r in first] == [
+            ("2026-03-02T02:00:00+00:00", "2026-03-02T04:00:00+00:00", "")
+        ]
+        exported = await enterprise_document(conn, ids["SUP"])
+        assert exported is not None
+        (mine,) = exported.sites[0].lines
+        assert (mine.shifts, mine.workdays, len(mine.maintenance)) == ("08:00-16:00", (0, 1, 2), 1)
+        assert mine.maintenance[0].start == datetime(2026, 3, 2, 2, tzinfo=UTC)
+        await import_registry(conn, doc(f"{window}, {other}"))
+        again = await rows(conn, "SELECT id, reason FROM line_maintenance ORDER BY starts_at")
+        assert again == [(first[0][0], ""), (again[1][0], "x")]  # the kept window kept its row
+        await import_registry(conn, doc(other))
+        assert await rows(conn, "SELECT reason FROM line_maintenance") == [("x",)]
