@@ -31,8 +31,8 @@ MAY_IMPORT = {
 """What each package may import; nothing may import the composition root."""
 
 PLATFORM_ROOMS = {
-    "registry": {"indicators"},
-    "indicators": set(),
+    "registry": {"indicators", "translation", "problems"},
+    "indicators": {"translation"},
     "ingest": {"storage", "settings"},
     "storage": set(),
     "partner": {
@@ -55,9 +55,10 @@ PLATFORM_ROOMS = {
         "workload",
         "workers",
         "translation",
+        "problems",
     },
     "accounts": {"partner", "errors", "settings", "command", "translation"},
-    "gateways": {"command"},
+    "gateways": {"command", "translation"},
     "console": {"translation"},
 }
 """The platform's sub-packages and the other parts of the platform each may import (as their

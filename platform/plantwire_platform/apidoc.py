@@ -23,8 +23,6 @@ from plantwire_platform.errors import language_of
 SOURCE: Final = "en"
 """The language the code documents the API in."""
 WORDS: Final = translation.Catalogue("plantwire_platform", "messages/openapi", ("zh-CN",))
-VARY: Final = "Accept-Language, Cookie"
-"""What a response whose body depends on the reader's language varies by."""
 
 
 def operations(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -95,5 +93,5 @@ def install(app: FastAPI) -> None:
         language = translation.negotiate(lang, None, "") or language_of(request)
         if language not in documents:
             documents[language] = translated(app.openapi(), language)
-        headers = {"Content-Language": language, "Vary": VARY}
+        headers = {"Content-Language": language, "Vary": translation.VARY}
         return JSONResponse(documents[language], headers=headers)

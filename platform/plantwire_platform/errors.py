@@ -3,35 +3,37 @@
 Routes raise :class:`ApiError` with a code (for denials, the reason code); request
 validation errors, the framework's own HTTP errors (malformed body, unknown route, a route's
 ``HTTPException``), NUL characters in a path or query (which PostgreSQL text cannot hold),
-values PostgreSQL refuses, a statement cancelled by its timeout and any unexpected failure are
-given the same body.
+values PostgreSQL refuses, a constraint of the database a change would break, a statement
+cancelled by its timeout and any unexpected failure are given the same body.
 
 The ``detail`` is worded in the request's language (:func:`language_of`): a
 :class:`~plantwire_platform.translation.Text` from the API's catalogue, and the messages of
-request validation by their type; the ``error`` codes never change with the language.
+request validation by their type; the ``error`` codes never change with the language. A detail
+is always something worded (:class:`~plantwire_platform.translation.Worded`), never a text
+made in English: PostgreSQL's own words (in the server's language) are never passed on, its
+refusals are named by their kind and what it names (the constraint, the column). Every error
+answer says ``Vary: Accept-Language, Cookie``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from http import HTTPStatus
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg import OperationalError
 from psycopg.errors import QueryCanceled
 from psycopg_pool import PoolTimeout
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from plantwire_bus.tomlfile import problems
 from plantwire_platform import translation
+from plantwire_platform.problems import Invalid
 from plantwire_platform.translation import Text
 from plantwire_platform.workers import JobFailed
 
@@ -57,6 +59,10 @@ def code_of(status: int) -> str:
     return _CODES.get(status, "error")
 
 
+VARY = {"Vary": translation.VARY}
+"""The header of an answer whose body depends on the reader's language."""
+
+
 class ErrorBody(BaseModel):
     """Every error: a code (for denials the reason code) and a human-readable detail."""
 
@@ -75,54 +81,17 @@ def language_of(request: HTTPConnection) -> str:
     )
 
 
-def validation_message(language: str, error: Any) -> str:
-    """A request validation error's message in ``language``: pydantic's own in English (what
-    clients always got; the English catalogue holds its wording for translators), else by its
-    type from the API's catalogue (``validation.<type>``, its context filling the
-    placeholders), else pydantic's English."""
-    text = None
-    if language != translation.API_DEFAULT:
-        text = translation.API.messages(language).get(f"validation.{error.get('type')}")
-    if text is None:
-        return str(error.get("msg", ""))
-    ctx = {  # a bound of 1.0 reads 1, as pydantic writes it
-        k: int(v) if isinstance(v, float) and v.is_integer() else v
-        for k, v in (error.get("ctx") or {}).items()
-    }
-    return translation.fill(text, ctx)
-
-
-class Invalid:
-    """The errors of a request that failed validation: pydantic's list (type, loc, msg,
-    input, ctx), each ``msg`` worded in the request's language."""
-
-    def __init__(self, errors: list[Any]) -> None:
-        self.errors = errors
-
-    def worded(self, language: str) -> object:
-        found = [{**e, "msg": validation_message(language, e)} for e in self.errors]
-        return jsonable_encoder(found, custom_encoder={Exception: str})
-
-
-class Problems:
-    """The bad fields of a body that failed validation, as one line (``field: message; ...``,
-    :func:`plantwire_bus.tomlfile.problems`), each message worded in the request's
-    language."""
-
-    def __init__(self, exc: ValidationError) -> None:
-        self.exc = exc
-
-    def worded(self, language: str) -> object:
-        return problems(self.exc, lambda error: validation_message(language, error))
-
-
 class ApiError(Exception):
     """An error answered with the uniform body; a ``detail`` that is a
     :class:`~plantwire_platform.translation.Text` (or anything with ``worded(language)``) is
     worded in the request's language."""
 
     def __init__(
-        self, status: int, code: str, detail: Any = "", headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        detail: translation.Worded | None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(code)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
@@ -132,9 +101,22 @@ class ApiError(Exception):
         return body(self.code, self.detail, language)
 
 
-def body(code: str, detail: object, language: str) -> dict[str, Any]:
+def body(code: str, detail: translation.Worded | None, language: str) -> dict[str, Any]:
     """The uniform body of an error: ``code`` and ``detail`` worded in ``language``."""
-    return {"error": code, "detail": translation.word(language, detail)}
+    return {"error": code, "detail": None if detail is None else detail.worded(language)}
+
+
+def answer(
+    request: HTTPConnection,
+    status: int,
+    code: str,
+    detail: translation.Worded | None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The uniform error answer to ``request``, worded in its language."""
+    return JSONResponse(
+        body(code, detail, language_of(request)), status, headers={**(headers or {}), **VARY}
+    )
 
 
 class NulGuard:
@@ -150,30 +132,57 @@ class NulGuard:
             or b"%00" in scope.get("raw_path", b"")
             or b"%00" in scope.get("query_string", b"")
         ):
-            language = language_of(HTTPConnection(scope))
-            refusal = body("invalid_request", Text("request.nul"), language)
-            await JSONResponse(refusal, 422)(scope, receive, send)
+            refusal = answer(HTTPConnection(scope), 422, "invalid_request", Text("request.nul"))
+            await refusal(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
 
-_BAD_VALUES = (
-    psycopg.errors.InvalidTimeZoneDisplacementValue,
-    psycopg.errors.DatetimeFieldOverflow,
-    psycopg.errors.InvalidDatetimeFormat,
-    psycopg.errors.NumericValueOutOfRange,
-    psycopg.errors.InvalidTextRepresentation,
-    psycopg.errors.CharacterNotInRepertoire,
-    psycopg.errors.UntranslatableCharacter,
-)
-"""What PostgreSQL says of a value it cannot take (a time zone offset beyond 15:59, a year
-PostgreSQL cannot hold, a number out of range...): the request's values, so a 422."""
+BAD_VALUES: dict[type[psycopg.Error], str] = {
+    psycopg.errors.InvalidTimeZoneDisplacementValue: "postgres.time_zone",
+    psycopg.errors.DatetimeFieldOverflow: "postgres.time_range",
+    psycopg.errors.InvalidDatetimeFormat: "postgres.time_form",
+    psycopg.errors.NumericValueOutOfRange: "postgres.number_range",
+    psycopg.errors.InvalidTextRepresentation: "postgres.value_form",
+    psycopg.errors.CharacterNotInRepertoire: "postgres.character",
+    psycopg.errors.UntranslatableCharacter: "postgres.character",
+}
+"""A value PostgreSQL cannot take (a time zone offset beyond 15:59, a year PostgreSQL cannot
+hold, a number out of range...), by the catalogue key of its kind: the request's values, so a
+422."""
+BROKEN: dict[type[psycopg.Error], str] = {
+    psycopg.errors.UniqueViolation: "postgres.unique",
+    psycopg.errors.ForeignKeyViolation: "postgres.foreign_key",
+    psycopg.errors.CheckViolation: "postgres.check",
+    psycopg.errors.NotNullViolation: "postgres.not_null",
+    psycopg.errors.ExclusionViolation: "postgres.exclusion",
+}
+"""A constraint of the database a change would break (the same code at once from two requests,
+a reference to what was just deleted...), by the catalogue key of its kind: a 409."""
+
+
+def refusal(exc: psycopg.Error) -> Text:
+    """What PostgreSQL refused, in the catalogue's words: its kind, with the constraint, column
+    or table it names (identifiers, never its English)."""
+    kind = next(key for cls, key in (BAD_VALUES | BROKEN).items() if isinstance(exc, cls))
+    diag = exc.diag
+    return Text(
+        kind,
+        constraint=diag.constraint_name or "-",
+        column=diag.column_name or "-",
+        table=diag.table_name or "-",
+        sqlstate=exc.sqlstate or "-",
+    )
 
 
 async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
-    # PostgreSQL's own words about the value (in the server's language, here English)
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return JSONResponse({"error": "invalid_request", "detail": detail}, 422)
+    assert isinstance(exc, psycopg.Error)
+    return answer(request, 422, "invalid_request", refusal(exc))
+
+
+async def _broken(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, psycopg.Error)
+    return answer(request, 409, "conflict", refusal(exc))
 
 
 def _uniform_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -212,26 +221,24 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(language_of(request)), exc.status, headers=exc.headers)
+        return answer(request, exc.status, exc.code, exc.detail, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail: object = exc.detail
-        if exc.status_code in _FRAMEWORK and detail == HTTPStatus(exc.status_code).phrase:
-            detail = _FRAMEWORK[exc.status_code]
-        return JSONResponse(
-            body(code_of(exc.status_code), detail, language_of(request)),
-            exc.status_code,
-            headers=getattr(exc, "headers", None),
+        # the framework's own words are its stock phrases: worded by status, never passed on
+        status = exc.status_code
+        detail: translation.Worded = _FRAMEWORK.get(status) or Text(
+            "request.refused", status=status
         )
+        if isinstance(exc.detail, translation.Worded):
+            detail = exc.detail
+        headers = getattr(exc, "headers", None)
+        return answer(request, status, code_of(status), detail, headers)
 
     def unavailable_body(request: Request, too_long: bool) -> JSONResponse:
-        language = language_of(request)
         if too_long:
-            return JSONResponse(body("too_long", _TOO_LONG, language), 503)
-        return JSONResponse(
-            body("unavailable", _UNAVAILABLE, language), 503, headers={"Retry-After": "5"}
-        )
+            return answer(request, 503, "too_long", _TOO_LONG)
+        return answer(request, 503, "unavailable", _UNAVAILABLE, {"Retry-After": "5"})
 
     @app.exception_handler(QueryCanceled)
     async def too_long(request: Request, exc: QueryCanceled) -> JSONResponse:
@@ -248,14 +255,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        language = language_of(request)
-        return JSONResponse(body("invalid_request", Invalid(list(exc.errors())), language), 422)
+        return answer(request, 422, "invalid_request", Invalid(list(exc.errors())))
 
-    for refused in _BAD_VALUES:
+    for refused in BAD_VALUES:
         app.add_exception_handler(refused, _bad_value)
+    for broken in BROKEN:
+        app.add_exception_handler(broken, _broken)
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         # the server logs the exception itself (it is raised again after this answer)
-        refusal = body("internal_error", Text("platform.failed"), language_of(request))
-        return JSONResponse(refusal, 500)
+        return answer(request, 500, "internal_error", Text("platform.failed"))

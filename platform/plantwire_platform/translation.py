@@ -25,6 +25,9 @@ API_DEFAULT: Final = "en"
 COOKIE: Final = "plantwire_lang"
 """The cookie that keeps the reader's choice of language (set by the console's switch)."""
 PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
+VARY: Final = "Accept-Language, Cookie"
+"""The ``Vary`` header of every answer whose body depends on the reader's language (the
+cookie holds their choice, ``Accept-Language`` the browser's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,17 @@ API: Final = Catalogue("plantwire_platform", "messages")
 """The API's error details."""
 
 
+class Said(ValueError):
+    """A problem worded by the API's catalogue: ``text``, worded in the language of the request
+    it reaches; ``str()`` is its English (what the command line prints). Raised in a pydantic
+    validator, it is the ``error`` of the ``value_error`` pydantic reports, and the API words it
+    from there (:mod:`plantwire_platform.problems`)."""
+
+    def __init__(self, text: Text) -> None:
+        super().__init__(str(text))
+        self.text = text
+
+
 @runtime_checkable
 class Worded(Protocol):
     """A detail that is worded in the language of the request it answers."""
@@ -97,9 +111,8 @@ class Worded(Protocol):
 
 
 def word(language: str, detail: object) -> object:
-    """An error's ``detail`` in ``language``: a :class:`Text` (or any :class:`Worded`) worded
-    for it, anything else (a value the request sent back, the registry's problems) as it
-    is."""
+    """``detail`` in ``language``: a :class:`Text` (or any :class:`Worded`) worded for it,
+    anything else (a value, a code) as it is."""
     return detail.worded(language) if isinstance(detail, Worded) else detail
 
 

@@ -6,7 +6,8 @@ Owns the routes (:mod:`.routes`), the checked window of an indicator request
 :mod:`plantwire_platform.registry`, :mod:`plantwire_platform.indicators`,
 :mod:`plantwire_platform.gateways` (gateways' broker logins, :mod:`.gateways`),
 :mod:`plantwire_platform.settings`, :mod:`plantwire_platform.errors`,
-:mod:`plantwire_platform.workload`, :mod:`plantwire_platform.workers` and
-:mod:`plantwire_platform.translation` (the words of its error details); the server
+:mod:`plantwire_platform.workload`, :mod:`plantwire_platform.workers`,
+:mod:`plantwire_platform.translation` (the words of its error details) and
+:mod:`plantwire_platform.problems` (validation problems, worded); the server
 (:mod:`plantwire_platform.server`) mounts it.
 """

@@ -7,6 +7,8 @@ commits together with its audit entry."""
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -16,14 +18,14 @@ from fastapi.responses import Response
 from psycopg import AsyncConnection
 from pydantic import BaseModel, Field, ValidationError
 
-from plantwire_bus.tomlfile import parse_toml, validate
 from plantwire_platform.accounts import access
 from plantwire_platform.accounts.people import USERNAME, PersonError, create_person
 from plantwire_platform.accounts.roles import Binding, PersonRole
 from plantwire_platform.api.routes import Conn
 from plantwire_platform.api.schemas import request_schema
-from plantwire_platform.errors import ApiError, Problems
-from plantwire_platform.registry.document import CODE, Enterprise, RegistryError
+from plantwire_platform.errors import ApiError
+from plantwire_platform.problems import Problems
+from plantwire_platform.registry.document import CODE, Enterprise
 from plantwire_platform.registry.export import enterprise_document
 from plantwire_platform.registry.sheet import SheetError, apply_sheet, equipment_sheet
 from plantwire_platform.registry.store import import_enterprise
@@ -94,6 +96,22 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 M = TypeVar("M", bound=BaseModel)
+_AT = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def not_json(exc: ValueError, place: str = "(top level)") -> Text:
+    """Why a body is not JSON, by where the parser stopped."""
+    if isinstance(exc, json.JSONDecodeError):
+        return Text("body.not_json", place=place, line=exc.lineno, column=exc.colno)
+    return Text("body.not_text", place=place)  # bytes that are no UTF-8 (or -16, -32)
+
+
+def not_toml(exc: tomllib.TOMLDecodeError, place: str) -> Text:
+    """Why a body is not TOML, by where the parser stopped (its message says where)."""
+    at = _AT.search(str(exc))
+    if at is None:
+        return Text("body.not_toml_end", place=place)
+    return Text("body.not_toml", place=place, line=int(at[1]), column=int(at[2]))
 
 
 def parsed(model: type[M], body: bytes) -> M:
@@ -193,17 +211,21 @@ def routes(router: APIRouter) -> None:
         await access.require_enterprise(request, conn, enterprise_id, "manage")
         current = await current_document(conn, enterprise_id)
         text = (await request.body()).decode("utf-8", "replace")
+        data: object
+        if "json" in request.headers.get("content-type", ""):
+            try:
+                data = json.loads(text)
+            except ValueError as exc:
+                raise ApiError(422, "invalid_request", not_json(exc, "<body>")) from None
+        else:
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise ApiError(422, "invalid_request", not_toml(exc, "<body>")) from None
         try:
-            if "json" in request.headers.get("content-type", ""):
-                try:
-                    data = json.loads(text)
-                except ValueError as exc:
-                    raise RegistryError(f"<body>: not JSON: {exc}") from None
-                doc = validate(data, Enterprise, "<body>", RegistryError)
-            else:
-                doc = parse_toml(text, Enterprise, "<body>", RegistryError)
-        except RegistryError as exc:
-            raise ApiError(422, "invalid_request", str(exc)) from None
+            doc = Enterprise.model_validate(data)
+        except ValidationError as exc:
+            raise ApiError(422, "invalid_request", Problems(exc, "<body>")) from None
         if doc.code != current.code:
             raise ApiError(422, "invalid_request", Text("enterprise.code", code=current.code))
         return await write(request, conn, enterprise_id, doc, when(effective))
@@ -229,8 +251,7 @@ def routes(router: APIRouter) -> None:
         try:
             doc = apply_sheet(current, text)
         except SheetError as exc:
-            found = [{"row": p.row, "field": p.field, "message": p.message} for p in exc.problems]
-            raise ApiError(422, "invalid_request", found) from None
+            raise ApiError(422, "invalid_request", exc) from None
         return await write(request, conn, enterprise_id, doc, when(effective))
 
     @router.post(

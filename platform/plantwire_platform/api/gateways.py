@@ -117,6 +117,30 @@ def _check_devices(devices: list[dict[str, Any]], equipment: list[str], site: st
             )
 
 
+def _null(value: object, place: str) -> str | None:
+    """Where the first null of ``value`` is (TOML has none), if it has one."""
+    if value is None:
+        return place
+    items: list[tuple[str, object]] = []
+    if isinstance(value, dict):
+        items = [(f"{place}.{key}", v) for key, v in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{place}[{n}]", v) for n, v in enumerate(value)]
+    for where, v in items:
+        found = _null(v, where)
+        if found is not None:
+            return found
+    return None
+
+
+def _not_toml(devices: list[dict[str, Any]]) -> Text:
+    """Why a device list cannot be written into a gateway config (TOML)."""
+    place = _null(devices, "devices")
+    if place is None:
+        return Text("gateway.devices_toml")
+    return Text("gateway.devices_null", place=place)
+
+
 def routes(router: APIRouter) -> None:
     """Add the gateway routes to the ``/api/v1`` router."""
     tags: list[Any] = ["gateways"]
@@ -150,17 +174,18 @@ def routes(router: APIRouter) -> None:
         body = parsed(GatewayIn, raw) if raw.strip() else GatewayIn()
         equipment = await _site_equipment(conn, enterprise_id, gateway["site"])
         _check_devices(body.devices, equipment, gateway["site"])
-        broker, settings = _broker(request)
+        settings: PlatformSettings = request.app.state.settings
         group = gateway["username"].split("/")[0]
         data = {"devices": body.devices} if body.devices else {}
         try:  # the config can be written (TOML holds no null) before a login is issued for it
             provisioning.edge_config(data, group, edge_node, "", settings.host_id)
-        except (TypeError, ValueError) as exc:
-            raise ApiError(422, "invalid_request", f"devices: {exc}") from None
+        except (TypeError, ValueError):
+            raise ApiError(422, "invalid_request", _not_toml(body.devices)) from None
+        broker, _ = _broker(request)
         try:
             user, password, _ = await provisioning.provision_gateway(conn, broker, group, edge_node)
         except provisioning.CredentialHeld as exc:
-            raise ApiError(409, "conflict", str(exc)) from None
+            raise ApiError(409, "conflict", exc.text) from None
         await access.commit(request, conn, 201)
         ca = broker.ca.cert
         url = provisioning.client_url(settings.gateway_mqtt_url, user, password, Path(body.ca_file))
@@ -194,6 +219,6 @@ def routes(router: APIRouter) -> None:
         try:
             await provisioning.revoke_gateway(conn, broker, group, edge_node)
         except provisioning.NoCredential as exc:
-            raise ApiError(409, "conflict", str(exc)) from None
+            raise ApiError(409, "conflict", exc.text) from None
         await access.commit(request, conn, 200)
         return await _gateway(conn, enterprise_id, edge_node)

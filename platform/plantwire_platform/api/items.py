@@ -12,13 +12,19 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from plantwire_platform.accounts import access
-from plantwire_platform.api.editing import Effective, Imported, current_document, when, write
+from plantwire_platform.api.editing import (
+    Effective,
+    Imported,
+    current_document,
+    not_json,
+    when,
+    write,
+)
 from plantwire_platform.api.routes import Conn
 from plantwire_platform.api.schemas import request_schema
 from plantwire_platform.errors import ApiError
 from plantwire_platform.registry import items
 from plantwire_platform.registry.document import Equipment, Line, Process, Site
-from plantwire_platform.translation import Text
 
 _BASE = "/api/v1/enterprises/{enterprise_id}/sites"
 _PATHS = {
@@ -54,7 +60,7 @@ async def _json(request: Request) -> object:
     try:
         return json.loads(await request.body())
     except ValueError as exc:
-        raise ApiError(422, "invalid_request", Text("body.not_json", error=exc)) from None
+        raise ApiError(422, "invalid_request", not_json(exc)) from None
 
 
 async def _edit(
@@ -74,11 +80,11 @@ async def _edit(
         edit = items.add if adding else items.change
         doc = edit(current, kind, path, body)
     except items.ItemInvalid as exc:
-        raise ApiError(422, "invalid_request", str(exc)) from None
+        raise ApiError(422, "invalid_request", exc.detail) from None
     except items.ItemMissing as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+        raise ApiError(404, "not_found", exc.detail) from None
     except items.ItemTaken as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+        raise ApiError(409, "conflict", exc.detail) from None
     return await write(request, conn, enterprise_id, doc, at, 201 if adding else 200)
 
 

@@ -18,7 +18,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from plantwire_platform.translation import COOKIE, negotiate
+from plantwire_platform.translation import COOKIE, VARY, negotiate
 
 ASSETS = "/docs-assets"
 REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
@@ -51,21 +51,31 @@ def install(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger(request: Request) -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=document(request),
-            title=title,
-            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS}/favicon.png",
-            swagger_ui_parameters={"validatorUrl": None},
+        return _varying(
+            get_swagger_ui_html(
+                openapi_url=document(request),
+                title=title,
+                swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+                swagger_css_url=f"{ASSETS}/swagger-ui.css",
+                swagger_favicon_url=f"{ASSETS}/favicon.png",
+                swagger_ui_parameters={"validatorUrl": None},
+            )
         )
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=document(request),
-            title=title,
-            redoc_js_url=f"{ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS}/favicon.png",
-            with_google_fonts=False,
+        return _varying(
+            get_redoc_html(
+                openapi_url=document(request),
+                title=title,
+                redoc_js_url=f"{ASSETS}/redoc.standalone.js",
+                redoc_favicon_url=f"{ASSETS}/favicon.png",
+                with_google_fonts=False,
+            )
         )
+
+
+def _varying(page: HTMLResponse) -> HTMLResponse:
+    """``page``, which names the document in the reader's language, saying so to caches."""
+    page.headers["Vary"] = VARY
+    return page

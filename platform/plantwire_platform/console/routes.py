@@ -20,6 +20,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from plantwire_platform.console import catalog, docs
 from plantwire_platform.console.pages import PAGES, Page
+from plantwire_platform.translation import VARY
 
 STATIC = "/console/static"
 LANGUAGE_COOKIE_S = 365 * 24 * 3600
@@ -90,7 +91,7 @@ def install(app: FastAPI) -> None:
             here=here,
             boot=json.dumps(boot, ensure_ascii=False).replace("</", "<\\/"),
         )
-        headers = {**SECURITY_HEADERS, "Content-Language": language, "Vary": "Accept-Language"}
+        headers = {**SECURITY_HEADERS, "Content-Language": language, "Vary": VARY}
         return HTMLResponse(html, headers=headers)
 
     for page in PAGES:

@@ -5,5 +5,6 @@ hashed), the broker files made from them and the registry (Mosquitto's password 
 :mod:`.broker_files`), the private certificate authority of the TLS listener
 (:mod:`.authority`), issuing and revoking a gateway's credentials (:mod:`.provisioning`) and
 the commands (:mod:`.commands`). Imports :mod:`plantwire_platform.command` (what the
-command line's actions share).
+command line's actions share) and :mod:`plantwire_platform.translation` (its refusals in the
+API catalogue's words).
 """

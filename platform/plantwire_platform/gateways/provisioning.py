@@ -33,10 +33,16 @@ from plantwire_platform.gateways.broker_files import (
     new_password,
     password_file,
 )
+from plantwire_platform.translation import Text
 
 
 class ProvisioningError(RuntimeError):
-    """A credential cannot be issued or revoked (the message says why)."""
+    """A credential cannot be issued or revoked: ``text`` says why in the API's catalogue
+    (worded in the request's language); ``str()`` is its English, what the command prints."""
+
+    def __init__(self, text: Text) -> None:
+        super().__init__(str(text))
+        self.text = text
 
 
 class GatewayUnknown(ProvisioningError):
@@ -123,10 +129,7 @@ async def provision_gateway(
         (group_id, edge_node_id),
     )
     if await cur.fetchone() is None:
-        raise GatewayUnknown(
-            f"no site of enterprise {group_id!r} has the edge node {edge_node_id!r}: register it"
-            " first (plantwire platform registry import)"
-        )
+        raise GatewayUnknown(Text("gateway.unregistered", group=group_id, node=edge_node_id))
     username = gateway_username(group_id, edge_node_id)
     password = new_password()
     cur = await conn.execute(
@@ -137,10 +140,7 @@ async def provision_gateway(
         (username, group_id, edge_node_id, password_hash(password)),
     )
     if await cur.fetchone() is None:
-        raise CredentialHeld(
-            f"gateway {username} holds a credential already; revoke it first"
-            " (plantwire platform gateway revoke)"
-        )
+        raise CredentialHeld(Text("gateway.held", username=username))
     cert = None
     if client_cert:
         stem = f"{group_id}.{edge_node_id}"
@@ -160,7 +160,7 @@ async def revoke_gateway(
     )
     if await cur.fetchone() is None:
         raise NoCredential(
-            f"gateway {gateway_username(group_id, edge_node_id)} holds no credential"
+            Text("gateway.no_credential", username=gateway_username(group_id, edge_node_id))
         )
     await write_broker_files(conn, broker)
 

@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from plantwire_platform.translation import Said, Text
+
 Bucket = Literal["day", "week", "month"]
 Interval = tuple[datetime, datetime]
 
@@ -160,5 +162,5 @@ def parse_shifts(spec: str) -> tuple[tuple[time, time], ...]:
             a, b = part.strip().split("-")
             shifts.append((time.fromisoformat(a.strip()), time.fromisoformat(b.strip())))
         except ValueError as exc:
-            raise ValueError(f"bad shift {part.strip()!r}: expected HH:MM-HH:MM") from exc
+            raise Said(Text("registry.shift", shift=part.strip())) from exc
     return tuple(shifts)

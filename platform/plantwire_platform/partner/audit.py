@@ -23,6 +23,7 @@ from psycopg import AsyncConnection, sql
 
 from plantwire_platform.batching import Batcher, Unavailable
 from plantwire_platform.partner.audit_chain import COLUMNS, AuditKey
+from plantwire_platform.translation import Text
 
 FLOODS = (401, 429)
 """Refusals that come in floods: identical ones committed together become one entry with
@@ -75,11 +76,7 @@ async def _append(
             raise RuntimeError("partner_audit_head is missing its row")
         first, prev, mac, last = int(reserved[0]), str(reserved[1]), str(reserved[2]), reserved[3]
         if not key.head_matches(first - 1, prev, mac) or (first > 1 and last != prev):
-            raise ChainBroken(
-                f"the audit chain's head (entry {first - 1}) was changed without the key or"
-                " its last entry is gone: nothing is appended until it is resolved"
-                " (plantwire platform audit-verify)"
-            )
+            raise ChainBroken(Text("audit.head_changed", entry=first - 1))
         records = []
         for i, (entry, at) in enumerate(rows):
             row = {"id": first + i, "at": at, **asdict(entry), "key_id": key.key_id}
@@ -118,7 +115,12 @@ class AuditUnavailable(Unavailable):
 
 
 class ChainBroken(Exception):
-    """The chain's head does not match what this key wrote: someone changed the log."""
+    """The chain's head does not match what this key wrote: someone changed the log. ``text``
+    says so in the API's catalogue; ``str()`` is its English."""
+
+    def __init__(self, text: Text) -> None:
+        super().__init__(str(text))
+        self.text = text
 
 
 class AuditWriter(Batcher[tuple[Entry, datetime], int]):

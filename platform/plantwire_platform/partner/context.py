@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Message
 
 from plantwire_platform.batching import Unavailable
-from plantwire_platform.errors import ApiError, ErrorBody, code_of
+from plantwire_platform.errors import BAD_VALUES, BROKEN, ApiError, ErrorBody, code_of
 from plantwire_platform.partner import access, tokens
 from plantwire_platform.partner.audit import (
     AuditUnavailable,
@@ -181,7 +181,7 @@ async def record(
     try:
         await append(conn, ctx.audit_key, note.entry("allowed", note.reason, status))
     except ChainBroken as exc:
-        raise ApiError(503, "unavailable", str(exc)) from None
+        raise ApiError(503, "unavailable", exc.text) from None
     note.recorded = True
 
 
@@ -250,6 +250,12 @@ class PartnerRoute(APIRoute):
                 raise
             except HTTPException as exc:
                 await decided(ctx, note, exc.status_code, code_of(exc.status_code))
+                raise
+            except tuple(BAD_VALUES):  # answered as errors.install says
+                await decided(ctx, note, 422, "invalid_request")
+                raise
+            except tuple(BROKEN):
+                await decided(ctx, note, 409, "conflict")
                 raise
             except Exception:
                 await decided(ctx, note, 500, "internal_error")

@@ -235,8 +235,8 @@ def routes(r: APIRouter, ctx: Context) -> None:
                 raise ApiError(422, "invalid_request", Text("window.order"))
             try:
                 data.decode_cursor(cursor)
-            except ValueError as exc:
-                raise ApiError(422, "invalid_request", str(exc)) from None
+            except ValueError:
+                raise ApiError(422, "invalid_request", Text("cursor.malformed")) from None
             scope = {
                 "sites": sites,
                 "equipment": equipment,

@@ -88,32 +88,32 @@ def _webhook(row: tuple[Any, ...]) -> Webhook:
     return Webhook(**dict(zip(Webhook.model_fields, row, strict=True)))
 
 
-async def target_problem(url: str, private_ok: bool) -> str:
-    """Why the platform will not POST to ``url`` ('' if it will): https to a host whose every
+async def target_problem(url: str, private_ok: bool) -> Text | None:
+    """Why the platform will not POST to ``url`` (None if it will): https to a host whose every
     address is public, unless private targets are allowed (development and tests)."""
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        return "malformed URL"
+        return Text("webhook.url.malformed")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "an http(s) URL with a host is required"
+        return Text("webhook.url.http")
     if parts.username or parts.password:
-        return "credentials in the URL are not accepted"
+        return Text("webhook.url.credentials")
     if private_ok:
-        return ""
+        return None
     if parts.scheme != "https":
-        return "https is required"
+        return Text("webhook.url.https")
     try:
         found = await asyncio.wait_for(
             asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM),
             5,
         )
     except (OSError, TimeoutError, UnicodeError):
-        return "the host does not resolve"
+        return Text("webhook.url.unresolved")
     if not found or not all(ipaddress.ip_address(f[4][0]).is_global for f in found):
-        return "the host has a non-public address"
-    return ""
+        return Text("webhook.url.private")
+    return None
 
 
 async def stop_for_grant(conn: AsyncConnection[Any], grant_id: int, reason: str) -> None:

@@ -6,6 +6,8 @@ Owns the registry tables and the registry file format (:mod:`.document`, ``docs/
 document, :mod:`.sheet` is its equipment as CSV, :mod:`.chains` and :mod:`.registrations` the
 chains leaders build by invitation and the parks and regions enterprises join by consent, with
 their history,
-:mod:`.commands` the command line's export and sheet import. Imports the bus and
-:mod:`plantwire_platform.indicators.shift_calendar` (to validate shift specs) only.
+:mod:`.commands` the command line's export and sheet import. Imports the bus,
+:mod:`plantwire_platform.indicators.shift_calendar` (to validate shift specs),
+:mod:`plantwire_platform.translation` (its problems in the API catalogue's words) and
+:mod:`plantwire_platform.problems` (a document's validation problems, worded) only.
 """

@@ -24,6 +24,7 @@ from pydantic import (
 from plantwire_bus.state import ControlType
 from plantwire_bus.tomlfile import parse_toml, validate
 from plantwire_platform.indicators.shift_calendar import parse_shifts
+from plantwire_platform.translation import Said, Text
 
 CODE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Codes of every registry entry; also valid as a Sparkplug topic element."""
@@ -50,7 +51,7 @@ class Equipment(_Model):
     @model_validator(mode="after")
     def _check(self) -> Equipment:
         if self.declared_nc and self.control_type is ControlType.MANUAL:
-            raise ValueError(f"equipment {self.code}: MANUAL equipment cannot be declared NC")
+            raise Said(Text("registry.manual_nc", code=self.code))
         return self
 
 
@@ -67,7 +68,7 @@ class Process(_Model):
     @classmethod
     def _reasoned(cls, value: str, info: ValidationInfo) -> str:
         if info.data.get("is_key") and not value.strip():
-            raise ValueError(f"key process {info.data.get('code')} names why it is key")
+            raise Said(Text("registry.key_reason", code=info.data.get("code")))
         return value
 
 
@@ -138,25 +139,25 @@ class Site(_Model):
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"site {self.code}: unknown time zone {self.timezone!r}") from None
+            raise Said(Text("registry.timezone", site=self.code, zone=self.timezone)) from None
         try:
             parse_shifts(self.shifts)
-        except ValueError as exc:
-            raise ValueError(f"site {self.code}: shifts: {exc}") from None
+        except Said as exc:
+            raise Said(Text("registry.shifts", site=self.code, problem=exc.text)) from None
         if any(not 0 <= d <= 6 for d in self.workdays):
-            raise ValueError(f"site {self.code}: workdays are 0 (Monday) .. 6 (Sunday)")
+            raise Said(Text("registry.workdays", site=self.code))
         lines = {line.code for line in self.lines}
         codes = [e.code for e in self.equipment]
         if len(set(codes)) != len(codes):
-            raise ValueError(f"site {self.code}: equipment codes must be unique")
+            raise Said(Text("registry.equipment_unique", site=self.code))
         for e in self.equipment:
             if e.line not in lines:
-                raise ValueError(f"equipment {e.code}: unknown line {e.line!r}")
+                raise Said(Text("registry.unknown_line", code=e.code, line=e.line))
         for line in self.lines:
             for p in line.processes:
                 for code in p.equipment:
                     if code not in codes:
-                        raise ValueError(f"process {p.code}: unknown equipment {code!r}")
+                        raise Said(Text("registry.unknown_equipment", process=p.code, code=code))
         return self
 
 
@@ -210,18 +211,18 @@ class Registry(_Model):
     def _check(self) -> Registry:
         codes = [e.code for e in self.enterprises]
         if len(set(codes)) != len(codes):
-            raise ValueError("enterprise codes must be unique")
+            raise Said(Text("registry.enterprise_unique"))
         parks = {p.code for p in self.parks}
         for e in self.enterprises:
             if e.park is not None and e.park not in parks:
-                raise ValueError(f"enterprise {e.code}: unknown park {e.park!r}")
+                raise Said(Text("registry.unknown_park", code=e.code, park=e.park))
         for chain in self.chains:
             named = [chain.leader, *(m.enterprise for m in chain.members)]
             for code in named:
                 if code not in codes:
-                    raise ValueError(f"chain {chain.code}: unknown enterprise {code!r}")
+                    raise Said(Text("registry.unknown_enterprise", chain=chain.code, code=code))
             if len(set(named)) != len(named):
-                raise ValueError(f"chain {chain.code}: an enterprise is named twice")
+                raise Said(Text("registry.named_twice", chain=chain.code))
         return self
 
     def equipment(self) -> list[tuple[Enterprise, Site, Equipment]]:

@@ -10,19 +10,29 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from plantwire_bus.tomlfile import problems
+from plantwire_platform.problems import Problems
 from plantwire_platform.registry.document import Enterprise, Equipment, Line, Process, Site
+from plantwire_platform.translation import Text
 
 
-class ItemInvalid(ValueError):
+class ItemRefused(Exception):
+    """An edit that cannot be made: ``detail`` says why in the API's catalogue (worded in the
+    request's language); ``str()`` is its English (what the command line prints)."""
+
+    def __init__(self, detail: Text | Problems) -> None:
+        super().__init__(str(detail))
+        self.detail = detail
+
+
+class ItemInvalid(ItemRefused, ValueError):
     """The edit would make an invalid registry; the message names the field."""
 
 
-class ItemMissing(LookupError):
+class ItemMissing(ItemRefused, LookupError):
     """No such site, line, process step or equipment in the enterprise."""
 
 
-class ItemTaken(ValueError):
+class ItemTaken(ItemRefused, ValueError):
     """An entry with this code exists already."""
 
 
@@ -40,7 +50,7 @@ def _checked(data: dict[str, Any]) -> Enterprise:
     try:
         doc = Enterprise.model_validate(data)
     except ValidationError as exc:
-        raise ItemInvalid(problems(exc)) from None
+        raise ItemInvalid(Problems(exc)) from None
     return doc
 
 
@@ -48,23 +58,30 @@ def _find(items: list[dict[str, Any]], code: str, kind: str) -> dict[str, Any]:
     for item in items:
         if item["code"] == code:
             return item
-    raise ItemMissing(f"{kind} {code} not found")
+    raise ItemMissing(Text("item.missing", kind=Text(f"item.kind.{kind}"), code=code))
 
 
 def _changes(kind: str, body: object) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise ItemInvalid("(top level): a JSON object of the fields to change")
+        raise ItemInvalid(Text("item.change_object"))
     unknown = sorted(set(body) - FIELDS[kind])
     if unknown:
         allowed = ", ".join(sorted(FIELDS[kind]))
-        raise ItemInvalid(f"{unknown[0]}: not a field of a {kind} to change ({allowed})")
+        raise ItemInvalid(
+            Text(
+                "item.not_a_field",
+                field=unknown[0],
+                kind=Text(f"item.kind.{kind}"),
+                allowed=allowed,
+            )
+        )
     return dict(body)
 
 
 def _performs(site: dict[str, Any], code: str, line: str, processes: object) -> None:
     """Make the equipment ``code`` perform exactly ``processes`` among its line's steps."""
     if not isinstance(processes, list | tuple) or not all(isinstance(p, str) for p in processes):
-        raise ItemInvalid("processes: a list of process step codes")
+        raise ItemInvalid(Text("item.processes"))
     for each in site["lines"]:
         for step in each["processes"]:
             performers = [e for e in step["equipment"] if e != code]
@@ -74,7 +91,7 @@ def _performs(site: dict[str, Any], code: str, line: str, processes: object) -> 
     known = {s["code"] for each in site["lines"] if each["code"] == line for s in each["processes"]}
     for p in processes:
         if p not in known:
-            raise ItemInvalid(f"processes: line {line} has no process step {p!r}")
+            raise ItemInvalid(Text("item.no_step", line=line, step=p))
 
 
 def _site(data: dict[str, Any], site: str) -> dict[str, Any]:
@@ -90,7 +107,7 @@ def add(doc: Enterprise, kind: str, path: tuple[str, ...], body: object) -> Ente
     process step), described by ``body`` as in the registry format."""
     data = doc.model_dump(mode="json")
     if not isinstance(body, dict):
-        raise ItemInvalid("(top level): a JSON object describing the new entry")
+        raise ItemInvalid(Text("item.new_object"))
     entry = dict(body)
     code = entry.get("code")
     performs = entry.pop("processes", None) if kind == "equipment" else None
@@ -103,7 +120,7 @@ def add(doc: Enterprise, kind: str, path: tuple[str, ...], body: object) -> Ente
     else:
         siblings = _site(data, path[0])["equipment"]
     if isinstance(code, str) and any(s["code"] == code for s in siblings):
-        raise ItemTaken(f"code: {kind} {code} exists already")
+        raise ItemTaken(Text("item.taken", kind=Text(f"item.kind.{kind}"), code=code))
     siblings.append(entry)
     if performs is not None and isinstance(code, str):
         _performs(_site(data, path[0]), code, str(entry.get("line", "")), performs)

@@ -9,11 +9,12 @@ import csv
 import io
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
 from plantwire_bus.state import ControlType
-from plantwire_bus.tomlfile import problems
+from plantwire_platform.problems import Problems
 from plantwire_platform.registry.document import (
     CODE,
     Enterprise,
@@ -23,6 +24,7 @@ from plantwire_platform.registry.document import (
     RegistryError,
     Site,
 )
+from plantwire_platform.translation import Text, word
 
 COLUMNS = (
     "site",
@@ -46,7 +48,7 @@ MAX_ROWS = 20_000
 class Problem:
     row: int
     field: str
-    message: str
+    message: Text | Problems
 
     def __str__(self) -> str:
         return f"row {self.row}, {self.field}: {self.message}"
@@ -58,6 +60,13 @@ class SheetError(RegistryError):
     def __init__(self, found: list[Problem]) -> None:
         super().__init__("; ".join(str(p) for p in found))
         self.problems = found
+
+    def worded(self, language: str) -> list[dict[str, Any]]:
+        """Every problem in ``language``, as the API answers them: row, field, message."""
+        return [
+            {"row": p.row, "field": p.field, "message": word(language, p.message)}
+            for p in self.problems
+        ]
 
 
 def equipment_sheet(ent: Enterprise) -> str:
@@ -93,9 +102,9 @@ def apply_sheet(ent: Enterprise, text: str) -> Enterprise:
     with every problem; nothing is half applied."""
     rows = list(csv.reader(io.StringIO(text)))
     if not rows or [h.strip() for h in rows[0]] != list(COLUMNS):
-        raise SheetError([Problem(1, "header", f"the columns are {','.join(COLUMNS)}")])
+        raise SheetError([Problem(1, "header", Text("sheet.header", columns=",".join(COLUMNS)))])
     if len(rows) - 1 > MAX_ROWS:
-        raise SheetError([Problem(MAX_ROWS + 2, "row", f"at most {MAX_ROWS} machines a sheet")])
+        raise SheetError([Problem(MAX_ROWS + 2, "row", Text("sheet.rows", most=MAX_ROWS))])
     sites = {s.code: s for s in ent.sites}
     found: list[Problem] = []
     machines: dict[str, dict[str, tuple[Equipment, list[str]]]] = {}
@@ -108,7 +117,7 @@ def apply_sheet(ent: Enterprise, text: str) -> Enterprise:
         site, machine, performs = got
         mine = machines.setdefault(site, {})
         if machine.code in mine:
-            found.append(Problem(number, "code", f"{machine.code!r} is on an earlier row too"))
+            found.append(Problem(number, "code", Text("sheet.repeated", code=machine.code)))
             continue
         mine[machine.code] = (machine, performs)
     if found:
@@ -120,48 +129,51 @@ def apply_sheet(ent: Enterprise, text: str) -> Enterprise:
             ).model_dump()
         )
     except ValidationError as exc:
-        raise SheetError([Problem(0, "sheet", problems(exc))]) from None
+        raise SheetError([Problem(0, "sheet", Problems(exc))]) from None
 
 
 def _row(
     number: int, row: list[str], sites: dict[str, Site], found: list[Problem]
 ) -> tuple[str, Equipment, list[str]] | None:
     if len(row) != len(COLUMNS):
-        found.append(Problem(number, "row", f"{len(row)} cells, {len(COLUMNS)} expected"))
+        found.append(
+            Problem(number, "row", Text("sheet.cells", cells=len(row), expected=len(COLUMNS)))
+        )
         return None
     cell = dict(zip(COLUMNS, (c.strip() for c in row), strict=True))
     before = len(found)
 
-    def bad(field: str, message: str) -> None:
+    def bad(field: str, message: Text) -> None:
         found.append(Problem(number, field, message))
 
     site = sites.get(cell["site"])
     if site is None:
-        bad("site", f"no site {cell['site']!r} (known: {', '.join(sites) or 'none'})")
+        listed = ", ".join(sites) if sites else Text("sheet.none")
+        bad("site", Text("sheet.no_site", site=cell["site"], known=listed))
     lines = {line.code: line for line in site.lines} if site else {}
     line = lines.get(cell["line"])
     if site is not None and line is None:
-        bad("line", f"no line {cell['line']!r} at site {site.code}")
+        bad("line", Text("sheet.no_line", line=cell["line"], site=site.code))
     if not _CODE.match(cell["code"]):
-        bad("code", f"{cell['code']!r}: 1-64 of A-Z a-z 0-9 _ . - (not starting with _ . -)")
+        bad("code", Text("sheet.code", code=cell["code"]))
     if not cell["name"]:
-        bad("name", "empty")
+        bad("name", Text("sheet.empty"))
     try:
         control = ControlType(cell["control_type"].upper())
     except ValueError:
         control = None
-        bad("control_type", f"{cell['control_type']!r} is not one of CNC, PLC, DCS, ROBOT, MANUAL")
+        bad("control_type", Text("sheet.control_type", value=cell["control_type"]))
     flag = cell["declared_nc"].lower()
     declared = flag in _TRUE
     if flag not in _TRUE | _FALSE:
-        bad("declared_nc", f"{cell['declared_nc']!r} is not true or false")
+        bad("declared_nc", Text("sheet.flag", value=cell["declared_nc"]))
     elif declared and control is ControlType.MANUAL:
-        bad("declared_nc", "MANUAL equipment cannot be declared NC")
+        bad("declared_nc", Text("sheet.manual_nc"))
     performs = cell["processes"].replace(";", " ").split()
     known = {p.code for p in line.processes} if line else set()
     unknown = [p for p in performs if line is not None and p not in known]
     if unknown:
-        bad("processes", f"no process {', '.join(unknown)} on line {cell['line']}")
+        bad("processes", Text("sheet.no_process", codes=", ".join(unknown), line=cell["line"]))
     cycle: float | None = None
     if cell["ideal_cycle_s"]:
         try:
@@ -169,7 +181,7 @@ def _row(
         except ValueError:
             cycle = None
         if cycle is None or not cycle > 0 or cycle == float("inf"):
-            bad("ideal_cycle_s", f"{cell['ideal_cycle_s']!r} is not a positive number")
+            bad("ideal_cycle_s", Text("sheet.cycle", value=cell["ideal_cycle_s"]))
     if len(found) > before or site is None or control is None:
         return None
     machine = Equipment(

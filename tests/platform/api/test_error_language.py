@@ -5,11 +5,14 @@ out here, not read from the catalogue."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
+import psycopg
 import pytest
 
+from plantwire_platform.errors import refusal
 from tests.platform.identities import enterprise, person, register, served, sign_in
 
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}
@@ -144,3 +147,203 @@ async def test_a_nul_character_is_refused_in_the_requests_language(
         422,
         {"error": "invalid_request", "detail": "不接受 NUL 字符"},
     )
+
+
+SHEET_HEADER = "site,line,code,name,control_type,declared_nc,processes,ideal_cycle_s\n"
+
+
+async def test_registry_gateway_and_database_refusals_are_worded_too(
+    api: tuple[httpx.AsyncClient, int, int], database_url: str
+) -> None:
+    """What the registry's checks, an equipment sheet, an entry's edit, a gateway's device list
+    and PostgreSQL refuse: each in the request's language, the English as it always was."""
+    client, acme, _ = api
+    admin = await person(client, database_url, "ada", "enterprise_admin", acme)
+    base = f"/api/v1/enterprises/{acme}"
+    site = {"code": "S1", "name": "Plant", "edge_node": "GW1"}
+    assert (await client.post(f"{base}/sites", json=site, headers=admin)).status_code == 201
+    line = {"code": "L1", "name": "Line"}
+    assert (
+        await client.post(f"{base}/sites/S1/lines", json=line, headers=admin)
+    ).status_code == 201
+
+    document = (
+        'code = "ACME"\nuscc = "91110000000000001X"\nname = "ACME"\n'
+        '[[sites]]\ncode = "S1"\nname = "Plant"\nedge_node = "GW1"\ntimezone = "Mars/Olympus"\n'
+    )
+    toml = {"Content-Type": "application/toml", **admin}
+    zone = await answers(client, "PUT", f"{base}/registry", headers=toml, content=document)
+    assert zone["zh"] == (
+        422,
+        "invalid_request",
+        "<body>: sites[0]: 站点 S1：未知时区 'Mars/Olympus'",
+    )
+    assert (
+        zone["en"]
+        == zone["none"]
+        == (
+            422,
+            "invalid_request",
+            "<body>: sites[0]: site S1: unknown time zone 'Mars/Olympus'",
+        )
+    )
+    broken = await answers(client, "PUT", f"{base}/registry", headers=toml, content="code = =\n")
+    assert broken["zh"] == (422, "invalid_request", "<body>：TOML 无效（第 1 行，第 8 列）")
+    assert broken["en"] == (422, "invalid_request", "<body>: invalid TOML (line 1, column 8)")
+
+    shift = await answers(
+        client, "PATCH", f"{base}/sites/S1", headers=admin, json={"shifts": "6-14"}
+    )
+    assert shift["zh"] == (
+        422,
+        "invalid_request",
+        "sites[0]: 站点 S1：班次：班次 '6-14' 有误：应为 HH:MM-HH:MM",
+    )
+    assert shift["en"] == (
+        422,
+        "invalid_request",
+        "sites[0]: site S1: shifts: bad shift '6-14': expected HH:MM-HH:MM",
+    )
+    missing = await answers(client, "PATCH", f"{base}/sites/S1/lines/L9", headers=admin, json={})
+    assert missing["zh"] == (404, "not_found", "找不到产线 L9")
+    assert missing["en"] == (404, "not_found", "line L9 not found")
+    taken = await answers(client, "POST", f"{base}/sites/S1/lines", headers=admin, json=line)
+    assert taken["zh"] == (409, "conflict", "code：产线 L1 已存在")
+    assert taken["en"] == (409, "conflict", "code: line L1 exists already")
+
+    sheet = SHEET_HEADER + "S1,L1,M1,Mill,LASER,maybe,,\nS9,L1,M2,Lathe,CNC,false,,\n"
+    csv = {"Content-Type": "text/csv", **admin}
+    rows = await answers(client, "PUT", f"{base}/registry/equipment", headers=csv, content=sheet)
+    assert rows["zh"] == (
+        422,
+        "invalid_request",
+        [
+            {
+                "row": 2,
+                "field": "control_type",
+                "message": "'LASER' 不是 CNC、PLC、DCS、ROBOT、MANUAL 之一",
+            },
+            {"row": 2, "field": "declared_nc", "message": "'maybe' 不是 true 或 false"},
+            {"row": 3, "field": "site", "message": "没有站点 'S9'（已有：S1）"},
+        ],
+    )
+    assert [(p["row"], p["field"], p["message"]) for p in rows["en"][2]] == [  # type: ignore[attr-defined]
+        (2, "control_type", "'LASER' is not one of CNC, PLC, DCS, ROBOT, MANUAL"),
+        (2, "declared_nc", "'maybe' is not true or false"),
+        (3, "site", "no site 'S9' (known: S1)"),
+    ]
+
+    devices = {"devices": [{"kind": "opcua", "device_id": None}]}
+    gateway = await answers(
+        client, "POST", f"{base}/gateways/GW1/credential", headers=admin, json=devices
+    )
+    assert gateway["zh"] == (
+        422,
+        "invalid_request",
+        "devices[0].device_id：“None”不是站点 S1 的设备",
+    )
+    null = {"devices": [{"kind": "opcua", "device_id": "M1", "endpoint": None}]}
+    sheet = SHEET_HEADER + "S1,L1,M1,Mill,CNC,true,,\n"
+    assert (
+        await client.put(f"{base}/registry/equipment", headers=csv, content=sheet)
+    ).status_code == 200
+    nulls = await answers(
+        client, "POST", f"{base}/gateways/GW1/credential", headers=admin, json=null
+    )
+    assert nulls["zh"] == (
+        422,
+        "invalid_request",
+        "devices[0].endpoint：TOML 没有 null（请省略这个键）",
+    )
+    assert nulls["en"] == (
+        422,
+        "invalid_request",
+        "devices[0].endpoint: TOML has no null (leave the key out)",
+    )
+
+
+async def waiting_on_a_lock(database_url: str) -> None:
+    """Until a statement of the API waits for a lock (the row another transaction holds)."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        while True:
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO partner_client%%'"
+            )
+            if (await cur.fetchone() or (0,))[0]:
+                return
+            await asyncio.sleep(0.02)
+
+
+async def test_what_postgresql_refuses_is_worded_not_passed_on(
+    api: tuple[httpx.AsyncClient, int, int], database_url: str
+) -> None:
+    """Two registrations of one username at once: the API's check passes for both, the
+    database refuses the second by its primary key, and the answer names the constraint in
+    the request's words, not PostgreSQL's English."""
+    client, acme, _ = api
+    admin = await person(client, database_url, "root", "platform_admin")
+    found = {}
+    for language, headers in (("zh", ZH), ("en", {"Accept-Language": "en"})):
+        username = f"twin.{language}"
+        async with await psycopg.AsyncConnection.connect(database_url) as other:
+            await other.execute(  # the other registration, not yet committed
+                "INSERT INTO partner_client (id, enterprise_id, role, name)"
+                " VALUES (%s, %s, 'enterprise_viewer', '')",
+                (username, acme),
+            )
+            body = {"username": username, "role": "enterprise_viewer", "enterprise_id": acme}
+            racing = asyncio.create_task(
+                client.post("/api/v1/people", json=body, headers={**admin, **headers})
+            )
+            await asyncio.wait_for(waiting_on_a_lock(database_url), 60)
+            await other.commit()
+        got = await racing
+        found[language] = (got.status_code, got.json(), got.headers["vary"])
+    assert found["zh"] == (
+        409,
+        {
+            "error": "conflict",
+            "detail": "已存在（表 partner_client 的约束 partner_client_pkey）；"
+            "可能另一个请求刚刚创建了它",
+        },
+        "Accept-Language, Cookie",
+    )
+    assert found["en"][:2] == (
+        409,
+        {
+            "error": "conflict",
+            "detail": "this exists already (constraint partner_client_pkey of table"
+            " partner_client); another request may just have made it",
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "zh", "en"),
+    [
+        (
+            "'2026-01-01 00:00+20:00'::timestamptz",
+            "数据库无法接受的时区偏移（SQLSTATE 22009）",
+            "a time zone offset the database cannot take (SQLSTATE 22009)",
+        ),
+        (
+            "'300000-01-01'::timestamptz",
+            "日期或时间超出数据库的范围（SQLSTATE 22008）",
+            "a date or time beyond the database's range (SQLSTATE 22008)",
+        ),
+        (
+            "40000::smallint",
+            "数值超出数据库的范围（SQLSTATE 22003）",
+            "a number beyond the database's range (SQLSTATE 22003)",
+        ),
+    ],
+)
+async def test_a_value_postgresql_refuses_is_named_by_its_kind(
+    database_url: str, value: str, zh: str, en: str
+) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        with pytest.raises(psycopg.Error) as caught:
+            await conn.execute(f"SELECT {value}")
+    said = refusal(caught.value)
+    assert (said.worded("zh-CN"), said.worded("en")) == (zh, en)

@@ -1,20 +1,31 @@
 """Every word of the console and of the API's error details in both languages: the catalogues
 hold the same keys with the same placeholders, every key a template, script or module names
-exists (and every key of the API's catalogue is named somewhere), and the language of a request
-is chosen as the browser and the reader's switch say."""
+exists (and every key of the API's catalogue is named somewhere), every message pydantic can
+give has its Chinese, every problem the platform's validators find is a catalogue text, and the
+language of a request is chosen as the browser and the reader's switch say.
+
+What reaches a reader is found by construction, not from a list kept here: an API error's
+detail can only be something worded (``ApiError`` takes a ``Worded``, which ``mypy --strict``
+holds every call to), the keys are read from the code, pydantic's error types from
+pydantic, and the validators from the platform's source."""
 
 from __future__ import annotations
 
+import ast
 import re
+import typing
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ValidationError, field_validator
+from pydantic_core.core_schema import ErrorType
 
-from plantwire_platform import translation
+from plantwire_platform import errors, translation
 from plantwire_platform.console import catalog
 from plantwire_platform.console.pages import PAGES
-from plantwire_platform.errors import validation_message
+from plantwire_platform.problems import validation_message
 
+HAN = re.compile(r"[\u4e00-\u9fff]")
 CONSOLE = Path(catalog.__file__).parent
 PLATFORM = CONSOLE.parent
 # Text("key", ...) in the platform's modules, and keys made by pattern: Text(f"grant.for_{side}")
@@ -96,26 +107,16 @@ def api_keys_named(root: Path = PLATFORM) -> tuple[set[str], set[str]]:
             r"\w+".join(map(re.escape, re.split(r"\{[^}]*\}", made))) for made in MADE.findall(text)
         }
     named |= {f"validation.{kind}" for kind in VALIDATION_TYPES}
+    named |= {*errors.BAD_VALUES.values(), *errors.BROKEN.values()}  # by PostgreSQL's error
     return named, patterns
 
 
-VALIDATION_TYPES = (
-    "missing",
-    "int_parsing",
-    "greater_than_equal",
-    "less_than_equal",
-    "string_too_long",
-    "string_pattern_mismatch",
-    "literal_error",
-    "enum",
-    "datetime_from_date_parsing",
-    "extra_forbidden",
-    "json_invalid",
-    "float_parsing",
-    "bool_parsing",
-    "model_attributes_type",
-)
-"""Request validation errors the API's routes give (query, path and body parameters)."""
+OWN_WORDS = ("value_error", "assertion_error")
+"""pydantic's error types whose message is the validator's own: the platform's are catalogue
+texts (:class:`~plantwire_platform.translation.Said`), which the validator test holds."""
+VALIDATION_TYPES = tuple(t for t in typing.get_args(ErrorType) if t not in OWN_WORDS)
+"""Every error type pydantic can give, from pydantic itself: a request or document failing
+validation in any way is answered in Chinese."""
 
 
 def test_every_api_message_named_in_code_is_in_both_catalogues() -> None:
@@ -153,20 +154,81 @@ def test_a_message_named_in_code_without_translation_fails(tmp_path: Path) -> No
     assert unmatched == [r"no\.such\.\w+"]
 
 
+def test_pydantic_gives_many_error_types() -> None:
+    assert len(VALIDATION_TYPES) > 100, "the error types are read from pydantic"
+
+
 @pytest.mark.parametrize("kind", VALIDATION_TYPES)
 def test_validation_messages_are_worded_in_both_languages(kind: str) -> None:
-    ctx = {
-        "ge": 1,
-        "le": 9,
-        "max_length": 64,
-        "pattern": "^x$",
-        "expected": "'a' or 'b'",
-        "error": "input is too short",
-    }
+    english = translation.API.messages("en")[f"validation.{kind}"]
+    ctx = {name: 7 for name in translation.PLACEHOLDER.findall(english)}
     error = {"type": kind, "msg": "pydantic's words", "ctx": ctx}
     zh, en = (validation_message(lang, error) for lang in ("zh-CN", "en"))
     assert en == "pydantic's words"  # English is pydantic's own wording
-    assert zh != en and "{" not in zh
+    assert zh != en and "{" not in zh and HAN.search(zh)
+
+
+def validators(root: Path = PLATFORM) -> dict[str, list[ast.Raise]]:
+    """Every pydantic validator of the platform's modules (by ``module:function``) with the
+    ``raise`` statements in it."""
+    found: dict[str, list[ast.Raise]] = {}
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(
+                "validator" in ast.unparse(d) for d in node.decorator_list
+            ):
+                raises = [n for n in ast.walk(node) if isinstance(n, ast.Raise)]
+                found[f"{path.relative_to(root)}:{node.name}"] = raises
+    return found
+
+
+def unworded(found: dict[str, list[ast.Raise]]) -> list[str]:
+    """The raises of validators that do not raise a catalogue text: ``Said(Text(...))``."""
+    return [
+        f"{where}:{r.lineno}"
+        for where, raises in found.items()
+        for r in raises
+        if r.exc is not None and not re.fullmatch(r"Said\(Text\(.*\)\)", ast.unparse(r.exc))
+    ]
+
+
+def test_every_validator_of_the_platform_raises_catalogue_texts() -> None:
+    found = validators()
+    assert len(found) >= 5, "the validators are found"
+    # settings are read from the operator's environment at start, never from a request
+    assert [w for w in unworded(found) if not w.startswith("settings.py:")] == []
+
+
+def test_a_validator_raising_english_is_found(tmp_path: Path) -> None:
+    (tmp_path / "model.py").write_text(
+        "class Site(BaseModel):\n"
+        "    @field_validator('code')\n"
+        "    def _code(cls, value):\n"
+        "        if not value:\n"
+        "            raise Said(Text('registry.code'))\n"
+        "        if value == 'x':\n"
+        "            raise ValueError(f'site {value}: a bad code')\n"
+        "        return value\n"
+    )
+    assert unworded(validators(tmp_path)) == ["model.py:_code:7"]
+
+
+def test_a_problem_a_validator_found_is_worded_in_the_requests_language() -> None:
+    class Site(BaseModel):
+        timezone: str
+
+        @field_validator("timezone")
+        @classmethod
+        def _known(cls, value: str) -> str:
+            raise translation.Said(translation.Text("registry.timezone", site="S1", zone=value))
+
+    with pytest.raises(ValidationError) as caught:
+        Site(timezone="Mars/Olympus")
+    (error,) = caught.value.errors()
+    assert validation_message("zh-CN", error) == "站点 S1：未知时区 'Mars/Olympus'"
+    assert validation_message("en", error) == (
+        "Value error, site S1: unknown time zone 'Mars/Olympus'"
+    )
 
 
 def test_an_unknown_validation_type_keeps_pydantic_words() -> None:

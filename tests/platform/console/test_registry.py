@@ -108,7 +108,9 @@ async def test_an_admin_edits_the_registry(browser: Browser, database_url: str) 
             await form.locator("[name=name]").fill("Finish grinding")
             await form.locator("[name=is_key]").check()
             await form.locator("button[type=submit]").click()
-            await expect(form.locator(".error")).to_contain_text("key_reason")
+            await expect(form.locator(".error")).to_contain_text(
+                "key_reason: 关键工序 OP20 须说明为何是关键工序"
+            )
             await expect(row(page, "process", "OP20")).to_have_count(0)
             await form.locator("[name=key_reason]").fill("roundness 2 µm")
             await form.locator("button[type=submit]").click()
@@ -135,8 +137,13 @@ async def test_an_admin_edits_the_registry(browser: Browser, database_url: str) 
             await expect(problems).to_have_count(2)
             await expect(problems.nth(0)).to_have_attribute("data-row", "2")
             await expect(problems.nth(0)).to_have_attribute("data-field", "control_type")
+            await expect(problems.nth(0)).to_contain_text(
+                "'CNCX' 不是 CNC、PLC、DCS、ROBOT、MANUAL 之一"
+            )
             await expect(problems.nth(1)).to_have_attribute("data-row", "3")
             await expect(problems.nth(1)).to_have_attribute("data-field", "declared_nc")
+            await expect(problems.nth(1)).to_contain_text("'maybe' 不是 true 或 false")
+            await screenshot(page, "registry-sheet-refused", "zh-CN")
             await expect(row(page, "equipment", "M2")).to_have_count(0)
             good = sheet + "S1,L1,M2,Lathe 2,CNC,true,OP20,12\n"
             await page.set_input_files("#sheet", files=sheet_file(good))
@@ -151,6 +158,15 @@ async def test_an_admin_edits_the_registry(browser: Browser, database_url: str) 
                 row(page, "equipment", "M2").locator("[data-field=declared_nc]")
             ).to_have_text("Yes")
             await screenshot(page, "registry", "en")
+            # the API's refusals follow the reader's switch
+            await page.set_input_files("#sheet", files=sheet_file(bad))
+            await page.click("#import button[type=submit]")
+            await expect(problems).to_have_count(2)
+            await expect(problems.nth(0)).to_contain_text(
+                "'CNCX' is not one of CNC, PLC, DCS, ROBOT, MANUAL"
+            )
+            await expect(problems.nth(1)).to_contain_text("'maybe' is not true or false")
+            await screenshot(page, "registry-sheet-refused", "en")
         assert w.unexpected() == []
 
         # what the page did is what the registry holds now

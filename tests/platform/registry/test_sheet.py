@@ -90,7 +90,7 @@ def test_every_broken_row_is_named_with_its_field() -> None:
     assert [(p.row, p.field) for p in caught.value.problems] == [
         (row, field) for row, (field, _) in sorted(BROKEN.items())
     ]
-    messages = [p.message for p in caught.value.problems]
+    messages = [str(p.message) for p in caught.value.problems]
     assert "'CNCX' is not one of CNC, PLC, DCS, ROBOT, MANUAL" in messages[0]
     assert "'maybe' is not true or false" in messages[1]
     assert "no line 'L9' at site S1" in messages[2]
