@@ -83,7 +83,7 @@ class Maintenance(_Model):
     @model_validator(mode="after")
     def _check(self) -> Maintenance:
         if self.end <= self.start:
-            raise ValueError(f"maintenance from {self.start.isoformat()}: end is not after start")
+            raise Said(Text("registry.maintenance", start=self.start.isoformat()))
         return self
 
 
@@ -113,10 +113,10 @@ class Line(_Model):
         if self.shifts is not None:
             try:
                 parse_shifts(self.shifts)
-            except ValueError as exc:
-                raise ValueError(f"line {self.code}: shifts: {exc}") from None
+            except Said as exc:
+                raise Said(Text("registry.line_shifts", line=self.code, problem=exc.text)) from None
         if self.workdays is not None and any(not 0 <= d <= 6 for d in self.workdays):
-            raise ValueError(f"line {self.code}: workdays are 0 (Monday) .. 6 (Sunday)")
+            raise Said(Text("registry.line_workdays", line=self.code))
         return self
 
 

@@ -169,8 +169,8 @@ def test_validation_messages_are_worded_in_both_languages(kind: str) -> None:
 
 
 def validators(root: Path = PLATFORM) -> dict[str, list[ast.Raise]]:
-    """Every pydantic validator of the platform's modules (by ``module:function``) with the
-    ``raise`` statements in it."""
+    """Every pydantic validator of the platform's modules (by ``module:function:line``: a module
+    may hold several of one name) with the ``raise`` statements in it."""
     found: dict[str, list[ast.Raise]] = {}
     for path in sorted(root.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text("utf-8"))):
@@ -178,7 +178,7 @@ def validators(root: Path = PLATFORM) -> dict[str, list[ast.Raise]]:
                 "validator" in ast.unparse(d) for d in node.decorator_list
             ):
                 raises = [n for n in ast.walk(node) if isinstance(n, ast.Raise)]
-                found[f"{path.relative_to(root)}:{node.name}"] = raises
+                found[f"{path.relative_to(root)}:{node.name}:{node.lineno}"] = raises
     return found
 
 
@@ -209,8 +209,12 @@ def test_a_validator_raising_english_is_found(tmp_path: Path) -> None:
         "        if value == 'x':\n"
         "            raise ValueError(f'site {value}: a bad code')\n"
         "        return value\n"
+        "class Line(BaseModel):\n"
+        "    @model_validator(mode='after')\n"
+        "    def _code(self):\n"
+        "        raise ValueError('a line of the same name')\n"
     )
-    assert unworded(validators(tmp_path)) == ["model.py:_code:7"]
+    assert unworded(validators(tmp_path)) == ["model.py:_code:3:7", "model.py:_code:11:12"]
 
 
 def test_a_problem_a_validator_found_is_worded_in_the_requests_language() -> None:
