@@ -45,7 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Serve every simulated machine of the scenario. OPC UA hosts listen on "
         "opc.tcp://HOST:PORT/plantwire/PATH (security None), Modbus machines on their own "
         "ports; ports follow --base-port in scenario order (OPC UA first). MQTT devices "
-        "publish vendor JSON to --mqtt-url. Times in the scenario are simulated seconds.",
+        "publish vendor JSON to --mqtt-url. Times in the scenario are simulated seconds after "
+        "--start, or local times of a site (a fault's or an outage's 'at').",
     )
     _scenario_args(run)
     run.add_argument(
