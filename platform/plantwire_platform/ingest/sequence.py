@@ -4,8 +4,10 @@ Every message of an edge node after its NBIRTH carries ``seq`` = previous + 1 (m
 worker reading a node's stream in order sees a gap at once; workers sharing a subscription
 each see a part, and merge what they saw into one :class:`Ledger` per node (kept in the
 database). The ledger holds the next expected seq and a 128-bit window of seqs already seen
-beyond it; a hole in that window that outlives ``wait_s`` is a gap. After a gap the ledger
-skips past it, so one gap asks for one rebirth.
+beyond it; a hole in that window that outlives ``wait_s`` is a gap. The timer starts when a
+seq is first seen beyond a missing one, and again when that hole closes while seqs beyond
+another one wait (even within one batch), so a late seq never shortens the next hole's wait.
+After a gap the ledger skips past it, so one gap asks for one rebirth.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ def merge(
             return ledger, False
         ledger = Ledger(birth_ts)
     expected, ahead, hole_since = ledger.expected, ledger.ahead, ledger.hole_since
+    filled = False  # the hole the timer was started for is closed
     for seq in seqs:
         if expected is None:
             expected = (seq + 1) % 256
             continue
         distance = (seq - expected) % 256
         if distance == 0:
+            filled = filled or bool(ahead)
             expected = (expected + 1) % 256
             ahead >>= 1
             while ahead & 1:
@@ -61,8 +65,8 @@ def merge(
         # else: behind the window - a duplicate or a straggler, nothing to learn
     gap = False
     if ahead:
-        if hole_since is None:
-            hole_since = now
+        if hole_since is None or filled:  # a hole left after another one closed gets the
+            hole_since = now  # whole wait from now: never asked about early, at worst late
         if now - hole_since >= wait_s:
             assert expected is not None
             expected = (expected + ahead.bit_length()) % 256

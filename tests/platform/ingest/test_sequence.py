@@ -43,6 +43,19 @@ def test_a_gap_is_reported_once() -> None:
     assert gaps == 1 and ledger.expected == 9
 
 
+def test_a_hole_after_a_closed_one_gets_the_whole_wait() -> None:
+    """4 before 3 starts the timer; 3 then closes that hole in the batch that opens the next
+    one (8 before 7): the new hole waits its whole time from that batch, not from 4's."""
+    ledger, gap = merge(reset(B, 2), B, [4], 0.0, 1.5)
+    assert not gap and ledger.hole_since == 0.0
+    ledger, gap = merge(ledger, B, [3, 5, 6, 8], 1.0, 1.5)
+    assert not gap and (ledger.expected, ledger.hole_since) == (7, 1.0)
+    ledger, gap = merge(ledger, B, [9], 2.0, 1.5)  # 2.0 s after 4, 1.0 s after the hole
+    assert not gap
+    ledger, gap = merge(ledger, B, [10], 2.5, 1.5)
+    assert gap and ledger.expected == 11
+
+
 def test_seqs_of_an_older_birth_are_ignored_and_a_newer_one_restarts() -> None:
     ledger = reset(B, 0)
     same, gap = merge(ledger, B - 1, [7, 9], 0.0, 0.0)
