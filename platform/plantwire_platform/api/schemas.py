@@ -14,6 +14,7 @@ class Enterprise(BaseModel):
     uscc: str = Field(description="unified social credit code")
     name: str
     region: str
+    timezone: str = Field(description="the IANA time zone of its first site (UTC without one)")
     sites: int
     equipment: int
 

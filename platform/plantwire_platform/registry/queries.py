@@ -12,6 +12,8 @@ async def list_enterprises(conn: psycopg.AsyncConnection[Any]) -> list[dict[str,
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT e.id, e.code, e.uscc, e.name, e.region,"
+            " coalesce((SELECT timezone FROM site WHERE enterprise_id = e.id ORDER BY id"
+            " LIMIT 1), 'UTC') AS timezone,"
             " (SELECT count(*) FROM site s WHERE s.enterprise_id = e.id) AS sites,"
             " (SELECT count(*) FROM equipment q JOIN site s ON s.id = q.site_id"
             "   WHERE s.enterprise_id = e.id) AS equipment"

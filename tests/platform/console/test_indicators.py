@@ -131,11 +131,21 @@ async def test_oee_over_time(browser: Browser, database_url: str) -> None:
             await expect(whole.locator("th")).to_have_text("全企业")
             await expect(whole.locator("td")).to_have_text(["88.9%", "72.9%", "97.7%", "63.3%"])
             await expect(page.locator("#oee-trend canvas")).to_have_count(1)
+            # the window is the address's, cut by day: not "the last 7 days"
+            span = page.locator("select[name=span] option:checked")
+            await expect(span).to_have_text("所给时间范围，按天")
+            await expect(page.locator("#window-text")).to_have_text(
+                "2026/10/05 09:00:00 至 2026/10/06 12:00:00"
+            )
             await screenshot(page, "indicators-oee", "zh-CN")
             await page.click("[data-language=en]")
             await expect(rows.nth(1).locator("td")).to_have_text(["61.3%", "75%", "83.3%", "98%"])
             await expect(page.locator("#oee-buckets caption")).to_have_text(
                 "The enterprise's OEE by period"
+            )
+            await expect(span).to_have_text("The window asked for, by day")
+            await expect(page.locator("#window-text")).to_have_text(
+                "05/10/2026, 09:00:00 – 06/10/2026, 12:00:00"
             )
             await screenshot(page, "indicators-oee", "en")
         assert w.unexpected() == []

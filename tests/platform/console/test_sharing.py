@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
@@ -167,7 +168,7 @@ async def visible_entries(database_url: str, ent: int, up_to: int) -> list[tuple
 
 
 async def test_offer_hold_and_page_back(browser: Browser, database_url: str) -> None:
-    sup, _, supplier, partner = await two_enterprises(database_url)
+    sup, par, supplier, partner = await two_enterprises(database_url)
     async with serving(secured(database_url, api_port=free_port())) as base:
         async with watched(browser, "zh-CN") as w:
             w.expected.append("status of 422")  # the inconsistent offer below
@@ -273,4 +274,26 @@ async def test_offer_hold_and_page_back(browser: Browser, database_url: str) -> 
             )
             await expect(page.locator("#audit-count")).to_contain_text(str(len(truth)))
             await screenshot(page, "sharing-audit", "zh-CN")
+        assert w.unexpected() == []
+
+        # a chain analyst of the partner (not an admin) reads its times in its zone too
+        site = {"code": "P1", "name": "Plant", "edge_node": "P1-GW", "timezone": "America/New_York"}
+        async with httpx.AsyncClient(base_url=base) as client:
+            made = await client.post(
+                f"/api/v1/enterprises/{par}/sites",
+                json=site,
+                headers=await token_of(client, "par.admin", partner),
+            )
+            assert made.status_code == 201, made.text
+        analyst = await register(database_url, "par.analyst", "chain_analyst", par)
+        async with watched(browser, "en") as w:
+            page = await w.page()
+            await sign_in(page, base, "par.analyst", analyst, next="/console/sharing")
+            rows = page.locator("#audit tbody tr[data-entry]")
+            await expect(rows.first).to_be_visible()
+            newest = int(await rows.first.get_attribute("data-entry") or 0)
+            at = (await visible_entries(database_url, par, newest))[0][1]
+            await expect(rows.first.locator("td").nth(1)).to_have_text(
+                at.astimezone(ZoneInfo("America/New_York")).strftime("%d/%m/%Y, %H:%M:%S")
+            )
         assert w.unexpected() == []

@@ -13,6 +13,12 @@ PW.start(async () => {
   if (enterprise === null) return;
   const form = document.getElementById("window");
   form.span.value = PW.param("span") || "";
+  if (PW.param("from") && PW.param("to")) {
+    // the address names the window: the choice is only how to cut it, not how far back
+    for (const option of form.span.options) {
+      option.textContent = PW.t(`indicators.span_given.${option.value || "whole"}`);
+    }
+  }
   const [trend, oeeTrend] = ["trend", "oee-trend"].map((id) => echarts.init(
     document.getElementById(id), null, { locale: PW.language === "en" ? "EN" : "ZH" }));
   addEventListener("resize", () => [trend, oeeTrend].forEach((c) => c.resize()));

@@ -2,8 +2,9 @@
 // a dataset), the grant requests waiting for its decision, the grants it gives or holds (with
 // the actions the partner interface lets it take on each), and the audit log page by page with
 // its verification; all from /partner/v1 with the signed-in person's token (its refusals are the
-// page's). The other party is named; times are in the enterprise's time zone (its first site's)
-// for its admins, who may read the enterprise, else in the browser's.
+// page's). The other party is named; times are in the enterprise's time zone (its first site's,
+// as the enterprise listing answers it to every role that reads the enterprise), else (platform
+// admins, bound to none) in the browser's.
 "use strict";
 (() => {
   const AUDIT_PAGE = 50;
@@ -200,8 +201,9 @@
     const me = PW.me();
     own = me.ent ?? null;
     admin = me.role === "enterprise_admin";
-    if (admin && own !== null) {  // times in its enterprise's zone (its admins read it)
-      zone = (await PW.api(`/api/v1/enterprises/${encodeURIComponent(own)}`)).timezone;
+    if (own !== null) {  // times in its enterprise's zone, whatever the reader's role
+      const mine = (await PW.api("/api/v1/enterprises")).find((e) => e.id === own);
+      zone = mine ? mine.timezone : undefined;
     }
     await load();
     if (admin) offerForm();
