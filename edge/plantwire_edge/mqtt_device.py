@@ -13,6 +13,15 @@ life). Silence is measured on the gateway's clock, so it scales with an accelera
 simulation, and a silent device is stamped offline one interval after it last spoke (by its
 own timestamp when it gives a sane one: when it should have spoken next), not when the
 timeout noticed it.
+
+Silence is concluded from what the broker had, not from what reached the gateway in time: when
+the timeout runs out the adapter publishes a probe on its own topic (``PROBE_PREFIX``, one per
+connection) and decides when it comes back. The broker passes a connection's messages on in
+order, so whatever the device published before the probe has then been handled: a gateway that
+fell behind (a busy CPU, a stalled socket; at 600x a tenth of a wall second is a minute of
+the clock) never takes a device that kept publishing for silent. A broker that does not pass
+the probe on (its ACL refuses the topic) is told by its silence for ``PROBE_WAIT_S`` wall
+seconds; the timeout alone decides on that connection from then on.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +45,12 @@ from plantwire_edge.status import AdapterStatus, Throttle
 from plantwire_edge.values import ClockCheck
 
 log = logging.getLogger(__name__)
+
+PROBE_PREFIX = "plantwire-edge/probe"
+"""The adapter's probe topic is ``{PROBE_PREFIX}/{client id}``."""
+PROBE_WAIT_S = 5.0
+"""Wall seconds a probe may take to come back before the broker is taken not to pass it on
+(shorter than the two keep-alive periods in which a dead broker connection is noticed)."""
 
 
 class TimestampError(ValueError):
@@ -87,10 +103,17 @@ class MqttDeviceAdapter:
         self._spoke_ms = 0  # when the device last spoke: its own timestamp, if it gives one
         self._had_data = False
         self.topics = [t for t in (device.topic, device.heartbeat_topic, device.status_topic) if t]
+        self.client_id = f"plantwire-edge-{device.device_id}-{uuid.uuid4().hex[:8]}"
+        self.probe_topic = f"{PROBE_PREFIX}/{self.client_id}"
+        self._client: MqttClient | None = None
+        self._probe: tuple[str, float] | None = None  # the probe out: (payload, wall sent)
+        self.probes = 0
+        self._probing = True  # False once the broker did not pass a probe on
+        self._answered = False  # whether a probe ever came back
 
     async def run(self, stop: asyncio.Event) -> None:
         dev = self.device
-        client_id = f"plantwire-edge-{dev.device_id}-{uuid.uuid4().hex[:8]}"
+        client_id = self.client_id
         delay = 0.5
         while not stop.is_set():
             client = MqttClient(parse_mqtt_url(dev.broker_url), client_id)
@@ -98,6 +121,7 @@ class MqttDeviceAdapter:
                 await client.connect()
                 for topic in self.topics:
                     await client.subscribe(topic, qos=1)
+                await self._subscribe_probe(client)
             except (MqttError, TimeoutError) as exc:
                 self.status.set_state("disconnected", str(exc))
                 self._throttle(log, "connect", "%s: %s", dev.device_id, exc)
@@ -108,9 +132,11 @@ class MqttDeviceAdapter:
                 continue
             delay = 0.5
             self.status.connects += 1
+            self._client = client
             try:
                 await self._listen(client, stop)
             finally:
+                self._client = self._probe = None
                 await client.disconnect()
         self.channel.set_offline()
         self.connected.clear()
@@ -156,16 +182,78 @@ class MqttDeviceAdapter:
         speed = float(getattr(self.clock, "speed", 1.0))
         return max(0.005, min(1.0, silence / speed / 4))
 
+    async def _subscribe_probe(self, client: MqttClient) -> None:
+        if self.device.silence_s is None or not self._probing:
+            return
+        try:
+            await client.subscribe(self.probe_topic, qos=1)
+        except MqttError as exc:  # the broker's ACL refuses it: the timeout alone decides
+            log.info(
+                "%s: no probe (%s): silence judged by the timeout alone", self.device.device_id, exc
+            )
+            self._probing = False
+
     def check_silence(self) -> None:
-        """Take the device offline when it has been silent for its silence timeout."""
-        dev = self.device
-        silence = dev.silence_s
+        """Take the device offline when it has been silent for its silence timeout, as the
+        broker's answer to a probe confirms (see the module docstring)."""
+        silence = self.device.silence_s
         if silence is None or not self.channel.online:
             return
         now = self.clock.now_ms()
         if now - self._last_seen_ms <= silence * 1000:
             return
-        log.info("%s: silent for %g s: offline", dev.device_id, silence)
+        client = self._client
+        if self._probing and client is not None and client.connected.is_set():
+            if self._probe is None:
+                self.probes += 1
+                payload = f"{self.probes} {now}"
+                self._probe = (payload, time.monotonic())
+                fut = client.publish_nowait(self.probe_topic, payload.encode(), qos=1)
+                fut.add_done_callback(self._probe_published)
+                return
+            if time.monotonic() - self._probe[1] < PROBE_WAIT_S:
+                return
+            if not self._answered:
+                log.warning(
+                    "%s: the broker did not pass the probe on %s on within %g s: silence "
+                    "judged by the timeout alone",
+                    self.device.device_id,
+                    self.probe_topic,
+                    PROBE_WAIT_S,
+                )
+                self._probing = False
+            self._probe = None
+        self._offline(now)
+
+    def _probe_published(self, fut: asyncio.Future[None]) -> None:
+        if fut.cancelled() or fut.exception() is None:
+            return
+        if self._probe is not None and isinstance(fut.exception(), MqttError):
+            log.warning("%s: probe refused (%s): silence judged by the timeout alone",
+                        self.device.device_id, fut.exception())  # fmt: skip
+            self._probing = False
+            self._probe = None
+            self.check_silence()
+
+    def _probe_back(self, message: Message) -> None:
+        """A probe came back: everything published before it has been handled."""
+        text = message.payload.decode("ascii", errors="replace")
+        if self._probe is None or text != self._probe[0]:
+            return  # an earlier connection's
+        self._probe = None
+        self._answered = True
+        silence = self.device.silence_s
+        sent = int(text.partition(" ")[2])
+        if (
+            silence is not None
+            and self.channel.online
+            and sent - self._last_seen_ms > silence * 1000
+        ):
+            self._offline(sent)
+
+    def _offline(self, now: int) -> None:
+        dev = self.device
+        log.info("%s: silent for %g s: offline", dev.device_id, dev.silence_s)
         due = self._spoke_ms + round((dev.interval_s or 0) * 1000)
         self.channel.set_offline(min(now, due))
 
@@ -179,6 +267,9 @@ class MqttDeviceAdapter:
         """Map one payload to values (or to presence, on the heartbeat and status topics);
         anything malformed is counted, logged and skipped."""
         dev = self.device
+        if message.topic == self.probe_topic:
+            self._probe_back(message)
+            return
         try:
             if dev.status_topic is not None and topic_matches(dev.status_topic, message.topic):
                 self._status(message)

@@ -60,7 +60,7 @@ def gateway_config(
             devices.append(_modbus(machine, modbus[machine.code], metrics, speed))
         elif machine.protocol == "mqtt" and mqtt_topics and machine.code in mqtt_topics:
             broker = device_broker_url or mqtt_url
-            devices.append(_mqtt(machine, broker, mqtt_topics[machine.code], metrics, speed))
+            devices.append(_mqtt(machine, broker, mqtt_topics[machine.code], metrics))
     config: dict[str, Any] = {
         "group_id": enterprise.code,
         "edge_node_id": site.edge_node,
@@ -148,9 +148,7 @@ def poll_interval_ms(machine: Machine, speed: float = 1.0) -> int:
     return max(MIN_POLL_MS, round(max(100.0, simulated) / speed))
 
 
-def _mqtt(
-    machine: Machine, broker_url: str, topic: str, metrics: str, speed: float
-) -> dict[str, Any]:
+def _mqtt(machine: Machine, broker_url: str, topic: str, metrics: str) -> dict[str, Any]:
     profile = profile_of(machine)
     fields = [{"path": spec.name, **_point(spec)} for spec in _specs(machine, metrics)]
     device: dict[str, Any] = {
@@ -162,19 +160,12 @@ def _mqtt(
         "timestamp_format": getattr(profile, "timestamp_format", "epoch_ms"),
         # the device speaks at least this often (simulated seconds, as is the gateway's clock):
         # three missed heartbeats and the gateway takes it offline, stamped when the first
-        # missed one was due
+        # missed one was due; at any speed, since the gateway asks the broker before it
+        # concludes a silence (plantwire_edge.mqtt_device)
         "interval_s": interval_s(machine),
     }
-    silence = silence_s(machine, speed)
-    if silence is not None:
-        device["offline_after_s"] = silence
     device["fields"] = fields
     return device
-
-
-SILENCE_WALL_S = 1.0
-"""On an accelerated clock a silence timeout lasts at least this many wall seconds, so that a
-gateway busy for a moment does not take a device for silent."""
 
 
 def interval_s(machine: Machine) -> float:
@@ -183,13 +174,6 @@ def interval_s(machine: Machine) -> float:
     if getattr(profile_of(machine), "periodic", False):
         every = min(every, machine.behaviour.sample_s)
     return every
-
-
-def silence_s(machine: Machine, speed: float) -> float | None:
-    """The silence timeout of an MQTT device at ``speed`` (None: the gateway's default of
-    three intervals, which lasts long enough in wall time)."""
-    longer = SILENCE_WALL_S * speed
-    return round(longer, 3) if longer > 3 * interval_s(machine) else None
 
 
 def to_toml(config: dict[str, Any]) -> str:

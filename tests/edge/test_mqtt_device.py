@@ -4,10 +4,12 @@ timestamps in three formats, malformed payloads counted and never fatal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -185,6 +187,92 @@ async def test_a_silent_device_goes_offline_when_its_next_message_was_due(
             await device.publish(f"plant/{unique}/ws", json.dumps({"good": 2}).encode())
             await probe.wait_for(lambda: probe.count("DBIRTH") == 2, "birth again")
     finally:
+        await device.disconnect()
+
+
+class HeldRelay:
+    """A TCP relay to the broker whose broker-to-client direction can be held (its bytes kept
+    back, then passed on in order): a gateway that falls behind what its broker sent."""
+
+    def __init__(self, broker_url: str) -> None:
+        self.broker = parse_mqtt_url(broker_url)
+        self.broker_url = broker_url
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        parts = urlsplit(self.broker_url)
+        auth = parts.netloc.rpartition("@")[0]
+        return urlunsplit(parts._replace(netloc=f"{auth}@127.0.0.1:{port}" if auth else
+                                         f"127.0.0.1:{port}"))  # fmt: skip
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        self.flowing.set()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.broker.host, self.broker.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, held: bool) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    if held:
+                        await self.flowing.wait()
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+
+
+async def test_a_gateway_behind_its_broker_does_not_take_a_publishing_device_for_silent(
+    mqtt_url: str, group: str, unique: str
+) -> None:
+    """interval_s 0.4 (silent after 1.2 s). The device publishes every 0.1 s while what the
+    broker sends the gateway is held back for 2 s: by the gateway's clock the device is silent,
+    but the probe comes back behind the device's messages, so it stays online. Once it stops
+    publishing, it goes offline, stamped when its next message was due."""
+    device = MqttClient(parse_mqtt_url(mqtt_url), f"device-{unique}")
+    await device.connect()
+    relay = HeldRelay(mqtt_url)
+    talking = True
+    sent = 0
+
+    async def talk() -> None:
+        nonlocal sent
+        while talking:
+            sent += 1
+            await device.publish(f"plant/{unique}/ws", json.dumps({"good": sent}).encode())
+            await asyncio.sleep(0.1)
+
+    try:
+        async with relay as relayed, probe_on(mqtt_url, group) as probe:
+            cfg = _liveness_config(relayed, group, unique, interval_s=0.4)
+            cfg = cfg.model_copy(update={"mqtt_url": mqtt_url})
+            async with running(cfg) as gateway:
+                adapter = gateway.adapters[0]
+                await asyncio.wait_for(adapter.connected.wait(), 10)
+                talker = asyncio.create_task(talk())
+                await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "birth")
+                relay.flowing.clear()
+                await asyncio.sleep(2.0)
+                assert adapter.probes >= 1  # the timeout ran out; the probe is held back too
+                relay.flowing.set()
+                await probe.wait_for(lambda: adapter.status.values >= sent - 1, "caught up")
+                await asyncio.sleep(0.5)
+                assert probe.count("DDEATH") == 0 and adapter.channel.online
+                talking = False
+                await talker
+                last = adapter.clock.now_ms()
+                await probe.wait_for(lambda: probe.count("DDEATH") == 1, "death after silence", 5)
+                death = probe.payloads("DDEATH", "WS-01")[0]
+                assert last - 100 <= death.timestamp <= last + 400
+    finally:
+        talking = False
         await device.disconnect()
 
 

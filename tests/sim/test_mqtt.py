@@ -266,7 +266,8 @@ async def test_a_silently_dropped_station_is_offline_from_when_it_fell_silent(
     ):  # fmt: skip
         config = factory.gateway_config(e, s, mosquitto.url, None, protocols=PROTOCOLS)
         station = next(d for d in config["devices"] if d["device_id"] == "STN-1")
-        assert (station["interval_s"], station["offline_after_s"]) == (1.0, 10.0)
+        # three silent intervals (3 simulated seconds, 0.3 wall seconds) whatever the speed
+        assert station["interval_s"] == 1.0 and "offline_after_s" not in station
         gateway = Gateway(EdgeConfig.model_validate(config), clock=factory.clock)
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
