@@ -424,6 +424,7 @@ class EdgeNode:
                     encode_birth(Payload(timestamp=at, seq=self._next_seq())),
                 )
                 dev.death_due = dev.born = False
+                dev.died_at = at
                 self.stats.device_deaths += 1
                 if dev.online:
                     self._device_birth(client, dev)
@@ -494,9 +495,12 @@ class EdgeNode:
         metrics.sort(key=lambda m: m.timestamp or 0)  # values in chronological order
         # a device found again while the node was connected is born as of when it was found,
         # not when the births were next pumped (at 600x a pump's wait is a simulated minute)
-        at = at or dev.kept_since or max(dev.online_at, self.birth_ts) or None
+        at = at or dev.kept_since or max(dev.online_at, self.birth_ts) or now
+        # ...and after its last death: a birth in the death's millisecond (a clock held by a
+        # simulation, a device lost and found within it) would be taken for the dead one's
+        at = max(at, dev.died_at + 1) if dev.died_at else at
         dev.kept_since = None
-        payload = Payload(timestamp=at or now, seq=self._next_seq(), metrics=tuple(metrics))
+        payload = Payload(timestamp=at, seq=self._next_seq(), metrics=tuple(metrics))
         self._publish(client, self._topic(MessageType.DBIRTH, dev.device_id), encode_birth(payload))
         dev.born, dev.rebirth, dev.birth_keys, dev.checked = True, False, keys, len(dev.current)
 

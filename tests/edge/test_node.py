@@ -324,6 +324,30 @@ async def test_a_device_found_again_is_born_as_of_when_it_was_found(
     assert [p.timestamp for p in probe.payloads("DBIRTH")] == [T0, T0 + 30_000]
 
 
+async def test_a_device_read_before_it_is_found_is_born_after_its_death_on_a_held_clock(
+    mqtt_url: str, group: str, tmp_path: Path
+) -> None:
+    """A simulation holds its clock at its start until every device is born: values read
+    before the adapter finds the device go out as a lost device's backlog (born, then dead at
+    the held time), and the device found then is born a millisecond later, not in its death's
+    millisecond (where the host took the birth for the dead one's: no session)."""
+    clock = SteppedClock(T0)
+    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", None), clock=clock)
+    dev = node.channel("M1")
+    count = dev.metric("Count", DataType.UInt32)
+    stop = asyncio.Event()
+    async with probe_on(mqtt_url, group) as probe:
+        task = asyncio.create_task(node.run(stop))
+        dev.put(count, 0, T0)  # the first notification, before the adapter says online
+        await probe.wait_for(lambda: probe.count("DDEATH") == 1, "the backlog's death")
+        dev.set_online([(count, 0, T0)])
+        await probe.wait_for(lambda: probe.count("DBIRTH") == 2, "DBIRTH of the found device")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert [p.timestamp for p in probe.payloads("DDEATH")] == [T0]
+    assert [p.timestamp for p in probe.payloads("DBIRTH")] == [T0, T0 + 1]
+
+
 async def test_commits_leave_the_event_loop_once_one_is_slow(
     mqtt_url: str, group: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
