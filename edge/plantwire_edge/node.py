@@ -54,6 +54,7 @@ WRITER_S = 30.0  # ... sends the following ones to the writer thread for this lo
 @dataclass
 class NodeStats:
     published: int = 0  # messages of every kind
+    acknowledged: int = 0  # messages of every kind the broker took (PUBACK; QoS 0: sent)
     values_sent: int = 0  # DDATA metrics published
     values_acked: int = 0  # DDATA metrics acknowledged by the broker
     values_committed: int = 0  # DDATA metrics the primary host confirmed as committed
@@ -391,8 +392,13 @@ class EdgeNode:
         self.stats.published += 1
         self._sent_ms = self.clock.now_ms()
         future = client.publish_nowait(topic, payload, qos=self._qos)
-        future.add_done_callback(_observed)  # a lost connection is handled by detached()
+        future.add_done_callback(self._observed)  # a lost connection is handled by detached()
         return future
+
+    def _observed(self, future: asyncio.Future[None]) -> None:
+        _observed(future)
+        if not future.cancelled() and future.exception() is None:
+            self.stats.acknowledged += 1
 
     def _pump(self) -> None:
         """Publish births, deaths and queued batches, as far as the window allows."""
