@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from asyncua import ua
 
 from plantwire_bus.mosquitto import MosquittoProcess, free_port, start_mosquitto
@@ -209,6 +210,7 @@ async def ingest(database_url: str, mqtt_url: str, host: str) -> AsyncIterator[I
         await asyncio.wait_for(task, 15)
 
 
+@pytest.mark.long  # a minute and more of outages: after the main suite (.ci/run)
 async def test_broker_outage_and_gateway_kill_lose_nothing(
     private_mosquitto: MosquittoProcess, database_url: str, unique: str, tmp_path: Path
 ) -> None:

@@ -69,7 +69,8 @@ async def test_demo_hour_at_150x(
     await demo_hour_at_150x(database_url, mqtt_url, tmp_path, unique)
 
 
-@pytest.mark.backends("postgres")  # 108 s of wall time: its storage paths are the demo hour's
+@pytest.mark.long  # 108 s of wall time on a quiet machine: after the main suite (.ci/run)
+@pytest.mark.backends("postgres")  # its storage paths are the demo hour's
 async def test_chain_shift_change_at_5x(
     database_url: str, mqtt_url: str, tmp_path: Path, unique: str
 ) -> None:

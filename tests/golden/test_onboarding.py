@@ -186,6 +186,7 @@ async def provision(
             await asyncio.sleep(0.1)
 
 
+@pytest.mark.backends("postgres")  # the same figures on TimescaleDB: test_golden's demo hour
 async def test_a_plant_onboarded_through_the_api_reports_the_scenario_figures(
     database_url: str, mqtt_url: str, tmp_path: Path, unique: str
 ) -> None:

@@ -162,6 +162,7 @@ def bounded_run(
     return check
 
 
+@pytest.mark.long  # every operation x EXAMPLES cases, about two minutes: after the main suite
 def test_partner_api_conforms_to_its_schema(
     served: tuple[str, dict[str, str], dict[str, int]],
 ) -> None:
