@@ -7,11 +7,11 @@ import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, Field
 
-from plantwire_platform.errors import ApiError
+from plantwire_platform.errors import ApiError, language_of
 from plantwire_platform.partner import audit, audit_chain, catalog, grants, webhooks
 from plantwire_platform.partner.context import (
     Conn,
@@ -100,7 +100,7 @@ class Verification(BaseModel):
     rows: int = Field(description="entries checked")
     head: dict[str, Any] = Field(description="the head checked against: id and hash")
     bad_id: int | None = Field(description="the first entry that does not fit")
-    problem: str
+    problem: str = Field(description="why the chain does not verify ('' when it does)")
     anchors: list[int] = Field(description="ids of the anchors found intact")
 
 
@@ -138,6 +138,7 @@ def audit_routes(r: APIRouter, ctx: Context) -> None:
 
     @r.get("/audit/verify", response_model=Verification, tags=tags, name="audit.verify")
     async def verify(
+        request: Request,
         caller: Who,
         note: Noted,
         anchor_id: Annotated[
@@ -167,7 +168,7 @@ def audit_routes(r: APIRouter, ctx: Context) -> None:
             rows=verdict.rows,
             head={"id": verdict.head_id, "hash": verdict.head_hash},
             bad_id=verdict.bad_id,
-            problem=verdict.problem,
+            problem=verdict.problem.worded(language_of(request)) if verdict.problem else "",
             anchors=verdict.anchors,
         )
 

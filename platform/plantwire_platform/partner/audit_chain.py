@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 
+from plantwire_platform.translation import Text
+
 GENESIS = "0" * 64
 COLUMNS = (
     "id",
@@ -132,18 +134,19 @@ class Anchor:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The result of checking the chain: ``bad_id`` is the first entry that does not fit (or
-    the head's id when the chain's end does not match it)."""
+    the head's id when the chain's end does not match it), ``problem`` why (in the API
+    catalogue's words; ``str()`` its English)."""
 
     rows: int
     head_id: int = 0
     head_hash: str = GENESIS
     bad_id: int | None = None
-    problem: str = ""
+    problem: Text | None = None
     anchors: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problem
+        return self.problem is None
 
 
 async def head(conn: AsyncConnection[Any]) -> tuple[int, str, str]:
@@ -172,7 +175,7 @@ async def verify(
     pending = {a.id: a.hash for a in anchors}
     prev, expected_id, count = GENESIS, 1, 0
 
-    def broken(row_id: int | None, problem: str) -> Verdict:
+    def broken(row_id: int | None, problem: Text) -> Verdict:
         return Verdict(count, head_id, head_hash, row_id, problem)
 
     if conn.info.transaction_status != TransactionStatus.IDLE:
@@ -189,27 +192,27 @@ async def verify(
             count += 1
             row_id = row["id"]
             if row_id > head_id:
-                return broken(row_id, f"entry {row_id} lies beyond the head ({head_id})")
+                return broken(row_id, Text("chain.beyond_head", entry=row_id, head=head_id))
             if row_id != expected_id:
-                return broken(row_id, f"entry {expected_id} is missing before entry {row_id}")
+                return broken(row_id, Text("chain.missing", entry=expected_id, before=row_id))
             if stored_prev != prev:
-                return broken(row_id, "previous-hash link does not match")
+                return broken(row_id, Text("chain.link"))
             if row["key_id"] != key.key_id:
-                return broken(row_id, f"written under key {row['key_id']!r}, not {key.key_id}")
+                return broken(row_id, Text("chain.key", found=row["key_id"], expected=key.key_id))
             if key.link(prev, row) != stored:
-                return broken(row_id, "content does not match its hash")
+                return broken(row_id, Text("chain.content"))
             if pending.get(row_id, stored) != stored:
-                return broken(row_id, f"entry {row_id} differs from the anchor kept for it")
+                return broken(row_id, Text("chain.anchor", entry=row_id))
             pending.pop(row_id, None)
             prev, expected_id = stored, row_id + 1
     last = expected_id - 1
     if last != head_id:
-        return broken(head_id, f"the chain ends at entry {last} but the head is at {head_id}")
+        return broken(head_id, Text("chain.ends", last=last, head=head_id))
     if prev != head_hash:
-        return broken(head_id, f"entry {last} differs from the head")
+        return broken(head_id, Text("chain.head_differs", last=last))
     if not key.head_matches(head_id, head_hash, head_mac):
-        return broken(head_id, "the head's MAC does not match")
+        return broken(head_id, Text("chain.head_mac"))
     if pending:
         first = min(pending)
-        return broken(first, f"anchor {first} lies beyond the end of the chain (entry {last})")
+        return broken(first, Text("chain.anchor_beyond", anchor=first, last=last))
     return Verdict(count, head_id, head_hash, anchors=sorted(a.id for a in anchors))

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -68,8 +69,9 @@ async def audited_traffic(w: World) -> int:
     return head_id
 
 
-async def verify_api(w: World, who: str, **anchors: Any) -> dict[str, Any]:
-    r = await w.client.get("/partner/v1/audit/verify", params=anchors, headers=w.auth(who))
+async def verify_api(w: World, who: str, language: str = "en", **anchors: Any) -> dict[str, Any]:
+    headers = {**w.auth(who), "Accept-Language": language}
+    r = await w.client.get("/partner/v1/audit/verify", params=anchors, headers=headers)
     assert r.status_code == 200, r.text
     result: dict[str, Any] = r.json()
     return result
@@ -206,6 +208,10 @@ async def test_tampering_is_found(world: World, case: str) -> None:
         result = await verify_api(world, who)
         assert (result["ok"], result["bad_id"]) == (False, bad_id), (case, result)
         assert problem in result["problem"], (case, result)
+    # in the reader's language: the Chinese names the same entries
+    chinese = (await verify_api(world, "sup-admin", "zh-CN"))["problem"]
+    assert re.search(r"[\u4e00-\u9fff]", chinese) and chinese != result["problem"], chinese
+    assert sorted(re.findall(r"\d+", chinese)) == sorted(re.findall(r"\d+", result["problem"]))
 
 
 async def test_a_rollback_is_found_with_an_anchor(world: World, tmp_path: Path) -> None:
