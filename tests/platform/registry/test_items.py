@@ -151,6 +151,57 @@ async def test_a_machine_redeclared_nc_changes_the_rate_from_then_on(
     assert len(audit) == 6 + 7 + 1
 
 
+async def test_a_lines_calendar_and_maintenance_set_its_planned_time(
+    plant: tuple[httpx.AsyncClient, dict[str, Any]],
+) -> None:
+    """An admin gives line L1 of a site that plans all day its own shift, 08:00-12:00 on
+    weekdays, and planned maintenance 09:00-10:00 on Monday 2026-10-05 (Shanghai): the
+    lathe's planned time on that Monday is 3 h, on Tuesday 4 h, on Saturday none. A window
+    whose end is not after its start is refused with the field named."""
+    client, w = plant
+    base, admin = f"/api/v1/enterprises/{w['ent']}", w["admin"]
+    for path, body in [
+        ("/sites", {"code": "SZ", "name": "Suzhou", "edge_node": "gw-sz"}),
+        ("/sites/SZ/lines", {"code": "L1", "name": "Line 1"}),
+        ("/sites/SZ/equipment",
+         {"code": "M1", "name": "Lathe", "line": "L1", "control_type": "CNC", "declared_nc": True}),
+    ]:  # fmt: skip
+        got = await client.post(base + path, json=body, params={"effective": BUILT}, headers=admin)
+        assert got.status_code == 201, (path, got.text)
+    calendar = {
+        "shifts": "08:00-12:00",
+        "workdays": [0, 1, 2, 3, 4],
+        "maintenance": [{"start": "2026-10-05T09:00:00+08:00", "end": "2026-10-05T10:00:00+08:00"}],
+    }
+    bad = {"maintenance": [{"start": "2026-10-05T10:00:00+08:00", "end": "2026-10-05T01:00Z"}]}
+    refused = await client.patch(base + "/sites/SZ/lines/L1", json=bad, headers=admin)
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        "sites[0].lines[0].maintenance[0]: maintenance from 2026-10-05T10:00:00+08:00: "
+        "end is not after start"
+    )
+    changed = await client.patch(base + "/sites/SZ/lines/L1", json=calendar, headers=admin)
+    assert changed.status_code == 200, changed.text
+
+    async def planned(day: str) -> float:
+        window = {"from": f"{day}T00:00:00+08:00", "to": f"{day}T23:59:59+08:00"}
+        got = await client.get(f"{base}/indicators/explain", params=window, headers=admin)
+        assert got.status_code == 200, got.text
+        [machine] = got.json()["equipment"]
+        return float(machine["oee"]["planned_s"])
+
+    assert await planned("2026-10-05") == 3 * 3600  # Monday: 08-09, 10-12
+    assert await planned("2026-10-06") == 4 * 3600  # Tuesday
+    assert await planned("2026-10-10") == 0  # Saturday
+    exported = await client.get(f"{base}/registry", params={"format": "json"}, headers=admin)
+    [line] = exported.json()["sites"][0]["lines"]
+    assert (line["shifts"], line["workdays"]) == ("08:00-12:00", [0, 1, 2, 3, 4])
+    [window] = line["maintenance"]
+    assert datetime.fromisoformat(window["start"]) == datetime.fromisoformat(
+        "2026-10-05T09:00:00+08:00"
+    )
+
+
 async def cli(url: str, *args: str) -> tuple[int, str]:
     """``plantwire platform registry <args>`` against the database at ``url``."""
     proc = await asyncio.create_subprocess_exec(
