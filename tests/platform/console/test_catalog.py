@@ -1,19 +1,22 @@
 """Every word of the console and of the API's error details in both languages: the catalogues
 hold the same keys with the same placeholders, every key a template, script or module names
 exists (and every key of the API's catalogue is named somewhere), every message pydantic can
-give has its Chinese, every problem the platform's validators find is a catalogue text, and the
-language of a request is chosen as the browser and the reader's switch say.
+give has its Chinese, every problem the platform's validators find is a catalogue text, no page
+writes words of its own (templates and scripts), and the language of a request is chosen as
+the browser and the reader's switch say.
 
 What reaches a reader is found by construction, not from a list kept here: an API error's
 detail can only be something worded (``ApiError`` takes a ``Worded``, which ``mypy --strict``
 holds every call to), the keys are read from the code, pydantic's error types from
-pydantic, and the validators from the platform's source."""
+pydantic, the validators from the platform's source, and a page's words from its template's
+text and its scripts' string literals."""
 
 from __future__ import annotations
 
 import ast
 import re
 import typing
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ from plantwire_platform import errors, translation
 from plantwire_platform.console import catalog
 from plantwire_platform.console.pages import PAGES
 from plantwire_platform.problems import validation_message
+from plantwire_platform.registry.sheet import COLUMNS
 
 HAN = re.compile(r"[\u4e00-\u9fff]")
 CONSOLE = Path(catalog.__file__).parent
@@ -273,3 +277,122 @@ def test_the_api_speaks_english_unless_asked_otherwise() -> None:
     assert translation.negotiate("fr-FR", None, translation.API_DEFAULT) == "en"
     assert translation.negotiate("zh-TW,en;q=0.5", None, translation.API_DEFAULT) == "zh-CN"
     assert translation.negotiate("en", "zh-CN", translation.API_DEFAULT) == "zh-CN"
+
+
+# -- words written into a page outside the catalogue ------------------------------------------
+
+BRAND = "plantwire"
+TAGS = frozenset(
+    {
+        "a",
+        "button",
+        "caption",
+        "canvas",
+        "code",
+        "div",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "input",
+        "label",
+        "li",
+        "option",
+        "p",
+        "pre",
+        "section",
+        "select",
+        "small",
+        "span",
+        "strong",
+        "table",
+        "tbody",
+        "td",
+        "th",
+        "thead",
+        "tr",
+        "ul",
+    }
+)
+VISIBLE = ("title", "aria-label", "placeholder", "alt")
+LETTERS = re.compile(r"[A-Za-z]")
+# a string literal of a script ("...", '...' or `...` without a ${...}) with two words in it
+PHRASE = re.compile(
+    r"""(["'`])((?:(?!\1)[^\\\n$])*[A-Za-z]{2,} [A-Za-z]{2,}(?:(?!\1)[^\\\n$])*)\1"""
+)
+COMMENT = re.compile(r"^\s*//.*$|\s//.*$|/\*.*?\*/", re.M | re.S)
+SELECTOR = re.compile(r"^[#.\[]|[\[\]=():>]")  # a selector's part: #id, .class, [attr]
+
+
+class _Words(HTMLParser):
+    """The text a template shows (its Jinja expressions taken out) and its visible attributes
+    (title, aria-label, placeholder, alt) that hold letters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self.inside = 0  # in a script or style element
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.inside += tag in ("script", "style")
+        self.found += [v for k, v in attrs if k in VISIBLE and v and LETTERS.search(v)]
+
+    def handle_endtag(self, tag: str) -> None:
+        self.inside -= tag in ("script", "style")
+
+    def handle_data(self, data: str) -> None:
+        if not self.inside and LETTERS.search(data):
+            self.found.append(data.strip())
+
+
+def template_words(text: str) -> list[str]:
+    """The words a template writes itself rather than from the catalogue."""
+    parser = _Words()
+    parser.feed(re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", "", text, flags=re.S))
+    not_words = {BRAND, f"· {BRAND}", ",".join(COLUMNS)}  # the name; the sheet's columns
+    return [w for w in parser.found if w not in not_words]
+
+
+def script_words(text: str, classes: set[str]) -> list[str]:
+    """The phrases a script writes itself: string literals (outside comments) of two words or
+    more that are not CSS classes of the console's style sheet, element names, selectors or the
+    strict-mode directive."""
+    allowed = classes | TAGS | {"use", "strict"}
+    return [
+        phrase
+        for _, phrase in PHRASE.findall(COMMENT.sub("", text))
+        if not all(w in allowed or SELECTOR.search(w) for w in phrase.split())
+    ]
+
+
+def css_classes() -> set[str]:
+    return set(re.findall(r"\.([A-Za-z][\w-]*)", (CONSOLE / "static/console.css").read_text()))
+
+
+def test_pages_write_no_words_of_their_own() -> None:
+    """Every word a page shows comes from the catalogue (in both languages, as the tests above
+    hold): the templates' text and visible attributes, and the scripts' phrases."""
+    templates = sorted(CONSOLE.glob("templates/*.html"))
+    scripts = sorted(CONSOLE.glob("static/*.js"))
+    assert len(templates) > 5 and len(scripts) > 5
+    assert {p.name: template_words(p.read_text("utf-8")) for p in templates} == {
+        p.name: [] for p in templates
+    }
+    classes = css_classes()
+    assert {p.name: script_words(p.read_text("utf-8"), classes) for p in scripts} == {
+        p.name: [] for p in scripts
+    }
+
+
+def test_a_word_written_into_a_page_is_found() -> None:
+    page = (
+        '{% extends "base.html" %}<h2>{{ t("registry.title") }}</h2>'
+        '<button title="Save the entry">{{ t("save") }}</button><p>Nothing yet</p>'
+        "<script>const x = 'not a word';</script>"
+    )
+    assert template_words(page) == ["Save the entry", "Nothing yet"]
+    script = (
+        'PW.status(PW.t("status.loading")); el.className = "label ratio";\n'
+        'el.textContent = "Could not load"; q("thead tr"); `${n} items`;\n'
+    )
+    assert script_words(script, {"label", "ratio"}) == ["Could not load"]
