@@ -152,3 +152,13 @@ async def test_docs_and_redoc_follow_the_console_language(client: httpx.AsyncCli
         chosen = (await client.get(page, headers={"Accept-Language": "en-US"})).text
         assert "/openapi.json?lang=zh-CN" in chosen, page
         client.cookies.clear()
+
+
+async def test_what_depends_on_the_language_says_so_to_caches(client: httpx.AsyncClient) -> None:
+    """Pages, the document and error answers vary by the browser's languages and the cookie
+    that keeps the reader's choice."""
+    for path in ("/docs", "/redoc", "/console/signin", "/openapi.json", "/api/v1/no-such-route"):
+        got = await client.get(path, headers={"Accept-Language": "en"})
+        assert got.headers["vary"] == "Accept-Language, Cookie", path
+    page = await client.get("/console/signin", headers={"Accept-Language": "en"})
+    assert page.headers["content-language"] == "en"
