@@ -17,7 +17,8 @@ from plantwire_platform import translation
 def validation_message(language: str, error: Any) -> str:
     """A validation error's message in ``language``: pydantic's own in English (what clients
     always got; the English catalogue holds its wording for translators), else by its type from
-    the API's catalogue (``validation.<type>``, its context filling the placeholders); a
+    the API's catalogue (``validation.<type>``, its context filling the placeholders, the
+    reason a date, time or duration did not parse from ``validation.reason.<English>``); a
     problem the code found and worded (a ``value_error`` of a
     :class:`~plantwire_platform.translation.Said`) in its own words; else pydantic's
     English."""
@@ -34,6 +35,9 @@ def validation_message(language: str, error: Any) -> str:
         k: int(v) if isinstance(v, float) and v.is_integer() else v
         for k, v in (error.get("ctx") or {}).items()
     }
+    reason = ctx.get("error")
+    if isinstance(reason, str):  # why a date, time or duration did not parse, in its words
+        ctx["error"] = translation.API.messages(language).get(f"validation.reason.{reason}", reason)
     return translation.fill(text, ctx)
 
 

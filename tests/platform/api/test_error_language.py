@@ -99,6 +99,9 @@ async def test_validation_errors_are_worded_in_the_requests_language(
             ["query", "coverage_min"],
             words,
         )
+    month = await answers(client, "GET", path, headers=viewer, params={"from": "2026-13-01"})
+    assert month["zh"][2][0]["msg"].endswith("：月的值超出预期范围 1-12")  # type: ignore[index]
+    assert month["en"][2][0]["msg"].endswith(", month value is outside expected range of 1-12")  # type: ignore[index]
     not_a_number = await answers(client, "GET", "/api/v1/enterprises/abc", headers=viewer)
     assert not_a_number["zh"][2][0]["msg"] == "应为有效整数，无法把字符串解析为整数"  # type: ignore[index]
 

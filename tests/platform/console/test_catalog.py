@@ -16,11 +16,12 @@ from __future__ import annotations
 import ast
 import re
 import typing
+from datetime import date, datetime, time, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError, field_validator
 from pydantic_core.core_schema import ErrorType
 
 from plantwire_platform import errors, translation
@@ -170,6 +171,46 @@ def test_validation_messages_are_worded_in_both_languages(kind: str) -> None:
     zh, en = (validation_message(lang, error) for lang in ("zh-CN", "en"))
     assert en == "pydantic's words"  # English is pydantic's own wording
     assert zh != en and "{" not in zh and HAN.search(zh)
+
+
+MALFORMED = (
+    *("", "2", "2026-", "x026-01-01", "2026x01-01", "2026-0x-01", "2026-13-01", "2026-01-0x"),
+    *("2026-01-32", "2026-01-01T", "2026-01-01T1x:00", "2026-01-01T25:00", "2026-01-01T10x00"),
+    *("2026-01-01T10:0x", "2026-01-01T10:61", "2026-01-01T10:00:0x", "2026-01-01T10:00:61"),
+    *("2026-01-01T10:00:00.x", "2026-01-01T10:00:00+25:00", "2026-01-01T10:00:00+0x:00"),
+    *("2026-01-01T10:00:00+01x00", "2026-01-01 10:00:00 ", "abc"),
+)
+"""Dates, times and durations malformed every way we know: pydantic says why each does not
+parse (the ``error`` of its context)."""
+
+
+def parse_reasons() -> set[str]:
+    """Why pydantic's parser refuses each of :data:`MALFORMED` as a date, time, datetime or
+    duration: its own words, collected from it."""
+    found: set[str] = set()
+    for kind in (datetime, date, time, timedelta, AwareDatetime):
+        for text in MALFORMED:
+            try:
+                TypeAdapter(kind).validate_python(text)
+            except ValidationError as exc:
+                found |= {e["ctx"]["error"] for e in exc.errors() if "error" in e.get("ctx", {})}
+    return found
+
+
+def test_why_a_time_does_not_parse_is_worded_too() -> None:
+    reasons = parse_reasons()
+    assert len(reasons) > 20, "pydantic's reasons are collected"
+    for language in translation.LANGUAGES:
+        words = translation.API.messages(language)
+        assert sorted(r for r in reasons if f"validation.reason.{r}" not in words) == [], language
+    error = {
+        "type": "datetime_from_date_parsing",
+        "msg": "Input should be a valid datetime or date, month value is outside expected range"
+        " of 1-12",
+        "ctx": {"error": "month value is outside expected range of 1-12"},
+    }
+    assert validation_message("zh-CN", error) == "应为有效的日期时间或日期：月的值超出预期范围 1-12"
+    assert validation_message("en", error) == error["msg"]
 
 
 def validators(root: Path = PLATFORM) -> dict[str, list[ast.Raise]]:
