@@ -5,6 +5,7 @@ by its type (``validation.<type>``), or, for a problem the code itself found (a
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
@@ -18,7 +19,7 @@ def validation_message(language: str, error: Any) -> str:
     """A validation error's message in ``language``: pydantic's own in English (what clients
     always got; the English catalogue holds its wording for translators), else by its type from
     the API's catalogue (``validation.<type>``, its context filling the placeholders, the
-    reason a date, time or duration did not parse from ``validation.reason.<English>``); a
+    reason a date, time, duration or JSON did not parse from ``validation.reason.<English>``); a
     problem the code found and worded (a ``value_error`` of a
     :class:`~plantwire_platform.translation.Said`) in its own words; else pydantic's
     English."""
@@ -36,9 +37,25 @@ def validation_message(language: str, error: Any) -> str:
         for k, v in (error.get("ctx") or {}).items()
     }
     reason = ctx.get("error")
-    if isinstance(reason, str):  # why a date, time or duration did not parse, in its words
-        ctx["error"] = translation.API.messages(language).get(f"validation.reason.{reason}", reason)
+    if isinstance(reason, str):  # why a date, time, duration or JSON did not parse
+        ctx["error"] = _reason(language, reason)
     return translation.fill(text, ctx)
+
+
+_AT = re.compile(r"^(.*) at line (\d+) column (\d+)$")
+
+
+def _reason(language: str, reason: str) -> str:
+    """pydantic's reason a value did not parse, in ``language`` (``validation.reason.<English>``,
+    with where in the JSON: ``validation.reason_at``), else as it is."""
+    words = translation.API.messages(language)
+    at = _AT.match(reason)
+    said = words.get(f"validation.reason.{at[1] if at else reason}")
+    if said is None:
+        return reason
+    if at is None:
+        return said
+    return said + translation.fill(words["validation.reason_at"], {"line": at[2], "column": at[3]})
 
 
 class Invalid:

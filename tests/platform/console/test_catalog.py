@@ -19,6 +19,7 @@ import typing
 from datetime import date, datetime, time, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError, field_validator
@@ -197,9 +198,35 @@ def parse_reasons() -> set[str]:
     return found
 
 
-def test_why_a_time_does_not_parse_is_worded_too() -> None:
-    reasons = parse_reasons()
-    assert len(reasons) > 20, "pydantic's reasons are collected"
+MALFORMED_JSON = (
+    *("", "[", "[1 2", "[1,]", "{", "{a: 1}", '{"a" 1}', '{"a": 1 "b": 2}', '{"a": .5}'),
+    *('"abc', '{"a": "\\x"}', '{"a": "\x01"}', '{"a": 01}', "1x", "tx", '"\\ud800"'),
+    '"\\uDC00"',
+)
+"""JSON malformed every way we know: pydantic says why each does not parse, and where."""
+
+
+JSON_VALUE: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+def json_reasons() -> set[str]:
+    """Why pydantic's JSON parser refuses each of :data:`MALFORMED_JSON` (where taken off)."""
+    found: set[str] = set()
+    for text in MALFORMED_JSON:
+        try:
+            JSON_VALUE.validate_json(text)
+        except ValidationError as exc:
+            found |= {
+                re.sub(r" at line \d+ column \d+$", "", e["ctx"]["error"])
+                for e in exc.errors()
+                if e["type"] == "json_invalid"
+            }
+    return found
+
+
+def test_why_a_time_or_json_does_not_parse_is_worded_too() -> None:
+    reasons = parse_reasons() | json_reasons()
+    assert len(reasons) > 35, "pydantic's reasons are collected"
     for language in translation.LANGUAGES:
         words = translation.API.messages(language)
         assert sorted(r for r in reasons if f"validation.reason.{r}" not in words) == [], language
@@ -211,6 +238,8 @@ def test_why_a_time_does_not_parse_is_worded_too() -> None:
     }
     assert validation_message("zh-CN", error) == "应为有效的日期时间或日期：月的值超出预期范围 1-12"
     assert validation_message("en", error) == error["msg"]
+    error = {"type": "json_invalid", "ctx": {"error": "expected `:` at line 1 column 6"}}
+    assert validation_message("zh-CN", error) == "JSON 无效：应为 `:`（第 1 行，第 6 列）"
 
 
 def validators(root: Path = PLATFORM) -> dict[str, list[ast.Raise]]:
