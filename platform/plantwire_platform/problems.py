@@ -39,7 +39,14 @@ def validation_message(language: str, error: Any) -> str:
     reason = ctx.get("error")
     if isinstance(reason, str):  # why a date, time, duration or JSON did not parse
         ctx["error"] = _reason(language, reason)
+    for name in ("expected", "expected_schemes", "expected_tags"):  # 'a', 'b' or 'c'
+        choices = ctx.get(name)
+        if isinstance(choices, str):
+            ctx[name] = _OR.sub(translation.API.messages(language)["validation.or"], choices)
     return translation.fill(text, ctx)
+
+
+_OR = re.compile(r"(?<=') or (?=')")
 
 
 _AT = re.compile(r"^(.*) at line (\d+) column (\d+)$")

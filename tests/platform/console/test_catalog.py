@@ -19,7 +19,7 @@ import typing
 from datetime import date, datetime, time, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError, field_validator
@@ -207,6 +207,7 @@ MALFORMED_JSON = (
 
 
 JSON_VALUE: TypeAdapter[Any] = TypeAdapter(Any)
+FORMAT: TypeAdapter[Literal["toml", "json", "csv"]] = TypeAdapter(Literal["toml", "json", "csv"])  # type: ignore[arg-type]
 
 
 def json_reasons() -> set[str]:
@@ -238,6 +239,10 @@ def test_why_a_time_or_json_does_not_parse_is_worded_too() -> None:
     }
     assert validation_message("zh-CN", error) == "应为有效的日期时间或日期：月的值超出预期范围 1-12"
     assert validation_message("en", error) == error["msg"]
+    with pytest.raises(ValidationError) as caught:
+        FORMAT.validate_python("xml")
+    choice = caught.value.errors()[0]  # pydantic's English joins the choices with "or"
+    assert validation_message("zh-CN", choice) == "应为 'toml', 'json' 或 'csv'"
     error = {"type": "json_invalid", "ctx": {"error": "expected `:` at line 1 column 6"}}
     assert validation_message("zh-CN", error) == "JSON 无效：应为 `:`（第 1 行，第 6 列）"
 
