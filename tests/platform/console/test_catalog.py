@@ -57,6 +57,26 @@ def test_catalogues_have_the_same_keys_and_placeholders() -> None:
     assert translation.gaps(translation.API) == []
 
 
+def copied(words: dict[str, str]) -> list[str]:
+    """The Chinese texts that are English left as it is: words (outside placeholders) but no
+    Chinese; an acronym (OEE) is no word, and each language names itself (``language.en``)."""
+    return sorted(
+        key
+        for key, text in words.items()
+        if not key.startswith("language.")
+        and not HAN.search(text)
+        and re.search(r"[a-z]{2,}", translation.PLACEHOLDER.sub("", text))
+    )
+
+
+def test_no_chinese_text_is_english_left_as_it_is() -> None:
+    assert copied(catalog.messages("zh-CN")) == []
+    assert copied(translation.API.messages("zh-CN")) == []
+    assert copied(
+        {"a.b": "{n} items", "c.d": "{n} 项", "e.f": "OEE", "language.en": "English"}
+    ) == ["a.b"]
+
+
 def test_every_key_used_is_in_the_catalogues() -> None:
     keys = used_keys()
     assert len(keys) > 20, "the pattern finds the keys"
