@@ -33,6 +33,7 @@ class DeviceChannel:
         self.keys: set[int] = set()  # registered by the adapter
         self.birth_keys: set[int] = set()  # in the last DBIRTH
         self.online = False
+        self.connecting = False  # reached, its current values being read: not online yet
         self.born = False
         self.rebirth = False
         self.death_due = False
@@ -67,8 +68,15 @@ class DeviceChannel:
             if merge.events:
                 self.staged.extend(merge.drain())
 
+    def set_connecting(self) -> None:
+        """The adapter reached the device and reads its current values before reporting it
+        online: values reported meanwhile wait for its birth, instead of going out as the
+        backlog of a device that is gone (born and dead again at once)."""
+        self.connecting = True
+
     def set_online(self, samples: list[Sample]) -> None:
         """The device is reachable; ``samples`` are its current values (sent in its birth)."""
+        self.connecting = False
         self.staged.extend(samples)
         for sample in samples:
             self.current[sample[0]] = (sample[1], sample[2])
@@ -82,6 +90,7 @@ class DeviceChannel:
     def set_offline(self, at_ms: int | None = None) -> None:
         """The device was lost (at ``at_ms``, default now): a DDEATH follows the values
         already reported."""
+        self.connecting = False
         if self.online:
             self.online = False
             self.death_due = self.born

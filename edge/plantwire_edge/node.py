@@ -412,9 +412,10 @@ class EdgeNode:
             if dev.online and (not dev.born or dev.rebirth) and not dev.death_due:
                 self._device_birth(client, dev)
         for dev in self.channels.values():
-            # a device that is gone is born for its backlog alone, then dies again
+            # a device that is gone is born for its backlog alone, then dies again; one being
+            # connected is born first (set_online), its first values after the birth
             while (
-                (dev.born or not dev.online)
+                (dev.born or not (dev.online or dev.connecting))
                 and self._inflight_messages < WINDOW
                 and len(self._awaiting) < AWAITING
             ):

@@ -135,6 +135,7 @@ class OpcUaAdapter:
     async def _session(self, stop: asyncio.Event) -> None:
         dev = self.device
         client = await connect(dev, self.client_uri, self._session_file)
+        self.channel.set_connecting()  # its first values wait for its birth (set_online)
         try:
             self.limits = await OperationLimits.read(client)
             handles = await self._resolve(client)

@@ -177,6 +177,35 @@ async def test_backlog_of_a_device_lost_meanwhile_is_sent_between_dated_birth_an
     assert data == [(i, T0 + i, True) for i in range(51)]
 
 
+async def test_a_device_being_connected_is_born_before_its_first_values(
+    mqtt_url: str, group: str, tmp_path: Path
+) -> None:
+    """Values an adapter reports while it brings a device online (the initial values it reads
+    so that the birth has them) wait for that birth: not sent at once as the backlog of a
+    device that is gone, born and dead again before its real birth."""
+    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", None))
+    dev = node.channel("M1")
+    count = dev.metric("Count", DataType.UInt32)
+    stop = asyncio.Event()
+    async with probe_on(mqtt_url, group) as probe:
+        task = asyncio.create_task(node.run(stop))
+        await probe.wait_for(lambda: probe.count("NBIRTH") == 1, "NBIRTH")
+        dev.set_connecting()
+        for i in range(1, 4):
+            dev.put(count, i, T0 + i)
+        await node.stored()  # in the buffer, and the node pumped once since
+        dev.set_online([])
+        await probe.wait_for(lambda: probe.count("DDATA") == 1, "DDATA")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    kinds = [m.topic.split("/")[2] for m in probe.messages]
+    assert kinds[:3] == ["NBIRTH", "DBIRTH", "DDATA"] and "DDEATH" not in kinds
+    births = [(s.value, s.ts) for s in probe.values() if s.kind == "DBIRTH"]
+    assert births == [(3, T0 + 3)]
+    data = [(s.value, s.ts) for s in probe.values() if s.kind == "DDATA"]
+    assert data == [(i, T0 + i) for i in range(1, 4)]
+
+
 class SteppedClock:
     """A clock the test sets (e.g. a simulator's, running faster than the wall clock)."""
 
