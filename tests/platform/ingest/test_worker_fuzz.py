@@ -22,7 +22,10 @@ from plantwire_platform.ingest.worker import IngestWorker
 from plantwire_platform.settings import PlatformSettings
 
 NOW = time.time_ns() // 1_000_000
-pytestmark = pytest.mark.backends("postgres")  # every message is refused: no sample is stored
+pytestmark = [
+    pytest.mark.backends("postgres"),  # every message is refused: no sample is stored
+    pytest.mark.long,  # 10,000 messages, a minute and more: after the main suite (.ci/run)
+]
 
 EXAMPLES, PER_EXAMPLE = 50, 200  # 10,000 messages
 ALIASES = {1: DataType.Double, 2: DataType.UInt16, 3: DataType.Boolean, 4: DataType.String}
