@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -428,6 +429,7 @@ class Rig:
             return
         with contextlib.suppress(Exception):
             services.drop_database(ADMIN_URL, self.db_name)
+        shutil.rmtree(self.tmp, ignore_errors=True)  # the servers' logs, buffer, broker files
 
 
 # -- the faults --------------------------------------------------------------------------------
