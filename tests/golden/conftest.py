@@ -359,13 +359,22 @@ async def _settle(gateways: list[Gateway], ingest: IngestWorker) -> None:
     while (left := backlog()) > 0:
         if left < last:
             last, moved = left, time.monotonic()
-        assert time.monotonic() - moved < STALL_S, f"gateways: {left} batches unsent or unconfirmed"
+        assert time.monotonic() - moved < STALL_S, (
+            f"gateways: {left} batches unsent or unconfirmed; ingest {ingest.stats}; "
+            + "; ".join(f"{g.config.edge_node_id} {g.node.stats}" for g in gateways)
+        )
         await asyncio.sleep(0.05)
     # what the broker took: a message published into a connection the uplink outage cut
     # never reached it (the gateway sent its batch again on the next connection)
     taken = sum(g.node.stats.acknowledged for g in gateways)
-    await _until(lambda: ingest.stats.sparkplug_messages >= taken,
-                 f"ingest took every message the broker took ({taken})", 60)  # fmt: skip
+    deadline = time.monotonic() + STALL_S
+    while ingest.stats.sparkplug_messages < taken:
+        assert time.monotonic() < deadline, (
+            f"ingest took {ingest.stats.sparkplug_messages} of the {taken} messages the broker"
+            f" took within {STALL_S} s: {ingest.stats}; gateways: "
+            + "; ".join(f"{g.config.edge_node_id} {g.node.stats}" for g in gateways)
+        )
+        await asyncio.sleep(0.05)
     batches = -1
     while batches != ingest.stats.batches:  # then until no batch was written for a while
         batches = ingest.stats.batches

@@ -32,7 +32,9 @@ pytestmark = [
 ]
 
 ROUNDS = range(1, int(os.environ.get("PLANTWIRE_LOAD_ROUNDS", "5")) + 1)
-BUSY = "while True: pass"
+BUSY = "import os\np = os.getppid()\nwhile os.getppid() == p:\n    for _ in range(10**7): pass"
+"""CPU-bound until the test process is gone: a run killed on its timeout (no ``finally``)
+leaves no busy process behind to load the machine for whoever runs next."""
 
 
 @pytest.fixture(scope="module")
