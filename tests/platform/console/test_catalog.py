@@ -227,7 +227,8 @@ MALFORMED_JSON = (
 
 
 JSON_VALUE: TypeAdapter[Any] = TypeAdapter(Any)
-FORMAT: TypeAdapter[Literal["toml", "json", "csv"]] = TypeAdapter(Literal["toml", "json", "csv"])  # type: ignore[arg-type]
+Format = Literal["toml", "json", "csv"]
+FORMAT: TypeAdapter[Format] = TypeAdapter(Format)  # type: ignore[arg-type]
 
 
 def json_reasons() -> set[str]:
