@@ -74,8 +74,9 @@ class DeviceChannel:
         backlog of a device that is gone (born and dead again at once)."""
         self.connecting = True
 
-    def set_online(self, samples: list[Sample]) -> None:
-        """The device is reachable; ``samples`` are its current values (sent in its birth)."""
+    def set_online(self, samples: list[Sample], at_ms: int | None = None) -> None:
+        """The device is reachable (since ``at_ms``, default now: a device that says when it
+        spoke is born as of then); ``samples`` are its current values (sent in its birth)."""
         self.connecting = False
         self.staged.extend(samples)
         for sample in samples:
@@ -83,7 +84,8 @@ class DeviceChannel:
         if self.online:
             self.rebirth = self.born
         else:
-            self.online_at = self._node.clock.now_ms()
+            now = self._node.clock.now_ms()
+            self.online_at = now if at_ms is None else min(at_ms, now)
         self.online = True
         self.offline_at = None
 

@@ -12,7 +12,8 @@ messages on ``heartbeat_topic`` or ``online_payload`` on the status topic count 
 life). Silence is measured on the gateway's clock, so it scales with an accelerated
 simulation, and a silent device is stamped offline one interval after it last spoke (by its
 own timestamp when it gives a sane one: when it should have spoken next), not when the
-timeout noticed it.
+timeout noticed it; a device that speaks again is online as of its message's timestamp, not
+as of when the gateway got to it.
 
 Silence is concluded from what the broker had, not from what reached the gateway in time: when
 the timeout runs out the adapter publishes a probe on its own topic (``PROBE_PREFIX``, one per
@@ -260,8 +261,8 @@ class MqttDeviceAdapter:
     def _alive(self, spoke_ms: int | None = None) -> None:
         self._last_seen_ms = self.clock.now_ms()
         self._spoke_ms = self._last_seen_ms if spoke_ms is None else spoke_ms
-        if self._had_data and not self.channel.online:
-            self.channel.set_online([])
+        if self._had_data and not self.channel.online:  # back as of when it spoke
+            self.channel.set_online([], self._spoke_ms)
 
     def handle(self, message: Message) -> None:
         """Map one payload to values (or to presence, on the heartbeat and status topics);

@@ -190,6 +190,35 @@ async def test_a_silent_device_goes_offline_when_its_next_message_was_due(
         await device.disconnect()
 
 
+async def test_a_device_that_speaks_again_is_born_as_of_its_message(
+    mqtt_url: str, group: str, unique: str
+) -> None:
+    """A silent device that speaks again is online as of its message's own timestamp, not as
+    of when the gateway got to the message (at 600x a busy gateway's 50 wall ms are 30
+    simulated seconds)."""
+    cfg = _liveness_config(mqtt_url, group, unique, interval_s=0.4, timestamp_path="ts")
+    device = MqttClient(parse_mqtt_url(mqtt_url), f"device-{unique}")
+    await device.connect()
+    topic = f"plant/{unique}/ws"
+    try:
+        async with probe_on(mqtt_url, group) as probe, running(cfg) as gateway:
+            adapter = gateway.adapters[0]
+            await asyncio.wait_for(adapter.connected.wait(), 10)
+            await device.publish(topic, json.dumps({"good": 1, "ts": time_ms()}).encode())
+            await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "birth")
+            await probe.wait_for(lambda: probe.count("DDEATH") == 1, "death after silence", 5)
+            spoke = adapter.clock.now_ms() - 300  # it spoke 300 ms before the gateway got it
+            await device.publish(topic, json.dumps({"good": 2, "ts": spoke}).encode())
+            await probe.wait_for(lambda: probe.count("DBIRTH") == 2, "birth again")
+    finally:
+        await device.disconnect()
+    assert probe.payloads("DBIRTH", "WS-01")[1].timestamp == spoke
+
+
+def time_ms() -> int:
+    return round(time.time() * 1000)
+
+
 class HeldRelay:
     """A TCP relay to the broker whose broker-to-client direction can be held (its bytes kept
     back, then passed on in order): a gateway that falls behind what its broker sent."""
