@@ -9,7 +9,8 @@ busy machine) simulated time slows down: the clock is held at the next change no
 and set back to it when it is played late, so that no one stamps a time the machines have not
 reached (see :mod:`plantwire_sim.clock`). Likewise, in an accelerated run, the clock runs
 only so far past the last read of a machine a gateway is polling (see
-:mod:`plantwire_sim.polls`).
+:mod:`plantwire_sim.polls`) and past a message of an MQTT device the broker has not taken yet
+(see :mod:`plantwire_sim.deliveries`).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from plantwire_bus.mqtt import parse_mqtt_url
 from .activity import calendar_of
 from .behaviour import MachineBehaviour, Step
 from .clock import LATE_S, SimClock
+from .deliveries import Deliveries
 from .endpoint import Endpoint
 from .faults import FaultSpec, check_applicable
-from .gateway_config import poll_interval_ms
+from .gateway_config import interval_s, poll_interval_ms
 from .modbus_server import ModbusMachine
 from .mqtt_device import MqttMachine
 from .opcua_host import OpcUaHost
@@ -100,6 +102,7 @@ class Factory:
         self._waiter: asyncio.Future[None] | None = None
         self._failures: dict[str, BaseException] = {}
         self.polls = Polls(lambda: self.clock.now_ms(), self._polled)
+        self.deliveries = Deliveries(self._delivered)
 
     # -- where things are ----------------------------------------------------------------
     @property
@@ -219,6 +222,22 @@ class Factory:
             self.clock.rebase(sim_ms)
         self._wake()
 
+    def _delivered(self) -> None:
+        """The broker took a device's message: a clock held for it runs on from where it was
+        held (slowed down, not jumping), and the scheduler looks again."""
+        line = self.clock.line
+        if self.clock.speed > 1 and line.free_at(time.time()) > line.hold_ms:
+            self.clock.rebase(line.hold_ms)
+        self._wake()
+
+    def _limit(self, wall: float) -> tuple[int, float] | None:
+        """(simulated time not to pass, wall time until which that holds) for the gateways
+        polling and the broker taking the devices' messages, or None."""
+        if self.clock.speed <= 1:
+            return None
+        limits = [x for x in (self.polls.limit(wall), self.deliveries.limit(wall)) if x]
+        return min(limits) if limits else None
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -233,10 +252,11 @@ class Factory:
             clock.rebase(self.t0_ms)
         while heap:
             ts = heap[0][0]
-            polled = self.polls.limit(time.time()) if clock.speed > 1 else None
+            polled = self._limit(time.time())
             if polled is not None and polled[0] < ts:
-                # a gateway polling a machine is behind: simulated time is held where its next
-                # read is due until that read comes (or the gateway is gone)
+                # a gateway polling a machine is behind, or the broker has not taken a device's
+                # message: simulated time is held where its next read is due, or a publishing
+                # interval after the message, until that comes (or the gateway is gone)
                 clock.hold(polled[0])
                 self.truth.flush()
                 self._waiter = loop.create_future()
@@ -394,7 +414,8 @@ async def run_factory(
             modbus.on_state_read = factory.polls.watch(m.code, round(budget_ms))
         else:
             assert address is not None
-            endpoint = MqttMachine(m, behaviour.profile, address, placement.topics[m.code])
+            endpoint = mqtt = MqttMachine(m, behaviour.profile, address, placement.topics[m.code])
+            mqtt.on_publish = factory.deliveries.watch(round(interval_s(m) * 1000))
         factory.players[m.code] = _Player(order, e, s, m, behaviour, endpoint)
     others = [p.endpoint for p in factory.players.values() if p.endpoint.protocol != "opcua"]
     task: asyncio.Task[None] | None = None

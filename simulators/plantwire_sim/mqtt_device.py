@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import re
+from collections.abc import Callable
 from typing import Any
 
 from plantwire_bus.mqtt import BrokerAddress, MqttClient, MqttError
@@ -83,6 +84,9 @@ class MqttMachine(Endpoint):
         self.periodic = bool(getattr(profile, "periodic", False))
         self.last_ts = 0
         self.ts_format = str(getattr(profile, "timestamp_format", "epoch_ms"))
+        self.on_publish: Callable[[int, asyncio.Future[None]], None] | None = None
+        """Told of each message published: (its simulated time, done on the broker's PUBACK)
+        (see :mod:`plantwire_sim.deliveries`)."""
 
     async def start(self) -> None:
         client = MqttClient(self.address, f"plantwire-sim-{self.code}-{os.urandom(4).hex()}")
@@ -92,7 +96,7 @@ class MqttMachine(Endpoint):
             raise OSError(f"MQTT device {self.code}: {exc}") from exc
         self.client = client
         if self.current:
-            self._publish(self.document(self.distorted(self.current), self.last_ts))
+            self._publish(self.document(self.distorted(self.current), self.last_ts), self.last_ts)
 
     async def stop(self) -> None:
         client, self.client = self.client, None
@@ -106,19 +110,19 @@ class MqttMachine(Endpoint):
             frozen = self._frozen if "freeze" in self.faults else None
             shown = frozen if frozen is not None else self.distorted(self.current)
             if "freeze" not in self.faults or frozen is not None:
-                self._publish(self.document(shown, step.ts_ms))
+                self._publish(self.document(shown, step.ts_ms), step.ts_ms)
             return
         if "freeze" in self.faults and self._frozen is not None and self.periodic:
             self.current.update(step.values())
             if step.writes:
-                self._publish(self.document(self._frozen, step.ts_ms))
+                self._publish(self.document(self._frozen, step.ts_ms), step.ts_ms)
             return
         await super().apply(step)
 
     async def show(self, ts_ms: int, values: dict[str, TagValue]) -> None:
         full = self.distorted(self.current)
         full.update(values)
-        self._publish(self.document(full, ts_ms))
+        self._publish(self.document(full, ts_ms), ts_ms)
 
     def document(self, values: dict[str, TagValue], ts_ms: int) -> dict[str, Any]:
         ts = self.faults.timestamp(ts_ms)
@@ -146,13 +150,15 @@ class MqttMachine(Endpoint):
             return json.dumps({k: v for k, v in doc.items() if not isinstance(v, dict)}).encode()
         return b""
 
-    def _publish(self, doc: dict[str, Any]) -> None:
+    def _publish(self, doc: dict[str, Any], ts_ms: int) -> None:
         client = self.client
         if client is None or self._silent:
             return
         fut = client.publish_nowait(self.topic, self._payload(doc), qos=1, retain=self.retain)
         fut.add_done_callback(_consume)
         self.published += 1
+        if self.on_publish is not None:
+            self.on_publish(ts_ms, fut)
 
     async def fault_on(self, kind: str, ts_ms: int) -> None:
         if kind == "restart":
@@ -173,7 +179,7 @@ class MqttMachine(Endpoint):
         if kind in ("restart", "drop", "silent"):
             self._silent = False
             if self.client is not None:  # back after the drop: announce the current state
-                self._publish(self.document(self.distorted(self.current), ts_ms))
+                self._publish(self.document(self.distorted(self.current), ts_ms), ts_ms)
                 return
             try:
                 await self.start()

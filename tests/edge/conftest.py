@@ -1,8 +1,10 @@
-"""Helpers for the edge tests: a Sparkplug probe on a real broker and real asyncua servers."""
+"""Helpers for the edge tests: a Sparkplug probe on a real broker, real asyncua servers and a
+relay that holds back what a broker sends."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import time
 from collections.abc import AsyncIterator, Callable
@@ -10,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from asyncua import ua
@@ -229,3 +232,42 @@ async def running(config: Any) -> AsyncIterator[Any]:
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
+
+
+class HeldRelay:
+    """A TCP relay to the broker whose broker-to-client direction can be held (its bytes kept
+    back, then passed on in order): a gateway that falls behind what its broker sent."""
+
+    def __init__(self, broker_url: str) -> None:
+        self.broker = parse_mqtt_url(broker_url)
+        self.broker_url = broker_url
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        parts = urlsplit(self.broker_url)
+        auth = parts.netloc.rpartition("@")[0]
+        return urlunsplit(parts._replace(netloc=f"{auth}@127.0.0.1:{port}" if auth else
+                                         f"127.0.0.1:{port}"))  # fmt: skip
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        self.flowing.set()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.broker.host, self.broker.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, held: bool) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    if held:
+                        await self.flowing.wait()
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))

@@ -4,12 +4,10 @@ timestamps in three formats, malformed payloads counted and never fatal."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -21,7 +19,7 @@ from plantwire_edge.devices import MqttDevice
 from plantwire_edge.mqtt_device import TimestampError, parse_timestamp
 from plantwire_edge.source_clock import OFFSET_METRIC
 
-from .conftest import http_get, probe_on, running
+from .conftest import HeldRelay, http_get, probe_on, running
 
 T0 = 1_767_225_600_000
 
@@ -217,45 +215,6 @@ async def test_a_device_that_speaks_again_is_born_as_of_its_message(
 
 def time_ms() -> int:
     return round(time.time() * 1000)
-
-
-class HeldRelay:
-    """A TCP relay to the broker whose broker-to-client direction can be held (its bytes kept
-    back, then passed on in order): a gateway that falls behind what its broker sent."""
-
-    def __init__(self, broker_url: str) -> None:
-        self.broker = parse_mqtt_url(broker_url)
-        self.broker_url = broker_url
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-        self.server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        port = self.server.sockets[0].getsockname()[1]
-        parts = urlsplit(self.broker_url)
-        auth = parts.netloc.rpartition("@")[0]
-        return urlunsplit(parts._replace(netloc=f"{auth}@127.0.0.1:{port}" if auth else
-                                         f"127.0.0.1:{port}"))  # fmt: skip
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        self.flowing.set()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(self.broker.host, self.broker.port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, held: bool) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await src.read(65536):
-                    if held:
-                        await self.flowing.wait()
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
 
 
 async def test_a_gateway_behind_its_broker_does_not_take_a_publishing_device_for_silent(

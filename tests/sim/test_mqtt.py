@@ -346,3 +346,47 @@ async def test_a_station_clock_90_s_ahead_is_put_back_on_the_gateways_time_line(
         # nearest truth record may be another state: the station's states can be shorter)
         near = [(t - ts, v) for t, v in truth if abs(t - ts) <= 1_000]
         assert value in {v for _, v in near}, (ts, value, near)
+
+
+async def test_simulated_time_waits_for_the_broker_to_take_a_station_message(
+    mosquitto: MosquittoProcess, unique: str
+) -> None:
+    """At 600x STN-1 publishes every simulated second through a relay that holds back what the
+    broker sends it (no PUBACK comes): simulated time stops a publishing interval past its
+    oldest unacknowledged message, instead of running 300 simulated seconds on in the half
+    wall second; let through, the clock runs on from there, slowed down, not jumping."""
+    from tests.edge.conftest import HeldRelay
+
+    text = SCENARIO.format(token=unique).replace(
+        "behaviour = { scrap_rate = 0.3 }", "behaviour = { publish_every_s = 1 }"
+    )
+    relay = HeldRelay(mosquitto.url)
+    async with (
+        relay as relayed,
+        run_factory(
+            parse_scenario(text), protocols=PROTOCOLS, mqtt_url=relayed, topic_prefix=f"t{unique}",
+            speed=600,
+        ) as factory,
+    ):  # fmt: skip
+        deliveries = factory.deliveries
+        await _until(lambda: deliveries.sent >= 20, "the stations publish")
+        relay.flowing.clear()
+        sent = deliveries.sent
+        await asyncio.sleep(0.5)  # 300 simulated seconds, were the clock not held
+        assert deliveries.sent > sent  # what was played before the clock stopped
+        held = factory.clock.now_ms()
+        limit = deliveries.limit(time.time())
+        assert limit is not None and held == limit[0]
+        await asyncio.sleep(0.3)
+        assert factory.clock.now_ms() == held
+        relay.flowing.set()
+        await _until(lambda: factory.clock.now_ms() > held + 5_000, "the clock runs on")
+        assert factory.clock.now_ms() < held + 60_000  # from where it was held
+        assert factory.clock.slowed_s >= 0.7
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.01)
