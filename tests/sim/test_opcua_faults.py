@@ -134,6 +134,9 @@ def ms(dt: datetime | None) -> int:
 
 async def test_faults_seen_by_a_client() -> None:
     async with run_factory(load(), protocols=PROTOCOLS, speed=10) as factory:
+        clients = {code: Client(url, timeout=5) for code, url in factory.endpoints.items()}
+        for client in clients.values():  # connected first: a loaded machine takes seconds
+            await client.connect()
         # five faults at once, 30 simulated s (3 wall s) each, on five machines
         for code, kind in (
             ("CNC-01", "bad_status"),
@@ -143,13 +146,13 @@ async def test_faults_seen_by_a_client() -> None:
             ("CNC-X", "freeze"),
         ):
             await factory.fault(code, kind, 30)
-        clients = {code: Client(url, timeout=5) for code, url in factory.endpoints.items()}
-        for client in clients.values():
-            await client.connect()
         try:
-            await asyncio.sleep(0.1)
-            dv = await read(clients["CNC-01"], "CNC-01", "SpindleSpeed")
-            assert dv.StatusCode is not None and dv.StatusCode.name == "BadSensorFailure"
+
+            async def shown() -> bool:  # the next tick shows them
+                dv = await read(clients["CNC-01"], "CNC-01", "SpindleSpeed")
+                return dv.StatusCode is not None and dv.StatusCode.name == "BadSensorFailure"
+
+            await until(shown)
             dv = await read(clients["CNC-02"], "CNC-02", "PartCount")
             assert dv.SourceTimestamp is not None
             assert dv.SourceTimestamp.replace(tzinfo=UTC) < datetime(2000, 1, 2, tzinfo=UTC)
