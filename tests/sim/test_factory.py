@@ -91,7 +91,9 @@ async def test_time_runs_faster_and_timestamps_are_simulated() -> None:
         scenario, protocols=frozenset({"opcua"}), speed=30, start_ms=START, layout="fleet"
     ) as factory:
         wall0 = time.time()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # a second at least; more while a busy machine slows it down
+        while factory.clock.now_ms() < START + 12_000 and time.time() - wall0 < 30:
+            await asyncio.sleep(0.1)
         now, wall = factory.clock.now_ms(), time.time()
         # 30 simulated s per wall second (100 simulated ms of slack for rounding to whole ms),
         # less what the simulator slowed down to keep up (a busy machine), and never past the
