@@ -8,6 +8,7 @@ import json
 import time
 import tomllib
 from bisect import bisect_right
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from plantwire_bus.mosquitto import free_port
 from plantwire_bus.mqtt import parse_mqtt_url
 from plantwire_bus.state import Execution, Mode
 from plantwire_sim.activity import Activity, calendar_of
-from plantwire_sim.scenario import SCENARIOS_DIR, Scenario, load_scenario
+from plantwire_sim.scenario import SCENARIOS_DIR, Process, Scenario, load_scenario
 
 
 def scenarios_dir() -> Path:
@@ -30,24 +31,27 @@ def scenarios_dir() -> Path:
 pytestmark = pytest.mark.e2e
 
 
+def key_processes(scenario: Scenario) -> Iterator[Process]:
+    """Every key process of the scenario, in its file's order."""
+    for e in scenario.enterprises:
+        for s in e.sites:
+            for line in s.lines:
+                yield from (p for p in line.processes if p.is_key)
+
+
 def dishonest(scenario: Scenario) -> list[tuple[str, str]]:
     """(process, machine) of key processes on machines declared NC that run mostly by hand."""
     machines = {m.code: m for _, _, m in scenario.machines()}
     found = []
-    for e in scenario.enterprises:
-        for s in e.sites:
-            for line in s.lines:
-                for p in line.processes:
-                    for code in p.equipment if p.is_key else ():
-                        m = machines[code]
-                        executing = sum(g.seconds for g in m.program if g.execution == "EXECUTING")
-                        auto = sum(
-                            g.seconds
-                            for g in m.program
-                            if g.execution == "EXECUTING" and g.mode == "AUTO"
-                        )
-                        if m.declared_nc and executing and auto / executing < 0.8:
-                            found.append((p.code, code))
+    for p in key_processes(scenario):
+        for code in p.equipment:
+            m = machines[code]
+            executing = sum(g.seconds for g in m.program if g.execution == "EXECUTING")
+            auto = sum(
+                g.seconds for g in m.program if g.execution == "EXECUTING" and g.mode == "AUTO"
+            )
+            if m.declared_nc and executing and auto / executing < 0.8:
+                found.append((p.code, code))
     return found
 
 
@@ -56,11 +60,7 @@ def covered(scenario: Scenario) -> int:
     machines = {m.code: m for _, _, m in scenario.machines()}
     return sum(
         bool(p.equipment) and all(machines[c].protocol != "none" for c in p.equipment)
-        for e in scenario.enterprises
-        for s in e.sites
-        for line in s.lines
-        for p in line.processes
-        if p.is_key
+        for p in key_processes(scenario)
     )
 
 
@@ -69,27 +69,20 @@ def hand_verdicts(scenario: Scenario) -> dict[str, dict[str, bool]]:
     programs."""
     machines = {m.code: m for _, _, m in scenario.machines()}
     verdicts = {}
-    for e in scenario.enterprises:
-        for s in e.sites:
-            for line in s.lines:
-                for p in line.processes:
-                    if not p.is_key:
-                        continue
-                    used = [machines[c] for c in p.equipment]
-                    executing = sum(
-                        g.seconds for m in used for g in m.program if g.execution == "EXECUTING"
-                    )
-                    auto = sum(
-                        g.seconds
-                        for m in used
-                        for g in m.program
-                        if g.execution == "EXECUTING" and g.mode == "AUTO"
-                    )
-                    simulated = bool(used) and all(m.protocol != "none" for m in used)
-                    verdicts[p.code] = {
-                        "declared_nc": bool(used) and all(m.declared_nc for m in used),
-                        "verified_nc": simulated and executing > 0 and auto / executing >= 0.8,
-                    }
+    for p in key_processes(scenario):
+        used = [machines[c] for c in p.equipment]
+        executing = sum(g.seconds for m in used for g in m.program if g.execution == "EXECUTING")
+        auto = sum(
+            g.seconds
+            for m in used
+            for g in m.program
+            if g.execution == "EXECUTING" and g.mode == "AUTO"
+        )
+        simulated = bool(used) and all(m.protocol != "none" for m in used)
+        verdicts[p.code] = {
+            "declared_nc": bool(used) and all(m.declared_nc for m in used),
+            "verified_nc": simulated and executing > 0 and auto / executing >= 0.8,
+        }
     return verdicts
 
 
@@ -165,23 +158,18 @@ def simulated_verdicts(
     """Each key process's verified NC verdict over simulated seconds [start, end), its
     machines observed all along and pooled."""
     verdicts = {}
-    for e in scenario.enterprises:
-        for s in e.sites:
-            for line in s.lines:
-                for p in line.processes:
-                    if not p.is_key:
-                        continue
-                    executing = auto = 0.0
-                    for code in p.equipment if all(c in states for c in p.equipment) else ():
-                        timeline = states[code]
-                        i = max(0, bisect_right(timeline, (start, True, True)) - 1)
-                        for (a, running, in_auto), (b, *_) in zip(
-                            timeline[i:], [*timeline[i + 1 :], (end, False, False)], strict=True
-                        ):
-                            seconds = max(0.0, min(b, end) - max(a, start))
-                            executing += seconds if running else 0.0
-                            auto += seconds if running and in_auto else 0.0
-                    verdicts[p.code] = executing > 0 and auto / executing >= 0.8
+    for p in key_processes(scenario):
+        executing = auto = 0.0
+        for code in p.equipment if all(c in states for c in p.equipment) else ():
+            timeline = states[code]
+            i = max(0, bisect_right(timeline, (start, True, True)) - 1)
+            for (a, running, in_auto), (b, *_) in zip(
+                timeline[i:], [*timeline[i + 1 :], (end, False, False)], strict=True
+            ):
+                seconds = max(0.0, min(b, end) - max(a, start))
+                executing += seconds if running else 0.0
+                auto += seconds if running and in_auto else 0.0
+        verdicts[p.code] = executing > 0 and auto / executing >= 0.8
     return verdicts
 
 
