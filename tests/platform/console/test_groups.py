@@ -106,7 +106,8 @@ async def test_parks_and_regions_and_a_refusal(browser: Browser, database_url: s
             figure = page.locator(".figure[data-indicator=nc_rate_verified] .value")
             await expect(figure).to_have_text("83.3%")
 
-            await page.click("#sign-out")
+            await page.click("#sign-out")  # signed out once the page goes to sign in: not
+            await page.wait_for_url(f"{base}/console/signin?**")  # before (ERR_ABORTED)
             await sign_in(page, base, "zj.office", region)
             await page.goto(base + "/console/groups?" + urlencode(WINDOW))
             await expect(page.locator("#members tbody tr")).to_have_count(1, timeout=30_000)
