@@ -81,7 +81,10 @@ async def test_usage_through_day_rows_equals_the_samples(database_url: str) -> N
 
         assert await keep_current(conn, now) > 0
         days = [r[0] for r in await rows(conn, "SELECT day FROM usage_day ORDER BY day")]
-        first = online.replace(hour=0, minute=0) + 24 * H  # the first whole UTC day online
+        # hours are stored from the one online_at falls in: the first UTC day with all 24 is
+        # that hour's if it is midnight's (a run between 04:00 and 05:00 UTC), else the next
+        hour0 = online.replace(minute=0, second=0, microsecond=0)
+        first = hour0 if hour0.hour == 0 else hour0.replace(hour=0) + 24 * H
         assert days == [first + i * 24 * H for i in range(len(days))]
         assert len(days) >= 4  # the window's whole days come from these rows
         assert_equal(await usage(), truth())
