@@ -191,7 +191,9 @@ class Factory:
             if relay is not None:
                 self._schedule_outage(relay, outage, t0)
         for change in self.scenario.registry_changes:
-            self._push(t0 + round(change.at_s * 1000), _REGISTRY, -1, change)
+            at = self.scenario.change_ms(change, t0)
+            if at is not None:
+                self._push(at, _REGISTRY, -1, change)
 
     def _schedule_outage(self, relay: UplinkRelay, outage: Outage, after_ms: int) -> None:
         zone = self.scenario.timezone(site=outage.site)

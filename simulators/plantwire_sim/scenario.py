@@ -5,8 +5,8 @@ enterprises, sites, lines, processes, equipment) plus behaviour: top-level ``see
 ``programs``, ``faults``, ``outages`` (a site's uplink cut), ``registry_changes`` (a machine
 re-declared during the run) and ``[simulation]``, site ``breaks`` and ``setup_minutes``, and per
 piece of equipment its ``protocol``, ``profile``, ``program``, ``params`` and ``behaviour``.
-Faults and outages start at simulated seconds or at local calendar times of their site
-(:mod:`plantwire_sim.schedule`).
+Faults, outages and registry changes start at simulated seconds or at local calendar times of
+their site (:mod:`plantwire_sim.schedule`).
 :meth:`Scenario.registry` gives the registry part, which the platform imports.
 
 Conveniences resolved while loading (the models hold the result): a machine table with
@@ -35,7 +35,7 @@ from .params import (
     ProfileParams,
     Protocol,
 )
-from .schedule import Schedule
+from .schedule import Schedule, Start
 from .shifts import parse_spans
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -277,12 +277,12 @@ class Outage(Schedule):
     kind: Literal["uplink"] = "uplink"
 
 
-class RegistryChange(_Model):
+class RegistryChange(Start):
     """The registry changes during the run: ``machine`` is re-declared NC (or not) from
-    ``at_s`` simulated seconds after the run's start (the platform is told at that time,
-    effective then; see :meth:`Scenario.registry`)."""
+    ``at_s`` simulated seconds after the run's start or ``at`` a local time of its site
+    (:mod:`plantwire_sim.schedule`: a daily time is its first one at or after the start); the
+    platform is told at that time, effective then (see :meth:`Scenario.registry`)."""
 
-    at_s: float = Field(ge=0)
     machine: str
     declared_nc: bool
 
@@ -370,11 +370,17 @@ class Scenario(_Model):
                     return s.timezone
         raise KeyError(site or machine)
 
-    def registry(self, after_s: float | None = None) -> dict[str, Any]:
+    def change_ms(self, change: RegistryChange, t0_ms: int) -> int | None:
+        """Epoch ms at which ``change`` is made in a run started at ``t0_ms`` (its ``at`` in
+        its machine's site's time zone); None if it is not within 15 days of the start."""
+        return change.first_start(t0_ms, self.timezone(machine=change.machine))
+
+    def registry(self, after_s: float | None = None, t0_ms: int = 0) -> dict[str, Any]:
         """The registry part of the scenario: a registry document (``docs/registry.md``) as
         plain data (unset optional keys left out, as TOML has no null), with counts expanded;
         behaviour and simulation keys left out. ``after_s``: as it is that many simulated
-        seconds into the run, with the ``registry_changes`` made by then (default: none)."""
+        seconds into a run started at ``t0_ms``, with the ``registry_changes`` made by then
+        (default: none; ``t0_ms`` matters only for changes given ``at`` a local time)."""
         equipment: Any = {"__all__": set(_SIMULATION_ONLY["equipment"])}
         site = {"__all__": {**dict.fromkeys(_SIMULATION_ONLY["site"], True), "machines": equipment}}
         document = self.model_dump(
@@ -384,11 +390,15 @@ class Scenario(_Model):
             include={"parks", "chains", "enterprises"},
             exclude={"enterprises": {"__all__": {"sites": site}}},
         )
-        declared = {
-            c.machine: c.declared_nc
-            for c in sorted(self.registry_changes, key=lambda c: c.at_s)
-            if after_s is not None and c.at_s <= after_s
-        }
+        made = []
+        if after_s is not None:
+            made = [
+                (at, i, c)
+                for i, c in enumerate(self.registry_changes)
+                if (at := self.change_ms(c, t0_ms)) is not None
+                and at <= t0_ms + round(after_s * 1000)
+            ]
+        declared = {c.machine: c.declared_nc for _, _, c in sorted(made)}
         for e in document["enterprises"]:
             for s in e.get("sites", ()):
                 for m in s.get("equipment", ()):

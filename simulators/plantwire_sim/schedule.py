@@ -1,4 +1,5 @@
-"""When a scheduled event of a scenario happens: a fault or an outage, once or repeatedly.
+"""When a scheduled event of a scenario happens: a fault or an outage, once or repeatedly;
+when a one-off event (a registry change, :class:`Start`) happens.
 
 A schedule gives its start one of two ways:
 
@@ -9,7 +10,9 @@ A schedule gives its start one of two ways:
   site's zone; ``every_s`` repeats it).
 
 Each occurrence lasts ``seconds``. An occurrence already under way at the run's start (a
-night shutdown from 22:00 when the run starts at 23:00) is active from the start.
+night shutdown from 22:00 when the run starts at 23:00) is active from the start. A one-off
+event happens at the first start at or after the run's start (a date and time before it: at
+the start).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEARCH_DAYS = 15
 
 
-class Schedule(BaseModel):
-    """The start(s) and length of a scheduled event (see the module's docstring)."""
+class Start(BaseModel):
+    """When something happens: ``at_s`` or ``at`` (with ``days``), spelt and checked as for
+    a :class:`Schedule`; a one-off event (a registry change) is a start without a length."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,25 +42,55 @@ class Schedule(BaseModel):
     days: tuple[int, ...] | None = Field(
         default=None, description="with a daily 'at': only on these days (Monday = 0)"
     )
-    seconds: float = Field(gt=0, description="how long it lasts")
-    every_s: float | None = Field(default=None, gt=0, description="repeat period")
 
     @model_validator(mode="after")
-    def _check_schedule(self) -> Schedule:
+    def _check_start(self) -> Start:
         if (self.at_s is None) == (self.at is None):
             raise ValueError("give its start as either at_s (seconds after the start) or at")
         if self.at is not None:
             daily = _daily(self.at)
             if daily is None:
                 _once(self.at, "UTC")  # raises on a bad date and time
-            if daily is not None and self.every_s is not None:
-                raise ValueError(f"at {self.at!r} repeats daily: every_s is for at_s or a date")
             if daily is None and self.days is not None:
                 raise ValueError(f"days are for a daily time (at = 'HH:MM'), not {self.at!r}")
         elif self.days is not None:
             raise ValueError("days are for a daily time (at = 'HH:MM'), not at_s")
         if self.days is not None and (not self.days or any(not 0 <= d <= 6 for d in self.days)):
             raise ValueError("days are 0 (Monday) .. 6 (Sunday)")
+        return self
+
+    def first_start(self, t0_ms: int, timezone: str = "UTC") -> int | None:
+        """Epoch ms of the first start at or after the run's start ``t0_ms`` (``timezone`` is
+        the site's): ``at_s`` after it, the first matching local time of day, or a local date
+        and time (one before the run's start: the start itself, as in force already). None
+        when no matching day comes within 15 days."""
+        if self.at is None:
+            return t0_ms + round((self.at_s or 0.0) * 1000)
+        daily = _daily(self.at)
+        if daily is None:
+            return max(_once(self.at, timezone), t0_ms)
+        zone = ZoneInfo(timezone)
+        day = datetime.fromtimestamp(t0_ms / 1000, zone).date() - timedelta(days=1)
+        horizon = day + timedelta(_SEARCH_DAYS)
+        while day <= horizon:
+            if self.days is None or day.weekday() in self.days:
+                start = _local_ms(day, daily, zone)
+                if start >= t0_ms:
+                    return start
+            day += timedelta(days=1)
+        return None
+
+
+class Schedule(Start):
+    """The start(s) and length of a scheduled event (see the module's docstring)."""
+
+    seconds: float = Field(gt=0, description="how long it lasts")
+    every_s: float | None = Field(default=None, gt=0, description="repeat period")
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> Schedule:
+        if self.at is not None and _daily(self.at) is not None and self.every_s is not None:
+            raise ValueError(f"at {self.at!r} repeats daily: every_s is for at_s or a date")
         return self
 
     def next_occurrence(

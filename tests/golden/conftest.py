@@ -322,11 +322,12 @@ async def _registry_changes(
 ) -> None:
     """Tell the platform of each registry change of the scenario once the run reaches it,
     effective at its time (the registry as a plant's admin would import it then)."""
-    for change in sorted(scenario.registry_changes, key=lambda c: c.at_s):
-        at_ms = start_ms + round(change.at_s * 1000)
+    made = [(scenario.change_ms(c, start_ms), i) for i, c in enumerate(scenario.registry_changes)]
+    for at_ms, _ in sorted((at, i) for at, i in made if at is not None):
         while clock.now_ms() < at_ms:
             await asyncio.sleep(0.01)
-        document = registry_from(scenario.registry(after_s=change.at_s))
+        after_s = (at_ms - start_ms) / 1000
+        document = registry_from(scenario.registry(after_s=after_s, t0_ms=start_ms))
         async with await psycopg.AsyncConnection.connect(database_url) as conn:
             await import_registry(conn, document, datetime.fromtimestamp(at_ms / 1000, UTC))
 

@@ -16,10 +16,17 @@ from plantwire_bus.mosquitto import MosquittoProcess
 from plantwire_bus.timeline import FollowedClock
 from plantwire_sim.clock import SimClock, parse_start
 from plantwire_sim.control import request, serve_control
+from plantwire_sim.expected import expected
 from plantwire_sim.factory import run_factory
 from plantwire_sim.scenario import Scenario, load_scenario
 from plantwire_sim.scorecard import simulate
-from plantwire_sim.truth import FaultRecord, OutageRecord, TruthRecorder, read_truth_file
+from plantwire_sim.truth import (
+    FaultRecord,
+    OutageRecord,
+    RegistryRecord,
+    TruthRecorder,
+    read_truth_file,
+)
 
 START = parse_start("2025-03-03T08:00:00+08:00")
 
@@ -230,3 +237,57 @@ async def test_a_simulator_that_falls_behind_slows_its_clock_down(tmp_path: Path
         assert after <= follower.now_ms() <= clock.now_ms()
         assert before <= held
         follower.close()
+
+
+async def test_registry_changes_at_local_times_are_made_then_and_ground_truth_follows() -> None:
+    """Registry changes given ``at`` a local time of their machine's site (Asia/Shanghai; the
+    run starts Monday 2025-03-03 08:00 there): a daily time (08:00:05: the first one at or
+    after the start, 5 s in), a local date and time (12 s in), one dated before the start (in
+    force from the start), one daily on Tuesdays only (next day: not within the run) beside
+    one given ``at_s`` (8 s). Key processes of the demo: OP10-OP60, OP110, OP120 (8); NC
+    declared at the start: CNC-01 .. CNC-04 and IMM-07."""
+    data = load_scenario("demo").model_dump(mode="json")
+    data["registry_changes"] = [
+        {"machine": "CNC-01", "declared_nc": False, "at": "08:00:05"},
+        {"machine": "CNC-02", "declared_nc": False, "at": "2025-03-03T08:00:12"},
+        {"machine": "CNC-04", "declared_nc": False, "at": "2025-03-01T00:00"},
+        {"machine": "CNC-03", "declared_nc": False, "at": "08:00", "days": [1]},
+        {"machine": "CNC-06", "declared_nc": False, "at_s": 8},
+    ]
+    data["simulation"] = {"opcua_layout": "fleet"}
+    scenario = Scenario.model_validate(data)
+    async with run_factory(
+        scenario, protocols=frozenset({"opcua"}), speed=40, start_ms=START, until_s=20
+    ) as factory:
+        await asyncio.wait_for(factory.finished.wait(), 60)
+        records = list(factory.truth.records())
+    made = sorted(
+        (r.ts_ms - START, r.machine, r.declared_nc)
+        for r in records
+        if isinstance(r, RegistryRecord)
+    )
+    assert made == [
+        (0, "CNC-04", False),
+        (5_000, "CNC-01", False),
+        (8_000, "CNC-06", False),
+        (12_000, "CNC-02", False),
+    ]
+    # the registry document as of a time into the run has the changes made by then
+    as_of = scenario.registry(after_s=6, t0_ms=START)
+    declared = {
+        m["code"]: m["declared_nc"]
+        for e in as_of["enterprises"]
+        for s in e["sites"]
+        for m in s["equipment"]
+    }
+    assert [declared[c] for c in ("CNC-01", "CNC-02", "CNC-03", "CNC-04")] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+    # ground truth: 4 of 8 key processes declared NC before 5 s (CNC-04 re-declared at the
+    # start), 3 from 5 s, 2 from 12 s
+    for (a, b), nc in {(0, 4_000): 4, (6_000, 11_000): 3, (13_000, 20_000): 2}.items():
+        truth = expected(scenario, records, START + a, START + b)["HXP"]
+        assert truth.rate("nc_rate_declared") == (nc, 8), (a, b)

@@ -307,6 +307,18 @@ program = [{ mode = "MANUAL", execution = "EXECUTING", seconds = 60 }]
             '[[registry_changes]]\nat_s = 1\nmachine = "M"\ndeclared_nc = true\n',
             "a MANUAL machine (M) cannot be declared NC",
         ),
+        (  # a registry change's start is spelt and checked as a fault's
+            '[[registry_changes]]\nat_s = 1\nat = "08:00"\nmachine = "M"\ndeclared_nc = false\n',
+            "give its start as either at_s (seconds after the start) or at",
+        ),
+        (
+            '[[registry_changes]]\nat = "25:00"\nmachine = "M"\ndeclared_nc = false\n',
+            "at '25:00': expected a local time of day 'HH:MM' (daily)",
+        ),
+        (
+            '[[registry_changes]]\nat_s = 5\ndays = [0]\nmachine = "M"\ndeclared_nc = false\n',
+            "days are for a daily time (at = 'HH:MM'), not at_s",
+        ),
     ],
 )
 def test_outages_and_registry_changes_are_checked(extra: str, message: str) -> None:
