@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from plantwire_platform.batching import Unavailable
-from plantwire_platform.errors import ApiError, body, language_of
+from plantwire_platform.errors import VARY, ApiError, body, language_of
 from plantwire_platform.partner.context import Id, Noted, Who, too_many, utc
 from plantwire_platform.partner.feed import From, Purpose, snapshot
 from plantwire_platform.translation import Text
@@ -46,7 +46,10 @@ class Session(StreamingResponse):
 
     def __init__(self, ctx: Context, client_id: str, content: AsyncIterator[str]) -> None:
         super().__init__(
-            content, media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+            content,
+            media_type="text/event-stream",
+            # its denied event is worded in the reader's language
+            headers={"Cache-Control": "no-store", **VARY},
         )
         ctx.streams[client_id] = ctx.streams.get(client_id, 0) + 1
         self.release = weakref.finalize(self, _release, ctx.streams, client_id)

@@ -79,7 +79,8 @@ async def test_stream_ends_when_its_client_is_disabled(database_url: str) -> Non
         await grant(w, "ind", purpose="quality", window_start=START)
         url = f"/partner/v1/datasets/{w.dataset['ind']}/indicators/stream"
         params: dict[str, Any] = {"purpose": "quality", "from": START, "interval_s": 0.05}
-        task = asyncio.create_task(w.client.get(url, params=params, headers=w.auth("lead-app")))
+        chinese = {**w.auth("lead-app"), "Accept-Language": "zh-CN"}
+        task = asyncio.create_task(w.client.get(url, params=params, headers=chinese))
         async with await psycopg.AsyncConnection.connect(w.url, autocommit=True) as conn:
             while not task.done():  # the stream's opening is audited before it sends
                 cur = await conn.execute(
@@ -90,6 +91,12 @@ async def test_stream_ends_when_its_client_is_disabled(database_url: str) -> Non
                 await asyncio.sleep(0.02)
         r = await w.client.post("/partner/v1/clients/lead-app/disable", headers=w.auth("admin"))
         assert r.status_code == 200, r.text
-        streamed = events((await asyncio.wait_for(task, 30)).text)
+        answer = await asyncio.wait_for(task, 30)
+        streamed = events(answer.text)
         assert streamed[0][0] == "indicators"
-        assert streamed[-1][0] == "denied" and streamed[-1][1]["error"] == "invalid_token"
+        assert streamed[-1] == (
+            "denied",
+            {"error": "invalid_token", "detail": "客户端已停用或不存在，或其令牌已被吊销"},
+        )
+        # worded in the reader's language, so caches keep one answer per language
+        assert answer.headers["vary"] == "Accept-Language, Cookie"
