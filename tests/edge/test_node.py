@@ -5,8 +5,12 @@ first, flagged historical, each value exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +19,11 @@ import pytest
 from plantwire_bus.mosquitto import MosquittoProcess, start_mosquitto
 from plantwire_bus.payload import DataType
 from plantwire_bus.topics import encode_state, state_topic
+from plantwire_edge.channel import DeviceChannel
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.node import SLOW_WRITE_S, EdgeNode
 
-from .conftest import probe_on
+from .conftest import Probe, probe_on
 
 T0 = 1_767_225_600_000
 
@@ -42,6 +47,68 @@ def config(group: str, mqtt_url: str, buffer: Path, host: str | None) -> EdgeCon
             ],
         }
     )
+
+
+class SteppedClock:
+    """A clock the test sets (e.g. a simulator's, running faster than the wall clock)."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def now_ms(self) -> int:
+        return self.now
+
+
+@dataclass
+class Running:
+    """A running edge node with its device M1 and M1's Count metric, and a probe on its group."""
+
+    node: EdgeNode
+    dev: DeviceChannel
+    count: int  # the alias of Count
+    probe: Probe
+    halt: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def seen(self, kind: str, times: int) -> None:
+        """Waits until the probe has seen ``times`` messages of ``kind`` (NBIRTH, DDEATH...)."""
+        await self.probe.wait_for(lambda: self.probe.count(kind) == times, f"{kind} x{times}")
+
+    async def stop(self) -> None:
+        """Stops the node the way a gateway shuts down (NDEATH, disconnect)."""
+        self.halt.set()
+        await asyncio.wait_for(self.task, 10)
+
+
+@asynccontextmanager
+async def running(
+    mqtt_url: str,
+    group: str,
+    tmp_path: Path,
+    clock: SteppedClock | None = None,
+    host: str | None = None,
+    host_online: bool = False,
+) -> AsyncIterator[Running]:
+    """An edge node on ``clock`` (the wall clock if None) waiting for the primary ``host``
+    (none if None), whose STATE is retained as online before the node starts if
+    ``host_online``; the node is stopped on leaving, and the host's STATE cleared."""
+    async with probe_on(mqtt_url, group) as probe:
+        if host and host_online:
+            await probe.client.publish(state_topic(host), encode_state(True, T0), retain=True)
+        node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", host), clock=clock)
+        dev = node.channel("M1")
+        count = dev.metric("Count", DataType.UInt32)
+        halt = asyncio.Event()
+        run = Running(node, dev, count, probe, halt, asyncio.create_task(node.run(halt)))
+        try:
+            yield run
+            await run.stop()
+        finally:
+            run.task.cancel()  # when the test failed: no node left running
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await run.task
+            if host:
+                await probe.client.publish(state_topic(host), b"", retain=True)
 
 
 async def test_held_values_replay_after_restart_exactly_once(
@@ -151,12 +218,8 @@ async def test_backlog_of_a_device_lost_meanwhile_is_sent_between_dated_birth_an
     mqtt_url: str, group: str, tmp_path: Path
 ) -> None:
     host = f"host-{group}"
-    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", host))
-    dev = node.channel("M1")
-    count = dev.metric("Count", DataType.UInt32)
-    stop = asyncio.Event()
-    async with probe_on(mqtt_url, group) as probe:
-        task = asyncio.create_task(node.run(stop))
+    async with running(mqtt_url, group, tmp_path, host=host) as run:
+        dev, count, probe = run.dev, run.count, run.probe
         dev.set_online([(count, 0, T0)])
         for i in range(1, 51):
             dev.put(count, i, T0 + i)
@@ -165,10 +228,7 @@ async def test_backlog_of_a_device_lost_meanwhile_is_sent_between_dated_birth_an
         lost_at = dev.offline_at
         await asyncio.sleep(0.2)
         await probe.client.publish(state_topic(host), encode_state(True, T0), retain=True)
-        await probe.wait_for(lambda: probe.count("DDEATH") == 1, "DDEATH")
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await probe.client.publish(state_topic(host), b"", retain=True)
+        await run.seen("DDEATH", 1)
     kinds = [m.topic.split("/")[2] for m in probe.messages]
     assert kinds == ["NBIRTH", "DBIRTH", "DDATA", "DDEATH", "NDEATH"]
     birth, death = probe.payloads("DBIRTH")[0], probe.payloads("DDEATH")[0]
@@ -183,21 +243,15 @@ async def test_a_device_being_connected_is_born_before_its_first_values(
     """Values an adapter reports while it brings a device online (the initial values it reads
     so that the birth has them) wait for that birth: not sent at once as the backlog of a
     device that is gone, born and dead again before its real birth."""
-    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", None))
-    dev = node.channel("M1")
-    count = dev.metric("Count", DataType.UInt32)
-    stop = asyncio.Event()
-    async with probe_on(mqtt_url, group) as probe:
-        task = asyncio.create_task(node.run(stop))
-        await probe.wait_for(lambda: probe.count("NBIRTH") == 1, "NBIRTH")
+    async with running(mqtt_url, group, tmp_path) as run:
+        dev, count, probe = run.dev, run.count, run.probe
+        await run.seen("NBIRTH", 1)
         dev.set_connecting()
         for i in range(1, 4):
             dev.put(count, i, T0 + i)
-        await node.stored()  # in the buffer, and the node pumped once since
+        await run.node.stored()  # in the buffer, and the node pumped once since
         dev.set_online([])
-        await probe.wait_for(lambda: probe.count("DDATA") == 1, "DDATA")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        await run.seen("DDATA", 1)
     kinds = [m.topic.split("/")[2] for m in probe.messages]
     assert kinds[:3] == ["NBIRTH", "DBIRTH", "DDATA"] and "DDEATH" not in kinds
     births = [(s.value, s.ts) for s in probe.values() if s.kind == "DBIRTH"]
@@ -206,42 +260,24 @@ async def test_a_device_being_connected_is_born_before_its_first_values(
     assert data == [(i, T0 + i) for i in range(1, 4)]
 
 
-class SteppedClock:
-    """A clock the test sets (e.g. a simulator's, running faster than the wall clock)."""
-
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def now_ms(self) -> int:
-        return self.now
-
-
 async def test_births_deaths_and_payloads_carry_the_injected_clock(
     mqtt_url: str, group: str, tmp_path: Path
 ) -> None:
     """A node on a simulator's clock stamps its Sparkplug sessions on the machines' time line,
     not the wall clock's; the primary host's STATE was retained before the node connected."""
-    host = f"host-{group}"
     clock = SteppedClock(T0)
-    async with probe_on(mqtt_url, group) as probe:
-        await probe.client.publish(state_topic(host), encode_state(True, T0), retain=True)
-        node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", host), clock=clock)
-        stop = asyncio.Event()
-        task = asyncio.create_task(node.run(stop))
-        dev = node.channel("M1")
-        count = dev.metric("Count", DataType.UInt32)
+    async with running(mqtt_url, group, tmp_path, clock, f"host-{group}", True) as run:
+        dev, count, probe = run.dev, run.count, run.probe
         dev.set_online([(count, 0, T0 - 5_000)])
-        await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "DBIRTH")
+        await run.seen("DBIRTH", 1)
         clock.now = T0 + 60_000
         dev.put(count, 1, T0 + 59_000)
         await probe.wait_for(lambda: any(s.value == 1 for s in probe.values()), "DDATA")
         clock.now = T0 + 120_000
         dev.set_offline()
-        await probe.wait_for(lambda: probe.count("DDEATH") == 1, "DDEATH")
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await probe.wait_for(lambda: probe.count("NDEATH") == 1, "NDEATH")
-        await probe.client.publish(state_topic(host), b"", retain=True)
+        await run.seen("DDEATH", 1)
+        await run.stop()
+        await run.seen("NDEATH", 1)
     assert [p.timestamp for p in probe.payloads("NBIRTH")] == [T0]
     assert [p.timestamp for p in probe.payloads("DBIRTH")] == [T0]
     assert [p.timestamp for p in probe.payloads("DDATA")][-1] == T0 + 60_000
@@ -304,21 +340,15 @@ async def test_a_rebirth_names_the_ordinal_of_a_current_value_not_first_in_its_m
     """Two values of a metric within one millisecond go out as ordinals 0 and 1; a later
     DBIRTH repeats the current one with its ordinal, so the platform does not take it for a
     rival of the first (a conflicting value)."""
-    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", None))
-    dev = node.channel("M1")
-    count = dev.metric("Count", DataType.UInt32)
-    stop = asyncio.Event()
-    async with probe_on(mqtt_url, group) as probe:
-        task = asyncio.create_task(node.run(stop))
+    async with running(mqtt_url, group, tmp_path) as run:
+        dev, count, probe = run.dev, run.count, run.probe
         dev.set_online([(count, 0, T0)])
-        await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "DBIRTH")
+        await run.seen("DBIRTH", 1)
         dev.put(count, 1, T0 + 5)
         dev.put(count, 2, T0 + 5)
-        await probe.wait_for(lambda: node.stats.values_acked >= 3, "the two values")
+        await probe.wait_for(lambda: run.node.stats.values_acked >= 3, "the two values")
         dev.put(dev.metric("Speed", DataType.Double), 1.5, T0 + 6)  # not in the birth
-        await probe.wait_for(lambda: probe.count("DBIRTH") == 2, "DBIRTH again")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        await run.seen("DBIRTH", 2)
     rebirth = {m.name: m for m in probe.payloads("DBIRTH")[1].metrics}
     assert (rebirth["Count"].value, rebirth["Count"].timestamp) == (2, T0 + 5)
     assert rebirth["Count"].ordinal == 1
@@ -332,23 +362,17 @@ async def test_a_device_found_again_is_born_as_of_when_it_was_found(
     """On an accelerated clock the wait for the next pump is simulated time: a device found
     again is born as of when its adapter found it, not when the birth went out."""
     clock = SteppedClock(T0)
-    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", None), clock=clock)
-    dev = node.channel("M1")
-    count = dev.metric("Count", DataType.UInt32)
-    stop = asyncio.Event()
-    async with probe_on(mqtt_url, group) as probe:
-        task = asyncio.create_task(node.run(stop))
+    async with running(mqtt_url, group, tmp_path, clock) as run:
+        dev, count, probe = run.dev, run.count, run.probe
         dev.set_online([(count, 0, T0)])
-        await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "DBIRTH")
+        await run.seen("DBIRTH", 1)
         clock.now = T0 + 10_000
         dev.set_offline()
-        await probe.wait_for(lambda: probe.count("DDEATH") == 1, "DDEATH")
+        await run.seen("DDEATH", 1)
         clock.now = T0 + 30_000
         dev.set_online([(count, 0, T0 + 30_000)])
         clock.now = T0 + 90_000  # the pump comes a simulated minute later
-        await probe.wait_for(lambda: probe.count("DBIRTH") == 2, "DBIRTH again")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        await run.seen("DBIRTH", 2)
     assert [p.timestamp for p in probe.payloads("DDEATH")] == [T0 + 10_000]
     assert [p.timestamp for p in probe.payloads("DBIRTH")] == [T0, T0 + 30_000]
 
@@ -360,19 +384,12 @@ async def test_a_device_read_before_it_is_found_is_born_after_its_death_on_a_hel
     before the adapter finds the device go out as a lost device's backlog (born, then dead at
     the held time), and the device found then is born a millisecond later, not in its death's
     millisecond (where the host took the birth for the dead one's: no session)."""
-    clock = SteppedClock(T0)
-    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", None), clock=clock)
-    dev = node.channel("M1")
-    count = dev.metric("Count", DataType.UInt32)
-    stop = asyncio.Event()
-    async with probe_on(mqtt_url, group) as probe:
-        task = asyncio.create_task(node.run(stop))
+    async with running(mqtt_url, group, tmp_path, SteppedClock(T0)) as run:
+        dev, count, probe = run.dev, run.count, run.probe
         dev.put(count, 0, T0)  # the first notification, before the adapter says online
-        await probe.wait_for(lambda: probe.count("DDEATH") == 1, "the backlog's death")
+        await run.seen("DDEATH", 1)  # the backlog's
         dev.set_online([(count, 0, T0)])
-        await probe.wait_for(lambda: probe.count("DBIRTH") == 2, "DBIRTH of the found device")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        await run.seen("DBIRTH", 2)  # the found device's
     assert [p.timestamp for p in probe.payloads("DDEATH")] == [T0]
     assert [p.timestamp for p in probe.payloads("DBIRTH")] == [T0, T0 + 1]
 
