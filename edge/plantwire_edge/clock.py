@@ -1,12 +1,26 @@
 """The gateway's clock: where births, deaths, payload timestamps and gateway-stamped values
-(Modbus reads, devices without a timestamp, device clocks found insane) get their time.
+(Modbus reads, devices without a timestamp, device clocks found insane) get their time, and how
+long the gateway's own waits are.
 
 A real plant runs on :data:`WALL_CLOCK`. A gateway reading simulated machines whose time runs
 faster than the wall clock (``plantwire demo --speed``, the golden tests) is given the
 simulator's clock instead, so that its Sparkplug sessions and the machines' source
 timestamps are on one time line. Any object with a ``now_ms()`` method is a clock (the
-simulator's ``SimClock`` is one); intervals (polling, publishing, keep-alives, back-off) stay
-in wall time whatever the clock.
+simulator's ``SimClock`` is one); one with a ``speed`` runs that many clock seconds per wall
+second (1 without one).
+
+Which waits follow the clock. What the gateway decides on its own and stamps on its clock runs
+in clock time: :func:`wall_s` turns an interval in clock seconds into the wall seconds to wait
+(divided by the speed, down to a floor of a few wall milliseconds), so that at 600x a wait of
+0.1 s is 0.1 *simulated* s, and at 1x nothing changes. These are the reconnect retries and
+their back-off (OPC UA, Modbus, MQTT devices; a returning server is seen within the same
+simulated time at any speed), the silence checks of MQTT devices, and the period over which a
+device clock's offset is measured (:mod:`plantwire_edge.source_clock`). What is agreed with a
+device stays in wall time: OPC UA keep-alives, publishing intervals, the session watchdog and
+request timeouts are protocol timers that the server (a simulator's too) runs in wall time, and
+a slow or busy server is not a dead one (issue 13): dividing its liveness by the speed would
+take a server that answers in 50 ms for dead at 600x. Configured polling intervals are wall
+time as written (the simulator's generated configs shorten them by the speed themselves).
 """
 
 from __future__ import annotations
@@ -14,6 +28,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from plantwire_edge.values import now_ms
+
+WALL_FLOOR_S = 0.002
+"""The shortest wall wait :func:`wall_s` gives (an accelerated clock's retries stay cheap)."""
 
 
 class Clock(Protocol):
@@ -30,3 +47,15 @@ class WallClock:
 
 
 WALL_CLOCK: Clock = WallClock()
+
+
+def speed_of(clock: Clock) -> float:
+    """Clock seconds per wall second (1 but for a gateway on a simulation's clock)."""
+    speed = float(getattr(clock, "speed", 1.0))
+    return speed if speed > 0 else 1.0
+
+
+def wall_s(clock: Clock, clock_s: float, floor_s: float = WALL_FLOOR_S) -> float:
+    """Wall seconds to wait for ``clock_s`` seconds of ``clock`` to pass, at least ``floor_s``
+    (or ``clock_s`` itself, when shorter)."""
+    return max(min(floor_s, clock_s), clock_s / speed_of(clock))

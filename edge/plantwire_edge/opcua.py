@@ -31,6 +31,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
 
 from plantwire_bus.runner import stopped_within
+from plantwire_edge.clock import wall_s
 from plantwire_edge.devices import OpcUaDevice, Tag
 from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
@@ -48,6 +49,7 @@ KEEPALIVE_MS = 2_000  # the server sends an empty publish response at least this
 LIVENESS_KEEPALIVES = 5  # a subscription silent for this many keep-alive periods is dead
 SESSION_SAVE_S = 10.0  # how often the resumable session's state is refreshed on disk
 CHECK_S = 1.0  # how often the session loop looks at liveness (a lost connection wakes it)
+RETRY_S = 0.5  # the first retry after a failed or lost session (then doubled, jittered)
 REFUSED_RETRY_S = 0.1  # a server not listening (restarting) is tried again this often
 LIFETIME_S = 120.0  # the server keeps our subscription (and its queues) this long unserved
 BACKFILL_TIMEOUT_S = 60.0  # reading the gap from the server's history takes at most this
@@ -100,20 +102,26 @@ class OpcUaAdapter:
         return self.status.rejected
 
     async def run(self, stop: asyncio.Event) -> None:
-        delay = 0.5
+        """Sessions one after the other until ``stop``. Retries and their back-off are in
+        the gateway clock's time (:func:`~plantwire_edge.clock.wall_s`): on a simulation's
+        clock at 600x a server that comes back is tried again within a simulated
+        ``REFUSED_RETRY_S``, not a wall one (a minute of simulated time). A refused login
+        waits ``AUTH_RETRY_S`` wall seconds (for a person)."""
+        delay = RETRY_S
         dev = self.device
         while not stop.is_set():
             retry = delay * random.uniform(0.5, 1.0)
+            connects = self.status.connects
             try:
                 await self._session(stop)
-                delay = 0.5
+                delay = RETRY_S
             except asyncio.CancelledError:
                 raise
             except ConnectionRefusedError as exc:  # nobody listens: try again soon, cheaply
                 self.status.set_state("disconnected", f"{dev.endpoint}: {exc.strerror}")
                 self._throttle(log, "refused", "%s: %s: connection refused", dev.device_id,
                                dev.endpoint)  # fmt: skip
-                retry, delay = REFUSED_RETRY_S, 0.5
+                retry, delay = REFUSED_RETRY_S, RETRY_S
             except AuthError as exc:
                 self.status.set_state("auth_failed", str(exc))
                 log.error("%s: %s; not retrying for %.0f s", dev.device_id, exc, AUTH_RETRY_S)
@@ -122,18 +130,23 @@ class OpcUaAdapter:
                 text = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 self.status.set_state("disconnected", text)
                 self._throttle(log, "session", "%s: %s: %s", dev.device_id, dev.endpoint, text)
+                if self.status.connects > connects:  # a session that ran was lost: the back-off
+                    retry, delay = RETRY_S * random.uniform(0.5, 1.0), RETRY_S  # starts again
             self.connected.clear()
             self.channel.set_offline()
             if stop.is_set():
                 break
             self.status.reconnects += 1
-            await stopped_within(stop, retry)
+            # a person fixes credentials in wall time; the rest is retried in clock time
+            wait = retry if self.status.state == "auth_failed" else wall_s(self.clock, retry)
+            await stopped_within(stop, wait)
             delay = min(delay * 2, dev.reconnect_max_s)
         if self.status.state == "connected":
             self.status.set_state("disconnected")
 
     async def _session(self, stop: asyncio.Event) -> None:
         dev = self.device
+        reached = self.clock.now_ms()  # a connection accepted now: the server is back since
         client = await connect(dev, self.client_uri, self._session_file)
         self.channel.set_connecting()  # its first values wait for its birth (set_online)
         try:
@@ -168,7 +181,9 @@ class OpcUaAdapter:
             self._polled = {}
             if polled:
                 await self._poll(client, polled)
-            self.channel.set_online([])
+            # online as of the attempt that reached it: opening the session, taking over its
+            # subscription and reading its history take a few wall ms (at 600x, a minute)
+            self.channel.set_online([], at_ms=reached)
             self._first.clear()
             next_poll = loop.time() + dev.poll_interval_ms / 1000
             next_save = loop.time() + SESSION_SAVE_S

@@ -220,11 +220,12 @@ async def http_get(port: int, path: str) -> tuple[int, str]:
 
 
 @asynccontextmanager
-async def running(config: Any) -> AsyncIterator[Any]:
-    """A gateway (plantwire_edge.gateway.Gateway) running in this event loop."""
+async def running(config: Any, clock: Any = None) -> AsyncIterator[Any]:
+    """A gateway (plantwire_edge.gateway.Gateway) running in this event loop (on ``clock``,
+    default the wall clock)."""
     from plantwire_edge.gateway import Gateway
 
-    gateway = Gateway(config)
+    gateway = Gateway(config, clock=clock)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     try:

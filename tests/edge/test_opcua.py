@@ -23,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from plantwire_bus.mosquitto import free_port
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.opcua_session import create_certificate
+from plantwire_sim.clock import SimClock
 
 from .conftest import http_get, probe_on, running, ua_server
 
@@ -138,6 +139,44 @@ async def test_data_flows_again_after_the_server_restarts(mqtt_url: str, group: 
                 )
     assert probe.count("DBIRTH") == 2
     assert adapter.status.reconnects >= 1
+
+
+@pytest.mark.parametrize("speed", [60, 600])
+async def test_a_gateway_on_an_accelerated_clock_is_back_within_simulated_seconds(
+    mqtt_url: str, group: str, speed: int
+) -> None:
+    """On a simulation's clock at ``speed`` the gateway retries a restarting server in that
+    clock's time: the device's new session starts within 2 simulated seconds of the server
+    listening again (on the same clock), not a wall retry later (at 600x, 0.1 wall s is a
+    simulated minute), and not before the server was started."""
+    clock = SimClock(time.time_ns() // 1_000_000 - 3_600_000, speed=speed)
+    port = free_port()
+    variables = {"Speed": (D, 0.0)}
+    async with ua_server(variables, port=port) as srv:
+        cfg = gateway_config(
+            group,
+            mqtt_url,
+            {"endpoint": srv.endpoint, "tags": [{"node": srv.address("Speed"), "metric": "Speed"}]},
+        )
+        async with probe_on(mqtt_url, group) as probe, running(cfg, clock) as gateway:
+            adapter = gateway.adapters[0]
+            await asyncio.wait_for(adapter.connected.wait(), 15)
+            await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "DBIRTH")
+            await srv.server.stop()
+            await probe.wait_for(lambda: probe.count("DDEATH") == 1, "DDEATH")
+            refused = adapter.status.reconnects
+            # down until the gateway has found it refusing connections a few times
+            await probe.wait_for(lambda: adapter.status.reconnects >= refused + 3, "retries")
+            starting = clock.now_ms()
+            await srv.server.start()  # listens again on its port
+            listening = clock.now_ms()
+            await probe.wait_for(lambda: probe.count("DBIRTH") == 2, "DBIRTH again")
+    death, birth = probe.payloads("DDEATH")[0], probe.payloads("DBIRTH")[1]
+    assert death.timestamp is not None and birth.timestamp is not None
+    assert death.timestamp < starting <= birth.timestamp <= listening + 2_000, (
+        f"born {(birth.timestamp - listening) / 1000:+.1f} simulated s after the server "
+        f"listened again ({(listening - starting) / 1000:.1f} s to restart it) at {speed}x"
+    )
 
 
 async def _other_namespace_first(server: Server) -> None:
