@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from plantwire_bus.payload import DataType
 from plantwire_edge.buffer import Batch, Sample
-from plantwire_edge.clock import Clock
+from plantwire_edge.clock import Clock, speed_of
 from plantwire_edge.state_merge import Member, StateMerge
 
 
@@ -57,7 +57,7 @@ class DeviceChannel:
     @property
     def speed(self) -> float:
         """How fast the node's clock runs (1 but for a gateway on a simulation's clock)."""
-        return float(getattr(self._node.clock, "speed", 1.0))
+        return speed_of(self._node.clock)
 
     def put(self, key: int, value: Any, ts_ms: int) -> None:
         self.staged.append((key, value, ts_ms))

@@ -21,7 +21,7 @@ from plantwire_bus.payload import DataType
 from plantwire_edge.channel import DeviceChannel
 from plantwire_edge.devices import Point
 from plantwire_edge.mapping import TABLES
-from plantwire_edge.source_clock import OFFSET_METRIC, tolerance_for
+from plantwire_edge.source_clock import OFFSET_METRIC
 from plantwire_edge.state_merge import StateMerge
 from plantwire_edge.status import AdapterStatus, Throttle
 from plantwire_edge.values import Rejected, converter
@@ -65,7 +65,7 @@ class Feed:
         self._companion: int | None = None
         self._throttle = throttle
         self._merge: tuple[StateMerge, int] | None = None
-        status.clock_tolerance_ms = tolerance_for(channel.speed)
+        status.clock_speed = channel.speed
         if self.table is not None:
             peers = channel.state_feeds.setdefault(self.key, [])
             peers.append((self, point.override))

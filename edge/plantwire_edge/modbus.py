@@ -19,6 +19,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from plantwire_bus.runner import stopped_within
+from plantwire_edge.clock import wall_s
 from plantwire_edge.devices import ModbusDevice, Register
 from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
@@ -106,7 +107,7 @@ class ModbusAdapter:
             if stop.is_set():
                 break
             self.status.reconnects += 1
-            await stopped_within(stop, delay * random.uniform(0.5, 1.0))
+            await stopped_within(stop, wall_s(self.clock, delay * random.uniform(0.5, 1.0)))
             delay = min(delay * 2, dev.reconnect_max_s)
         if self.status.state == "connected":
             self.status.set_state("disconnected")

@@ -38,6 +38,7 @@ from typing import Any
 
 from plantwire_bus.mqtt import Message, MqttClient, MqttError, parse_mqtt_url
 from plantwire_bus.runner import stopped_within
+from plantwire_edge.clock import speed_of, wall_s
 from plantwire_edge.devices import MqttDevice
 from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
@@ -128,7 +129,7 @@ class MqttDeviceAdapter:
                 self._throttle(log, "connect", "%s: %s", dev.device_id, exc)
                 await client.disconnect()
                 self.status.reconnects += 1
-                await stopped_within(stop, delay)
+                await stopped_within(stop, wall_s(self.clock, delay))  # clock time
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.5
@@ -180,8 +181,7 @@ class MqttDeviceAdapter:
         silence = self.device.silence_s
         if silence is None:
             return 1.0
-        speed = float(getattr(self.clock, "speed", 1.0))
-        return max(0.005, min(1.0, silence / speed / 4))
+        return max(0.005, min(1.0, silence / speed_of(self.clock) / 4))
 
     async def _subscribe_probe(self, client: MqttClient) -> None:
         if self.device.silence_s is None or not self._probing:

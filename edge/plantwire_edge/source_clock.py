@@ -2,10 +2,16 @@
 
 Each value a device stamps itself arrives some time after it was stamped, so
 ``device timestamp - gateway time at arrival`` is the clock's offset less that delay: the
-largest difference seen over a period of ``PERIOD_S`` wall seconds is the offset's estimate
-(the least delayed value). When two periods' estimates differ by more than ``JUMP_MS`` the
-device's clock jumped (set by hand, a battery-backed clock reset, a time server correcting a
-drift of minutes): the jump is counted and logged.
+largest difference seen over a period of ``PERIOD_S`` seconds of the gateway's clock is the
+offset's estimate (the least delayed value). On an accelerated clock (a simulation at
+``speed``) the period is ``PERIOD_S / speed`` wall seconds, so that a skewed clock is corrected
+after the same simulated time at any speed, but at least ``PERIOD_MIN_WALL_S``: the least
+delayed value must come from more than one OPC UA publish response (100 ms by default), or
+the estimate is one delivery's delay (times the speed) off. When two periods' estimates differ
+by more than :func:`jump_for` (``JUMP_MS``; on an accelerated clock at least ``JUMP_WALL_S`` of
+delivery delay at its speed, which a period's estimate may carry) the device's clock jumped
+(set by hand, a battery-backed clock reset, a time server correcting a drift of minutes): the
+jump is counted and logged.
 
 One time line per device: when the offset is larger than :attr:`SourceClock.tolerance_ms`
 (a clock minutes off, or drifting), the gateway corrects the device's timestamps by it
@@ -23,12 +29,18 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
 PERIOD_S = 10.0
+"""Seconds of the gateway's clock over which an estimate is made."""
+PERIOD_MIN_WALL_S = 0.15
+"""...and at least this many wall seconds (an accelerated clock: 10 clock s up to 66x)."""
 JUMP_MS = 5_000
+"""Estimates further apart than this (gateway milliseconds) are a jump..."""
+JUMP_WALL_S = 0.1
+"""...and further apart than this many wall seconds of delay at the gateway clock's speed."""
 TOLERANCE_MS = 2_000
 """Offsets up to this (gateway milliseconds) are left uncorrected."""
 TOLERANCE_WALL_S = 0.05
@@ -41,6 +53,16 @@ OFFSET_METRIC = "Clock/Offset"
 def tolerance_for(speed: float) -> int:
     """The largest offset left uncorrected on a gateway clock running at ``speed``."""
     return max(TOLERANCE_MS, round(TOLERANCE_WALL_S * 1000 * speed))
+
+
+def jump_for(speed: float) -> int:
+    """The smallest change of offset taken for a jump on a gateway clock running at ``speed``."""
+    return max(JUMP_MS, round(JUMP_WALL_S * 1000 * speed))
+
+
+def period_wall_s(speed: float) -> float:
+    """Wall seconds of one period on a gateway clock running at ``speed``."""
+    return max(PERIOD_MIN_WALL_S, PERIOD_S / speed)
 
 
 @dataclass
@@ -58,8 +80,11 @@ class SourceClock:
     """Whether the last observation made a new estimate."""
     published_ms: int = 0
     """The correction last published."""
+    speed: float = 1.0
+    """The gateway clock's speed (clock seconds per wall second)."""
+    jump_ms: int = JUMP_MS
     _period_max: int | None = None
-    _period_end: float = field(default_factory=lambda: time.monotonic() + PERIOD_S)
+    _period_end: float | None = None
 
     def observe(self, device_ts: int, arrival: int) -> bool:
         """A value stamped ``device_ts`` by the device arrived at gateway time ``arrival``;
@@ -67,6 +92,8 @@ class SourceClock:
         difference = device_ts - arrival
         if self._period_max is None or difference > self._period_max:
             self._period_max = difference
+        if self._period_end is None:
+            self._period_end = time.monotonic() + period_wall_s(self.speed)
         if time.monotonic() >= self._period_end:
             self.fresh = self._close(whole=True)
         else:
@@ -92,7 +119,7 @@ class SourceClock:
         if estimate is None:
             return False
         previous = self.offset_ms
-        if previous is not None and abs(estimate - previous) > JUMP_MS:
+        if previous is not None and abs(estimate - previous) > self.jump_ms:
             self.jumps += 1
             log.warning(
                 "%s: the device's clock jumped by %+.1f s (offset %+.1f s -> %+.1f s)",
@@ -105,5 +132,5 @@ class SourceClock:
         beyond = estimate > self.tolerance_ms or (whole and estimate < -self.tolerance_ms)
         self.correction_ms = estimate if beyond else 0
         self._period_max = None
-        self._period_end = time.monotonic() + PERIOD_S
+        self._period_end = time.monotonic() + period_wall_s(self.speed)
         return True

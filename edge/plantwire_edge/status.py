@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from plantwire_edge.source_clock import TOLERANCE_MS, SourceClock
+from plantwire_edge.source_clock import SourceClock, jump_for, tolerance_for
 
 
 @dataclass
@@ -27,13 +27,17 @@ class AdapterStatus:
     bad_points: dict[str, str] = field(default_factory=dict)  # tag/register/field -> reason
     since: float = field(default_factory=time.time)
     clock: SourceClock | None = None  # the device's clock, once it stamped a value itself
-    clock_tolerance_ms: int = TOLERANCE_MS  # offsets up to this are not corrected
+    clock_speed: float = 1.0  # of the gateway's clock: tolerance, jumps and period follow it
 
     def observe_clock(self, device_ts: int, arrival: int) -> SourceClock:
         """A value the device stamped itself (``device_ts``) arrived at gateway time
         ``arrival``; the device's clock (its ``fresh`` says whether this made a new estimate)."""
         if self.clock is None:
-            self.clock = SourceClock(self.device_id, tolerance_ms=self.clock_tolerance_ms)
+            speed = self.clock_speed
+            self.clock = SourceClock(
+                self.device_id, tolerance_ms=tolerance_for(speed), speed=speed,
+                jump_ms=jump_for(speed),
+            )  # fmt: skip
         self.clock.observe(device_ts, arrival)
         return self.clock
 

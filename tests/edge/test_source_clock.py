@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from plantwire_edge.source_clock import PERIOD_S, SourceClock, tolerance_for
+from plantwire_edge.source_clock import (
+    PERIOD_S,
+    SourceClock,
+    jump_for,
+    period_wall_s,
+    tolerance_for,
+)
 
 
 def test_offset_is_the_least_delayed_value_of_a_period_and_a_jump_is_counted(
@@ -65,3 +71,53 @@ def test_corrections_ahead_at_once_behind_after_a_whole_period_and_published(
 def test_tolerance_scales_with_an_accelerated_clock() -> None:
     assert tolerance_for(1.0) == 2_000
     assert tolerance_for(150.0) == 7_500  # 50 wall ms of delivery delay at 150x
+
+
+@pytest.mark.parametrize(("speed", "period_ms"), [(1, 10_000), (60, 10_000), (600, 90_000)])
+def test_the_period_is_in_clock_time_down_to_a_wall_floor(
+    monkeypatch: pytest.MonkeyPatch, speed: int, period_ms: int
+) -> None:
+    """On a gateway clock at ``speed`` a new estimate comes after ``period_ms`` of that
+    clock (10 s up to 66x; at 600x the 0.15 wall s floor, 90 simulated s): a clock drifting
+    1 s a minute is followed as closely at 60x as at 1x."""
+    wall = [1000.0]
+    monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
+    clock = SourceClock("GRD", tolerance_ms=tolerance_for(speed), speed=speed,
+                        jump_ms=jump_for(speed))  # fmt: skip
+    t0 = 1_000_000
+
+    def at(clock_ms: int) -> bool:
+        """A value stamped by a clock drifting 1 s a minute arrives at ``t0 + clock_ms``
+        (gateway time, which runs ``speed`` times as fast as the wall clock)."""
+        wall[0] = 1000.0 + clock_ms / 1000 / speed
+        arrival = t0 + clock_ms
+        return clock.observe(arrival + clock_ms // 60, arrival)
+
+    assert at(0)  # the first value gives a first estimate
+    estimates = [ms for ms in range(100, 200_001, 100) if at(ms)]
+    assert estimates[:2] == [period_ms, 2 * period_ms]
+    assert clock.offset_ms == estimates[-1] // 60  # the drift as of the last period's end
+    assert clock.jumps == 0
+
+
+def test_the_period_and_jumps_at_speed() -> None:
+    assert period_wall_s(1.0) == PERIOD_S
+    assert period_wall_s(60.0) == pytest.approx(PERIOD_S / 60)
+    assert period_wall_s(600.0) == 0.15
+    assert period_wall_s(0.5) == 2 * PERIOD_S  # a slowed-down simulation: its clock's 10 s
+    assert (jump_for(1.0), jump_for(60.0), jump_for(600.0)) == (5_000, 6_000, 60_000)
+
+
+def test_a_jump_at_600x_is_told_from_a_late_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 600x one period's least delayed value may be 50 wall ms late (30 simulated s): no
+    jump; a clock set back 5 minutes is one."""
+    wall = [1000.0]
+    monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
+    clock = SourceClock("M", tolerance_ms=tolerance_for(600), speed=600, jump_ms=jump_for(600))
+    clock.observe(100_000 + 90_000, 100_000)  # 90 s ahead
+    wall[0] += period_wall_s(600)
+    clock.observe(200_000 + 90_000 - 30_000, 200_000)  # delivered 50 wall ms late
+    assert (clock.offset_ms, clock.jumps) == (60_000, 0)
+    wall[0] += period_wall_s(600)
+    clock.observe(300_000 - 210_000, 300_000)  # set back by 5 minutes
+    assert (clock.offset_ms, clock.jumps) == (-210_000, 1)
