@@ -1,6 +1,6 @@
 """plantwire's extensions beside Sparkplug B 3.0 (documented in docs/reliability.md).
 
-Both are invisible to a third-party host or edge node, which keeps working by the letter of
+All are invisible to a third-party host or edge node, which keeps working by the letter of
 the specification:
 
 * **Ordinal.** The n-th value of one metric within one millisecond (n >= 1; the first one has
@@ -14,6 +14,11 @@ the specification:
   they belong to and their ``seq`` numbers. A plantwire edge node deletes a message's values
   from its buffer only then; with a host that does not say so it falls back to the broker's
   PUBACK.
+* **Clock rate.** A plantwire edge node's NBIRTH carries the metric :data:`CLOCK_RATE`
+  (Double): how many milliseconds of the clock it stamps with pass per wall millisecond (1 on
+  a real plant; a simulator's speed when the gateway follows simulated time). A host stamps
+  the node's NDEATH, a Will published by the broker included, on the node's own time line with
+  it (``docs/indicators.md``, the time line); a node without it is stamped as by any host.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from plantwire_bus.payload import MAX_ORDINAL, ORDINAL, PayloadError
 
 __all__ = ["MAX_ORDINAL", "ORDINAL"]  # defined beside the metric that carries it
 COMMIT_NAMESPACE = "plantwire/v1/committed"
+CLOCK_RATE = "Clock/Rate"  # NBIRTH metric (Double): node clock ms per wall ms
 COMMITS_KEY = "commits"  # in the STATE payload of a host that confirms commits
 
 

@@ -21,12 +21,17 @@ request timeouts are protocol timers that the server (a simulator's too) runs in
 a slow or busy server is not a dead one (issue 13): dividing its liveness by the speed would
 take a server that answers in 50 ms for dead at 600x. Configured polling intervals are wall
 time as written (the simulator's generated configs shorten them by the speed themselves).
+The node's birth says how fast its clock runs (:func:`clock_rate`, the metric
+:data:`~plantwire_bus.extension.CLOCK_RATE`), so that the host can stamp a death the broker
+publishes for it (its Will) on its time line too.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
+from plantwire_bus.timeline import TimeLine
 from plantwire_edge.values import now_ms
 
 WALL_FLOOR_S = 0.002
@@ -59,3 +64,12 @@ def wall_s(clock: Clock, clock_s: float, floor_s: float = WALL_FLOOR_S) -> float
     """Wall seconds to wait for ``clock_s`` seconds of ``clock`` to pass, at least ``floor_s``
     (or ``clock_s`` itself, when shorter)."""
     return max(min(floor_s, clock_s), clock_s / speed_of(clock))
+
+
+def clock_rate(clock: Clock) -> float:
+    """Milliseconds of ``clock`` per wall millisecond now, as the node's birth declares it:
+    its speed (:func:`speed_of`), but 1 once a replay has caught up with the wall clock."""
+    line = getattr(clock, "line", None)
+    if isinstance(line, TimeLine) and line.live_at(time.time()):
+        return 1.0
+    return speed_of(clock)

@@ -27,14 +27,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from plantwire_bus.extension import Committed, confirms_commits, parse_committed_topic
+from plantwire_bus.extension import (
+    CLOCK_RATE,
+    Committed,
+    confirms_commits,
+    parse_committed_topic,
+)
 from plantwire_bus.mqtt import Message, MqttClient
 from plantwire_bus.payload import DataType, Metric, Payload, PayloadError, decode_payload
 from plantwire_bus.payload import encode_payload as encode_birth
 from plantwire_bus.topics import MessageType, Topic, decode_state
 from plantwire_edge.buffer import QUEUED, Batch, Buffer, Sample
 from plantwire_edge.channel import DeviceChannel
-from plantwire_edge.clock import WALL_CLOCK, Clock
+from plantwire_edge.clock import WALL_CLOCK, Clock, clock_rate
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.ddata import Field, encode_ddata, encode_valid, field_for
 from plantwire_edge.uplink import Uplink
@@ -440,9 +445,11 @@ class EdgeNode:
         self._seq = 0
         self.birth_ts = max(self.clock.now_ms(), self.birth_ts + 1)  # names a new seq stream
         at = self.birth_ts  # every metric of a birth carries a timestamp (Sparkplug 3.0)
+        rate = clock_rate(self.clock)  # the host stamps the node's Will on its time line
         metrics = (
             Metric(name="bdSeq", timestamp=at, datatype=DataType.Int64, value=self.uplink.bd_seq),
             Metric(name=REBIRTH_METRIC, timestamp=at, datatype=DataType.Boolean, value=False),
+            Metric(name=CLOCK_RATE, timestamp=at, datatype=DataType.Double, value=rate),
         )
         payload = encode_birth(Payload(timestamp=self.birth_ts, seq=0, metrics=metrics))
         self._publish(client, self._topic(MessageType.NBIRTH), payload)

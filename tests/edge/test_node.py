@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from plantwire_bus.extension import CLOCK_RATE
 from plantwire_bus.mosquitto import MosquittoProcess, start_mosquitto
 from plantwire_bus.payload import DataType
 from plantwire_bus.topics import encode_state, state_topic
@@ -279,6 +280,10 @@ async def test_births_deaths_and_payloads_carry_the_injected_clock(
         await run.stop()
         await run.seen("NDEATH", 1)
     assert [p.timestamp for p in probe.payloads("NBIRTH")] == [T0]
+    # its clock's rate: 1 for a clock that is no simulator's time line
+    assert [{m.name: m.value for m in p.metrics}[CLOCK_RATE] for p in probe.payloads("NBIRTH")] == [
+        1.0
+    ]
     assert [p.timestamp for p in probe.payloads("DBIRTH")] == [T0]
     assert [p.timestamp for p in probe.payloads("DDATA")][-1] == T0 + 60_000
     assert [p.timestamp for p in probe.payloads("DDEATH")] == [T0 + 120_000]

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError
 
-from plantwire_bus.extension import MAX_ORDINAL, ORDINAL
+from plantwire_bus.extension import CLOCK_RATE, MAX_ORDINAL, ORDINAL
 from plantwire_bus.payload import (
     NUMERIC_TYPES,
     TEXT_TYPES,
@@ -42,6 +42,7 @@ from plantwire_platform.ingest.batch import (
     Problems,
     Target,
 )
+from plantwire_platform.ingest.node_clock import declared_rate
 
 # Oldest and newest believable sample times: a PLC clock reset to 2000-01-01 is caught.
 MIN_TS_MS = 946_771_200_000  # 2000-01-02T00:00:00Z
@@ -141,12 +142,14 @@ class Birth:
     bd_seq: int | None
     metrics: tuple[Metric, ...]
     problems: tuple[str, ...] = ()
+    clock_rate: float | None = None  # NBIRTH: the node's declared clock rate (CLOCK_RATE)
 
 
 @dataclass(frozen=True, slots=True)
 class Death:
     route: Route
-    ts: int  # DDEATH payload timestamp; NDEATH: arrival time (a Will carries its connect time)
+    ts: int  # DDEATH payload timestamp; NDEATH: arrival time (placed on the node's time line
+    # by SharedState.record_death, plantwire_platform.ingest.node_clock)
     seq: int | None
     bd_seq: int | None
 
@@ -155,13 +158,20 @@ def read_birth(route: Route, payload: Payload, arrival_ms: int) -> Birth:
     """The telemetry metrics of a birth; metrics without name or datatype, or of unsupported
     datatypes, are reported in ``problems``."""
     bd_seq = None
+    rate = None
     metrics = []
     problems = []
     names: set[str] = set()
     aliases: set[int] = set()
+    node = route.kind is MessageType.NBIRTH
     for m in payload.metrics:
         if m.name == "bdSeq" and isinstance(m.value, int) and not isinstance(m.value, bool):
             bd_seq = m.value
+        if node and m.name == CLOCK_RATE:  # session metadata, not telemetry
+            rate = declared_rate(m.value)
+            if rate is None:
+                problems.append(f"{CLOCK_RATE}: not a number > 0")
+            continue
         if m.name is None or m.datatype is None:
             problems.append("metric without name or datatype")
             continue
@@ -181,7 +191,7 @@ def read_birth(route: Route, payload: Payload, arrival_ms: int) -> Birth:
             aliases.add(m.alias)
         metrics.append(m)
     ts = payload.timestamp if payload.timestamp else arrival_ms
-    return Birth(route, ts, payload.seq, bd_seq, tuple(metrics), tuple(problems))
+    return Birth(route, ts, payload.seq, bd_seq, tuple(metrics), tuple(problems), rate)
 
 
 def read_death(route: Route, payload: Payload, arrival_ms: int) -> Death:

@@ -42,6 +42,7 @@ from plantwire_platform.ingest.host import (
     read_death,
 )
 from plantwire_platform.ingest.metrics import IngestMetrics
+from plantwire_platform.ingest.node_clock import NodeTrack
 from plantwire_platform.ingest.shared_state import Key, SharedState, birth_samples
 from plantwire_platform.settings import PlatformSettings
 
@@ -99,6 +100,7 @@ class Intake:
         self.seq_wait_s = reorder_ms / 1000
         self.retention_days = settings.retention_days
         self.parked: collections.deque[Parked] = collections.deque()
+        self.tracks: dict[tuple[str, str], NodeTrack] = {}  # the node sessions seen last
         self._misses: dict[Key, float] = {}
         self.payload_bytes = settings.dead_letter_payload_bytes
         self.admission = Admission(
@@ -219,6 +221,7 @@ class Intake:
             problems.add(exc.reason, str(exc))
         if first <= last:
             batch.spans.append((gen.birth_id, first, last))
+        self._track(route, birth.ts, arrival, max(last, birth.ts))
         if route.kind is MessageType.NBIRTH:
             batch.add_seq(node, birth.ts, birth.seq, is_birth=True)
         elif birth.seq is not None:
@@ -229,9 +232,10 @@ class Intake:
     async def _death(self, message: Message, route: Route, batch: Batch) -> None:
         payload = decode_payload(message.payload)
         death = read_death(route, payload, now_ms())
-        current = await self.state.record_death(death)
-        if current:
-            self.book.mark_dead((route.group_id, route.edge_node_id, route.device_id), death.ts)
+        track = self.tracks.get((route.group_id, route.edge_node_id))
+        ts = await self.state.record_death(death, track if not route.device_id else None)
+        if ts is not None:
+            self.book.mark_dead((route.group_id, route.edge_node_id, route.device_id), ts)
         if route.kind is MessageType.DDEATH and death.seq is not None:
             self._seq(batch, route, payload.timestamp or 0, death.seq)
 
@@ -240,6 +244,7 @@ class Intake:
         key = (route.group_id, route.edge_node_id, route.device_id)
         window = TimeWindow.around(arrival, self.retention_days)
         pb, seq, pts = parse_data(message.payload)
+        spans = len(batch.spans)
         problems = Problems()
         gen = self.book.find(key, pts)
         if gen is None or not decode_data(
@@ -264,6 +269,8 @@ class Intake:
             batch.rebirths[(route.group_id, route.edge_node_id)] = "unknown_metric"
         if gen.worker != self.state.worker:
             self.stats.resolved_elsewhere += 1
+        if pts:
+            self._track(route, pts, arrival, batch.spans[-1][2] if len(batch.spans) > spans else 0)
         self._after_data(batch, route, gen, seq, pts)
         if problems:
             self.dead(batch, message, problems.reason, problems.detail())
@@ -278,6 +285,21 @@ class Intake:
             batch.rebirths[(route.group_id, route.edge_node_id)] = "data_after_death"
         if seq is not None:
             self._seq(batch, route, pts, seq)
+
+    def _track(self, route: Route, pts: int, arrival: int, last_value: int) -> None:
+        """Follow the node's session: its latest message (payload timestamp, arrival) and
+        value, which its NDEATH is placed by (:mod:`.node_clock`)."""
+        node = (route.group_id, route.edge_node_id)
+        track = self.tracks.get(node)
+        if route.kind is MessageType.NBIRTH:
+            if track is None or pts >= track.birth_ts:
+                self.tracks[node] = NodeTrack(pts, pts, arrival, last_value)
+            return
+        if track is None:
+            return
+        session = self.book.find((*node, ""), pts)
+        if session is not None and session.birth_ts == track.birth_ts:
+            track.saw(pts, arrival, last_value)
 
     def _seq(self, batch: Batch, route: Route, pts: int, seq: int) -> None:
         node = self.book.find((route.group_id, route.edge_node_id, ""), pts)

@@ -30,6 +30,7 @@ from plantwire_platform.ingest.host import (
     flags_for,
     kind_of,
 )
+from plantwire_platform.ingest.node_clock import NodeTrack, death_time
 from plantwire_platform.ingest.sequence import Ledger, SeqEntry, replay
 
 log = logging.getLogger(__name__)
@@ -182,11 +183,12 @@ class SharedState:
         g, n = birth.route.group_id, birth.route.edge_node_id
         await self.conn.execute(
             "INSERT INTO sparkplug_node AS x (group_id, edge_node_id, bd_seq, birth_ts, online,"
-            " born_at) VALUES (%s, %s, %s, %s, true, now())"
+            " born_at, clock_rate) VALUES (%s, %s, %s, %s, true, now(), %s)"
             " ON CONFLICT (group_id, edge_node_id) DO UPDATE SET bd_seq = excluded.bd_seq,"
-            " birth_ts = excluded.birth_ts, born_at = now(), online = true"
+            " birth_ts = excluded.birth_ts, born_at = now(), online = true,"
+            " clock_rate = excluded.clock_rate"
             " WHERE x.birth_ts IS NULL OR x.birth_ts <= excluded.birth_ts",
-            (g, n, birth.bd_seq, birth.ts),
+            (g, n, birth.bd_seq, birth.ts, birth.clock_rate),
         )
         # Devices are reborn after their node: sessions still open from before end here.
         await self.conn.execute(
@@ -215,11 +217,13 @@ class SharedState:
 
     # -- deaths ----------------------------------------------------------------------------
     @serialized
-    async def record_death(self, death: Death) -> bool:
-        """Close sessions, mark series stale, end state intervals; False for a stale NDEATH
-        (the Will of a connection the node has replaced since)."""
+    async def record_death(self, death: Death, track: NodeTrack | None = None) -> int | None:
+        """Close sessions, mark series stale, end state intervals; returns the death's time,
+        None for a stale NDEATH (the Will of a connection the node has replaced since). An
+        NDEATH is placed on the node's time line (:mod:`.node_clock`) from ``track``, what
+        this worker saw last of the node, or else from the node's birth as stored."""
         g, n, d = death.route.group_id, death.route.edge_node_id, death.route.device_id
-        at = ms_to_datetime(death.ts)
+        ts = death.ts
         conn = self.conn
         async with conn.transaction():
             if not d:
@@ -230,15 +234,19 @@ class SharedState:
                     " SET death_bd_seq = excluded.death_bd_seq, died_at = now(),"
                     " online = CASE WHEN excluded.death_bd_seq IS NULL OR x.bd_seq IS NULL"
                     "  OR x.bd_seq = excluded.death_bd_seq THEN false ELSE x.online END"
-                    " RETURNING bd_seq",
+                    " RETURNING bd_seq, birth_ts, clock_rate,"
+                    " (extract(epoch FROM born_at) * 1000)::bigint",
                     (g, n, death.bd_seq),
                 )
                 row = await cur.fetchone()
                 current = row[0] if row else None
                 if death.bd_seq is not None and current is not None and current != death.bd_seq:
-                    return False
+                    return None
+                if row is not None:
+                    ts = _node_death_time(death.ts, row[1], row[2], row[3], track)
+            at = ms_to_datetime(ts)
             scope = "device_id = %(d)s" if d else "true"
-            params = {"g": g, "n": n, "d": d, "at": at, "ts": death.ts}
+            params = {"g": g, "n": n, "d": d, "at": at, "ts": ts}
             await conn.execute(
                 "UPDATE sparkplug_birth SET death_ts = %(ts)s,"
                 " change_id = nextval('sparkplug_change_seq')"
@@ -265,7 +273,7 @@ class SharedState:
                 params,
             )
             await self._event("device_death" if d else "node_death", g, n, d, at, None)
-        return True
+        return ts
 
     # -- reading the shared state ------------------------------------------------------------
     @serialized
@@ -369,6 +377,27 @@ class SharedState:
             " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (at, g, n, d, kind, value),
         )
+
+
+def _node_death_time(
+    arrival_ms: int,
+    birth_ts: int | None,
+    rate: float | None,
+    born_ms: int | None,
+    track: NodeTrack | None,
+) -> int:
+    """An NDEATH's time from the node's row (its session's birth, declared clock rate and
+    the birth's arrival) and what this worker saw of that session, if it did."""
+    if birth_ts is None:
+        return arrival_ms  # never born: nothing to place it by
+    anchor: tuple[int, int] | None
+    if track is not None and track.birth_ts == birth_ts:
+        anchor = (track.node_ms, track.arrival_ms)
+        floor = max(birth_ts, track.last_value_ms)
+    else:  # the session's messages went to other workers: its birth is the anchor
+        anchor = (birth_ts, born_ms) if born_ms is not None else None
+        floor = birth_ts
+    return death_time(arrival_ms, rate, anchor, floor)
 
 
 def birth_samples(

@@ -159,7 +159,7 @@ async def test_deaths_end_sessions_states_and_mark_stale(store: Store) -> None:
         Payload(metrics=(Metric(name="bdSeq", datatype=DataType.UInt64, value=0),)),
         NOW - 5000,
     )
-    assert not await store.shared.record_death(stale_will)  # bdSeq 0: an older connection
+    assert await store.shared.record_death(stale_will) is None  # bdSeq 0: an older connection
     assert (
         await scalar(
             store.conn, "SELECT count(*) FROM connectivity_session WHERE offline_at IS NULL"
@@ -171,7 +171,7 @@ async def test_deaths_end_sessions_states_and_mark_stale(store: Store) -> None:
         Payload(metrics=(Metric(name="bdSeq", datatype=DataType.UInt64, value=1),)),
         NOW - 5000,
     )
-    assert await store.shared.record_death(will)
+    assert await store.shared.record_death(will) is not None
     assert (
         await scalar(
             store.conn, "SELECT count(*) FROM connectivity_session WHERE offline_at IS NULL"

@@ -1,0 +1,61 @@
+"""Where an NDEATH goes on its edge node's time line.
+
+An NDEATH carries no time of its own worth using: a Will is composed when the node connects
+and published by the broker when the connection is lost. Stamped with the platform's arrival
+time it would land on another time line than the node's births and values whenever the
+node's clock is not the platform's: a host clock that is off, or a gateway following an
+accelerated simulation (its clock runs ``speed`` times the wall clock). So the death is
+stamped from the node's last message: its payload timestamp (node clock) plus the wall time
+elapsed since its arrival, times the node's clock rate (the NBIRTH metric
+:data:`~plantwire_bus.extension.CLOCK_RATE`). A node that does not declare a rate (a
+third-party edge node) is stamped with the arrival time, as by any host; so is a node at
+rate 1 whose projection is within :data:`NO_SKEW_MS` of arrival (an honest clock: the
+difference is the last message's delivery delay). In every case the death is never before
+the session's birth or its last value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NO_SKEW_MS = 2_000
+"""At rate 1, a projection this close to arrival is the delivery delay of the last message,
+not a clock off: the arrival time is kept (the gateway's tolerance for a device clock)."""
+
+
+@dataclass(slots=True)
+class NodeTrack:
+    """What one ingest worker saw last of an edge node's session."""
+
+    birth_ts: int  # the session's NBIRTH payload timestamp
+    node_ms: int  # the newest payload timestamp of the session (node clock)
+    arrival_ms: int  # when that message arrived (platform clock)
+    last_value_ms: int  # the latest time of a value of the session (node clock)
+
+    def saw(self, node_ms: int, arrival_ms: int, last_value_ms: int) -> None:
+        if node_ms >= self.node_ms:
+            self.node_ms, self.arrival_ms = node_ms, arrival_ms
+        self.last_value_ms = max(self.last_value_ms, last_value_ms)
+
+
+def death_time(
+    arrival_ms: int, rate: float | None, anchor: tuple[int, int] | None, floor_ms: int
+) -> int:
+    """The NDEATH time on the node's line: ``anchor`` is (payload timestamp, arrival) of its
+    last message, ``rate`` its declared clock rate (None: not declared), ``floor_ms`` the
+    session's birth or last value, whichever is later."""
+    ts = arrival_ms
+    if rate is not None and anchor is not None:
+        node_ms, then_ms = anchor
+        projected = node_ms + round(max(0, arrival_ms - then_ms) * rate)
+        if abs(rate - 1.0) > 1e-9 or abs(projected - arrival_ms) > NO_SKEW_MS:
+            ts = projected
+    return max(ts, floor_ms)
+
+
+def declared_rate(value: object) -> float | None:
+    """A birth's clock rate metric value, None unless a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    rate = float(value)
+    return rate if 0.0 < rate < float("inf") else None

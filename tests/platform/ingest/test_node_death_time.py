@@ -1,0 +1,177 @@
+"""An NDEATH on its edge node's time line (issue 14, one time line per device), against a real
+Mosquitto, a real PostgreSQL and the ingest worker: a plantwire edge node whose clock is an
+hour behind, or runs at 60 times the wall clock, vanishes without a word (its connection cut,
+the broker publishes its Will) and its death is stamped on the node's own line; a third-party
+node that does not declare its clock rate is stamped with the arrival time, as before.
+
+The bounds are measured, not assumed. The ingest stamps ``payload timestamp of the node's last
+message + (arrival of the death - arrival of that message) x rate``, which is the node's clock
+at the death's arrival less ``rate x`` the last message's delivery delay. So it lies between
+the node's clock when the connection was cut less ``rate x`` (the wall time from the last
+value put until the test saw it stored: that delay's upper bound) and the node's clock when
+the test saw the death stored; and never before the last value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from plantwire_bus.mqtt import MqttClient, Will, parse_mqtt_url
+from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
+from plantwire_bus.timeline import TimeLine
+from plantwire_bus.topics import MessageType, Topic
+from plantwire_edge.node import EdgeNode
+from tests.edge.test_node import config
+
+from .test_worker import WorkerFactory, query, start_worker
+
+__all__ = ["start_worker"]  # the fixture
+
+HOUR_MS = 3_600_000
+
+
+class NodeClock:
+    """A gateway clock ``offset_ms`` off the wall clock now and running at ``speed`` (the
+    time line of a simulator it follows)."""
+
+    def __init__(self, speed: float, offset_ms: int) -> None:
+        wall0 = time.time()
+        self.line = TimeLine(round(wall0 * 1000) + offset_ms, speed, wall0)
+
+    @property
+    def speed(self) -> float:
+        return self.line.speed
+
+    def at(self, wall: float) -> int:
+        return self.line.at(wall)
+
+    def now_ms(self) -> int:
+        return self.line.at(time.time())
+
+
+async def _until_rows(database_url: str, sql: str, timeout: float = 20) -> list[tuple[object, ...]]:
+    deadline = time.monotonic() + timeout
+    while not (rows := await query(database_url, sql)):
+        assert time.monotonic() < deadline, f"not within {timeout} s: {sql}"
+        await asyncio.sleep(0.05)
+    return rows
+
+
+def _death_sql(group: str, birth_ts: int) -> str:
+    return (
+        "SELECT b.death_ts, (extract(epoch FROM n.died_at) * 1000)::bigint,"
+        " (extract(epoch FROM c.offline_at) * 1000)::bigint, n.clock_rate"
+        " FROM sparkplug_birth b JOIN sparkplug_node n USING (group_id, edge_node_id)"
+        " JOIN connectivity_session c ON c.group_id = b.group_id"
+        "  AND c.edge_node_id = b.edge_node_id AND c.device_id = ''"
+        f" AND (extract(epoch FROM c.online_at) * 1000)::bigint = {birth_ts}"
+        f" WHERE b.group_id = '{group}' AND b.device_id = '' AND b.birth_ts = {birth_ts}"
+        " AND b.death_ts IS NOT NULL"
+    )
+
+
+@pytest.mark.parametrize(("speed", "offset_ms"), [(1.0, -HOUR_MS), (60.0, 0)])
+async def test_a_vanished_plantwire_node_dies_on_its_own_time_line(
+    start_worker: WorkerFactory,
+    database_url: str,
+    mqtt_url: str,
+    unique: str,
+    tmp_path: Path,
+    speed: float,
+    offset_ms: int,
+) -> None:
+    group = f"G{unique}"
+    clock = NodeClock(speed, offset_ms)
+    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", None), clock=clock)
+    stop = asyncio.Event()
+    async with start_worker():
+        task = asyncio.create_task(node.run(stop))
+        try:
+            dev = node.channel("M1")
+            count = dev.metric("Count", DataType.UInt32)
+            dev.set_online([(count, 0, clock.now_ms())])
+            for i in range(1, 6):
+                await asyncio.sleep(0.02)
+                put_wall = time.time()
+                last_value = clock.now_ms()
+                dev.put(count, i, last_value)
+            await _until_rows(
+                database_url,
+                "SELECT 1 FROM sample_num t JOIN series s ON s.id = t.series_id"
+                f" WHERE s.group_id = '{group}' AND t.value = 5",
+            )
+            stored_wall = time.time()
+            birth_ts = node.birth_ts
+            assert node._client is not None
+            cut_wall = time.time()
+            node._client.drop_connection()  # no DISCONNECT: the broker publishes the Will
+            [(death_ts, died_at, offline_at, rate)] = await _until_rows(
+                database_url, _death_sql(group, birth_ts)
+            )
+            seen_wall = time.time()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)
+    assert rate == speed  # declared in the NBIRTH
+    assert isinstance(death_ts, int)
+    lo = clock.at(cut_wall) - round(speed * (stored_wall - put_wall) * 1000)
+    hi = clock.at(seen_wall)
+    assert lo <= death_ts <= hi, (death_ts - clock.at(cut_wall), lo - death_ts, hi - death_ts)
+    assert death_ts >= last_value
+    assert offline_at == death_ts  # the session ends there too
+    # the arrival is stored beside it (platform clock), an hour or more off the node's line
+    assert isinstance(died_at, int)
+    assert round(cut_wall * 1000) - 1 <= died_at <= round(seen_wall * 1000) + 1
+    assert abs(death_ts - died_at) > 0.9 * HOUR_MS if offset_ms else death_ts > died_at
+
+
+async def test_a_third_party_node_without_a_clock_rate_dies_at_arrival(
+    start_worker: WorkerFactory, database_url: str, mqtt_url: str, unique: str
+) -> None:
+    """A node that does not say how fast its clock runs (any third-party edge node), here
+    with its clock an hour behind: its Will is stamped with the arrival, as by any host."""
+    group = f"G{unique}"
+    t = round(time.time() * 1000) - HOUR_MS
+    bd_seq = Metric(name="bdSeq", datatype=DataType.Int64, value=0, timestamp=t)
+    will = Will(
+        str(Topic(group, MessageType.NDEATH, "N")), encode_payload(Payload(metrics=(bd_seq,)))
+    )
+    async with (
+        start_worker(),
+        MqttClient(parse_mqtt_url(mqtt_url), f"third-{unique}", will=will) as edge,
+    ):
+        birth = Payload(
+            timestamp=t,
+            seq=0,
+            metrics=(
+                bd_seq,
+                Metric(name="Temp", alias=1, datatype=DataType.Double, value=1.0, timestamp=t),
+            ),
+        )
+        await edge.publish(str(Topic(group, MessageType.NBIRTH, "N")), encode_payload(birth))
+        data = Payload(
+            timestamp=t + 1000,
+            seq=1,
+            metrics=(Metric(alias=1, datatype=DataType.Double, value=2.0, timestamp=t + 1000),),
+        )
+        await edge.publish(str(Topic(group, MessageType.NDATA, "N")), encode_payload(data))
+        await _until_rows(
+            database_url,
+            "SELECT 1 FROM sample_num t JOIN series s ON s.id = t.series_id"
+            f" WHERE s.group_id = '{group}' AND t.value = 2",
+        )
+        cut_wall = time.time()
+        edge.drop_connection()
+        [(death_ts, died_at, offline_at, rate)] = await _until_rows(
+            database_url, _death_sql(group, t)
+        )
+        seen_wall = time.time()
+    assert rate is None
+    assert isinstance(death_ts, int)
+    assert round(cut_wall * 1000) - 1 <= death_ts <= round(seen_wall * 1000) + 1  # arrival
+    assert offline_at == death_ts
+    assert isinstance(died_at, int) and abs(died_at - death_ts) < 1000  # both: the arrival
