@@ -11,7 +11,8 @@ the estimate is one delivery's delay (times the speed) off. When two periods' es
 by more than :func:`jump_for` (``JUMP_MS``; on an accelerated clock at least ``JUMP_WALL_S`` of
 delivery delay at its speed, which a period's estimate may carry) the device's clock jumped
 (set by hand, a battery-backed clock reset, a time server correcting a drift of minutes): the
-jump is counted and logged.
+jump is counted and logged. A new estimate within tolerance of the correction in use moves it
+only up (a less delayed value); one that is further from it replaces it.
 
 One time line per device: when the offset is larger than :attr:`SourceClock.tolerance_ms`
 (a clock minutes off, or drifting), the gateway corrects the device's timestamps by it
@@ -130,7 +131,14 @@ class SourceClock:
             )
         self.offset_ms = estimate
         beyond = estimate > self.tolerance_ms or (whole and estimate < -self.tolerance_ms)
-        self.correction_ms = estimate if beyond else 0
+        if not beyond:
+            self.correction_ms = 0
+        elif self.correction_ms and abs(estimate - self.correction_ms) <= self.tolerance_ms:
+            # a change delivery can explain: the least delayed of the two (a short period's
+            # estimate at 600x may carry tens of simulated seconds of one late delivery)
+            self.correction_ms = max(estimate, self.correction_ms)
+        else:
+            self.correction_ms = estimate
         self._period_max = None
         self._period_end = time.monotonic() + period_wall_s(self.speed)
         return True

@@ -121,3 +121,19 @@ def test_a_jump_at_600x_is_told_from_a_late_delivery(monkeypatch: pytest.MonkeyP
     wall[0] += period_wall_s(600)
     clock.observe(300_000 - 210_000, 300_000)  # set back by 5 minutes
     assert (clock.offset_ms, clock.jumps) == (-210_000, 1)
+
+
+def test_a_late_period_does_not_pull_the_correction_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 600x a period whose least delayed value came 22 wall ms late (13 simulated s) keeps
+    the correction of a clock 90 s ahead (values would otherwise be stamped 13 s late); a less
+    delayed one raises it, and a change beyond what delivery explains replaces it."""
+    wall = [1000.0]
+    monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
+    clock = SourceClock("M", tolerance_ms=tolerance_for(600), speed=600, jump_ms=jump_for(600))
+    clock.observe(100_000 + 89_000, 100_000)  # delivered a simulated second late
+    found = []
+    for late_ms in (13_000, 0, 20_000, 45_000):
+        wall[0] += period_wall_s(600)
+        clock.observe(200_000 + 90_000 - late_ms, 200_000)
+        found.append((clock.offset_ms, clock.correction_ms))
+    assert found == [(77_000, 89_000), (90_000, 90_000), (70_000, 90_000), (45_000, 45_000)]
