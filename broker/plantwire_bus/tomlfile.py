@@ -53,10 +53,17 @@ def problems(exc: ValidationError, message: Callable[[Any], str] | None = None) 
         )
 
     return "; ".join(
-        f"{where(err['loc'])}: {(message or _msg)(err).removeprefix('Value error, ')}"
+        f"{where(_loc(err))}: {(message or _msg)(err).removeprefix('Value error, ')}"
         for err in errors
         if not consequence(err)
     )
+
+
+def _loc(err: Any) -> tuple[int | str, ...]:
+    """Where an error is: its location, and below it the ``at`` of an error a model's
+    validator raised about one of its entries (``plantwire_platform.translation.Said``)."""
+    raised = (err.get("ctx") or {}).get("error")
+    return (*err["loc"], *getattr(raised, "at", ()))
 
 
 def _msg(err: Any) -> str:

@@ -194,6 +194,8 @@ def _redacted(url: str) -> str:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    import psycopg
+
     from plantwire_platform.database import (
         TimescaleMissing,
         convert_to_timescaledb,
@@ -223,6 +225,11 @@ def _migrate(args: argparse.Namespace) -> int:
     except TimescaleMissing as exc:
         print(f"plantwire platform migrate --timescaledb: {exc}", file=sys.stderr)
         return 2
+    except psycopg.errors.RaiseException as exc:  # a migration refused the data it found
+        print(f"plantwire platform migrate: {exc.diag.message_primary}", file=sys.stderr)
+        if exc.diag.message_hint:
+            print(f"hint: {exc.diag.message_hint}", file=sys.stderr)
+        return 2
     if done is None:
         return 1
     print(done[1])
@@ -233,7 +240,7 @@ def _registry_import(args: argparse.Namespace) -> int:
     import psycopg
 
     from plantwire_platform.registry.document import RegistryError, parse_registry
-    from plantwire_platform.registry.store import import_registry
+    from plantwire_platform.registry.store import RegistryConflict, import_registry
 
     settings = _settings(args)
     if settings is None:
@@ -251,7 +258,12 @@ def _registry_import(args: argparse.Namespace) -> int:
         async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
             return await import_registry(conn, registry, args.effective)
 
-    ids = _with_database("registry", settings, write)
+    try:
+        ids = _with_database("registry", settings, write)
+    except RegistryConflict as exc:
+        print(f"plantwire platform registry: {args.file}: {exc}", file=sys.stderr)
+        print("nothing written", file=sys.stderr)
+        return 2
     if ids is None:
         return 1
     print(

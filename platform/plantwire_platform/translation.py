@@ -96,11 +96,14 @@ class Said(ValueError):
     """A problem worded by the API's catalogue: ``text``, worded in the language of the request
     it reaches; ``str()`` is its English (what the command line prints). Raised in a pydantic
     validator, it is the ``error`` of the ``value_error`` pydantic reports, and the API words it
-    from there (:mod:`plantwire_platform.problems`)."""
+    from there (:mod:`plantwire_platform.problems`). ``at`` is where below the validated
+    model the problem is (``("sites", 1, "edge_node")``): a problem a model finds among its
+    entries (a code twice) names the entry, not the model."""
 
-    def __init__(self, text: Text) -> None:
+    def __init__(self, text: Text, at: tuple[str | int, ...] = ()) -> None:
         super().__init__(str(text))
         self.text = text
+        self.at = at
 
 
 @runtime_checkable

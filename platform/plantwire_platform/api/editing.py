@@ -28,7 +28,7 @@ from plantwire_platform.problems import Problems
 from plantwire_platform.registry.document import CODE, Enterprise
 from plantwire_platform.registry.export import enterprise_document
 from plantwire_platform.registry.sheet import SheetError, apply_sheet, equipment_sheet
-from plantwire_platform.registry.store import import_enterprise
+from plantwire_platform.registry.store import RegistryConflict, import_enterprise
 from plantwire_platform.translation import Text
 
 Effective = Annotated[
@@ -44,6 +44,7 @@ _DOCUMENT = {
         },
     }
 }
+_TAKEN = "a site's edge node is another registered site's, or the uscc another enterprise's"
 _SHEET = {
     "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
 }
@@ -146,7 +147,10 @@ async def write(
     at: datetime,
     status: int = 200,
 ) -> Imported:
-    await import_enterprise(conn, doc, at)
+    try:
+        await import_enterprise(conn, doc, at)
+    except RegistryConflict as exc:
+        raise ApiError(409, "conflict", exc.text) from None
     await access.commit(request, conn, status)
     lines = [line for site in doc.sites for line in site.lines]
     processes = [p for line in lines for p in line.processes]
@@ -196,7 +200,10 @@ def routes(router: APIRouter) -> None:
         "/api/v1/enterprises/{enterprise_id}/registry",
         tags=tags,
         name="enterprise.registry.write",
-        responses={413: {"description": "request body too large"}},
+        responses={
+            409: {"description": _TAKEN},
+            413: {"description": "request body too large"},
+        },
         response_model=Imported,
         openapi_extra=_DOCUMENT,
     )

@@ -36,7 +36,7 @@ _PATHS = {
 _MODELS: dict[str, Any] = {"site": Site, "line": Line, "process": Process, "equipment": Equipment}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such enterprise, site, line, process step or equipment"},
-    409: {"description": "an entry with this code exists already"},
+    409: {"description": "an entry with this code, or a site with this edge node, exists already"},
     422: {"description": "the edit is invalid; the detail names the field"},
 }
 

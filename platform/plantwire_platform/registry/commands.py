@@ -119,7 +119,7 @@ def _sheet(args: argparse.Namespace, settings_of: Settings, with_database: WithD
 
     from plantwire_platform.registry.export import enterprise_document
     from plantwire_platform.registry.sheet import SheetError, apply_sheet
-    from plantwire_platform.registry.store import import_enterprise
+    from plantwire_platform.registry.store import RegistryConflict, import_enterprise
 
     settings = settings_of(args)
     if settings is None:
@@ -141,7 +141,7 @@ def _sheet(args: argparse.Namespace, settings_of: Settings, with_database: WithD
 
     try:
         count = with_database("registry sheet", settings, work)
-    except LookupError as exc:
+    except (LookupError, RegistryConflict) as exc:
         print(f"plantwire platform registry sheet: {exc.args[0]}", file=sys.stderr)
         return 2
     except SheetError as exc:
@@ -168,7 +168,7 @@ def _item(
 
     from plantwire_platform.registry import items
     from plantwire_platform.registry.export import enterprise_document
-    from plantwire_platform.registry.store import import_enterprise
+    from plantwire_platform.registry.store import RegistryConflict, import_enterprise
 
     name = f"plantwire platform registry {verb}"
     settings = settings_of(args)
@@ -197,7 +197,7 @@ def _item(
 
     try:
         done = with_database(f"registry {verb}", settings, work)
-    except (LookupError, items.ItemInvalid, items.ItemTaken) as exc:
+    except (LookupError, items.ItemInvalid, items.ItemTaken, RegistryConflict) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         print("nothing written", file=sys.stderr)
         return 2

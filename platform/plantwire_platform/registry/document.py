@@ -8,6 +8,7 @@ own keys beside these and hands the platform the registry part.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,6 +33,29 @@ CODE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 class RegistryError(ValueError):
     """A registry document that cannot be imported; the message names the field."""
+
+
+def repeated(values: Sequence[str]) -> tuple[int, int] | None:
+    """The first value given twice: where it was first, and where again."""
+    first: dict[str, int] = {}
+    for n, value in enumerate(values):
+        if value in first:
+            return first[value], n
+        first[value] = n
+    return None
+
+
+def once(said: Text, table: str, field: str, values: Sequence[str]) -> None:
+    """Refuse a value of ``field`` that two entries of ``table`` have (a code named twice):
+    the problem is at the second entry's field and names the first (``said``, given
+    ``value`` and ``other``: the first entry's place)."""
+    twice = repeated(values)
+    if twice is not None:
+        first, again = twice
+        other = f"{table}[{first}]"
+        raise Said(
+            Text(said.key, **said.values, value=values[again], other=other), (table, again, field)
+        )
 
 
 class _Model(BaseModel):
@@ -117,6 +141,8 @@ class Line(_Model):
                 raise Said(Text("registry.line_shifts", line=self.code, problem=exc.text)) from None
         if self.workdays is not None and any(not 0 <= d <= 6 for d in self.workdays):
             raise Said(Text("registry.line_workdays", line=self.code))
+        steps = [p.code for p in self.processes]
+        once(Text("registry.process_twice", line=self.code), "processes", "code", steps)
         return self
 
 
@@ -146,10 +172,11 @@ class Site(_Model):
             raise Said(Text("registry.shifts", site=self.code, problem=exc.text)) from None
         if any(not 0 <= d <= 6 for d in self.workdays):
             raise Said(Text("registry.workdays", site=self.code))
-        lines = {line.code for line in self.lines}
+        line_codes = [line.code for line in self.lines]
+        once(Text("registry.line_twice", site=self.code), "lines", "code", line_codes)
+        lines = set(line_codes)
         codes = [e.code for e in self.equipment]
-        if len(set(codes)) != len(codes):
-            raise Said(Text("registry.equipment_unique", site=self.code))
+        once(Text("registry.equipment_twice", site=self.code), "equipment", "code", codes)
         for e in self.equipment:
             if e.line not in lines:
                 raise Said(Text("registry.unknown_line", code=e.code, line=e.line))
@@ -176,6 +203,20 @@ class Enterprise(_Model):
         " was); windows before it have no indicators",
     )
     sites: tuple[Site, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Enterprise:
+        sites = [s.code for s in self.sites]
+        once(Text("registry.site_twice", enterprise=self.code), "sites", "code", sites)
+        twice = repeated([s.edge_node for s in self.sites])  # one gateway reads one site
+        if twice is not None:
+            first, again = twice
+            node, other = self.sites[again].edge_node, f"sites[{first}]"
+            raise Said(
+                Text("registry.edge_node_twice", value=node, other=other, site=sites[first]),
+                at=("sites", again, "edge_node"),
+            )
+        return self
 
 
 class Park(_Model):
@@ -209,9 +250,12 @@ class Registry(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> Registry:
+        once(Text("registry.park_twice"), "parks", "code", [p.code for p in self.parks])
+        once(Text("registry.chain_twice"), "chains", "code", [c.code for c in self.chains])
         codes = [e.code for e in self.enterprises]
-        if len(set(codes)) != len(codes):
-            raise Said(Text("registry.enterprise_unique"))
+        once(Text("registry.enterprise_twice"), "enterprises", "code", codes)
+        usccs = [e.uscc for e in self.enterprises]
+        once(Text("registry.uscc_twice"), "enterprises", "uscc", usccs)
         parks = {p.code for p in self.parks}
         for e in self.enterprises:
             if e.park is not None and e.park not in parks:

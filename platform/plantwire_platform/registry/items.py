@@ -94,6 +94,15 @@ def _performs(site: dict[str, Any], code: str, line: str, processes: object) -> 
             raise ItemInvalid(Text("item.no_step", line=line, step=p))
 
 
+def _gateway_free(sites: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+    """Refuse a site whose edge node another site of the enterprise has: one gateway reads one
+    site (the ingest would give its machines to both)."""
+    node = entry.get("edge_node")
+    for other in sites:
+        if other is not entry and isinstance(node, str) and other.get("edge_node") == node:
+            raise ItemTaken(Text("item.edge_node_taken", node=node, site=other["code"]))
+
+
 def _site(data: dict[str, Any], site: str) -> dict[str, Any]:
     return _find(data["sites"], site, "site")
 
@@ -122,6 +131,8 @@ def add(doc: Enterprise, kind: str, path: tuple[str, ...], body: object) -> Ente
     if isinstance(code, str) and any(s["code"] == code for s in siblings):
         raise ItemTaken(Text("item.taken", kind=Text(f"item.kind.{kind}"), code=code))
     siblings.append(entry)
+    if kind == "site":
+        _gateway_free(siblings, entry)
     if performs is not None and isinstance(code, str):
         _performs(_site(data, path[0]), code, str(entry.get("line", "")), performs)
     return _checked(data)
@@ -141,6 +152,8 @@ def change(doc: Enterprise, kind: str, path: tuple[str, ...], body: object) -> E
         entry = _find(_site(data, path[0])["equipment"], path[1], "equipment")
     performs = changes.pop("processes", None)
     entry.update(changes)
+    if kind == "site" and "edge_node" in changes:
+        _gateway_free(data["sites"], entry)
     if kind == "equipment" and (performs is not None or "line" in changes):
         if performs is None:  # moved to another line: it performs none of the old line's steps
             performs = []

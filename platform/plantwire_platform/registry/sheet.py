@@ -108,6 +108,7 @@ def apply_sheet(ent: Enterprise, text: str) -> Enterprise:
     sites = {s.code: s for s in ent.sites}
     found: list[Problem] = []
     machines: dict[str, dict[str, tuple[Equipment, list[str]]]] = {}
+    first: dict[tuple[str, str], int] = {}  # the row each machine of a site is on
     for number, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -117,9 +118,13 @@ def apply_sheet(ent: Enterprise, text: str) -> Enterprise:
         site, machine, performs = got
         mine = machines.setdefault(site, {})
         if machine.code in mine:
-            found.append(Problem(number, "code", Text("sheet.repeated", code=machine.code)))
+            row_of = first[(site, machine.code)]
+            found.append(
+                Problem(number, "code", Text("sheet.repeated", code=machine.code, row=row_of))
+            )
             continue
         mine[machine.code] = (machine, performs)
+        first[(site, machine.code)] = number
     if found:
         raise SheetError(found)
     try:

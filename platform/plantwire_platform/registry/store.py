@@ -11,6 +11,7 @@ from psycopg import sql
 
 from plantwire_platform.registry.document import Enterprise, Line, Registry
 from plantwire_platform.registry.registrations import keep_region_history
+from plantwire_platform.translation import Text
 
 ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
 """valid_from of the first entries of an enterprise (its first description: equipment, process
@@ -18,6 +19,16 @@ steps): the registry describes the plant as it always was, unless the document s
 (``since``). An entry added to an enterprise already described starts when it is added (the
 change's effective time): windows before a registry entry existed do not count it
 (``docs/indicators.md``)."""
+
+
+class RegistryConflict(ValueError):
+    """A document that contradicts what is registered beside it (an edge node another site of
+    its enterprise has, a unified social credit code another enterprise has): ``text`` names
+    the document's field and the entry registered; ``str()`` is its English."""
+
+    def __init__(self, text: Text) -> None:
+        super().__init__(str(text))
+        self.text = text
 
 
 async def import_registry(
@@ -41,7 +52,8 @@ async def import_registry(
                 " RETURNING id",
                 (park.code, park.name, park.region),
             )
-        for ent in registry.enterprises:
+        for n, ent in enumerate(registry.enterprises):
+            await _refuse_conflicts(conn, ent, f"enterprises[{n}].")
             ids[ent.code] = await _import_enterprise(conn, ent, park_ids.get(ent.park or ""), at)
             await _park_history(conn, ids[ent.code], at)
         for chain in registry.chains:
@@ -67,7 +79,10 @@ async def import_enterprise(
 ) -> int:
     """Create or update one enterprise as :func:`import_registry` does, keeping the park it is
     in (``ent.park`` is not read: park membership is the park's and the enterprise's to
-    agree); returns its id. In the connection's open transaction, uncommitted."""
+    agree); returns its id. In the connection's open transaction, uncommitted. Raises
+    :class:`RegistryConflict` before writing anything when ``ent`` contradicts what is
+    registered beside it."""
+    await _refuse_conflicts(conn, ent, "")
     cur = await conn.execute("SELECT park_id FROM enterprise WHERE code = %s", (ent.code,))
     row = await cur.fetchone()
     return await _import_enterprise(conn, ent, row[0] if row else None, effective or _now())
@@ -75,6 +90,41 @@ async def import_enterprise(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _refuse_conflicts(
+    conn: psycopg.AsyncConnection[Any], ent: Enterprise, place: str
+) -> None:
+    """Refuse ``ent`` (at ``place`` in its document) when one of its sites names the edge node
+    of a site of the enterprise that it leaves as it is (one gateway reads one site: the ingest
+    would give that gateway's machines to two sites), or its unified social credit code is
+    another enterprise's. The document's own entries are checked by its model."""
+    cur = await conn.execute(
+        "SELECT x.code FROM enterprise x WHERE x.uscc = %s AND x.code <> %s", (ent.uscc, ent.code)
+    )
+    other = await cur.fetchone()
+    if other is not None:
+        raise RegistryConflict(
+            Text("registry.uscc_taken", value=ent.uscc, enterprise=other[0], at=f"{place}uscc")
+        )
+    nodes = [s.edge_node for s in ent.sites]
+    cur = await conn.execute(
+        "SELECT s.edge_node_id, s.code FROM site s JOIN enterprise x ON x.id = s.enterprise_id"
+        " WHERE x.code = %s AND s.edge_node_id = ANY(%s) AND s.code <> ALL(%s)"
+        " ORDER BY s.code LIMIT 1",
+        (ent.code, nodes, [s.code for s in ent.sites]),
+    )
+    taken = await cur.fetchone()
+    if taken is not None:
+        node, site = taken
+        raise RegistryConflict(
+            Text(
+                "registry.edge_node_taken",
+                value=node,
+                site=site,
+                at=f"{place}sites[{nodes.index(node)}].edge_node",
+            )
+        )
 
 
 async def _import_enterprise(

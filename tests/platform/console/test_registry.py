@@ -89,7 +89,7 @@ async def test_an_admin_edits_the_registry(browser: Browser, database_url: str) 
     async with serving(secured(database_url, api_port=free_port())) as base:
         headers = await described(base, ent, "hxp.admin", password)
         async with watched(browser, "zh-CN") as w:
-            w.expected.append("status of 422")  # the refusals provoked below
+            w.expected += ["status of 422", "status of 409"]  # the refusals provoked below
             page = await w.page()
             await sign_in(page, base, "hxp.admin", password, next="/console/registry")
             await expect(page.locator("h1")).to_have_text("登记")
@@ -116,6 +116,17 @@ async def test_an_admin_edits_the_registry(browser: Browser, database_url: str) 
             await form.locator("button[type=submit]").click()
             await expect(row(page, "process", "OP20")).to_have_count(1)
             await expect(page.locator("#status")).to_have_text("已添加 OP20。")
+
+            # a second site with S1's gateway: refused naming S1 (409), nothing added
+            form = page.locator("#form-site")
+            await form.locator("[name=code]").fill("S2")
+            await form.locator("[name=name]").fill("Plant 2")
+            await form.locator("[name=edge_node]").fill("S1-GW")
+            await form.locator("button[type=submit]").click()
+            await expect(form.locator(".error")).to_contain_text(
+                "edge_node：'S1-GW' 已是站点 S1 的网关（一个网关只读取一个站点）"
+            )
+            await expect(row(page, "site", "S2")).to_have_count(0)
 
             # M1 becomes declared NC and performs OP20 too
             await row(page, "equipment", "M1").locator("button.edit").click()
@@ -144,6 +155,12 @@ async def test_an_admin_edits_the_registry(browser: Browser, database_url: str) 
             await expect(problems.nth(1)).to_have_attribute("data-field", "declared_nc")
             await expect(problems.nth(1)).to_contain_text("'maybe' 不是 true 或 false")
             await screenshot(page, "registry-sheet-refused", "zh-CN")
+            twice = sheet + "S1,L1,M2,Lathe 2,CNC,false,OP10,\nS1,L1,M2,Lathe 2,CNC,false,,\n"
+            await page.set_input_files("#sheet", files=sheet_file(twice))
+            await page.click("#import button[type=submit]")
+            await expect(problems).to_have_count(1)
+            await expect(problems.nth(0)).to_have_attribute("data-row", "3")
+            await expect(problems.nth(0)).to_contain_text("'M2' 在第 2 行也出现了")
             await expect(row(page, "equipment", "M2")).to_have_count(0)
             good = sheet + "S1,L1,M2,Lathe 2,CNC,true,OP20,12\n"
             await page.set_input_files("#sheet", files=sheet_file(good))

@@ -114,6 +114,54 @@ def test_errors_name_the_entry_or_field(change: tuple[str, str], message: str) -
     assert message in str(caught.value)
 
 
+ANOTHER_SITE = '[[enterprises.sites]]\ncode = "S2"\nname = "Site 2"\nedge_node = "GW1"\n'
+ANOTHER_MACHINE = (
+    '[[enterprises.sites.equipment]]\ncode = "CNC-1"\nname = "Mill"\nline = "L1"\n'
+    'control_type = "CNC"\ndeclared_nc = false\n'
+)
+CHAIN = '[[chains]]\ncode = "C1"\nname = "Chain"\nleader = "ACME"\n'
+ANOTHER = '[[enterprises]]\ncode = "ACME"\nuscc = "91320594MA1MXY3B3L"\nname = "Acme 2"\n'
+
+
+@pytest.mark.parametrize(
+    ("added", "message"),
+    [
+        (
+            ANOTHER_SITE,
+            "enterprises[0].sites[1].edge_node: edge node 'GW1' is also that of sites[0] "
+            "(site S1): one gateway reads one site",
+        ),
+        (
+            ANOTHER_SITE.replace("S2", "S1").replace("GW1", "GW2"),
+            "enterprises[0].sites[1].code: site code 'S1' is also that of sites[0] "
+            "(enterprise ACME)",
+        ),
+        (
+            ANOTHER_MACHINE,
+            "enterprises[0].sites[0].equipment[1].code: equipment code 'CNC-1' is also that of "
+            "equipment[0] (site S1)",
+        ),
+        ('[[parks]]\ncode = "P1"\nname = "P"\n', "parks[1].code: park code 'P1' is also "
+         "that of parks[0]"),
+        (CHAIN + CHAIN, "chains[1].code: chain code 'C1' is also that of chains[0]"),
+        (ANOTHER, "enterprises[1].code: enterprise code 'ACME' is also that of enterprises[0]"),
+        (
+            ANOTHER.replace('"ACME"', '"BOLT"').replace("3B3L", "3B2K"),
+            "enterprises[1].uscc: unified social credit code '91320594MA1MXY3B2K' is also that "
+            "of enterprises[0]",
+        ),
+    ],
+)  # fmt: skip
+def test_a_code_given_twice_names_both_places(added: str, message: str) -> None:
+    with pytest.raises(RegistryError) as caught:
+        parse_registry(MINIMAL + added, "registry.toml")
+    assert str(caught.value) == f"registry.toml: {message}"
+    # the scenario format reads the same document the same way
+    with pytest.raises(RegistryError) as caught:
+        registry_from(tomllib.loads(MINIMAL + added), "scenario")
+    assert str(caught.value) == f"scenario: {message}"
+
+
 @pytest.mark.parametrize(
     ("registry_model", "scenario_model"),
     [

@@ -120,6 +120,7 @@ def test_a_machine_twice_and_a_wrong_header() -> None:
     with pytest.raises(SheetError) as caught:
         apply_sheet(base(), ",".join(COLUMNS) + f"\n{row}\n{row}\n")
     assert [(p.row, p.field) for p in caught.value.problems] == [(3, "code")]
+    assert str(caught.value.problems[0].message) == "'M1' is on row 2 too"
     with pytest.raises(SheetError) as caught:
         apply_sheet(base(), "site,code\nS1,M1\n")
     assert [(p.row, p.field) for p in caught.value.problems] == [(1, "header")]
