@@ -67,13 +67,16 @@ busy gateway or simulator takes no station for silent while a 240 s silence is s
 (1.1 wall seconds for the whole window). What the gateway stamps on its own clock is OPC UA
 sessions: reconnecting to the restarted OPC UA server took up to 0.35 wall seconds (212
 simulated seconds at 600x), so AB-BOR's outage lies in an IDLE stretch that lasts past the
-window. The Will the broker publishes for the cut gateway is stamped by the platform on its own
-(wall) clock: at 1x that is the cut, where the gateway's sessions must go on
-(``test_adversarial_at_1x``); the accelerated runs start an hour in the past so that it falls
-after their window instead of in it. AB-GRD's drift is corrected once a 10 s (wall) period's
-estimate is in: at 60x its states are up to 10 s late before that, away from the window's edges
-(0.6 pp of its availability); at 600x it stays within what the gateway leaves uncorrected there
-(30 s: 50 wall ms of delivery), so its states are up to 11 s early (0.55 pp).
+window. The Will the broker publishes for the cut gateway is stamped by the platform on the
+gateway's time line (its last message plus the wall time since, times the clock rate its NBIRTH
+declares: ``docs/indicators.md``): at every speed that is the cut (plus a few wall
+milliseconds of delivery times the speed), where the gateway's sessions must go on; the
+accelerated runs start now, so the Will falls inside their window (stamped at the platform's
+arrival, as before, 37 figures were off at 60x and 600x). AB-GRD's drift is corrected once a
+10 s (wall) period's estimate is in: at 60x its states are up to 10 s late before that, away
+from the window's edges (0.6 pp of its availability); at 600x it stays within what the gateway
+leaves uncorrected there (30 s: 50 wall ms of delivery), so its states are up to 11 s early
+(0.55 pp).
 """
 
 from __future__ import annotations
@@ -90,7 +93,6 @@ from tests.golden.conftest import Report, compare, run_plant
 pytestmark = [pytest.mark.e2e, pytest.mark.backends("postgres")]
 
 WINDOW_S = (60.0, 660.0)
-HOUR_MS = 3_600_000
 
 HAND: dict[str, dict[str, float]] = {
     "AA": {
@@ -201,16 +203,16 @@ async def adversarial(
 async def test_adversarial_at_60x(
     database_url: str, mqtt_url: str, tmp_path: Path, unique: str
 ) -> None:
-    """Eleven simulated minutes in 11 s of wall time, starting an hour ago."""
-    start_ms = round(time.time() * 1000) - HOUR_MS
+    """Eleven simulated minutes in 11 s of wall time, starting now."""
+    start_ms = round(time.time() * 1000)
     await adversarial(60, start_ms, database_url, mqtt_url, tmp_path, unique)
 
 
 async def test_adversarial_at_600x(
     database_url: str, mqtt_url: str, tmp_path: Path, unique: str
 ) -> None:
-    """Eleven simulated minutes in 1.1 s of wall time, starting an hour ago."""
-    start_ms = round(time.time() * 1000) - HOUR_MS
+    """Eleven simulated minutes in 1.1 s of wall time, starting now."""
+    start_ms = round(time.time() * 1000)
     await adversarial(600, start_ms, database_url, mqtt_url, tmp_path, unique)
 
 
