@@ -61,9 +61,10 @@ def speed_of(clock: Clock) -> float:
 
 
 def wall_s(clock: Clock, clock_s: float, floor_s: float = WALL_FLOOR_S) -> float:
-    """Wall seconds to wait for ``clock_s`` seconds of ``clock`` to pass, at least ``floor_s``
-    (or ``clock_s`` itself, when shorter)."""
-    return max(min(floor_s, clock_s), clock_s / speed_of(clock))
+    """Wall seconds to wait for ``clock_s`` seconds of ``clock`` to pass at its rate now
+    (:func:`clock_rate`: a replay that has caught up runs at 1), at least ``floor_s`` (or
+    ``clock_s`` itself, when shorter)."""
+    return max(min(floor_s, clock_s), clock_s / clock_rate(clock))
 
 
 def clock_rate(clock: Clock) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from plantwire_bus.timeline import TimeLine
-from plantwire_edge.clock import WALL_CLOCK, clock_rate
+from plantwire_edge.clock import WALL_CLOCK, clock_rate, wall_s
 
 
 class LineClock:
@@ -30,3 +30,16 @@ def test_the_wall_clock_runs_at_one_a_simulators_at_its_speed() -> None:
     # ...and once it has caught up with the wall clock, which it then follows: 1
     caught_up = TimeLine(round(now * 1000) - 60_000, 60.0, now - 10, catch_up=True)
     assert clock_rate(LineClock(caught_up)) == 1.0
+
+
+def test_waits_in_clock_time_down_to_a_wall_floor() -> None:
+    """A wait of the gateway's own (a retry, its back-off) lasts that long on its clock: the
+    same at 1x, divided by the speed on a simulation's, at least 2 wall ms; a replay that
+    caught up with the wall clock waits in wall time again."""
+    now = time.time()
+    at_600 = LineClock(TimeLine(round(now * 1000), 600.0, now))
+    assert (wall_s(WALL_CLOCK, 0.1), wall_s(WALL_CLOCK, 0.001)) == (0.1, 0.001)
+    assert wall_s(LineClock(TimeLine(round(now * 1000), 60.0, now)), 0.5) == 0.5 / 60
+    assert (wall_s(at_600, 0.1), wall_s(at_600, 300.0)) == (0.002, 0.5)
+    caught_up = TimeLine(round(now * 1000) - 60_000, 60.0, now - 10, catch_up=True)
+    assert wall_s(LineClock(caught_up), 0.1) == 0.1
