@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from plantwire_bus.state import Execution, Mode
 from plantwire_platform.indicators.shift_calendar import Interval, intersect, merge, seconds
@@ -313,8 +313,8 @@ def usage_by_hour(
 
 
 def _spread(acc: dict[datetime, list[float]], a: datetime, b: datetime, slot: int) -> None:
-    """Add the seconds of [a, b) to ``slot`` of each hour they fall in."""
-    hour = a.replace(minute=0, second=0, microsecond=0)
+    """Add the seconds of [a, b) to ``slot`` of each (UTC) hour they fall in."""
+    hour = a.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     while hour < b:
         following = hour + HOUR
         lo, hi = max(a, hour), min(b, following)

@@ -42,7 +42,7 @@ Sessions = list[tuple[datetime, datetime | None]]
 
 def _hours(a: datetime, b: datetime) -> list[datetime]:
     """Whole UTC hours [h, h+1) inside [a, b)."""
-    h = a.replace(minute=0, second=0, microsecond=0)
+    h = a.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     if h < a:
         h += HOUR
     out = []
@@ -150,7 +150,7 @@ class UsageReader:
         now = datetime.now(UTC)
         inner = sorted(set(cuts))
         self._segments = list(itertools.pairwise([self.start, *inner, self.end]))
-        cut_hours = {t.replace(minute=0, second=0, microsecond=0) for t in inner}
+        cut_hours = {t.astimezone(UTC).replace(minute=0, second=0, microsecond=0) for t in inner}
         wanted: dict[int, list[datetime]] = {}
         self._exact: dict[int, list[Interval]] = {}
         closed = [
@@ -383,7 +383,7 @@ async def keep_current(conn: psycopg.AsyncConnection[Any], now: datetime | None 
     for all equipment since its first connectivity session; returns the hours stored (0 when
     another process is at it). ``conn`` must be in autocommit mode."""
     closed_until = (now or datetime.now(UTC)) - SETTLE
-    closed_until = closed_until.replace(minute=0, second=0, microsecond=0)
+    closed_until = closed_until.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (KEEP_LOCK,))
     row = await cur.fetchone()
     if not row or not row[0]:
@@ -410,7 +410,7 @@ async def _missing_hours(
 ) -> dict[int, list[datetime]]:
     """Per equipment, up to :data:`KEEP_HOURS` of the oldest closed hours the roll-up lacks."""
     cur = await conn.execute(
-        "WITH e AS (SELECT equipment_id AS id, date_trunc('hour', min(online_at)) AS since"
+        "WITH e AS (SELECT equipment_id AS id, date_trunc('hour', min(online_at), 'UTC') AS since"
         "  FROM connectivity_session WHERE equipment_id IS NOT NULL GROUP BY 1)"
         " SELECT e.id, e.since, u.n, u.last FROM e CROSS JOIN LATERAL"
         "  (SELECT count(*) AS n, max(hour) AS last FROM usage_hour"
