@@ -150,6 +150,13 @@ class OpcUaHost:
         if self._down == 0:
             self._switch(self.start())
 
+    async def settled(self) -> None:
+        """Wait until the last stop or start is done (asyncua's stop with a client connected
+        took up to a wall second, and the start waits for it)."""
+        transition = self._transition
+        if transition is not None:
+            await asyncio.gather(asyncio.shield(transition), return_exceptions=True)
+
     def _switch(self, action: Any) -> None:
         previous = self._transition
 
@@ -221,6 +228,9 @@ class OpcUaMachine(Endpoint):
     async def fault_off(self, kind: str, ts_ms: int) -> None:
         if kind == "restart":
             self.host.come_up()
+            # the server listens again at the fault's end on the simulated clock: simulated
+            # time waits here (and then slows down) for a stop and start that take wall time
+            await self.host.settled()
         elif kind != "drop":
             await super().fault_off(kind, ts_ms)
 

@@ -253,3 +253,51 @@ async def test_faults_seen_by_a_client() -> None:
                 "drop",
             ]
         )
+
+
+async def test_a_restarted_server_listens_again_at_the_faults_end_in_simulated_time() -> None:
+    """At 600x a restart of 30 simulated s (50 wall ms) of a server with a client connected:
+    it listens again within 2 simulated s of the fault's end. asyncua's stop took up
+    to a wall second with a client connected (600 simulated s), and the simulator's clock ran
+    on meanwhile: a gateway found the server back minutes after the truth said it was."""
+    async with run_factory(load(), protocols=PROTOCOLS, speed=600) as factory:
+        url = factory.endpoints["CNC-01"]
+        async with Client(url, timeout=5) as client:
+            await read(client, "CNC-01", "ProgramStatus")
+            fault = await factory.fault("CNC-01", "restart", 30)
+            lost = asyncio.Event()
+
+            async def on_lost(exc: Exception) -> None:
+                lost.set()
+
+            client.connection_lost_callback = on_lost
+            await asyncio.wait_for(lost.wait(), 10)
+        address = _host_port(url)
+        while await _listens(address):  # asyncua closes its listener after the connections
+            await asyncio.sleep(0.001)
+        listening = None
+        deadline = time.monotonic() + 30
+        while listening is None and time.monotonic() < deadline:
+            before = factory.clock.now_ms()
+            if await _listens(address):
+                listening = before
+            else:
+                await asyncio.sleep(0.001)
+        assert listening is not None, "the server never listened again"
+        assert fault.end_ms - 2_000 <= listening <= fault.end_ms + 2_000, (
+            f"listening {(listening - fault.end_ms) / 1000:+.1f} simulated s after the end"
+        )
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    host, _, rest = url.removeprefix("opc.tcp://").partition(":")
+    return host, int(rest.split("/", 1)[0])
+
+
+async def _listens(address: tuple[str, int]) -> bool:
+    try:
+        _, writer = await asyncio.open_connection(*address)
+    except OSError:
+        return False
+    writer.close()
+    return True
