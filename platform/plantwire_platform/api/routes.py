@@ -136,8 +136,9 @@ def router(route: type[APIRoute], dependencies: list[Dependency]) -> APIRouter:
     )
     async def explain(request: Request, enterprise_id: int, q: Window) -> Explanation:
         """Why each key process counted or not (coverage, AUTO share of EXECUTING time), every
-        piece of equipment's time and OEE, each line's OEE and the enterprise's (its own
-        people). With ``bucket`` also the OEE of each local day, week or month of the window."""
+        piece of equipment's time and OEE, each line's OEE (a line is a site's: two sites'
+        lines of one code are two lines) and the enterprise's (its own people). With ``bucket``
+        also the OEE of each local day, week or month of the window."""
         async with reading(request) as conn:
             await require_enterprise(request, conn, enterprise_id, "detail")
             ent = await _enterprise(conn, enterprise_id)

@@ -58,6 +58,7 @@ class Segment:
 class EquipmentResult:
     id: int
     code: str
+    site: str
     line: str
     usage: Usage
     oee: Oee
@@ -73,7 +74,8 @@ class EnterpriseIndicators:
     equipment_registered: int
     equipment_online: int
     thresholds: Thresholds
-    lines: dict[str, Oee] = field(default_factory=dict)
+    lines: dict[tuple[str, str], Oee] = field(default_factory=dict)
+    """Each line's OEE by (site code, line code): a line's code is unique only in its site."""
     registered_from: datetime | None = None
     """When the enterprise's registry begins (its first process or equipment entry)."""
 
@@ -157,6 +159,7 @@ class _Equipment:
     id: int
     code: str
     site_id: int
+    site: str
     line: str
     ideal_cycle_s: float | None
     versions: tuple[tuple[datetime, datetime | None, bool], ...]  # (from, to, declared_nc)
@@ -251,6 +254,7 @@ async def enterprise_indicators(
             EquipmentResult(
                 e.id,
                 e.code,
+                e.site,
                 e.line,
                 u,
                 oee(u.planned_s or 0.0, u.executing_s, parts, scrap, e.ideal_cycle_s),
@@ -292,11 +296,13 @@ def _parts_made(counters: dict[tuple[int, str], list[float]], eid: int, scrap: f
     return 0.0
 
 
-def _line_oee(results: list[EquipmentResult]) -> dict[str, Oee]:
-    """Each line's OEE: its equipment pooled (:func:`pooled_oee`)."""
-    by_line: dict[str, list[EquipmentResult]] = defaultdict(list)
+def _line_oee(results: list[EquipmentResult]) -> dict[tuple[str, str], Oee]:
+    """Each line's OEE by (site, line code): its equipment pooled (:func:`pooled_oee`). Two
+    sites may each have a line of one code; those are two lines. Equipment on no line is
+    pooled as its site's line ``""``."""
+    by_line: dict[tuple[str, str], list[EquipmentResult]] = defaultdict(list)
     for r in results:
-        by_line[r.line].append(r)
+        by_line[(r.site, r.line)].append(r)
     return {line: pooled_oee(items) for line, items in by_line.items()}
 
 
@@ -327,7 +333,7 @@ def pooled_oee(items: Sequence[EquipmentResult]) -> Oee:
 
 
 EQUIPMENT = (
-    "SELECT e.id, e.code, e.site_id, coalesce(l.code, ''), e.ideal_cycle_s,"
+    "SELECT e.id, e.code, e.site_id, s.code, coalesce(l.code, ''), e.ideal_cycle_s,"
     " h.valid_from, h.valid_to, h.declared_nc"
     " FROM equipment e JOIN site s ON s.id = e.site_id LEFT JOIN line l ON l.id = e.line_id"
     " JOIN equipment_history h ON h.equipment_id = e.id"
@@ -343,7 +349,7 @@ def _equipment(found: list[Any]) -> dict[int, _Equipment]:
         rows[row[0]].append(row)
     return {
         eid: _Equipment(
-            eid, r[0][1], r[0][2], r[0][3], r[0][4], tuple((x[5], x[6], x[7]) for x in r)
+            eid, r[0][1], r[0][2], r[0][3], r[0][4], r[0][5], tuple((x[6], x[7], x[8]) for x in r)
         )
         for eid, r in rows.items()
     }

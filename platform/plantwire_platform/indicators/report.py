@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -97,8 +98,20 @@ class OeeBody(BaseModel):
     scrap_count: float
 
 
+class LineOee(OeeBody):
+    site: str = Field(description="the code of the site the line belongs to")
+    line: str = Field(description="the line's code (unique in its site only)")
+
+
+LINES = (
+    "each line's OEE, its equipment pooled; keyed by the line's code, or by site/line where "
+    "another site of the enterprise has a line of that code ('site' and 'line' name it)"
+)
+
+
 class EquipmentExplanation(BaseModel):
     equipment: str
+    site: str = Field(description="the code of the site the equipment belongs to")
     line: str
     observed_s: float
     executing_s: float
@@ -120,7 +133,7 @@ class OeeBucket(BaseModel):
     start: datetime = Field(serialization_alias="from")
     end: datetime = Field(serialization_alias="to")
     oee: OeeBody = Field(description="the enterprise's equipment pooled")
-    lines: dict[str, OeeBody]
+    lines: dict[str, LineOee] = Field(description=LINES)
 
 
 class Explanation(BaseModel):
@@ -131,7 +144,7 @@ class Explanation(BaseModel):
         description="one per registry state in the window (usually one)"
     )
     equipment: list[EquipmentExplanation]
-    lines: dict[str, OeeBody]
+    lines: dict[str, LineOee] = Field(description=LINES)
     oee: OeeBody = Field(
         description="the enterprise's equipment pooled as a line's is: summed planned and "
         "EXECUTING time and counts, ideal cycles weighted by count"
@@ -235,6 +248,18 @@ def oee_body(o: Oee) -> OeeBody:
     )
 
 
+def line_bodies(lines: dict[tuple[str, str], Oee]) -> dict[str, LineOee]:
+    """Each line's OEE keyed by its code, or by ``site/line`` where another site has a line of
+    that code (a code never holds a ``/``): a key that was there keeps its meaning."""
+    shared = Counter(line for _, line in lines)
+    return {
+        (f"{site}/{line}" if shared[line] > 1 else line): LineOee(
+            **oee_body(o).model_dump(), site=site, line=line
+        )
+        for (site, line), o in sorted(lines.items())
+    }
+
+
 def explanation(
     subject: dict[str, Any], window: Window, result: ind.EnterpriseIndicators
 ) -> Explanation:
@@ -268,6 +293,7 @@ def explanation(
         equipment=[
             EquipmentExplanation(
                 equipment=e.code,
+                site=e.site,
                 line=e.line,
                 observed_s=round(e.usage.observed_s, 1),
                 executing_s=round(e.usage.executing_s, 1),
@@ -280,7 +306,7 @@ def explanation(
             )
             for e in result.equipment
         ],
-        lines={line: oee_body(o) for line, o in result.lines.items()},
+        lines=line_bodies(result.lines),
         oee=oee_body(result.oee),
     )
 
@@ -291,5 +317,5 @@ def oee_bucket(result: ind.EnterpriseIndicators) -> OeeBucket:
         start=result.start,
         end=result.end,
         oee=oee_body(result.oee),
-        lines={line: oee_body(o) for line, o in result.lines.items()},
+        lines=line_bodies(result.lines),
     )

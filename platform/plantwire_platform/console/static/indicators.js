@@ -150,8 +150,10 @@ PW.start(async () => {
         PW.element("td", { text: reason(p, x.thresholds) }))));
     const oee = [
       [PW.t("oee.enterprise"), x.oee],
-      ...Object.entries(x.lines).map(([line, o]) => [PW.t("oee.line", { line }), o]),
-      ...x.equipment.map((e) => [e.equipment, e.oee]),
+      ...Object.values(x.lines).map((o) =>
+        [PW.t("oee.line", { line: o.line, site: o.site }), o]),
+      ...x.equipment.map((e) => [PW.t("oee.machine", { equipment: e.equipment, site: e.site }),
+        e.oee]),
     ];
     document.querySelector("#oee tbody").replaceChildren(...oee.map(([name, o]) =>
       PW.element("tr", {},
