@@ -6,8 +6,9 @@ largest difference seen over a period of ``PERIOD_S`` seconds of the gateway's c
 offset's estimate (the least delayed value). On an accelerated clock (a simulation at
 ``speed``) the period is ``PERIOD_S / speed`` wall seconds, so that a skewed clock is corrected
 after the same simulated time at any speed, but at least ``PERIOD_MIN_WALL_S``: the least
-delayed value must come from more than one OPC UA publish response (100 ms by default), or
-the estimate is one delivery's delay (times the speed) off. When two periods' estimates differ
+delayed value must come from several OPC UA publish responses (100 ms by default), or the
+estimate is one late delivery's delay (times the speed) off (with 0.15 wall s at 600x under
+load, a 90 s offset was once estimated 31 s short for a period). When two periods' estimates differ
 by more than :func:`jump_for` (``JUMP_MS``; on an accelerated clock at least ``JUMP_WALL_S`` of
 delivery delay at its speed, which a period's estimate may carry) the device's clock jumped
 (set by hand, a battery-backed clock reset, a time server correcting a drift of minutes): the
@@ -36,8 +37,9 @@ log = logging.getLogger(__name__)
 
 PERIOD_S = 10.0
 """Seconds of the gateway's clock over which an estimate is made."""
-PERIOD_MIN_WALL_S = 0.15
-"""...and at least this many wall seconds (an accelerated clock: 10 clock s up to 66x)."""
+PERIOD_MIN_WALL_S = 0.5
+"""...and at least this many wall seconds (an accelerated clock: 10 clock s up to 20x, 30 at
+60x, 300 at 600x)."""
 JUMP_MS = 5_000
 """Estimates further apart than this (gateway milliseconds) are a jump..."""
 JUMP_WALL_S = 0.1
