@@ -23,8 +23,8 @@ platform code is used. The definitions are those of DESIGN.md ("Indicators") and
   show them: all of the window's when its interface could be read at the window's start
   (the counter's baseline is read then), else those completed after it could first be read
   in the window (the first reading is the baseline), and none when it never could (a machine
-  that never connected); per line the machines' times and counts are pooled (performance
-  over the machines with an ideal cycle);
+  that never connected); per line (a site's: two sites' lines of one code are two lines) the
+  machines' times and counts are pooled (performance over the machines with an ideal cycle);
 - a group of enterprises (chain, park, region) reports the mean of its enterprises' rates
   beside the pooled ratio;
 - a registry change inside the window (``registry`` records: a machine re-declared NC or not)
@@ -68,7 +68,9 @@ class MachineTime:
     """How one machine spent the window (milliseconds; times inside observed ∩ planned)."""
 
     code: str
+    site: str
     line: str
+    """Its line's code, unique only within ``site``."""
     online_ms: int
     """Time in the window its interface could be read (planned or not)."""
     planned_ms: int
@@ -146,10 +148,11 @@ class EnterpriseTruth:
     def oee(self, machine: str) -> Oee:
         return pooled_oee([self.machines[machine]])
 
-    def line_oee(self) -> dict[str, Oee]:
-        by_line: dict[str, list[MachineTime]] = defaultdict(list)
+    def line_oee(self) -> dict[tuple[str, str], Oee]:
+        """Each line's OEE by (site, line): two sites' lines of one code are two lines."""
+        by_line: dict[tuple[str, str], list[MachineTime]] = defaultdict(list)
         for m in self.machines.values():
-            by_line[m.line].append(m)
+            by_line[(m.site, m.line)].append(m)
         return {line: pooled_oee(ms) for line, ms in by_line.items()}
 
 
@@ -267,7 +270,8 @@ def expected(
                 planned = plans[m.line]
                 observed = [] if m.protocol == "none" else _minus([(a, b)], down.get(m.code, []))
                 counted = _counted(made.get(m.code, []), observed, a)
-                out[m.code] = _machine_time(m, planned, observed, spans.get(m.code, []), counted)
+                states = spans.get(m.code, [])
+                out[m.code] = _machine_time(m, site.code, planned, observed, states, counted)
         return out
 
     out = {}
@@ -311,6 +315,7 @@ def _counted(made: Sequence[PartRecord], observed: list[Span], start_ms: int) ->
 
 def _machine_time(
     m: Machine,
+    site: str,
     planned: list[Span],
     observed: list[Span],
     states: Sequence[Interval],
@@ -331,6 +336,7 @@ def _machine_time(
     good, scrap = made
     return MachineTime(
         m.code,
+        site,
         m.line,
         _length(observed),
         _length(planned),

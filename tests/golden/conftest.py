@@ -449,9 +449,10 @@ def compare(scenario: Scenario, report: Report) -> tuple[Comparison, dict[str, E
         for item in explain["equipment"]:
             _oee(out, f"{code} {item['equipment']}", item["oee"], want.oee(item["equipment"]))
         lines = want.line_oee()
-        assert set(explain["lines"]) == set(lines)
-        for line, body in explain["lines"].items():
-            _oee(out, f"{code} line {line}", body, lines[line])
+        got_lines = {(b["site"], b["line"]): b for b in explain["lines"].values()}
+        assert set(got_lines) == set(lines) and len(got_lines) == len(explain["lines"])
+        for (site, line), body in got_lines.items():
+            _oee(out, f"{code} line {site}/{line}", body, lines[(site, line)])
     expected_groups = {f"chains/{c.code}" for c in scenario.chains} | {
         f"parks/{p.code}" for p in scenario.parks
     }

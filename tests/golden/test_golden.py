@@ -109,7 +109,7 @@ async def chain_shift_change_at_5x(
     assert report.end_ms - report.start_ms >= 7 * 60_000
     # the window does what the docstring says
     assert truth["S4"].value("coverage") == 0
-    assert truth["S4"].line_oee()["FAST"].availability is None
+    assert truth["S4"].line_oee()[("S4P", "FAST")].availability is None
     assert truth["S6"].machines["S6-ASM-01"].planned_ms < report.end_ms - report.start_ms
     lead = truth["LEAD"]
     assert lead.value("nc_rate_verified") == 0.5 < (lead.value("nc_rate_declared") or 0)

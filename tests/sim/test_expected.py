@@ -142,7 +142,7 @@ def test_hand_computed_indicators() -> None:
     assert e.oee("METER").quality is None and e.oee("METER").availability == 1.0
     assert e.oee("BENCH").availability == 0.0 and e.oee("BENCH").oee is None
     # the line pools times and counts; performance from the machines with an ideal cycle
-    line = e.line_oee()["L"]
+    line = e.line_oee()[("S", "L")]
     assert line.availability == pytest.approx((1.75 + 3 + 3 + 0) / 12)
     assert line.performance == pytest.approx(50 / 105)
     assert line.quality == pytest.approx((48 + 2) / (50 + 3))
@@ -275,3 +275,48 @@ def test_a_lines_own_calendar_and_planned_maintenance_are_not_planned_time() -> 
     assert (cnc.executing_ms, cnc.auto_ms, cnc.mdi_ms) == (1.25 * H, 1 * H, 0)
     assert cnc.coverage == pytest.approx(0.8)
     assert e.oee("CNC").availability == pytest.approx(0.5)
+
+
+SECOND_SITE = """
+[[enterprises.sites]]
+code = "T"
+name = "Second site"
+edge_node = "GW2"
+timezone = "UTC"
+shifts = "08:00-12:00"
+[[enterprises.sites.lines]]
+code = "L"
+name = "Line"
+processes = [
+  { code = "P1", name = "Turning", is_key = true, key_reason = "fit", equipment = ["CNC2"] },
+]
+[[enterprises.sites.equipment]]
+code = "CNC2"
+name = "CNC"
+line = "L"
+control_type = "CNC"
+declared_nc = true
+ideal_cycle_s = 30
+program = [{ mode = "AUTO", execution = "EXECUTING", seconds = 60 }]
+"""
+
+
+def test_lines_of_one_code_at_two_sites_are_two_lines() -> None:
+    """Site T also has a line L (line codes are unique only within a site): its CNC2 runs
+    in AUTO all the planned 09:00-12:00 and makes 60 parts of 30 s, so T's L is A = 1,
+    P = 1,800 / 10,800 s, Q = 1, and S's L is as in the test above, not pooled with it."""
+    scenario = parse_scenario(SCENARIO + SECOND_SITE)
+    records = [
+        *RECORDS,
+        state("CNC2", 8, Mode.AUTO, Execution.EXECUTING),
+        *(PartRecord("CNC2", DAY + 9 * H + i * 60_000) for i in range(60)),
+    ]
+    (e,) = expected(scenario, records, DAY + 9 * H, DAY + 13 * H).values()
+    lines = e.line_oee()
+    assert set(lines) == {("S", "L"), ("T", "L")}
+    assert lines[("T", "L")].availability == 1.0
+    assert lines[("T", "L")].performance == pytest.approx(1800 / 10800)
+    assert lines[("T", "L")].quality == 1.0
+    assert lines[("S", "L")].availability == pytest.approx((1.75 + 3 + 3 + 0) / 12)
+    assert lines[("S", "L")].performance == pytest.approx(50 / 105)
+    assert lines[("S", "L")].quality == pytest.approx((48 + 2) / (50 + 3))

@@ -130,6 +130,11 @@ async def test_oee_over_time(browser: Browser, database_url: str) -> None:
             whole = page.locator("#oee tbody tr").first
             await expect(whole.locator("th")).to_have_text("全企业")
             await expect(whole.locator("td")).to_have_text(["88.9%", "72.9%", "97.7%", "63.3%"])
+            # LEAD's one line and one machine, each named with its site (line codes and
+            # machine codes are unique only within a site)
+            await expect(page.locator("#oee tbody th")).to_have_text(
+                ["全企业", "产线 L1（厂区 S）", "A1（厂区 S）"]
+            )
             await expect(page.locator("#oee-trend canvas")).to_have_count(1)
             # the window is the address's, cut by day: not "the last 7 days"
             span = page.locator("select[name=span] option:checked")
@@ -140,6 +145,9 @@ async def test_oee_over_time(browser: Browser, database_url: str) -> None:
             await screenshot(page, "indicators-oee", "zh-CN")
             await page.click("[data-language=en]")
             await expect(rows.nth(1).locator("td")).to_have_text(["61.3%", "75%", "83.3%", "98%"])
+            await expect(page.locator("#oee tbody th")).to_have_text(
+                ["Whole enterprise", "Line L1 (S)", "A1 (S)"]
+            )
             await expect(page.locator("#oee-buckets caption")).to_have_text(
                 "The enterprise's OEE by period"
             )
