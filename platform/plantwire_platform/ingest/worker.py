@@ -348,9 +348,14 @@ class IngestWorker:
             stopping.cancel()
             if receiving is not None:
                 receiving.cancel()
-            if batch.messages:
-                await queue.put(batch)
-            await queue.put(None)
+        # Stopped: the writer stores what is left, then ends. Never after an error or a
+        # cancellation (the task group's, when the writer met an outage): the writer may be
+        # gone, and a put into its full queue would wait for ever, so the worker would neither
+        # notice the outage nor retry. That batch stays unacknowledged: the broker delivers
+        # it again.
+        if batch.messages:
+            await queue.put(batch)
+        await queue.put(None)
 
     def _own_state(self, client: MqttClient, message: Message) -> bool:
         """Our own STATE topic: answer an 'offline' (another worker's Will) with 'online'."""

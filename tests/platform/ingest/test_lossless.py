@@ -11,6 +11,8 @@ import time
 import urllib.request
 from typing import Any
 
+import pytest
+
 from plantwire_bus.extension import ORDINAL
 from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
 from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
@@ -72,12 +74,21 @@ async def test_values_within_one_millisecond_are_all_kept_once(
     assert await count(database_url, "SELECT count(*) FROM dead_letter") == 2
 
 
+@pytest.mark.parametrize("one_by_one", [False, True], ids=["batched", "one_by_one"])
 async def test_ingest_survives_a_database_outage_without_a_supervisor(
-    start_worker: WorkerFactory, database_url: str, pg_admin_url: str, mqtt_url: str, unique: str
+    start_worker: WorkerFactory,
+    database_url: str,
+    pg_admin_url: str,
+    mqtt_url: str,
+    unique: str,
+    one_by_one: bool,
 ) -> None:
     """The database refuses connections for a few seconds and the worker's connections are
     cut: the worker keeps running, says so on its metrics, and stores everything published
-    meanwhile once the database is back."""
+    meanwhile once the database is back. ``one_by_one``: batches of one message and the
+    outage's messages published without waiting for each PUBACK, so that batches wait for the
+    writer when it meets the outage (the worker hung there, not noticing the outage: its
+    taking task waited for ever to hand the dead writer its last batch)."""
     import psycopg
 
     name = database_url.rsplit("/", 1)[1]
@@ -89,7 +100,7 @@ async def test_ingest_survives_a_database_outage_without_a_supervisor(
             await conn.execute(sql.encode())
 
     async with (
-        start_worker(metrics_port=0) as worker,
+        start_worker(metrics_port=0, **({"batch_size": 1} if one_by_one else {})) as worker,
         MqttClient(parse_mqtt_url(mqtt_url), f"edge-{unique}") as edge,
     ):
         await edge.publish(f"spBv1.0/{group}/NBIRTH/N", encode_payload(Payload(now, 0)))
@@ -102,8 +113,13 @@ async def test_ingest_survives_a_database_outage_without_a_supervisor(
         await admin(
             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
         )
-        for seq in range(12, 40):
-            await edge.publish(f"spBv1.0/{group}/DDATA/N/D", ddata(seq, now + seq, [(1, seq, 0)]))
+        topic = f"spBv1.0/{group}/DDATA/N/D"
+        if one_by_one:
+            outage = [ddata(seq, now + seq, [(1, seq, 0)]) for seq in range(12, 40)]
+            await asyncio.gather(*(edge.publish_nowait(topic, data) for data in outage))
+        else:
+            for seq in range(12, 40):
+                await edge.publish(topic, ddata(seq, now + seq, [(1, seq, 0)]))
         deadline = time.monotonic() + 30  # its next batch meets the refusal (seconds at load)
         while worker.stats.outages < 1:
             assert time.monotonic() < deadline, f"no outage noticed: {worker.stats}"
