@@ -96,6 +96,7 @@ class EdgeNode:
         self._said_commits: bool | None = None  # what the log last said about it
         self._awaiting: dict[tuple[int, int], tuple[DeviceChannel, list[Batch], int, float]] = {}
         self._need_birth = True
+        self._declared_rate: float | None = None  # the clock rate of the last NBIRTH
         self._client: MqttClient | None = None
         self._generation = 0
         self._inflight_messages = 0
@@ -160,6 +161,7 @@ class EdgeNode:
                     await asyncio.sleep(interval)  # cheaper than a wait on stop, ten times a second
                     await self._flush()
                     self._expire_awaiting(self.config.commit_timeout_s)
+                    self._check_rate()
                     self._pump()
                 await self._flush()
                 await self._drain()
@@ -441,6 +443,15 @@ class EdgeNode:
                 if dev.online:
                     self._device_birth(client, dev)
 
+    def _check_rate(self) -> None:
+        """A clock whose rate changed (a replay that caught up with the wall clock) is
+        declared again: a rebirth, so the host places this node's Will by the rate in force."""
+        if self._declared_rate is not None and not self._need_birth:
+            rate = clock_rate(self.clock)
+            if rate != self._declared_rate:
+                log.info("clock rate %g, was %g: rebirth", rate, self._declared_rate)
+                self._need_birth = True
+
     def _node_birth(self, client: MqttClient) -> None:
         self._seq = 0
         self.birth_ts = max(self.clock.now_ms(), self.birth_ts + 1)  # names a new seq stream
@@ -454,6 +465,7 @@ class EdgeNode:
         payload = encode_birth(Payload(timestamp=self.birth_ts, seq=0, metrics=metrics))
         self._publish(client, self._topic(MessageType.NBIRTH), payload)
         self._need_birth = False
+        self._declared_rate = rate
         self.stats.births += 1
         for dev in self.channels.values():
             dev.born = dev.rebirth = dev.death_due = False

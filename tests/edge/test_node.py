@@ -19,8 +19,10 @@ import pytest
 from plantwire_bus.extension import CLOCK_RATE
 from plantwire_bus.mosquitto import MosquittoProcess, start_mosquitto
 from plantwire_bus.payload import DataType
+from plantwire_bus.timeline import TimeLine
 from plantwire_bus.topics import encode_state, state_topic
 from plantwire_edge.channel import DeviceChannel
+from plantwire_edge.clock import Clock
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.node import SLOW_WRITE_S, EdgeNode
 
@@ -86,7 +88,7 @@ async def running(
     mqtt_url: str,
     group: str,
     tmp_path: Path,
-    clock: SteppedClock | None = None,
+    clock: Clock | None = None,
     host: str | None = None,
     host_online: bool = False,
 ) -> AsyncIterator[Running]:
@@ -437,3 +439,35 @@ async def test_commits_leave_the_event_loop_once_one_is_slow(
     assert after and all(thread != loop_thread for thread, _ in after[:-1])  # last: shutdown
     values = sorted((s.value, s.ts) for s in probe.values() if s.kind == "DDATA")
     assert values == [(i, T0 + i) for i in range(31)]
+
+
+class LineClock:
+    """A gateway clock following a simulator's time line, which the test replaces."""
+
+    def __init__(self, line: TimeLine) -> None:
+        self.line = line
+
+    @property
+    def speed(self) -> float:
+        return self.line.speed
+
+    def now_ms(self) -> int:
+        return self.line.at(time.time())
+
+
+async def test_a_replay_that_catches_up_with_the_wall_clock_is_declared_again(
+    mqtt_url: str, group: str, tmp_path: Path
+) -> None:
+    """A gateway on a replay at 60x declares rate 60 in its NBIRTH; once the replay has caught
+    up with the wall clock (rate 1 from then on) it is born again declaring 1, so that the host
+    places its Will by the rate in force."""
+    now = time.time()
+    clock = LineClock(TimeLine(round(now * 1000) - 3_600_000, 60.0, now, catch_up=True))
+    async with running(mqtt_url, group, tmp_path, clock=clock) as run:
+        run.dev.set_online([(run.count, 0, clock.now_ms())])
+        await run.seen("DBIRTH", 1)
+        now = time.time()  # the replay reaches the wall clock: live from now on
+        clock.line = TimeLine(round(now * 1000), 60.0, now, catch_up=True)
+        await run.seen("DBIRTH", 2)
+    births = run.probe.payloads("NBIRTH")
+    assert [{m.name: m.value for m in p.metrics}[CLOCK_RATE] for p in births] == [60.0, 1.0]
