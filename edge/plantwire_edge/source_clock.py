@@ -8,7 +8,8 @@ offset's estimate (the least delayed value). On an accelerated clock (a simulati
 after the same simulated time at any speed, but at least ``PERIOD_MIN_WALL_S``: the least
 delayed value must come from several OPC UA publish responses (100 ms by default), or the
 estimate is one late delivery's delay (times the speed) off (with 0.15 wall s at 600x under
-load, a 90 s offset was once estimated 31 s short for a period). When two periods' estimates differ
+load, a 90 s offset was once estimated 31 s short for a period); and on an accelerated clock
+at least ``PERIOD_MIN_VALUES`` values. When two periods' estimates differ
 by more than :func:`jump_for` (``JUMP_MS``; on an accelerated clock at least ``JUMP_WALL_S`` of
 delivery delay at its speed, which a period's estimate may carry) the device's clock jumped
 (set by hand, a battery-backed clock reset, a time server correcting a drift of minutes): the
@@ -40,6 +41,10 @@ PERIOD_S = 10.0
 PERIOD_MIN_WALL_S = 0.5
 """...and at least this many wall seconds (an accelerated clock: 10 clock s up to 20x, 30 at
 60x, 300 at 600x)."""
+PERIOD_MIN_VALUES = 30
+"""...and on an accelerated clock, at least this many values (a machine that changes a few
+values per wall second at 60x: each OPC UA value waits up to a publishing interval, 100 wall
+ms, 6 simulated s, longer than the 3 s tolerance; the least delayed of a few is not enough)."""
 JUMP_MS = 5_000
 """Estimates further apart than this (gateway milliseconds) are a jump..."""
 JUMP_WALL_S = 0.1
@@ -88,6 +93,7 @@ class SourceClock:
     jump_ms: int = JUMP_MS
     _period_max: int | None = None
     _period_end: float | None = None
+    _period_values = 0
 
     def observe(self, device_ts: int, arrival: int) -> bool:
         """A value stamped ``device_ts`` by the device arrived at gateway time ``arrival``;
@@ -95,9 +101,11 @@ class SourceClock:
         difference = device_ts - arrival
         if self._period_max is None or difference > self._period_max:
             self._period_max = difference
+        self._period_values += 1
         if self._period_end is None:
             self._period_end = time.monotonic() + period_wall_s(self.speed)
-        if time.monotonic() >= self._period_end:
+        enough = self.speed <= 1 or self._period_values >= PERIOD_MIN_VALUES
+        if enough and time.monotonic() >= self._period_end:
             self.fresh = self._close(whole=True)
         else:
             self.fresh = self.offset_ms is None and self._close(whole=False)
@@ -142,5 +150,6 @@ class SourceClock:
         else:
             self.correction_ms = estimate
         self._period_max = None
+        self._period_values = 0
         self._period_end = time.monotonic() + period_wall_s(self.speed)
         return True

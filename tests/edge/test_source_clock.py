@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from plantwire_edge.source_clock import (
+    PERIOD_MIN_VALUES,
     PERIOD_S,
     SourceClock,
     jump_for,
@@ -118,10 +119,12 @@ def test_a_jump_at_600x_is_told_from_a_late_delivery(monkeypatch: pytest.MonkeyP
     clock = SourceClock("M", tolerance_ms=tolerance_for(600), speed=600, jump_ms=jump_for(600))
     clock.observe(100_000 + 90_000, 100_000)  # 90 s ahead
     wall[0] += period_wall_s(600)
-    clock.observe(200_000 + 90_000 - 30_000, 200_000)  # delivered 50 wall ms late
+    for _ in range(PERIOD_MIN_VALUES):  # each delivered 50 wall ms late
+        clock.observe(200_000 + 90_000 - 30_000, 200_000)
     assert (clock.offset_ms, clock.jumps) == (60_000, 0)
     wall[0] += period_wall_s(600)
-    clock.observe(300_000 - 210_000, 300_000)  # set back by 5 minutes
+    for _ in range(PERIOD_MIN_VALUES):  # set back by 5 minutes
+        clock.observe(300_000 - 210_000, 300_000)
     assert (clock.offset_ms, clock.jumps) == (-210_000, 1)
 
 
@@ -136,6 +139,22 @@ def test_a_late_period_does_not_pull_the_correction_down(monkeypatch: pytest.Mon
     found = []
     for late_ms in (13_000, 0, 20_000, 45_000):
         wall[0] += period_wall_s(600)
-        clock.observe(200_000 + 90_000 - late_ms, 200_000)
+        for _ in range(PERIOD_MIN_VALUES):
+            clock.observe(200_000 + 90_000 - late_ms, 200_000)
         found.append((clock.offset_ms, clock.correction_ms))
     assert found == [(77_000, 89_000), (90_000, 90_000), (70_000, 90_000), (45_000, 45_000)]
+
+
+def test_a_period_at_speed_waits_for_enough_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 60x a machine whose few values each waited for a publish response (up to 100 wall
+    ms, 6 simulated s): a period of three of them is not closed on time, since its least
+    delayed value may be beyond the 3 s tolerance; it is once enough values came."""
+    wall = [1000.0]
+    monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
+    clock = SourceClock("IMM", tolerance_ms=tolerance_for(60), speed=60, jump_ms=jump_for(60))
+    clock.observe(100_000, 100_000)
+    wall[0] += 2 * period_wall_s(60)
+    assert not any(clock.observe(200_000 - late, 200_000) for late in (4_000, 5_000, 4_500))
+    assert clock.correction_ms == 0  # not taken for a clock 4 s behind
+    closed = [clock.observe(300_000 - 100, 300_000) for _ in range(PERIOD_MIN_VALUES)]
+    assert closed.count(True) == 1 and (clock.offset_ms, clock.correction_ms) == (-100, 0)
