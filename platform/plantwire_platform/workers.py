@@ -40,8 +40,10 @@ def request_options(statement_timeout_ms: int) -> str:
     """Server settings of the connections that answer requests: their statements are cut off
     after ``statement_timeout_ms``, and never JIT-compiled (the planner's row estimates for the
     indicator statements' unnest and lateral joins run hundreds of times too high, so their
-    cost passed ``jit_above_cost`` and compiling took 0.8 s of a statement that runs in 20 ms)."""
-    return f"-c statement_timeout={statement_timeout_ms} -c jit=off"
+    cost passed ``jit_above_cost`` and compiling took 0.8 s of a statement that runs in 20 ms).
+    Their ``TimeZone`` is UTC, whatever the server's default: the times they read are answered
+    as UTC (``...Z``) and cut into UTC hours (a server in India gave ``+05:30`` times)."""
+    return f"-c statement_timeout={statement_timeout_ms} -c jit=off -c TimeZone=UTC"
 
 
 class JobFailed(Exception):

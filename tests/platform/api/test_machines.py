@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 
 from plantwire_platform.server import create_app
 from tests.platform.identities import person, secured
@@ -116,6 +117,11 @@ async def seed(url: str) -> int:
 @pytest.fixture
 async def api(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, int]]:
     ent = await seed(database_url)
+    # the database's own zone is half an hour off UTC (a server in India): the API answers in
+    # UTC all the same
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        name = sql.Identifier(conn.info.dbname)
+        await conn.execute(sql.SQL("ALTER DATABASE {} SET TimeZone = 'Asia/Kolkata'").format(name))
     app = create_app(secured(database_url))
     transport = httpx.ASGITransport(app=app)
     async with (
