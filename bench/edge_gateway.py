@@ -16,8 +16,9 @@ value changes/s) and records what it wrote. Then, one after the other:
 2. gateway: ``plantwire edge run`` (durable SQLite buffer, fsync per flush) carries the
    changes to a Mosquitto; a subscriber counts what the broker delivered. Reported: changes
    per second carried, delivered / produced (lost and doubled values), gateway CPU time per
-   value delivered (all its threads, from /proc; the event loop's thread apart from the
-   others: the MQTT network thread and the buffer's writer);
+   value delivered (all its threads, from the scheduler's /proc schedstat; the event loop's
+   thread apart from the others: the MQTT network thread and the buffer's writer) and the
+   threads' wake-ups a second (voluntary context switches);
 3. replay: the primary host's STATE goes offline for ``--hold-seconds`` while the machines
    keep producing, so the backlog piles up in the buffer; then it comes back online and the
    time until the backlog is drained (while live values keep arriving) gives the replay rate.
@@ -41,19 +42,30 @@ BEST_KNOWN_GATEWAY_US = "48 (memory buffer) to 59 (SQLite buffer)"  # quoted by 
 URI = "urn:plantwire:bench"
 HERE = Path(__file__).resolve()
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-HZ = os.sysconf("SC_CLK_TCK")
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def cpu_seconds(pid: int, tid: int | None = None) -> float:
-    """User + system CPU time of a process (all threads), or of one of its threads, from
-    /proc."""
-    where = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
-    fields = Path(where).read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ
+def run_time(pid: int) -> tuple[float, float, int, int]:
+    """CPU time of a process's threads from the scheduler (/proc schedstat: nanoseconds, where
+    /proc stat counts 10 ms ticks), as (event loop thread, all threads) in seconds, and their
+    voluntary context switches (each one a wake-up after a wait) likewise."""
+    loop_s = total_s = 0.0
+    loop_waits = total_waits = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            ran = int((task / "schedstat").read_text().split()[0]) / 1e9
+            status = (task / "status").read_text()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        waits = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+        total_s += ran
+        total_waits += waits
+        if task.name == str(pid):
+            loop_s, loop_waits = ran, waits
+    return loop_s, total_s, loop_waits, total_waits
 
 
 def load() -> str:
@@ -334,11 +346,9 @@ async def orchestrate(args: argparse.Namespace) -> None:
         procs.append(gateway)
         await wait_health(http, lambda d: d["status"] == "ok", 60)
         await asyncio.sleep(3)
-        t1, cpu1 = now_ms(), cpu_seconds(gateway.pid)
-        loop1 = cpu_seconds(gateway.pid, gateway.pid)
+        t1, (loop1, cpu1, woke1, waits1) = now_ms(), run_time(gateway.pid)
         await asyncio.sleep(args.seconds)
-        t2, cpu2 = now_ms(), cpu_seconds(gateway.pid)
-        loop2 = cpu_seconds(gateway.pid, gateway.pid)
+        t2, (loop2, cpu2, woke2, waits2) = now_ms(), run_time(gateway.pid)
         gw_load = load()
         await asyncio.sleep(1)
         per_response = args.variables * max(1, args.publishing_interval_ms // args.interval_ms)
@@ -356,6 +366,11 @@ async def orchestrate(args: argparse.Namespace) -> None:
             f"  gateway CPU {(cpu2 - cpu1) / window_s * 1000:.1f} ms/s: event loop thread "
             f"{(loop2 - loop1) / window_s * 1000:.1f}, other threads (MQTT network, buffer "
             f"writer) {(cpu2 - cpu1 - loop2 + loop1) / window_s * 1000:.1f}"
+        )
+        print(
+            f"  wake-ups (voluntary context switches) a second: event loop thread "
+            f"{(woke2 - woke1) / window_s:.1f}, other threads "
+            f"{(waits2 - waits1 - woke2 + woke1) / window_s:.1f}"
         )
         print(
             f"  delivered / produced = {total:,} / {made:,} = {total / max(1, made):.6f} "
