@@ -2,17 +2,19 @@
 all fed from the durable buffer.
 
 Adapters get a :class:`DeviceChannel` per device and report values into it. Every ``batch_ms``
-the node writes what arrived to the :class:`~plantwire_edge.buffer.Buffer` (one batch per
-device, committed before anything is sent; on the event loop's own thread, which spares each
-commit a hand-over to a thread and back, unless a commit took longer than ``SLOW_WRITE_S``:
-then the writer thread takes them for ``WRITER_S`` so that a stalling disk does not hold up the
-loop), then publishes queued batches as DDATA at QoS 1 (QoS 0 with ``spec_strict``); a batch
-leaves the buffer only once the primary host confirmed it committed the message (plantwire's
-commit confirmations; with a host that does not confirm, after the broker's PUBACK, or once sent
-at QoS 0). What stays unconfirmed past ``commit_timeout_s`` is sent again. While the broker is
-unreachable or the primary host's STATE is offline, batches stay queued; afterwards the node
-births again (NBIRTH, then a DBIRTH per online device) and sends the backlog in order, flagged
-``is_historical``. The broker connection itself is the :class:`Uplink`'s business.
+(or at once, for values an adapter awaits with ``stored(at_once=True)``: the OPC UA adapter's
+publish responses, which then put the tick off) the node writes what arrived to the
+:class:`~plantwire_edge.buffer.Buffer` (one batch per device, committed before anything is
+sent; on the event loop's own thread, which spares each commit a hand-over to a thread and
+back, unless a commit took longer than ``SLOW_WRITE_S``: then the writer thread takes them for
+``WRITER_S`` so that a stalling disk does not hold up the loop), then publishes queued batches
+as DDATA at QoS 1 (QoS 0 with ``spec_strict``); a batch leaves the buffer only once the primary
+host confirmed it committed the message (plantwire's commit confirmations; with a host that
+does not confirm, after the broker's PUBACK, or once sent at QoS 0). What stays unconfirmed
+past ``commit_timeout_s`` is sent again. While the broker is unreachable or the primary host's
+STATE is offline, batches stay queued; afterwards the node births again (NBIRTH, then a DBIRTH
+per online device) and sends the backlog in order, flagged ``is_historical``. The broker
+connection itself is the :class:`Uplink`'s business.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from plantwire_bus.extension import (
     CLOCK_RATE,
@@ -54,6 +56,7 @@ MAX_MESSAGE = 10_000  # samples per replayed DDATA (consecutive historical batch
 DRAIN_S = 5.0  # on shutdown: how long to wait for the backlog to be acknowledged
 SLOW_WRITE_S = 0.5  # a buffer commit slower than this on the event loop (a disk stall) ...
 WRITER_S = 30.0  # ... sends the following ones to the writer thread for this long
+TICK_AFTER_ARRIVAL = 1.5  # the tick after a flush on arrival: this many batch_ms later
 
 
 @dataclass
@@ -106,6 +109,10 @@ class EdgeNode:
         self._opened = False
         self._running = False
         self._store_waiters: list[asyncio.Future[None]] = []
+        self._interval = max(config.batch_ms, 10) / 1000
+        self._cycling = asyncio.Lock()  # one flush-and-pump cycle at a time
+        self._tick: asyncio.Future[None] | None = None  # the node loop waits on it
+        self._tick_timer: asyncio.TimerHandle | None = None
         self._meta: dict[str, str] = {}  # buffer metadata stored with the next flush
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._threaded_until = 0.0  # loop time until which commits go to the writer thread
@@ -133,15 +140,26 @@ class EdgeNode:
         self.fields[key] = field_for(datatype)
         return key
 
-    async def stored(self, meta: tuple[str, str] | None = None) -> None:
+    async def stored(self, meta: tuple[str, str] | None = None, *, at_once: bool = False) -> None:
         """Return once every value reported so far is durably in the buffer (at once with a
         buffer in memory), together with the buffer metadata ``meta`` (name, value): the
-        OPC UA adapter acknowledges notifications only then."""
+        OPC UA adapter acknowledges notifications only then. ``at_once``: store them now
+        instead of at the next tick (values that arrive every ``batch_ms`` or less often, a
+        batch each: the OPC UA adapter's publish responses)."""
         if meta is not None:
             self._meta[meta[0]] = meta[1]
         if not self.buffer.durable or not self._running:
             return
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if at_once and not self._cycling.locked():
+            # stored in this very wake-up, not the next tick's: a wake-up of the loop costs
+            # about as much CPU as a cycle's work (docs/benchmarks.md); a publish response
+            # each batch_ms then wakes the loop once, and the tick, put off, not at all
+            async with self._cycling:
+                await self._cycle()
+            self._arm(loop.time() + self._interval * TICK_AFTER_ARRIVAL)
+            return
+        waiter = loop.create_future()
         self._store_waiters.append(waiter)  # resolved by the next flush (every batch_ms)
         await waiter
 
@@ -152,23 +170,32 @@ class EdgeNode:
         if self.buffer.durable:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, "plantwire-buffer")
         halt = asyncio.Event()
+        stopping: asyncio.Task[Literal[True]] | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.uplink.run(halt))
-                interval = max(self.config.batch_ms, 10) / 1000
                 self._running = True
+                loop = asyncio.get_running_loop()
+                stopping = asyncio.create_task(stop.wait())
+                stopping.add_done_callback(self._stopping)
+                self._arm(loop.time() + self._interval)
                 while not stop.is_set():
-                    await asyncio.sleep(interval)  # cheaper than a wait on stop, ten times a second
+                    assert self._tick is not None
+                    await self._tick  # every batch_ms, or put off by flushes on arrival
+                    self._tick = loop.create_future()
+                    async with self._cycling:
+                        await self._cycle()
+                    self._arm(loop.time() + self._interval)
+                async with self._cycling:
                     await self._flush()
-                    self._expire_awaiting(self.config.commit_timeout_s)
-                    self._check_rate()
-                    self._pump()
-                await self._flush()
                 await self._drain()
                 halt.set()
         finally:
             self._running = False
-            await self._flush(final=True)
+            if stopping is not None:
+                stopping.cancel()
+            async with self._cycling:  # a flush on arrival may still be at its commit
+                await self._flush(final=True)
             if self._executor is not None:
                 self._executor.shutdown()
             left = self.buffer.stats.depth_values
@@ -176,6 +203,25 @@ class EdgeNode:
                 where = self.buffer.path or "memory (lost now)"
                 log.warning("%d values not yet acknowledged remain in the buffer: %s", left, where)
             self.buffer.close()
+
+    def _stopping(self, task: asyncio.Task[Literal[True]]) -> None:
+        if not task.cancelled():
+            self._arm(asyncio.get_running_loop().time())  # the node loop's last tick: now
+
+    def _arm(self, due: float) -> None:
+        """(Re)schedule the node loop's next tick at loop time ``due``."""
+        if self._tick is None or self._tick.done():
+            self._tick = asyncio.get_running_loop().create_future()
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()  # a cancelled timer wakes nobody
+        self._tick_timer = asyncio.get_running_loop().call_at(due, _wake, self._tick)
+
+    async def _cycle(self) -> None:
+        """Store what is staged, expire, publish (under ``_cycling``)."""
+        await self._flush()
+        self._expire_awaiting(self.config.commit_timeout_s)
+        self._check_rate()
+        self._pump()
 
     async def _flush(self, final: bool = False) -> None:
         waiters, self._store_waiters = self._store_waiters, []
@@ -610,6 +656,11 @@ class EdgeNode:
                 self._acked.extend(group)
         if any(d.unsent for d in self.channels.values()):
             self._schedule_pump()
+
+
+def _wake(tick: asyncio.Future[None]) -> None:
+    if not tick.done():
+        tick.set_result(None)
 
 
 def _sample_time(sample: Sample) -> int:

@@ -275,6 +275,7 @@ class OpcUaAdapter:
                 sub.liveness_s = self._liveness(
                     params.RequestedPublishingInterval, params.RequestedMaxKeepAliveCount
                 )
+                sub.at_once = params.RequestedPublishingInterval >= self.node.config.batch_ms
                 log.info("%s: subscription %d taken over; %d notification messages "
                          "republished", dev.device_id, memo.subscription_id,
                          len(republished))  # fmt: skip
@@ -331,6 +332,9 @@ class OpcUaAdapter:
         sub.liveness_s = self._liveness(
             created.RevisedPublishingInterval, created.RevisedMaxKeepAliveCount
         )
+        # a publish response each batch_ms or less often: stored as it arrives, in the same
+        # wake-up of the loop, not at the node's next tick (one wake-up a cycle, not two)
+        sub.at_once = created.RevisedPublishingInterval >= self.node.config.batch_ms
         batch = self.limits.monitored_items_per_call
         for start in range(0, len(handles), batch):
             chunk = handles[start : start + batch]

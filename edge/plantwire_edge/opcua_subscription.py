@@ -36,7 +36,9 @@ MAX_REPUBLISH = 10_000  # notification messages asked for again after a lost ses
 class Store(Protocol):
     """The node, as the subscription sees it."""
 
-    async def stored(self, meta: tuple[str, str] | None = None) -> None: ...
+    async def stored(
+        self, meta: tuple[str, str] | None = None, *, at_once: bool = False
+    ) -> None: ...
 
 
 class Receiver(Protocol):
@@ -80,6 +82,7 @@ class Notifications(Subscription):
         self._store = store
         self._seq_key = seq_key
         self.liveness_s = LIVENESS_MIN_S
+        self.at_once = False  # each publish response stored at once (see EdgeNode.stored)
         # closed while older values are read from the server's history: newer ones wait
         # (unacknowledged) so that each variable's values reach the node in order
         self.gate: asyncio.Event | None = None
@@ -105,7 +108,8 @@ class Notifications(Subscription):
             self.last_sequence_number = int(message.SequenceNumber)
             # asyncua acknowledges this message with the next publish request, sent when this
             # returns: only once its values (and its sequence number) are in the buffer
-            await self._store.stored((self._seq_key, str(self.last_sequence_number)))
+            meta = (self._seq_key, str(self.last_sequence_number))
+            await self._store.stored(meta, at_once=self.at_once)
         self.last_publish_at = time.monotonic()
 
 

@@ -263,6 +263,36 @@ async def test_a_device_being_connected_is_born_before_its_first_values(
     assert data == [(i, T0 + i) for i in range(1, 4)]
 
 
+async def test_values_awaited_at_once_are_stored_and_sent_without_a_tick(
+    mqtt_url: str, group: str, tmp_path: Path
+) -> None:
+    """``stored(at_once=True)`` (the OPC UA adapter's publish responses, which come every
+    ``batch_ms`` or less often) stores and publishes in the caller's own wake-up of the loop,
+    not at the node's next tick: here a tick a minute, which also must not hold up a stop."""
+    cfg = config(group, mqtt_url, tmp_path / "buf.db", None)
+    node = EdgeNode(cfg.model_copy(update={"batch_ms": 60_000}))
+    dev = node.channel("M1")
+    count = dev.metric("Count", DataType.UInt32)
+    stop = asyncio.Event()
+    async with probe_on(mqtt_url, group) as probe:
+        task = asyncio.create_task(node.run(stop))
+        await probe.wait_for(lambda: probe.count("NBIRTH") == 1, "NBIRTH")
+        dev.set_online([])
+
+        def sent() -> int:
+            return sum(s.kind == "DDATA" for s in probe.values())
+
+        for i in range(1, 4):
+            dev.put(count, i, T0 + i)
+            await asyncio.wait_for(node.stored(("test/seq", str(i)), at_once=True), 10)
+            assert node.buffer.meta("test/seq") == str(i)  # committed with its values
+            await probe.wait_for(lambda: sent() == i, f"value {i}")  # noqa: B023 - awaited here
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    data = [(s.value, s.ts) for s in probe.values() if s.kind == "DDATA"]
+    assert data == [(i, T0 + i) for i in range(1, 4)]
+
+
 async def test_births_deaths_and_payloads_carry_the_injected_clock(
     mqtt_url: str, group: str, tmp_path: Path
 ) -> None:
