@@ -36,6 +36,7 @@ class Feed:
 
     __slots__ = (
         "_companion",
+        "_line",
         "_merge",
         "_throttle",
         "channel",
@@ -65,6 +66,7 @@ class Feed:
         self._companion: int | None = None
         self._throttle = throttle
         self._merge: tuple[StateMerge, int] | None = None
+        self._line = (0, 0)  # the last corrected value's (device time, time on the line)
         status.clock_speed = channel.speed
         if self.table is not None:
             peers = channel.state_feeds.setdefault(self.key, [])
@@ -117,7 +119,14 @@ class Feed:
             if correction is not None:
                 offset = self.channel.metric(OFFSET_METRIC, DataType.Int64)
                 self.channel.staged.append((offset, correction, now))
-            ts_ms = clock.corrected(ts_ms, now)
+            device_ts, ts_ms = ts_ms, clock.corrected(ts_ms, now)
+            # a raised correction would run this point's line back under values already
+            # stamped, and a later value could take an earlier one's millisecond (a rival the
+            # platform refuses): the line holds at its last value until it is passed
+            last_device_ts, last_ts = self._line
+            if device_ts >= last_device_ts and ts_ms < last_ts:
+                ts_ms = last_ts
+            self._line = (device_ts, ts_ms)
         if self._merge is None:
             self.channel.staged.append((self.key, value, ts_ms))
         else:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from plantwire_edge.config import EdgeConfig
+from plantwire_edge.devices import Point
+from plantwire_edge.feed import Feed
+from plantwire_edge.node import EdgeNode
 from plantwire_edge.source_clock import (
     PERIOD_MIN_VALUES,
     PERIOD_S,
@@ -12,6 +16,7 @@ from plantwire_edge.source_clock import (
     period_wall_s,
     tolerance_for,
 )
+from plantwire_edge.status import AdapterStatus, Throttle
 
 
 def test_offset_is_the_least_delayed_value_of_a_period_and_a_jump_is_counted(
@@ -158,3 +163,40 @@ def test_a_period_at_speed_waits_for_enough_values(monkeypatch: pytest.MonkeyPat
     assert clock.correction_ms == 0  # not taken for a clock 4 s behind
     closed = [clock.observe(300_000 - 100, 300_000) for _ in range(PERIOD_MIN_VALUES)]
     assert closed.count(True) == 1 and (clock.offset_ms, clock.correction_ms) == (-100, 0)
+
+
+def test_a_raised_correction_gives_no_value_an_earlier_ones_millisecond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A clock 90 s ahead whose first value came 2 s late is corrected by 88 s, and by 90 s
+    once the period's least delayed value counts. Values delivered late in a burst were put
+    on the 88 s line meanwhile: without care, the first value of the 90 s line goes back under
+    them, onto the millisecond of a value before the last (the node numbers only repeats of a
+    metric's last millisecond), and the platform, one value per millisecond and ordinal,
+    refused it as a ``conflicting_value``. The line holds at its last value instead."""
+    wall = [1000.0]
+    monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
+    tag = {"node": "nsu=urn:x;s=speed", "metric": "Spindle/Speed"}
+    device = {"kind": "opcua", "device_id": "M1", "endpoint": "opc.tcp://x:1", "tags": [tag]}
+    config = {"group_id": "G", "edge_node_id": "N", "devices": [device]}
+    node = EdgeNode(EdgeConfig.model_validate(config))
+    channel = node.channel("M1")
+    status = AdapterStatus("M1", "opcua")
+    feed = Feed(channel, Point(metric="Spindle/Speed"), "speed", status, Throttle())
+    t0, ahead = 1_000_000, 90_000
+    # (stamped at device second, arrived at): 2 s late, on time, a burst 5, 4, 3 s late, and
+    # after the period one 2 s late
+    values = [(0, 2_000), (2_000, 2_000), (3_000, 8_000), (4_000, 8_000), (5_000, 8_000)]
+    for i, (stamped, arrived) in enumerate([*values, (6_000, 8_000)]):
+        if i == len(values):
+            wall[0] += PERIOD_S  # the period closes: 90 s, within tolerance of 88 s
+        now = t0 + arrived
+        feed.put(1000.0 + i, t0 + stamped + ahead, now, now - 3_600_000, now + 3_600_000)
+    assert status.clock is not None and status.clock.correction_ms == ahead
+    samples = [s for s in channel.staged if s[0] == feed.key]
+    assert [s[1] for s in samples] == [1000.0 + i for i in range(6)]  # in device order
+    stamps = [s[2] - t0 for s in samples]
+    node._stamp(channel, samples)  # as the node numbers them for the platform
+    keys = [(s[2] - t0, s[3] if len(s) == 4 else 0) for s in samples]
+    assert len(set(keys)) == len(keys), keys  # one value per millisecond and ordinal
+    assert stamps == [2_000, 2_000, 5_000, 6_000, 7_000, 7_000]  # never back under one
