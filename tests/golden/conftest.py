@@ -288,7 +288,10 @@ async def run_plant(
     report.truth_path = workdir / "truth.jsonl"
     report.wall_s = {k: round(v, 1) for k, v in wall.items()}
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        cur = await conn.execute("SELECT reason, left(detail, 200) FROM dead_letter")
+        # each letter whole, with its topic: a conflicting_value names the metric, the time,
+        # the value refused and the one stored there
+        sql = "SELECT reason, topic || ': ' || detail FROM dead_letter ORDER BY id"
+        cur = await conn.execute(sql)
         report.dead_letters = [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
     return scenario, report
 

@@ -201,7 +201,7 @@ async def adversarial(
     # the platform agrees with the truth (and so with the hand computation)
     assert set(report.groups) == set(GROUPS), sorted(report.groups)
     assert not result.failures, _explain(report, result.failures)
-    assert not report.dead_letters
+    assert not report.dead_letters, "dead letters:\n" + "\n".join(map(str, report.dead_letters))
 
 
 async def test_adversarial_at_60x(
