@@ -21,6 +21,7 @@ from asyncua.server.server import Server
 from plantwire_bus.mosquitto import free_port
 from plantwire_bus.mqtt import Message, MqttClient, parse_mqtt_url
 from plantwire_bus.payload import DataType, Payload, coerce, decode_payload
+from plantwire_bus.timeline import TimeLine
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -272,3 +273,17 @@ class HeldRelay:
             dst.close()
 
         await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+
+
+class LineClock:
+    """A gateway clock following a simulator's time line, which the test replaces."""
+
+    def __init__(self, line: TimeLine) -> None:
+        self.line = line
+
+    @property
+    def speed(self) -> float:
+        return self.line.speed
+
+    def now_ms(self) -> int:
+        return self.line.at(time.time())

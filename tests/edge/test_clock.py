@@ -7,17 +7,7 @@ import time
 from plantwire_bus.timeline import TimeLine
 from plantwire_edge.clock import WALL_CLOCK, clock_rate, wall_s
 
-
-class LineClock:
-    def __init__(self, line: TimeLine) -> None:
-        self.line = line
-
-    @property
-    def speed(self) -> float:
-        return self.line.speed
-
-    def now_ms(self) -> int:
-        return self.line.at(time.time())
+from .conftest import LineClock
 
 
 def test_the_wall_clock_runs_at_one_a_simulators_at_its_speed() -> None:

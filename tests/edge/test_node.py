@@ -26,7 +26,7 @@ from plantwire_edge.clock import Clock
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.node import SLOW_WRITE_S, EdgeNode
 
-from .conftest import Probe, probe_on
+from .conftest import LineClock, Probe, probe_on
 
 T0 = 1_767_225_600_000
 
@@ -469,20 +469,6 @@ async def test_commits_leave_the_event_loop_once_one_is_slow(
     assert after and all(thread != loop_thread for thread, _ in after[:-1])  # last: shutdown
     values = sorted((s.value, s.ts) for s in probe.values() if s.kind == "DDATA")
     assert values == [(i, T0 + i) for i in range(31)]
-
-
-class LineClock:
-    """A gateway clock following a simulator's time line, which the test replaces."""
-
-    def __init__(self, line: TimeLine) -> None:
-        self.line = line
-
-    @property
-    def speed(self) -> float:
-        return self.line.speed
-
-    def now_ms(self) -> int:
-        return self.line.at(time.time())
 
 
 async def test_a_replay_that_catches_up_with_the_wall_clock_is_declared_again(

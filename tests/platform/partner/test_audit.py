@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -31,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from plantwire_platform.partner import audit, audit_chain
 from plantwire_platform.partner.audit_chain import GENESIS, AuditKey, canonical
 from plantwire_platform.server import create_app
+from tests.platform.commands import platform_command
 from tests.platform.partner.conftest import AUDIT_KEY, World, grant, serving, settings
 
 KEY = AuditKey(AUDIT_KEY)
@@ -39,19 +38,7 @@ Conn = psycopg.AsyncConnection[Any]
 
 async def cli(url: str, *args: str) -> tuple[int, str]:
     """`plantwire platform <args>` against the database at ``url``, with the audit key."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from plantwire.cli import main; raise SystemExit(main())",
-        "platform",
-        *args,
-        env={**os.environ, "DATABASE_URL": url, "PLANTWIRE_AUDIT_KEY": AUDIT_KEY},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, (out + err).decode()
+    return await platform_command(url, *args, PLANTWIRE_AUDIT_KEY=AUDIT_KEY)
 
 
 async def audited_traffic(w: World) -> int:

@@ -7,10 +7,7 @@ written. The command line does the same."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -22,6 +19,7 @@ import pytest
 from plantwire_platform.registry.document import Enterprise, Registry
 from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import create_app
+from tests.platform.commands import platform_command
 from tests.platform.identities import person, secured
 
 BUILT = "2026-10-01T00:00:00Z"
@@ -204,20 +202,7 @@ async def test_a_lines_calendar_and_maintenance_set_its_planned_time(
 
 async def cli(url: str, *args: str) -> tuple[int, str]:
     """``plantwire platform registry <args>`` against the database at ``url``."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from plantwire.cli import main; raise SystemExit(main())",
-        "platform",
-        "registry",
-        *args,
-        env={**os.environ, "DATABASE_URL": url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, (out + err).decode()
+    return await platform_command(url, "registry", *args)
 
 
 async def test_the_command_line_edits_one_entry_the_same_way(database_url: str) -> None:

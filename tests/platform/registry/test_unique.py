@@ -8,9 +8,6 @@ database that holds such sites, naming them."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import psycopg
 import pytest
 
 from plantwire_platform.database import migrate
+from tests.platform.commands import platform_command
 from tests.platform.identities import person, served
 
 ZH = {"Accept-Language": "zh-CN"}
@@ -162,19 +160,7 @@ async def test_the_database_holds_one_gateway_per_site_of_an_enterprise(
 
 async def cli(url: str, *args: str) -> tuple[int, str]:
     """``plantwire platform <args>`` against the database at ``url``: exit code and output."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from plantwire.cli import main; raise SystemExit(main())",
-        "platform",
-        *args,
-        env={**os.environ, "DATABASE_URL": url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, (out + err).decode()
+    return await platform_command(url, *args)
 
 
 SITE = """

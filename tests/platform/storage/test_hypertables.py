@@ -17,6 +17,7 @@ from plantwire_platform import services
 from plantwire_platform.database import migrate
 from plantwire_platform.storage.partitions import maintain
 from plantwire_platform.timescaledb import PG_BINDIR
+from tests.platform.commands import CLI
 
 pytestmark = pytest.mark.backends("timescaledb")
 
@@ -178,7 +179,6 @@ def test_plain_database_converted_to_timescaledb(plain_and_timescale: tuple[str,
     assert again.returncode == 0 and "(0 samples moved)" in again.stdout
 
 
-CLI = "from plantwire.cli import main; raise SystemExit(main())"
 CONTENT = (
     "SELECT series_id, ts, value FROM sample_num_all ORDER BY 1, 2",
     "SELECT series_id, ts, value FROM sample_bool ORDER BY 1, 2",

@@ -16,6 +16,7 @@ import pytest
 from plantwire_platform import services, timescaledb
 from plantwire_platform.database import migrate, migrations
 from plantwire_platform.storage.partitions import Partition, maintain, partitions
+from tests.platform.commands import CLI
 
 
 def rows(url: str, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
@@ -204,6 +205,3 @@ def test_migrate_says_which_storage_mode(pg_admin_url: str, backend: str, unique
     timescale = f"timescaledb (TimescaleDB {timescaledb.VERSION}:"
     mode = timescale if backend == "timescaledb" else "partitioned (plain"
     assert lines[1].startswith(f"storage mode: {mode}")
-
-
-CLI = "from plantwire.cli import main; raise SystemExit(main())"
