@@ -371,9 +371,9 @@ async def test_simulated_time_waits_for_the_broker_to_take_a_station_message(
         deliveries = factory.deliveries
         await _until(lambda: deliveries.sent >= 20, "the stations publish")
         relay.flowing.clear()
-        sent = deliveries.sent
         await asyncio.sleep(0.5)  # 300 simulated seconds, were the clock not held
-        assert deliveries.sent > sent  # what was played before the clock stopped
+        # held by a message sent after the relay stopped, or by one sent just before whose
+        # PUBACK the relay kept back (under load the usual case): either is unacknowledged
         held = factory.clock.now_ms()
         limit = deliveries.limit(time.time())
         assert limit is not None and held == limit[0]
