@@ -22,6 +22,11 @@ NO_SKEW_MS = 2_000
 """At rate 1, a projection this close to arrival is the delivery delay of the last message,
 not a clock off: the arrival time is kept (the gateway's tolerance for a device clock)."""
 
+MAX_PROJECTION_MS = 24 * 3600 * 1000
+"""A projection further than this past arrival is not believed (a rate or a silence no real
+node has: a third party declaring ``Clock/Rate`` 1e12, say): the arrival time is kept, as for a
+node that declares no rate, so that no death lands where no sample may (a day ahead)."""
+
 
 @dataclass(slots=True)
 class NodeTrack:
@@ -47,9 +52,9 @@ def death_time(
     ts = arrival_ms
     if rate is not None and anchor is not None:
         node_ms, then_ms = anchor
-        projected = node_ms + round(max(0, arrival_ms - then_ms) * rate)
-        if abs(rate - 1.0) > 1e-9 or abs(projected - arrival_ms) > NO_SKEW_MS:
-            ts = projected
+        ahead = node_ms - arrival_ms + max(0, arrival_ms - then_ms) * rate
+        if ahead <= MAX_PROJECTION_MS and (abs(rate - 1.0) > 1e-9 or abs(ahead) > NO_SKEW_MS):
+            ts = arrival_ms + round(ahead)
     return max(ts, floor_ms)
 
 

@@ -3,7 +3,12 @@ broker, a database and an edge node: test_node_death_time.py)."""
 
 from __future__ import annotations
 
-from plantwire_platform.ingest.node_clock import NO_SKEW_MS, death_time, declared_rate
+from plantwire_platform.ingest.node_clock import (
+    MAX_PROJECTION_MS,
+    NO_SKEW_MS,
+    death_time,
+    declared_rate,
+)
 
 ARRIVAL = 1_800_000_000_000
 HOUR = 3_600_000
@@ -42,3 +47,14 @@ def test_a_declared_rate_is_a_finite_number_above_zero() -> None:
     assert declared_rate(600.0) == 600.0 and declared_rate(1) == 1.0
     for bad in (0.0, -1.0, float("inf"), float("nan"), True, "60", None):
         assert declared_rate(bad) is None
+
+
+def test_a_projection_no_real_node_makes_keeps_the_arrival_time() -> None:
+    """A third party's absurd rate (or a silence of years at a high one) would put the death
+    past any believable time, or overflow: the arrival time is kept instead."""
+    last = (ARRIVAL - 5_000, ARRIVAL - 5_000)
+    assert death_time(ARRIVAL, 1e300, last, 0) == ARRIVAL
+    assert death_time(ARRIVAL, 1e12, last, 0) == ARRIVAL
+    day_ahead = 2 + MAX_PROJECTION_MS / 5_000  # 5 s of silence: a day and 5 s ahead
+    assert death_time(ARRIVAL, day_ahead, last, 0) == ARRIVAL
+    assert death_time(ARRIVAL, 60.0, last, 0) == ARRIVAL - 5_000 + 300_000  # still projected
