@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,6 @@ class SourceClock:
     offset_ms: int | None = None
     """The estimate of the last complete period (None until one has passed)."""
     jumps: int = 0
-    tolerance_ms: int = TOLERANCE_MS
     correction_ms: int = 0
     """What is subtracted from the device's timestamps: the offset when beyond tolerance."""
     fresh: bool = False
@@ -89,11 +88,18 @@ class SourceClock:
     published_ms: int = 0
     """The correction last published."""
     speed: float = 1.0
-    """The gateway clock's speed (clock seconds per wall second)."""
-    jump_ms: int = JUMP_MS
+    """The gateway clock's speed (clock seconds per wall second); tolerance and jumps follow it."""
+    tolerance_ms: int = field(init=False)
+    """Offsets up to this are not corrected (:func:`tolerance_for` the speed)."""
+    jump_ms: int = field(init=False)
+    """Changes of offset beyond this are jumps (:func:`jump_for` the speed)."""
     _period_max: int | None = None
     _period_end: float | None = None
     _period_values = 0
+
+    def __post_init__(self) -> None:
+        self.tolerance_ms = tolerance_for(self.speed)
+        self.jump_ms = jump_for(self.speed)
 
     def observe(self, device_ts: int, arrival: int) -> bool:
         """A value stamped ``device_ts`` by the device arrived at gateway time ``arrival``;

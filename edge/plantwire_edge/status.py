@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from plantwire_edge.source_clock import SourceClock, jump_for, tolerance_for
+from plantwire_edge.source_clock import SourceClock
 
 
 @dataclass
@@ -33,11 +33,7 @@ class AdapterStatus:
         """A value the device stamped itself (``device_ts``) arrived at gateway time
         ``arrival``; the device's clock (its ``fresh`` says whether this made a new estimate)."""
         if self.clock is None:
-            speed = self.clock_speed
-            self.clock = SourceClock(
-                self.device_id, tolerance_ms=tolerance_for(speed), speed=speed,
-                jump_ms=jump_for(speed),
-            )  # fmt: skip
+            self.clock = SourceClock(self.device_id, speed=self.clock_speed)
         self.clock.observe(device_ts, arrival)
         return self.clock
 

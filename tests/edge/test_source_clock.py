@@ -46,7 +46,7 @@ def test_corrections_ahead_at_once_behind_after_a_whole_period_and_published(
 ) -> None:
     wall = [1000.0]
     monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
-    ahead = SourceClock("A", tolerance_ms=2_000)
+    ahead = SourceClock("A")
     assert ahead.observe(190_000, 100_000) and ahead.correction_ms == 90_000
     assert ahead.to_publish() == 90_000
     assert ahead.corrected(290_100, 200_000) == 200_000  # never later than its arrival
@@ -58,7 +58,7 @@ def test_corrections_ahead_at_once_behind_after_a_whole_period_and_published(
     assert ahead.observe(400_500, 400_000) and ahead.to_publish() is None  # nothing to say
     assert ahead.corrected(123, 400_000) == 123
 
-    behind = SourceClock("B", tolerance_ms=2_000)
+    behind = SourceClock("B")
     behind.observe(40_000, 100_000)  # its first value may be an old one: not corrected yet
     assert (behind.offset_ms, behind.correction_ms, behind.to_publish()) == (-60_000, 0, None)
     behind.observe(140_000, 200_000)
@@ -67,7 +67,7 @@ def test_corrections_ahead_at_once_behind_after_a_whole_period_and_published(
     assert behind.correction_ms == -60_000 and behind.to_publish() == -60_000
     assert behind.corrected(250_000, 320_000) == 310_000
 
-    honest = SourceClock("C", tolerance_ms=2_000)
+    honest = SourceClock("C")
     honest.observe(99_000, 100_000)  # a second's delivery delay is not corrected
     wall[0] += PERIOD_S
     honest.observe(198_500, 200_000)
@@ -90,8 +90,7 @@ def test_the_period_is_in_clock_time_down_to_a_wall_floor(
     where it was 10 wall s at any speed (600 simulated s at 60x)."""
     wall = [1000.0]
     monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
-    clock = SourceClock("GRD", tolerance_ms=tolerance_for(speed), speed=speed,
-                        jump_ms=jump_for(speed))  # fmt: skip
+    clock = SourceClock("GRD", speed=speed)
     t0 = 1_000_000
 
     def at(clock_ms: int) -> bool:
@@ -121,7 +120,7 @@ def test_a_jump_at_600x_is_told_from_a_late_delivery(monkeypatch: pytest.MonkeyP
     jump; a clock set back 5 minutes is one."""
     wall = [1000.0]
     monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
-    clock = SourceClock("M", tolerance_ms=tolerance_for(600), speed=600, jump_ms=jump_for(600))
+    clock = SourceClock("M", speed=600)
     clock.observe(100_000 + 90_000, 100_000)  # 90 s ahead
     wall[0] += period_wall_s(600)
     for _ in range(PERIOD_MIN_VALUES):  # each delivered 50 wall ms late
@@ -139,7 +138,7 @@ def test_a_late_period_does_not_pull_the_correction_down(monkeypatch: pytest.Mon
     delayed one raises it, and a change beyond what delivery explains replaces it."""
     wall = [1000.0]
     monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
-    clock = SourceClock("M", tolerance_ms=tolerance_for(600), speed=600, jump_ms=jump_for(600))
+    clock = SourceClock("M", speed=600)
     clock.observe(100_000 + 89_000, 100_000)  # delivered a simulated second late
     found = []
     for late_ms in (13_000, 0, 20_000, 45_000):
@@ -156,7 +155,7 @@ def test_a_period_at_speed_waits_for_enough_values(monkeypatch: pytest.MonkeyPat
     delayed value may be beyond the 3 s tolerance; it is once enough values came."""
     wall = [1000.0]
     monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
-    clock = SourceClock("IMM", tolerance_ms=tolerance_for(60), speed=60, jump_ms=jump_for(60))
+    clock = SourceClock("IMM", speed=60)
     clock.observe(100_000, 100_000)
     wall[0] += 2 * period_wall_s(60)
     assert not any(clock.observe(200_000 - late, 200_000) for late in (4_000, 5_000, 4_500))
