@@ -182,7 +182,6 @@ class EdgeNode:
                 while not stop.is_set():
                     assert self._tick is not None
                     await self._tick  # every batch_ms, or put off by flushes on arrival
-                    self._tick = loop.create_future()
                     async with self._cycling:
                         await self._cycle()
                     self._arm(loop.time() + self._interval)
