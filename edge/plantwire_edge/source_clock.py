@@ -94,12 +94,13 @@ class SourceClock:
     jump_ms: int = field(init=False)
     """Changes of offset beyond this are jumps (:func:`jump_for` the speed)."""
     _period_max: int | None = None
-    _period_end: float | None = None
+    _period_end: float = field(init=False)
     _period_values = 0
 
     def __post_init__(self) -> None:
         self.tolerance_ms = tolerance_for(self.speed)
         self.jump_ms = jump_for(self.speed)
+        self._period_end = time.monotonic() + period_wall_s(self.speed)
 
     def observe(self, device_ts: int, arrival: int) -> bool:
         """A value stamped ``device_ts`` by the device arrived at gateway time ``arrival``;
@@ -108,8 +109,6 @@ class SourceClock:
         if self._period_max is None or difference > self._period_max:
             self._period_max = difference
         self._period_values += 1
-        if self._period_end is None:
-            self._period_end = time.monotonic() + period_wall_s(self.speed)
         enough = self.speed <= 1 or self._period_values >= PERIOD_MIN_VALUES
         if enough and time.monotonic() >= self._period_end:
             self.fresh = self._close(whole=True)
