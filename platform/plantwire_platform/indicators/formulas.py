@@ -270,6 +270,12 @@ def counter_increase(values: Sequence[float]) -> float:
 HOUR = timedelta(hours=1)
 
 
+def utc_hour(t: datetime) -> datetime:
+    """The UTC hour ``t`` falls in (the usage roll-up's hours are UTC hours, whatever the
+    zone ``t`` is given in)."""
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def usage_by_hour(
     start: datetime,
     end: datetime,
@@ -314,7 +320,7 @@ def usage_by_hour(
 
 def _spread(acc: dict[datetime, list[float]], a: datetime, b: datetime, slot: int) -> None:
     """Add the seconds of [a, b) to ``slot`` of each (UTC) hour they fall in."""
-    hour = a.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    hour = utc_hour(a)
     while hour < b:
         following = hour + HOUR
         lo, hi = max(a, hour), min(b, following)

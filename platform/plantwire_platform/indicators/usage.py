@@ -32,6 +32,7 @@ from plantwire_platform.indicators.formulas import (
     Usage,
     usage_by_hour,
     usage_in_window,
+    utc_hour,
 )
 from plantwire_platform.indicators.shift_calendar import Interval, intersect, merge, seconds
 
@@ -42,7 +43,7 @@ Sessions = list[tuple[datetime, datetime | None]]
 
 def _hours(a: datetime, b: datetime) -> list[datetime]:
     """Whole UTC hours [h, h+1) inside [a, b)."""
-    h = a.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    h = utc_hour(a)
     if h < a:
         h += HOUR
     out = []
@@ -150,7 +151,7 @@ class UsageReader:
         now = datetime.now(UTC)
         inner = sorted(set(cuts))
         self._segments = list(itertools.pairwise([self.start, *inner, self.end]))
-        cut_hours = {t.astimezone(UTC).replace(minute=0, second=0, microsecond=0) for t in inner}
+        cut_hours = {utc_hour(t) for t in inner}
         wanted: dict[int, list[datetime]] = {}
         self._exact: dict[int, list[Interval]] = {}
         closed = [
@@ -382,8 +383,7 @@ async def keep_current(conn: psycopg.AsyncConnection[Any], now: datetime | None 
     """Store every hour of the usage roll-up that closed :data:`SETTLE` ago and is missing,
     for all equipment since its first connectivity session; returns the hours stored (0 when
     another process is at it). ``conn`` must be in autocommit mode."""
-    closed_until = (now or datetime.now(UTC)) - SETTLE
-    closed_until = closed_until.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    closed_until = utc_hour((now or datetime.now(UTC)) - SETTLE)
     cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (KEEP_LOCK,))
     row = await cur.fetchone()
     if not row or not row[0]:
