@@ -221,11 +221,14 @@ class Intake:
             problems.add(exc.reason, str(exc))
         if first <= last:
             batch.spans.append((gen.birth_id, first, last))
-        self._track(route, birth.ts, arrival, max(last, birth.ts))
         if route.kind is MessageType.NBIRTH:
+            self._track(route, birth.ts, arrival, max(last, birth.ts), None)
             batch.add_seq(node, birth.ts, birth.seq, is_birth=True)
-        elif birth.seq is not None:
-            self._seq(batch, route, birth.ts, birth.seq)
+        else:
+            session = self._node_session(route, birth.ts)
+            self._track(route, birth.ts, arrival, max(last, birth.ts), session)
+            if birth.seq is not None:
+                self._seq(batch, route, birth.seq, session)
         if problems:
             self.dead(batch, message, problems.reason, problems.detail())
 
@@ -237,7 +240,7 @@ class Intake:
         if ts is not None:
             self.book.mark_dead((route.group_id, route.edge_node_id, route.device_id), ts)
         if route.kind is MessageType.DDEATH and death.seq is not None:
-            self._seq(batch, route, payload.timestamp or 0, death.seq)
+            self._seq(batch, route, death.seq, self._node_session(route, payload.timestamp or 0))
 
     async def _data(self, message: Message, route: Route, batch: Batch, since: float) -> bool:
         arrival = now_ms()
@@ -269,41 +272,54 @@ class Intake:
             batch.rebirths[(route.group_id, route.edge_node_id)] = "unknown_metric"
         if gen.worker != self.state.worker:
             self.stats.resolved_elsewhere += 1
+        # the node's birth in force: an NDATA's own, looked up once for the track and sequence
+        session = self._node_session(route, pts) if route.device_id else gen
         if pts:
-            self._track(route, pts, arrival, batch.spans[-1][2] if len(batch.spans) > spans else 0)
-        self._after_data(batch, route, gen, seq, pts)
+            last_value = batch.spans[-1][2] if len(batch.spans) > spans else 0
+            self._track(route, pts, arrival, last_value, session)
+        self._after_data(batch, route, gen, seq, pts, session)
         if problems:
             self.dead(batch, message, problems.reason, problems.detail())
         return True
 
     def _after_data(
-        self, batch: Batch, route: Route, gen: Generation | None, seq: int | None, pts: int
+        self,
+        batch: Batch,
+        route: Route,
+        gen: Generation | None,
+        seq: int | None,
+        pts: int,
+        session: Generation | None,
     ) -> None:
         if pts and (not batch.oldest_source_ms or pts < batch.oldest_source_ms):
             batch.oldest_source_ms = pts
         if gen is not None and gen.death_ts is not None and route.device_id and pts > gen.death_ts:
             batch.rebirths[(route.group_id, route.edge_node_id)] = "data_after_death"
         if seq is not None:
-            self._seq(batch, route, pts, seq)
+            self._seq(batch, route, seq, session)
 
-    def _track(self, route: Route, pts: int, arrival: int, last_value: int) -> None:
+    def _node_session(self, route: Route, pts: int) -> Generation | None:
+        """The birth of the message's edge node in force at ``pts``."""
+        return self.book.find((route.group_id, route.edge_node_id, ""), pts)
+
+    def _track(
+        self, route: Route, pts: int, arrival: int, last_value: int, session: Generation | None
+    ) -> None:
         """Follow the node's session: its latest message (payload timestamp, arrival) and
-        value, which its NDEATH is placed by (:mod:`.node_clock`)."""
+        value, which its NDEATH is placed by (:mod:`.node_clock`); ``session`` is the node's
+        birth in force at ``pts`` (not read for an NBIRTH)."""
         node = (route.group_id, route.edge_node_id)
         track = self.tracks.get(node)
         if route.kind is MessageType.NBIRTH:
             if track is None or pts >= track.birth_ts:
                 self.tracks[node] = NodeTrack(pts, pts, arrival, last_value)
             return
-        if track is None:
-            return
-        session = self.book.find((*node, ""), pts)
-        if session is not None and session.birth_ts == track.birth_ts:
+        if track is not None and session is not None and session.birth_ts == track.birth_ts:
             track.saw(pts, arrival, last_value)
 
-    def _seq(self, batch: Batch, route: Route, pts: int, seq: int) -> None:
-        node = self.book.find((route.group_id, route.edge_node_id, ""), pts)
-        batch.add_seq((route.group_id, route.edge_node_id), node.birth_ts if node else None, seq)
+    def _seq(self, batch: Batch, route: Route, seq: int, session: Generation | None) -> None:
+        birth_ts = session.birth_ts if session else None
+        batch.add_seq((route.group_id, route.edge_node_id), birth_ts, seq)
 
     def dead(self, batch: Batch, message: Message, reason: str, detail: str) -> None:
         payload = message.payload
