@@ -58,6 +58,27 @@ def death_time(
     return max(ts, floor_ms)
 
 
+def node_death_time(
+    arrival_ms: int,
+    birth_ts: int | None,
+    rate: float | None,
+    born_ms: int | None,
+    track: NodeTrack | None,
+) -> int:
+    """An NDEATH's time from the node's row (its session's birth, declared clock rate and
+    the birth's arrival) and what this worker saw of that session, if it did."""
+    if birth_ts is None:
+        return arrival_ms  # never born: nothing to place it by
+    anchor: tuple[int, int] | None
+    if track is not None and track.birth_ts == birth_ts:
+        anchor = (track.node_ms, track.arrival_ms)
+        floor = max(birth_ts, track.last_value_ms)
+    else:  # the session's messages went to other workers: its birth is the anchor
+        anchor = (birth_ts, born_ms) if born_ms is not None else None
+        floor = birth_ts
+    return death_time(arrival_ms, rate, anchor, floor)
+
+
 def declared_rate(value: object) -> float | None:
     """A birth's clock rate metric value, None unless a finite number > 0."""
     if isinstance(value, bool) or not isinstance(value, int | float):

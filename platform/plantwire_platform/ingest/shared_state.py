@@ -30,7 +30,7 @@ from plantwire_platform.ingest.host import (
     flags_for,
     kind_of,
 )
-from plantwire_platform.ingest.node_clock import NodeTrack, death_time
+from plantwire_platform.ingest.node_clock import NodeTrack, node_death_time
 from plantwire_platform.ingest.sequence import Ledger, SeqEntry, replay
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ class SharedState:
                 if death.bd_seq is not None and current is not None and current != death.bd_seq:
                     return None
                 if row is not None:
-                    ts = _node_death_time(death.ts, row[1], row[2], row[3], track)
+                    ts = node_death_time(death.ts, row[1], row[2], row[3], track)
             at = ms_to_datetime(ts)
             scope = "device_id = %(d)s" if d else "true"
             params = {"g": g, "n": n, "d": d, "at": at, "ts": ts}
@@ -377,27 +377,6 @@ class SharedState:
             " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (at, g, n, d, kind, value),
         )
-
-
-def _node_death_time(
-    arrival_ms: int,
-    birth_ts: int | None,
-    rate: float | None,
-    born_ms: int | None,
-    track: NodeTrack | None,
-) -> int:
-    """An NDEATH's time from the node's row (its session's birth, declared clock rate and
-    the birth's arrival) and what this worker saw of that session, if it did."""
-    if birth_ts is None:
-        return arrival_ms  # never born: nothing to place it by
-    anchor: tuple[int, int] | None
-    if track is not None and track.birth_ts == birth_ts:
-        anchor = (track.node_ms, track.arrival_ms)
-        floor = max(birth_ts, track.last_value_ms)
-    else:  # the session's messages went to other workers: its birth is the anchor
-        anchor = (birth_ts, born_ms) if born_ms is not None else None
-        floor = birth_ts
-    return death_time(arrival_ms, rate, anchor, floor)
 
 
 def birth_samples(
