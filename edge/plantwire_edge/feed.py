@@ -80,8 +80,9 @@ class Feed:
         """From now on this point's values go through ``merge`` as its ``member``."""
         self._merge = (merge, member)
 
-    def put(self, native: Any, ts_ms: int, now: int, low: int, high: int) -> None:
-        """Report ``native`` read at device time ``ts_ms`` (sane if ``low <= ts_ms <= high``)."""
+    def put(self, native: Any, ts_ms: int | None, now: int, low: int, high: int) -> None:
+        """Report ``native`` read at device time ``ts_ms`` (sane if ``low <= ts_ms <= high``),
+        or stamped by the gateway at ``now`` when ``ts_ms`` is None."""
         table = self.table
         value: Any
         if table is not None:
@@ -110,10 +111,12 @@ class Feed:
                     exc,
                 )
                 return
-        if not low <= ts_ms <= high:
+        if ts_ms is None:  # stamped by the gateway
+            ts_ms = now
+        elif not low <= ts_ms <= high:
             self._flag(ts_ms, now)
             ts_ms = now
-        elif ts_ms != now:  # stamped by the device: its clock's offset from ours
+        else:  # stamped by the device (even when it equals ``now``): its clock's offset from ours
             clock = self.status.observe_clock(ts_ms, now)
             correction = clock.to_publish()
             if correction is not None:

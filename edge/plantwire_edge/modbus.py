@@ -180,7 +180,7 @@ class ModbusAdapter:
             if last.get(index, _UNSET) == value:
                 continue
             last[index] = value
-            self.feeds[index].put(value, now, now, now, now)
+            self.feeds[index].put(value, None, now, now, now)
 
 
 _UNSET = object()

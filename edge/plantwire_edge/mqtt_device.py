@@ -296,7 +296,7 @@ class MqttDeviceAdapter:
             self._malformed(message.topic, f"not JSON: {exc}")
             return None
         now = self.clock.now_ms()
-        ts = now
+        ts: int | None = None  # the device's own timestamp (None: stamped by the gateway)
         problem = ""
         if self.timestamp is not None:
             try:
@@ -329,10 +329,14 @@ class MqttDeviceAdapter:
         if problem:
             self._malformed(message.topic, problem)
         self._had_data = True
-        if problem or not low <= ts <= high:
+        if problem:
+            return None
+        if ts is None:
+            return now
+        if not low <= ts <= high:
             return None
         clock = self.status.clock  # on the gateway's time line, as the values are
-        return ts if clock is None or ts == now else clock.corrected(ts, now)
+        return ts if clock is None else clock.corrected(ts, now)
 
     def _status(self, message: Message) -> None:
         dev = self.device

@@ -475,13 +475,13 @@ class OpcUaAdapter:
                     self._initial.set()
             mode = feed.timestamp
             ts = source if mode == "source" else server
-            if mode == "gateway" or ts is None:
-                ts = now
+            if mode == "gateway":
+                ts = None
             if horizon and handle in horizon:  # live values the history read reported already
-                if ts <= horizon[handle]:
+                if (now if ts is None else ts) <= horizon[handle]:
                     continue
                 del horizon[handle]
-            last[handle] = ts
+            last[handle] = now if ts is None else ts
             feed.put(value, ts, now, low, high)
 
     def on_subscription_status(self, status: Any) -> None:

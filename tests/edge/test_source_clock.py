@@ -199,3 +199,33 @@ def test_a_raised_correction_gives_no_value_an_earlier_ones_millisecond(
     keys = [(s[2] - t0, s[3] if len(s) == 4 else 0) for s in samples]
     assert len(set(keys)) == len(keys), keys  # one value per millisecond and ordinal
     assert stamps == [2_000, 2_000, 5_000, 6_000, 7_000, 7_000]  # never back under one
+
+
+def test_a_device_value_stamped_at_the_gateways_own_millisecond_is_corrected_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A device timestamp equal to the gateway's clock at arrival is the device's all the same:
+    with the device's clock 90 s ahead corrected, it goes on the corrected line (90 s back),
+    not uncorrected beside the values before it (the feed once took "equal to now" for
+    "stamped by the gateway" and published such a value 90 s out of line)."""
+    wall = [1000.0]
+    monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
+    tag = {"node": "nsu=urn:x;s=speed", "metric": "Spindle/Speed"}
+    device = {"kind": "opcua", "device_id": "M1", "endpoint": "opc.tcp://x:1", "tags": [tag]}
+    config = {"group_id": "G", "edge_node_id": "N", "devices": [device]}
+    node = EdgeNode(EdgeConfig.model_validate(config))
+    channel = node.channel("M1")
+    status = AdapterStatus("M1", "opcua")
+    feed = Feed(channel, Point(metric="Spindle/Speed"), "speed", status, Throttle())
+    t0, ahead = 1_000_000, 90_000
+    for i in range(PERIOD_MIN_VALUES):  # a period of values 90 s ahead, on time
+        feed.put(float(i), t0 + i * 10 + ahead, t0 + i * 10, 0, 10**13)
+    wall[0] += PERIOD_S
+    feed.put(100.0, t0 + 1_000 + ahead, t0 + 1_000, 0, 10**13)  # closes the period
+    assert status.clock is not None and status.clock.correction_ms == ahead
+    now = t0 + 2_000 + ahead  # the device's stamp happens to equal the gateway's now
+    feed.put(200.0, now, now, 0, 10**13)
+    feed.put(300.0, None, now, 0, 10**13)  # a value the gateway stamps itself
+    samples = {s[1]: s[2] for s in channel.staged if s[0] == feed.key}
+    assert samples[200.0] == now - ahead
+    assert samples[300.0] == now
