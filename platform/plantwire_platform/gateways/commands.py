@@ -86,7 +86,10 @@ def add_parsers(sub: Any, command: Command) -> None:
         p.add_argument("--broker-dir", type=Path, required=True, help="as for broker init")
     provision.add_argument("--config", type=Path, required=True, help="gateway config to write")
     provision.add_argument("--url", default="mqtts://127.0.0.1:8883", help="the broker's URL")
-    provision.add_argument("--client-cert", action="store_true", help="also a certificate")
+    provision.add_argument(
+        "--client-cert", action="store_true", help="also a client certificate, in "
+        "BROKER_DIR/clients/GROUP/EDGE_NODE.crt and .key (its common name is the login)",
+    )  # fmt: skip
     provision.add_argument(
         "--keep", action="store_true", help="do nothing if CONFIG exists already"
     )
@@ -137,7 +140,10 @@ async def _provision(conn: Any, args: argparse.Namespace) -> str:
         args.config.parent.mkdir(parents=True, exist_ok=True)
         args.config.write_text(args.devices_from.read_text(encoding="utf-8"), encoding="utf-8")
     write_edge_config(args.config, args.group, args.edge_node, url, args.primary_host)
-    return f"issued the broker login {user}; written into {args.config}"
+    issued = f"issued the broker login {user}"
+    if cert is not None:
+        issued += f" and its client certificate {cert.cert} (key {cert.key.name})"
+    return f"{issued}; written into {args.config}"
 
 
 async def _list(conn: Any, args: argparse.Namespace) -> str:

@@ -5,7 +5,9 @@ A broker directory (``plantwire platform broker init DIR``) holds the private CA
 file and ACL made from the database (``passwd``, ``acl``) and, while Mosquitto runs with the
 project's config, its pid file (``mosquitto.pid``). Each change of the broker users rewrites
 ``passwd`` and ``acl`` and sends Mosquitto SIGHUP, which rereads both: a revoked gateway is
-refused at its next connect, and nothing else restarts.
+refused at its next connect, and nothing else restarts. A gateway's client certificate, where
+one is issued, is ``clients/{group}/{edge_node}.crt`` and ``.key``: its broker login as a path,
+one file pair per gateway (codes never hold ``/`` nor are ``.`` or ``..``).
 
 These functions are what the CLI calls and what the API will call.
 """
@@ -77,6 +79,14 @@ class BrokerDir:
     def pid_file(self) -> Path:
         return self.path / "mosquitto.pid"
 
+    def client_cert(self, username: str) -> authority.Issued:
+        """Where the client certificate of the broker login ``username`` (``group/edge_node``)
+        is: ``clients/group/edge_node.crt`` and ``.key``, so the path names the login alone.
+        (Before, ``clients/group.edge_node.crt``: group ``a.b`` node ``c`` and group ``a`` node
+        ``b.c`` shared one file.)"""
+        base = self.path / "clients" / username
+        return authority.Issued(Path(f"{base}.crt"), Path(f"{base}.key"))
+
 
 def client_url(
     broker_url: str, username: str, password: str, ca_file: Path | None, cert: Any = None
@@ -143,8 +153,8 @@ async def provision_gateway(
         raise CredentialHeld(Text("gateway.held", username=username))
     cert = None
     if client_cert:
-        stem = f"{group_id}.{edge_node_id}"
-        cert = authority.issue(broker.ca, broker.path / "clients", stem, username)
+        where = broker.client_cert(username)
+        cert = authority.issue(broker.ca, where.cert.parent, where.cert.stem, username)
     await write_broker_files(conn, broker)
     return username, password, cert
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from plantwire_bus.mosquitto import MosquittoProcess, find_mosquitto, free_port, password_hash
 from plantwire_bus.mqtt import Message, MqttClient, MqttError, parse_mqtt_url
@@ -238,7 +240,8 @@ async def test_wrong_password_untrusted_cert_and_revoked_gateway_are_refused(
         await MqttClient(parse_mqtt_url(plant.url("nobody", "x")), "y").connect(5)
     # a client certificate of the platform's CA is the login on the certificate listener
     cert = authority.Issued(
-        plant.broker.path / "clients" / "G.GW-A.crt", plant.broker.path / "clients" / "G.GW-A.key"
+        plant.broker.path / "clients" / "G" / "GW-A.crt",
+        plant.broker.path / "clients" / "G" / "GW-A.key",
     )
     own = client_url(f"mqtts://127.0.0.1:{plant.cert_port}", "ignored", "x", plant.broker.ca.cert,
                      cert)  # fmt: skip
@@ -275,6 +278,70 @@ async def test_wrong_password_untrusted_cert_and_revoked_gateway_are_refused(
         pass  # the other gateway is untouched
 
 
+DOTTED = """
+[[enterprises]]
+code = "a.b"
+uscc = "91110000MA0000001X"
+name = "Dotted Group Works"
+
+[[enterprises.sites]]
+code = "S"
+name = "Site"
+edge_node = "c"
+
+[[enterprises]]
+code = "a"
+uscc = "91110000MA0000002X"
+name = "Plain Group Works"
+
+[[enterprises.sites]]
+code = "S"
+name = "Site"
+edge_node = "b.c"
+"""
+
+
+async def test_gateways_whose_names_join_alike_get_a_certificate_each(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Group ``a.b`` node ``c`` and group ``a`` node ``b.c`` (codes may hold dots): each gets
+    its own certificate, and the broker's certificate listener takes each as its own login.
+    (The files were ``clients/a.b.c.crt`` for both: the second overwrote the first's key.)"""
+    if find_mosquitto() is None:
+        missing("no mosquitto binary")
+    broker = BrokerDir(tmp_path / "broker")
+    gateways = (("a.b", "c"), ("a", "b.c"))
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await import_registry(conn, parse_registry(DOTTED))
+        await init_broker(conn, broker, "plantwire-host", ("127.0.0.1",))
+        certs = {}
+        for group, node in gateways:
+            user, _, cert = await provision_gateway(conn, broker, group, node, client_cert=True)
+            assert cert is not None
+            certs[user] = cert
+    assert sorted(certs) == ["a.b/c", "a/b.c"]
+    tls_port, cert_port = free_port(), free_port()
+    process = start_broker(broker, tls_port, cert_port)
+    try:
+        for (group, node), (user, cert) in zip(gateways, certs.items(), strict=True):
+            url = client_url(f"mqtts://127.0.0.1:{cert_port}", "ignored", "x", broker.ca.cert,
+                             cert)  # fmt: skip
+            other = "a/NDATA/b.c" if group == "a.b" else "a.b/NDATA/c"
+            async with MqttClient(parse_mqtt_url(url), f"cert-{node}") as client:
+                await client.publish(f"spBv1.0/{group}/NDATA/{node}", user.encode())
+                with pytest.raises(MqttError, match="Not authorized"):
+                    await client.publish(f"spBv1.0/{other}", b"the other's")
+    finally:
+        process.stop()
+    clients = broker.path / "clients"
+    assert certs["a.b/c"] == authority.Issued(clients / "a.b" / "c.crt", clients / "a.b" / "c.key")
+    assert certs["a/b.c"] == authority.Issued(clients / "a" / "b.c.crt", clients / "a" / "b.c.key")
+    for user, cert in certs.items():  # the file names the login its certificate holds
+        subject = x509.load_pem_x509_certificate(cert.cert.read_bytes()).subject
+        assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == user
+        assert cert.cert.relative_to(clients).with_suffix("").as_posix() == user
+
+
 async def test_provisioning_issues_once_and_only_for_registered_gateways(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -307,10 +374,12 @@ def test_cli_provisions_a_gateway_into_its_config(database_url: str, tmp_path: P
     assert init.returncode == 0, init.stderr
     assert init.stdout.startswith("MQTT_URL=mqtts://plantwire-host:")
     args = ["gateway", "provision", "G", "GW-A", "--broker-dir", str(broker), "--config",
-            str(config), "--url", "mqtts://broker.example:8883"]  # fmt: skip
+            str(config), "--url", "mqtts://broker.example:8883", "--client-cert"]  # fmt: skip
     done = subprocess.run([*run, *args], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "password" not in done.stdout and "G/GW-A" in done.stdout
+    cert_file = (broker / "clients" / "G" / "GW-A.crt").resolve()
+    assert f"client certificate {cert_file} (key GW-A.key)" in done.stdout
     again = subprocess.run([*run, *args], env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2
     assert again.stderr.strip().endswith("revoke it first (plantwire platform gateway revoke)")
@@ -327,6 +396,10 @@ def test_cli_provisions_a_gateway_into_its_config(database_url: str, tmp_path: P
     assert (address.username, address.host, address.port, address.tls) == (
         "G/GW-A", "broker.example", 8883, True)  # fmt: skip
     assert address.ca_file == str((broker / "ca.crt").resolve())
+    assert (address.cert_file, address.key_file) == (
+        str(cert_file),
+        str(cert_file.with_suffix(".key")),
+    )
 
 
 async def test_the_projects_broker_refuses_anonymous_clients(mqtt_url: str) -> None:
