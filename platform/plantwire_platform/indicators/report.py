@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -104,8 +103,8 @@ class LineOee(OeeBody):
 
 
 LINES = (
-    "each line's OEE, its equipment pooled; keyed by the line's code, or by site/line where "
-    "another site of the enterprise has a line of that code ('site' and 'line' name it)"
+    "each line's OEE, its equipment pooled; keyed by site/line, the codes of its site and its "
+    "own (a code never holds a '/'), which 'site' and 'line' repeat"
 )
 
 
@@ -248,14 +247,16 @@ def oee_body(o: Oee) -> OeeBody:
     )
 
 
+def line_key(site: str, line: str) -> str:
+    """A line's key in ``lines``: ``site/line``, whatever the enterprise's other sites hold (a
+    line code is unique only within its site, and a code never holds a ``/``)."""
+    return f"{site}/{line}"
+
+
 def line_bodies(lines: dict[tuple[str, str], Oee]) -> dict[str, LineOee]:
-    """Each line's OEE keyed by its code, or by ``site/line`` where another site has a line of
-    that code (a code never holds a ``/``): a key that was there keeps its meaning."""
-    shared = Counter(line for _, line in lines)
+    """Each line's OEE keyed by :func:`line_key`, in the order of site and line codes."""
     return {
-        (f"{site}/{line}" if shared[line] > 1 else line): LineOee(
-            **oee_body(o).model_dump(), site=site, line=line
-        )
+        line_key(site, line): LineOee(**oee_body(o).model_dump(), site=site, line=line)
         for (site, line), o in sorted(lines.items())
     }
 

@@ -628,7 +628,8 @@ async def test_oee_of_the_enterprise_by_day(
     assert second["oee"]["performance"] == pytest.approx(27000 / 32400, abs=1e-4)
     assert second["oee"]["quality"] == pytest.approx(0.98, abs=1e-4)
     assert second["oee"]["oee"] == pytest.approx(0.6125, abs=1e-4)
-    # one line, one machine: the line's OEE is the enterprise's, and names its site
-    assert second["lines"]["L1"] == {**second["oee"], "site": "S", "line": "L1"}
+    # one line, one machine: the line's OEE is the enterprise's, keyed site/line (though S has
+    # the enterprise's only L1), and names its site
+    assert second["lines"] == {"S/L1": {**second["oee"], "site": "S", "line": "L1"}}
     without = (await client.get(url, params=DAYS)).json()
     assert "buckets" not in without and without["oee"] == whole

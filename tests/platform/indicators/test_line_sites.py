@@ -16,7 +16,8 @@ machine), every machine online from 09:00 and in AUTO:
   A = 1, P = 100 x 36 / 7,200 = 0.5, Q = 1.
 
 Pooled under the one key "L1" (the mistake this guards against) L1 would read A = 0.75,
-P = 8,400 / 10,800 = 0.7778, 260 parts.
+P = 8,400 / 10,800 = 0.7778, 260 parts. Every line is keyed ``site/line`` (S2's L2 as
+"S2/L2", though it is the only L2): a line's key does not depend on the other sites' lines.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import httpx
 import psycopg
 import pytest
 
+from plantwire_platform.indicators.formulas import oee
+from plantwire_platform.indicators.report import line_bodies
 from plantwire_platform.registry.document import registry_from
 from plantwire_platform.registry.store import import_registry
 from plantwire_platform.server import create_app
@@ -167,12 +170,13 @@ async def test_two_sites_each_with_a_line_l1_have_two_figures(database_url: str)
         assert r.status_code == 200, r.text
         explain = r.json()
         lines = explain["lines"]
-        # L1 is at both sites: keyed site/line; L2 is S2's alone and keeps its plain key
-        assert sorted(lines) == ["L2", "S1/L1", "S2/L1"]
-        assert [(lines[k]["site"], lines[k]["line"]) for k in sorted(lines)] == [
-            ("S2", "L2"),
+        # every line keyed site/line: S2's L2 too, though no other site has an L2 (its key
+        # must not change when one adds an L2)
+        assert list(lines) == ["S1/L1", "S2/L1", "S2/L2"]
+        assert [(lines[k]["site"], lines[k]["line"]) for k in lines] == [
             ("S1", "L1"),
             ("S2", "L1"),
+            ("S2", "L2"),
         ]
         assert _figures(lines["S1/L1"]) == pytest.approx(
             {"availability": 1.0, "performance": 0.8333, "quality": 0.95, "total_count": 200}
@@ -183,7 +187,7 @@ async def test_two_sites_each_with_a_line_l1_have_two_figures(database_url: str)
             {"availability": 0.5, "performance": 0.6667, "quality": 1.0, "total_count": 60}
         )
         assert (lines["S2/L1"]["planned_s"], lines["S2/L1"]["run_s"]) == (7200, 3600)
-        assert _figures(lines["L2"]) == pytest.approx(
+        assert _figures(lines["S2/L2"]) == pytest.approx(
             {"availability": 1.0, "performance": 0.5, "quality": 1.0, "total_count": 36}
         )
         # each machine named with its site: two M1, each with its own figures
@@ -200,3 +204,13 @@ async def test_two_sites_each_with_a_line_l1_have_two_figures(database_url: str)
         assert r.status_code == 200, r.text
         (bucket,) = r.json()["buckets"]
         assert bucket["lines"] == lines
+
+
+def test_a_lines_key_stays_when_another_site_adds_a_line_of_its_code() -> None:
+    """S1's L1 is "S1/L1" before S2 has an L1 and after (it was "L1", then "S1/L1")."""
+    s1 = oee(7200, 7200, 200, 10, 30)
+    before = line_bodies({("S1", "L1"): s1})
+    after = line_bodies({("S1", "L1"): s1, ("S2", "L1"): oee(7200, 3600, 60, 0, 40)})
+    assert list(before) == ["S1/L1"] and list(after) == ["S1/L1", "S2/L1"]
+    assert after["S1/L1"] == before["S1/L1"]
+    assert (after["S2/L1"].site, after["S2/L1"].line, after["S2/L1"].run_s) == ("S2", "L1", 3600)
