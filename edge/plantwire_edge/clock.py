@@ -13,14 +13,15 @@ Which waits follow the clock. What the gateway decides on its own and stamps on 
 in clock time: :func:`wall_s` turns an interval in clock seconds into the wall seconds to wait
 (divided by the speed, down to a floor of a few wall milliseconds), so that at 600x a wait of
 0.1 s is 0.1 *simulated* s, and at 1x nothing changes. These are the reconnect retries and
-their back-off (OPC UA, Modbus, MQTT devices; a returning server is seen within the same
-simulated time at any speed), the silence checks of MQTT devices, and the period over which a
-device clock's offset is measured (:mod:`plantwire_edge.source_clock`). What is agreed with a
-device stays in wall time: OPC UA keep-alives, publishing intervals, the session watchdog and
-request timeouts are protocol timers that the server (a simulator's too) runs in wall time, and
-a slow or busy server is not a dead one (issue 13): dividing its liveness by the speed would
-take a server that answers in 50 ms for dead at 600x. Configured polling intervals are wall
-time as written (the simulator's generated configs shorten them by the speed themselves).
+their back-off (OPC UA, Modbus, MQTT devices, and the broker uplink's; a returning server or
+broker is seen within the same simulated time at any speed), the silence checks of MQTT
+devices, and the period over which a device clock's offset is measured
+(:mod:`plantwire_edge.source_clock`). What is agreed with a device stays in wall time: OPC UA
+keep-alives, publishing intervals, the session watchdog and request timeouts are protocol
+timers that the server (a simulator's too) runs in wall time, and a slow or busy server is not
+a dead one (issue 13): dividing its liveness by the speed would take a server that answers in
+50 ms for dead at 600x. Configured polling intervals are wall time as written (the simulator's
+generated configs shorten them by the speed themselves).
 The node's birth says how fast its clock runs (:func:`clock_rate`, the metric
 :data:`~plantwire_bus.extension.CLOCK_RATE`), so that the host can stamp a death the broker
 publishes for it (its Will) on its time line too.

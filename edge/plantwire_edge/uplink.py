@@ -3,7 +3,11 @@
 Every connection is a fresh MQTT session (nothing queued by an earlier session is resent
 behind the node's back: the buffer decides what to send) whose Will is the NDEATH carrying
 that connection's ``bdSeq``; ``bdSeq`` is kept in the buffer so it continues across restarts.
-Connection attempts back off with jitter; NCMD, the primary host's STATE and its commit
+Connection attempts back off with jitter, in the gateway clock's time
+(:func:`~plantwire_edge.clock.wall_s`): on a simulation's clock at 600x a broker that comes
+back is connected to again within ``MAX_BACKOFF_S`` *simulated* seconds, not wall seconds
+(100 simulated minutes); at 1x nothing changes. The connection attempt itself (and its
+timeout) is a network round trip in wall time. NCMD, the primary host's STATE and its commit
 confirmations (a plantwire extension) are handed to the node as they arrive.
 """
 
@@ -20,12 +24,16 @@ from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.runner import stopped_within
 from plantwire_bus.topics import MessageType, Topic, state_topic
 from plantwire_edge.buffer import Buffer
-from plantwire_edge.clock import WALL_CLOCK, Clock
+from plantwire_edge.clock import WALL_CLOCK, Clock, wall_s
 from plantwire_edge.config import EdgeConfig
+from plantwire_edge.status import Throttle
 
 log = logging.getLogger(__name__)
 
+FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 10.0
+"""The back-off between connection attempts: doubling from ``FIRST_BACKOFF_S`` up to this,
+jittered, in seconds of the gateway's clock."""
 
 
 class Session(Protocol):
@@ -75,7 +83,8 @@ class Uplink:
         cfg = self.config
         address = parse_mqtt_url(cfg.mqtt_url)
         self.bd_seq = int(self.buffer.meta("bd_seq", "255") or 255)
-        delay = 1.0
+        delay = FIRST_BACKOFF_S
+        said = Throttle(MAX_BACKOFF_S)  # the first failure of an outage, then every 10 wall s
         advance = True  # bdSeq goes up once per MQTT CONNECT packet sent, not per attempt
         while not halt.is_set():
             if advance:
@@ -93,12 +102,12 @@ class Uplink:
             except MqttError as exc:
                 advance = client.connect_sent  # refused or unanswered: its CONNECT counted
                 self.stats.connect_failures += 1
-                if self.stats.connect_failures == 1 or delay >= MAX_BACKOFF_S:
-                    log.warning("%s; retrying", exc)
-                await stopped_within(halt, delay * random.uniform(0.5, 1.0))
+                said(log, "connect", "%s; retrying", exc)
+                # clock time (at 600x a wall second is ten simulated minutes)
+                await stopped_within(halt, wall_s(self.clock, delay * random.uniform(0.5, 1.0)))
                 delay = min(delay * 2, MAX_BACKOFF_S)
                 continue
-            delay, advance = 1.0, True
+            delay, advance, said = FIRST_BACKOFF_S, True, Throttle(MAX_BACKOFF_S)
             self.stats.connects += 1
             await self._session(client, lost, halt)
 
