@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from plantwire_bus.payload import DataType
 from plantwire_edge.buffer import Batch, Sample
 from plantwire_edge.clock import Clock, speed_of
+from plantwire_edge.ordinals import Ordinals
 from plantwire_edge.state_merge import Member, StateMerge
 
 
@@ -28,8 +29,8 @@ class DeviceChannel:
         self._node = node
         self.staged: list[Sample] = []
         self.current: dict[int, tuple[Any, int]] = {}
-        self.stamps: dict[int, int] = {}  # timestamp of each key's last stored value
-        self.ordinals: dict[int, int] = {}  # keys whose last stamp was repeated: how often
+        self.ordinals = Ordinals()  # how the values in ``staged`` are numbered
+        self.numbered = 0  # the first values of ``staged`` numbered already (for a birth)
         self.keys: set[int] = set()  # registered by the adapter
         self.birth_keys: set[int] = set()  # in the last DBIRTH
         self.online = False
@@ -61,6 +62,20 @@ class DeviceChannel:
 
     def put(self, key: int, value: Any, ts_ms: int) -> None:
         self.staged.append((key, value, ts_ms))
+
+    def number_staged(self) -> None:
+        """Number the values staged so far (a birth carries current values with their
+        ordinal: they are numbered as they will be sent) and note them as current."""
+        if self.merges:
+            self.merge_staged()
+        self.ordinals.number(self.staged, self.current, self.numbered)
+        self.numbered = len(self.staged)
+
+    def take(self) -> list[Sample]:
+        """The values staged so far, numbered, for the buffer (the stage is empty after)."""
+        self.number_staged()
+        samples, self.staged, self.numbered = self.staged, [], 0
+        return samples
 
     def merge_staged(self) -> None:
         """Stage what the state merges collected (see :mod:`plantwire_edge.state_merge`)."""

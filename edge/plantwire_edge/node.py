@@ -239,8 +239,7 @@ class EdgeNode:
                 dev.merge_staged()
             if not dev.staged:
                 continue
-            samples, dev.staged = dev.staged, []
-            self._stamp(dev, samples)
+            samples = dev.take()
             current = dev.current
             if dev.born and len(current) != dev.checked:
                 dev.checked = len(current)
@@ -274,21 +273,6 @@ class EdgeNode:
         if dropped:
             self.stats.values_dropped += sum(b.count for b in dropped)
             log.warning("buffer full: dropped the %d oldest values", sum(b.count for b in dropped))
-
-    def _stamp(self, dev: DeviceChannel, samples: list[Sample]) -> None:
-        """Note each sample as its key's current value; number the second and later values
-        of a key within one millisecond (1, 2, ...) so that the platform keeps them all."""
-        current, stamps, ordinals = dev.current, dev.stamps, dev.ordinals
-        for i, sample in enumerate(samples):
-            key, value, ts = sample[0], sample[1], sample[2]
-            current[key] = (value, ts)
-            if stamps.get(key) != ts:
-                stamps[key] = ts
-                if ordinals:
-                    ordinals.pop(key, None)
-                continue
-            n = ordinals[key] = ordinals.get(key, 0) + 1
-            samples[i] = (key, value, ts, n)  # beyond MAX_ORDINAL: a platform dead letter
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -524,30 +508,24 @@ class EdgeNode:
     ) -> None:
         """DBIRTH with every metric that has a value, and those of ``backlog`` (their
         current value if known, else their first value there)."""
-        if dev.merges:
-            dev.merge_staged()
-        stamps, ordinals = dict(dev.stamps), dict(dev.ordinals)  # as _stamp will number them
-        for sample in dev.staged:
-            key, ts = sample[0], sample[2]
-            dev.current[key] = (sample[1], ts)
-            if stamps.get(key) != ts:
-                stamps[key] = ts
-                ordinals.pop(key, None)
-            else:
-                ordinals[key] = ordinals.get(key, 0) + 1
+        dev.number_staged()  # its current values as they will be sent
         keys = set(dev.current) | (dev.birth_keys if dev.born else set())
-        first: dict[int, tuple[Any, int]] = {}
+        first: dict[int, tuple[Any, int, int]] = {}  # (value, ms, ordinal) of a backlog's
         for sample in backlog or ():
             key = sample[0]
             if key not in keys and key not in first:
-                first[key] = (sample[1], sample[2])
+                first[key] = (sample[1], sample[2], sample[3] if len(sample) == 4 else 0)
                 self.fields.setdefault(key, field_for(self.buffer.metrics[key].datatype))
         keys |= first.keys()
         now = self.clock.now_ms()
         metrics = []
         for key in sorted(keys):
             mk = self.buffer.metrics[key]
-            value, ts = dev.current.get(key) or first.get(key) or (None, now)
+            if key in dev.current:
+                value, ts = dev.current[key]
+                ordinal = dev.ordinals.of(key, ts)
+            else:
+                value, ts, ordinal = first.get(key) or (None, now, 0)
             metrics.append(
                 Metric(
                     name=mk.name,
@@ -556,11 +534,9 @@ class EdgeNode:
                     datatype=mk.datatype,
                     value=value,
                     is_null=value is None,
-                    # a current value that was not the first of its millisecond says which
-                    # it was, or the platform would take it for the first one's rival
-                    ordinal=ordinals.get(key, 0)
-                    if key in dev.current and stamps.get(key) == ts
-                    else 0,
+                    # a value that was not the first of its millisecond says which it was,
+                    # or the platform would take it for the first one's rival
+                    ordinal=ordinal,
                 )
             )
         metrics.sort(key=lambda m: m.timestamp or 0)  # values in chronological order
