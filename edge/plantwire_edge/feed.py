@@ -125,9 +125,11 @@ class Feed:
             device_ts, ts_ms = ts_ms, clock.corrected(ts_ms, now)
             # a raised correction would run this point's line back under values already
             # stamped, and a later value could take an earlier one's millisecond (a rival the
-            # platform refuses): the line holds at its last value until it is passed
+            # platform refuses): the line holds at its last value until it is passed; and
+            # the last device time again (a new subscription's initial value: the last value
+            # delivered again) goes where it went, whatever the correction does meanwhile
             last_device_ts, last_ts = self._line
-            if device_ts >= last_device_ts and ts_ms < last_ts:
+            if device_ts == last_device_ts or (device_ts > last_device_ts and ts_ms < last_ts):
                 ts_ms = last_ts
             self._line = (device_ts, ts_ms)
         if self._merge is None:

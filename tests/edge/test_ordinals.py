@@ -178,6 +178,26 @@ def test_values_at_one_millisecond_keep_each_change_and_absorb_a_repeat(
     ]  # fmt: skip
 
 
+def test_the_last_value_delivered_again_with_another_correction_goes_where_it_went(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new subscription's initial value is the variable's last value again, with its
+    device time. Corrected now by another correction (here: the first time capped at the
+    gateway's time, the clock corrected by less than it is ahead) it went out at another
+    millisecond, a second copy of it; the same device time now maps to the same place on the
+    line, and the value there is a repeat."""
+    rig = Rig(monkeypatch)
+    feed = rig.feed()
+    ahead = 90_000
+    rig.put(feed, 1.0, T0 + ahead - 2_000, T0)  # 2 s late: corrected by 88 s
+    rig.put(feed, 2.0, T0 + ahead + 1_000, T0 + 500)  # 90 s ahead: capped at the arrival
+    first = numbered(rig.flush(), feed.key)
+    assert first == [(0, 0, 1.0), (500, 0, 2.0)]
+    rig.put(feed, 2.0, T0 + ahead + 1_000, T0 + 5_000)  # the initial value of a new session
+    assert numbered(rig.flush(), feed.key) == first[1:]
+    assert rig.store.conflicts == []
+
+
 def test_a_gateway_stamp_among_device_stamps_keeps_its_millisecond(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
