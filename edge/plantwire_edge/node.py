@@ -140,6 +140,12 @@ class EdgeNode:
         self.fields[key] = field_for(datatype)
         return key
 
+    def meta(self, name: str) -> str | None:
+        """Buffer metadata ``name`` as the next flush leaves it: a value given to
+        :meth:`stored` with values still staged counts (they are stored with it, or the
+        process is gone and neither is)."""
+        return self._meta.get(name, self.buffer.meta(name))
+
     async def stored(self, meta: tuple[str, str] | None = None, *, at_once: bool = False) -> None:
         """Return once every value reported so far is durably in the buffer (at once with a
         buffer in memory), together with the buffer metadata ``meta`` (name, value): the

@@ -267,7 +267,9 @@ class OpcUaAdapter:
             sub = Notifications(
                 client.uaclient.session, self._parameters(), self, self.node, self._seq_key
             )
-            last = int(self.node.buffer.meta(self._seq_key) or 0)
+            # the last message whose values the node has (staged ones count: asked for
+            # again, they came twice, when the connection was lost within a flush interval)
+            last = int(self.node.meta(self._seq_key) or 0)
             republished = await take_over(client, memo, sub, last)
             if republished is not None:
                 self._first -= set(handles)  # no initial values: the old queue continues

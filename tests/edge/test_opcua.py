@@ -326,3 +326,45 @@ async def test_per_tag_timestamps_clock_check_and_deadband(mqtt_url: str, group:
     assert probe.count("DBIRTH") == 2  # the companion metric joined the device's birth
     levels = [s.value for s in probe.values() if s.kind == "DDATA" and s.metric == "Level"]
     assert levels[-3:] == [100.0, 110.0, 120.0]  # changes within the deadband are not sent
+
+
+async def test_a_subscription_taken_over_within_a_flush_interval_repeats_no_value(
+    mqtt_url: str, group: str, tmp_path: Path
+) -> None:
+    """The node stores what arrived every ``batch_ms``, each publish response's sequence
+    number with its values. A connection lost in between, the next session took the
+    subscription over and asked the server again for every message after the last sequence
+    number *stored*: the values already staged came a second time (each a copy, and where it
+    came back to a millisecond its metric had left, once a rival of another value there).
+    Staged messages count as had now: every value written goes out once."""
+    async with ua_server({"V": (D, 0.0)}) as srv, probe_on(mqtt_url, group) as probe:
+        device = {
+            "endpoint": srv.endpoint,
+            "publishing_interval_ms": 50,
+            "tags": [{"node": srv.address("V"), "metric": "V"}],
+        }
+        buffer = {"path": str(tmp_path / "buffer.db")}
+        config = gateway_config(group, mqtt_url, device, batch_ms=3_000, buffer=buffer)
+        async with running(config) as gateway:
+            adapter = gateway.adapters[0]
+            await probe.wait_for(lambda: probe.count("DBIRTH") >= 1, "the device's birth")
+            for i in range(5):
+                await srv.write("V", i + 0.5)
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # notified, staged, not stored yet (every 3 s; the
+            # next publish response waits on the server until the first one's are stored)
+            assert any(s[1] == 0.5 for s in adapter.channel.staged)
+            for transport in list(srv.server.iserver.asyncio_transports):
+                transport.close()  # the connection lost, the session kept by the server
+            await probe.wait_for(lambda: adapter.status.reconnects >= 1, "reconnect", 20)
+            await asyncio.wait_for(adapter.connected.wait(), 20)
+            await srv.write("V", 10.5)
+            written = {v for _, v, _ in srv.written}
+            await probe.wait_for(
+                lambda: written <= {s.value for s in probe.values() if s.kind == "DDATA"},
+                "every value written",
+            )
+            await asyncio.sleep(3.5)  # a flush more: a repeat would be out by now
+        assert adapter.status.recovered == 1  # the subscription was taken over
+    sent = [(s.value, s.ts) for s in probe.values() if s.kind == "DDATA" and s.value in written]
+    assert sorted(sent) == sorted((v, ts) for _, v, ts in srv.written)
