@@ -2,7 +2,9 @@
 Mosquitto, a real PostgreSQL and the ingest worker: a plantwire edge node whose clock is an
 hour behind, or runs at 60 times the wall clock, vanishes without a word (its connection cut,
 the broker publishes its Will) and its death is stamped on the node's own line; a third-party
-node that does not declare its clock rate is stamped with the arrival time, as before.
+node that does not declare its clock rate is stamped with the arrival time, as before. Under a
+shared subscription the Will may reach a worker that saw nothing of the node: it places the
+death from the node's row, on the same line.
 
 The bounds are measured, not assumed. The ingest stamps ``payload timestamp of the node's last
 message + (arrival of the death - arrival of that message) x rate``, which is the node's clock
@@ -25,6 +27,8 @@ from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.timeline import TimeLine
 from plantwire_bus.topics import MessageType, Topic
 from plantwire_edge.node import EdgeNode
+from plantwire_platform.ingest.worker import IngestWorker
+from plantwire_platform.settings import PlatformSettings
 from tests.edge.test_node import config
 
 from .test_worker import WorkerFactory, query, start_worker
@@ -175,3 +179,116 @@ async def test_a_third_party_node_without_a_clock_rate_dies_at_arrival(
     assert round(cut_wall * 1000) - 1 <= death_ts <= round(seen_wall * 1000) + 1  # arrival
     assert offline_at == death_ts
     assert isinstance(died_at, int) and abs(died_at - death_ts) < 1000  # both: the arrival
+
+
+async def test_a_death_taken_by_the_worker_that_saw_nothing_of_the_node_is_on_its_line(
+    database_url: str, mqtt_url: str, unique: str, tmp_path: Path
+) -> None:
+    """Two ingest workers on one shared subscription; a plantwire edge node at 60x whose
+    births and data all went to the first, whose Will goes to the second: that worker has
+    no track of the session and places the death from the node's row (its birth, the birth's
+    arrival and declared rate). The death is on the node's line all the same, and the
+    sessions of the node and its device end there.
+
+    Made certain, not left to the broker's round robin: the first worker is alone in the
+    group while the node is born and sends; then the second joins, and the first leaves for
+    good (stopped, and its session ended: a persistent session that lives on stays a member
+    of the group and would be handed its share, queued). The second has taken nothing
+    before the cut (its message count says so), and the group has no other member.
+
+    The bounds: the node's clock at the death's arrival is its last message's time plus the
+    wall time since, times 60; the worker's estimate from an anchor (birth or last message)
+    is that less 60 x the anchor's delivery delay, bounded by the wall time from the
+    message's stamp (its payload time on the node's line) until the test saw it stored."""
+    group, speed = f"G{unique}", 60.0
+    settings = PlatformSettings(
+        database_url=database_url,
+        mqtt_url=mqtt_url,
+        host_id=f"host-{unique}",
+        shared_group=f"ingest-{unique}",
+        batch_age_ms=50,
+        unregistered_nodes="admit",  # no registry: the host mechanics under test
+    )
+    first = IngestWorker(settings, client_suffix="first")
+    second = IngestWorker(settings, client_suffix="second")
+    stop_first, stop_second, stop_node = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    clock = NodeClock(speed, 0)
+    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", None), clock=clock)
+    first_task = asyncio.create_task(first.run(stop_first))
+    second_task: asyncio.Task[None] | None = None
+    node_task: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(first.ready.wait(), 10)
+        node_task = asyncio.create_task(node.run(stop_node))
+        [(stored_birth,)] = await _until_rows(
+            database_url, f"SELECT birth_ts FROM sparkplug_node WHERE group_id = '{group}'"
+        )
+        birth_ts = int(str(stored_birth))
+        birth_delay = time.time() - clock.line.wall_at(birth_ts)  # stamp to stored, at most
+        assert birth_ts == node.birth_ts
+        dev = node.channel("M1")
+        count = dev.metric("Count", DataType.UInt32)
+        dev.set_online([(count, 0, clock.now_ms())])
+        for i in range(1, 6):
+            await asyncio.sleep(0.02)
+            put_wall = time.time()
+            last_value = clock.now_ms()
+            dev.put(count, i, last_value)
+        await _until_rows(
+            database_url,
+            "SELECT 1 FROM sample_num t JOIN series s ON s.id = t.series_id"
+            f" WHERE s.group_id = '{group}' AND t.value = 5",
+        )
+        data_delay = time.time() - put_wall
+        # the second joins, the first leaves the group for good
+        second_task = asyncio.create_task(second.run(stop_second))
+        await asyncio.wait_for(second.ready.wait(), 10)
+        stop_first.set()
+        await asyncio.wait_for(first_task, 10)
+        async with MqttClient(parse_mqtt_url(mqtt_url), first.client_id, clean_start=True):
+            pass  # a clean start ends the first's session (expiry 0: none kept after)
+        assert first.stats.sparkplug_messages >= 7  # NBIRTH, DBIRTH, the five values
+        assert second.stats.sparkplug_messages == 0  # nothing of the node: no track
+        open_sessions = await query(  # the node's and its device's
+            database_url,
+            "SELECT device_id, online_at FROM connectivity_session"
+            f" WHERE group_id = '{group}' AND offline_at IS NULL ORDER BY device_id",
+        )
+        assert [d for d, _ in open_sessions] == ["", "M1"]
+        assert node._client is not None
+        cut_wall = time.time()
+        node._client.drop_connection()  # no DISCONNECT: the broker publishes the Will
+        [(death_ts, died_at, offline_at, rate)] = await _until_rows(
+            database_url, _death_sql(group, birth_ts)
+        )
+        seen_wall = time.time()
+        deaths = second.metrics.registry.get_sample_value(
+            "plantwire_ingest_messages_total", {"worker": second.client_id, "type": "NDEATH"}
+        )  # (the node, stopped, sends one more)
+        ended = [
+            await query(
+                database_url,
+                "SELECT (extract(epoch FROM offline_at) * 1000)::bigint FROM connectivity_session"
+                f" WHERE group_id = '{group}' AND device_id = '{d}'"
+                f" AND online_at = '{online_at.isoformat()}'",
+            )
+            for d, online_at in open_sessions
+        ]
+    finally:
+        stop_node.set()
+        stop_first.set()
+        stop_second.set()
+        running = [t for t in (node_task, first_task, second_task) if t is not None]
+        await asyncio.wait_for(asyncio.gather(*running), 15)
+    assert deaths == 1  # the second took the Will
+    assert rate == speed
+    assert isinstance(death_ts, int)
+    slack_s = 0.001  # the millisecond roundings of the anchor's times, times the rate
+    lo = clock.at(cut_wall) - round(speed * (max(birth_delay, data_delay) + slack_s) * 1000)
+    hi = clock.at(seen_wall + slack_s)
+    assert lo <= death_ts <= hi, (death_ts - clock.at(cut_wall), lo - death_ts, hi - death_ts)
+    assert death_ts >= last_value
+    assert offline_at == death_ts
+    assert ended == [[(death_ts,)], [(death_ts,)]]  # the sessions open at the cut end there
+    assert isinstance(died_at, int)
+    assert round(cut_wall * 1000) - 1 <= died_at <= round(seen_wall * 1000) + 1
