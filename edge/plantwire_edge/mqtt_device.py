@@ -4,16 +4,18 @@ field to metrics with declarative selectors.
 A payload that is not JSON, or carries none of the configured fields, is counted and logged
 (throttled) and otherwise ignored; nothing a device publishes can stop the adapter.
 
-Liveness. The device is online from its first usable message until the plant broker
-connection is lost, its status topic says ``offline_payload`` (a vendor Will/LWT: the broker
-publishes it when the device's connection dies), or it has been silent for its silence
-timeout (``offline_after_s``, by default three of its publishing intervals ``interval_s``;
-messages on ``heartbeat_topic`` or ``online_payload`` on the status topic count as signs of
-life). Silence is measured on the gateway's clock, so it scales with an accelerated
-simulation, and a silent device is stamped offline one interval after it last spoke (by its
-own timestamp when it gives a sane one: when it should have spoken next), not when the
-timeout noticed it; a device that speaks again is online as of its message's timestamp, not
-as of when the gateway got to it.
+Liveness. The device is online from its first usable message until the plant broker connection
+is lost, its status topic says ``offline_payload`` (a vendor Will/LWT: the broker publishes it
+when the device's connection dies), or it has been silent for its silence timeout
+(``offline_after_s``, by default three of its publishing intervals ``interval_s``; messages on
+``heartbeat_topic`` or ``online_payload`` on the status topic count as signs of life). Silence
+is measured on the gateway's clock, so it scales with an accelerated simulation: the adapter
+looks at it when it can have run out, at the clock's rate now (a replay that has caught up with
+the wall clock runs at 1x, not at its speed), and a lost broker connection wakes it at once. A
+silent device is stamped offline one interval after it last spoke (by its own timestamp when it
+gives a sane one: when it should have spoken next), not when the timeout noticed it; a device
+that speaks again is online as of its message's timestamp, not as of when the gateway got to
+it.
 
 Silence is concluded from what the broker had, not from what reached the gateway in time: when
 the timeout runs out the adapter publishes a probe on its own topic (``PROBE_PREFIX``, one per
@@ -38,7 +40,7 @@ from typing import Any
 
 from plantwire_bus.mqtt import Message, MqttClient, MqttError, parse_mqtt_url
 from plantwire_bus.runner import stopped_within
-from plantwire_edge.clock import speed_of, wall_s
+from plantwire_edge.clock import WALL_FLOOR_S, wall_s
 from plantwire_edge.devices import MqttDevice
 from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
@@ -53,6 +55,8 @@ PROBE_PREFIX = "plantwire-edge/probe"
 PROBE_WAIT_S = 5.0
 """Wall seconds a probe may take to come back before the broker is taken not to pass it on
 (shorter than the two keep-alive periods in which a dead broker connection is noticed)."""
+CHECK_MAX_S = 1.0
+"""Wall seconds the adapter waits at most before it looks at the device's silence again."""
 
 
 class TimestampError(ValueError):
@@ -147,12 +151,17 @@ class MqttDeviceAdapter:
 
     async def _listen(self, client: MqttClient, stop: asyncio.Event) -> None:
         """Handle messages until ``stop``; presence follows the broker connection (paho
-        reconnects and resubscribes by itself) and the device's silence."""
-        period = self._check_period()
+        reconnects and resubscribes by itself; a change wakes the loop at once) and the
+        device's silence (looked at when it can have run out: :meth:`_check_wait`)."""
+        changed = asyncio.Event()
+        client.on_connect.append(changed.set)
+        client.on_disconnect.append(changed.set)
         stopper = asyncio.ensure_future(stop.wait())
         getter: asyncio.Future[Message] | None = None
+        watcher: asyncio.Future[Any] | None = None
         try:
             while not stop.is_set():
+                changed.clear()
                 if client.connected.is_set():
                     self.status.set_state("connected")
                     self.connected.set()
@@ -162,26 +171,39 @@ class MqttDeviceAdapter:
                     self.channel.set_offline()
                 if getter is None:
                     getter = asyncio.ensure_future(client.next_message())
-                waiting: set[asyncio.Future[Any]] = {getter, stopper}
+                if watcher is None:
+                    watcher = asyncio.ensure_future(changed.wait())
+                waiting: set[asyncio.Future[Any]] = {getter, stopper, watcher}
                 done, _ = await asyncio.wait(
-                    waiting, timeout=period, return_when=asyncio.FIRST_COMPLETED
+                    waiting, timeout=self._check_wait(), return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter in done:
                     self.handle(getter.result())
                     getter = None
+                if watcher in done:
+                    watcher = None
                 self.check_silence()
         finally:
             stopper.cancel()
-            if getter is not None:
-                getter.cancel()
+            for waiter in (getter, watcher):
+                if waiter is not None:
+                    waiter.cancel()
 
-    def _check_period(self) -> float:
-        """Wall seconds between checks of the silence timeout: a quarter of it (on an
-        accelerated clock, of its wall duration), at most a second."""
+    def _check_wait(self) -> float:
+        """Wall seconds until the silence timeout can run out: the rest of it on the gateway's
+        clock, at the clock's rate now (:func:`~plantwire_edge.clock.wall_s`: a replay that
+        has caught up runs at 1, not at its speed), or the rest of a probe's wall wait; at
+        least ``WALL_FLOOR_S`` (a clock held by its simulator does not spin the loop) and at
+        most ``CHECK_MAX_S`` (a clock whose rate changes is looked at again within that)."""
         silence = self.device.silence_s
-        if silence is None:
-            return 1.0
-        return max(0.005, min(1.0, silence / speed_of(self.clock) / 4))
+        if silence is None or not self.channel.online:
+            left = CHECK_MAX_S
+        elif self._probe is not None:  # its return wakes the loop: only its timeout is due
+            left = PROBE_WAIT_S - (time.monotonic() - self._probe[1])
+        else:
+            due_ms = self._last_seen_ms + round(silence * 1000) + 1  # silent *longer* than it
+            left = wall_s(self.clock, max(0, due_ms - self.clock.now_ms()) / 1000)
+        return min(CHECK_MAX_S, max(WALL_FLOOR_S, left))
 
     async def _subscribe_probe(self, client: MqttClient) -> None:
         if self.device.silence_s is None or not self._probing:

@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from plantwire_bus.mosquitto import free_port
+from plantwire_bus.mosquitto import MosquittoProcess, free_port
 from plantwire_bus.mqtt import MqttClient, Will, parse_mqtt_url
 from plantwire_edge.config import EdgeConfig, HttpConfig
 from plantwire_edge.devices import MqttDevice
 from plantwire_edge.mqtt_device import TimestampError, parse_timestamp
 from plantwire_edge.source_clock import OFFSET_METRIC
+from plantwire_sim.clock import SimClock
 
 from .conftest import HeldRelay, http_get, probe_on, running
 
@@ -211,6 +212,89 @@ async def test_a_device_that_speaks_again_is_born_as_of_its_message(
     finally:
         await device.disconnect()
     assert probe.payloads("DBIRTH", "WS-01")[1].timestamp == spoke
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "interval_s"),
+    [(False, 10.0), (True, 0.4)],
+    ids=["replaying at 600x", "caught up with the wall clock"],
+)
+async def test_silence_is_looked_at_in_the_time_of_the_gateways_clock_at_its_rate_now(
+    mqtt_url: str,
+    group: str,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+    catch_up: bool,
+    interval_s: float,
+) -> None:
+    """On a simulation's clock at 600x that replays the past (at 600x) or has caught up with
+    the wall clock (at 1x from then on), a device silent for three intervals is stamped
+    offline when its next message was due, noticed within its silence timeout and a little
+    wall latency, and its silence is looked at a few times, not every 5 wall ms: the check
+    followed the nominal speed, 1/600 of the rate of a replay that has caught up (a demo's
+    live phase), and woke the adapter some 240 times in 1.2 s."""
+    now = time.time_ns() // 1_000_000
+    clock = SimClock(now - (2_000 if catch_up else 3_600_000), speed=600, catch_up=catch_up)
+    cfg = _liveness_config(mqtt_url, group, unique, interval_s=interval_s)
+    device = MqttClient(parse_mqtt_url(mqtt_url), f"device-{unique}")
+    await device.connect()
+    checks = 0
+    try:
+        async with probe_on(mqtt_url, group) as probe, running(cfg, clock) as gateway:
+            adapter = gateway.adapters[0]
+            await asyncio.wait_for(adapter.connected.wait(), 10)
+            if catch_up:
+                await _until(clock.live, "the replay caught up")
+            rate = 1 if catch_up else 600
+            look = adapter.check_silence
+
+            def counted() -> None:
+                nonlocal checks
+                checks += 1
+                look()
+
+            monkeypatch.setattr(adapter, "check_silence", counted)
+            await device.publish(f"plant/{unique}/ws", json.dumps({"good": 1}).encode())
+            await probe.wait_for(lambda: probe.count("DDEATH") == 1, "death after silence", 10)
+            noticed = clock.now_ms()
+            seen = checks
+    finally:
+        await device.disconnect()
+    spoke = next(v.ts for v in probe.values() if v.metric == "Production/GoodCount")
+    death = probe.payloads("DDEATH", "WS-01")[0]
+    assert death.timestamp == spoke + round(interval_s * 1000)  # when the next one was due
+    silence_s = 3 * interval_s
+    assert (noticed - spoke) / 1000 <= silence_s + 0.3 * rate, (noticed - spoke) / 1000
+    assert seen <= 12, f"silence looked at {seen} times in {silence_s:g} s at {rate}x"
+
+
+async def test_a_lost_plant_broker_takes_the_device_offline_at_once_on_an_accelerated_clock(
+    private_mosquitto: MosquittoProcess, mqtt_url: str, group: str, unique: str
+) -> None:
+    """The plant broker stops (its connection closed): the device is offline as of then on a
+    simulation's clock at 600x, not at the adapter's next look a wall second later (600
+    simulated s): the lost connection wakes it."""
+    clock = SimClock(time.time_ns() // 1_000_000 - 3_600_000, speed=600)
+    plant = private_mosquitto
+    cfg = _liveness_config(plant.url, group, unique)  # no silence timeout: the broker alone
+    cfg = cfg.model_copy(update={"mqtt_url": mqtt_url})
+    device = MqttClient(parse_mqtt_url(plant.url), f"device-{unique}", reconnect=False)
+    await device.connect()
+    try:
+        async with probe_on(mqtt_url, group) as probe, running(cfg, clock) as gateway:
+            adapter = gateway.adapters[0]
+            await asyncio.wait_for(adapter.connected.wait(), 10)
+            await device.publish(f"plant/{unique}/ws", json.dumps({"good": 1}).encode())
+            await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "birth")
+            stopped = clock.now_ms()
+            await asyncio.to_thread(plant.stop)
+            await probe.wait_for(lambda: probe.count("DDEATH") == 1, "death with the broker", 10)
+    finally:
+        await device.disconnect()
+    death = probe.payloads("DDEATH", "WS-01")[0]
+    assert death.timestamp is not None
+    late_s = (death.timestamp - stopped) / 1000
+    assert 0 <= late_s <= 0.2 * 600, f"offline {late_s:+.1f} simulated s after the broker stopped"
 
 
 def time_ms() -> int:
