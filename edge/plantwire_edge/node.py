@@ -307,8 +307,8 @@ class EdgeNode:
         """The broker session is gone: unacknowledged batches go back to the front. A device
         still read is born again, on the next connection, as of the last publish of this one
         (store and forward: the gateway kept reading it, so the host's session of it goes on
-        across the outage; the host stamps the Will it receives with its own arrival time,
-        never earlier than that)."""
+        across the outage; the host places the Will it receives on this node's time line,
+        from the last message it took: docs/indicators.md, edge node deaths)."""
         lost_ms = self._sent_ms or self.clock.now_ms()
         for dev in self.channels.values():
             if dev.online and dev.born and dev.kept_since is None:
