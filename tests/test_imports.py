@@ -31,10 +31,10 @@ MAY_IMPORT = {
 """What each package may import; nothing may import the composition root."""
 
 PLATFORM_ROOMS = {
-    "registry": {"indicators", "translation", "problems"},
+    "registry": {"indicators", "translation", "problems", "connections"},
     "indicators": {"translation"},
-    "ingest": {"storage", "settings"},
-    "storage": set(),
+    "ingest": {"storage", "settings", "connections"},
+    "storage": {"connections"},
     "partner": {
         "indicators",
         "registry",
@@ -44,6 +44,7 @@ PLATFORM_ROOMS = {
         "workers",
         "workload",
         "translation",
+        "connections",
     },
     "api": {
         "accounts",
@@ -62,8 +63,9 @@ PLATFORM_ROOMS = {
     "console": {"translation"},
 }
 """The platform's sub-packages and the other parts of the platform each may import (as their
-docstrings say); the shared infrastructure beside them imports no sub-package but ``storage``,
-and only ``server``, ``cli`` and ``services`` put the rooms together."""
+docstrings say, ``connections`` where they open connections of their own); the shared
+infrastructure beside them imports no sub-package but ``storage``, and only ``server``, ``cli``
+and ``services`` put the rooms together."""
 
 
 def module_name(package: str, folder: Path, path: Path) -> str:

@@ -110,3 +110,20 @@ def test_every_package_is_in_the_distribution() -> None:
         p for p in listed if not (ROOT / dirs[p.split(".")[0]]).joinpath(*p.split(".")[1:]).is_dir()
     ]
     assert missing == [], "packages listed but not in the tree (data folders need no __init__)"
+
+
+def test_every_database_connection_comes_from_the_connections_module() -> None:
+    # connections.py puts every session in UTC (PGTZ or a server elsewhere would otherwise
+    # spell and cut the answers' times in their zone); the synchronous connections of
+    # services.py and timescaledb.py create, drop and probe databases and read no time
+    opened = re.compile(r"\b(AsyncConnection\.connect|psycopg\.connect|AsyncConnectionPool)\(")
+    makers = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "platform").rglob("*.py")
+        if opened.search(p.read_text())
+    )
+    assert makers == [
+        "platform/plantwire_platform/connections.py",
+        "platform/plantwire_platform/services.py",
+        "platform/plantwire_platform/timescaledb.py",
+    ]

@@ -361,11 +361,10 @@ async def demo_accounts(
     enterprise (``<code>-admin``, ``<code>-viewer``). Their passwords are made once and kept
     in the data directory, readable by its owner alone; people missing from the database (a
     new one, or ``DATABASE_URL`` changed) are created again with them."""
-    import psycopg
-
     from plantwire_platform.accounts.passwords import new_password
     from plantwire_platform.accounts.people import create_person, get_person
     from plantwire_platform.accounts.roles import Binding
+    from plantwire_platform.connections import connect
 
     path = data_dir / "accounts.json"
     known: dict[str, dict[str, Any]] = (
@@ -379,7 +378,7 @@ async def demo_accounts(
             wanted[f"{code.lower()}-{role}"] = {"role": f"enterprise_{role}", "enterprise": code}
     for name, account in wanted.items():
         account["password"] = known.get(name, {}).get("password") or new_password()
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+    async with await connect(database_url) as conn:
         for name, account in wanted.items():
             if await get_person(conn, name) is None:
                 ent = enterprises.get(account["enterprise"] or "")
@@ -486,8 +485,7 @@ async def _broker_logins(
 ) -> tuple[str, dict[tuple[str, str], str]]:
     """The demo's broker logins, new at every start: the platform's (its URL) and one per
     gateway of the scenario (their URLs), over TLS on ``tls_port``."""
-    import psycopg
-
+    from plantwire_platform.connections import connect
     from plantwire_platform.gateways.provisioning import (
         BrokerDir,
         ProvisioningError,
@@ -500,7 +498,7 @@ async def _broker_logins(
     broker = BrokerDir(secrets_dir)
     tls = f"mqtts://127.0.0.1:{tls_port}"
     logins = {}
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+    async with await connect(database_url, autocommit=True) as conn:
         password = await init_broker(conn, broker, "plantwire-host", ("127.0.0.1", "localhost"))
         host_url = client_url(tls, "plantwire-host", password, broker.ca.cert)
         for enterprise in scenario.registry()["enterprises"]:

@@ -237,8 +237,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _registry_import(args: argparse.Namespace) -> int:
-    import psycopg
-
+    from plantwire_platform.connections import connect
     from plantwire_platform.registry.document import RegistryError, parse_registry
     from plantwire_platform.registry.store import RegistryConflict, import_registry
 
@@ -255,7 +254,7 @@ def _registry_import(args: argparse.Namespace) -> int:
         return 2
 
     async def write() -> dict[str, int]:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with await connect(settings.database_url) as conn:
             return await import_registry(conn, registry, args.effective)
 
     try:
@@ -322,8 +321,7 @@ def _audit_key(args: argparse.Namespace) -> Any:
 def _audit_verify(args: argparse.Namespace) -> int:
     import json
 
-    import psycopg
-
+    from plantwire_platform.connections import connect
     from plantwire_platform.partner.audit_chain import Anchor, anchor_signed, verify
 
     found = _audit_key(args)
@@ -344,7 +342,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
             return 1
 
     async def run() -> Any:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with await connect(settings.database_url) as conn:
             return await verify(conn, key, anchors)
 
     verdict = _with_database("audit-verify", settings, run)
@@ -361,8 +359,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _audit_head(args: argparse.Namespace) -> int:
     import json
 
-    import psycopg
-
+    from plantwire_platform.connections import connect
     from plantwire_platform.partner.audit_chain import signed_head
 
     found = _audit_key(args)
@@ -371,7 +368,7 @@ def _audit_head(args: argparse.Namespace) -> int:
     settings, key = found
 
     async def run() -> Any:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with await connect(settings.database_url) as conn:
             return await signed_head(conn, key)
 
     head = _with_database("audit-head", settings, run)
@@ -384,6 +381,7 @@ def _audit_head(args: argparse.Namespace) -> int:
 def _audit_seal(args: argparse.Namespace) -> int:
     import psycopg
 
+    from plantwire_platform.connections import connect
     from plantwire_platform.partner.audit import SealRefused, seal
 
     settings = _settings(args)
@@ -391,7 +389,7 @@ def _audit_seal(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> bool:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with await connect(settings.database_url) as conn:
             await seal(conn, args.owner, args.app)
         return True
 
@@ -410,8 +408,7 @@ def _audit_seal(args: argparse.Namespace) -> int:
 
 
 def _partner_client(args: argparse.Namespace) -> int:
-    import psycopg
-
+    from plantwire_platform.connections import connect
     from plantwire_platform.partner.tokens import create_client
 
     settings = _settings(args)
@@ -423,7 +420,7 @@ def _partner_client(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> str:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with await connect(settings.database_url) as conn:
             return await create_client(conn, args.client_id, args.role, args.enterprise)
 
     secret = _with_database("partner-client", settings, run)

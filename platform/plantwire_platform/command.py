@@ -37,14 +37,14 @@ class Command:
     ) -> int:
         """Run ``action`` on a connection and print what it says: 0; invalid settings or one
         of ``refusals`` (said in one line): 2; no database: 1."""
-        import psycopg
+        from plantwire_platform.connections import connect
 
         settings = self.settings(args)
         if settings is None:
             return 2
 
         async def work() -> str:
-            async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            async with await connect(settings.database_url) as conn:
                 return await action(conn, args)
 
         caught: tuple[type[Exception], ...] = (LookupError, *refusals)

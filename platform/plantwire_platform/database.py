@@ -1,4 +1,4 @@
-"""PostgreSQL access: connections and versioned, idempotent schema migrations."""
+"""The database schema: versioned, idempotent migrations (connections: :mod:`.connections`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from plantwire_platform.connections import connect
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ async def create_if_missing(database_url: str) -> bool:
     from plantwire_platform.services import with_database
 
     try:
-        conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+        conn = await connect(database_url, autocommit=True)
     except psycopg.OperationalError as exc:
         if "does not exist" not in str(exc):
             raise
@@ -56,9 +58,7 @@ async def create_if_missing(database_url: str) -> bool:
     name = psycopg.conninfo.conninfo_to_dict(database_url).get("dbname")
     if not name:
         return False
-    async with await psycopg.AsyncConnection.connect(
-        with_database(database_url, "postgres"), autocommit=True
-    ) as admin:
+    async with await connect(with_database(database_url, "postgres"), autocommit=True) as admin:
         try:
             await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(name))))
         except psycopg.errors.InsufficientPrivilege as exc:
@@ -75,7 +75,7 @@ async def migrate(database_url: str) -> list[int]:
     from plantwire_platform.storage.partitions import maintain
 
     applied: list[int] = []
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+    async with await connect(database_url, autocommit=True) as conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             await conn.execute(
@@ -109,7 +109,7 @@ class TimescaleMissing(RuntimeError):
 async def convert_to_timescaledb(database_url: str, compress_after_days: int | None) -> int:
     """Turn a migrated plain-PostgreSQL database's sample tables into hypertables (migration
     0060); returns the rows moved (0 when it is on TimescaleDB already)."""
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+    async with await connect(database_url, autocommit=True) as conn:
         cur = await conn.execute("SELECT plantwire_timescale_available()")
         row = await cur.fetchone()
         if not row or not row[0]:
@@ -137,7 +137,7 @@ async def convert_to_timescaledb(database_url: str, compress_after_days: int | N
 async def storage_summary(database_url: str) -> str:
     """One line on how samples are stored: 'timescaledb' (hypertables, with the extension's
     version) or 'partitioned' (plain PostgreSQL)."""
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+    async with await connect(database_url) as conn:
         cur = await conn.execute(
             "SELECT (SELECT value FROM storage_setting WHERE name = 'sample_storage'),"
             " (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')"

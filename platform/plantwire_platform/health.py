@@ -9,6 +9,8 @@ from typing import Any
 
 import psycopg
 
+from plantwire_platform.connections import connect
+
 
 class HealthProbe:
     """Checks the database over one dedicated connection, reopened when it breaks."""
@@ -25,7 +27,7 @@ class HealthProbe:
             try:
                 async with asyncio.timeout(self.timeout_s):
                     if self._conn is None or self._conn.closed:
-                        self._conn = await psycopg.AsyncConnection.connect(
+                        self._conn = await connect(
                             self.database_url, autocommit=True, application_name="plantwire-health"
                         )
                     await self._conn.execute("SELECT 1")

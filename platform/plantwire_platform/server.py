@@ -19,9 +19,8 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from psycopg_pool import AsyncConnectionPool
 
-from plantwire_platform import apidoc, errors
+from plantwire_platform import apidoc, connections, errors
 from plantwire_platform.accounts import signin
 from plantwire_platform.accounts.roles import API_ROLES
 from plantwire_platform.api import (
@@ -62,13 +61,13 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with (
-            AsyncConnectionPool(
+            connections.pool(
                 settings.database_url,
+                options=request_options(timeout_ms),
                 min_size=1,
                 max_size=settings.api_pool_size,
                 open=False,
                 timeout=POOL_WAIT_S,
-                kwargs={"options": request_options(timeout_ms)},
             ) as pool,
             partner.running(),
         ):
@@ -118,11 +117,11 @@ def create_app(settings: PlatformSettings) -> FastAPI:
     async def healthz(request: Request) -> JSONResponse:
         """Whether the database answers (over a connection of its own), and how busy the
         indicator computations are."""
-        database = await probe.database()
+        reached = await probe.database()
         work: Workload = request.app.state.workload
         body = {
-            "status": "ok" if database == "ok" else "unhealthy",
-            "database": database,
+            "status": "ok" if reached == "ok" else "unhealthy",
+            "database": reached,
             "computations": {
                 "slots": work.slots,
                 "running": work.running,
@@ -131,7 +130,7 @@ def create_app(settings: PlatformSettings) -> FastAPI:
                 "timed_out": work.timed_out,
             },
         }
-        return JSONResponse(body, status_code=200 if database == "ok" else 503)
+        return JSONResponse(body, status_code=200 if reached == "ok" else 503)
 
     return app
 

@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.errors import QueryCanceled
 
+from plantwire_platform.connections import connect
+
 T = TypeVar("T")
 APPLICATION = "plantwire-job-"
 
@@ -41,9 +43,8 @@ def request_options(statement_timeout_ms: int) -> str:
     after ``statement_timeout_ms``, and never JIT-compiled (the planner's row estimates for the
     indicator statements' unnest and lateral joins run hundreds of times too high, so their
     cost passed ``jit_above_cost`` and compiling took 0.8 s of a statement that runs in 20 ms).
-    Their ``TimeZone`` is UTC, whatever the server's default: the times they read are answered
-    as UTC (``...Z``) and cut into UTC hours (a server in India gave ``+05:30`` times)."""
-    return f"-c statement_timeout={statement_timeout_ms} -c jit=off -c TimeZone=UTC"
+    Their session is in UTC as every platform connection's (:mod:`plantwire_platform.database`)."""
+    return f"-c statement_timeout={statement_timeout_ms} -c jit=off"
 
 
 class JobFailed(Exception):
@@ -79,7 +80,7 @@ class Connector:
     @contextlib.asynccontextmanager
     async def __call__(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         key = (self.database_url, self.statement_timeout_ms)
-        conn = await self._kept(key) or await psycopg.AsyncConnection.connect(
+        conn = await self._kept(key) or await connect(
             self.database_url,
             application_name=APPLICATION + self.ticket,
             options=request_options(self.statement_timeout_ms),
@@ -224,7 +225,7 @@ class WorkerPool:
         """Terminate the job's connections until the job has ended."""
         while not future.done():
             with contextlib.suppress(psycopg.Error, OSError):
-                async with await psycopg.AsyncConnection.connect(
+                async with await connect(
                     self.database_url, autocommit=True, connect_timeout=5
                 ) as conn:
                     await conn.execute(

@@ -5,5 +5,6 @@ which senders are registered (:mod:`.admission`), the shared host state of all w
 (:mod:`.shared_state`), turning messages into batches
 (:mod:`.intake`), seq gap detection (:mod:`.sequence`), database writes (:mod:`.batch`,
 :mod:`.writer`), the worker process (:mod:`.worker`) and its metrics (:mod:`.metrics`).
-Imports the bus, :mod:`plantwire_platform.settings` and :mod:`plantwire_platform.storage`.
+Imports the bus, :mod:`plantwire_platform.settings`, :mod:`plantwire_platform.storage` and
+:mod:`plantwire_platform.connections` (the worker's connections).
 """

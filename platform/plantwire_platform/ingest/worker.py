@@ -41,6 +41,7 @@ from plantwire_bus.topics import (
     encode_state,
     state_topic,
 )
+from plantwire_platform.connections import connect
 from plantwire_platform.ingest.batch import Batch
 from plantwire_platform.ingest.host import now_ms
 from plantwire_platform.ingest.intake import CONNECTION_ERRORS, IngestStats, Intake
@@ -154,8 +155,8 @@ class IngestWorker:
         strict = settings.spec_strict
         url = settings.database_url
         async with (
-            await psycopg.AsyncConnection.connect(url, autocommit=True) as data,
-            await psycopg.AsyncConnection.connect(url, autocommit=True) as control,
+            await connect(url, autocommit=True) as data,
+            await connect(url, autocommit=True) as control,
         ):
             self.metrics.dependency("database", True)
             shared = SharedState(control, self.client_id)
@@ -507,9 +508,7 @@ class IngestWorker:
         """Partitions and retention now and then; a roll-up pass every few seconds."""
         settings = self.settings
         next_maintenance = next_job = 0.0
-        async with await psycopg.AsyncConnection.connect(
-            settings.database_url, autocommit=True
-        ) as conn:
+        async with await connect(settings.database_url, autocommit=True) as conn:
             while not stop.is_set():
                 if time.monotonic() >= next_maintenance:
                     next_maintenance = time.monotonic() + settings.maintenance_interval_s

@@ -12,5 +12,5 @@ names, so other APIs can put their routes behind them. Imports the bus,
 :mod:`plantwire_platform.indicators`, :mod:`plantwire_platform.errors`,
 :mod:`plantwire_platform.batching`, the settings, and the workers and workload its heavier
 indicator computations share with ``/api/v1``, and :mod:`plantwire_platform.translation`
-(the words of its error details).
+(the words of its error details), and :mod:`plantwire_platform.connections` (its pool).
 """

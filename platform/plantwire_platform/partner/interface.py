@@ -8,8 +8,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends
-from psycopg_pool import AsyncConnectionPool
 
+from plantwire_platform import connections
 from plantwire_platform.partner import admin, delivery, feed, identity, stream, tokens, webhooks
 from plantwire_platform.partner.context import ERRORS, PartnerRoute, authenticated, context
 from plantwire_platform.settings import PlatformSettings
@@ -56,9 +56,10 @@ class PartnerInterface:
     async def running(self) -> AsyncIterator[None]:
         ctx = self.ctx
         timeout_ms = round(ctx.settings.partner_statement_timeout_s * 1000)
-        async with AsyncConnectionPool(
+        async with connections.pool(
             ctx.settings.database_url,
-            kwargs={"autocommit": True, "options": request_options(timeout_ms)},
+            options=request_options(timeout_ms),
+            autocommit=True,
             min_size=1,
             max_size=ctx.settings.partner_pool_size,
             open=False,

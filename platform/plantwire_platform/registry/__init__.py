@@ -9,5 +9,6 @@ their history,
 :mod:`.commands` the command line's export and sheet import. Imports the bus,
 :mod:`plantwire_platform.indicators.shift_calendar` (to validate shift specs),
 :mod:`plantwire_platform.translation` (its problems in the API catalogue's words) and
-:mod:`plantwire_platform.problems` (a document's validation problems, worded) only.
+:mod:`plantwire_platform.problems` (a document's validation problems, worded) and
+:mod:`plantwire_platform.connections` (the command line's connection) only.
 """

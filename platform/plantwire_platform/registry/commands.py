@@ -82,9 +82,10 @@ async def _enterprise_id(conn: Any, key: str) -> int:
 
 
 def _export(args: argparse.Namespace, settings_of: Settings, with_database: WithDatabase) -> int:
-    import psycopg
+
     import tomli_w
 
+    from plantwire_platform.connections import connect
     from plantwire_platform.registry.export import enterprise_document
     from plantwire_platform.registry.sheet import equipment_sheet
 
@@ -93,7 +94,7 @@ def _export(args: argparse.Namespace, settings_of: Settings, with_database: With
         return 2
 
     async def work() -> str:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with await connect(settings.database_url) as conn:
             doc = await enterprise_document(conn, await _enterprise_id(conn, args.enterprise))
         assert doc is not None
         if args.format == "csv":
@@ -115,8 +116,7 @@ def _export(args: argparse.Namespace, settings_of: Settings, with_database: With
 
 
 def _sheet(args: argparse.Namespace, settings_of: Settings, with_database: WithDatabase) -> int:
-    import psycopg
-
+    from plantwire_platform.connections import connect
     from plantwire_platform.registry.export import enterprise_document
     from plantwire_platform.registry.sheet import SheetError, apply_sheet
     from plantwire_platform.registry.store import RegistryConflict, import_enterprise
@@ -131,7 +131,7 @@ def _sheet(args: argparse.Namespace, settings_of: Settings, with_database: WithD
         return 2
 
     async def work() -> int:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with await connect(settings.database_url) as conn:
             doc = await enterprise_document(conn, await _enterprise_id(conn, args.enterprise))
             assert doc is not None
             changed = apply_sheet(doc, text)
@@ -164,8 +164,7 @@ def _item(
 ) -> int:
     import json
 
-    import psycopg
-
+    from plantwire_platform.connections import connect
     from plantwire_platform.registry import items
     from plantwire_platform.registry.export import enterprise_document
     from plantwire_platform.registry.store import RegistryConflict, import_enterprise
@@ -186,7 +185,7 @@ def _item(
         return 2
 
     async def work() -> int:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with await connect(settings.database_url) as conn:
             doc = await enterprise_document(conn, await _enterprise_id(conn, args.enterprise))
             assert doc is not None
             edit = items.add if verb == "add" else items.change

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from plantwire_platform.connections import connect
 from plantwire_platform.storage.hypertables import HYPERTABLES, apply_policies, run_policies
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,7 @@ async def maintain(
     there: TimescaleDB's jobs use the clock); without, they are left as they are."""
     now = now or datetime.now(UTC)
     total = MaintenanceReport()
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+    async with await connect(database_url, autocommit=True) as conn:
         await conn.execute("SET lock_timeout = '5s'")
         cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,))
         row = await cur.fetchone()
