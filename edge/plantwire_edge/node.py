@@ -524,6 +524,13 @@ class EdgeNode:
                 self.fields.setdefault(key, field_for(self.buffer.metrics[key].datatype))
         keys |= first.keys()
         now = self.clock.now_ms()
+        # a metric of the last birth with no value known (born from a backlog) is born null
+        # now: a value the platform stores, numbered like any (a value of it read in this
+        # millisecond comes after it, not in its place)
+        unknown: list[Sample] = [
+            (k, None, now) for k in keys if k not in dev.current and k not in first
+        ]
+        dev.ordinals.number(unknown, dev.current)
         metrics = []
         for key in sorted(keys):
             mk = self.buffer.metrics[key]
@@ -531,7 +538,7 @@ class EdgeNode:
                 value, ts = dev.current[key]
                 ordinal = dev.ordinals.of(key, ts)
             else:
-                value, ts, ordinal = first.get(key) or (None, now, 0)
+                value, ts, ordinal = first[key]
             metrics.append(
                 Metric(
                     name=mk.name,

@@ -105,17 +105,18 @@ class Rig:
             self.store.add(sample[0], sample[2], ordinal, sample[1], "DDATA")
         return samples
 
-    def birth(self) -> dict[int, tuple[int, int, Any]]:
-        """A DBIRTH now (as a rebirth would be): its values into the store; by key, the
-        (ms, ordinal, value) it carried."""
-        self.node._device_birth(self.client, self.channel)  # type: ignore[arg-type]
+    def birth(self, backlog: list[Sample] | None = None) -> dict[int, tuple[int, int, Any]]:
+        """A DBIRTH now (as a rebirth would be, or a birth for ``backlog``): its values into
+        the store (a null too: the ingest stores it); by key, the (ms, ordinal, value) it
+        carried."""
+        self.node._device_birth(self.client, self.channel, backlog)  # type: ignore[arg-type]
         payload = decode_payload(self.client.sent[-1][1])
         out = {}
         for m in payload.metrics:
             assert m.alias is not None and m.timestamp is not None
-            if not m.is_null:
-                self.store.add(m.alias, m.timestamp, m.ordinal, m.value, "DBIRTH")
-                out[m.alias] = (m.timestamp, m.ordinal, m.value)
+            value = None if m.is_null else m.value
+            self.store.add(m.alias, m.timestamp, m.ordinal, value, "DBIRTH")
+            out[m.alias] = (m.timestamp, m.ordinal, value)
         return out
 
 
@@ -268,6 +269,27 @@ async def test_a_birth_names_the_ordinal_of_a_backlog_value_it_carries(
     rig.node._device_birth(rig.client, rig.channel, backlog)  # type: ignore[arg-type]
     (metric,) = decode_payload(rig.client.sent[-1][1]).metrics
     assert (metric.timestamp, metric.ordinal, metric.value) == (T0 + 1_000, 1, 2.0)
+
+
+async def test_a_metric_without_a_current_value_is_born_with_a_null_numbered_like_any_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A metric born from the backlog alone (an earlier run's) has no current value at the
+    next birth: the birth carries it as a null at the gateway's time, which the ingest
+    stores. A value of that metric at that millisecond went out as the first there, a rival
+    of the null (conflicting_value); the null is numbered now like any value, and a birth
+    after repeats it at its place."""
+    rig = Rig(monkeypatch)
+    feed = rig.feed("Count", datatype="Int32")
+    rig.clock.ms = T0 + 5_000
+    born = rig.birth([(feed.key, 7, T0 + 1_000)])  # born for an earlier run's backlog
+    assert born[feed.key] == (T0 + 1_000, 0, 7)
+    assert rig.birth()[feed.key] == (T0 + 5_000, 0, None)  # a rebirth: no value known
+    rig.put(feed, 8, None)  # the gateway reads it in the same millisecond
+    assert numbered(rig.flush(), feed.key) == [(5_000, 1, 8)]
+    rig.put(feed, 9, None)
+    rig.flush()
+    assert rig.store.conflicts == []
 
 
 @dataclass
