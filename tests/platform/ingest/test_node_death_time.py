@@ -247,7 +247,7 @@ async def test_a_death_taken_by_the_worker_that_saw_nothing_of_the_node_is_on_it
         await asyncio.wait_for(first_task, 10)
         async with MqttClient(parse_mqtt_url(mqtt_url), first.client_id, clean_start=True):
             pass  # a clean start ends the first's session (expiry 0: none kept after)
-        assert first.stats.sparkplug_messages >= 7  # NBIRTH, DBIRTH, the five values
+        assert first.stats.sparkplug_messages >= 2  # NBIRTH, DBIRTH (and the values' DDATA)
         assert second.stats.sparkplug_messages == 0  # nothing of the node: no track
         open_sessions = await query(  # the node's and its device's
             database_url,
