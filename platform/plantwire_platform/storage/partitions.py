@@ -68,8 +68,9 @@ def next_month(ts: datetime) -> datetime:
 
 def partition_for(table: str, day: datetime, now: datetime, existing: list[Partition]) -> Partition:
     """The partition a row of ``day`` goes to: daily when recent, monthly for old history
-    unless that month already has daily partitions."""
-    month = month_start(day)
+    unless that month already has daily partitions; named after its UTC day or month, in
+    whatever zone ``day`` was read."""
+    day, month = day_start(day), month_start(day)
     if day >= day_start(now) - DAILY_HISTORY or any(
         p.lo < next_month(month) and p.hi > month for p in existing
     ):

@@ -9,13 +9,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
 from plantwire_platform import services, timescaledb
 from plantwire_platform.database import migrate, migrations
-from plantwire_platform.storage.partitions import Partition, maintain, partitions
+from plantwire_platform.storage.partitions import Partition, maintain, partition_for, partitions
 from tests.platform.commands import CLI
 
 
@@ -183,6 +184,22 @@ def test_partitions_ahead_default_drained_and_retention(database_url: str) -> No
 async def _partitions(url: str) -> list[Partition]:
     async with await psycopg.AsyncConnection.connect(url) as conn:
         return list(await partitions(conn, "sample_num"))
+
+
+def test_a_partition_is_named_after_its_utc_day_whatever_zone_its_day_was_read_in() -> None:
+    # a day of rows read from the DEFAULT partition comes back in the session's zone: UTC's
+    # 2026-12-17 is 2026-12-16 19:00 in New York, and was named p20261216, the name of the
+    # day before's partition
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    day = datetime(2026, 12, 17, tzinfo=UTC).astimezone(ZoneInfo("America/New_York"))
+    got = partition_for("sample_num", day, now, [])
+    assert (got.name, got.lo, got.hi) == (
+        "sample_num_p20261217",
+        datetime(2026, 12, 17, tzinfo=UTC),
+        datetime(2026, 12, 18, tzinfo=UTC),
+    )
+    old = datetime(2026, 3, 1, tzinfo=UTC).astimezone(ZoneInfo("America/New_York"))
+    assert partition_for("sample_num", old, now, []).name == "sample_num_m202603"
 
 
 def test_migrate_says_which_storage_mode(pg_admin_url: str, backend: str, unique: str) -> None:
