@@ -66,7 +66,8 @@ class Feed:
         self._companion: int | None = None
         self._throttle = throttle
         self._merge: tuple[StateMerge, int] | None = None
-        self._line = (0, 0)  # the last corrected value's (device time, time on the line)
+        # the last corrected value's (device time, time on the line, value)
+        self._line: tuple[int, int, Any] = (0, 0, None)
         status.clock_speed = channel.speed
         if self.table is not None:
             peers = channel.state_feeds.setdefault(self.key, [])
@@ -126,12 +127,14 @@ class Feed:
             # a raised correction would run this point's line back under values already
             # stamped, and a later value could take an earlier one's millisecond (a rival the
             # platform refuses): the line holds at its last value until it is passed; and
-            # the last device time again (a new subscription's initial value: the last value
-            # delivered again) goes where it went, whatever the correction does meanwhile
-            last_device_ts, last_ts = self._line
-            if device_ts == last_device_ts or (device_ts > last_device_ts and ts_ms < last_ts):
+            # the last value again at its device time (a new subscription's initial value)
+            # goes where it went, whatever the correction did meanwhile
+            last_device_ts, last_ts, last_value = self._line
+            if device_ts >= last_device_ts and (
+                ts_ms < last_ts or (device_ts == last_device_ts and value == last_value)
+            ):
                 ts_ms = last_ts
-            self._line = (device_ts, ts_ms)
+            self._line = (device_ts, ts_ms, value)
         if self._merge is None:
             self.channel.staged.append((self.key, value, ts_ms))
         else:

@@ -199,6 +199,10 @@ def test_the_last_value_delivered_again_with_another_correction_goes_where_it_we
     assert first == [(0, 0, 1.0), (500, 0, 2.0)]
     rig.put(feed, 2.0, T0 + ahead + 1_000, T0 + 5_000)  # the initial value of a new session
     assert numbered(rig.flush(), feed.key) == first[1:]
+    # another value at that device time (a server that leaves a variable's source time
+    # standing) is not pinned there: it follows the corrected line
+    rig.put(feed, 4.0, T0 + ahead + 1_000, T0 + 5_000)
+    assert numbered(rig.flush(), feed.key) == [(3_000, 0, 4.0)]
     assert rig.store.conflicts == []
 
 
