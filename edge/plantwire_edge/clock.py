@@ -20,8 +20,10 @@ devices, and the period over which a device clock's offset is measured
 keep-alives, publishing intervals, the session watchdog and request timeouts are protocol
 timers that the server (a simulator's too) runs in wall time, and a slow or busy server is not
 a dead one (issue 13): dividing its liveness by the speed would take a server that answers in
-50 ms for dead at 600x. Configured polling intervals are wall time as written (the simulator's
-generated configs shorten them by the speed themselves).
+50 ms for dead at 600x. When to poll a device is the gateway's own decision too: a
+``poll_interval_ms`` (Modbus devices, OPC UA tags in mode ``poll``) is in clock time, at the
+clock's rate now, and at least :data:`POLL_FLOOR_S` wall apart (a read is a round trip to the
+device), so one config samples a simulation at any speed as it samples a plant.
 The node's birth says how fast its clock runs (:func:`clock_rate`, the metric
 :data:`~plantwire_bus.extension.CLOCK_RATE`), so that the host can stamp a death the broker
 publishes for it (its Will) on its time line too.
@@ -37,6 +39,9 @@ from plantwire_edge.values import now_ms
 
 WALL_FLOOR_S = 0.002
 """The shortest wall wait :func:`wall_s` gives (an accelerated clock's retries stay cheap)."""
+POLL_FLOOR_S = 0.01
+"""The shortest wall time between two polls of a device: each is a round trip to it (at 600x a
+poll interval of 1 simulated second would be 1.7 wall ms)."""
 
 
 class Clock(Protocol):

@@ -136,7 +136,12 @@ class OpcUaDevice(Model):
         description="values per monitored item the server keeps while the gateway is slow "
         "or away (a burst of writes, a reconnect)",
     )
-    poll_interval_ms: int = Field(default=1000, ge=10)
+    poll_interval_ms: int = Field(
+        default=1000,
+        ge=10,
+        description="between polls, in ms of the gateway's clock (a simulation's, followed with "
+        "--clock-file), at least 10 wall ms apart",
+    )
     history_backfill: bool = Field(
         default=True,
         description="when a new subscription had to be created (the server restarted, or the "
@@ -251,7 +256,12 @@ class ModbusDevice(Model):
     host: str = Field(min_length=1)
     port: int = Field(default=502, ge=1, le=65535)
     unit_id: int = Field(default=1, ge=0, le=255)
-    poll_interval_ms: int = Field(default=1000, ge=10)
+    poll_interval_ms: int = Field(
+        default=1000,
+        ge=10,
+        description="between polls, in ms of the gateway's clock (a simulation's, followed with "
+        "--clock-file), at least 10 wall ms apart",
+    )
     timeout_s: float = Field(default=3.0, gt=0)
     max_gap: int = Field(default=8, ge=0, le=100, description="registers read across a gap")
     reconnect_max_s: float = Field(default=5.0, ge=0.1)

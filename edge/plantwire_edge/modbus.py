@@ -19,7 +19,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from plantwire_bus.runner import stopped_within
-from plantwire_edge.clock import wall_s
+from plantwire_edge.clock import POLL_FLOOR_S, wall_s
 from plantwire_edge.devices import ModbusDevice, Register
 from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
@@ -113,15 +113,18 @@ class ModbusAdapter:
             self.status.set_state("disconnected")
 
     async def _poll_forever(self, client: AsyncModbusTcpClient, stop: asyncio.Event) -> None:
-        interval = self.device.poll_interval_ms / 1000
+        """Poll every ``poll_interval_ms`` of the gateway's clock, at its rate now (at least
+        ``POLL_FLOOR_S`` wall apart: see :mod:`plantwire_edge.clock`)."""
+        interval_s = self.device.poll_interval_ms / 1000
         loop = asyncio.get_running_loop()
         await self.poll(client)
         self.channel.set_online([])
-        due = loop.time() + interval
+        due = loop.time() + wall_s(self.clock, interval_s, POLL_FLOOR_S)
         while not await stopped_within(stop, max(0.0, due - loop.time())):
-            due += interval
+            every = wall_s(self.clock, interval_s, POLL_FLOOR_S)
+            due += every
             if due < loop.time():  # fell behind (slow device): skip, do not pile up
-                due = loop.time() + interval
+                due = loop.time() + every
             await self.poll(client)
 
     async def poll(self, client: AsyncModbusTcpClient) -> None:

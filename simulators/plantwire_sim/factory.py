@@ -35,7 +35,7 @@ from .clock import LATE_S, SimClock
 from .deliveries import Deliveries
 from .endpoint import Endpoint
 from .faults import FaultSpec, check_applicable
-from .gateway_config import interval_s, poll_interval_ms
+from .gateway_config import interval_s, polled_every_ms
 from .modbus_server import ModbusMachine
 from .mqtt_device import MqttMachine
 from .opcua_host import OpcUaHost
@@ -146,8 +146,8 @@ class Factory:
         protocols: frozenset[str] = frozenset({"opcua"}),
         metrics: str = "core",
     ) -> dict[str, Any]:
-        """The edge gateway config reading this factory's machines of ``site`` (Modbus polled
-        in step with the clock's speed; run the gateway with ``self.clock``)."""
+        """The edge gateway config reading this factory's machines of ``site`` (run the
+        gateway with ``self.clock``: it polls the Modbus machines in that clock's time)."""
         from .gateway_config import gateway_config
 
         return gateway_config(
@@ -161,7 +161,6 @@ class Factory:
             mqtt_topics=self.mqtt_topics,
             device_broker_url=self.mqtt_url,
             metrics=metrics,
-            speed=self.clock.speed,
         )
 
     # -- faults ----------------------------------------------------------------------------
@@ -412,8 +411,8 @@ async def run_factory(
             endpoint = modbus = ModbusMachine(
                 m, behaviour.profile, host, placement.modbus_ports[m.code]
             )
-            budget_ms = POLL_BUDGET * poll_interval_ms(m, speed) * speed
-            modbus.on_state_read = factory.polls.watch(m.code, round(budget_ms))
+            budget_ms = POLL_BUDGET * polled_every_ms(m, speed)
+            modbus.on_state_read = factory.polls.watch(m.code, budget_ms)
         else:
             assert address is not None
             endpoint = mqtt = MqttMachine(m, behaviour.profile, address, placement.topics[m.code])

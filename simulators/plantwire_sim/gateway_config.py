@@ -7,9 +7,10 @@ so a user can point a gateway at ``plantwire sim run``. Devices follow the gatew
 ``metrics = "core"`` reads each profile's core tags (state, the production counters OEE
 needs and the main value), ``"all"`` every tag the simulator exposes.
 
-``speed`` is the simulator's clock speed: Modbus devices (which carry no timestamps and are
-polled) are then polled that much more often in wall time, so that they are sampled as often in
-simulated time as at speed 1 (down to the gateway's 10 ms floor).
+Modbus devices (which carry no timestamps and are polled) are polled every
+:func:`poll_interval_ms` of simulated time: a gateway on the simulator's clock polls in that
+clock's time (down to its floor of 10 wall ms between polls, :func:`polled_every_ms`), so one
+config serves a run at any speed.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ def gateway_config(
     mqtt_topics: Mapping[str, str] | None = None,
     device_broker_url: str | None = None,
     metrics: str = "core",
-    speed: float = 1.0,
 ) -> dict[str, Any]:
     """A gateway config (as the TOML document's data) for the simulated machines of ``site``.
 
@@ -57,7 +57,7 @@ def gateway_config(
         if machine.protocol == "opcua" and machine.code in endpoints:
             devices.append(_opcua(machine, endpoints[machine.code], metrics))
         elif machine.protocol == "modbus" and modbus and machine.code in modbus:
-            devices.append(_modbus(machine, modbus[machine.code], metrics, speed))
+            devices.append(_modbus(machine, modbus[machine.code], metrics))
         elif machine.protocol == "mqtt" and mqtt_topics and machine.code in mqtt_topics:
             broker = device_broker_url or mqtt_url
             devices.append(_mqtt(machine, broker, mqtt_topics[machine.code], metrics))
@@ -95,7 +95,7 @@ def _opcua(machine: Machine, endpoint: str, metrics: str) -> dict[str, Any]:
     return {"kind": "opcua", "device_id": machine.code, "endpoint": endpoint, "tags": tags}
 
 
-def _modbus(machine: Machine, address: ModbusAddress, metrics: str, speed: float) -> dict[str, Any]:
+def _modbus(machine: Machine, address: ModbusAddress, metrics: str) -> dict[str, Any]:
     params = machine.params
     assert isinstance(params, LegacyParams)
     registers = []
@@ -121,31 +121,38 @@ def _modbus(machine: Machine, address: ModbusAddress, metrics: str, speed: float
         "host": address.host,
         "port": address.port,
         "unit_id": address.unit_id,
-        "poll_interval_ms": poll_interval_ms(machine, speed),
+        "poll_interval_ms": poll_interval_ms(machine),
         "timeout_s": 3.0,
         "registers": registers,
     }
 
 
 MIN_POLL_MS = 10
-"""The gateway's shortest Modbus poll interval."""
+"""The gateway's shortest wall time between two polls (``plantwire_edge.clock.POLL_FLOOR_S``)."""
 
 
 POLLS_PER_SEGMENT = 8
 """A Modbus machine is polled at least this often during its shortest program segment."""
 
 
-def poll_interval_ms(machine: Machine, speed: float = 1.0) -> int:
-    """Wall milliseconds between polls of a Modbus machine at ``speed``: in simulated time its
-    ``behaviour.sample_s``, shortened to resolve its shortest program segment (a polled state
-    is only seen at polls: each change is seen up to one interval late), at least 100 ms."""
-    if not speed > 0:
-        raise ValueError(f"speed must be > 0, not {speed}")
+def poll_interval_ms(machine: Machine) -> int:
+    """Simulated milliseconds between polls of a Modbus machine: its ``behaviour.sample_s``,
+    shortened to resolve its shortest program segment (a polled state is only seen at polls:
+    each change is seen up to one interval late), at least 100 ms."""
     simulated = machine.behaviour.sample_s * 1000
     if machine.program:
         shortest = min(segment.seconds for segment in machine.program) * 1000
         simulated = min(simulated, shortest / POLLS_PER_SEGMENT)
-    return max(MIN_POLL_MS, round(max(100.0, simulated) / speed))
+    return round(max(100.0, simulated))
+
+
+def polled_every_ms(machine: Machine, speed: float) -> int:
+    """Simulated milliseconds between two polls of a Modbus machine by a gateway on a clock at
+    ``speed``: :func:`poll_interval_ms`, or the gateway's floor of ``MIN_POLL_MS`` wall
+    milliseconds when that is longer (at 600x, 6 simulated seconds)."""
+    if not speed > 0:
+        raise ValueError(f"speed must be > 0, not {speed}")
+    return max(poll_interval_ms(machine), round(MIN_POLL_MS * speed))
 
 
 def _mqtt(machine: Machine, broker_url: str, topic: str, metrics: str) -> dict[str, Any]:

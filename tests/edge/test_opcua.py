@@ -179,6 +179,45 @@ async def test_a_gateway_on_an_accelerated_clock_is_back_within_simulated_second
     )
 
 
+@pytest.mark.parametrize(("speed", "interval_ms"), [(60, 5_000), (600, 30_000)])
+async def test_polls_on_an_accelerated_clock_come_every_poll_interval_of_that_clock(
+    mqtt_url: str, group: str, speed: int, interval_ms: int
+) -> None:
+    """A polled tag stamped with the gateway's time on a simulation's clock at ``speed``: the
+    server changes it every four poll intervals of that clock, and every value is read and
+    stamped within one interval (and 0.1 wall s) of its change. Polled every
+    ``poll_interval_ms`` of wall time (5 and 30 wall s, 300 and 18,000 simulated s), all but
+    the last change were never read."""
+    clock = SimClock(time.time_ns() // 1_000_000 - 3_600_000, speed=speed)
+    async with ua_server({"Count": (ua.VariantType.Int32, 0)}) as srv:
+        cfg = gateway_config(
+            group,
+            mqtt_url,
+            {
+                "endpoint": srv.endpoint,
+                "mode": "poll",
+                "poll_interval_ms": interval_ms,
+                "timestamp": "gateway",
+                "tags": [{"node": srv.address("Count"), "metric": "Count", "datatype": "Int32"}],
+            },
+        )
+        async with probe_on(mqtt_url, group) as probe, running(cfg, clock) as gateway:
+            await asyncio.wait_for(gateway.adapters[0].connected.wait(), 15)
+            await probe.wait_for(lambda: probe.count("DBIRTH") == 1, "DBIRTH")
+            changed: dict[int, int] = {}
+            for count in range(1, 5):
+                changed[count] = await srv.write("Count", count, clock.now_ms())
+                await asyncio.sleep(4 * interval_ms / 1000 / speed)
+
+            def read() -> dict[int, int]:
+                return {v.value: v.ts for v in probe.values() if v.metric == "Count"}
+
+            await probe.wait_for(lambda: set(changed) <= set(read()), "every change", 5)
+    late_s = {n: (read()[n] - at) / 1000 for n, at in changed.items()}
+    allowed_s = interval_ms / 1000 + 0.1 * speed
+    assert all(0 <= late <= allowed_s for late in late_s.values()), (late_s, allowed_s)
+
+
 async def _other_namespace_first(server: Server) -> None:
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     await server.register_namespace("urn:plantwire:test:shifted")

@@ -122,7 +122,6 @@ class Simulation:
             },
             mqtt_topics={code: m["topic"] for code, m in self.where("mqtt").items()},
             device_broker_url=plant_mqtt_url or mqtt_url,
-            speed=self.status["clock"]["speed"],
         )
 
 

@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from plantwire_edge.config import EdgeConfig
-from plantwire_sim.gateway_config import gateway_config, poll_interval_ms, to_toml
+from plantwire_sim.gateway_config import (
+    gateway_config,
+    poll_interval_ms,
+    polled_every_ms,
+    to_toml,
+)
 from plantwire_sim.placement import ModbusAddress, plan
 from plantwire_sim.scenario import load_scenario
 
@@ -156,22 +161,25 @@ def test_cli_prints_the_same_config() -> None:
 
 
 def test_modbus_is_polled_in_step_with_the_simulated_clock() -> None:
+    """The config's poll interval is simulated time, the same at any speed (the gateway polls
+    in its clock's time); at speed s two polls are at least 10 wall ms, 10 s simulated ms,
+    apart."""
     legacy = next(m for m in SITE.machines if m.code == "LEG-09")
     slow = legacy.model_copy(update={"program": legacy.program[:1] + legacy.program[1:2]})
     assert min(g.seconds for g in slow.program) == 4  # 6 s and 4 s segments: every 500 ms
-    assert [poll_interval_ms(legacy, s) for s in (1, 10, 25, 100, 600)] == [250, 25, 10, 10, 10]
-    assert poll_interval_ms(slow) == 500
+    assert poll_interval_ms(legacy) == 250 and poll_interval_ms(slow) == 500
+    speeds = (1, 10, 25, 100, 600)
+    assert [polled_every_ms(legacy, s) for s in speeds] == [250, 250, 250, 1000, 6000]
     placement = plan(DEMO, ALL, "127.0.0.1", 5000)
-    fast = gateway_config(
+    config = gateway_config(
         ENTERPRISE,
         SITE,
         placement.endpoints(),
         "mqtt://central:1883",
         protocols=ALL,
         modbus=placement.modbus(),
-        speed=20,
     )
-    (device,) = (d for d in fast["devices"] if d["kind"] == "modbus")
-    assert device["poll_interval_ms"] == 12  # 250 simulated ms at 20x
+    (device,) = (d for d in config["devices"] if d["kind"] == "modbus")
+    assert device["poll_interval_ms"] == 250  # simulated ms, at any speed
     with pytest.raises(ValueError, match="speed"):
-        poll_interval_ms(legacy, 0)
+        polled_every_ms(legacy, 0)

@@ -14,7 +14,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 
 from plantwire_sim.factory import Factory, run_factory
-from plantwire_sim.gateway_config import poll_interval_ms
+from plantwire_sim.gateway_config import polled_every_ms
 from plantwire_sim.legacy import TAGS
 from plantwire_sim.polls import GONE_S
 from plantwire_sim.scenario import Scenario, parse_scenario
@@ -236,7 +236,7 @@ async def test_simulated_time_waits_for_a_gateway_polling_late() -> None:
     that no state of a polled machine passes unseen. Gone for two seconds, it no longer does."""
     async with run_factory(load(), protocols=PROTOCOLS, speed=100) as factory:
         poller = factory.polls.pollers["LEG-3"]
-        assert poller.budget_ms == 2 * poll_interval_ms(factory.players["LEG-3"].machine, 100) * 100
+        assert poller.budget_ms == 2 * polled_every_ms(factory.players["LEG-3"].machine, 100)
         client = AsyncModbusTcpClient("127.0.0.1", port=factory.modbus["LEG-3"].port)
         await client.connect()
         try:
