@@ -19,7 +19,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
+import pytest
 
 from plantwire_bus.mosquitto import free_port
 from plantwire_bus.timeline import FollowedClock
@@ -44,6 +45,7 @@ from plantwire_sim.gateway_config import gateway_config
 from plantwire_sim.placement import PROTOCOLS, ModbusAddress
 from plantwire_sim.scenario import Scenario, load_scenario
 from plantwire_sim.truth import read_truth_file
+from tests.golden.wire_recorder import WireRecorder
 from tests.platform.identities import person, secured
 
 NC_TOLERANCE = 0.01  # rates: 1 percentage point
@@ -52,6 +54,14 @@ GROUPS = ("chains", "parks", "regions")
 _CONTROL = re.compile(r"control port 127\.0\.0\.1:(\d+)")
 TAIL_S = 1.5  # wall seconds the simulator runs past the window, so its end is delivered
 STARTUP_S = 240.0  # wall seconds the simulator may take to serve every machine
+
+
+@pytest.fixture
+def wire(mqtt_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WireRecorder]:
+    """The Sparkplug wire, the gateways' log and their feeds' stamps of the test's run, read
+    when the platform refused a value (:mod:`tests.golden.wire_recorder`)."""
+    with WireRecorder.running(mqtt_url, tmp_path / "wire", monkeypatch) as recorder:
+        yield recorder
 
 
 def fixed_start(at: str, timezone: str, weekdays: Collection[int], before: datetime) -> int:

@@ -93,6 +93,7 @@ import pytest
 from plantwire_sim.expected import INDICATORS, roll_up
 from plantwire_sim.truth import OutageRecord, RegistryRecord, read_truth_file
 from tests.golden.conftest import Report, compare, run_plant
+from tests.golden.wire_recorder import WireRecorder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backends("postgres")]
 
@@ -164,19 +165,24 @@ def hand_group(key: str, name: str) -> tuple[float, float]:
     return HAND[only][name], HAND[only][name]
 
 
-def _explain(report: Report, failures: list[str]) -> str:
+def _explain(report: Report, failures: list[str], capture: str | None) -> str:
     timing = ", ".join(f"{k} {v} s" for k, v in report.wall_s.items())
     dead = f"; dead letters: {report.dead_letters[:5]}" if report.dead_letters else ""
-    return f"{len(failures)} figures off ({timing}{dead}):\n" + "\n".join(failures)
+    seen = f"\nthe wire around the refused value, {capture}" if capture else ""
+    return f"{len(failures)} figures off ({timing}{dead}):\n" + "\n".join(failures) + seen
 
 
 async def adversarial(
-    speed: float, start_ms: int, database_url: str, mqtt_url: str, tmp_path: Path, unique: str
-) -> None:
+    speed: float, start_ms: int, database_url: str, mqtt_url: str, tmp_path: Path, unique: str,
+    wire: WireRecorder,
+) -> None:  # fmt: skip
     scenario, report = await run_plant(
         "adversarial", database_url, mqtt_url, tmp_path, speed=speed, seconds=WINDOW_S[1],
         start_ms=start_ms, host_id=f"g{unique}", window_s=WINDOW_S,
     )  # fmt: skip
+    # a refused value (a conflicting_value dead letter): the messages that carried it and
+    # those around them, written beside the run
+    capture = wire.explain(report.dead_letters)
     result, truth = compare(scenario, report)
     # the ground truth is the hand computation (and the run did what the table says)
     for code, figures in HAND.items():
@@ -200,32 +206,33 @@ async def adversarial(
     ]
     # the platform agrees with the truth (and so with the hand computation)
     assert set(report.groups) == set(GROUPS), sorted(report.groups)
-    assert not result.failures, _explain(report, result.failures)
-    assert not report.dead_letters, "dead letters:\n" + "\n".join(map(str, report.dead_letters))
+    assert not result.failures, _explain(report, result.failures, capture)
+    letters = "\n".join(map(str, report.dead_letters))
+    assert not report.dead_letters, f"dead letters:\n{letters}\nthe wire, {capture}"
 
 
 async def test_adversarial_at_60x(
-    database_url: str, mqtt_url: str, tmp_path: Path, unique: str
+    database_url: str, mqtt_url: str, tmp_path: Path, unique: str, wire: WireRecorder
 ) -> None:
     """Eleven simulated minutes in 11 s of wall time, starting now."""
     start_ms = round(time.time() * 1000)
-    await adversarial(60, start_ms, database_url, mqtt_url, tmp_path, unique)
+    await adversarial(60, start_ms, database_url, mqtt_url, tmp_path, unique, wire)
 
 
 async def test_adversarial_at_600x(
-    database_url: str, mqtt_url: str, tmp_path: Path, unique: str
+    database_url: str, mqtt_url: str, tmp_path: Path, unique: str, wire: WireRecorder
 ) -> None:
     """Eleven simulated minutes in 1.1 s of wall time, starting now."""
     start_ms = round(time.time() * 1000)
-    await adversarial(600, start_ms, database_url, mqtt_url, tmp_path, unique)
+    await adversarial(600, start_ms, database_url, mqtt_url, tmp_path, unique, wire)
 
 
 @pytest.mark.long
 @pytest.mark.timeout(1500)
 async def test_adversarial_at_1x(
-    database_url: str, mqtt_url: str, tmp_path: Path, unique: str
+    database_url: str, mqtt_url: str, tmp_path: Path, unique: str, wire: WireRecorder
 ) -> None:
     """Eleven minutes at the speed of a plant, starting now: the broker's Will for the cut
     gateway is stamped at the cut, and the sessions of the machines it kept reading go on."""
     start_ms = round(time.time() * 1000)
-    await adversarial(1, start_ms, database_url, mqtt_url, tmp_path, unique)
+    await adversarial(1, start_ms, database_url, mqtt_url, tmp_path, unique, wire)
