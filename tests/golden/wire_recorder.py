@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -46,6 +47,9 @@ _CONFLICT = re.compile(
     r" \(stored: (?P<kept>.*)\)$"
 )
 _LOGGERS = ("plantwire_edge", "plantwire_bus")
+KEEP_FEEDS = "PLANTWIRE_WIRE_FEEDS"
+"""Set (to anything), the feed trace and the log of every run are written to ``feeds.txt`` and
+``log.txt`` beside the wire, conflict or not (for looking at runs that passed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,11 @@ class WireRecorder:
             for name in _LOGGERS:
                 logging.getLogger(name).removeHandler(handler)
             recorder.stop()
+            if os.environ.get(KEEP_FEEDS):
+                with (folder / "feeds.txt").open("w") as out:
+                    for t in recorder.feeds:
+                        out.write(f"{t.device} {t.line()}\n")
+                (folder / "log.txt").write_text("\n".join(recorder.logs) + "\n")
 
     def _subscribe(self, mqtt_url: str) -> None:
         sub, pub = shutil.which("mosquitto_sub"), shutil.which("mosquitto_pub")
