@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 
+from plantwire_platform.connections import connect
 from plantwire_platform.registry.document import Registry, registry_from
 from plantwire_platform.registry.export import enterprise_document
 from plantwire_platform.registry.store import import_registry
@@ -137,7 +138,7 @@ async def test_a_lines_calendar_and_maintenance_import_export_and_change(
         text = text.replace('name = "Line"', line.format(windows), 1)
         return registry_from(parse_scenario(text).registry())
 
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+    async with await connect(database_url) as conn:  # in UTC as the platform's, whatever PGTZ
         ids = await import_registry(conn, doc(window))
         await import_registry(conn, doc(window))
         assert await rows(conn, "SELECT shifts, workdays FROM line") == [("08:00-16:00", [0, 1, 2])]
