@@ -15,6 +15,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -180,6 +181,9 @@ class MqttClient:
         self.on_connect: list[Callable[[], None]] = []
         self.on_disconnect: list[Callable[[], None]] = []
         self.reconnects = 0
+        self._held_lock = threading.Lock()  # its own: paho may hold its locks around callbacks
+        self._held = 0  # QoS 1 messages received under manual_ack and not acknowledged yet
+        self.last_activity = 0.0  # monotonic time of the last message received or acknowledged
 
         if address.mqtt5:
             client = paho.Client(
@@ -252,14 +256,22 @@ class MqttClient:
             await asyncio.to_thread(self._client.loop_stop)
             raise MqttError(f"MQTT broker {self.address} refused the connection: {self.refusal}")
 
-    async def disconnect(self, with_will: bool = False) -> None:
+    async def disconnect(self, with_will: bool = False, end_session: bool = False) -> None:
         """Disconnect cleanly and stop the network thread. No Will is published, unless
-        ``with_will`` (MQTT 5.0: reason code 'Disconnect with Will Message')."""
+        ``with_will`` (MQTT 5.0: reason code 'Disconnect with Will Message'). With
+        ``end_session`` (MQTT 5.0) the DISCONNECT sets the Session Expiry Interval to 0: the
+        broker discards the session, its subscriptions and what it queued for it, whatever
+        expiry the connection was made with."""
         self._closing = True
-        if with_will and self.address.mqtt5:
-            self._client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
-        else:
-            self._client.disconnect()
+        kwargs: dict[str, Any] = {}
+        if self.address.mqtt5:
+            if with_will:
+                kwargs["reasoncode"] = ReasonCode(PacketTypes.DISCONNECT, identifier=4)
+            if end_session:
+                props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = 0
+                kwargs["properties"] = props
+        self._client.disconnect(**kwargs)
         await asyncio.to_thread(self._client.loop_stop)
         self.connected.clear()
         with self._lock:
@@ -409,6 +421,10 @@ class MqttClient:
     # -- receiving -------------------------------------------------------------------------
     def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self._slots.acquire()  # blocks the network thread when the consumer falls behind
+        with self._held_lock:
+            if self._manual_ack and msg.qos > 0:
+                self._held += 1
+            self.last_activity = time.monotonic()
         message = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid)
         self._call_soon(self._queue.put_nowait, message)
 
@@ -433,6 +449,16 @@ class MqttClient:
         """Acknowledge a QoS 1 message received under ``manual_ack``."""
         if self._manual_ack and message.qos > 0:
             self._client.ack(message.mid, message.qos)
+            with self._held_lock:
+                self._held -= 1
+                self.last_activity = time.monotonic()
+
+    @property
+    def held(self) -> int:
+        """QoS 1 messages received under ``manual_ack`` and not acknowledged yet: what the
+        broker's session would lose if it ended now."""
+        with self._held_lock:
+            return self._held
 
     # -- connection events -----------------------------------------------------------------
     def _handle_connect(

@@ -43,6 +43,7 @@ class Subscriptions:
         self.prefix = "" if shared_group is None else f"$share/{shared_group}/"
         self.everything = everything
         self.nodes: frozenset[Node] = frozenset()
+        self.left = False  # the shared filters given up (leave): follow no more
 
     def filters(self, nodes: Iterable[Node]) -> list[str]:
         """The filters of ``nodes``; an id that cannot be a topic element is left out (the
@@ -78,7 +79,7 @@ class Subscriptions:
     async def follow(self, roster: Roster) -> None:
         """Subscribe to nodes new in ``roster``, unsubscribe from those it no longer has.
         Without a connection the client sends both at its next connect."""
-        if self.everything:
+        if self.everything or self.left:
             return
         nodes = frozenset(roster.devices)
         added, removed = nodes - self.nodes, self.nodes - nodes
@@ -93,3 +94,10 @@ class Subscriptions:
         finally:  # the client keeps both requests for its next connect if this one is lost
             if added:
                 await self.client.subscribe_all(self.filters(added), self.qos)
+
+    async def leave(self) -> None:
+        """Unsubscribe from the shared filters (a worker leaving its group): once the broker
+        has answered, it hands this worker no new message of them. The STATE topic stays."""
+        self.left = True
+        filters = [self.prefix + subscription()] if self.everything else self.filters(self.nodes)
+        await self.client.unsubscribe(filters)

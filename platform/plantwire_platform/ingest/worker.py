@@ -9,7 +9,9 @@ broker redelivers, and the sample tables' keys make the redelivery a no-op. With
 Two tasks form a pipeline: one takes messages into a batch (births and deaths are stored at
 once, see :mod:`plantwire_platform.ingest.intake`) while the other writes the previous batch,
 acknowledges its messages and asks nodes for rebirths. Several workers with the same
-``shared_group`` split the traffic through an MQTT v5 shared subscription.
+``shared_group`` split the traffic through an MQTT v5 shared subscription; one stopped
+gracefully leaves the group and ends its session (:meth:`IngestWorker._leave`), one that
+crashed keeps it (its share waits for it).
 
 Beside them, the upkeep: partitions or hypertable policies now and then, the minute roll-ups
 every few seconds, and roll-ups of other rooms handed in as ``upkeep`` jobs (the composition
@@ -60,6 +62,8 @@ __all__ = ["IngestStats", "IngestWorker"]
 PARKED_RETRY_S = 0.05
 RETRY_MIN_S = 0.5  # first retry of an unreachable database or broker
 RETRY_MAX_S = 10.0
+LEAVE_QUIET_S = 0.5  # leaving a shared group: nothing held nor arriving for this long
+LEAVE_MAX_S = 15.0  # ... or the worker stops keeping its session (what it holds waits there)
 
 
 def dependency_of(exc: BaseException) -> str | None:
@@ -112,6 +116,7 @@ class IngestWorker:
         self.metrics_port: int | None = None
         self._born = 0
         self._renewing = False  # reconnecting for a newer Will (see _renew)
+        self.left_group = False  # stopped in shared mode with nothing held: session ended
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -257,13 +262,20 @@ class IngestWorker:
             log.info("ingest %s online at %s", self.client_id, client.address)
             queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
             written: asyncio.Queue[Batch | None] = asyncio.Queue()
+            # a worker of a shared group takes messages until it has left the group
+            leaving = persistent and settings.shared_group is not None
+            done = asyncio.Event() if leaving else stop
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._write(client, writer, intake, queue, written))
                 tg.create_task(self._control(client, intake, written))
                 tg.create_task(self._upkeep(stop))
                 tg.create_task(self._follow_registry(subscriptions, intake, stop))
-                await self._consume(client, intake, queue, stop)
+                if leaving:
+                    tg.create_task(self._leave(client, subscriptions, stop, done))
+                await self._consume(client, intake, queue, done)
         finally:
+            # (before the STATE below, which comes back to this session: it holds nothing)
+            self.left_group = self.left_group and client.held == 0
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
                     client.publish(
@@ -271,7 +283,47 @@ class IngestWorker:
                     ),
                     5,
                 )
-            await client.disconnect()
+            await client.disconnect(end_session=self.left_group)
+            if self.left_group:
+                log.info("ingest %s left shared group %s: session ended",
+                         self.client_id, settings.shared_group)  # fmt: skip
+
+    async def _leave(
+        self,
+        client: MqttClient,
+        subscriptions: Subscriptions,
+        stop: asyncio.Event,
+        done: asyncio.Event,
+    ) -> None:
+        """A graceful stop in a shared group: leave it. A persistent session that outlived
+        the worker would stay a member: the broker would go on handing it its share, queued
+        until a worker connects under its client id, and drop that when the session expires.
+        So: unsubscribe the shared filters (no new message comes), take, commit and
+        acknowledge what is still on its way (what was queued for this session comes all the
+        same), and only when nothing is held (``client.held``) nor has arrived for
+        :data:`LEAVE_QUIET_S` let the worker stop and end its session at the DISCONNECT.
+        When that cannot be done (the broker or the database away, messages still held after
+        :data:`LEAVE_MAX_S`) the session is kept, as after a crash: what it holds waits for
+        the worker's return."""
+        try:
+            await stop.wait()
+            try:
+                await subscriptions.leave()
+            except (MqttError, TimeoutError) as exc:
+                log.warning("ingest %s could not leave its shared group (%s); its session is"
+                            " kept", self.client_id, exc)  # fmt: skip
+                return
+            deadline = time.monotonic() + LEAVE_MAX_S
+            while time.monotonic() < deadline:
+                quiet = time.monotonic() - client.last_activity >= LEAVE_QUIET_S
+                if quiet and client.held == 0 and client.connected.is_set():
+                    self.left_group = True
+                    return
+                await asyncio.sleep(0.05)
+            log.warning("ingest %s still holds %d messages; its session is kept",
+                        self.client_id, client.held)  # fmt: skip
+        finally:
+            done.set()
 
     async def _follow_registry(
         self, subscriptions: Subscriptions, intake: Intake, stop: asyncio.Event

@@ -191,10 +191,10 @@ async def test_a_death_taken_by_the_worker_that_saw_nothing_of_the_node_is_on_it
     sessions of the node and its device end there.
 
     Made certain, not left to the broker's round robin: the first worker is alone in the
-    group while the node is born and sends; then the second joins, and the first leaves for
-    good (stopped, and its session ended: a persistent session that lives on stays a member
-    of the group and would be handed its share, queued). The second has taken nothing
-    before the cut (its message count says so), and the group has no other member.
+    group while the node is born and sends; then the second joins, and the first is stopped,
+    which leaves the group (its session ended at the DISCONNECT: a persistent session that
+    lived on would stay a member and be handed its share, queued). The second has taken
+    nothing before the cut (its message count says so), and the group has no other member.
 
     The bounds: the node's clock at the death's arrival is its last message's time plus the
     wall time since, times 60; the worker's estimate from an anchor (birth or last message)
@@ -245,8 +245,7 @@ async def test_a_death_taken_by_the_worker_that_saw_nothing_of_the_node_is_on_it
         await asyncio.wait_for(second.ready.wait(), 10)
         stop_first.set()
         await asyncio.wait_for(first_task, 10)
-        async with MqttClient(parse_mqtt_url(mqtt_url), first.client_id, clean_start=True):
-            pass  # a clean start ends the first's session (expiry 0: none kept after)
+        assert first.left_group  # stopped: its session ended, no longer a member
         assert first.stats.sparkplug_messages >= 2  # NBIRTH, DBIRTH (and the values' DDATA)
         assert second.stats.sparkplug_messages == 0  # nothing of the node: no track
         open_sessions = await query(  # the node's and its device's
