@@ -228,3 +228,40 @@ def test_a_device_value_stamped_at_the_gateways_own_millisecond_is_corrected_too
     samples = {s[1]: s[2] for s in channel.staged if s[0] == feed.key}
     assert samples[200.0] == now - ahead
     assert samples[300.0] == now
+
+
+def test_the_adversarial_runs_response_whose_first_value_is_stamped_at_the_gateways_now() -> None:
+    """AB-GRD's Spindle/Speed in one adversarial run at 60x, as the wire recorder caught it
+    (tests/golden/wire_recorder.py; gateway time 1796637188956 here is 0): the clock drifting
+    ahead, corrected by 3648 ms, and one publish response whose first value's device time
+    equals the gateway's clock at arrival (held by the simulation at a change it had not
+    played yet). Taken for a gateway stamp (before 4c8422b) that value went out uncorrected
+    at 54481 ms, #0; the response's last value, capped at the gateway's time, went to 54481 ms
+    too, and the node numbered it #0 as well (54481 was not the metric's last millisecond):
+    the platform refused it as a conflicting_value. On the corrected line, each is first at
+    its own millisecond."""
+    tag = {"node": "nsu=urn:x;s=speed", "metric": "Spindle/Speed"}
+    device = {"kind": "opcua", "device_id": "M1", "endpoint": "opc.tcp://x:1", "tags": [tag]}
+    config = {"group_id": "G", "edge_node_id": "N", "devices": [device]}
+    node = EdgeNode(EdgeConfig.model_validate(config))
+    channel = node.channel("M1")
+    status = AdapterStatus("M1", "opcua")
+    status.clock_speed = 60.0
+    feed = Feed(channel, Point(metric="Spindle/Speed"), "speed", status, Throttle())
+    t0 = 1796637188956
+    clock = status.clock = SourceClock("M1", offset_ms=3648, correction_ms=3648, speed=60.0)
+    clock.published_ms = 3648
+    now = t0 + 54481  # the gateway's clock, held
+    response = [(5981.4, 54481), (6096.8, 55498), (6096.1, 56514), (6043.1, 57531), (6116.8, 58548)]
+    for value, device_ts in response:
+        feed.put(value, t0 + device_ts, now, 0, 10**13)
+    assert clock.correction_ms == 3648  # no new estimate within the response
+    samples = channel.take()
+    got = [(s[2] - t0, s[3] if len(s) == 4 else 0, s[1]) for s in samples if s[0] == feed.key]
+    assert got == [
+        (50833, 0, 5981.4),  # 54481 - 3648: on the corrected line, not at the gateway's now
+        (51850, 0, 6096.8),
+        (52866, 0, 6096.1),
+        (53883, 0, 6043.1),
+        (54481, 0, 6116.8),  # 58548 - 3648 = 54900, capped at the gateway's time
+    ]
