@@ -390,9 +390,13 @@ async def test_a_subscription_taken_over_within_a_flush_interval_repeats_no_valu
             for i in range(5):
                 await srv.write("V", i + 0.5)
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(0.2)  # notified, staged, not stored yet (every 3 s; the
-            # next publish response waits on the server until the first one's are stored)
-            assert any(s[1] == 0.5 for s in adapter.channel.staged)
+            # a publish response's values staged, not stored yet (every 3 s; the next one
+            # waits on the server until they are)
+            await probe.wait_for(
+                lambda: any(s[1] in {i + 0.5 for i in range(5)} for s in adapter.channel.staged),
+                "values staged",
+                5,
+            )
             for transport in list(srv.server.iserver.asyncio_transports):
                 transport.close()  # the connection lost, the session kept by the server
             await probe.wait_for(lambda: adapter.status.reconnects >= 1, "reconnect", 20)
