@@ -12,6 +12,7 @@ from plantwire_edge.source_clock import (
     PERIOD_MIN_VALUES,
     PERIOD_S,
     SourceClock,
+    behind_tolerance_for,
     jump_for,
     period_wall_s,
     tolerance_for,
@@ -77,6 +78,58 @@ def test_corrections_ahead_at_once_behind_after_a_whole_period_and_published(
 def test_tolerance_scales_with_an_accelerated_clock() -> None:
     assert tolerance_for(1.0) == 2_000
     assert tolerance_for(150.0) == 7_500  # 50 wall ms of delivery delay at 150x
+    assert (behind_tolerance_for(1.0), behind_tolerance_for(60.0)) == (2_000, 15_000)
+    assert behind_tolerance_for(600.0) == 150_000  # 250 wall ms of delivery delay at 600x
+
+
+# AA-ASM in a failing adversarial run at 600x under load 12-25 (tests/golden/wire_recorder.py's
+# feed trace): (wall ms, the station's timestamp, the gateway's clock at arrival), simulated ms
+# from the start of the run; each message carried four values. The station's clock is the
+# simulation's: after its silence (120-360 s) every message came 55-70 simulated s late.
+AA_ASM_LATE = [
+    (78168, 360000, 365000), (78324, 360000, 375000), (78348, 360000, 375000),
+    (78710, 365000, 425000), (79099, 370000, 435000), (79280, 375000, 439000),
+    (79301, 380000, 440000), (79444, 385000, 440000), (79608, 390000, 455000),
+    (79649, 395000, 464000), (79753, 400000, 467000), (80096, 405000, 475000),
+    (80227, 410000, 480000), (80512, 415000, 483000), (80623, 420000, 486000),
+    (80652, 425000, 488000), (80693, 430000, 490000), (80761, 435000, 491000),
+    (80810, 440000, 494877), (80825, 445000, 496000), (80854, 450000, 499000),
+    (80877, 455000, 500000), (81012, 460000, 503000), (81058, 465000, 505000),
+    (81073, 470000, 507000), (81078, 475000, 509000), (81080, 480000, 509000),
+    (81085, 485000, 510000), (81085, 490000, 510000), (81090, 495000, 510912),
+    (81091, 500000, 511000), (81091, 505000, 511000), (81092, 510000, 511000),
+    (81107, 515000, 515000), (81137, 520000, 523000),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("first", range(12))
+def test_a_loaded_gateways_late_deliveries_at_600x_are_no_clock_behind(
+    monkeypatch: pytest.MonkeyPatch, first: int
+) -> None:
+    """A whole period of values delivered 55-70 simulated s late (0.1 wall s at 600x) was taken
+    for a clock a minute behind: the station's state changes were stamped up to a minute late
+    (corrections of -55 to -63 s, from whichever message its clock's first period began) and
+    its availability came out 0.41 for 0.45. Its timestamps stand; a clock 5 minutes behind is
+    still corrected after a whole period."""
+    wall = [0.0]
+    monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
+    clock = SourceClock("AA-ASM", speed=600)
+    estimates: list[int] = []
+    for wall_ms, device_ts, arrival in AA_ASM_LATE[first:]:
+        wall[0] = wall_ms / 1000
+        for _ in range(4):
+            if clock.observe(device_ts, arrival) and clock.offset_ms is not None:
+                estimates.append(clock.offset_ms)
+        assert clock.correction_ms == 0, (wall_ms, estimates)
+        assert clock.corrected(device_ts, arrival) == device_ts
+    # a whole period's least delayed value beyond the tolerance of a clock ahead (30 s)
+    assert len(estimates) >= 2 and min(estimates[1:]) < -tolerance_for(600)
+    behind = SourceClock("B", speed=600)
+    behind.observe(100_000 - 300_000, 100_000)
+    wall[0] += period_wall_s(600)
+    for _ in range(PERIOD_MIN_VALUES):
+        behind.observe(200_000 - 300_000, 200_000)
+    assert behind.correction_ms == -300_000
 
 
 @pytest.mark.parametrize(
