@@ -65,6 +65,28 @@ async def _until_rows(database_url: str, sql: str, timeout: float = 20) -> list[
     return rows
 
 
+async def _count_to_five(
+    node: EdgeNode, clock: NodeClock, database_url: str, group: str
+) -> tuple[float, int]:
+    """Device M1 online, then its Count 1..5, 20 ms apart, until 5 is stored: the wall time
+    and the node time of the last put."""
+    dev = node.channel("M1")
+    count = dev.metric("Count", DataType.UInt32)
+    dev.set_online([(count, 0, clock.now_ms())])
+    put_wall, last_value = 0.0, 0
+    for i in range(1, 6):
+        await asyncio.sleep(0.02)
+        put_wall = time.time()
+        last_value = clock.now_ms()
+        dev.put(count, i, last_value)
+    await _until_rows(
+        database_url,
+        "SELECT 1 FROM sample_num t JOIN series s ON s.id = t.series_id"
+        f" WHERE s.group_id = '{group}' AND t.value = 5",
+    )
+    return put_wall, last_value
+
+
 def _death_sql(group: str, birth_ts: int) -> str:
     return (
         "SELECT b.death_ts, (extract(epoch FROM n.died_at) * 1000)::bigint,"
@@ -95,19 +117,7 @@ async def test_a_vanished_plantwire_node_dies_on_its_own_time_line(
     async with start_worker():
         task = asyncio.create_task(node.run(stop))
         try:
-            dev = node.channel("M1")
-            count = dev.metric("Count", DataType.UInt32)
-            dev.set_online([(count, 0, clock.now_ms())])
-            for i in range(1, 6):
-                await asyncio.sleep(0.02)
-                put_wall = time.time()
-                last_value = clock.now_ms()
-                dev.put(count, i, last_value)
-            await _until_rows(
-                database_url,
-                "SELECT 1 FROM sample_num t JOIN series s ON s.id = t.series_id"
-                f" WHERE s.group_id = '{group}' AND t.value = 5",
-            )
+            put_wall, last_value = await _count_to_five(node, clock, database_url, group)
             stored_wall = time.time()
             birth_ts = node.birth_ts
             assert node._client is not None
@@ -226,19 +236,7 @@ async def test_a_death_taken_by_the_worker_that_saw_nothing_of_the_node_is_on_it
         birth_ts = int(str(stored_birth))
         birth_delay = time.time() - clock.line.wall_at(birth_ts)  # stamp to stored, at most
         assert birth_ts == node.birth_ts
-        dev = node.channel("M1")
-        count = dev.metric("Count", DataType.UInt32)
-        dev.set_online([(count, 0, clock.now_ms())])
-        for i in range(1, 6):
-            await asyncio.sleep(0.02)
-            put_wall = time.time()
-            last_value = clock.now_ms()
-            dev.put(count, i, last_value)
-        await _until_rows(
-            database_url,
-            "SELECT 1 FROM sample_num t JOIN series s ON s.id = t.series_id"
-            f" WHERE s.group_id = '{group}' AND t.value = 5",
-        )
+        put_wall, last_value = await _count_to_five(node, clock, database_url, group)
         data_delay = time.time() - put_wall
         # the second joins, the first leaves the group for good
         second_task = asyncio.create_task(second.run(stop_second))
