@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from plantwire_edge.channel import DeviceChannel
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.devices import Point
 from plantwire_edge.feed import Feed
@@ -18,6 +19,18 @@ from plantwire_edge.source_clock import (
     tolerance_for,
 )
 from plantwire_edge.status import AdapterStatus, Throttle
+
+
+def _speed_feed() -> tuple[DeviceChannel, AdapterStatus, Feed]:
+    """The feed of OPC UA device M1's Spindle/Speed on a node, its channel and status."""
+    tag = {"node": "nsu=urn:x;s=speed", "metric": "Spindle/Speed"}
+    device = {"kind": "opcua", "device_id": "M1", "endpoint": "opc.tcp://x:1", "tags": [tag]}
+    config = {"group_id": "G", "edge_node_id": "N", "devices": [device]}
+    node = EdgeNode(EdgeConfig.model_validate(config))
+    channel = node.channel("M1")
+    status = AdapterStatus("M1", "opcua")
+    feed = Feed(channel, Point(metric="Spindle/Speed"), "speed", status, Throttle())
+    return channel, status, feed
 
 
 def test_offset_is_the_least_delayed_value_of_a_period_and_a_jump_is_counted(
@@ -228,13 +241,7 @@ def test_a_raised_correction_gives_no_value_an_earlier_ones_millisecond(
     refused it as a ``conflicting_value``. The line holds at its last value instead."""
     wall = [1000.0]
     monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
-    tag = {"node": "nsu=urn:x;s=speed", "metric": "Spindle/Speed"}
-    device = {"kind": "opcua", "device_id": "M1", "endpoint": "opc.tcp://x:1", "tags": [tag]}
-    config = {"group_id": "G", "edge_node_id": "N", "devices": [device]}
-    node = EdgeNode(EdgeConfig.model_validate(config))
-    channel = node.channel("M1")
-    status = AdapterStatus("M1", "opcua")
-    feed = Feed(channel, Point(metric="Spindle/Speed"), "speed", status, Throttle())
+    channel, status, feed = _speed_feed()
     t0, ahead = 1_000_000, 90_000
     # (stamped at device second, arrived at): 2 s late, on time, a burst 5, 4, 3 s late, and
     # after the period one 2 s late
@@ -262,13 +269,7 @@ def test_a_device_value_stamped_at_the_gateways_own_millisecond_is_corrected_too
     "stamped by the gateway" and published such a value 90 s out of line)."""
     wall = [1000.0]
     monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", lambda: wall[0])
-    tag = {"node": "nsu=urn:x;s=speed", "metric": "Spindle/Speed"}
-    device = {"kind": "opcua", "device_id": "M1", "endpoint": "opc.tcp://x:1", "tags": [tag]}
-    config = {"group_id": "G", "edge_node_id": "N", "devices": [device]}
-    node = EdgeNode(EdgeConfig.model_validate(config))
-    channel = node.channel("M1")
-    status = AdapterStatus("M1", "opcua")
-    feed = Feed(channel, Point(metric="Spindle/Speed"), "speed", status, Throttle())
+    channel, status, feed = _speed_feed()
     t0, ahead = 1_000_000, 90_000
     for i in range(PERIOD_MIN_VALUES):  # a period of values 90 s ahead, on time
         feed.put(float(i), t0 + i * 10 + ahead, t0 + i * 10, 0, 10**13)
@@ -293,14 +294,7 @@ def test_the_adversarial_runs_response_whose_first_value_is_stamped_at_the_gatew
     too, and the node numbered it #0 as well (54481 was not the metric's last millisecond):
     the platform refused it as a conflicting_value. On the corrected line, each is first at
     its own millisecond."""
-    tag = {"node": "nsu=urn:x;s=speed", "metric": "Spindle/Speed"}
-    device = {"kind": "opcua", "device_id": "M1", "endpoint": "opc.tcp://x:1", "tags": [tag]}
-    config = {"group_id": "G", "edge_node_id": "N", "devices": [device]}
-    node = EdgeNode(EdgeConfig.model_validate(config))
-    channel = node.channel("M1")
-    status = AdapterStatus("M1", "opcua")
-    status.clock_speed = 60.0
-    feed = Feed(channel, Point(metric="Spindle/Speed"), "speed", status, Throttle())
+    channel, status, feed = _speed_feed()
     t0 = 1796637188956
     clock = status.clock = SourceClock("M1", offset_ms=3648, correction_ms=3648, speed=60.0)
     clock.published_ms = 3648
