@@ -42,6 +42,7 @@ class DeviceChannel:
         self.kept_since: int | None = None  # read all along since the uplink was lost then
         self.online_at = 0  # when the adapter last found the device (born as of then)
         self.died_at = 0  # the timestamp of its last DDEATH (its next birth is later)
+        self.birth_at = 0  # the timestamp of its last DBIRTH (a rebirth is no earlier)
         self.last_ts = 0  # newest timestamp sent from the backlog
         self.checked = 0  # size of ``current`` when last compared with the birth
         self.unsent: collections.deque[Batch] = collections.deque()

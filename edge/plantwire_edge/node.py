@@ -559,10 +559,15 @@ class EdgeNode:
         # ...and after its last death: a birth in the death's millisecond (a clock held by a
         # simulation, a device lost and found within it) would be taken for the dead one's
         at = max(at, dev.died_at + 1) if dev.died_at else at
+        # ...and, born again in this session (a metric its birth lacked), not before the
+        # birth it replaces: a host resolves data against the newest birth stamped no later
+        # than it, and one stamped earlier would leave the new metric unknown there
+        at = max(at, dev.birth_at) if dev.born else at
         dev.kept_since = None
         payload = Payload(timestamp=at, seq=self._next_seq(), metrics=tuple(metrics))
         self._publish(client, self._topic(MessageType.DBIRTH, dev.device_id), encode_birth(payload))
         dev.born, dev.rebirth, dev.birth_keys, dev.checked = True, False, keys, len(dev.current)
+        dev.birth_at = at
 
     def _send_batches(self, client: MqttClient, dev: DeviceChannel) -> bool:
         """Publish the next batch of ``dev`` (merged with following historical ones)."""
@@ -591,13 +596,16 @@ class EdgeNode:
         for _ in group:
             dev.unsent.popleft()
         seq = self._next_seq()
+        # never stamped before its device's birth (one a millisecond after a death on a held
+        # clock): the host resolves it against the birth in force at this timestamp
+        stamp = max(self.clock.now_ms(), dev.birth_at)
         try:
             data, count = encode_ddata(
-                samples, self.fields, seq=seq, timestamp=self.clock.now_ms(), historical=not live
+                samples, self.fields, seq=seq, timestamp=stamp, historical=not live
             )
         except (TypeError, ValueError):  # a value no longer fits its metric's datatype
             data, count, rejected = encode_valid(
-                samples, self.fields, seq=seq, timestamp=self.clock.now_ms(), historical=not live
+                samples, self.fields, seq=seq, timestamp=stamp, historical=not live
             )
             self.stats.encode_rejected += rejected
         future = self._publish(client, self._topic(MessageType.DDATA, dev.device_id), data)

@@ -4,6 +4,7 @@ relay that holds back what a broker sends."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import errno
 import time
@@ -89,6 +90,33 @@ class Probe:
             for m in self.messages
             if m.topic.split("/")[2] not in ("NDEATH", "NCMD")
         ]
+
+
+def unresolved(probe: Probe, device: str) -> list[str]:
+    """DDATA of ``device`` with an alias missing from the birth a host resolves it against:
+    the newest DBIRTH stamped no later than the DDATA's payload timestamp (by its timestamp,
+    not its arrival). Also: DDATA with an alias missing from the last DBIRTH received."""
+    births: list[tuple[int, set[int]]] = []  # (timestamp, aliases), by timestamp
+    last: set[int] | None = None
+    out: list[str] = []
+    for m in probe.messages:
+        parts = m.topic.split("/")
+        if parts[-1] != device:
+            continue
+        payload = decode_payload(m.payload)
+        ts = payload.timestamp or 0
+        if parts[2] == "DBIRTH":
+            last = {x.alias for x in payload.metrics if x.alias is not None}
+            bisect.insort(births, (ts, last), key=lambda b: b[0])
+        elif parts[2] == "DDATA":
+            aliases = {x.alias for x in payload.metrics if x.alias is not None}
+            if last is None or not aliases <= last:
+                out.append(f"DDATA {sorted(aliases)} after DBIRTH {sorted(last or ())}")
+            found = [b for b in births if b[0] <= ts]
+            if not found or not aliases <= found[-1][1]:
+                got = sorted(found[-1][1]) if found else None
+                out.append(f"DDATA at {ts} {sorted(aliases)}: birth in force has {got}")
+    return out
 
 
 @asynccontextmanager

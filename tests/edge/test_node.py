@@ -21,12 +21,13 @@ from plantwire_bus.mosquitto import MosquittoProcess, start_mosquitto
 from plantwire_bus.payload import DataType
 from plantwire_bus.timeline import TimeLine
 from plantwire_bus.topics import encode_state, state_topic
+from plantwire_edge import node as node_module
 from plantwire_edge.channel import DeviceChannel
 from plantwire_edge.clock import Clock
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.node import SLOW_WRITE_S, EdgeNode
 
-from .conftest import LineClock, Probe, probe_on
+from .conftest import LineClock, Probe, probe_on, unresolved
 
 T0 = 1_767_225_600_000
 
@@ -429,6 +430,36 @@ async def test_a_device_read_before_it_is_found_is_born_after_its_death_on_a_hel
         await run.seen("DBIRTH", 2)  # the found device's
     assert [p.timestamp for p in probe.payloads("DDEATH")] == [T0]
     assert [p.timestamp for p in probe.payloads("DBIRTH")] == [T0, T0 + 1]
+
+
+async def test_a_lost_device_with_a_new_metric_in_its_backlog_is_born_again_after_its_birth(
+    mqtt_url: str, group: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device never found (its adapter read part of it, then lost the session) is born for
+    its backlog as of the backlog's first value. With the publish window full (a loaded
+    broker or host), a metric read after that birth reaches a later batch of the backlog
+    and births the device again: stamped no earlier than the birth before, since a host
+    resolves a DDATA against the newest birth stamped no later than it. Without the fix the
+    second DBIRTH was stamped at the node's birth (T0), before the first (T0 + 10 s), and
+    the new metric's DDATA met a birth without it (platform: unknown_metric)."""
+    clock = SteppedClock(T0)
+    async with running(mqtt_url, group, tmp_path, clock) as run:
+        dev, count, probe, node = run.dev, run.count, run.probe, run.node
+        await run.seen("NBIRTH", 1)
+        monkeypatch.setattr(node_module, "WINDOW", 0)  # nothing can be sent
+        clock.now = T0 + 20_000
+        dev.put(count, 0, T0 + 10_000)  # two batches of Count alone
+        await probe.wait_for(lambda: len(dev.unsent) == 1, "the first batch stored")
+        dev.put(count, 1, T0 + 10_001)
+        await probe.wait_for(lambda: len(dev.unsent) == 2, "the second batch stored")
+        monkeypatch.setattr(node_module, "WINDOW", 1)  # one message at a time
+        node._pump()  # born with Count, its first batch sent, the second waits
+        dev.put(dev.metric("Speed", DataType.Double), 1.5, T0 + 15_000)  # read after
+        await run.seen("DDEATH", 1)
+    births = probe.payloads("DBIRTH")
+    assert [{m.name for m in p.metrics} for p in births] == [{"Count"}, {"Count", "Speed"}]
+    assert [p.timestamp for p in births] == [T0 + 10_000, T0 + 10_000]
+    assert unresolved(probe, "M1") == []
 
 
 async def test_commits_leave_the_event_loop_once_one_is_slow(
