@@ -128,8 +128,17 @@ class ModbusAdapter:
             await self.poll(client)
 
     async def poll(self, client: AsyncModbusTcpClient) -> None:
-        """One pass over the register map."""
+        """One pass over the register map. A pass cut short (the session lost mid-way)
+        leaves the read plan as it was: the reads not reached are made on the next session."""
         reads, self.reads = self.reads, []
+        try:
+            await self._pass(client, reads)
+        except BaseException:
+            self.reads = reads
+            raise
+        self.reads.sort(key=lambda r: (r.table, r.address))
+
+    async def _pass(self, client: AsyncModbusTcpClient, reads: list[Read]) -> None:
         for read in reads:
             words = await self._read(client, read)
             if words is not None:
@@ -156,7 +165,6 @@ class ModbusAdapter:
                 else:
                     self.reads.append(single)
                     self._report(single, words)
-        self.reads.sort(key=lambda r: (r.table, r.address))
 
     async def _read(self, client: AsyncModbusTcpClient, read: Read) -> list[Any] | None:
         method = getattr(client, _READERS[read.table])

@@ -1,0 +1,101 @@
+"""A Modbus device that answers part of its register map, slowly, then falls silent (the
+session is lost in the middle of a poll), then answers all of it (what a gateway polling a
+port another process took may see): the registers the lost poll did not reach are read on
+the next session, and every DDATA resolves, as a host resolves it, to a birth with all its
+aliases."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from plantwire_bus.mosquitto import free_port
+from plantwire_edge.config import EdgeConfig
+
+from .conftest import probe_on, running, unresolved
+
+Answers = dict[int, float | None]  # address -> delay before the answer (s), None: silent
+
+
+@asynccontextmanager
+async def partial_server(port: int, sessions: list[Answers]) -> AsyncIterator[list[int]]:
+    """A minimal Modbus TCP responder for holding registers, answering reads at address
+    ``a`` with ``a + 7`` per the connection's entry of ``sessions`` (the last entry for the
+    later ones). Yields the list of connections it took."""
+    taken: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        taken.append(len(taken))
+        answers = sessions[min(len(taken), len(sessions)) - 1]
+        try:
+            while True:
+                tid, pid, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
+                fc, address, count = struct.unpack(
+                    ">BHH", (await reader.readexactly(length - 1))[:5]
+                )
+                delay = answers.get(address)
+                if fc != 3 or delay is None:
+                    continue  # silent: the client's "No response received"
+                await asyncio.sleep(delay)
+                data = struct.pack(f">{count}H", *range(address + 7, address + 7 + count))
+                pdu = struct.pack(">BB", fc, len(data)) + data
+                writer.write(struct.pack(">HHHB", tid, pid, len(pdu) + 1, unit) + pdu)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    try:
+        yield taken
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_registers_a_lost_poll_did_not_reach_are_read_on_the_next_session(
+    mqtt_url: str, group: str
+) -> None:
+    port = free_port()
+    cfg = EdgeConfig.model_validate(
+        {
+            "group_id": group,
+            "edge_node_id": "GW1",
+            "mqtt_url": mqtt_url,
+            "primary_host_id": "",
+            "batch_ms": 20,
+            "devices": [
+                {
+                    "kind": "modbus",
+                    "device_id": "OLD",
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "poll_interval_ms": 50,
+                    "timeout_s": 0.5,
+                    "max_gap": 0,
+                    "reconnect_max_s": 0.2,
+                    "registers": [
+                        {"metric": "A", "table": "holding", "address": 0, "type": "uint16"},
+                        {"metric": "B", "table": "holding", "address": 10, "type": "uint16"},
+                        {"metric": "C", "table": "holding", "address": 20, "type": "uint16"},
+                    ],
+                }
+            ],
+        }
+    )
+    # first session: A at once, B a few batches later, C never (the session is lost);
+    # then every register at once
+    first: Answers = {0: 0.0, 10: 0.2, 20: None}
+    later: Answers = {0: 0.0, 10: 0.0, 20: 0.0}
+    async with partial_server(port, [first, later]) as taken:
+        async with probe_on(mqtt_url, group) as probe, running(cfg):
+            await probe.wait_for(
+                lambda: {("C", 27), ("B", 17)} <= {(s.metric, s.value) for s in probe.values()},
+                "values of B and C",
+            )
+            await asyncio.sleep(0.3)
+        assert len(taken) >= 2
+    assert unresolved(probe, "OLD") == []
