@@ -170,6 +170,8 @@ class WorkerPool:
         self.workers = workers
         self.statement_timeout_ms = statement_timeout_ms
         self._pool: multiprocessing.pool.Pool | None = None
+        self._pending: set[asyncio.Future[Any]] = set()
+        """Results of the jobs running now: a job abandoned by close() gets its failure."""
 
     def start(self, *modules: str, timeout_s: float = 60.0) -> None:
         """Start the workers now and return once each has imported ``modules`` (the jobs'
@@ -200,6 +202,8 @@ class WorkerPool:
         connector = Connector(self.database_url, ticket, self.statement_timeout_ms)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
 
         def done(value: Any) -> None:
             if not future.done():
@@ -237,8 +241,13 @@ class WorkerPool:
                 await asyncio.wait_for(asyncio.shield(future), 0.5)
 
     async def close(self) -> None:
-        """Stop the workers at once (a job still running is abandoned)."""
+        """Stop the workers at once: a job still running is abandoned, and its caller gets
+        ``JobFailed("unavailable")`` (a terminated worker never reports, so without that the
+        caller, and a cancellation waiting for the job's end, would wait forever)."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
             pool.terminate()
+            for future in list(self._pending):
+                if not future.done():
+                    future.set_exception(JobFailed("unavailable"))
             await asyncio.to_thread(pool.join)

@@ -19,11 +19,14 @@ import psycopg
 import pytest
 
 from plantwire_bus.mosquitto import free_port
+from plantwire_platform.indicators.formulas import Thresholds
+from plantwire_platform.indicators.jobs import indicators_job
 from plantwire_platform.partner.tokens import Caller, issue_token
 from plantwire_platform.registry.document import registry_from
 from plantwire_platform.registry.store import import_registry
-from plantwire_platform.server import api_server
+from plantwire_platform.server import POOL_WAIT_S, api_server
 from plantwire_platform.settings import PlatformSettings
+from plantwire_platform.workers import JobFailed, WorkerPool
 from plantwire_sim.scenario import load_scenario
 from tests.platform.identities import TOKEN_KEY, person, secured
 
@@ -51,7 +54,26 @@ async def serving(
             yield client
     finally:
         server.should_exit = True
-        await task
+        await asyncio.wait({task}, timeout=STOP_S)
+        await ended([task])
+        if not task.cancelled():
+            task.result()  # the server's own failure, if any
+
+
+STOP_S = 30.0
+"""Longest wait for a server told to stop (it gives its requests 2 s, then cancels them)."""
+
+
+async def ended(tasks: list[asyncio.Task[Any]], within_s: float = 10.0) -> None:
+    """Cancel those of ``tasks`` still running and wait for them, at most ``within_s``: a test
+    leaves no task behind (its event loop's teardown would wait for it, maybe without end)."""
+    for task in tasks:
+        task.cancel()
+    _, pending = await asyncio.wait(tasks, timeout=within_s)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # seen: no "exception was never retrieved" at teardown
+    assert not pending, f"{len(pending)} task(s) still running {within_s} s after cancel"
 
 
 def settings(database_url: str, **changes: Any) -> PlatformSettings:
@@ -171,39 +193,86 @@ async def test_a_client_that_goes_away_cancels_its_query(
             await asyncio.sleep(0.1)
 
 
+STATEMENT_S = 60.0
+"""The statement timeout of the bounded server: every request waiting for the lock ends by
+then (503 ``too_long``), so a state the test waits for that never comes ends in that body."""
+
+
+async def still_running(tasks: list[asyncio.Task[httpx.Response]]) -> None:
+    """While the lock is held nothing may have been answered yet: if one was, say what."""
+    for task in tasks:
+        if task.done():
+            r = task.result()
+            pytest.fail(f"answered while the lock was held: {r.status_code} {r.text}")
+
+
 async def test_computations_are_bounded_and_healthz_still_answers(
     database_url: str, enterprise: int
 ) -> None:
-    s = settings(database_url, api_compute_slots=2, api_compute_queue=1, api_pool_size=2)
+    """Two computations run, one waits for a slot, the next is refused at once (503 busy);
+    with both pooled connections held, a registry read waits for one at most POOL_WAIT_S and
+    is answered 503 unavailable, while /healthz answers over a connection of its own.
+
+    The waits for a state have no clock of the test's own: the requests waiting for the lock
+    end at the server's statement timeout, so a state that never comes fails with the body
+    the server gave (and the whole test at pytest's timeout)."""
+    s = settings(
+        database_url,
+        api_compute_slots=2,
+        api_compute_queue=1,
+        api_pool_size=2,
+        api_statement_timeout_s=STATEMENT_S,
+    )
     path = f"/api/v1/enterprises/{enterprise}/indicators"
+    wait = STATEMENT_S + 30  # the client outwaits the server's own bound
+    tasks: list[asyncio.Task[httpx.Response]] = []
     async with serving(s) as client:
-        with locked(database_url):
-            # heavy ones: 2 run in workers, 1 waits for a slot, the next is refused
-            running = [asyncio.create_task(client.get(path, params=HEAVY)) for _ in range(3)]
-            deadline = time.monotonic() + 10
-            while True:
-                work = (await client.get("/healthz")).json()["computations"]
-                if (work["running"], work["waiting"]) == (2, 1):
-                    break
-                assert time.monotonic() < deadline, work
-                await asyncio.sleep(0.05)
-            refused = await client.get(path, params=HEAVY)
-            assert refused.status_code == 503
-            assert refused.json()["error"] == "busy"
-            assert refused.headers["retry-after"] == "5"
-            # light ones hold both pooled connections: a registry read waits for one, while
-            # /healthz answers over its own
-            held = [asyncio.create_task(client.get(path)) for _ in range(2)]
-            while len(api_queries(database_url)) < 4:  # 2 in workers, 2 on pooled connections
-                assert time.monotonic() < deadline, api_queries(database_url)
-                await asyncio.sleep(0.05)
-            pool_taker = asyncio.create_task(client.get("/api/v1/enterprises"))
-            for _ in range(20):
-                health = await client.get("/healthz")
-                assert health.status_code == 200 and health.json()["database"] == "ok"
-            assert not pool_taker.done()
-        answers = await asyncio.gather(*running, *held, pool_taker)
-        assert [a.status_code for a in answers] == [200] * 6
+        try:
+            with locked(database_url):
+                # heavy ones: 2 run in workers, 1 waits for a slot, the next is refused
+                running = [
+                    asyncio.create_task(client.get(path, params=HEAVY, timeout=wait))
+                    for _ in range(3)
+                ]
+                tasks += running
+                while True:
+                    work = (await client.get("/healthz")).json()["computations"]
+                    if (work["running"], work["waiting"]) == (2, 1):
+                        break
+                    await still_running(tasks)
+                    await asyncio.sleep(0.05)
+                refused = await client.get(path, params=HEAVY)
+                assert refused.status_code == 503
+                assert refused.json()["error"] == "busy"
+                assert refused.headers["retry-after"] == "5"
+                # light ones hold both pooled connections (2 queries in workers, 2 on pooled
+                # connections, all waiting for the lock)
+                held = [asyncio.create_task(client.get(path, timeout=wait)) for _ in range(2)]
+                tasks += held
+                while len(api_queries(database_url)) < 4:
+                    await still_running(tasks)
+                    await asyncio.sleep(0.05)
+                # a registry read waits for a pooled connection, at most POOL_WAIT_S, and
+                # /healthz answers meanwhile
+                sent = time.monotonic()
+                pool_taker = asyncio.create_task(client.get("/api/v1/enterprises"))
+                tasks.append(pool_taker)
+                healthy = 0
+                while not pool_taker.done():
+                    health = await client.get("/healthz")
+                    assert health.status_code == 200 and health.json()["database"] == "ok"
+                    healthy += 1
+                waited = time.monotonic() - sent
+                r = pool_taker.result()
+                assert r.status_code == 503, r.text
+                assert r.json()["error"] == "unavailable" and r.headers["retry-after"] == "5"
+                assert waited >= POOL_WAIT_S  # the pool's own wait, started after the sending
+                assert healthy >= 1
+                await still_running(running + held)
+            answers = await asyncio.gather(*running, *held)
+            assert [a.status_code for a in answers] == [200] * 5, [a.text for a in answers]
+        finally:
+            await ended(tasks)
 
 
 async def test_a_time_without_offset_is_read_in_the_enterprise_zone(
@@ -227,3 +296,28 @@ async def test_a_time_without_offset_is_read_in_the_enterprise_zone(
     assert datetime.fromisoformat(window["to"].replace("Z", "+00:00")) - start == timedelta(
         hours=12
     )
+
+
+async def test_workers_closed_under_a_running_job_fail_its_caller(
+    database_url: str, enterprise: int
+) -> None:
+    """Workers closed while a job runs (a server stopping under load): the job's caller gets
+    JobFailed("unavailable") at once. A terminated worker never reports, and before, its
+    caller waited forever, and so did its cancellation (which waits for the job's end): the
+    event loop's teardown then hung."""
+    pool = WorkerPool(database_url, 1, 600_000)
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
+    with locked(database_url):
+        caller = asyncio.create_task(pool.run(indicators_job, enterprise, start, end, Thresholds()))
+        try:
+            while not api_queries(database_url):  # the job waits for the lock
+                assert not caller.done(), caller
+                await asyncio.sleep(0.05)
+            await pool.close()
+            done, _ = await asyncio.wait({caller}, timeout=10)
+            assert caller in done, "the caller still waits for a worker that was terminated"
+            with pytest.raises(JobFailed) as failed:
+                caller.result()
+            assert failed.value.reason == "unavailable"
+        finally:
+            await ended([caller])
