@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_timeout  # type: ignore[import-untyped]
 
 from plantwire_bus.mosquitto import MosquittoProcess, find_mosquitto, start_mosquitto
 from plantwire_platform import services
@@ -97,6 +98,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "backends(*names): run this database test on these backends only"
     )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_exception_interact(node: pytest.Item | pytest.Collector, report: Any) -> None:
+    """A test that failed still has its timeout over its teardown.
+
+    pytest-timeout stops a test's timer when the test fails (so that a debugger can take its
+    time); a teardown that then hangs (a task left behind, waited for by the event loop's
+    teardown) would hang the whole run. So the timer starts again, for the whole timeout,
+    unless a debugger is asked for (``--pdb``)."""
+    if not isinstance(node, pytest.Item) or report.when == "teardown":
+        return
+    if node.config.getoption("usepdb", False):
+        return
+    timeout = float(node.config.getoption("timeout", None) or node.config.getini("timeout") or 0)
+    if timeout > 0:
+        settings = pytest_timeout.Settings(timeout, "thread", False, False)
+        node.config.pluginmanager.hook.pytest_timeout_set_timer(item=node, settings=settings)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
