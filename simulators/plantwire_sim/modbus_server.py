@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -59,6 +60,7 @@ class ModbusMachine(Endpoint):
         self.served = RegisterImage(params.word_order, params.byte_order)
         self.server: ModbusTcpServer | None = None
         self._down = False
+        self._held: socket.socket | None = None  # the port, held while the server is down
         self.on_state_read: Callable[[], None] | None = None
         state = next(t for t in profile.tags if t.metric == EXECUTION_METRIC)
         self._state_at = (state.table, state.address)
@@ -98,6 +100,7 @@ class ModbusMachine(Endpoint):
             self.served.set(self.specs[tag], value)
 
     async def start(self) -> None:
+        self._release()
         server = ModbusTcpServer(self.device, address=(self.host, self.port))
         try:
             await server.serve_forever(background=True)
@@ -111,6 +114,7 @@ class ModbusMachine(Endpoint):
             self.port = int(listener.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
+        self._release()
         server, self.server = self.server, None
         if server is not None:
             await server.shutdown()  # type: ignore[no-untyped-call]
@@ -119,6 +123,7 @@ class ModbusMachine(Endpoint):
         if kind == "restart":
             self._down = True
             await self.stop()
+            self._hold()
         elif kind == "drop":
             if self.server is not None:
                 for connection in list(self.server.active_connections.values()):
@@ -136,6 +141,26 @@ class ModbusMachine(Endpoint):
                 log.warning("%s", exc)
         elif kind not in ("restart", "drop"):
             await super().fault_off(kind, ts_ms)
+
+    def _hold(self) -> None:
+        """Keep the port of a server that is down bound, not listening: a gateway's
+        connection is refused, as by a machine that is off, and no other process (nor the
+        gateway's own connection, as its local port: a TCP self-connect that reads its own
+        request back) takes the port meanwhile."""
+        held = socket.socket()
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the server binds it again
+        try:
+            held.bind((self.host, self.port))
+        except OSError as exc:
+            held.close()
+            log.warning("%s: cannot hold port %d while down: %s", self.code, self.port, exc)
+            return
+        self._held = held
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def describe(self) -> dict[str, Any]:
         return {"host": self.host, "port": self.port, "unit_id": self.unit_id}

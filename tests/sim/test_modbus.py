@@ -4,13 +4,16 @@ map of the generated gateway config, compared with the simulator's ground truth.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import math
+import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from plantwire_sim.factory import Factory, run_factory
@@ -199,6 +202,9 @@ async def test_faults_exception_nan_absurd_values_restart_and_drop() -> None:
         down = AsyncModbusTcpClient(saw.host, port=saw.port, retries=0, timeout=1)
         assert not await down.connect()
         down.close()
+        with socket.socket() as taker, pytest.raises(OSError) as taken:
+            taker.bind((saw.host, saw.port))  # the port of a server that is down stays held
+        assert taken.value.errno == errno.EADDRINUSE
 
         async def healed() -> bool:
             return not any(m.faults.started for m in factory.machines.values())
