@@ -27,6 +27,9 @@ FLAGS = [
 ]
 ARTEFACTS = Path(__file__).resolve().parents[3] / "test-artefacts" / "console"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+HTTP_TIMEOUT_S = 60.0
+"""The tests' own API calls beside the browser wait this long for an answer (httpx's 5 s
+default was too short for a sign-in on a loaded machine: a ReadTimeout in two full-suite runs)."""
 
 
 @contextlib.asynccontextmanager

@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Browser, FilePayload, Page, expect
 
 from plantwire_bus.mosquitto import free_port
-from tests.platform.console.browser import screenshot, serving, sign_in, watched
+from tests.platform.console.browser import HTTP_TIMEOUT_S, screenshot, serving, sign_in, watched
 from tests.platform.console.test_skeleton import enterprise
 from tests.platform.gateways.test_gateway_api import running_broker, until
 from tests.platform.identities import register, secured
@@ -49,7 +49,7 @@ SITE: dict[str, Any] = {
 
 
 async def exported(base: str, headers: dict[str, str], ent: int) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=HTTP_TIMEOUT_S) as client:
         got = await client.get(
             f"/api/v1/enterprises/{ent}/registry", params={"format": "json"}, headers=headers
         )
@@ -63,7 +63,7 @@ async def described(
 ) -> dict[str, str]:
     """The enterprise gets site S1 (or ``sites``) through the API; returns the admin's
     Authorization header."""
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=HTTP_TIMEOUT_S) as client:
         headers = await token_of(client, username, password)
         doc = await exported(base, headers, ent)
         put = await client.put(

@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from plantwire_bus.mosquitto import free_port
-from tests.platform.console.browser import serving, sign_in, watched
+from tests.platform.console.browser import HTTP_TIMEOUT_S, serving, sign_in, watched
 from tests.platform.identities import enterprise, register, secured
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,7 @@ async def test_a_page_in_use_outlives_its_token(browser: Browser, database_url: 
 
         signed_in = time.monotonic()
         await asyncio.sleep(TTL_S + 1)
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=HTTP_TIMEOUT_S) as client:
             old = await client.get(
                 "/api/v1/enterprises", headers={"Authorization": f"Bearer {first}"}
             )

@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from plantwire_bus.mosquitto import free_port
-from tests.platform.console.browser import screenshot, serving, sign_in, watched
+from tests.platform.console.browser import HTTP_TIMEOUT_S, screenshot, serving, sign_in, watched
 from tests.platform.console.test_skeleton import enterprise
 from tests.platform.identities import register, secured
 from tests.platform.identities import sign_in as token_of
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 async def offered_and_requested(base: str, supplier: str, partner: str) -> tuple[int, int]:
     """The supplier's admin offers an important-grade dataset to everyone and the partner's
     admin asks for it (important grade: it waits for the supplier). Returns (dataset, grant)."""
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=HTTP_TIMEOUT_S) as client:
         offered = await client.post(
             "/partner/v1/catalog",
             json={
@@ -204,7 +204,7 @@ async def test_offer_hold_and_page_back(browser: Browser, database_url: str) -> 
             await expect(page.locator("#status")).to_have_text("数据集 SUP.counts 已发布。")
         assert w.unexpected() == []
 
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=HTTP_TIMEOUT_S) as client:
             seller = await token_of(client, "sup.admin", supplier)
             buyer = await token_of(client, "par.admin", partner)
             [dataset] = (await client.get("/partner/v1/catalog", headers=buyer)).json()["items"]
@@ -278,7 +278,7 @@ async def test_offer_hold_and_page_back(browser: Browser, database_url: str) -> 
 
         # a chain analyst of the partner (not an admin) reads its times in its zone too
         site = {"code": "P1", "name": "Plant", "edge_node": "P1-GW", "timezone": "America/New_York"}
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=HTTP_TIMEOUT_S) as client:
             made = await client.post(
                 f"/api/v1/enterprises/{par}/sites",
                 json=site,
