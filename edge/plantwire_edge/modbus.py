@@ -3,7 +3,10 @@
 Registers close together are read in one request (see :mod:`plantwire_edge.registers`).
 When the device answers a batched read with an exception (typically an illegal address in
 the range), the batch is split into single reads, so one bad register is reported and left
-out while the others keep flowing. Values carry the gateway's time of the read (Modbus has no
+out while the others keep flowing. A register the device refused is asked again every
+``reconnect_max_s`` of the gateway's clock and at once on every new session (a device busy
+or starting up refuses what it answers later); once it answers, it is polled with the rest
+and no longer reported bad. Values carry the gateway's time of the read (Modbus has no
 timestamps). A lost connection reports the device offline and reconnects with jittered
 exponential backoff.
 """
@@ -68,6 +71,7 @@ class ModbusAdapter:
         self.reads = plan_reads(self.layouts, device.max_gap)
         self._last: dict[int, Any] = {}
         self._error = ""
+        self._refused: dict[int, float] = {}  # register index -> loop time it is asked again
 
     async def run(self, stop: asyncio.Event) -> None:
         dev = self.device
@@ -82,6 +86,7 @@ class ModbusAdapter:
                 self.status.connects += 1
                 self.status.set_state("connected")
                 self.connected.set()
+                self._refused = dict.fromkeys(self._refused, 0.0)  # asked again at once
                 log.info(
                     "%s: connected to modbus://%s:%d (%d reads per poll)",
                     dev.device_id,
@@ -128,17 +133,34 @@ class ModbusAdapter:
             await self.poll(client)
 
     async def poll(self, client: AsyncModbusTcpClient) -> None:
-        """One pass over the register map. A pass cut short (the session lost mid-way)
-        leaves the read plan as it was: the reads not reached are made on the next session."""
+        """One pass over the register map, and over the refused registers due again. A pass
+        cut short (the session lost mid-way) leaves the read plan and the refused registers as
+        they were: the reads not reached are made on the next session."""
+        loop = asyncio.get_running_loop()
+        due = [i for i, at in self._refused.items() if at <= loop.time()]
         reads, self.reads = self.reads, []
         try:
-            await self._pass(client, reads)
+            refused = await self._pass(client, reads + [self._single(i) for i in due])
         except BaseException:
             self.reads = reads
             raise
         self.reads.sort(key=lambda r: (r.table, r.address))
+        again = loop.time() + wall_s(self.clock, self.device.reconnect_max_s, POLL_FLOOR_S)
+        for index in due:
+            if index not in refused:
+                del self._refused[index]
+                label = self.feeds[index].label
+                self.status.bad_points.pop(label, None)
+                log.info("%s: %s answers again", self.device.device_id, label)
+        self._refused.update(dict.fromkeys(refused, again))
 
-    async def _pass(self, client: AsyncModbusTcpClient, reads: list[Read]) -> None:
+    def _single(self, index: int) -> Read:
+        layout = self.layouts[index]
+        return Read(layout.table, layout.address, layout.width, ((index, 0),))
+
+    async def _pass(self, client: AsyncModbusTcpClient, reads: list[Read]) -> list[int]:
+        """Make ``reads``, keeping those answered in the plan; the registers refused."""
+        refused: list[int] = []
         for read in reads:
             words = await self._read(client, read)
             if words is not None:
@@ -146,6 +168,7 @@ class ModbusAdapter:
                 self._report(read, words)
                 continue
             if len(read.members) == 1:
+                refused.append(read.members[0][0])
                 self.status.bad(self.feeds[read.members[0][0]].label, self._error, log)
                 continue
             log.info(
@@ -155,16 +178,16 @@ class ModbusAdapter:
                 read.address,
                 len(read.members),
             )
-            for index, offset in read.members:
-                single = Read(
-                    read.table, read.address + offset, self.layouts[index].width, ((index, 0),)
-                )
+            for index, _ in read.members:
+                single = self._single(index)
                 words = await self._read(client, single)
                 if words is None:
+                    refused.append(index)
                     self.status.bad(self.feeds[index].label, self._error, log)
                 else:
                     self.reads.append(single)
                     self._report(single, words)
+        return refused
 
     async def _read(self, client: AsyncModbusTcpClient, read: Read) -> list[Any] | None:
         method = getattr(client, _READERS[read.table])
