@@ -43,7 +43,7 @@ def request_options(statement_timeout_ms: int) -> str:
     after ``statement_timeout_ms``, and never JIT-compiled (the planner's row estimates for the
     indicator statements' unnest and lateral joins run hundreds of times too high, so their
     cost passed ``jit_above_cost`` and compiling took 0.8 s of a statement that runs in 20 ms).
-    Their session is in UTC as every platform connection's (:mod:`plantwire_platform.database`)."""
+    Their session is in UTC, as every platform connection's (:mod:`.connections`)."""
     return f"-c statement_timeout={statement_timeout_ms} -c jit=off"
 
 
