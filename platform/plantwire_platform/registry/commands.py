@@ -82,7 +82,6 @@ async def _enterprise_id(conn: Any, key: str) -> int:
 
 
 def _export(args: argparse.Namespace, settings_of: Settings, with_database: WithDatabase) -> int:
-
     import tomli_w
 
     from plantwire_platform.connections import connect
