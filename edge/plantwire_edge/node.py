@@ -114,6 +114,7 @@ class EdgeNode:
         self._tick: asyncio.Future[None] | None = None  # the node loop waits on it
         self._tick_timer: asyncio.TimerHandle | None = None
         self._meta: dict[str, str] = {}  # buffer metadata stored with the next flush
+        self._committing: dict[str, str] = {}  # ... and with the one the writer thread commits
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._threaded_until = 0.0  # loop time until which commits go to the writer thread
 
@@ -143,8 +144,11 @@ class EdgeNode:
     def meta(self, name: str) -> str | None:
         """Buffer metadata ``name`` as the next flush leaves it: a value given to
         :meth:`stored` with values still staged counts (they are stored with it, or the
-        process is gone and neither is)."""
-        return self._meta.get(name, self.buffer.meta(name))
+        process is gone and neither is), and so does one in the writer thread's commit."""
+        for pending in (self._meta, self._committing):
+            if name in pending:
+                return pending[name]
+        return self.buffer.meta(name)
 
     async def stored(self, meta: tuple[str, str] | None = None, *, at_once: bool = False) -> None:
         """Return once every value reported so far is durably in the buffer (at once with a
@@ -260,9 +264,13 @@ class EdgeNode:
             return
         loop = asyncio.get_running_loop()
         if self._executor is not None and not final and loop.time() < self._threaded_until:
-            stored, dropped = await loop.run_in_executor(
-                self._executor, self.buffer.write, groups, acked, meta
-            )
+            self._committing = meta
+            try:
+                stored, dropped = await loop.run_in_executor(
+                    self._executor, self.buffer.write, groups, acked, meta
+                )
+            finally:
+                self._committing = {}
         else:
             # on the loop's thread: a hand-over to a thread and back (and the GIL passed
             # back and forth around each SQLite statement) cost about as much CPU as the

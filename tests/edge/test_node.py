@@ -502,6 +502,47 @@ async def test_commits_leave_the_event_loop_once_one_is_slow(
     assert values == [(i, T0 + i) for i in range(31)]
 
 
+async def test_metadata_being_committed_in_the_writer_thread_is_what_the_node_says(
+    mqtt_url: str, group: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``EdgeNode.meta`` says what the buffer will hold, also while the flush that carries it
+    is being committed by the writer thread (a slow disk): an OPC UA adapter that takes over its
+    subscription then asks again only for messages after the last one the node has (e662aa8),
+    not for ones whose values are in that commit already."""
+    node = EdgeNode(config(group, mqtt_url, tmp_path / "buf.db", None))
+    write = node.buffer.write
+    slowed, committing, release = threading.Event(), threading.Event(), threading.Event()
+
+    def stalling(groups: Any, acked: Any, meta: dict[str, str]) -> Any:
+        if not slowed.is_set():  # the first commit stalls: the writer thread takes the next
+            time.sleep(SLOW_WRITE_S * 2)
+            slowed.set()
+        elif "seq" in meta:
+            committing.set()
+            release.wait(10)
+        return write(groups, acked, meta)
+
+    monkeypatch.setattr(node.buffer, "write", stalling)
+    dev = node.channel("M1")
+    count = dev.metric("Count", DataType.UInt32)
+    stop = asyncio.Event()
+    task = asyncio.create_task(node.run(stop))
+    try:
+        dev.set_online([(count, 0, T0)])
+        assert await asyncio.to_thread(slowed.wait, 10)
+        dev.put(count, 1, T0 + 1)
+        storing = asyncio.create_task(node.stored(("seq", "7")))
+        assert await asyncio.to_thread(committing.wait, 10), "not in the writer thread"
+        assert node.meta("seq") == "7"  # in the commit under way
+        release.set()
+        await asyncio.wait_for(storing, 10)
+        assert node.meta("seq") == node.buffer.meta("seq") == "7"
+    finally:
+        release.set()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
 async def test_a_replay_that_catches_up_with_the_wall_clock_is_declared_again(
     mqtt_url: str, group: str, tmp_path: Path
 ) -> None:
