@@ -92,7 +92,7 @@ class Subscriptions:
             if removed:
                 await self.client.unsubscribe(self.filters(removed))
         finally:  # the client keeps both requests for its next connect if this one is lost
-            if added:
+            if added and not self.left:  # (left meanwhile: the worker is going)
                 await self.client.subscribe_all(self.filters(added), self.qos)
 
     async def leave(self) -> None:

@@ -11,6 +11,8 @@ import psycopg
 
 from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
 from plantwire_bus.payload import DataType, Metric, Payload, decode_payload, encode_payload
+from plantwire_platform.ingest.admission import Roster
+from plantwire_platform.ingest.subscriptions import Subscriptions
 from plantwire_platform.registry.document import parse_registry
 from plantwire_platform.registry.store import import_registry
 
@@ -159,3 +161,35 @@ async def test_a_gateway_removed_while_the_worker_was_stopped(
             await asyncio.sleep(0.3)
             assert taken(worker) == 1  # GW1's data; GW2's, sent before it, never came
             assert refusals(worker) == {}
+
+
+async def test_a_registry_change_under_way_when_a_worker_leaves_its_group_subscribes_nothing(
+    mqtt_url: str, unique: str
+) -> None:
+    """A worker of a shared group leaves it (a graceful stop) while following a registry change
+    (GW1 replaced by GW2: the UNSUBSCRIBE of GW1's filters sent, its UNSUBACK awaited): the
+    change's SUBSCRIBE of GW2's filters is not sent after the leave, so the broker hands the
+    worker nothing of either node. A message on its own STATE topic, published after both
+    nodes' births, is the first it gets."""
+    address = parse_mqtt_url(mqtt_url)
+    group, own = f"L{unique}", f"spBv1.0/STATE/leave-{unique}"
+    async with (
+        MqttClient(address, f"ingest-{unique}") as client,
+        MqttClient(address, f"gw-{unique}") as gateway,
+    ):
+        subscriptions = Subscriptions(
+            client, own, qos=1, shared_group=f"g{unique}", everything=False
+        )
+        await subscriptions.start(Roster({(group, "GW1"): frozenset()}), persistent=False)
+        following = asyncio.ensure_future(
+            subscriptions.follow(Roster({(group, "GW2"): frozenset()}))
+        )
+        await asyncio.sleep(0)  # follow() waits for the UNSUBACK of GW1's filters
+        assert not following.done()
+        await subscriptions.leave()
+        await following
+        for node in ("GW1", "GW2"):
+            await gateway.publish(f"spBv1.0/{group}/NBIRTH/{node}", b"birth", qos=1)
+        await gateway.publish(own, b"last", qos=1)
+        first = await asyncio.wait_for(client.next_message(), 10)
+        assert (first.topic, first.payload) == (own, b"last")
