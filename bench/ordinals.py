@@ -51,7 +51,6 @@ def main() -> None:
     old: list[float] = []
     new: list[float] = []
     current_old: dict[int, tuple[Any, int]] = {}
-    current_new: dict[int, tuple[Any, int]] = {}
     stamps: dict[int, int] = {}
     counts: dict[int, int] = {}
     ordinals = Ordinals()
@@ -68,7 +67,7 @@ def main() -> None:
         start = clock()
         before(current_old, stamps, counts, samples)
         middle = clock()
-        ordinals.number(copy, current_new)
+        ordinals.number(copy)
         end = clock()
         old.append((middle - start) / len(samples))
         new.append((end - middle) / len(samples))

@@ -28,8 +28,7 @@ class DeviceChannel:
         self.device_id = device_id
         self._node = node
         self.staged: list[Sample] = []
-        self.current: dict[int, tuple[Any, int]] = {}
-        self.ordinals = Ordinals()  # how the values in ``staged`` are numbered
+        self.ordinals = Ordinals()  # numbers the values in ``staged``; each metric's current
         self.numbered = 0  # the first values of ``staged`` numbered already (for a birth)
         self.keys: set[int] = set()  # registered by the adapter
         self.birth_keys: set[int] = set()  # in the last DBIRTH
@@ -44,7 +43,7 @@ class DeviceChannel:
         self.died_at = 0  # the timestamp of its last DDEATH (its next birth is later)
         self.birth_at = 0  # the timestamp of its last DBIRTH (a rebirth is no earlier)
         self.last_ts = 0  # newest timestamp sent from the backlog
-        self.checked = 0  # size of ``current`` when last compared with the birth
+        self.checked = 0  # keys with a current value when last compared with the birth
         self.unsent: collections.deque[Batch] = collections.deque()
         self.inflight: dict[int, Batch] = {}
         self.state_feeds: dict[int, list[tuple[Member, tuple[str, ...]]]] = {}  # mapped points
@@ -66,10 +65,10 @@ class DeviceChannel:
 
     def number_staged(self) -> None:
         """Number the values staged so far (a birth carries current values with their
-        ordinal: they are numbered as they will be sent) and note them as current."""
+        ordinal: they are numbered as they will be sent); the last of each key is current."""
         if self.merges:
             self.merge_staged()
-        self.ordinals.number(self.staged, self.current, self.numbered)
+        self.ordinals.number(self.staged, self.numbered)
         self.numbered = len(self.staged)
 
     def take(self) -> list[Sample]:
@@ -95,8 +94,6 @@ class DeviceChannel:
         spoke is born as of then); ``samples`` are its current values (sent in its birth)."""
         self.connecting = False
         self.staged.extend(samples)
-        for sample in samples:
-            self.current[sample[0]] = (sample[1], sample[2])
         if self.online:
             self.rebirth = self.born
         else:

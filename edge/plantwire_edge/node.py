@@ -250,10 +250,10 @@ class EdgeNode:
             if not dev.staged:
                 continue
             samples = dev.take()
-            current = dev.current
+            current = dev.ordinals.current_keys()
             if dev.born and len(current) != dev.checked:
                 dev.checked = len(current)
-                if not current.keys() <= dev.birth_keys:
+                if not current <= dev.birth_keys:
                     dev.rebirth = True  # a metric got its first value after the birth
             live = ready and not dev.unsent  # sent within this tick, in real time
             for start in range(0, len(samples), MAX_BATCH):
@@ -523,7 +523,8 @@ class EdgeNode:
         """DBIRTH with every metric that has a value, and those of ``backlog`` (their
         current value if known, else their first value there)."""
         dev.number_staged()  # its current values as they will be sent
-        keys = set(dev.current) | (dev.birth_keys if dev.born else set())
+        current = dev.ordinals.current_keys()
+        keys = set(current) | (dev.birth_keys if dev.born else set())
         first: dict[int, tuple[Any, int, int]] = {}  # (value, ms, ordinal) of a backlog's
         for sample in backlog or ():
             key = sample[0]
@@ -536,17 +537,13 @@ class EdgeNode:
         # now: a value the platform stores, numbered like any (a value of it read in this
         # millisecond comes after it, not in its place)
         unknown: list[Sample] = [
-            (k, None, now) for k in keys if k not in dev.current and k not in first
+            (k, None, now) for k in keys if k not in current and k not in first
         ]
-        dev.ordinals.number(unknown, dev.current)
+        dev.ordinals.number(unknown)
         metrics = []
         for key in sorted(keys):
             mk = self.buffer.metrics[key]
-            if key in dev.current:
-                value, ts = dev.current[key]
-                ordinal = dev.ordinals.of(key, ts)
-            else:
-                value, ts, ordinal = first[key]
+            value, ts, ordinal = dev.ordinals.current(key) or first[key]
             metrics.append(
                 Metric(
                     name=mk.name,
@@ -574,7 +571,7 @@ class EdgeNode:
         dev.kept_since = None
         payload = Payload(timestamp=at, seq=self._next_seq(), metrics=tuple(metrics))
         self._publish(client, self._topic(MessageType.DBIRTH, dev.device_id), encode_birth(payload))
-        dev.born, dev.rebirth, dev.birth_keys, dev.checked = True, False, keys, len(dev.current)
+        dev.born, dev.rebirth, dev.birth_keys, dev.checked = True, False, keys, len(current)
         dev.birth_at = at
 
     def _send_batches(self, client: MqttClient, dev: DeviceChannel) -> bool:

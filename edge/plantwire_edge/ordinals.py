@@ -10,12 +10,14 @@ by the gateway among values stamped by a device whose line runs behind the gatew
 a merged state changed late at an earlier instant, the gateway's own clock stepped back).
 Each metric remembers the values of the last :data:`MEMORY` milliseconds it used; a value
 equal to one there goes out at that one's place (delivered again: a repeat the platform
-absorbs, not a second copy), any other at the next free ordinal.
+absorbs, not a second copy), any other at the next free ordinal. The last one numbered is the
+metric's current value (:meth:`Ordinals.current`: a birth carries it, at its place).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import KeysView
 from typing import Any
 
 from plantwire_edge.buffer import Sample
@@ -37,16 +39,13 @@ class Ordinals:
         self._recent: dict[int, dict[int, Any]] = {}
         self._ordinal: dict[int, int] = {}  # by key: its last value's ordinal, where not 0
 
-    def number(
-        self, samples: list[Sample], current: dict[int, tuple[Any, int]], start: int = 0
-    ) -> None:
+    def number(self, samples: list[Sample], start: int = 0) -> None:
         """Number ``samples[start:]`` in place (a value with an ordinal gets it as its fourth
-        element) and note each as its key's ``current`` value."""
+        element); the last of each key is its current value."""
         recent, ordinal, limit = self._recent, self._ordinal, 2 * MEMORY
         for i in range(start, len(samples)):
             sample = samples[i]
             key, value, ts = sample[0], sample[1], sample[2]
-            current[key] = (value, ts)
             seen = recent.get(key)
             if seen is None:
                 seen = recent[key] = {}
@@ -84,9 +83,16 @@ class Ordinals:
             self._ordinal.pop(key, None)
         return n
 
-    def of(self, key: int, ts: int) -> int:
-        """The ordinal of ``key``'s last value numbered if it is at ``ts``, else 0."""
+    def current(self, key: int) -> tuple[Any, int, int] | None:
+        """``key``'s last value numbered: (value, millisecond, ordinal), None before its first
+        (a value equal to one its place held already is that one: the value stored there)."""
         seen = self._recent.get(key)
-        if not seen or next(reversed(seen)) != ts:
-            return 0
-        return self._ordinal.get(key, 0)
+        if not seen:
+            return None
+        ts = next(reversed(seen))  # the millisecond used last
+        held, n = seen[ts], self._ordinal.get(key, 0)
+        return held[n] if isinstance(held, list) else held, ts, n
+
+    def current_keys(self) -> KeysView[int]:
+        """The keys with a current value (a live view)."""
+        return self._recent.keys()

@@ -409,7 +409,7 @@ def test_a_replay_from_the_buffer_carries_the_ordinals_its_values_were_stored_wi
     buf.open()
     key = buf.metric_key("M1", "V", DataType.Double)
     samples: list[Sample] = [(key, 1.0, T0), (key, 2.0, T0), (key, 3.0, T0 + 1), (key, 4.0, T0)]
-    Ordinals().number(samples, {})
+    Ordinals().number(samples)
     assert samples == [(key, 1.0, T0), (key, 2.0, T0, 1), (key, 3.0, T0 + 1), (key, 4.0, T0, 2)]
     buf.write([("M1", samples, True)], [])
     buf.close()
@@ -424,3 +424,23 @@ def test_a_replay_from_the_buffer_carries_the_ordinals_its_values_were_stored_wi
     assert [(m.timestamp, m.ordinal, m.value) for m in metrics] == [
         (T0, 0, 1.0), (T0, 1, 2.0), (T0 + 1, 0, 3.0), (T0, 2, 4.0)
     ]  # fmt: skip
+
+
+def test_a_metrics_current_value_is_its_last_one_numbered_at_its_place() -> None:
+    """The current value a birth carries is the last value numbered, with its millisecond and
+    ordinal: after a value that came back to an earlier millisecond, that millisecond; after
+    a value delivered again, the place it went to the first time."""
+    ordinals = Ordinals()
+    assert ordinals.current(7) is None
+    samples: list[Sample] = [(7, 1.0, T0), (7, 2.0, T0), (7, 3.0, T0 + 1), (7, 4.0, T0)]
+    ordinals.number(samples)
+    assert ordinals.current(7) == (4.0, T0, 2)
+    ordinals.number([(7, 3.0, T0 + 1)])  # delivered again: where it went
+    assert ordinals.current(7) == (3.0, T0 + 1, 0)
+    ordinals.number([(7, 2.0, T0)])
+    assert ordinals.current(7) == (2.0, T0, 1)
+    ordinals.number([(7, 5.0, T0)])  # a change in the millisecond it is at: the next place
+    assert ordinals.current(7) == (5.0, T0, 3)
+    ordinals.number([(8, None, T0)])
+    assert set(ordinals.current_keys()) == {7, 8}
+    assert ordinals.current(8) == (None, T0, 0)
