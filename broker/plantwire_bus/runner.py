@@ -8,7 +8,10 @@ from collections.abc import Awaitable, Callable
 
 
 async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds``, waking early when ``stop`` is set; True if it was."""
+    """Sleep up to ``seconds``, waking early when ``stop`` is set; True if it was (also
+    when it already was: ``asyncio.wait_for`` with no time left does not look)."""
+    if stop.is_set():
+        return True
     try:
         await asyncio.wait_for(stop.wait(), seconds)
     except TimeoutError:
