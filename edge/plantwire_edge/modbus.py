@@ -122,6 +122,7 @@ class ModbusAdapter:
         ``POLL_FLOOR_S`` wall apart: see :mod:`plantwire_edge.clock`)."""
         interval_s = self.device.poll_interval_ms / 1000
         loop = asyncio.get_running_loop()
+        self.channel.set_connecting()  # the first poll's values wait for its birth
         await self.poll(client)
         self.channel.set_online([])
         due = loop.time() + wall_s(self.clock, interval_s, POLL_FLOOR_S)

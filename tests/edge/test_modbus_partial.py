@@ -73,32 +73,7 @@ async def test_registers_a_lost_poll_did_not_reach_are_read_on_the_next_session(
     mqtt_url: str, group: str
 ) -> None:
     port = free_port()
-    cfg = EdgeConfig.model_validate(
-        {
-            "group_id": group,
-            "edge_node_id": "GW1",
-            "mqtt_url": mqtt_url,
-            "primary_host_id": "",
-            "batch_ms": 20,
-            "devices": [
-                {
-                    "kind": "modbus",
-                    "device_id": "OLD",
-                    "host": "127.0.0.1",
-                    "port": port,
-                    "poll_interval_ms": 50,
-                    "timeout_s": 0.5,
-                    "max_gap": 0,
-                    "reconnect_max_s": 0.2,
-                    "registers": [
-                        {"metric": "A", "table": "holding", "address": 0, "type": "uint16"},
-                        {"metric": "B", "table": "holding", "address": 10, "type": "uint16"},
-                        {"metric": "C", "table": "holding", "address": 20, "type": "uint16"},
-                    ],
-                }
-            ],
-        }
-    )
+    cfg = _config(group, mqtt_url, port, {"A": 0, "B": 10, "C": 20})
     # first session: A at once, B a few batches later, C never (the session is lost);
     # then every register at once
     first: Answers = {0: 0.0, 10: 0.2, 20: None}
@@ -114,7 +89,9 @@ async def test_registers_a_lost_poll_did_not_reach_are_read_on_the_next_session(
     assert unresolved(probe, "OLD") == []
 
 
-def _config(group: str, mqtt_url: str, port: int, addresses: dict[str, int]) -> EdgeConfig:
+def _config(
+    group: str, mqtt_url: str, port: int, addresses: dict[str, int], max_gap: int = 0
+) -> EdgeConfig:
     return EdgeConfig.model_validate(
         {
             "group_id": group,
@@ -130,7 +107,7 @@ def _config(group: str, mqtt_url: str, port: int, addresses: dict[str, int]) -> 
                     "port": port,
                     "poll_interval_ms": 50,
                     "timeout_s": 0.5,
-                    "max_gap": 10,
+                    "max_gap": max_gap,
                     "reconnect_max_s": 0.2,
                     "registers": [
                         {"metric": m, "table": "holding", "address": a, "type": "uint16"}
@@ -146,7 +123,7 @@ async def test_a_register_refused_for_a_while_is_read_once_it_answers(
     mqtt_url: str, group: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     port = free_port()
-    cfg = _config(group, mqtt_url, port, {"A": 0, "B": 5, "C": 10})
+    cfg = _config(group, mqtt_url, port, {"A": 0, "B": 5, "C": 10}, max_gap=10)
     every: Answers = {0: 0.0, 5: 0.0, 10: 0.0}
     # the batched read at 0 (A to C) is refused once, then B's single read five times: B is
     # left out of the poll, asked again, and answers on the sixth
@@ -167,4 +144,25 @@ async def test_a_register_refused_for_a_while_is_read_once_it_answers(
     said = [r.getMessage() for r in caplog.records]
     assert "OLD: bad point holding:5: device answered with exception code 6" in said
     assert "OLD: holding:5 answers again" in said
+    assert unresolved(probe, "OLD") == []
+
+
+async def test_a_device_whose_first_poll_is_slow_is_born_once(mqtt_url: str, group: str) -> None:
+    """Values of the first poll that the gateway sends before the poll ends wait for the
+    device's birth: they are not sent as the backlog of a device that is gone (a birth and a
+    death at once, then the real birth)."""
+    port = free_port()
+    cfg = _config(group, mqtt_url, port, {"A": 0, "B": 20, "C": 40})
+    slow: Answers = {0: 0.0, 20: 0.3, 40: 0.3}  # batches of 20 ms go out meanwhile
+    async with partial_server(port, [slow]), probe_on(mqtt_url, group) as probe, running(cfg):
+        await probe.wait_for(
+            lambda: (
+                {("A", 7), ("B", 27), ("C", 47)} <= {(s.metric, s.value) for s in probe.values()}
+            ),
+            "values of A, B and C",
+        )
+        await asyncio.sleep(0.3)
+        births, deaths = probe.payloads("DBIRTH", "OLD"), probe.payloads("DDEATH", "OLD")
+    assert (len(births), deaths) == (1, [])  # (the gateway's stop ends it with a DDEATH)
+    assert {m.name: m.value for m in births[0].metrics} == {"A": 7, "B": 27, "C": 47}
     assert unresolved(probe, "OLD") == []
