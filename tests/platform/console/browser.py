@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+import uvicorn
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Route
 
 from plantwire_platform.server import api_server
@@ -32,20 +34,54 @@ HTTP_TIMEOUT_S = 60.0
 default was too short for a sign-in on a loaded machine: a ReadTimeout in two full-suite runs)."""
 
 
+START_S = 30.0
+"""How long the platform's server may take to start listening."""
+STOP_S = 15.0
+"""How long it may take to stop: uvicorn gives open connections 2 s, then the app's shutdown
+closes its pools. Past that it is forced and cancelled, and the test fails saying so (a hung
+server must not hang the suite)."""
+CANCELLED_S = 5.0
+"""How long a cancelled server may take to end."""
+
+
+class ServerHung(AssertionError):
+    """The platform's server did not start or stop within its bound."""
+
+
 @contextlib.asynccontextmanager
-async def serving(settings: PlatformSettings) -> AsyncIterator[str]:
+async def serving(settings: PlatformSettings, stop_s: float = STOP_S) -> AsyncIterator[str]:
     """The platform's HTTP server on ``settings.api_port``; yields its base URL."""
-    server = api_server(settings)
+    async with running(api_server(settings), stop_s):
+        yield f"http://127.0.0.1:{settings.api_port}"
+
+
+@contextlib.asynccontextmanager
+async def running(server: uvicorn.Server, stop_s: float = STOP_S) -> AsyncIterator[None]:
+    """``server`` serving until the block ends, started within :data:`START_S` and stopped
+    within ``stop_s`` (else :class:`ServerHung`)."""
     task = asyncio.create_task(server.serve())
     try:
+        deadline = time.monotonic() + START_S
         while not server.started:
             if task.done():
                 task.result()
-            await asyncio.sleep(0.05)
-        yield f"http://127.0.0.1:{settings.api_port}"
+            if time.monotonic() > deadline:
+                raise ServerHung(f"the server did not start within {START_S} s")
+            await asyncio.sleep(0.02)
+        yield
     finally:
         server.should_exit = True
-        await task
+        await asyncio.wait({task}, timeout=stop_s)
+        if not task.done():
+            connections = len(server.server_state.connections)
+            server.force_exit = True
+            task.cancel()
+            await asyncio.wait({task}, timeout=CANCELLED_S)
+            raise ServerHung(
+                f"the server did not stop within {stop_s} s ({connections} connections open);"
+                + (" cancelled" if task.done() else f" still running {CANCELLED_S} s after cancel")
+            )
+        task.result()  # the server's own failure, if any
 
 
 @dataclass
