@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 from urllib.parse import quote, urlsplit
 
 import uvicorn
@@ -29,6 +30,8 @@ FLAGS = [
 ]
 ARTEFACTS = Path(__file__).resolve().parents[3] / "test-artefacts" / "console"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+LOOP: Final = "session"
+"""The event loop the browser tests and their fixtures run in (conftest.py says why)."""
 HTTP_TIMEOUT_S = 60.0
 """The tests' own API calls beside the browser wait this long for an answer (httpx's 5 s
 default was too short for a sign-in on a loaded machine: a ReadTimeout in two full-suite runs)."""

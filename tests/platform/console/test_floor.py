@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.platform.console.browser import screenshot, sign_in, watched
+from tests.platform.console.browser import LOOP, screenshot, sign_in, watched
 from tests.platform.console.plant import Plant
 from tests.platform.identities import register
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope=LOOP)]
 
 WATCH_S = 16.0
 WITHIN_MS = 5000

@@ -15,10 +15,10 @@ from playwright.async_api import Browser, Page, expect
 
 from plantwire_bus.mosquitto import free_port
 from tests.platform.api.test_indicators_routes import DAYS, WINDOW, seed
-from tests.platform.console.browser import screenshot, serving, sign_in, watched
+from tests.platform.console.browser import LOOP, screenshot, serving, sign_in, watched
 from tests.platform.identities import register, secured
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope=LOOP)]
 
 
 async def park_id(database_url: str, code: str) -> int:

@@ -15,13 +15,20 @@ import pytest
 from playwright.async_api import Browser, FilePayload, Page, expect
 
 from plantwire_bus.mosquitto import free_port
-from tests.platform.console.browser import HTTP_TIMEOUT_S, screenshot, serving, sign_in, watched
+from tests.platform.console.browser import (
+    HTTP_TIMEOUT_S,
+    LOOP,
+    screenshot,
+    serving,
+    sign_in,
+    watched,
+)
 from tests.platform.console.test_skeleton import enterprise
 from tests.platform.gateways.test_gateway_api import running_broker, until
 from tests.platform.identities import register, secured
 from tests.platform.identities import sign_in as token_of
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope=LOOP)]
 
 SITE: dict[str, Any] = {
     "code": "S1",

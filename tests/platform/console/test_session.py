@@ -13,10 +13,10 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from plantwire_bus.mosquitto import free_port
-from tests.platform.console.browser import HTTP_TIMEOUT_S, serving, sign_in, watched
+from tests.platform.console.browser import HTTP_TIMEOUT_S, LOOP, serving, sign_in, watched
 from tests.platform.identities import enterprise, register, secured
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope=LOOP)]
 TTL_S = 10
 """The access tokens' lifetime in this test (the settings' least)."""
 

@@ -17,12 +17,19 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from plantwire_bus.mosquitto import free_port
-from tests.platform.console.browser import HTTP_TIMEOUT_S, screenshot, serving, sign_in, watched
+from tests.platform.console.browser import (
+    HTTP_TIMEOUT_S,
+    LOOP,
+    screenshot,
+    serving,
+    sign_in,
+    watched,
+)
 from tests.platform.console.test_skeleton import enterprise
 from tests.platform.identities import register, secured
 from tests.platform.identities import sign_in as token_of
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope=LOOP)]
 
 
 async def offered_and_requested(base: str, supplier: str, partner: str) -> tuple[int, int]:

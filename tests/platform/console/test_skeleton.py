@@ -9,10 +9,10 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from plantwire_bus.mosquitto import free_port
-from tests.platform.console.browser import offline, screenshot, serving, sign_in, watched
+from tests.platform.console.browser import LOOP, offline, screenshot, serving, sign_in, watched
 from tests.platform.identities import register, secured
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope=LOOP)]
 
 
 async def enterprise(database_url: str, code: str, name: str) -> int:

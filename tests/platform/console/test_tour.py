@@ -10,11 +10,11 @@ from playwright.async_api import Browser, expect
 
 from plantwire_platform.console import catalog
 from plantwire_platform.console.pages import PAGES
-from tests.platform.console.browser import ARTEFACTS, screenshot, sign_in, watched
+from tests.platform.console.browser import ARTEFACTS, LOOP, screenshot, sign_in, watched
 from tests.platform.console.plant import Plant
 from tests.platform.identities import register
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope=LOOP)]
 
 
 WIDER = """() => document.documentElement.scrollWidth > innerWidth
