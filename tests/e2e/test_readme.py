@@ -196,7 +196,7 @@ class Walk:
         while not ready[what]():
             assert process.poll() is None, f"{shlex.join(command)} exited:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"{shlex.join(command)}:\n{log.read_text()}"
-            time.sleep(0.3)
+            time.sleep(0.1)
         if what == "demo":
             self.stop(command, process, log)
         else:
