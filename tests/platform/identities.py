@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from plantwire_platform.accounts.people import create_person
@@ -72,14 +73,23 @@ async def person(
 
 
 @contextlib.asynccontextmanager
-async def served(database_url: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """The API in-process (lifespan started) with :func:`secured` settings, and a client."""
-    app = create_app(secured(database_url, **settings))
+async def in_process(
+    settings: PlatformSettings,
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The API with ``settings`` in-process (its lifespan started): the app and a client."""
+    app = create_app(settings)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://test") as client,
     ):
+        yield app, client
+
+
+@contextlib.asynccontextmanager
+async def served(database_url: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in-process (lifespan started) with :func:`secured` settings, and a client."""
+    async with in_process(secured(database_url, **settings)) as (_, client):
         yield client
 
 

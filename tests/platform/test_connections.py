@@ -15,15 +15,20 @@ from plantwire_platform import connections
 FAR = "Asia/Kolkata"
 
 
-@pytest.fixture
-async def far_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """``database_url``, its database's zone and this process's ``PGTZ`` Asia/Kolkata."""
+async def far_zone(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set the database's zone and this process's ``PGTZ`` (its children's too) to FAR."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         name = sql.Identifier(conn.info.dbname)
         await conn.execute(sql.SQL("ALTER DATABASE {} SET TimeZone = {}").format(name, FAR))
     monkeypatch.setenv("PGTZ", FAR)
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         assert str(conn.info.timezone) == FAR  # what any other client's session gets
+
+
+@pytest.fixture
+async def far_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``database_url``, its database's zone and this process's ``PGTZ`` Asia/Kolkata."""
+    await far_zone(database_url, monkeypatch)
     return database_url
 
 

@@ -39,9 +39,8 @@ from schemathesis.specs.openapi.checks import (
 
 from plantwire_bus.mosquitto import free_port
 from plantwire_platform.gateways.provisioning import BrokerDir, init_broker
-from plantwire_platform.partner.tokens import Caller, issue_token
 from plantwire_platform.server import api_server
-from tests.platform.partner.conftest import CALLERS, KEY, T0, seed, settings
+from tests.platform.partner.conftest import T0, seed, settings, tokens
 
 Case = GenericCase[Any]
 EXAMPLES = int(os.environ.get("PLANTWIRE_SCHEMATHESIS_EXAMPLES", "25"))
@@ -121,12 +120,8 @@ def served(
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "API did not start"
         time.sleep(0.05)
-    tokens = {
-        who: issue_token(Caller(who, ent[code] if code else None, role), KEY, 300)  # type: ignore[arg-type]
-        for who, (code, role) in CALLERS.items()
-    }
     try:
-        yield base, tokens, dataset
+        yield base, tokens(ent), dataset
     finally:
         server.should_exit = True
         thread.join(10)

@@ -13,23 +13,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from psycopg import sql
 
-from plantwire_platform.partner.tokens import Caller, issue_token
 from plantwire_platform.registry.document import registry_from
 from plantwire_platform.registry.store import import_registry
-from plantwire_platform.server import create_app
 from plantwire_sim.scenario import parse_scenario
 from tests.platform.commands import platform_command
-from tests.platform.identities import person
-from tests.platform.partner.conftest import CALLERS, KEY, T0, World, grant, seed, settings
-
-FAR = "Asia/Kolkata"
+from tests.platform.identities import in_process, person
+from tests.platform.partner.conftest import T0, World, grant, seed, settings, tokens
+from tests.platform.test_connections import far_zone
 
 NINGBO = """
 name = "ningbo"
@@ -133,41 +128,13 @@ async def world(database_url: str) -> AsyncIterator[tuple[str, int, dict[str, in
     enterprise, in one database; LEAD holds grants on SUP's telemetry and indicators."""
     ent, _, machine, dataset = await seed(database_url)
     nb = await seed_ningbo(database_url)
-    async with serve(database_url) as client:
-        w = World(client, database_url, ent, {}, machine, dataset)
-        w.tokens = tokens(ent)
+    async with in_process(settings(database_url)) as (_, client):
+        w = World(client, database_url, ent, {}, machine, dataset, tokens(ent))
         start, end = T0 - timedelta(hours=1), T0 + timedelta(hours=2)
         window = {"window_start": start.isoformat(), "window_end": end.isoformat()}
         await grant(w, "telem", purpose="maintenance", granularity="raw", **window)
         await grant(w, "ind", purpose="planning", **window)
     yield database_url, nb, dataset
-
-
-def tokens(ent: dict[str, int]) -> dict[str, str]:
-    return {
-        who: issue_token(Caller(who, ent[code] if code else None, role), KEY, 300)  # type: ignore[arg-type]
-        for who, (code, role) in CALLERS.items()
-    }
-
-
-class serve:
-    """The API in-process over ``url`` (its lifespan started), and a client of it."""
-
-    def __init__(self, url: str) -> None:
-        self.app = create_app(settings(url))
-        self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app, raise_app_exceptions=False),
-            base_url="http://test",
-        )
-        self.lifespan = self.app.router.lifespan_context(self.app)
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        await self.lifespan.__aenter__()
-        return self.client
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.client.aclose()
-        await self.lifespan.__aexit__(*exc)
 
 
 async def answers(url: str, nb: int, dataset: dict[str, int], user: str) -> dict[str, bytes]:
@@ -177,7 +144,7 @@ async def answers(url: str, nb: int, dataset: dict[str, int], user: str) -> dict
         cur = await conn.execute("SELECT code, id FROM enterprise")
         ent = {c: i for c, i in await cur.fetchall()}
     lead = {"Authorization": f"Bearer {tokens(ent)['lead-app']}"}
-    async with serve(url) as client:
+    async with in_process(settings(url)) as (_, client):
         client.headers.update(await person(client, url, user, "platform_admin"))
         api = f"/api/v1/enterprises/{nb}"
         asked = {
@@ -244,12 +211,7 @@ async def test_no_answer_depends_on_the_database_servers_time_zone(
     maintenance = 'start = "2026-10-05T11:00:00Z", end = "2026-10-05T11:30:00Z"'
     assert maintenance in utc["registry export toml (command line)"].decode()
 
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        name = sql.Identifier(conn.info.dbname)
-        await conn.execute(sql.SQL("ALTER DATABASE {} SET TimeZone = {}").format(name, FAR))
-    monkeypatch.setenv("PGTZ", FAR)  # the API's worker processes inherit it, as the CLI
-    async with await psycopg.AsyncConnection.connect(url) as conn:  # a client that asks nothing
-        assert str(conn.info.timezone) == FAR
+    await far_zone(url, monkeypatch)  # PGTZ: the API's worker processes inherit it, as the CLI
     far = await answers(url, nb, dataset, "root2")
     differ = {name: (answer, far[name]) for name, answer in utc.items() if far[name] != answer}
     assert not differ, "\n".join(f"{k}:\n {a!r}\n {b!r}" for k, (a, b) in differ.items())

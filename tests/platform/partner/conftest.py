@@ -23,9 +23,9 @@ from pydantic import SecretStr
 from plantwire_platform.partner.tokens import Caller, issue_token
 from plantwire_platform.registry.document import registry_from
 from plantwire_platform.registry.store import import_registry
-from plantwire_platform.server import create_app
 from plantwire_platform.settings import PlatformSettings
 from plantwire_sim.scenario import parse_scenario
+from tests.platform.identities import in_process
 
 T0 = datetime(2026, 10, 5, 10, 0, tzinfo=UTC)
 KEY = "k7Qx2mVb9TzR4wLp8Yc3Nf6Hd1Js5Ga0Ue"
@@ -224,24 +224,22 @@ def settings(url: str, **extra: Any) -> PlatformSettings:
     )
 
 
+def tokens(ent: dict[str, int]) -> dict[str, str]:
+    """A token of each caller in CALLERS (``ent``: the enterprises' ids by code)."""
+    return {
+        who: issue_token(Caller(who, ent[code] if code else None, role), KEY, 300)  # type: ignore[arg-type]
+        for who, (code, role) in CALLERS.items()
+    }
+
+
 @contextlib.asynccontextmanager
 async def serving(database_url: str, **extra: Any) -> AsyncIterator[World]:
     """The seeded world with the API (and its background tasks) running in-process; ``extra``
     settings override the defaults (rate limits high enough not to interfere)."""
     ent, site, machine, dataset = await seed(database_url)
-    app = create_app(
-        settings(database_url, **{"partner_rate_per_s": 10_000, "partner_burst": 10_000, **extra})
-    )
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as c,
-    ):
-        w = World(c, database_url, ent, site, machine, dataset, app=app)
-        for who, (code, role) in CALLERS.items():
-            caller = Caller(who, ent[code] if code else None, role)  # type: ignore[arg-type]
-            w.tokens[who] = issue_token(caller, KEY, 300)
-        yield w
+    limits = {"partner_rate_per_s": 10_000, "partner_burst": 10_000}
+    async with in_process(settings(database_url, **{**limits, **extra})) as (app, c):
+        yield World(c, database_url, ent, site, machine, dataset, tokens(ent), app)
 
 
 @pytest.fixture
