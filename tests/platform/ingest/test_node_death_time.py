@@ -28,10 +28,9 @@ from plantwire_bus.timeline import TimeLine
 from plantwire_bus.topics import MessageType, Topic
 from plantwire_edge.node import EdgeNode
 from plantwire_platform.ingest.worker import IngestWorker
-from plantwire_platform.settings import PlatformSettings
 from tests.edge.test_node import config
 
-from .test_worker import WorkerFactory, query, start_worker
+from .test_worker import WorkerFactory, query, shared_settings, start_worker, until_rows
 
 __all__ = ["start_worker"]  # the fixture
 
@@ -57,14 +56,6 @@ class NodeClock:
         return self.line.at(time.time())
 
 
-async def _until_rows(database_url: str, sql: str, timeout: float = 20) -> list[tuple[object, ...]]:
-    deadline = time.monotonic() + timeout
-    while not (rows := await query(database_url, sql)):
-        assert time.monotonic() < deadline, f"not within {timeout} s: {sql}"
-        await asyncio.sleep(0.05)
-    return rows
-
-
 async def _count_to_five(
     node: EdgeNode, clock: NodeClock, database_url: str, group: str
 ) -> tuple[float, int]:
@@ -79,7 +70,7 @@ async def _count_to_five(
         put_wall = time.time()
         last_value = clock.now_ms()
         dev.put(count, i, last_value)
-    await _until_rows(
+    await until_rows(
         database_url,
         "SELECT 1 FROM sample_num t JOIN series s ON s.id = t.series_id"
         f" WHERE s.group_id = '{group}' AND t.value = 5",
@@ -123,7 +114,7 @@ async def test_a_vanished_plantwire_node_dies_on_its_own_time_line(
             assert node._client is not None
             cut_wall = time.time()
             node._client.drop_connection()  # no DISCONNECT: the broker publishes the Will
-            [(death_ts, died_at, offline_at, rate)] = await _until_rows(
+            [(death_ts, died_at, offline_at, rate)] = await until_rows(
                 database_url, _death_sql(group, birth_ts)
             )
             seen_wall = time.time()
@@ -173,14 +164,14 @@ async def test_a_third_party_node_without_a_clock_rate_dies_at_arrival(
             metrics=(Metric(alias=1, datatype=DataType.Double, value=2.0, timestamp=t + 1000),),
         )
         await edge.publish(str(Topic(group, MessageType.NDATA, "N")), encode_payload(data))
-        await _until_rows(
+        await until_rows(
             database_url,
             "SELECT 1 FROM sample_num t JOIN series s ON s.id = t.series_id"
             f" WHERE s.group_id = '{group}' AND t.value = 2",
         )
         cut_wall = time.time()
         edge.drop_connection()
-        [(death_ts, died_at, offline_at, rate)] = await _until_rows(
+        [(death_ts, died_at, offline_at, rate)] = await until_rows(
             database_url, _death_sql(group, t)
         )
         seen_wall = time.time()
@@ -211,14 +202,7 @@ async def test_a_death_taken_by_the_worker_that_saw_nothing_of_the_node_is_on_it
     is that less 60 x the anchor's delivery delay, bounded by the wall time from the
     message's stamp (its payload time on the node's line) until the test saw it stored."""
     group, speed = f"G{unique}", 60.0
-    settings = PlatformSettings(
-        database_url=database_url,
-        mqtt_url=mqtt_url,
-        host_id=f"host-{unique}",
-        shared_group=f"ingest-{unique}",
-        batch_age_ms=50,
-        unregistered_nodes="admit",  # no registry: the host mechanics under test
-    )
+    settings = shared_settings(database_url, mqtt_url, unique)
     first = IngestWorker(settings, client_suffix="first")
     second = IngestWorker(settings, client_suffix="second")
     stop_first, stop_second, stop_node = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -230,7 +214,7 @@ async def test_a_death_taken_by_the_worker_that_saw_nothing_of_the_node_is_on_it
     try:
         await asyncio.wait_for(first.ready.wait(), 10)
         node_task = asyncio.create_task(node.run(stop_node))
-        [(stored_birth,)] = await _until_rows(
+        [(stored_birth,)] = await until_rows(
             database_url, f"SELECT birth_ts FROM sparkplug_node WHERE group_id = '{group}'"
         )
         birth_ts = int(str(stored_birth))
@@ -255,7 +239,7 @@ async def test_a_death_taken_by_the_worker_that_saw_nothing_of_the_node_is_on_it
         assert node._client is not None
         cut_wall = time.time()
         node._client.drop_connection()  # no DISCONNECT: the broker publishes the Will
-        [(death_ts, died_at, offline_at, rate)] = await _until_rows(
+        [(death_ts, died_at, offline_at, rate)] = await until_rows(
             database_url, _death_sql(group, birth_ts)
         )
         seen_wall = time.time()

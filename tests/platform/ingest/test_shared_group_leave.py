@@ -28,7 +28,7 @@ from plantwire_bus.topics import MessageType, Topic, decode_state, state_topic
 from plantwire_platform.ingest.worker import IngestWorker
 from plantwire_platform.settings import PlatformSettings
 
-from .test_worker import query
+from .test_worker import query, shared_settings, until_rows
 
 pytestmark = pytest.mark.backends("postgres")  # the broker's sessions under test, not storage
 
@@ -98,14 +98,7 @@ async def _rows_until(database_url: str, group: str, n: int, timeout: float) -> 
 
 @pytest.fixture
 def settings(database_url: str, mqtt_url: str, unique: str) -> PlatformSettings:
-    return PlatformSettings(
-        database_url=database_url,
-        mqtt_url=mqtt_url,
-        host_id=f"host-{unique}",
-        shared_group=f"ingest-{unique}",
-        batch_age_ms=50,
-        unregistered_nodes="admit",  # no registry: the host mechanics under test
-    )
+    return shared_settings(database_url, mqtt_url, unique)
 
 
 @pytest.fixture
@@ -171,23 +164,17 @@ async def test_a_worker_stopped_gracefully_leaves_its_group_to_the_other(
         rows = await _rows_until(database_url, group, VALUES, 15)
         gateway.client.drop_connection()  # no DISCONNECT: the broker publishes the Will
         await gateway.client.disconnect()
-        deadline = time.monotonic() + 15
-        while not (
-            died := await query(
-                database_url,
-                f"SELECT died_at FROM sparkplug_node"
-                f" WHERE group_id = '{group}' AND died_at IS NOT NULL",
-            )
-        ):
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
+        await until_rows(  # the Will reached the member that stayed
+            database_url,
+            f"SELECT died_at FROM sparkplug_node"
+            f" WHERE group_id = '{group}' AND died_at IS NOT NULL",
+            15,
+        )
     finally:
         stop_b.set()
         await asyncio.wait_for(task_b, 15)
     assert {(int(ts), value) for ts, value in rows} == truth  # none lost
     assert len(rows) == VALUES  # none doubled
-    assert died  # the Will reached the member that stayed
     assert b.stats.sparkplug_messages == 2 + VALUES + 1  # births, values, NDEATH: all to "b"
     assert await query(database_url, "SELECT count(*) FROM dead_letter") == [(0,)]
 
@@ -206,7 +193,7 @@ async def test_a_killed_worker_keeps_its_session_and_its_share_waits_for_it(
             gateway = Gateway(group, mqtt_url, f"gw-{unique}")
             gateway.client = client
             await gateway.births()  # both alive: stored, whoever takes them
-            await _until(database_url, f"SELECT 1 FROM series WHERE group_id = '{group}'")
+            await until_rows(database_url, f"SELECT 1 FROM series WHERE group_id = '{group}'", 15)
             a.kill()
             await asyncio.to_thread(a.communicate, timeout=10)
             truth = await gateway.values(VALUES)
@@ -232,10 +219,3 @@ def _ddata(worker: IngestWorker) -> int:
         "plantwire_ingest_messages_total", {"worker": worker.client_id, "type": "DDATA"}
     )
     return int(taken or 0)
-
-
-async def _until(database_url: str, sql: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not await query(database_url, sql):
-        assert time.monotonic() < deadline, f"not within {timeout} s: {sql}"
-        await asyncio.sleep(0.05)

@@ -54,6 +54,30 @@ async def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
         return await cur.fetchall()
 
 
+async def until_rows(database_url: str, sql: str, timeout: float = 20) -> list[tuple[Any, ...]]:
+    """The rows ``sql`` finds, once it finds any; fails after ``timeout`` s without."""
+    deadline = time.monotonic() + timeout
+    while not (rows := await query(database_url, sql)):
+        assert time.monotonic() < deadline, f"not within {timeout} s: {sql}"
+        await asyncio.sleep(0.05)
+    return rows
+
+
+def shared_settings(
+    database_url: str, mqtt_url: str, unique: str, host: str = "host"
+) -> PlatformSettings:
+    """Settings of ingest workers of host ``<host>-<unique>`` sharing one subscription
+    (group ``ingest-<unique>``), admitting any edge node (the host mechanics under test)."""
+    return PlatformSettings(
+        database_url=database_url,
+        mqtt_url=mqtt_url,
+        host_id=f"{host}-{unique}",
+        shared_group=f"ingest-{unique}",
+        batch_age_ms=50,
+        unregistered_nodes="admit",
+    )
+
+
 async def count(database_url: str, sql: str) -> int:
     return int((await query(database_url, sql))[0][0])
 

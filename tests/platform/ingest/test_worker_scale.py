@@ -14,7 +14,8 @@ from plantwire_bus.mqtt import MqttClient, parse_mqtt_url
 from plantwire_bus.payload import DataType, Metric, Payload, encode_payload
 from plantwire_bus.topics import MessageType, Topic
 from plantwire_platform.ingest.worker import IngestWorker
-from plantwire_platform.settings import PlatformSettings
+
+from .test_worker import shared_settings
 
 NODES, DEVICES, MESSAGES, METRICS = 3, 3, 30, 10
 
@@ -102,14 +103,7 @@ async def scalar(database_url: str, sql: str) -> Any:
 async def test_three_workers_share_one_subscription(
     database_url: str, mqtt_url: str, unique: str
 ) -> None:
-    settings = PlatformSettings(
-        database_url=database_url,
-        mqtt_url=mqtt_url,
-        host_id=f"scale-{unique}",
-        shared_group=f"ingest-{unique}",
-        batch_age_ms=50,
-        unregistered_nodes="admit",  # no registry: the host mechanics under test
-    )
+    settings = shared_settings(database_url, mqtt_url, unique, host="scale")
     workers = [IngestWorker(settings, client_suffix=f"ingest-{i}") for i in range(3)]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(w.run(stop)) for w in workers]
