@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import pwd
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,29 +149,50 @@ def start_broker(broker: BrokerDir, tls_port: int, cert_port: int) -> MosquittoP
         time.sleep(0.05)
 
 
-@pytest.fixture
-async def plant(database_url: str, tmp_path: Path) -> AsyncIterator[Plant]:
+Credential = tuple[str, str, authority.Issued | None]  # login, password, client certificate
+
+
+async def provisioned(
+    database_url: str, broker: BrokerDir, registry: str, client_cert: dict[tuple[str, str], bool]
+) -> tuple[str, dict[tuple[str, str], Credential]]:
+    """``registry`` imported, the files of ``broker init`` written and each gateway (group,
+    node) of ``client_cert`` provisioned, with a client certificate where it says so: the
+    host's password and what each gateway was issued."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await import_registry(conn, parse_registry(registry))
+        host_password = await init_broker(conn, broker, "plantwire-host", ("127.0.0.1",))
+        issued: dict[tuple[str, str], Credential] = {}
+        for (group, node), cert in client_cert.items():
+            issued[group, node] = await provision_gateway(
+                conn, broker, group, node, client_cert=cert
+            )
+    return host_password, issued
+
+
+@contextlib.contextmanager
+def broker_running(broker: BrokerDir) -> Iterator[tuple[MosquittoProcess, int, int]]:
+    """Mosquitto started with ``broker``'s files (:func:`start_broker`) on free ports: the
+    process, its TLS port and its certificate port; stopped after."""
     if find_mosquitto() is None:
         missing("no mosquitto binary")  # a failure in CI, a skip elsewhere
-    broker = BrokerDir(tmp_path / "broker")
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await import_registry(conn, parse_registry(REGISTRY))
-        host_password = await init_broker(conn, broker, "plantwire-host", ("127.0.0.1",))
-        urls = {}
-        for node in ("GW-A", "GW-B"):
-            _, password, _ = await provision_gateway(
-                conn, broker, "G", node, client_cert=node == "GW-A"
-            )
-            urls[node] = password
     tls_port, cert_port = free_port(), free_port()
     process = start_broker(broker, tls_port, cert_port)
-    p = Plant(broker, process, tls_port, cert_port, "", {})
-    p.host_url = p.url("plantwire-host", host_password)
-    p.gateway_urls = {n: p.url(gateway_username("G", n), pw) for n, pw in urls.items()}
     try:
-        yield p
+        yield process, tls_port, cert_port
     finally:
         process.stop()
+
+
+@pytest.fixture
+async def plant(database_url: str, tmp_path: Path) -> AsyncIterator[Plant]:
+    broker = BrokerDir(tmp_path / "broker")
+    gateways = {("G", "GW-A"): True, ("G", "GW-B"): False}
+    host_password, issued = await provisioned(database_url, broker, REGISTRY, gateways)
+    with broker_running(broker) as (process, tls_port, cert_port):
+        p = Plant(broker, process, tls_port, cert_port, "", {})
+        p.host_url = p.url("plantwire-host", host_password)
+        p.gateway_urls = {n: p.url(user, pw) for (_, n), (user, pw, _) in issued.items()}
+        yield p
 
 
 async def received(client: MqttClient, seconds: float) -> list[Message]:
@@ -307,22 +329,15 @@ async def test_gateways_whose_names_join_alike_get_a_certificate_each(
     """Group ``a.b`` node ``c`` and group ``a`` node ``b.c`` (codes may hold dots): each gets
     its own certificate, and the broker's certificate listener takes each as its own login.
     (The files were ``clients/a.b.c.crt`` for both: the second overwrote the first's key.)"""
-    if find_mosquitto() is None:
-        missing("no mosquitto binary")
     broker = BrokerDir(tmp_path / "broker")
     gateways = (("a.b", "c"), ("a", "b.c"))
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await import_registry(conn, parse_registry(DOTTED))
-        await init_broker(conn, broker, "plantwire-host", ("127.0.0.1",))
-        certs = {}
-        for group, node in gateways:
-            user, _, cert = await provision_gateway(conn, broker, group, node, client_cert=True)
-            assert cert is not None
-            certs[user] = cert
+    _, issued = await provisioned(database_url, broker, DOTTED, dict.fromkeys(gateways, True))
+    certs = {}
+    for user, _, cert in issued.values():
+        assert cert is not None
+        certs[user] = cert
     assert sorted(certs) == ["a.b/c", "a/b.c"]
-    tls_port, cert_port = free_port(), free_port()
-    process = start_broker(broker, tls_port, cert_port)
-    try:
+    with broker_running(broker) as (_, _, cert_port):
         for (group, node), (user, cert) in zip(gateways, certs.items(), strict=True):
             url = client_url(f"mqtts://127.0.0.1:{cert_port}", "ignored", "x", broker.ca.cert,
                              cert)  # fmt: skip
@@ -331,8 +346,6 @@ async def test_gateways_whose_names_join_alike_get_a_certificate_each(
                 await client.publish(f"spBv1.0/{group}/NDATA/{node}", user.encode())
                 with pytest.raises(MqttError, match="Not authorized"):
                     await client.publish(f"spBv1.0/{other}", b"the other's")
-    finally:
-        process.stop()
     clients = broker.path / "clients"
     assert certs["a.b/c"] == authority.Issued(clients / "a.b" / "c.crt", clients / "a.b" / "c.key")
     assert certs["a/b.c"] == authority.Issued(clients / "a" / "b.c.crt", clients / "a" / "b.c.key")
