@@ -19,13 +19,13 @@ import pytest
 
 from plantwire_bus.payload import DataType, decode_payload
 from plantwire_edge.buffer import Buffer, Sample
-from plantwire_edge.config import EdgeConfig
 from plantwire_edge.ddata import encode_ddata, field_for
 from plantwire_edge.devices import Point
 from plantwire_edge.feed import Feed
-from plantwire_edge.node import EdgeNode
 from plantwire_edge.ordinals import Ordinals
 from plantwire_edge.status import AdapterStatus, Throttle
+
+from .test_source_clock import speed_node
 
 T0 = 1_700_000_000_000
 SANE = (0, 10**13)
@@ -75,10 +75,7 @@ class Rig:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, speed: float = 1.0) -> None:
         self.clock = SimClock(speed)
         monkeypatch.setattr("plantwire_edge.source_clock.time.monotonic", self.wall)
-        tag = {"node": "nsu=urn:x;s=speed", "metric": "Spindle/Speed"}
-        device = {"kind": "opcua", "device_id": "M1", "endpoint": "opc.tcp://x:1", "tags": [tag]}
-        config = {"group_id": "G", "edge_node_id": "N", "devices": [device]}
-        self.node = EdgeNode(EdgeConfig.model_validate(config), clock=self.clock)
+        self.node = speed_node(self.clock)
         self.channel = self.node.channel("M1")
         self.status = AdapterStatus("M1", "opcua")
         self.store = Store()

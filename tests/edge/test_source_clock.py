@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from plantwire_edge.channel import DeviceChannel
+from plantwire_edge.clock import Clock
 from plantwire_edge.config import EdgeConfig
 from plantwire_edge.devices import Point
 from plantwire_edge.feed import Feed
@@ -21,13 +22,17 @@ from plantwire_edge.source_clock import (
 from plantwire_edge.status import AdapterStatus, Throttle
 
 
-def _speed_feed() -> tuple[DeviceChannel, AdapterStatus, Feed]:
-    """The feed of OPC UA device M1's Spindle/Speed on a node, its channel and status."""
+def speed_node(clock: Clock | None = None) -> EdgeNode:
+    """A node (on ``clock``) of one OPC UA device, M1, read for its Spindle/Speed."""
     tag = {"node": "nsu=urn:x;s=speed", "metric": "Spindle/Speed"}
     device = {"kind": "opcua", "device_id": "M1", "endpoint": "opc.tcp://x:1", "tags": [tag]}
     config = {"group_id": "G", "edge_node_id": "N", "devices": [device]}
-    node = EdgeNode(EdgeConfig.model_validate(config))
-    channel = node.channel("M1")
+    return EdgeNode(EdgeConfig.model_validate(config), clock=clock)
+
+
+def _speed_feed() -> tuple[DeviceChannel, AdapterStatus, Feed]:
+    """The feed of M1's Spindle/Speed on a :func:`speed_node`, its channel and status."""
+    channel = speed_node().channel("M1")
     status = AdapterStatus("M1", "opcua")
     feed = Feed(channel, Point(metric="Spindle/Speed"), "speed", status, Throttle())
     return channel, status, feed
