@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,6 +92,19 @@ def _death_sql(group: str, birth_ts: int) -> str:
     )
 
 
+async def _vanish(
+    node: EdgeNode, database_url: str, group: str, birth_ts: int
+) -> tuple[float, list[tuple[Any, ...]], float]:
+    """The node's connection cut without a DISCONNECT (the broker publishes its Will): the
+    wall time of the cut, the rows of :func:`_death_sql` of its session born at ``birth_ts``
+    once there are any, and the wall time they were seen."""
+    assert node._client is not None
+    cut_wall = time.time()
+    node._client.drop_connection()
+    rows = await until_rows(database_url, _death_sql(group, birth_ts))
+    return cut_wall, rows, time.time()
+
+
 @pytest.mark.parametrize(("speed", "offset_ms"), [(1.0, -HOUR_MS), (60.0, 0)])
 async def test_a_vanished_plantwire_node_dies_on_its_own_time_line(
     start_worker: WorkerFactory,
@@ -111,13 +125,9 @@ async def test_a_vanished_plantwire_node_dies_on_its_own_time_line(
             put_wall, last_value = await _count_to_five(node, clock, database_url, group)
             stored_wall = time.time()
             birth_ts = node.birth_ts
-            assert node._client is not None
-            cut_wall = time.time()
-            node._client.drop_connection()  # no DISCONNECT: the broker publishes the Will
-            [(death_ts, died_at, offline_at, rate)] = await until_rows(
-                database_url, _death_sql(group, birth_ts)
+            cut_wall, [(death_ts, died_at, offline_at, rate)], seen_wall = await _vanish(
+                node, database_url, group, birth_ts
             )
-            seen_wall = time.time()
         finally:
             stop.set()
             await asyncio.wait_for(task, 15)
@@ -236,13 +246,9 @@ async def test_a_death_taken_by_the_worker_that_saw_nothing_of_the_node_is_on_it
             f" WHERE group_id = '{group}' AND offline_at IS NULL ORDER BY device_id",
         )
         assert [d for d, _ in open_sessions] == ["", "M1"]
-        assert node._client is not None
-        cut_wall = time.time()
-        node._client.drop_connection()  # no DISCONNECT: the broker publishes the Will
-        [(death_ts, died_at, offline_at, rate)] = await until_rows(
-            database_url, _death_sql(group, birth_ts)
+        cut_wall, [(death_ts, died_at, offline_at, rate)], seen_wall = await _vanish(
+            node, database_url, group, birth_ts
         )
-        seen_wall = time.time()
         deaths = second.metrics.registry.get_sample_value(
             "plantwire_ingest_messages_total", {"worker": second.client_id, "type": "NDEATH"}
         )  # (the node, stopped, sends one more)
