@@ -265,7 +265,8 @@ async def test_silence_is_looked_at_in_the_time_of_the_gateways_clock_at_its_rat
     assert death.timestamp == spoke + round(interval_s * 1000)  # when the next one was due
     silence_s = 3 * interval_s
     assert (noticed - spoke) / 1000 <= silence_s + 0.3 * rate, (noticed - spoke) / 1000
-    assert seen <= 12, f"silence looked at {seen} times in {silence_s:g} s at {rate}x"
+    # (at least once: the death came from a look, so the count is of the adapter's looks)
+    assert 1 <= seen <= 12, f"silence looked at {seen} times in {silence_s:g} s at {rate}x"
 
 
 async def test_a_lost_plant_broker_takes_the_device_offline_at_once_on_an_accelerated_clock(
