@@ -196,31 +196,55 @@ def pg_templates() -> Iterator[dict[str, tuple[str, str]]]:
             services.drop_database(admin_url, name)
 
 
+def template_of(admin_url: str, templates: dict[str, tuple[str, str]]) -> str:
+    """The name of the migrated template database on ``admin_url``'s server (made once)."""
+    if admin_url not in templates:
+        name = f"plantwire_tmpl_{uuid.uuid4().hex[:8]}"
+        url = services.ensure_database(admin_url, name, fresh=True)
+        asyncio.run(migrate(url))
+        templates[admin_url] = (name, url)
+    return templates[admin_url][0]
+
+
 @pytest.fixture
 def pg_template(pg_admin_url: str, pg_templates: dict[str, tuple[str, str]]) -> str:
-    if pg_admin_url not in pg_templates:
-        name = f"plantwire_tmpl_{uuid.uuid4().hex[:8]}"
-        url = services.ensure_database(pg_admin_url, name, fresh=True)
-        asyncio.run(migrate(url))
-        pg_templates[pg_admin_url] = (name, url)
-    return pg_templates[pg_admin_url][0]
+    return template_of(pg_admin_url, pg_templates)
+
+
+@contextlib.contextmanager
+def cloned(admin_url: str, template: str) -> Iterator[str]:
+    """A fresh database cloned from ``template``, dropped when the block ends."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"plantwire_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    try:
+        yield services.with_database(admin_url, name)
+    finally:
+        services.drop_database(admin_url, name)
 
 
 @pytest.fixture
 def database_url(pg_admin_url: str, pg_template: str) -> Iterator[str]:
     """A fresh, migrated database for this test alone."""
-    import psycopg
-    from psycopg import sql
+    with cloned(pg_admin_url, pg_template) as url:
+        yield url
 
-    name = f"plantwire_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(pg_template)
-            )
-        )
-    yield services.with_database(pg_admin_url, name)
-    services.drop_database(pg_admin_url, name)
+
+@pytest.fixture(scope="module")
+def module_database_url(
+    plain_admin_url: str, pg_templates: dict[str, tuple[str, str]]
+) -> Iterator[str]:
+    """A fresh, migrated database (plain PostgreSQL) that a module's tests share: only for
+    tests that change nothing another test of the module reads."""
+    with cloned(plain_admin_url, template_of(plain_admin_url, pg_templates)) as url:
+        yield url
 
 
 # -- the TimescaleDB run in the log -----------------------------------------------------------

@@ -4,8 +4,11 @@ rendering their operations with every host but this machine cut off."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import psycopg
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, expect
 
 from plantwire_bus.mosquitto import free_port
@@ -25,6 +28,15 @@ async def enterprise(database_url: str, code: str, name: str) -> int:
         (found,) = await cur.fetchone() or (0,)
         await conn.commit()
         return int(found)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope=LOOP)
+async def base(module_database_url: str) -> AsyncIterator[str]:
+    """One platform server for the tests of this module that only read pages: its database
+    holds no enterprise and no person, and they sign no one in and change nothing (the sign-in
+    test, which does, has its own)."""
+    async with serving(secured(module_database_url, api_port=free_port())) as url:
+        yield url
 
 
 async def test_sign_in_language_switch_and_sign_out(browser: Browser, database_url: str) -> None:
@@ -79,10 +91,9 @@ async def test_sign_in_language_switch_and_sign_out(browser: Browser, database_u
     ],
 )
 async def test_dates_and_numbers_follow_the_readers_locale(
-    browser: Browser, database_url: str, browser_language: str, moment: str, amount: str
+    browser: Browser, base: str, browser_language: str, moment: str, amount: str
 ) -> None:
-    settings = secured(database_url, api_port=free_port())
-    async with serving(settings) as base, watched(browser, browser_language) as w:
+    async with watched(browser, browser_language) as w:
         page = await w.page()
         await page.goto(f"{base}/console/signin")
         shown = await page.evaluate(
@@ -92,9 +103,8 @@ async def test_dates_and_numbers_follow_the_readers_locale(
     assert w.unexpected() == []
 
 
-async def test_english_browser_gets_english(browser: Browser, database_url: str) -> None:
-    settings = secured(database_url, api_port=free_port())
-    async with serving(settings) as base, watched(browser, "en-GB") as w:
+async def test_english_browser_gets_english(browser: Browser, base: str) -> None:
+    async with watched(browser, "en-GB") as w:
         page = await w.page()
         await page.goto(f"{base}/console/signin")
         await expect(page.locator("h1")).to_have_text("Sign in")
@@ -114,10 +124,9 @@ async def test_english_browser_gets_english(browser: Browser, database_url: str)
     ("language", "summary"), [("en", "Enterprise.List"), ("zh-CN", "列出企业")]
 )
 async def test_api_docs_render_offline(
-    browser: Browser, database_url: str, path: str, operation: str, language: str, summary: str
+    browser: Browser, base: str, path: str, operation: str, language: str, summary: str
 ) -> None:
-    settings = secured(database_url, api_port=free_port())
-    async with serving(settings) as base, watched(browser, language) as w:
+    async with watched(browser, language) as w:
         tried = await offline(w.context)
         page = await w.page()
         await page.goto(f"{base}{path}")
