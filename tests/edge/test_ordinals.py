@@ -267,9 +267,8 @@ async def test_a_birth_names_the_ordinal_of_a_backlog_value_it_carries(
     feed = rig.feed()
     rig.store.add(feed.key, T0 + 1_000, 0, 1.0, "the earlier run's DDATA")
     backlog: list[Sample] = [(feed.key, 2.0, T0 + 1_000, 1), (feed.key, 3.0, T0 + 2_000)]
-    rig.node._device_birth(rig.client, rig.channel, backlog)  # type: ignore[arg-type]
-    (metric,) = decode_payload(rig.client.sent[-1][1]).metrics
-    assert (metric.timestamp, metric.ordinal, metric.value) == (T0 + 1_000, 1, 2.0)
+    assert rig.birth(backlog) == {feed.key: (T0 + 1_000, 1, 2.0)}
+    assert rig.store.conflicts == []  # beside the earlier run's value, not in its place
 
 
 async def test_a_metric_without_a_current_value_is_born_with_a_null_numbered_like_any_value(
