@@ -6,6 +6,7 @@ a person of another enterprise gets the refusal page on every page about this on
 from __future__ import annotations
 
 import asyncio
+import time
 from urllib.parse import urlencode
 
 import psycopg
@@ -13,6 +14,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from plantwire_bus.mosquitto import free_port
+from plantwire_bus.state import EXECUTION_METRIC, Execution
 from tests.platform.api.test_indicators_routes import DAYS, seed, seed_production
 from tests.platform.console.browser import LOOP, screenshot, serving, sign_in, watched
 from tests.platform.console.plant import Plant
@@ -29,11 +31,30 @@ async def figure(page: Page, name: str) -> tuple[str, str]:
     return await tile.locator(".value").inner_text(), await tile.locator(".ratio").inner_text()
 
 
+async def executed(database_url: str, machines: tuple[str, ...], timeout: float = 30) -> None:
+    """Wait until the database holds a finished EXECUTING interval of each of ``machines``
+    (each runs its program's EXECUTING step first, from its connection on)."""
+    deadline = time.monotonic() + timeout
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        while True:
+            cur = await conn.execute(
+                "SELECT DISTINCT s.device_id FROM state_interval i"
+                " JOIN series s ON s.id = i.series_id"
+                " WHERE s.metric = %s AND i.value = %s AND i.end_at IS NOT NULL",
+                (EXECUTION_METRIC, Execution.EXECUTING.value),
+            )
+            done = {str(device) for (device,) in await cur.fetchall()}
+            if done >= set(machines):
+                return
+            assert time.monotonic() < deadline, f"only {sorted(done)} finished executing"
+            await asyncio.sleep(0.1)
+
+
 async def test_verified_rate_and_the_machine_that_lowers_it(browser: Browser, plant: Plant) -> None:
     password = await register(
         plant.database_url, "ind.viewer", "enterprise_viewer", plant.enterprise_id
     )
-    await asyncio.sleep(6)  # some executing time of both machines since they connected
+    await executed(plant.database_url, ("LATHE-1", "DRILL-2"))
     async with watched(browser, "zh-CN") as w:
         page = await w.page()
         await sign_in(page, plant.base, "ind.viewer", password, "/console/indicators")
