@@ -15,6 +15,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,7 @@ def plain_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for url in candidates:
         if services.database_reachable(url):
             yield url
+            dropped(url)
             return
     if explicit:
         missing(f"PLANTWIRE_TEST_DATABASE_URL={explicit} is not reachable")
@@ -154,8 +156,11 @@ def plain_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except Exception as exc:
         missing(f"no PostgreSQL reachable and the embedded one failed: {exc}")
         raise
-    yield server.url
-    server.stop()
+    try:
+        yield server.url
+        dropped(server.url)
+    finally:
+        server.stop()
 
 
 TIMESCALEDB_SEEN: list[str] = []  # extension versions this process ran tests on
@@ -175,6 +180,7 @@ def timescale_admin_url() -> Iterator[str]:
     try:
         TIMESCALEDB_SEEN.append(timescaledb.extension_version(server.url) or "?")
         yield server.url
+        dropped(server.url)
     finally:
         server.stop()
 
@@ -213,7 +219,8 @@ def pg_template(pg_admin_url: str, pg_templates: dict[str, tuple[str, str]]) -> 
 
 @contextlib.contextmanager
 def cloned(admin_url: str, template: str) -> Iterator[str]:
-    """A fresh database cloned from ``template``, dropped when the block ends."""
+    """A fresh database cloned from ``template``, dropped (in the background, see
+    :func:`drop_later`) when the block ends."""
     import psycopg
     from psycopg import sql
 
@@ -227,7 +234,7 @@ def cloned(admin_url: str, template: str) -> Iterator[str]:
     try:
         yield services.with_database(admin_url, name)
     finally:
-        services.drop_database(admin_url, name)
+        drop_later(admin_url, name)
 
 
 @pytest.fixture
@@ -245,6 +252,27 @@ def module_database_url(
     tests that change nothing another test of the module reads."""
     with cloned(plain_admin_url, template_of(plain_admin_url, pg_templates)) as url:
         yield url
+
+
+# DROP DATABASE waits for the server to forget the database's files (seconds on a server with
+# fsync on while other tests write: 2-9 s after a golden run); the next test need not wait for
+# that, so finished tests' databases are dropped in the background, and each server's fixture
+# waits for its drops (and fails on a failed one) before it ends.
+_DROPPER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="drop-database")
+_DROPPING: dict[str, list[Future[None]]] = {}
+
+
+def drop_later(admin_url: str, name: str) -> None:
+    """Drop database ``name`` of the server at ``admin_url`` in the background."""
+    _DROPPING.setdefault(admin_url, []).append(
+        _DROPPER.submit(services.drop_database, admin_url, name)
+    )
+
+
+def dropped(admin_url: str) -> None:
+    """Wait until every database :func:`drop_later` was given on ``admin_url`` is dropped."""
+    for drop in _DROPPING.pop(admin_url, []):
+        drop.result()
 
 
 # -- the TimescaleDB run in the log -----------------------------------------------------------
