@@ -73,6 +73,15 @@ def wall_s(clock: Clock, clock_s: float, floor_s: float = WALL_FLOOR_S) -> float
     return max(min(floor_s, clock_s), clock_s / clock_rate(clock))
 
 
+def next_poll(clock: Clock, interval_ms: int, due: float | None, now: float) -> float:
+    """The loop time of the poll after the one due at ``due`` (None: after one made ``now``):
+    ``interval_ms`` of ``clock`` later at its rate now, at least :data:`POLL_FLOOR_S` wall; when
+    that has passed already (a slow device), that long after ``now``: polls skipped, not piled
+    up."""
+    every = wall_s(clock, interval_ms / 1000, POLL_FLOOR_S)
+    return due + every if due is not None and due + every >= now else now + every
+
+
 def clock_rate(clock: Clock) -> float:
     """Milliseconds of ``clock`` per wall millisecond now, as the node's birth declares it:
     its speed (:func:`speed_of`), but 1 once a replay has caught up with the wall clock."""

@@ -22,7 +22,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from plantwire_bus.runner import stopped_within
-from plantwire_edge.clock import POLL_FLOOR_S, wall_s
+from plantwire_edge.clock import POLL_FLOOR_S, next_poll, wall_s
 from plantwire_edge.devices import ModbusDevice, Register
 from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
@@ -120,17 +120,14 @@ class ModbusAdapter:
     async def _poll_forever(self, client: AsyncModbusTcpClient, stop: asyncio.Event) -> None:
         """Poll every ``poll_interval_ms`` of the gateway's clock, at its rate now (at least
         ``POLL_FLOOR_S`` wall apart: see :mod:`plantwire_edge.clock`)."""
-        interval_s = self.device.poll_interval_ms / 1000
+        interval_ms = self.device.poll_interval_ms
         loop = asyncio.get_running_loop()
         self.channel.set_connecting()  # the first poll's values wait for its birth
         await self.poll(client)
         self.channel.set_online([])
-        due = loop.time() + wall_s(self.clock, interval_s, POLL_FLOOR_S)
+        due = next_poll(self.clock, interval_ms, None, loop.time())
         while not await stopped_within(stop, max(0.0, due - loop.time())):
-            every = wall_s(self.clock, interval_s, POLL_FLOOR_S)
-            due += every
-            if due < loop.time():  # fell behind (slow device): skip, do not pile up
-                due = loop.time() + every
+            due = next_poll(self.clock, interval_ms, due, loop.time())
             await self.poll(client)
 
     async def poll(self, client: AsyncModbusTcpClient) -> None:

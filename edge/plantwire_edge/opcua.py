@@ -31,7 +31,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
 
 from plantwire_bus.runner import stopped_within
-from plantwire_edge.clock import POLL_FLOOR_S, wall_s
+from plantwire_edge.clock import next_poll, wall_s
 from plantwire_edge.devices import OpcUaDevice, Tag
 from plantwire_edge.feed import Feed
 from plantwire_edge.node import EdgeNode
@@ -185,13 +185,13 @@ class OpcUaAdapter:
             # subscription and reading its history take a few wall ms (at 600x, a minute)
             self.channel.set_online([], at_ms=reached)
             self._first.clear()
-            next_poll = loop.time() + self._poll_wall_s()
+            poll_due = next_poll(self.clock, dev.poll_interval_ms, None, loop.time())
             next_save = loop.time() + SESSION_SAVE_S
             lost = asyncio.Event()  # asyncua found the connection closed or dead: at once
             client.connection_lost_callback = _setter(lost)
             wake = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
             while not stop.is_set():
-                wait = min(CHECK_S, max(0.0, next_poll - loop.time())) if polled else CHECK_S
+                wait = min(CHECK_S, max(0.0, poll_due - loop.time())) if polled else CHECK_S
                 await asyncio.wait(wake, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 await client.check_connection()  # raises once asyncua found it closed or dead
                 if loop.time() >= next_save:  # asyncua forgets a saved session older than
@@ -201,11 +201,8 @@ class OpcUaAdapter:
                     self._horizon.clear()
                 if sub is not None and self._stale(sub):
                     raise ConnectionError("no publish response within the keep-alive time")
-                if polled and loop.time() >= next_poll:
-                    every = self._poll_wall_s()
-                    next_poll += every
-                    if next_poll < loop.time():  # fell behind (a slow server): skip, no pile-up
-                        next_poll = loop.time() + every
+                if polled and loop.time() >= poll_due:
+                    poll_due = next_poll(self.clock, dev.poll_interval_ms, poll_due, loop.time())
                     await self._poll(client, polled)
         except BaseException:
             for waiter in wake:
@@ -225,11 +222,6 @@ class OpcUaAdapter:
                 await asyncio.wait_for(client.disconnect(), 2)
             except Exception:  # the server may be gone already
                 log.debug("%s: disconnect failed", dev.device_id, exc_info=True)
-
-    def _poll_wall_s(self) -> float:
-        """Wall seconds from one poll to the next: ``poll_interval_ms`` of the gateway's clock
-        at its rate now, at least ``POLL_FLOOR_S`` (see :mod:`plantwire_edge.clock`)."""
-        return wall_s(self.clock, self.device.poll_interval_ms / 1000, POLL_FLOOR_S)
 
     def _mode(self, handle: int) -> str:
         return self.feeds[handle].tag.mode or self.device.mode
