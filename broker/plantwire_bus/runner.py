@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 
 async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
@@ -17,6 +18,26 @@ async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def cancel_until_ended(
+    tasks: Iterable[asyncio.Task[Any]], timeout_s: float
+) -> set[asyncio.Task[Any]]:
+    """Cancel ``tasks`` until they have ended, for ``timeout_s`` at most; those still running.
+
+    One cancellation is not always enough: a task waiting for a pooled connection (the
+    partner interface's batchers, as the API stops) waits in psycopg_pool through
+    ``asyncio.wait_for``, which on Python 3.11 returns the inner wait's result when the
+    connection arrives together with the cancellation, and the cancellation is lost; the task
+    then waits for work that never comes. Cancelled again (every 0.1 s), it ends at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    pending = set(tasks)
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(0.1, deadline - loop.time()))
+    return pending
 
 
 async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:

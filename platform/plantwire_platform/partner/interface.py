@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends
 
+from plantwire_bus.runner import cancel_until_ended
 from plantwire_platform import connections
 from plantwire_platform.partner import admin, delivery, feed, identity, stream, tokens, webhooks
 from plantwire_platform.partner.context import ERRORS, PartnerRoute, authenticated, context
@@ -20,24 +20,6 @@ log = logging.getLogger(__name__)
 
 STOP_S = 10.0
 """Longest the tasks beside the API take to stop."""
-
-
-async def stop(tasks: Iterable[asyncio.Task[Any]], timeout_s: float) -> set[asyncio.Task[Any]]:
-    """Cancel ``tasks`` until they have ended, for ``timeout_s`` at most; those still running.
-
-    One cancellation is not always enough: a batcher waiting for its pooled connection as the
-    API stops waits in psycopg_pool through ``asyncio.wait_for``, which on Python 3.11 returns
-    the inner wait's result when the connection arrives together with the cancellation, and
-    the cancellation is lost; the task then waits for work that never comes. Cancelled again
-    (every 0.1 s), it ends at once."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    pending = set(tasks)
-    while pending and loop.time() < deadline:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=min(0.1, deadline - loop.time()))
-    return pending
 
 
 class PartnerInterface:
@@ -98,7 +80,7 @@ class PartnerInterface:
                 yield
             finally:
                 ctx.reads = None
-                stuck = await stop(tasks, STOP_S)
+                stuck = await cancel_until_ended(tasks, STOP_S)
                 for task in stuck:
                     log.error("partner task %s did not stop", task.get_name())
                 for task in set(tasks) - stuck:

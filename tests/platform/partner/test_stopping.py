@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from plantwire_platform.partner.interface import stop
+from plantwire_bus.runner import cancel_until_ended
 
 
 async def test_a_task_that_lost_its_cancellation_is_cancelled_again() -> None:
@@ -24,7 +24,7 @@ async def test_a_task_that_lost_its_cancellation_is_cancelled_again() -> None:
     task = asyncio.create_task(loses_one())
     await asyncio.sleep(0)
     t0 = time.monotonic()
-    stuck = await stop([task], 10.0)
+    stuck = await cancel_until_ended([task], 10.0)
     assert stuck == set() and task.cancelled() and cancelled == 1
     assert time.monotonic() - t0 < 5.0  # not the timeout: the next cancellation ended it
 
@@ -43,7 +43,7 @@ async def test_a_task_that_never_ends_is_named_after_the_timeout() -> None:
     stubborn = asyncio.create_task(never_ends())
     await asyncio.sleep(0)
     t0 = time.monotonic()
-    stuck = await stop([quick, stubborn], 0.3)
+    stuck = await cancel_until_ended([quick, stubborn], 0.3)
     assert time.monotonic() - t0 >= 0.3
     assert stuck == {stubborn} and quick.cancelled()
     done.set()
