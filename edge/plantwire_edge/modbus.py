@@ -143,14 +143,15 @@ class ModbusAdapter:
             self.reads = reads
             raise
         self.reads.sort(key=lambda r: (r.table, r.address))
-        again = loop.time() + wall_s(self.clock, self.device.reconnect_max_s, POLL_FLOOR_S)
         for index in due:
             if index not in refused:
                 del self._refused[index]
                 label = self.feeds[index].label
                 self.status.bad_points.pop(label, None)
                 log.info("%s: %s answers again", self.device.device_id, label)
-        self._refused.update(dict.fromkeys(refused, again))
+        if refused:
+            again = loop.time() + wall_s(self.clock, self.device.reconnect_max_s, POLL_FLOOR_S)
+            self._refused.update(dict.fromkeys(refused, again))
 
     def _single(self, index: int) -> Read:
         layout = self.layouts[index]
